@@ -1,0 +1,61 @@
+"""Composition of the embedded shape: every service in one process on one runtime.
+
+This is the only module that knows every service; services know only ``kit``, ``contracts``
+and each other's clients.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from armillary.identity import app as identity_app
+from armillary.identity.client import IdentityClient
+from armillary.kit.app_factory import build_app
+from armillary.kit.authz import AccessControl
+from armillary.kit.logging import configure_logging
+from armillary.kit.ratelimit import RateLimiter
+from armillary.kit.runtime import Runtime
+from armillary.kit.security import KeySet, TokenVerifier
+from armillary.kit.settings import Settings
+
+DESCRIPTION = (
+    "Armillary: self-hosted ML workflow orchestration. Authenticate with "
+    "`POST /api/v1/auth/token` and send the access token as `Authorization: Bearer ...`. "
+    "Errors are RFC 9457 `application/problem+json`."
+)
+
+
+def create_runtime(settings: Settings) -> Runtime:
+    runtime = Runtime.create(settings)
+    runtime.limiter = RateLimiter.from_settings(settings)
+    identity_app.install(runtime)
+    directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
+    verifier = TokenVerifier(
+        KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    runtime.access = AccessControl(
+        verifier, directory, runtime.cache, ttl=settings.permission_cache_ttl_seconds
+    )
+    runtime.access.subscribe_invalidations(runtime.bus)
+
+    async def close_directory(_runtime: Runtime) -> None:
+        await directory.aclose()
+
+    runtime.shutdown_hooks.append(close_directory)
+    return runtime
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    """The embedded platform as one ASGI app."""
+    settings = settings or Settings()
+    if configure_logs:
+        configure_logging(settings.log_level, json=settings.log_json)
+    runtime = create_runtime(settings)
+    return build_app(
+        runtime,
+        title="Armillary",
+        description=DESCRIPTION,
+        routers=[*identity_app.ROUTERS],
+    )

@@ -1,0 +1,1 @@
+"""The ``armillary`` command."""

@@ -1,0 +1,52 @@
+"""Administrative actions run straight against the database, without a server."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from armillary.app import create_runtime
+from armillary.identity.audit.service import VerifyReport
+from armillary.identity.components import identity_of
+from armillary.identity.users import service as users_service
+from armillary.identity.users.schemas import UserCreate
+from armillary.kit.errors import DomainError
+from armillary.kit.settings import Settings
+
+
+class CommandError(Exception):
+    pass
+
+
+async def create_user(settings: Settings, email: str, name: str, role: str, password: str) -> UUID:
+    runtime = create_runtime(settings)
+    try:
+        data = UserCreate.model_validate({"email": email, "name": name, "role": role, "password": password})
+        async with runtime.db.unit_of_work() as session:
+            user = await users_service.create(session, identity_of(runtime), data)
+        return user.id
+    except ValidationError as exc:
+        raise CommandError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+    except DomainError as exc:
+        raise CommandError(exc.detail) from exc
+    finally:
+        await runtime.stop()
+
+
+async def verify_audit(settings: Settings) -> VerifyReport:
+    runtime = create_runtime(settings)
+    try:
+        async with runtime.db.sessionmaker() as session:
+            return await identity_of(runtime).audit_log.verify(session)
+    finally:
+        await runtime.stop()
+
+
+async def rotate_keys(settings: Settings) -> str:
+    runtime = create_runtime(settings)
+    try:
+        async with runtime.db.unit_of_work() as session:
+            return await identity_of(runtime).keyring.rotate(session)
+    finally:
+        await runtime.stop()

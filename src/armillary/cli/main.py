@@ -1,0 +1,99 @@
+"""``armillary``: run the platform and administer it from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from armillary.cli import admin
+from armillary.kit.settings import Settings
+
+app = typer.Typer(help="Armillary: self-hosted ML workflow orchestration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Bind address [ARMILLARY_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [ARMILLARY_PORT]")] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations first")] = True,
+) -> None:
+    """Start the embedded platform: every service in one process."""
+    import uvicorn
+
+    from armillary.app import create_app
+    from armillary.migrations.runner import upgrade
+
+    settings = Settings()
+    if migrate:
+        upgrade(settings)
+    application = create_app(settings)
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # client addresses come from our own trusted-proxy rule
+        server_header=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
+    """Apply migrations (every service's branch) up to REVISION."""
+    from armillary.migrations.runner import upgrade
+
+    upgrade(Settings(), revision)
+    console.print("[green]Database is up to date.[/green]")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="Sign-in email")],
+    name: Annotated[str, typer.Option(help="Display name")],
+    role: Annotated[str, typer.Option(help="admin | data_scientist | user")] = "user",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="At least 12 characters")
+    ] = "",
+) -> None:
+    """Create an account (no server needed; writes to the configured database)."""
+    try:
+        user_id = asyncio.run(admin.create_user(Settings(), email, name, role, password))
+    except admin.CommandError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"Created {email} ({role}), id {user_id}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit hash chain and compare it with the outside checkpoint."""
+    report = asyncio.run(admin.verify_audit(Settings()))
+    if report.ok:
+        console.print(f"[green]Audit log intact:[/green] {report.records_checked} records verified.")
+        return
+    err.print(f"[red]Audit log verification FAILED[/red] ({report.records_checked} records read):")
+    for problem in report.problems:
+        err.print(f"  - {problem}")
+    raise typer.Exit(1)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key; the old one keeps verifying for the grace period."""
+    kid = asyncio.run(admin.rotate_keys(Settings()))
+    console.print(f"New active signing key: {kid}")

@@ -1,0 +1,1 @@
+"""Schemas shared between services: events and inter-service calls. Nothing else."""

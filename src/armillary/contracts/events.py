@@ -1,0 +1,61 @@
+"""Domain events that cross service boundaries. ``TYPE`` is the routing key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    TYPE: ClassVar[str]
+
+
+class UserChanged(Event):
+    """A user's role, active flag or profile changed: cached principals must be dropped."""
+
+    TYPE: ClassVar[str] = "identity.user_changed"
+    user_id: UUID
+
+
+class MembershipChanged(Event):
+    TYPE: ClassVar[str] = "identity.membership_changed"
+    project_id: UUID
+    project_slug: str
+    user_id: UUID
+
+
+class ProjectDeleted(Event):
+    TYPE: ClassVar[str] = "identity.project_deleted"
+    project_id: UUID
+    project_slug: str
+    member_ids: list[UUID]
+
+
+class SigningKeysChanged(Event):
+    """Keys were rotated or retired: verifiers must refetch the JWKS."""
+
+    TYPE: ClassVar[str] = "identity.signing_keys_changed"
+    active_kid: str
+
+
+class AuditEntry(Event):
+    """One audit record, written by any service through ``kit.audit``; the identity service
+    appends it to the hash-chained log."""
+
+    TYPE: ClassVar[str] = "audit.entry"
+    occurred_at: datetime
+    service: str
+    actor_id: UUID | None
+    actor_label: str | None = None
+    action: str
+    resource_type: str | None
+    resource_id: str | None
+    outcome: str
+    client_address: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any] = {}

@@ -1,0 +1,1 @@
+"""The identity service: users, roles, tokens, projects, memberships and the audit chain."""

@@ -1,0 +1,45 @@
+"""Wires the identity service into a runtime, and its standalone app (distributed shape)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from armillary.contracts.events import AuditEntry, SigningKeysChanged
+from armillary.kit.events import Delivery
+from armillary.kit.runtime import Runtime
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .audit.api import router as audit_router
+from .auth.api import router as auth_router
+from .bootstrap import ensure_first_admin, ensure_signing_key
+from .components import SERVICE, Identity
+from .projects.api import router as projects_router
+from .users.api import router as users_router
+
+ROUTERS: list[APIRouter] = [auth_router, users_router, projects_router, audit_router]
+
+
+def install(runtime: Runtime) -> Identity:
+    """Register the service's components, event consumers and start-up steps."""
+    identity = Identity.create(runtime)
+    runtime.services[SERVICE] = identity
+    runtime.bus.subscribe(AuditEntry.TYPE, "identity.audit_chain", identity.audit_log.append, serial=True)
+
+    async def keys_changed(_session: AsyncSession, _delivery: Delivery) -> None:
+        identity.keyring.forget()
+
+    runtime.bus.subscribe(SigningKeysChanged.TYPE, "identity.keyring", keys_changed)
+
+    async def startup(_runtime: Runtime) -> None:
+        await ensure_signing_key(identity)
+        await ensure_first_admin(identity)
+
+    runtime.startup_hooks.append(startup)
+    return identity
+
+
+def create_internal_app(runtime: Runtime) -> FastAPI:
+    """The identity routes on a runtime someone else starts (the embedded composition)."""
+    from armillary.kit.app_factory import build_app
+
+    return build_app(runtime, title="Armillary identity", routers=ROUTERS, edge=False, manage_runtime=False)

@@ -1,0 +1,214 @@
+"""Appends audit entries to the hash chain, checkpoints its head, and verifies it.
+
+The head is checkpointed with an HMAC signature in the database and, after every commit, in a
+file outside it. Verification recomputes every link and compares the end of the log with the
+outside checkpoint, so an edited, deleted or truncated record is found even when the attacker
+also rewrote the database's copy of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.contracts.events import AuditEntry
+from armillary.kit.db import after_commit, utcnow
+from armillary.kit.events import Delivery
+
+from . import chain
+from .models import AuditChainHead, AuditRecord
+
+_HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    signature: str
+
+
+@dataclass
+class VerifyReport:
+    ok: bool = True
+    records_checked: int = 0
+    last_seq: int = 0
+    checkpoint_seq: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, problem: str) -> None:
+        self.ok = False
+        if len(self.problems) < 100:
+            self.problems.append(problem)
+
+
+class CheckpointFile:
+    """The chain head kept outside the database (a file under ARMILLARY_HOME)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> Checkpoint | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return Checkpoint(int(data["seq"]), str(data["hash"]), str(data["signature"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            return Checkpoint(-1, "", "")  # unreadable: verification reports it
+
+    def write(self, checkpoint: Checkpoint) -> None:
+        """Replace the file atomically, never with an older head than it holds."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_suffix(".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.read()
+            if current is not None and current.seq >= checkpoint.seq:
+                return
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps(
+                    {"seq": checkpoint.seq, "hash": checkpoint.hash, "signature": checkpoint.signature,
+                     "written_at": utcnow().isoformat()}
+                )
+            )
+            os.replace(tmp, self.path)
+
+
+class AuditLog:
+    def __init__(self, secret: str, checkpoint_file: CheckpointFile) -> None:
+        self._key = chain.derive_key(secret)
+        self.checkpoint_file = checkpoint_file
+
+    async def append(self, session: AsyncSession, delivery: Delivery) -> None:
+        """Event consumer: append one entry. Callers serialise appends (row lock, and the bus
+        hands this consumer one event at a time per process)."""
+        entry = AuditEntry.model_validate(delivery.payload)
+        head = await session.scalar(
+            select(AuditChainHead).where(AuditChainHead.id == _HEAD_ID).with_for_update()
+        )
+        if head is None:
+            head = AuditChainHead(id=_HEAD_ID, seq=0, hash=chain.GENESIS, signature="")
+            session.add(head)
+        seq = head.seq + 1
+        fields = chain.record_fields(
+            seq=seq,
+            event_id=str(delivery.id),
+            occurred_at=entry.occurred_at,
+            service=entry.service,
+            actor_id=str(entry.actor_id) if entry.actor_id else None,
+            actor_label=entry.actor_label,
+            action=entry.action,
+            resource_type=entry.resource_type,
+            resource_id=entry.resource_id,
+            outcome=entry.outcome,
+            client_address=entry.client_address,
+            user_agent=entry.user_agent,
+            request_id=entry.request_id,
+            details=entry.details,
+        )
+        digest = chain.link_hash(head.hash, fields)
+        session.add(
+            AuditRecord(
+                seq=seq,
+                event_id=delivery.id,
+                occurred_at=entry.occurred_at,
+                service=entry.service,
+                actor_id=entry.actor_id,
+                actor_label=entry.actor_label,
+                action=entry.action,
+                resource_type=entry.resource_type,
+                resource_id=entry.resource_id,
+                outcome=entry.outcome,
+                client_address=entry.client_address,
+                user_agent=entry.user_agent,
+                request_id=entry.request_id,
+                details=entry.details,
+                prev_hash=head.hash,
+                hash=digest,
+            )
+        )
+        checkpoint = Checkpoint(seq, digest, chain.checkpoint_signature(self._key, seq, digest))
+        head.seq, head.hash, head.signature = checkpoint.seq, checkpoint.hash, checkpoint.signature
+        head.updated_at = utcnow()
+        await session.flush()
+
+        async def write_outside() -> None:
+            await asyncio.to_thread(self.checkpoint_file.write, checkpoint)
+
+        after_commit(session, write_outside)
+
+    async def verify(self, session: AsyncSession) -> VerifyReport:
+        report = VerifyReport()
+        prev = chain.GENESIS
+        expected = 1
+        hashes_at: dict[int, str] = {}
+        outside = self.checkpoint_file.read()
+        result = await session.stream_scalars(
+            select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)
+        )
+        async for record in result:
+            if record.seq != expected:
+                report.fail(f"records {expected}..{record.seq - 1} are missing")
+            if record.prev_hash != prev:
+                report.fail(f"record {record.seq} does not link to the record before it")
+            if chain.link_hash(record.prev_hash, _fields_of(record)) != record.hash:
+                report.fail(f"record {record.seq} was altered")
+            if outside is not None and record.seq == outside.seq:
+                hashes_at[record.seq] = record.hash
+            prev = record.hash
+            expected = record.seq + 1
+            report.records_checked += 1
+            report.last_seq = record.seq
+        head = await session.get(AuditChainHead, _HEAD_ID)
+        if head is not None:
+            if not chain.signature_valid(self._key, head.seq, head.hash, head.signature):
+                report.fail("the database checkpoint's signature is invalid")
+            elif head.seq != report.last_seq or head.hash != prev:
+                report.fail(
+                    f"the database checkpoint (record {head.seq}) does not match the log's end "
+                    f"(record {report.last_seq})"
+                )
+        if outside is None:
+            if report.last_seq > 0:
+                report.fail("the checkpoint outside the database is missing")
+            return report
+        report.checkpoint_seq = outside.seq
+        if not chain.signature_valid(self._key, outside.seq, outside.hash, outside.signature):
+            report.fail("the checkpoint outside the database is invalid or was tampered with")
+        elif outside.seq > report.last_seq:
+            report.fail(
+                f"the log was truncated: it ends at record {report.last_seq}, the checkpoint "
+                f"outside the database is at record {outside.seq}"
+            )
+        elif hashes_at.get(outside.seq) != outside.hash:
+            report.fail(f"records up to {outside.seq} differ from the checkpointed chain")
+        return report
+
+
+def _fields_of(record: AuditRecord) -> dict[str, Any]:
+    return chain.record_fields(
+        seq=record.seq,
+        event_id=str(record.event_id),
+        occurred_at=record.occurred_at,
+        service=record.service,
+        actor_id=str(record.actor_id) if record.actor_id else None,
+        actor_label=record.actor_label,
+        action=record.action,
+        resource_type=record.resource_type,
+        resource_id=record.resource_id,
+        outcome=record.outcome,
+        client_address=record.client_address,
+        user_agent=record.user_agent,
+        request_id=record.request_id,
+        details=record.details,
+    )

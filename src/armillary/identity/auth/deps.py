@@ -1,0 +1,40 @@
+"""Identity's own view of the caller, read straight from its tables (no cache).
+
+Only the endpoints that other services' cached lookups call use this; everything else goes
+through ``kit.authz`` like any other service.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from armillary.kit.deps import Session
+from armillary.kit.errors import Unauthorized
+
+from ..components import current_identity
+from ..users import repository as users
+from ..users.models import User
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def current_user_uncached(
+    request: Request,
+    session: Session,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    if credentials is None:
+        raise Unauthorized("Missing bearer token")
+    identity = current_identity(request)
+    claims = await identity.runtime.require_access().verifier.verify(credentials.credentials)
+    user = await users.by_id(session, uuid.UUID(claims["sub"]))
+    if user is None or not user.active:
+        raise Unauthorized("Invalid token")
+    return user
+
+
+DirectUser = Annotated[User, Depends(current_user_uncached)]

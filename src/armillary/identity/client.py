@@ -1,0 +1,59 @@
+"""Typed client of the identity service, used by every service (``kit.authz``) to ask who a
+caller is and what they may do. In-process over ASGI when embedded, HTTP when distributed."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from armillary.contracts.identity import JWKS, PrincipalInfo, ProjectAccessInfo
+from armillary.kit.errors import ServiceUnavailable, Unauthorized
+
+_TIMEOUT = httpx.Timeout(5.0)
+
+
+class IdentityClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @classmethod
+    def in_process(cls, app: Any) -> IdentityClient:
+        transport = httpx.ASGITransport(app=app)
+        return cls(httpx.AsyncClient(transport=transport, base_url="http://identity", timeout=_TIMEOUT))
+
+    @classmethod
+    def over_http(cls, base_url: str) -> IdentityClient:
+        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT))
+
+    async def jwks(self) -> JWKS:
+        response = await self._get("/api/v1/auth/jwks")
+        return JWKS.model_validate(response.json())
+
+    async def principal(self, token: str) -> PrincipalInfo | None:
+        response = await self._get("/api/v1/auth/principal", token=token)
+        if response.status_code == 401:
+            return None
+        return PrincipalInfo.model_validate(response.json())
+
+    async def project_access(self, token: str, project: str) -> ProjectAccessInfo | None:
+        response = await self._get(f"/api/v1/projects/{quote(project, safe='')}/access", token=token)
+        if response.status_code == 404:
+            return None
+        if response.status_code == 401:
+            raise Unauthorized("Invalid token")
+        return ProjectAccessInfo.model_validate(response.json())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str, *, token: str | None = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        try:
+            response = await self._http.get(path, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("The identity service is unreachable") from exc
+        if response.status_code >= 500 or response.status_code in (403, 429):
+            raise ServiceUnavailable("The identity service could not answer")
+        return response

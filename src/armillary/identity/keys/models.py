@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from armillary.kit.db import Base, utcnow
+
+
+class SigningKey(Base):
+    """An Ed25519 key pair. Active signs; previous keys only verify until ``retires_at``."""
+
+    __tablename__ = "identity_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # PKCS#8, encrypted with a key derived from the platform secret.
+    private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    active: Mapped[bool] = mapped_column(default=True)
+    retires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

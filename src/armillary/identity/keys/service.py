@@ -1,0 +1,142 @@
+"""Signing keys: create, rotate, retire, publish as JWKS, and sign tokens."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.contracts.events import SigningKeysChanged
+from armillary.kit.db import utcnow
+from armillary.kit.events import publish
+from armillary.kit.security import ALGORITHM
+
+from .models import SigningKey
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    kid: str
+    private_key: Ed25519PrivateKey
+
+
+class KeyRing:
+    """Reads and changes the signing keys. The private key is decrypted once and kept."""
+
+    def __init__(self, secret: str, *, rotation: timedelta, grace: timedelta) -> None:
+        self._password = secret.encode()
+        self.rotation = rotation
+        self.grace = grace
+        self._active: ActiveKey | None = None
+
+    async def active(self, session: AsyncSession) -> ActiveKey:
+        if self._active is not None:
+            return self._active
+        row = await session.scalar(
+            select(SigningKey).where(SigningKey.active.is_(True)).order_by(SigningKey.created_at.desc())
+        )
+        if row is None:
+            row = await self._create(session)
+        key = serialization.load_pem_private_key(row.private_key, password=self._password)
+        assert isinstance(key, Ed25519PrivateKey)  # noqa: S101 - we only store Ed25519 keys
+        self._active = ActiveKey(row.kid, key)
+        return self._active
+
+    def forget(self) -> None:
+        self._active = None
+
+    async def ensure(self, session: AsyncSession) -> None:
+        """Make sure an active key exists, rotate it when it is due, retire expired ones."""
+        row = await session.scalar(
+            select(SigningKey).where(SigningKey.active.is_(True)).order_by(SigningKey.created_at.desc())
+        )
+        if row is None or _aware(row.created_at) + self.rotation <= utcnow():
+            await self.rotate(session)
+        await self.retire_expired(session)
+
+    async def rotate(self, session: AsyncSession) -> str:
+        """Make a new active key; the old one keeps verifying for the grace period."""
+        now = utcnow()
+        await session.execute(
+            update(SigningKey)
+            .where(SigningKey.active.is_(True))
+            .values(active=False, retires_at=now + self.grace)
+        )
+        row = await self._create(session)
+        self._active = None
+        publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=row.kid))
+        return row.kid
+
+    async def retire(self, session: AsyncSession, kid: str) -> None:
+        await session.execute(
+            update(SigningKey)
+            .where(SigningKey.kid == kid, SigningKey.active.is_(False))
+            .values(retired_at=utcnow())
+        )
+        active = await self.active(session)
+        publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=active.kid))
+
+    async def retire_expired(self, session: AsyncSession) -> None:
+        now = utcnow()
+        rows = (
+            await session.scalars(
+                select(SigningKey).where(
+                    SigningKey.active.is_(False),
+                    SigningKey.retired_at.is_(None),
+                    SigningKey.retires_at <= now,
+                )
+            )
+        ).all()
+        for row in rows:
+            await self.retire(session, row.kid)
+
+    async def jwks(self, session: AsyncSession) -> list[dict[str, Any]]:
+        """Public keys that still verify: the active one and those in their grace period."""
+        now = utcnow()
+        rows = (
+            await session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None)))
+        ).all()
+        return [
+            row.public_jwk
+            for row in rows
+            if row.active or row.retires_at is None or _aware(row.retires_at) > now
+        ]
+
+    async def sign(self, session: AsyncSession, claims: dict[str, Any], *, typ: str) -> str:
+        key = await self.active(session)
+        return jwt.encode(
+            claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ}
+        )
+
+    async def _create(self, session: AsyncSession) -> SigningKey:
+        private = Ed25519PrivateKey.generate()
+        kid = secrets.token_urlsafe(16)
+        jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
+        jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
+        row = SigningKey(
+            kid=kid,
+            private_key=private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(self._password),
+            ),
+            public_jwk=jwk,
+            active=True,
+        )
+        session.add(row)
+        await session.flush()
+        return row
+
+
+def _aware(value: Any) -> Any:
+    # SQLite hands back naive datetimes; they were written as UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

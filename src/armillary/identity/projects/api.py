@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from armillary.contracts.identity import PlatformRole, ProjectAccessInfo, ProjectRole
+from armillary.kit.authz import Caller, Principal, ProjectAccess, project_permission, require_platform_role
+from armillary.kit.deps import Session
+from armillary.kit.errors import NotFound
+from armillary.kit.pagination import Page, Paging
+
+from ..auth.deps import DirectUser
+from . import repository, service
+from .schemas import MemberOut, MembershipIn, ProjectCreate, ProjectOut, ProjectUpdate, ProjectWithRole
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+
+Creator = Annotated[Principal, Depends(require_platform_role(PlatformRole.DATA_SCIENTIST))]
+Reader = Annotated[ProjectAccess, Depends(project_permission("project:read"))]
+Editor = Annotated[ProjectAccess, Depends(project_permission("project:update"))]
+Owner = Annotated[ProjectAccess, Depends(project_permission("project:delete"))]
+MemberReader = Annotated[ProjectAccess, Depends(project_permission("members:read"))]
+MemberManager = Annotated[ProjectAccess, Depends(project_permission("members:manage"))]
+
+
+def _with_role(project: object, role: ProjectRole) -> ProjectWithRole:
+    out = ProjectOut.model_validate(project)
+    return ProjectWithRole(**out.model_dump(), my_role=role)
+
+
+@router.get("", name="projects.list")
+async def list_projects(caller: Caller, session: Session, paging: Paging) -> Page[ProjectOut]:
+    """Projects the caller is a member of (every project for admins)."""
+    rows, total = await repository.page_visible(
+        session, None if caller.is_admin else caller.user_id, limit=paging.limit, offset=paging.offset
+    )
+    return Page(items=[ProjectOut.model_validate(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset)
+
+
+@router.post("", name="projects.create", status_code=status.HTTP_201_CREATED, responses={409: {}})
+async def create_project(body: ProjectCreate, caller: Creator, session: Session) -> ProjectWithRole:
+    """Create a project; the creator becomes its owner."""
+    return _with_role(await service.create(session, caller, body), ProjectRole.OWNER)
+
+
+@router.get("/{project}", name="projects.get")
+async def get_project(access: Reader, session: Session) -> ProjectWithRole:
+    return _with_role(await service.get(session, access), access.role)
+
+
+@router.patch("/{project}", name="projects.update")
+async def update_project(body: ProjectUpdate, access: Editor, session: Session) -> ProjectWithRole:
+    return _with_role(await service.update(session, access, body), access.role)
+
+
+@router.delete("/{project}", name="projects.delete", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_project(access: Owner, session: Session) -> None:
+    await service.remove(session, access)
+
+
+@router.get("/{project}/members", name="projects.members")
+async def list_members(access: MemberReader, session: Session) -> list[MemberOut]:
+    return [
+        MemberOut(
+            user_id=u.id, email=u.email, name=u.name, platform_role=PlatformRole(u.role),
+            role=ProjectRole(m.role), created_at=m.created_at,
+        )
+        for m, u in await repository.members(session, access.project_id)
+    ]
+
+
+@router.put("/{project}/members/{user}", name="projects.member_set", responses={409: {}})
+async def set_member(user: str, body: MembershipIn, access: MemberManager, session: Session) -> MemberOut:
+    """Add a member or change their role. ``user`` is a user id or an email address."""
+    m, u = await service.set_member(session, access, user, body.role)
+    return MemberOut(
+        user_id=u.id, email=u.email, name=u.name, platform_role=PlatformRole(u.role),
+        role=ProjectRole(m.role), created_at=m.created_at,
+    )
+
+
+@router.delete("/{project}/members/{user}", name="projects.member_remove", status_code=status.HTTP_204_NO_CONTENT, responses={409: {}})
+async def remove_member(user: str, access: MemberManager, session: Session) -> None:
+    await service.remove_member(session, access, user)
+
+
+@router.get("/{project}/access", name="projects.access")
+async def project_access(project: str, user: DirectUser, session: Session) -> ProjectAccessInfo:
+    """The caller's effective role in the project, read uncached (services cache it)."""
+    info = await service.access_for(session, user, project)
+    if info is None:
+        raise NotFound("Project not found")
+    return info

@@ -1,0 +1,1 @@
+"""Shared infrastructure for every Armillary service: nothing domain-specific lives here."""

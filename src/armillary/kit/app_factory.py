@@ -1,0 +1,107 @@
+"""Builds a FastAPI application with the kit's middleware, error handling and endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
+from starlette.types import Scope
+
+from armillary.kit import health
+from armillary.kit.audit import AuditFallbackMiddleware
+from armillary.kit.metrics import MetricsMiddleware, metrics_endpoint
+from armillary.kit.problems import install_error_handlers, install_openapi
+from armillary.kit.ratelimit import RateLimitMiddleware
+from armillary.kit.request_context import RequestContextMiddleware
+from armillary.kit.runtime import Runtime
+from armillary.kit.security import InvalidToken, bearer_token
+
+# Routes that answer without a token. Everything else must say 401 to an anonymous caller.
+PUBLIC_PATHS = frozenset(
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/jwks",
+    }
+)
+
+
+def build_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    routers: Iterable[APIRouter],
+    edge: bool = True,
+    manage_runtime: bool = True,
+    description: str = "",
+    version: str = "0.1.0",
+) -> FastAPI:
+    """An app serving ``routers`` on ``runtime``. ``edge`` adds the client-facing layers (rate
+    limits); ``manage_runtime`` makes the app's lifespan start and stop the runtime."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    middleware = [Middleware(RequestContextMiddleware, settings=runtime.settings)]
+    middleware.append(Middleware(MetricsMiddleware))
+    if edge and runtime.limiter is not None and runtime.settings.rate_limit_enabled:
+        middleware.append(
+            Middleware(RateLimitMiddleware, limiter=runtime.limiter, identify=_identify(runtime))
+        )
+    middleware.append(Middleware(AuditFallbackMiddleware))
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        middleware=middleware,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    for router in routers:
+        app.include_router(router)
+    install_openapi(app, public_paths=PUBLIC_PATHS)
+    return app
+
+
+def _identify(runtime: Runtime) -> Any:
+    """Verifies the bearer token once for the rate limiter and leaves the claims for the
+    route's auth dependency (``request.state.token_claims``)."""
+
+    async def identify(scope: Scope) -> str | None:
+        for key, value in scope.get("headers", []):
+            if key == b"authorization":
+                token = bearer_token(value.decode("latin-1"))
+                break
+        else:
+            return None
+        if token is None:
+            return None
+        try:
+            claims = await runtime.require_access().verifier.verify(token)
+        except InvalidToken:
+            return None
+        scope.setdefault("state", {})["token_claims"] = claims
+        return str(claims["sub"])
+
+    return identify

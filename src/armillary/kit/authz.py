@@ -1,0 +1,216 @@
+"""Who is calling, and may they do this in this project.
+
+Every service uses these dependencies. They ask the identity service through its client (an
+:class:`AccessDirectory`) and cache the answers; identity events drop cached answers, so a
+role change, a deactivation or a membership change applies on the caller's next request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from armillary.contracts.events import (
+    MembershipChanged,
+    ProjectDeleted,
+    SigningKeysChanged,
+    UserChanged,
+)
+from armillary.contracts.identity import (
+    JWKS,
+    PlatformRole,
+    PrincipalInfo,
+    ProjectAccessInfo,
+    ProjectRole,
+)
+from armillary.kit import context
+from armillary.kit.cache import Cache
+from armillary.kit.errors import Forbidden, NotFound, Unauthorized
+from armillary.kit.events import Delivery, EventBus
+from armillary.kit.security import TokenVerifier
+
+_ROLE_RANK = {ProjectRole.VIEWER: 1, ProjectRole.EDITOR: 2, ProjectRole.OWNER: 3}
+
+# Every project-scoped action and the least membership role that may perform it.
+PROJECT_ACTIONS: dict[str, ProjectRole] = {
+    "project:read": ProjectRole.VIEWER,
+    "project:update": ProjectRole.EDITOR,
+    "project:delete": ProjectRole.OWNER,
+    "members:read": ProjectRole.VIEWER,
+    "members:manage": ProjectRole.OWNER,
+    "dataset:read": ProjectRole.VIEWER,
+    "dataset:write": ProjectRole.EDITOR,
+    "workflow:read": ProjectRole.VIEWER,
+    "workflow:write": ProjectRole.EDITOR,
+    "job:read": ProjectRole.VIEWER,
+    "job:run": ProjectRole.EDITOR,
+    "model:read": ProjectRole.VIEWER,
+    "model:write": ProjectRole.EDITOR,
+    "deployment:read": ProjectRole.VIEWER,
+    "deployment:write": ProjectRole.EDITOR,
+}
+
+
+class AccessDirectory(Protocol):
+    """What kit needs from the identity service (implemented by ``identity.client``)."""
+
+    async def jwks(self) -> JWKS: ...
+    async def principal(self, token: str) -> PrincipalInfo | None: ...
+    async def project_access(self, token: str, project: str) -> ProjectAccessInfo | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: UUID
+    email: str
+    name: str
+    role: PlatformRole
+    token: str  # forwarded to other services on the caller's behalf; never logged
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is PlatformRole.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectAccess:
+    principal: Principal
+    project_id: UUID
+    project_slug: str
+    role: ProjectRole
+
+    def allows(self, action: str) -> bool:
+        return _ROLE_RANK[self.role] >= _ROLE_RANK[PROJECT_ACTIONS[action]]
+
+
+class AccessControl:
+    """Token verification plus cached principal and project-access lookups."""
+
+    def __init__(
+        self, verifier: TokenVerifier, directory: AccessDirectory, cache: Cache, *, ttl: int
+    ) -> None:
+        self.verifier = verifier
+        self.directory = directory
+        self.cache = cache
+        self.ttl = ttl
+
+    async def principal(self, token: str, claims: dict[str, Any] | None = None) -> Principal:
+        if claims is None:
+            claims = await self.verifier.verify(token)
+        user_id = claims["sub"]
+        key = f"principal:{user_id}"
+        cached = await self.cache.get(key)
+        if cached is not None:
+            info = PrincipalInfo.model_validate(cached)
+        else:
+            found = await self.directory.principal(token)
+            if found is None:
+                raise Unauthorized("Invalid token")
+            info = found
+            await self.cache.set(key, info.model_dump(mode="json"), self.ttl)
+        if not info.active or str(info.user_id) != user_id:
+            raise Unauthorized("Invalid token")
+        return Principal(info.user_id, info.email, info.name, info.role, token)
+
+    async def project_access(self, principal: Principal, project: str) -> ProjectAccess:
+        # The platform role is part of the key: a role change reaches a fresh entry at once.
+        key = f"access:{principal.user_id}:{principal.role.value}:{project}"
+        cached = await self.cache.get(key)
+        if cached is not None:
+            info = None if cached == "none" else ProjectAccessInfo.model_validate(cached)
+        else:
+            info = await self.directory.project_access(principal.token, project)
+            value = "none" if info is None else info.model_dump(mode="json")
+            await self.cache.set(key, value, self.ttl)
+            if info is not None and info.project_slug != project:
+                # Looked up by id: cache under the slug too so events can find it.
+                slug_key = f"access:{principal.user_id}:{principal.role.value}:{info.project_slug}"
+                await self.cache.set(slug_key, value, self.ttl)
+        if info is None:
+            raise NotFound("Project not found")
+        return ProjectAccess(principal, info.project_id, info.project_slug, info.role)
+
+    def subscribe_invalidations(self, bus: EventBus) -> None:
+        """Drop cached answers when identity says they changed."""
+
+        async def user_changed(_session: Any, delivery: Delivery) -> None:
+            event = UserChanged.model_validate(delivery.payload)
+            await self.cache.delete(f"principal:{event.user_id}")
+            await self.cache.delete_pattern(f"access:{event.user_id}:*")
+
+        async def membership_changed(_session: Any, delivery: Delivery) -> None:
+            event = MembershipChanged.model_validate(delivery.payload)
+            await self.cache.delete_pattern(f"access:{event.user_id}:*:{event.project_slug}")
+            await self.cache.delete_pattern(f"access:{event.user_id}:*:{event.project_id}")
+
+        async def project_deleted(_session: Any, delivery: Delivery) -> None:
+            event = ProjectDeleted.model_validate(delivery.payload)
+            await self.cache.delete_pattern(f"access:*:{event.project_slug}")
+            await self.cache.delete_pattern(f"access:*:{event.project_id}")
+
+        async def keys_changed(_session: Any, _delivery: Delivery) -> None:
+            self.verifier.keys.invalidate()
+
+        bus.subscribe(SigningKeysChanged.TYPE, "kit.jwks_cache", keys_changed)
+        bus.subscribe(UserChanged.TYPE, "kit.access_cache", user_changed)
+        bus.subscribe(MembershipChanged.TYPE, "kit.access_cache", membership_changed)
+        bus.subscribe(ProjectDeleted.TYPE, "kit.access_cache", project_deleted)
+
+
+def _access_control(request: Request) -> AccessControl:
+    access: AccessControl = request.app.state.runtime.access
+    return access
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/v1/auth/token")
+
+
+async def authenticated(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """FastAPI dependency: the verified, active caller, or 401."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("Missing bearer token")
+    claims = getattr(request.state, "token_claims", None)
+    principal = await _access_control(request).principal(credentials.credentials, claims)
+    ctx = context.current()
+    if ctx is not None:
+        ctx.user_id = principal.user_id
+    return principal
+
+
+def require_platform_role(*roles: PlatformRole) -> Any:
+    """Dependency factory: the caller must hold one of ``roles`` (admins always may)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if not principal.is_admin and principal.role not in roles:
+            raise Forbidden("Your role does not allow this")
+        return principal
+
+    return dependency
+
+
+def project_permission(action: str, *, param: str = "project") -> Any:
+    """Dependency factory: the caller's access to the project in path parameter ``param``,
+    after checking it allows ``action``. Non-members get 404, members without the right 403."""
+    if action not in PROJECT_ACTIONS:
+        raise KeyError(f"unknown project action {action!r}")
+
+    async def dependency(
+        request: Request, principal: Annotated[Principal, Depends(authenticated)]
+    ) -> ProjectAccess:
+        project = request.path_params[param]
+        access = await _access_control(request).project_access(principal, project)
+        if not access.allows(action):
+            raise Forbidden(f"Your role in this project does not allow {action}")
+        return access
+
+    return dependency
+
+
+Caller = Annotated[Principal, Depends(authenticated)]

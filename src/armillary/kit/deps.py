@@ -1,0 +1,28 @@
+"""Typed FastAPI dependencies shared by every service, so a route reads like its contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.kit.runtime import Runtime
+
+
+async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.db.unit_of_work() as session:
+        yield session
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+# scope="function": the transaction commits after the route returns and before the response
+# is sent, so a client never sees success for a change that then failed to commit.
+Session = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+CurrentRuntime = Annotated[Runtime, Depends(_runtime)]

@@ -1,0 +1,180 @@
+"""Transactional outbox and the in-process event bus.
+
+An event is written to the ``outbox_events`` table in the same transaction as the change it
+describes and dispatched only after that transaction commits. Each consumer handles an event
+in its own transaction and records the event id there, so a redelivered event has no second
+effect. A relay loop re-dispatches what a crash left undelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+from sqlalchemy import JSON, DateTime, Integer, String, Uuid, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from armillary.kit.db import Base, Database, after_commit, new_id, utcnow
+from armillary.kit.metrics import EVENTS_DELIVERED
+
+log = structlog.get_logger("armillary.events")
+
+@dataclass(frozen=True)
+class Delivery:
+    """An event as a consumer receives it."""
+
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+
+
+Handler = Callable[[AsyncSession, Delivery], Awaitable[None]]
+
+
+class OutboxEvent(Base):
+    __tablename__ = "outbox_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(120), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ProcessedEvent(Base):
+    """Which consumer has handled which event: the idempotency record."""
+
+    __tablename__ = "processed_events"
+
+    consumer: Mapped[str] = mapped_column(String(120), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def publish(session: AsyncSession, event_type: str, event: BaseModel) -> uuid.UUID:
+    """Write ``event`` to the outbox in the caller's transaction; it is dispatched only after
+    that transaction commits, and never if it rolls back."""
+    row = OutboxEvent(id=new_id(), type=event_type, payload=event.model_dump(mode="json"))
+    session.add(row)
+    pending: list[uuid.UUID] = session.info.setdefault("outbox_pending", [])
+    bus = session.info.get("bus")
+    if not pending and isinstance(bus, EventBus):
+        after_commit(session, lambda: bus._dispatch_pending(session))
+    pending.append(row.id)
+    return row.id
+
+
+class EventBus:
+    """In-process publish/subscribe over the outbox (the embedded shape's broker)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._handlers: dict[str, list[tuple[str, Handler]]] = defaultdict(list)
+        self._serial: dict[str, asyncio.Lock] = {}
+
+    def subscribe(
+        self, event_type: str, consumer: str, handler: Handler, *, serial: bool = False
+    ) -> None:
+        """``serial``: this process hands the consumer one event at a time, transaction
+        included (for consumers that extend a chain; across processes they lock rows)."""
+        self._handlers[event_type].append((consumer, handler))
+        if serial:
+            self._serial.setdefault(consumer, asyncio.Lock())
+
+    def attach(self) -> None:
+        """Make :func:`publish` on this database's sessions dispatch through this bus."""
+        self._db.sessionmaker.configure(info={"bus": self})
+
+    async def _dispatch_pending(self, session: AsyncSession) -> None:
+        ids: list[uuid.UUID] = session.info.pop("outbox_pending", [])
+        if ids:
+            await self._dispatch_ids(ids)
+
+    async def _dispatch_ids(self, ids: list[uuid.UUID]) -> None:
+        async with self._db.sessionmaker() as session:
+            rows = (
+                await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))
+            ).all()
+        rows = sorted(rows, key=lambda r: ids.index(r.id))
+        for row in rows:
+            await self.deliver(row)
+
+    async def deliver(self, row: OutboxEvent) -> bool:
+        """Hand one event to each of its consumers; mark it published when all succeeded."""
+        ok = True
+        delivery = Delivery(row.id, row.type, row.payload)
+        for consumer, handler in self._handlers.get(row.type, []):
+            guard: AbstractAsyncContextManager[object] = self._serial.get(consumer) or nullcontext()
+            try:
+                async with guard, self._db.unit_of_work() as session:
+                    if await self._already_handled(session, consumer, row.id):
+                        continue
+                    await handler(session, delivery)
+                EVENTS_DELIVERED.labels(row.type, "ok").inc()
+            except IntegrityError:
+                # Another process recorded this (consumer, event) first: it has been handled.
+                if not await self._handled_elsewhere(consumer, row.id):
+                    ok = False
+                    log.exception("event_consumer_failed", consumer=consumer, event_type=row.type)
+            except Exception:
+                ok = False
+                EVENTS_DELIVERED.labels(row.type, "failed").inc()
+                log.exception("event_consumer_failed", consumer=consumer, event_type=row.type)
+        async with self._db.unit_of_work() as session:
+            values: dict[str, Any] = {"attempts": OutboxEvent.attempts + 1}
+            if ok:
+                values["published_at"] = utcnow()
+            await session.execute(update(OutboxEvent).where(OutboxEvent.id == row.id).values(**values))
+        return ok
+
+    async def _already_handled(
+        self, session: AsyncSession, consumer: str, event_id: uuid.UUID
+    ) -> bool:
+        if await session.get(ProcessedEvent, (consumer, event_id)) is not None:
+            return True
+        # Recorded in the consumer's transaction: its effect and this row commit together.
+        session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
+        await session.flush()
+        return False
+
+    async def _handled_elsewhere(self, consumer: str, event_id: uuid.UUID) -> bool:
+        async with self._db.sessionmaker() as session:
+            return await session.get(ProcessedEvent, (consumer, event_id)) is not None
+
+    async def relay_once(self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 100) -> int:
+        """Deliver events a crash or a failing consumer left unpublished. Returns how many."""
+        cutoff = utcnow() - older_than
+        async with self._db.sessionmaker() as session:
+            stmt = (
+                select(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None), OutboxEvent.created_at <= cutoff)
+                .order_by(OutboxEvent.created_at)
+                .limit(limit)
+            )
+            rows = (await session.scalars(stmt)).all()
+        delivered = 0
+        for row in rows:
+            delivered += int(await self.deliver(row))
+        return delivered
+
+    async def run_relay(self, interval: float = 2.0) -> None:
+        """Background loop of :meth:`relay_once`; cancelled at shutdown."""
+        while True:
+            try:
+                await self.relay_once()
+            except Exception:
+                log.exception("outbox_relay_failed")
+            await asyncio.sleep(interval)

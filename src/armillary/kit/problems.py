@@ -1,0 +1,154 @@
+"""Renders every error as RFC 9457 problem+json, once, without stack traces, SQL or paths,
+and documents the error responses of each route in the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from armillary.kit import context
+from armillary.kit.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
+
+log = structlog.get_logger("armillary.errors")
+
+_STATUS_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    ctx = context.current()
+    body = problem_body(
+        status,
+        title,
+        detail,
+        instance=request.url.path if request is not None else None,
+        request_id=ctx.request_id if ctx else None,
+        extra=extra,
+    )
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)  # noqa: S101 - registered for DomainError only
+    return problem_response(
+        exc.status, exc.title, exc.detail, request=request, headers=exc.headers, extra=exc.extra
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    # Only where and what: the offending input is not echoed back (it may hold a secret).
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    return problem_response(
+        422,
+        "Unprocessable content",
+        "The request does not match the expected schema",
+        request=request,
+        extra={"errors": errors},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+    title = _STATUS_TITLES.get(exc.status_code, "Error")
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem_response(
+        exc.status_code, title, detail, request=request, headers=dict(exc.headers or {})
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled_error", path=request.url.path, exc_info=exc)
+    return problem_response(
+        500,
+        "Internal server error",
+        "An unexpected error occurred; quote the request id when reporting it",
+        request=request,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)
+
+
+def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
+    """Every operation lists its problem responses: 401/403 when protected, 422 with input,
+    429 and 500 always, plus those the route declared."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = Problem.model_json_schema()
+        ref = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        routes = {(r.path, m.lower()): r for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                route = routes.get((path, method))
+                codes = {429, 500}
+                if path not in public_paths:
+                    codes |= {401, 403}
+                if route is not None and (route.dependant.body_params or route.dependant.query_params or route.dependant.path_params):
+                    codes.add(422)
+                if "{" in path:
+                    codes.add(404)
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for code in sorted(codes | {int(c) for c in responses if c.isdigit() and int(c) >= 400}):
+                    responses[str(code)] = {
+                        "description": _STATUS_TITLES.get(code, "Error"),
+                        "content": ref,
+                    }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

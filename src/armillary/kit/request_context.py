@@ -1,0 +1,72 @@
+"""Outermost middleware: request id, the request context, and the structured access log."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from armillary.kit import context
+from armillary.kit.client_address import client_address
+from armillary.kit.settings import Settings
+
+log = structlog.get_logger("armillary.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    """Accepts a well-formed ``X-Request-ID`` (or makes one), returns it, and logs one line per
+    request with route template, status, duration and user."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.trusted = settings.trusted_proxy_networks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = None
+        user_agent = None
+        for key, value in scope.get("headers", []):
+            if key == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif key == b"user-agent":
+                user_agent = value.decode("latin-1")[:512]
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        ctx = context.RequestContext(
+            request_id=request_id,
+            client_address=client_address(scope, self.trusted),
+            user_agent=user_agent,
+        )
+        token = context.bind(ctx)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=getattr(route, "path", None),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                client=ctx.client_address,
+            )
+            context.reset(token)

@@ -1,0 +1,65 @@
+"""The resources one process shares between its services, built once and passed down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from armillary.kit.cache import Cache, create_cache
+from armillary.kit.db import Database
+from armillary.kit.events import EventBus
+from armillary.kit.settings import Settings
+
+if TYPE_CHECKING:
+    from armillary.kit.authz import AccessControl
+    from armillary.kit.ratelimit import RateLimiter
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    cache: Cache
+    access: AccessControl | None = None
+    limiter: RateLimiter | None = None
+    # Service-owned components (keyed by service name), so kit needs no knowledge of them.
+    services: dict[str, object] = field(default_factory=dict)
+    startup_hooks: list[Hook] = field(default_factory=list)
+    shutdown_hooks: list[Hook] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        db = Database.from_settings(settings)
+        bus = EventBus(db)
+        bus.attach()
+        return cls(settings=settings, db=db, bus=bus, cache=create_cache(settings.redis_url))
+
+    def require_access(self) -> AccessControl:
+        if self.access is None:
+            raise RuntimeError("access control is not wired: the composition root must set it")
+        return self.access
+
+    async def start(self, *, relay_interval: float = 2.0) -> None:
+        for hook in self.startup_hooks:
+            await hook(self)
+        self.tasks.append(asyncio.create_task(self.bus.run_relay(relay_interval)))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self.tasks.clear()
+        for hook in reversed(self.shutdown_hooks):
+            await hook(self)
+        await self.cache.close()
+        await self.db.dispose()

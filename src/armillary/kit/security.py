@@ -1,0 +1,112 @@
+"""Access-token verification against the identity service's published keys (JWKS).
+
+Every service verifies tokens locally: the algorithm is pinned, ``kid`` is checked before any
+lookup, and issuer, audience, type and expiry are required.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+from jwt.algorithms import OKPAlgorithm
+
+from armillary.contracts.identity import JWKS
+from armillary.kit.errors import Unauthorized
+
+ALGORITHM = "EdDSA"
+ACCESS_TOKEN_TYPE = "at+jwt"
+REFRESH_TOKEN_TYPE = "refresh+jwt"
+_KID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
+
+JWKSFetcher = Callable[[], Awaitable[JWKS]]
+
+
+class InvalidToken(Unauthorized):
+    title = "Not authenticated"
+
+
+class KeySet:
+    """Public keys by ``kid``, refetched on expiry, on an unknown kid (at most every few
+    seconds, so junk kids cannot hammer the identity service), or on a rotation event."""
+
+    def __init__(self, fetch: JWKSFetcher, *, ttl: float = 300, min_refresh_interval: float = 5):
+        self._fetch = fetch
+        self._ttl = ttl
+        self._min_refresh = min_refresh_interval
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+
+    def invalidate(self) -> None:
+        self._fetched_at = 0.0
+        self._keys = {}
+
+    async def get(self, kid: str) -> Any | None:
+        now = time.monotonic()
+        expired = now - self._fetched_at > self._ttl
+        unknown = kid not in self._keys and now - self._fetched_at > self._min_refresh
+        if expired or unknown:
+            await self._refresh()
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        jwks = await self._fetch()
+        keys = {}
+        for jwk in jwks.keys:
+            if jwk.get("alg") == ALGORITHM and jwk.get("kty") == "OKP" and "kid" in jwk:
+                keys[jwk["kid"]] = OKPAlgorithm.from_jwk(jwk)
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+
+
+class TokenVerifier:
+    def __init__(self, keys: KeySet, *, issuer: str, audience: str) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+
+    async def verify(self, token: str, *, expected_type: str = ACCESS_TOKEN_TYPE) -> dict[str, Any]:
+        """Claims of a valid token of ``expected_type``; :class:`InvalidToken` otherwise.
+        The reason stays in the server's logs, never in the response."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("Invalid token") from exc
+        kid = header.get("kid")
+        if (
+            header.get("alg") != ALGORITHM
+            or header.get("typ") != expected_type
+            or not isinstance(kid, str)
+            or not _KID.match(kid)
+        ):
+            raise InvalidToken("Invalid token")
+        key = await self.keys.get(kid)
+        if key is None:
+            raise InvalidToken("Invalid token")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("Token expired") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("Invalid token") from exc
+        return claims
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

@@ -1,0 +1,128 @@
+"""Settings from the environment (prefix ``ARMILLARY_``), one object passed down explicitly."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that must never protect a production deployment.
+_KNOWN_DEFAULTS = {"", "changeme", "change-me", "secret", "password", "admin", "armillary"}
+_MIN_SECRET_LENGTH = 32
+
+
+class InsecureSettings(ValueError):
+    """Raised when the production profile is started with missing or default secrets."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. The embedded profile fills in what it can by itself."""
+
+    model_config = SettingsConfigDict(env_prefix="ARMILLARY_", extra="ignore")
+
+    profile: Literal["embedded", "production"] = "embedded"
+    home: Path = Path(".armillary")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+
+    database_url: str | None = None
+    database_pool_size: int = 10
+    redis_url: str | None = None
+    rabbitmq_url: str | None = None
+
+    # Encrypts signing keys at rest and keys the audit checkpoint signature.
+    secret_key: SecretStr | None = None
+    admin_email: str = "admin@armillary.dev"
+    admin_password: SecretStr | None = None
+
+    jwt_issuer: str = "armillary"
+    jwt_audience: str = "armillary-api"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 14 * 24 * 3600
+    signing_key_rotation_days: int = 30
+    # A rotated-out key keeps verifying for this long, then is retired.
+    signing_key_grace_seconds: int = 3600
+
+    # OWASP password storage cheat sheet: argon2id, m=19 MiB, t=2, p=1.
+    argon2_time_cost: int = 2
+    argon2_memory_cost_kib: int = 19 * 1024
+    argon2_parallelism: int = 1
+
+    permission_cache_ttl_seconds: int = 300
+    jwks_cache_ttl_seconds: int = 300
+
+    rate_limit_enabled: bool = True
+    rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
+        "sliding-window-counter"
+    )
+    rate_limit_auth: str = "20/minute"
+    rate_limit_read: str = "1200/minute"
+    rate_limit_write: str = "300/minute"
+    # What non-auth routes do when the limiter's store is unreachable: auth routes always fail
+    # closed (503); the rest follow this setting.
+    rate_limit_on_store_failure: Literal["allow", "deny"] = "allow"
+    login_failures_per_account: str = "5/15minutes"
+    login_failures_per_address: str = "30/15minutes"
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Settings:
+        if self.profile != "production":
+            return self
+        problems = []
+        if self.secret_key is None:
+            problems.append("ARMILLARY_SECRET_KEY is not set")
+        elif _is_weak(self.secret_key.get_secret_value()):
+            problems.append(
+                f"ARMILLARY_SECRET_KEY is a default or shorter than {_MIN_SECRET_LENGTH} characters"
+            )
+        if self.database_url is None:
+            problems.append("ARMILLARY_DATABASE_URL is not set")
+        if self.admin_password is not None and _is_weak(self.admin_password.get_secret_value(), 12):
+            problems.append("ARMILLARY_ADMIN_PASSWORD is a default or too short")
+        if problems:
+            raise InsecureSettings("; ".join(problems))
+        return self
+
+    @cached_property
+    def database_dsn(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'armillary.db').resolve()}"
+
+    @cached_property
+    def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [ip_network(p, strict=False) for p in self.trusted_proxies]
+
+    def resolved_secret_key(self) -> str:
+        """The secret key; in the embedded profile one is generated once and kept in ``home``."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.home / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(key)
+        return key
+
+
+def _is_weak(value: str, min_length: int = _MIN_SECRET_LENGTH) -> bool:
+    return value.strip().lower() in _KNOWN_DEFAULTS or len(value) < min_length

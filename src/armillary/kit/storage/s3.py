@@ -1,0 +1,65 @@
+"""S3 backend, for AWS and any S3-compatible server (MinIO, Ceph, moto in tests)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, ClassVar, Final
+
+import obstore
+from obstore.store import S3Store
+
+from armillary.kit.storage.base import ObjectStore
+from armillary.kit.storage.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, S3Config
+
+# SigV4 presigned URLs cannot outlive this.
+_MAX_PRESIGN_TTL: Final = timedelta(days=7)
+
+
+def _s3_config(settings: StorageSettings) -> S3Config:
+    config: S3Config = {"region": settings.s3_region}
+    if settings.s3_endpoint_url:
+        config["endpoint"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        config["access_key_id"] = settings.s3_access_key_id
+        config["secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+    return config
+
+
+def _client_options(settings: StorageSettings) -> ClientConfig:
+    return {
+        "allow_http": settings.s3_allow_http,
+        "connect_timeout": timedelta(seconds=settings.connect_timeout_seconds),
+        "read_timeout": timedelta(seconds=settings.read_timeout_seconds),
+        "timeout": timedelta(seconds=settings.request_timeout_seconds),
+    }
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects in one S3 bucket; tags and content types are stored with each object."""
+
+    backend: ClassVar[str] = "s3"
+
+    def __init__(self, settings: StorageSettings) -> None:
+        # Path-style requests (obstore's default) work on AWS and on every S3-compatible server.
+        store = S3Store(
+            settings.bucket,
+            config=_s3_config(settings),
+            client_options=_client_options(settings),
+        )
+        super().__init__(store, settings)
+        # Kept with its concrete type: only S3, GCS and Azure stores can sign.
+        self._signing_store = store
+
+    async def presigned_get_url(self, key: str, ttl: timedelta | None = None) -> str:
+        """A SigV4 presigned GET URL for ``key``, valid for ``ttl`` (default from settings).
+
+        Signing is local: it neither checks that the object exists nor contacts S3.
+        """
+        key = self._key(key)
+        chosen = self._ttl(ttl)
+        if chosen > _MAX_PRESIGN_TTL:
+            raise ValueError("S3 presigned URLs cannot be valid for more than 7 days")
+        return await obstore.sign_async(self._signing_store, "GET", key, chosen)

@@ -1,0 +1,13 @@
+"""Every table of every service, for Alembic's autogenerate (migrations only)."""
+
+from __future__ import annotations
+
+import armillary.identity.audit.models
+import armillary.identity.auth.models
+import armillary.identity.keys.models
+import armillary.identity.projects.models
+import armillary.identity.users.models
+import armillary.kit.events  # noqa: F401
+from armillary.kit.db import Base
+
+target_metadata = Base.metadata

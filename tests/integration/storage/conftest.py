@@ -1,0 +1,162 @@
+"""Storage fixtures: a moto S3 server process on loopback, and a store per backend."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+import httpx
+import pytest
+
+from armillary.kit.storage import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    StorageSettings,
+)
+from armillary.kit.storage.settings import S3_MIN_PART_SIZE
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SIGNING_SECRET = "storage-tests-signing-secret-0123456789"
+ACCESS_KEY = "testing-access-key"
+SECRET_KEY = "testing-secret-key"
+REGION = "us-east-1"
+# Small, so a test file of a few MiB still spans several parts; 5 MiB is S3's minimum part.
+PART_SIZE = S3_MIN_PART_SIZE
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def _aws_env() -> Iterator[None]:
+    # Dummy credentials, and no lookups of real ones (profile files, instance metadata).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        mp.setenv("AWS_DEFAULT_REGION", REGION)
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.delenv("AWS_PROFILE", raising=False)
+        mp.delenv("AWS_SESSION_TOKEN", raising=False)
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(_aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a moto S3 server process started for this session on a free loopback port."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    endpoint = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"moto server exited early: {log_path.read_text()[-2000:]}")
+                try:
+                    httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        pytest.fail("moto server did not start within 30 s")
+                    time.sleep(0.1)
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def s3_settings_for(endpoint: str, bucket: str, **overrides: object) -> StorageSettings:
+    """S3 settings for the moto server, with small multipart sizes."""
+    values: dict[str, object] = {
+        "backend": "s3",
+        "s3_bucket": bucket,
+        "s3_endpoint_url": endpoint,
+        "s3_region": REGION,
+        "s3_access_key_id": ACCESS_KEY,
+        "s3_secret_access_key": SECRET_KEY,
+        "s3_allow_http": True,
+        "multipart_threshold_bytes": PART_SIZE,
+        "part_size": PART_SIZE,
+        **overrides,
+    }
+    return StorageSettings.model_validate(values)
+
+
+@pytest.fixture
+def bucket_name() -> str:
+    """A fresh bucket name per test, so tests never see each other's objects."""
+    return f"armillary-test-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def s3_settings(moto_endpoint: str, bucket_name: str) -> StorageSettings:
+    return s3_settings_for(moto_endpoint, bucket_name)
+
+
+@pytest.fixture
+def s3_client(s3_settings: StorageSettings) -> S3Client:
+    """A raw boto3 client on the moto server, for checking what the code under test did."""
+    from armillary.kit.storage.admin import s3_client as make_client
+
+    return make_client(s3_settings)
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> StorageSettings:
+    return StorageSettings(
+        backend="local",
+        local_root=tmp_path / "objects",
+        multipart_threshold_bytes=PART_SIZE,
+        part_size=PART_SIZE,
+    )
+
+
+@pytest.fixture
+def local_store(local_settings: StorageSettings) -> LocalObjectStore:
+    assert local_settings.local_root is not None
+    return LocalObjectStore(local_settings.local_root, local_settings, signing_secret=SIGNING_SECRET)
+
+
+@pytest.fixture
+def s3_store(s3_settings: StorageSettings, s3_client: S3Client) -> S3ObjectStore:
+    s3_client.create_bucket(Bucket=s3_settings.bucket)
+    return S3ObjectStore(s3_settings)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest) -> ObjectStore:
+    """The same behaviour tests run against each backend."""
+    if request.param == "local":
+        return request.getfixturevalue("local_store")  # type: ignore[no-any-return]
+    return request.getfixturevalue("s3_store")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    """A random file of 2.5 parts: big enough for a three-part multipart upload."""
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(2 * PART_SIZE + PART_SIZE // 2))
+    return path
