@@ -66,6 +66,11 @@ async def login(session: AsyncSession, identity: Identity, email: str, password:
             service=SERVICE,
         )
         raise InvalidCredentials()
+    if limiter is not None:
+        try:
+            await limiter.login_succeeded(account)
+        except RateLimitStoreUnavailable as exc:
+            raise ServiceUnavailable("Sign-in is temporarily unavailable") from exc
     if identity.passwords.needs_rehash(user.password_hash):
         user.password_hash = await asyncio.to_thread(identity.passwords.hash, password)
     if ctx is not None:
