@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ def _worker_db_name() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_url() -> str:
     """A fresh, migrated database for this test session (dropped and recreated)."""
     name = _worker_db_name()
 
@@ -48,7 +48,7 @@ def pg_url() -> Iterator[str]:
     asyncio.run(recreate())
     url = f"postgresql+asyncpg://postgres@{PG_HOST}/{name}"
     upgrade(Settings(database_url=url, secret_key=TEST_SECRET))  # type: ignore[arg-type]
-    yield url
+    return url
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +150,9 @@ class Api:
     async def admin_token(self) -> str:
         return await self.token(ADMIN_EMAIL, ADMIN_PASSWORD)
 
-    async def create_user(self, admin_token: str, role: str, email: str | None = None) -> dict[str, Any]:
+    async def create_user(
+        self, admin_token: str, role: str, email: str | None = None
+    ) -> dict[str, Any]:
         email = email or f"{role}-{secrets.token_hex(4)}@example.com"
         password = "pw-" + secrets.token_hex(8)
         response = await self.client.post(

@@ -22,12 +22,16 @@ class CommandError(Exception):
 async def create_user(settings: Settings, email: str, name: str, role: str, password: str) -> UUID:
     runtime = create_runtime(settings)
     try:
-        data = UserCreate.model_validate({"email": email, "name": name, "role": role, "password": password})
+        data = UserCreate.model_validate(
+            {"email": email, "name": name, "role": role, "password": password}
+        )
         async with runtime.db.unit_of_work() as session:
             user = await users_service.create(session, identity_of(runtime), data)
         return user.id
     except ValidationError as exc:
-        raise CommandError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
+        raise CommandError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from exc
     except DomainError as exc:
         raise CommandError(exc.detail) from exc
     finally:

@@ -67,7 +67,10 @@ def users_create(
     name: Annotated[str, typer.Option(help="Display name")],
     role: Annotated[str, typer.Option(help="admin | data_scientist | user")] = "user",
     password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="At least 12 characters")
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="At least 12 characters"
+        ),
     ] = "",
 ) -> None:
     """Create an account (no server needed; writes to the configured database)."""
@@ -84,7 +87,9 @@ def audit_verify() -> None:
     """Recompute the audit hash chain and compare it with the outside checkpoint."""
     report = asyncio.run(admin.verify_audit(Settings()))
     if report.ok:
-        console.print(f"[green]Audit log intact:[/green] {report.records_checked} records verified.")
+        console.print(
+            f"[green]Audit log intact:[/green] {report.records_checked} records verified."
+        )
         return
     err.print(f"[red]Audit log verification FAILED[/red] ({report.records_checked} records read):")
     for problem in report.problems:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import AuditEntry, SigningKeysChanged
 from armillary.kit.events import Delivery
 from armillary.kit.runtime import Runtime
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from .audit.api import router as audit_router
 from .auth.api import router as auth_router
@@ -23,7 +23,9 @@ def install(runtime: Runtime) -> Identity:
     """Register the service's components, event consumers and start-up steps."""
     identity = Identity.create(runtime)
     runtime.services[SERVICE] = identity
-    runtime.bus.subscribe(AuditEntry.TYPE, "identity.audit_chain", identity.audit_log.append, serial=True)
+    runtime.bus.subscribe(
+        AuditEntry.TYPE, "identity.audit_chain", identity.audit_log.append, serial=True
+    )
 
     async def keys_changed(_session: AsyncSession, _delivery: Delivery) -> None:
         identity.keyring.forget()
@@ -42,4 +44,6 @@ def create_internal_app(runtime: Runtime) -> FastAPI:
     """The identity routes on a runtime someone else starts (the embedded composition)."""
     from armillary.kit.app_factory import build_app
 
-    return build_app(runtime, title="Armillary identity", routers=ROUTERS, edge=False, manage_runtime=False)
+    return build_app(
+        runtime, title="Armillary identity", routers=ROUTERS, edge=False, manage_runtime=False
+    )

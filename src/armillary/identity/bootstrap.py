@@ -22,8 +22,9 @@ async def ensure_first_admin(identity: Identity) -> None:
     async with identity.runtime.db.sessionmaker() as session:
         if await users.count(session) > 0:
             return
-    generated = settings.admin_password is None
-    password = secrets.token_urlsafe(18) if generated else settings.admin_password.get_secret_value()  # type: ignore[union-attr]
+    configured = settings.admin_password
+    generated = configured is None
+    password = configured.get_secret_value() if configured else secrets.token_urlsafe(18)
     password_hash = await asyncio.to_thread(identity.passwords.hash, password)
     email = settings.admin_email.strip().lower()
     try:
@@ -32,12 +33,21 @@ async def ensure_first_admin(identity: Identity) -> None:
                 return
             user = await users.add(
                 session,
-                User(email=email, name="Administrator", role=PlatformRole.ADMIN.value, active=True,
-                     password_hash=password_hash),
+                User(
+                    email=email,
+                    name="Administrator",
+                    role=PlatformRole.ADMIN.value,
+                    active=True,
+                    password_hash=password_hash,
+                ),
             )
             audit.record(
-                session, action="users.bootstrap_admin", resource_type="user", resource_id=user.id,
-                details={"email": email}, service=SERVICE,
+                session,
+                action="users.bootstrap_admin",
+                resource_type="user",
+                resource_id=user.id,
+                details={"email": email},
+                service=SERVICE,
             )
     except IntegrityError:
         return  # another replica created it first

@@ -21,7 +21,9 @@ class IdentityClient:
     @classmethod
     def in_process(cls, app: Any) -> IdentityClient:
         transport = httpx.ASGITransport(app=app)
-        return cls(httpx.AsyncClient(transport=transport, base_url="http://identity", timeout=_TIMEOUT))
+        return cls(
+            httpx.AsyncClient(transport=transport, base_url="http://identity", timeout=_TIMEOUT)
+        )
 
     @classmethod
     def over_http(cls, base_url: str) -> IdentityClient:
@@ -38,7 +40,9 @@ class IdentityClient:
         return PrincipalInfo.model_validate(response.json())
 
     async def project_access(self, token: str, project: str) -> ProjectAccessInfo | None:
-        response = await self._get(f"/api/v1/projects/{quote(project, safe='')}/access", token=token)
+        response = await self._get(
+            f"/api/v1/projects/{quote(project, safe='')}/access", token=token
+        )
         if response.status_code == 404:
             return None
         if response.status_code == 401:

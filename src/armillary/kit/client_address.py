@@ -9,7 +9,7 @@ from starlette.types import Scope
 
 def client_address(scope: Scope, trusted: list[IPv4Network | IPv6Network]) -> str | None:
     peer = scope.get("client")
-    peer_host = peer[0] if peer else None
+    peer_host: str | None = str(peer[0]) if peer else None
     if peer_host is None or not trusted or not _is_trusted(peer_host, trusted):
         return peer_host
     forwarded = _header(scope, b"x-forwarded-for")

@@ -29,6 +29,7 @@ from armillary.kit.metrics import EVENTS_DELIVERED
 
 log = structlog.get_logger("armillary.events")
 
+
 @dataclass(frozen=True)
 class Delivery:
     """An event as a consumer receives it."""
@@ -105,9 +106,7 @@ class EventBus:
 
     async def _dispatch_ids(self, ids: list[uuid.UUID]) -> None:
         async with self._db.sessionmaker() as session:
-            rows = (
-                await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))
-            ).all()
+            rows = (await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))).all()
         rows = sorted(rows, key=lambda r: ids.index(r.id))
         for row in rows:
             await self.deliver(row)
@@ -137,7 +136,9 @@ class EventBus:
             values: dict[str, Any] = {"attempts": OutboxEvent.attempts + 1}
             if ok:
                 values["published_at"] = utcnow()
-            await session.execute(update(OutboxEvent).where(OutboxEvent.id == row.id).values(**values))
+            await session.execute(
+                update(OutboxEvent).where(OutboxEvent.id == row.id).values(**values)
+            )
         return ok
 
     async def _already_handled(
@@ -154,7 +155,9 @@ class EventBus:
         async with self._db.sessionmaker() as session:
             return await session.get(ProcessedEvent, (consumer, event_id)) is not None
 
-    async def relay_once(self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 100) -> int:
+    async def relay_once(
+        self, *, older_than: timedelta = timedelta(seconds=5), limit: int = 100
+    ) -> int:
         """Deliver events a crash or a failing consumer left unpublished. Returns how many."""
         cutoff = utcnow() - older_than
         async with self._db.sessionmaker() as session:

@@ -13,7 +13,9 @@ REQUESTS = Counter(
     "armillary_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
 )
 ERRORS = Counter(
-    "armillary_http_errors_total", "HTTP responses with status >= 400", ["method", "route", "status"]
+    "armillary_http_errors_total",
+    "HTTP responses with status >= 400",
+    ["method", "route", "status"],
 )
 LATENCY = Histogram(
     "armillary_http_request_duration_seconds",

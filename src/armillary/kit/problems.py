@@ -130,20 +130,31 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Problem"] = Problem.model_json_schema()
         ref = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        routes = {(r.path, m.lower()): r for r in app.routes if isinstance(r, APIRoute) for m in r.methods}
+        routes = {
+            (r.path, m.lower()): r
+            for r in app.routes
+            if isinstance(r, APIRoute)
+            for m in (r.methods or ())
+        }
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 route = routes.get((path, method))
                 codes = {429, 500}
                 if path not in public_paths:
                     codes |= {401, 403}
-                if route is not None and (route.dependant.body_params or route.dependant.query_params or route.dependant.path_params):
+                if route is not None and (
+                    route.dependant.body_params
+                    or route.dependant.query_params
+                    or route.dependant.path_params
+                ):
                     codes.add(422)
                 if "{" in path:
                     codes.add(404)
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)
-                for code in sorted(codes | {int(c) for c in responses if c.isdigit() and int(c) >= 400}):
+                for code in sorted(
+                    codes | {int(c) for c in responses if c.isdigit() and int(c) >= 400}
+                ):
                     responses[str(code)] = {
                         "description": _STATUS_TITLES.get(code, "Error"),
                         "content": ref,

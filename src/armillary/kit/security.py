@@ -18,8 +18,8 @@ from armillary.contracts.identity import JWKS
 from armillary.kit.errors import Unauthorized
 
 ALGORITHM = "EdDSA"
-ACCESS_TOKEN_TYPE = "at+jwt"
-REFRESH_TOKEN_TYPE = "refresh+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - JWT "typ" values, not secrets
+REFRESH_TOKEN_TYPE = "refresh+jwt"  # noqa: S105
 _KID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
 

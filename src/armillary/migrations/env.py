@@ -14,7 +14,9 @@ from armillary.migrations.metadata import target_metadata
 config = context.config
 
 
-def _include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     """Autogenerate for one service at a time: ``-x tables=identity_`` picks its tables."""
     prefixes = context.get_x_argument(as_dictionary=True).get("tables")
     if not prefixes or type_ != "table" or name is None:

@@ -8,11 +8,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
 import httpx
 import pytest
 
@@ -88,32 +87,35 @@ def moto_endpoint(_aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> I
                 process.wait()
 
 
-def s3_settings_for(endpoint: str, bucket: str, **overrides: object) -> StorageSettings:
-    """S3 settings for the moto server, with small multipart sizes."""
-    values: dict[str, object] = {
-        "backend": "s3",
-        "s3_bucket": bucket,
-        "s3_endpoint_url": endpoint,
-        "s3_region": REGION,
-        "s3_access_key_id": ACCESS_KEY,
-        "s3_secret_access_key": SECRET_KEY,
-        "s3_allow_http": True,
-        "multipart_threshold_bytes": PART_SIZE,
-        "part_size": PART_SIZE,
-        **overrides,
-    }
-    return StorageSettings.model_validate(values)
+S3SettingsFactory = Callable[..., StorageSettings]
 
 
 @pytest.fixture
-def bucket_name() -> str:
-    """A fresh bucket name per test, so tests never see each other's objects."""
-    return f"armillary-test-{uuid.uuid4().hex[:16]}"
+def s3_settings_factory(moto_endpoint: str) -> S3SettingsFactory:
+    """Builds S3 settings for the moto server: a fresh bucket name, small multipart sizes."""
+
+    def build(**overrides: object) -> StorageSettings:
+        values: dict[str, object] = {
+            "backend": "s3",
+            # A fresh bucket per test, so tests never see each other's objects.
+            "s3_bucket": f"armillary-test-{uuid.uuid4().hex[:16]}",
+            "s3_endpoint_url": moto_endpoint,
+            "s3_region": REGION,
+            "s3_access_key_id": ACCESS_KEY,
+            "s3_secret_access_key": SECRET_KEY,
+            "s3_allow_http": True,
+            "multipart_threshold_bytes": PART_SIZE,
+            "part_size": PART_SIZE,
+            **overrides,
+        }
+        return StorageSettings.model_validate(values)
+
+    return build
 
 
 @pytest.fixture
-def s3_settings(moto_endpoint: str, bucket_name: str) -> StorageSettings:
-    return s3_settings_for(moto_endpoint, bucket_name)
+def s3_settings(s3_settings_factory: S3SettingsFactory) -> StorageSettings:
+    return s3_settings_factory()
 
 
 @pytest.fixture
@@ -137,7 +139,9 @@ def local_settings(tmp_path: Path) -> StorageSettings:
 @pytest.fixture
 def local_store(local_settings: StorageSettings) -> LocalObjectStore:
     assert local_settings.local_root is not None
-    return LocalObjectStore(local_settings.local_root, local_settings, signing_secret=SIGNING_SECRET)
+    return LocalObjectStore(
+        local_settings.local_root, local_settings, signing_secret=SIGNING_SECRET
+    )
 
 
 @pytest.fixture

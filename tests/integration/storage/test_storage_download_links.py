@@ -113,5 +113,88 @@ def test_token_round_trip_and_expiry(local_store: LocalObjectStore, key: str) ->
     with pytest.raises(DownloadTokenExpired) as caught:
         local_store.verify_download(token, now=issued + timedelta(minutes=15))
     assert caught.value.status == 403
+
+
+def test_token_expiry_uses_the_real_clock_by_default(
+    local_store: LocalObjectStore, key: str
+) -> None:
+    now = datetime.now(UTC)
+    assert local_store.verify_download(local_store.sign_download(key, now + timedelta(minutes=1)))
     with pytest.raises(DownloadTokenExpired):
-        local_store.verify_download(token)  # against the real clock: 2030 vs now is fine? no
+        local_store.verify_download(local_store.sign_download(key, now - timedelta(seconds=1)))
+
+
+def test_tampered_tokens_are_refused(local_store: LocalObjectStore, key: str) -> None:
+    now = datetime.now(UTC)
+    token = local_store.sign_download(key, now + timedelta(minutes=5))
+    other = local_store.sign_download(
+        job_artifact_key(uuid4(), uuid4(), "train", "secret.bin"), now + timedelta(minutes=5)
+    )
+    encoded_key, expires, mac = _parts(token)
+    flipped = ("A" if mac[0] != "A" else "B") + mac[1:]
+    later = str(int(expires) + 3600)
+
+    forged = [
+        f"{_parts(other)[0]}.{expires}.{mac}",  # another object's key under this MAC
+        f"{encoded_key}.{later}.{mac}",  # a longer life
+        f"{encoded_key}.{expires}.{flipped}",  # a different MAC
+        f"{encoded_key}.{expires}.{_parts(other)[2]}",  # another token's MAC
+    ]
+    for candidate in forged:
+        with pytest.raises(InvalidDownloadToken) as caught:
+            local_store.verify_download(candidate)
+        assert not isinstance(caught.value, DownloadTokenExpired)
+
+
+def test_expired_token_cannot_be_revived(local_store: LocalObjectStore, key: str) -> None:
+    past = datetime.now(UTC) - timedelta(hours=1)
+    encoded_key, _, mac = _parts(local_store.sign_download(key, past))
+    revived = f"{encoded_key}.{int(past.timestamp()) + 7200}.{mac}"
+    with pytest.raises(InvalidDownloadToken):
+        local_store.verify_download(revived)
+
+
+def test_tokens_from_another_secret_are_refused(
+    local_store: LocalObjectStore, local_settings: StorageSettings, key: str
+) -> None:
+    assert local_settings.local_root is not None
+    stranger = LocalObjectStore(
+        local_settings.local_root, local_settings, signing_secret="another-secret-" * 3
+    )
+    token = stranger.sign_download(key, datetime.now(UTC) + timedelta(minutes=5))
+    with pytest.raises(InvalidDownloadToken):
+        local_store.verify_download(token)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "abc",
+        "a.b",
+        "a.1.b.c",
+        "a.1.",
+        ".1." + "A" * 43,
+        "a.-1." + "A" * 43,
+        "a.1e9." + "A" * 43,
+        "a.1." + "A" * 42,
+        "a.1." + "A" * 42 + "=",
+        "a+b.1." + "A" * 43,
+        "a/b.1." + "A" * 43,
+        "Li4vZXRjL3Bhc3N3ZA.9999999999." + "A" * 43,  # "../etc/passwd"
+        "x" * 5000 + ".1." + "A" * 43,
+        "a.\u0661." + "A" * 43,
+    ],
+)
+def test_malformed_tokens_are_refused(local_store: LocalObjectStore, token: str) -> None:
+    with pytest.raises(InvalidDownloadToken):
+        local_store.verify_download(token)
+
+
+def test_signing_refuses_bad_input(local_store: LocalObjectStore, key: str) -> None:
+    with pytest.raises(InvalidObjectKey):
+        local_store.sign_download("../etc/passwd", datetime.now(UTC) + timedelta(minutes=5))
+    with pytest.raises(ValueError, match="timezone"):
+        local_store.sign_download(key, datetime(2030, 1, 1))
+    with pytest.raises(ValueError, match="secret"):
+        LocalObjectStore(local_store.root, StorageSettings(), signing_secret="short")

@@ -19,7 +19,6 @@ from armillary.kit.storage import (
     job_artifact_key,
     project_prefix,
 )
-
 from armillary.kit.storage.settings import MIB, S3_MIN_PART_SIZE
 
 # The fixtures configure this part size and multipart threshold.

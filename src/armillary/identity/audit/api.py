@@ -48,12 +48,19 @@ async def query_audit(
         session,
         action="audit.query",
         resource_type="audit",
-        details={"actor": str(actor) if actor else None, "action": action, "resource_type": resource_type,
-                 "resource_id": resource_id},
+        details={
+            "actor": str(actor) if actor else None,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+        },
         service=SERVICE,
     )
     return Page(
-        items=[AuditRecordOut.model_validate(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset
+        items=[AuditRecordOut.model_validate(r) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
     )
 
 
@@ -62,10 +69,17 @@ async def verify_audit(request: Request, admin: Admin, session: Session) -> Veri
     """Recompute the hash chain and compare it with the checkpoint kept outside the database."""
     report = await current_identity(request).audit_log.verify(session)
     audit.record(
-        session, action="audit.verify", resource_type="audit", outcome="success" if report.ok else "failure",
-        details={"problems": len(report.problems)}, service=SERVICE,
+        session,
+        action="audit.verify",
+        resource_type="audit",
+        outcome="success" if report.ok else "failure",
+        details={"problems": len(report.problems)},
+        service=SERVICE,
     )
     return VerifyOut(
-        ok=report.ok, records_checked=report.records_checked, last_seq=report.last_seq,
-        checkpoint_seq=report.checkpoint_seq, problems=report.problems,
+        ok=report.ok,
+        records_checked=report.records_checked,
+        last_seq=report.last_seq,
+        checkpoint_seq=report.checkpoint_seq,
+        problems=report.problems,
     )

@@ -77,8 +77,12 @@ class CheckpointFile:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(
                 json.dumps(
-                    {"seq": checkpoint.seq, "hash": checkpoint.hash, "signature": checkpoint.signature,
-                     "written_at": utcnow().isoformat()}
+                    {
+                        "seq": checkpoint.seq,
+                        "hash": checkpoint.hash,
+                        "signature": checkpoint.signature,
+                        "written_at": utcnow().isoformat(),
+                    }
                 )
             )
             os.replace(tmp, self.path)

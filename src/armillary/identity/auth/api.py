@@ -71,5 +71,9 @@ async def jwks(request: Request, session: Session) -> JWKS:
 async def principal(user: DirectUser) -> PrincipalInfo:
     """The caller's current account state, read uncached; services cache it themselves."""
     return PrincipalInfo(
-        user_id=user.id, email=user.email, name=user.name, role=PlatformRole(user.role), active=user.active
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=PlatformRole(user.role),
+        active=user.active,
     )

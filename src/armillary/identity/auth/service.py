@@ -141,7 +141,9 @@ async def logout(
             .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
-    audit.record(session, action="auth.logout", resource_type="user", resource_id=user_id, service=SERVICE)
+    audit.record(
+        session, action="auth.logout", resource_type="user", resource_id=user_id, service=SERVICE
+    )
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
@@ -174,7 +176,12 @@ async def _issue_pair(
 ) -> TokenPair:
     settings = identity.settings
     now = utcnow()
-    base = {"iss": settings.jwt_issuer, "aud": settings.jwt_audience, "sub": str(user.id), "iat": now}
+    base = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": str(user.id),
+        "iat": now,
+    }
     access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     access = await identity.keyring.sign(
         session,

@@ -42,7 +42,9 @@ class KeyRing:
         if self._active is not None:
             return self._active
         row = await session.scalar(
-            select(SigningKey).where(SigningKey.active.is_(True)).order_by(SigningKey.created_at.desc())
+            select(SigningKey)
+            .where(SigningKey.active.is_(True))
+            .order_by(SigningKey.created_at.desc())
         )
         if row is None:
             row = await self._create(session)
@@ -57,7 +59,9 @@ class KeyRing:
     async def ensure(self, session: AsyncSession) -> None:
         """Make sure an active key exists, rotate it when it is due, retire expired ones."""
         row = await session.scalar(
-            select(SigningKey).where(SigningKey.active.is_(True)).order_by(SigningKey.created_at.desc())
+            select(SigningKey)
+            .where(SigningKey.active.is_(True))
+            .order_by(SigningKey.created_at.desc())
         )
         if row is None or _aware(row.created_at) + self.rotation <= utcnow():
             await self.rotate(session)

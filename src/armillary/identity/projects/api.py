@@ -5,14 +5,27 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from armillary.contracts.identity import PlatformRole, ProjectAccessInfo, ProjectRole
-from armillary.kit.authz import Caller, Principal, ProjectAccess, project_permission, require_platform_role
+from armillary.kit.authz import (
+    Caller,
+    Principal,
+    ProjectAccess,
+    project_permission,
+    require_platform_role,
+)
 from armillary.kit.deps import Session
 from armillary.kit.errors import NotFound
 from armillary.kit.pagination import Page, Paging
 
 from ..auth.deps import DirectUser
 from . import repository, service
-from .schemas import MemberOut, MembershipIn, ProjectCreate, ProjectOut, ProjectUpdate, ProjectWithRole
+from .schemas import (
+    MemberOut,
+    MembershipIn,
+    ProjectCreate,
+    ProjectOut,
+    ProjectUpdate,
+    ProjectWithRole,
+)
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
@@ -33,9 +46,17 @@ def _with_role(project: object, role: ProjectRole) -> ProjectWithRole:
 async def list_projects(caller: Caller, session: Session, paging: Paging) -> Page[ProjectOut]:
     """Projects the caller is a member of (every project for admins)."""
     rows, total = await repository.page_visible(
-        session, None if caller.is_admin else caller.user_id, limit=paging.limit, offset=paging.offset
+        session,
+        None if caller.is_admin else caller.user_id,
+        limit=paging.limit,
+        offset=paging.offset,
     )
-    return Page(items=[ProjectOut.model_validate(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset)
+    return Page(
+        items=[ProjectOut.model_validate(r) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
 
 
 @router.post("", name="projects.create", status_code=status.HTTP_201_CREATED, responses={409: {}})
@@ -63,24 +84,39 @@ async def delete_project(access: Owner, session: Session) -> None:
 async def list_members(access: MemberReader, session: Session) -> list[MemberOut]:
     return [
         MemberOut(
-            user_id=u.id, email=u.email, name=u.name, platform_role=PlatformRole(u.role),
-            role=ProjectRole(m.role), created_at=m.created_at,
+            user_id=u.id,
+            email=u.email,
+            name=u.name,
+            platform_role=PlatformRole(u.role),
+            role=ProjectRole(m.role),
+            created_at=m.created_at,
         )
         for m, u in await repository.members(session, access.project_id)
     ]
 
 
 @router.put("/{project}/members/{user}", name="projects.member_set", responses={409: {}})
-async def set_member(user: str, body: MembershipIn, access: MemberManager, session: Session) -> MemberOut:
+async def set_member(
+    user: str, body: MembershipIn, access: MemberManager, session: Session
+) -> MemberOut:
     """Add a member or change their role. ``user`` is a user id or an email address."""
     m, u = await service.set_member(session, access, user, body.role)
     return MemberOut(
-        user_id=u.id, email=u.email, name=u.name, platform_role=PlatformRole(u.role),
-        role=ProjectRole(m.role), created_at=m.created_at,
+        user_id=u.id,
+        email=u.email,
+        name=u.name,
+        platform_role=PlatformRole(u.role),
+        role=ProjectRole(m.role),
+        created_at=m.created_at,
     )
 
 
-@router.delete("/{project}/members/{user}", name="projects.member_remove", status_code=status.HTTP_204_NO_CONTENT, responses={409: {}})
+@router.delete(
+    "/{project}/members/{user}",
+    name="projects.member_remove",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {}},
+)
 async def remove_member(user: str, access: MemberManager, session: Session) -> None:
     await service.remove_member(session, access, user)
 

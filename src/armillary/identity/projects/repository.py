@@ -23,11 +23,13 @@ async def by_slug_or_id(session: AsyncSession, ref: str) -> Project | None:
     return await session.scalar(select(Project).where(Project.slug == ref))
 
 
-async def membership(session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID) -> Membership | None:
+async def membership(
+    session: AsyncSession, project_id: uuid.UUID, user_id: uuid.UUID
+) -> Membership | None:
     return await session.get(Membership, (project_id, user_id))
 
 
-def _visible(user_id: uuid.UUID | None) -> Select[tuple[Project]]:
+def _visible(user_id: uuid.UUID | None) -> Select[Project]:
     stmt = select(Project)
     if user_id is not None:
         stmt = stmt.join(Membership, Membership.project_id == Project.id).where(

@@ -54,14 +54,22 @@ async def access_for(session: AsyncSession, user: User, ref: str) -> ProjectAcce
 async def create(session: AsyncSession, caller: Principal, data: ProjectCreate) -> Project:
     if await repo.by_slug_or_id(session, data.slug) is not None:
         raise Conflict("A project with this slug already exists")
-    project = Project(slug=data.slug, name=data.name, description=data.description, created_by=caller.user_id)
+    project = Project(
+        slug=data.slug, name=data.name, description=data.description, created_by=caller.user_id
+    )
     session.add(project)
     await session.flush()
-    session.add(Membership(project_id=project.id, user_id=caller.user_id, role=ProjectRole.OWNER.value))
+    session.add(
+        Membership(project_id=project.id, user_id=caller.user_id, role=ProjectRole.OWNER.value)
+    )
     await session.flush()
     audit.record(
-        session, action="projects.create", resource_type="project", resource_id=project.id,
-        details={"slug": project.slug}, service=SERVICE,
+        session,
+        action="projects.create",
+        resource_type="project",
+        resource_id=project.id,
+        details={"slug": project.slug},
+        service=SERVICE,
     )
     publish(
         session,
@@ -85,8 +93,12 @@ async def update(session: AsyncSession, access: ProjectAccess, data: ProjectUpda
         setattr(project, field, value)
     await session.flush()
     audit.record(
-        session, action="projects.update", resource_type="project", resource_id=project.id,
-        details={"fields": sorted(changes)}, service=SERVICE,
+        session,
+        action="projects.update",
+        resource_type="project",
+        resource_id=project.id,
+        details={"fields": sorted(changes)},
+        service=SERVICE,
     )
     return project
 
@@ -97,8 +109,12 @@ async def remove(session: AsyncSession, access: ProjectAccess) -> None:
     await session.execute(delete(Membership).where(Membership.project_id == project.id))
     await session.delete(project)
     audit.record(
-        session, action="projects.delete", resource_type="project", resource_id=project.id,
-        details={"slug": project.slug}, service=SERVICE,
+        session,
+        action="projects.delete",
+        resource_type="project",
+        resource_id=project.id,
+        details={"slug": project.slug},
+        service=SERVICE,
     )
     publish(
         session,
@@ -124,9 +140,15 @@ async def set_member(
     user = await _user_by_ref(session, user_ref)
     platform_role = PlatformRole(user.role)
     if _RANK[role] > _RANK[_CAP[platform_role]]:
-        raise Unprocessable(f"A '{platform_role.value}' account can be at most '{_CAP[platform_role].value}'")
+        raise Unprocessable(
+            f"A '{platform_role.value}' account can be at most '{_CAP[platform_role].value}'"
+        )
     member = await repo.membership(session, access.project_id, user.id)
-    if member is not None and member.role == ProjectRole.OWNER.value and role is not ProjectRole.OWNER:
+    if (
+        member is not None
+        and member.role == ProjectRole.OWNER.value
+        and role is not ProjectRole.OWNER
+    ):
         await _keep_an_owner(session, access.project_id)
     previous = member.role if member else None
     if member is None:
@@ -136,15 +158,24 @@ async def set_member(
         member.role = role.value
     await session.flush()
     audit.record(
-        session, action="projects.member_set", resource_type="membership",
+        session,
+        action="projects.member_set",
+        resource_type="membership",
         resource_id=f"{access.project_id}:{user.id}",
-        details={"project": access.project_slug, "user_id": str(user.id), "from": previous, "to": role.value},
+        details={
+            "project": access.project_slug,
+            "user_id": str(user.id),
+            "from": previous,
+            "to": role.value,
+        },
         service=SERVICE,
     )
     publish(
         session,
         MembershipChanged.TYPE,
-        MembershipChanged(project_id=access.project_id, project_slug=access.project_slug, user_id=user.id),
+        MembershipChanged(
+            project_id=access.project_id, project_slug=access.project_slug, user_id=user.id
+        ),
     )
     return member, user
 
@@ -158,14 +189,19 @@ async def remove_member(session: AsyncSession, access: ProjectAccess, user_ref: 
         await _keep_an_owner(session, access.project_id)
     await session.delete(member)
     audit.record(
-        session, action="projects.member_remove", resource_type="membership",
+        session,
+        action="projects.member_remove",
+        resource_type="membership",
         resource_id=f"{access.project_id}:{user.id}",
-        details={"project": access.project_slug, "user_id": str(user.id)}, service=SERVICE,
+        details={"project": access.project_slug, "user_id": str(user.id)},
+        service=SERVICE,
     )
     publish(
         session,
         MembershipChanged.TYPE,
-        MembershipChanged(project_id=access.project_id, project_slug=access.project_slug, user_id=user.id),
+        MembershipChanged(
+            project_id=access.project_id, project_slug=access.project_slug, user_id=user.id
+        ),
     )
 
 

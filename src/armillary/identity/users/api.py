@@ -22,12 +22,17 @@ Admin = Annotated[Principal, Depends(require_platform_role())]
 async def list_users(admin: Admin, session: Session, paging: Paging) -> Page[UserOut]:
     rows, total = await repository.page(session, limit=paging.limit, offset=paging.offset)
     return Page(
-        items=[UserOut.model_validate(r) for r in rows], total=total, limit=paging.limit, offset=paging.offset
+        items=[UserOut.model_validate(r) for r in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
     )
 
 
 @router.post("", name="users.create", status_code=status.HTTP_201_CREATED, responses={409: {}})
-async def create_user(request: Request, body: UserCreate, admin: Admin, session: Session) -> UserOut:
+async def create_user(
+    request: Request, body: UserCreate, admin: Admin, session: Session
+) -> UserOut:
     """Create an account with a role. There is no self sign-up."""
     return UserOut.model_validate(await service.create(session, current_identity(request), body))
 

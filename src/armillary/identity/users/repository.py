@@ -18,7 +18,9 @@ async def by_id(session: AsyncSession, user_id: UUID) -> User | None:
 
 async def page(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[User], int]:
     total = await session.scalar(select(func.count()).select_from(User)) or 0
-    rows = await session.scalars(select(User).order_by(User.created_at, User.id).limit(limit).offset(offset))
+    rows = await session.scalars(
+        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 

@@ -32,7 +32,13 @@ async def create(session: AsyncSession, identity: Identity, data: UserCreate) ->
     )
     user = await repo.add(
         session,
-        User(email=email, name=data.name, role=data.role.value, active=True, password_hash=password_hash),
+        User(
+            email=email,
+            name=data.name,
+            role=data.role.value,
+            active=True,
+            password_hash=password_hash,
+        ),
     )
     audit.record(
         session,
@@ -86,7 +92,13 @@ async def update_user(
             service=SERVICE,
         )
     if "name" in changes and "role" not in changes and "active" not in changes:
-        audit.record(session, action="users.update", resource_type="user", resource_id=user.id, service=SERVICE)
+        audit.record(
+            session,
+            action="users.update",
+            resource_type="user",
+            resource_id=user.id,
+            service=SERVICE,
+        )
     await session.flush()
     publish(session, UserChanged.TYPE, UserChanged(user_id=user.id))
     return user
@@ -105,7 +117,13 @@ async def change_password(
         raise Unauthorized(INVALID_CREDENTIALS)
     user.password_hash = await asyncio.to_thread(identity.passwords.hash, new)
     await _revoke_refresh_tokens(session, user.id)
-    audit.record(session, action="auth.password_change", resource_type="user", resource_id=user.id, service=SERVICE)
+    audit.record(
+        session,
+        action="auth.password_change",
+        resource_type="user",
+        resource_id=user.id,
+        service=SERVICE,
+    )
 
 
 async def _revoke_refresh_tokens(session: AsyncSession, user_id: UUID) -> None:

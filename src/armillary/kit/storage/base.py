@@ -149,7 +149,7 @@ class ObjectStore(ABC):
             Path(path),
             attributes=attributes,
             tags=checked_tags,
-            use_multipart=size >= settings.multipart_threshold_bytes,
+            use_multipart=False,
             chunk_size=settings.part_size,
             max_concurrency=settings.upload_concurrency,
         )

@@ -1,0 +1,57 @@
+# Armillary: the two set-up commands are `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/uv
+endif
+VENV_BIN := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: help run test lint typecheck imports services sync sync-dev bench-auth clean
+
+help:
+	@echo "make run    - install, migrate and start the embedded platform on http://127.0.0.1:$${ARMILLARY_PORT:-8000}"
+	@echo "make test   - install test dependencies, start PostgreSQL/Redis/RabbitMQ, lint, type-check, test with coverage"
+
+$(UV):
+	python3 -m pip install --quiet uv
+
+sync: $(UV)
+	$(UV) sync --frozen --no-dev --inexact
+
+sync-dev: $(UV)
+	$(UV) sync --frozen
+
+run: sync
+	$(VENV_BIN)/armillary db upgrade
+	$(VENV_BIN)/armillary up
+
+services:
+	bash scripts/ensure-services.sh
+
+lint: sync-dev
+	$(VENV_BIN)/ruff check src tests bench
+	$(VENV_BIN)/ruff format --check src tests bench
+
+typecheck: sync-dev
+	$(VENV_BIN)/mypy
+
+imports: sync-dev
+	$(VENV_BIN)/lint-imports
+
+test: sync-dev services lint typecheck imports
+	rm -f .coverage .coverage.*
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(VENV_BIN)/coverage run -m pytest --durations=15 $(PYTEST_ARGS); \
+	  status=$$?; if [ $$status -ne 0 ]; then exit $$status; fi
+	$(VENV_BIN)/coverage combine -q
+	$(VENV_BIN)/coverage report
+	$(VENV_BIN)/python scripts/coverage_gate.py --overall 85 --per-service 80
+
+bench-auth: sync-dev services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(VENV_BIN)/python bench/auth_get/run.py
+
+clean:
+	rm -rf .venv .coverage .coverage.* coverage.json .mypy_cache .ruff_cache .pytest_cache
