@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +29,28 @@ TEST_SECRET = "test-secret-" + "x" * 40
 
 
 def _worker_db_name() -> str:
-    return f"armillary_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    # Per process, so that concurrent test runs on one machine never share a database.
+    return f"armillary_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A fresh, migrated database for this test session (dropped and recreated)."""
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
     name = _worker_db_name()
 
-    async def recreate() -> None:
+    async def admin(*statements: str) -> None:
         conn = await asyncpg.connect(f"postgresql://postgres@{PG_HOST}/postgres")
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            for statement in statements:
+                await conn.execute(statement)
         finally:
             await conn.close()
 
-    asyncio.run(recreate())
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
     url = f"postgresql+asyncpg://postgres@{PG_HOST}/{name}"
     upgrade(Settings(database_url=url, secret_key=TEST_SECRET))  # type: ignore[arg-type]
-    return url
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

@@ -100,21 +100,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled_error", path=request.url.path, exc_info=exc)
-    return problem_response(
-        500,
-        "Internal server error",
-        "An unexpected error occurred; quote the request id when reporting it",
-        request=request,
-    )
-
-
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled)
 
 
 def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:

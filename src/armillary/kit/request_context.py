@@ -6,11 +6,13 @@ import re
 import time
 import uuid
 
+import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armillary.kit import context
 from armillary.kit.client_address import client_address
+from armillary.kit.errors import PROBLEM_MEDIA_TYPE, problem_body
 from armillary.kit.settings import Settings
 
 log = structlog.get_logger("armillary.access")
@@ -46,10 +48,12 @@ class RequestContextMiddleware:
         token = context.bind(ctx)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -58,6 +62,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Rendered here, inside the request context, so the body carries the request id;
+            # the stack trace goes to the log only.
+            log.error("unhandled_error", path=scope["path"], exc_info=exc)
+            if not response_started:
+                await _send_problem_500(send_wrapper, request_id, scope["path"])
         finally:
             route = scope.get("route")
             log.info(
@@ -70,3 +80,26 @@ class RequestContextMiddleware:
                 client=ctx.client_address,
             )
             context.reset(token)
+
+
+async def _send_problem_500(send: Send, request_id: str, path: str) -> None:
+    body = orjson.dumps(
+        problem_body(
+            500,
+            "Internal server error",
+            "An unexpected error occurred; quote the request id when reporting it",
+            instance=path,
+            request_id=request_id,
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

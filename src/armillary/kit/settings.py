@@ -6,10 +6,10 @@ import secrets
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Values that must never protect a production deployment.
 _KNOWN_DEFAULTS = {"", "changeme", "change-me", "secret", "password", "admin", "armillary"}
@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     rate_limit_on_store_failure: Literal["allow", "deny"] = "allow"
     login_failures_per_account: str = "5/15minutes"
     login_failures_per_address: str = "30/15minutes"
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # Comma-separated CIDRs whose X-Forwarded-For is believed.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -149,7 +149,7 @@ class ObjectStore(ABC):
             Path(path),
             attributes=attributes,
             tags=checked_tags,
-            use_multipart=False,
+            use_multipart=size >= settings.multipart_threshold_bytes,
             chunk_size=settings.part_size,
             max_concurrency=settings.upload_concurrency,
         )
@@ -227,7 +227,7 @@ class ObjectStore(ABC):
                 await asyncio.to_thread(os.fsync, handle.fileno())
             if written != info.size:
                 raise OSError(f"short download: {written} of {info.size} bytes")
-            await asyncio.to_thread(os.replace, temp_name, target)
+            await asyncio.to_thread(os.link, temp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_name)
