@@ -46,7 +46,9 @@ def pg_url() -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
+    asyncio.run(
+        admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    )
     url = f"postgresql+asyncpg://postgres@{PG_HOST}/{name}"
     upgrade(Settings(database_url=url, secret_key=TEST_SECRET))  # type: ignore[arg-type]
     yield url

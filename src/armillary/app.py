@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from armillary.data import app as data_app
+from armillary.data.settings import DataSettings
 from armillary.identity import app as identity_app
 from armillary.identity.client import IdentityClient
 from armillary.kit.app_factory import build_app
@@ -17,6 +19,7 @@ from armillary.kit.ratelimit import RateLimiter
 from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.settings import Settings
+from armillary.kit.storage import StorageSettings
 
 DESCRIPTION = (
     "Armillary: self-hosted ML workflow orchestration. Authenticate with "
@@ -25,10 +28,17 @@ DESCRIPTION = (
 )
 
 
-def create_runtime(settings: Settings) -> Runtime:
+def create_runtime(
+    settings: Settings,
+    *,
+    storage_settings: StorageSettings | None = None,
+    data_settings: DataSettings | None = None,
+) -> Runtime:
+    """Every service's components on one runtime. Settings not given come from the environment."""
     runtime = Runtime.create(settings)
     runtime.limiter = RateLimiter.from_settings(settings)
     identity_app.install(runtime)
+    data_app.install(runtime, settings=data_settings, storage_settings=storage_settings)
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -47,15 +57,23 @@ def create_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logs: bool = True,
+    storage_settings: StorageSettings | None = None,
+    data_settings: DataSettings | None = None,
+) -> FastAPI:
     """The embedded platform as one ASGI app."""
     settings = settings or Settings()
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
-    runtime = create_runtime(settings)
+    runtime = create_runtime(
+        settings, storage_settings=storage_settings, data_settings=data_settings
+    )
     return build_app(
         runtime,
         title="Armillary",
         description=DESCRIPTION,
-        routers=[*identity_app.ROUTERS],
+        routers=[*identity_app.ROUTERS, *data_app.ROUTERS],
     )

@@ -32,6 +32,8 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/token",
         "/api/v1/auth/refresh",
         "/api/v1/auth/jwks",
+        # Signed, expiring object links: the token in the path is the credential.
+        "/api/v1/downloads/{token}",
     }
 )
 

@@ -86,7 +86,7 @@ class Database:
             if keep:
                 await commit(session)
             else:
-                await session.rollback()
+                await rollback(session)
             raise
         finally:
             await session.close()
@@ -98,9 +98,24 @@ class Database:
 async def commit(session: AsyncSession) -> None:
     """Commit and then run what was registered to happen only after a successful commit."""
     callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    session.info.pop("on_rollback", None)
     await session.commit()
     for callback in callbacks:
         await callback()
+
+
+async def rollback(session: AsyncSession) -> None:
+    """Roll back, then undo outside effects registered with :func:`on_rollback`."""
+    session.info.pop("after_commit", None)
+    callbacks: list[AfterCommit] = session.info.pop("on_rollback", [])
+    await session.rollback()
+    for callback in callbacks:
+        await callback()
+
+
+def on_rollback(session: AsyncSession, callback: AfterCommit) -> None:
+    """Run ``callback`` if this transaction rolls back (e.g. delete an object written for it)."""
+    session.info.setdefault("on_rollback", []).append(callback)
 
 
 def after_commit(session: AsyncSession, callback: AfterCommit) -> None:

@@ -140,7 +140,11 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
                 if "{" in path:
                     codes.add(404)
                 responses = operation.setdefault("responses", {})
-                responses.pop("422", None)
+                # FastAPI documents a 422 for every operation that validates input; keep it
+                # (as a problem). ``routes`` alone misses routes of included routers, which
+                # newer FastAPI keeps nested instead of flattening into ``app.routes``.
+                if responses.pop("422", None) is not None:
+                    codes.add(422)
                 for code in sorted(
                     codes | {int(c) for c in responses if c.isdigit() and int(c) >= 400}
                 ):

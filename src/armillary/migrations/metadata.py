@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import armillary.data.datasets.models
 import armillary.identity.audit.models
 import armillary.identity.auth.models
 import armillary.identity.keys.models

@@ -15,6 +15,7 @@ _SRC = _HERE.parent
 VERSION_LOCATIONS = [
     _SRC / "kit" / "migrations" / "versions",
     _SRC / "identity" / "migrations" / "versions",
+    _SRC / "data" / "migrations" / "versions",
 ]
 
 

@@ -43,7 +43,12 @@ async def test_validation_error_names_field_but_does_not_echo_input(api: Api) ->
     token = await api.admin_token()
     response = await api.client.post(
         "/api/v1/users",
-        json={"email": "x@example.com", "name": "X", "role": "root", "password": "p4ssw0rd-secret!"},
+        json={
+            "email": "x@example.com",
+            "name": "X",
+            "role": "root",
+            "password": "p4ssw0rd-secret!",
+        },
         headers=auth(token),
     )
     assert response.status_code == 422
@@ -73,7 +78,9 @@ async def test_request_id_is_accepted_and_returned(client: httpx.AsyncClient) ->
 async def test_metrics_count_requests_by_route_template(api: Api) -> None:
     token = await api.admin_token()
     for _ in range(3):
-        await api.client.get("/api/v1/users/00000000-0000-0000-0000-000000000000", headers=auth(token))
+        await api.client.get(
+            "/api/v1/users/00000000-0000-0000-0000-000000000000", headers=auth(token)
+        )
     text = (await api.client.get("/metrics")).text
     line = next(
         line
@@ -125,7 +132,9 @@ async def test_logs_are_json_with_request_and_user_ids_and_no_secrets(
     finally:
         logging.getLogger().handlers.clear()
     captured = capsys.readouterr().err
-    lines: list[dict[str, Any]] = [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+    lines: list[dict[str, Any]] = [
+        json.loads(line) for line in captured.splitlines() if line.startswith("{")
+    ]
     me = next(line for line in lines if line.get("route") == "/api/v1/auth/me")
     assert me["request_id"] == "req-42"
     assert me["user_id"]

@@ -15,6 +15,7 @@ from armillary.kit.storage import (
     LocalObjectStore,
     ObjectStore,
     S3ObjectStore,
+    StorageSettings,
     dataset_object_key,
     job_artifact_key,
     model_artifact_key,
@@ -177,8 +178,6 @@ async def test_every_store_operation_refuses_evil_keys(
 
 
 async def test_refused_keys_write_nothing_outside_the_root(tmp_path: Path) -> None:
-    from armillary.kit.storage import StorageSettings
-
     root = tmp_path / "deep" / "objects"
     store = LocalObjectStore(root, StorageSettings(), signing_secret="x" * 32)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
@@ -213,10 +212,10 @@ async def test_local_store_refuses_keys_that_resolve_outside_its_root(
 
 
 async def test_s3_store_writes_exactly_the_validated_key(
-    s3_store: S3ObjectStore, s3_client: S3Client
+    s3_store: S3ObjectStore, s3_settings: StorageSettings, s3_client: S3Client
 ) -> None:
     key = job_artifact_key(PROJECT, OTHER, "train", "out.bin")
     await s3_store.put_bytes(key, b"x")
 
-    listed = s3_client.list_objects_v2(Bucket=s3_store._settings.bucket)
+    listed = s3_client.list_objects_v2(Bucket=s3_settings.bucket)
     assert [item["Key"] for item in listed.get("Contents", [])] == [key]

@@ -14,6 +14,7 @@ from armillary.kit.storage import (
     ObjectNotFound,
     ObjectStore,
     S3ObjectStore,
+    StorageSettings,
     class_tags,
     dataset_object_key,
     job_artifact_key,
@@ -170,7 +171,11 @@ async def test_tags_are_rejected_when_invalid(store: ObjectStore) -> None:
 
 @pytest.mark.parametrize("multipart", [False, True], ids=["single", "multipart"])
 async def test_s3_object_tags_are_set_at_put_time(
-    s3_store: S3ObjectStore, s3_client: S3Client, tmp_path: Path, multipart: bool
+    s3_store: S3ObjectStore,
+    s3_settings: StorageSettings,
+    s3_client: S3Client,
+    tmp_path: Path,
+    multipart: bool,
 ) -> None:
     path = tmp_path / "data.parquet"
     path.write_bytes(b"p" * (PART_SIZE + 1 if multipart else 10))
@@ -179,5 +184,5 @@ async def test_s3_object_tags_are_set_at_put_time(
     info = await s3_store.put_file(key, path, tags=class_tags(ObjectClass.PROCESSED))
 
     assert (info.e_tag or "").strip('"').endswith("-2") is multipart
-    tagging = s3_client.get_object_tagging(Bucket=s3_store._settings.bucket, Key=key)
+    tagging = s3_client.get_object_tagging(Bucket=s3_settings.bucket, Key=key)
     assert tagging["TagSet"] == [{"Key": "armillary-class", "Value": "processed"}]

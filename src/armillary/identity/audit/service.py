@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +28,8 @@ from . import chain
 from .models import AuditChainHead, AuditRecord
 
 _HEAD_ID = 1
+
+log = structlog.get_logger("armillary.audit")
 
 
 @dataclass(frozen=True)
@@ -141,15 +144,34 @@ class AuditLog:
                 hash=digest,
             )
         )
+        # Checked before the head moves: the chain must still extend the outside checkpoint.
+        extends_outside = await self._extends_outside(session, head)
         checkpoint = Checkpoint(seq, digest, chain.checkpoint_signature(self._key, seq, digest))
         head.seq, head.hash, head.signature = checkpoint.seq, checkpoint.hash, checkpoint.signature
         head.updated_at = utcnow()
         await session.flush()
+        if not extends_outside:
+            # The log no longer contains the checkpointed head (edited, or truncated and
+            # regrown): keep the outside checkpoint as evidence instead of moving it.
+            log.error("audit_checkpoint_diverged", seq=seq)
+            return
 
         async def write_outside() -> None:
             await asyncio.to_thread(self.checkpoint_file.write, checkpoint)
 
         after_commit(session, write_outside)
+
+    async def _extends_outside(self, session: AsyncSession, head: AuditChainHead) -> bool:
+        """Whether the chain ending at ``head`` contains the outside checkpoint's head."""
+        outside = await asyncio.to_thread(self.checkpoint_file.read)
+        if outside is None or outside.seq > head.seq:
+            return True  # nothing to extend, or a head the file keeps (it never goes back)
+        if outside.seq == head.seq:
+            return outside.hash == head.hash
+        recorded = await session.scalar(
+            select(AuditRecord.hash).where(AuditRecord.seq == outside.seq)
+        )
+        return recorded == outside.hash
 
     async def verify(self, session: AsyncSession) -> VerifyReport:
         report = VerifyReport()

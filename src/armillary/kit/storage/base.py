@@ -136,6 +136,8 @@ class ObjectStore(ABC):
 
         Parts of ``part_size`` are read from disk as they are sent, at most
         ``upload_concurrency`` at a time, so memory stays bounded whatever the file size.
+        A file below ``multipart_threshold_bytes`` goes in one PUT, which obstore buffers:
+        the threshold is also the most a single upload holds in memory.
         The write is atomic: readers see the old object or the whole new one.
         """
         key = self._key(key)
@@ -227,7 +229,7 @@ class ObjectStore(ABC):
                 await asyncio.to_thread(os.fsync, handle.fileno())
             if written != info.size:
                 raise OSError(f"short download: {written} of {info.size} bytes")
-            await asyncio.to_thread(os.link, temp_name, target)
+            await asyncio.to_thread(os.replace, temp_name, target)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_name)

@@ -1,0 +1,1 @@
+"""The data service: datasets, their immutable versions in object storage, profiles."""

@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import RedirectResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.kit.authz import ProjectAccess, project_permission
+from armillary.kit.deps import Session
+from armillary.kit.pagination import Page, Paging
+
+from ..components import current_data
+from . import repository, service
+from .models import Dataset, DatasetVersion
+from .schemas import (
+    DatasetCreate,
+    DatasetOut,
+    DatasetUpdate,
+    DownloadLink,
+    VersionDetail,
+    VersionOut,
+)
+from .upload import spool_upload
+
+router = APIRouter(prefix="/api/v1/projects/{project}/datasets", tags=["datasets"])
+
+Reader = Annotated[ProjectAccess, Depends(project_permission("dataset:read"))]
+Writer = Annotated[ProjectAccess, Depends(project_permission("dataset:write"))]
+Number = Annotated[int, Path(ge=1, description="Version number")]
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "format": {"type": "string", "enum": ["csv", "parquet", "jsonl"]},
+                        "parent": {"type": "integer", "description": "Parent version number"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def dataset_out(dataset: Dataset, latest: int | None) -> DatasetOut:
+    return DatasetOut(
+        id=dataset.id,
+        name=dataset.name,
+        description=dataset.description,
+        tags=dataset.tags,
+        created_by=dataset.created_by,
+        created_at=dataset.created_at,
+        updated_at=dataset.updated_at,
+        latest_version=latest,
+    )
+
+
+async def _version_out(
+    session: AsyncSession, dataset: Dataset, versions: list[DatasetVersion], detail: bool = False
+) -> list[Any]:
+    parents = await repository.numbers_by_id(
+        session, {v.parent_id for v in versions if v.parent_id}
+    )
+    model = VersionDetail if detail else VersionOut
+    out = []
+    for v in versions:
+        fields: dict[str, Any] = {
+            "id": v.id,
+            "dataset": dataset.name,
+            "number": v.number,
+            "format": v.format,
+            "size_bytes": v.size_bytes,
+            "sha256": v.sha256,
+            "original_filename": v.original_filename,
+            "row_count": v.row_count,
+            "columns": v.columns,
+            "profile_status": v.profile_status,
+            "profile_error": v.profile_error,
+            "parent_version": parents.get(v.parent_id) if v.parent_id else None,
+            "lineage": v.lineage,
+            "created_by": v.created_by,
+            "created_at": v.created_at,
+            "deleted": v.deleted_at is not None,
+        }
+        if detail:
+            fields["profile"] = v.profile
+        out.append(model(**fields))
+    return out
+
+
+@router.get("", name="datasets.list")
+async def list_datasets(access: Reader, session: Session, paging: Paging) -> Page[DatasetOut]:
+    rows, total = await repository.datasets_page(
+        session, access.project_id, limit=paging.limit, offset=paging.offset
+    )
+    latest = await repository.latest_numbers(session, [d.id for d in rows])
+    return Page(
+        items=[dataset_out(d, latest.get(d.id)) for d in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.post(
+    "", name="datasets.create", status_code=status.HTTP_201_CREATED, responses={400: {}, 409: {}}
+)
+async def create_dataset(body: DatasetCreate, access: Writer, session: Session) -> DatasetOut:
+    return dataset_out(await service.create_dataset(session, access, body), None)
+
+
+@router.get("/{dataset}", name="datasets.get", responses={400: {}})
+async def get_dataset(dataset: str, access: Reader, session: Session) -> DatasetOut:
+    found = await service.get_dataset(session, access, dataset)
+    latest = await repository.latest_numbers(session, [found.id])
+    return dataset_out(found, latest.get(found.id))
+
+
+@router.patch("/{dataset}", name="datasets.update", responses={400: {}})
+async def update_dataset(
+    dataset: str, body: DatasetUpdate, access: Writer, session: Session
+) -> DatasetOut:
+    found = await service.update_dataset(session, access, dataset, body)
+    latest = await repository.latest_numbers(session, [found.id])
+    return dataset_out(found, latest.get(found.id))
+
+
+@router.delete(
+    "/{dataset}",
+    name="datasets.delete",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={400: {}},
+)
+async def delete_dataset(dataset: str, access: Writer, session: Session) -> None:
+    await service.delete_dataset(session, access, dataset)
+
+
+@router.post(
+    "/{dataset}/versions",
+    name="datasets.version_create",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"description": "Identical bytes: the existing version"},
+        400: {},
+        413: {},
+        415: {},
+    },
+    openapi_extra=_UPLOAD_BODY,
+)
+async def upload_version(
+    dataset: str, request: Request, response: Response, access: Writer, session: Session
+) -> VersionOut:
+    """Upload a CSV, Parquet or JSON Lines file (multipart field ``file``) as the next version.
+    Uploading bytes identical to an existing version returns that version (200)."""
+    data = current_data(request)
+    # 404 before reading the body; a short session, so no connection is held during the upload.
+    async with data.runtime.db.sessionmaker() as probe:
+        await service.get_dataset(probe, access, dataset)
+    upload = await spool_upload(
+        request.headers.get("content-type"),
+        request.headers.get("content-length"),
+        request.stream(),
+        max_bytes=data.settings.max_upload_bytes,
+        spool_dir=data.settings.spool_dir,
+    )
+    version, created = await service.add_version(session, data, access, dataset, upload)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    found = await service.get_dataset(session, access, dataset)
+    response.headers["Location"] = (
+        f"/api/v1/projects/{access.project_slug}/datasets/{found.name}/versions/{version.number}"
+    )
+    out: VersionOut = (await _version_out(session, found, [version]))[0]
+    return out
+
+
+@router.get("/{dataset}/versions", name="datasets.versions")
+async def list_versions(
+    dataset: str,
+    access: Reader,
+    session: Session,
+    paging: Paging,
+    include_deleted: Annotated[bool, Query()] = False,
+) -> Page[VersionOut]:
+    found = await service.get_dataset(session, access, dataset)
+    rows, total = await repository.versions_page(
+        session, found.id, include_deleted=include_deleted, limit=paging.limit, offset=paging.offset
+    )
+    return Page(
+        items=await _version_out(session, found, rows),
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get("/{dataset}/versions/{number}", name="datasets.version")
+async def get_version(
+    dataset: str, number: Number, access: Reader, session: Session
+) -> VersionDetail:
+    found, version = await service.get_version(session, access, dataset, number)
+    detail: VersionDetail = (await _version_out(session, found, [version], detail=True))[0]
+    return detail
+
+
+@router.delete(
+    "/{dataset}/versions/{number}",
+    name="datasets.version_delete",
+    status_code=status.HTTP_204_NO_CONTENT,
+)
+async def delete_version(dataset: str, number: Number, access: Writer, session: Session) -> None:
+    """Soft delete: hidden from lists and downloads, kept for lineage and audit."""
+    await service.delete_version(session, access, dataset, number)
+
+
+@router.get(
+    "/{dataset}/versions/{number}/content",
+    name="datasets.download",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        307: {"description": "Presigned URL"},
+    },
+)
+async def download_version(
+    dataset: str,
+    number: Number,
+    request: Request,
+    access: Reader,
+    session: Session,
+    redirect: Annotated[
+        bool, Query(description="Redirect to a presigned URL when the store has one")
+    ] = True,
+) -> Response:
+    """The version's bytes: streamed, or a redirect to a short-lived presigned URL (S3)."""
+    data = current_data(request)
+    found, version = await service.get_version(session, access, dataset, number)
+    if redirect:
+        url = await data.store.presigned_get_url(version.object_key)
+        if url is not None:
+            service.record_download(session, found, version, "presigned")
+            return RedirectResponse(url, status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+    stream = await data.store.open_stream(version.object_key)
+    service.record_download(session, found, version, "stream")
+    filename = f"{found.name}-v{version.number}.{version.format}"
+    return StreamingResponse(
+        stream,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(version.size_bytes),
+            "X-Content-SHA256": version.sha256,
+        },
+    )
+
+
+@router.post("/{dataset}/versions/{number}/content/link", name="datasets.download_link")
+async def create_download_link(
+    dataset: str, number: Number, request: Request, access: Reader, session: Session
+) -> DownloadLink:
+    """A URL that fetches the bytes without a token until it expires (for tools like curl)."""
+    data = current_data(request)
+    found, version = await service.get_version(session, access, dataset, number)
+    url, ttl = await service.download_link(data, version, str(request.base_url))
+    service.record_download(session, found, version, "link")
+    return DownloadLink(url=url, expires_in=ttl)

@@ -1,0 +1,297 @@
+"""Datasets and their versions: upload, deduplicate, profile, download, soft delete."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.kit import audit
+from armillary.kit.authz import ProjectAccess
+from armillary.kit.db import after_commit, on_rollback, utcnow
+from armillary.kit.errors import BadRequest, Conflict, NotFound
+from armillary.kit.storage import LocalObjectStore, ObjectClass, class_tags, dataset_object_key
+
+from ..components import SERVICE, Data
+from ..profiling.runner import InvalidDatasetFile, run_profiler
+from . import repository as repo
+from .formats import detect_format
+from .models import Dataset, DatasetVersion
+from .names import check_dataset_name
+from .schemas import DatasetCreate, DatasetUpdate, ProfileStatus
+from .upload import SpooledUpload
+
+log = structlog.get_logger("armillary.data")
+
+_CONTENT_TYPES = {
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+    "jsonl": "application/x-ndjson",
+}
+
+
+async def create_dataset(
+    session: AsyncSession, access: ProjectAccess, data: DatasetCreate
+) -> Dataset:
+    name = check_dataset_name(data.name)
+    if await repo.dataset(session, access.project_id, name) is not None:
+        raise Conflict("A dataset with this name already exists in the project")
+    dataset = Dataset(
+        project_id=access.project_id,
+        name=name,
+        description=data.description,
+        tags=sorted(set(data.tags)),
+        created_by=access.principal.user_id,
+    )
+    session.add(dataset)
+    await session.flush()
+    audit.record(
+        session,
+        action="datasets.create",
+        resource_type="dataset",
+        resource_id=dataset.id,
+        details={"project": access.project_slug, "name": name},
+        service=SERVICE,
+    )
+    return dataset
+
+
+async def get_dataset(
+    session: AsyncSession, access: ProjectAccess, ref: str, *, for_update: bool = False
+) -> Dataset:
+    if not _is_uuid(ref):
+        check_dataset_name(ref)
+    dataset = await repo.dataset(session, access.project_id, ref, for_update=for_update)
+    if dataset is None:
+        raise NotFound("Dataset not found")
+    return dataset
+
+
+async def update_dataset(
+    session: AsyncSession, access: ProjectAccess, ref: str, data: DatasetUpdate
+) -> Dataset:
+    dataset = await get_dataset(session, access, ref)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "description" in changes:
+        dataset.description = changes["description"]
+    if "tags" in changes:
+        dataset.tags = sorted(set(changes["tags"]))
+    await session.flush()
+    audit.record(
+        session,
+        action="datasets.update",
+        resource_type="dataset",
+        resource_id=dataset.id,
+        details={"fields": sorted(changes)},
+        service=SERVICE,
+    )
+    return dataset
+
+
+async def delete_dataset(session: AsyncSession, access: ProjectAccess, ref: str) -> None:
+    dataset = await get_dataset(session, access, ref)
+    dataset.deleted_at = utcnow()
+    audit.record(
+        session,
+        action="datasets.delete",
+        resource_type="dataset",
+        resource_id=dataset.id,
+        details={"name": dataset.name},
+        service=SERVICE,
+    )
+
+
+async def add_version(
+    session: AsyncSession, data: Data, access: ProjectAccess, ref: str, upload: SpooledUpload
+) -> tuple[DatasetVersion, bool]:
+    """Store an uploaded file as the dataset's next version, or return the existing version
+    with identical bytes. Returns ``(version, created)``. Nothing is left behind on failure:
+    the spool file is always removed and an object written for a rolled-back version is
+    deleted."""
+    keep_spool = False
+    try:
+        dataset = await get_dataset(session, access, ref, for_update=True)
+        existing = await repo.version_by_hash(session, dataset.id, upload.sha256)
+        if existing is not None:
+            return existing, False
+        fmt = detect_format(upload.fields.get("format"), upload.filename, upload.path)
+        parent_id = await _parent_id(session, dataset, upload.fields.get("parent"))
+        inline = upload.size <= data.settings.profile_inline_max_bytes
+        answer = await run_profiler(
+            upload.path,
+            fmt.value,
+            "profile" if inline else "check",
+            time_limit=data.settings.profile_timeout_seconds,
+            threads=data.settings.profile_threads,
+        )
+        key = dataset_object_key(access.project_id, dataset.id, upload.sha256, fmt.value)
+        existed = await data.store.exists(key)
+        await data.store.put_file(
+            key,
+            upload.path,
+            content_type=_CONTENT_TYPES[fmt.value],
+            tags=class_tags(ObjectClass.RAW),
+        )
+        if not existed:
+
+            async def remove_object() -> None:
+                await data.store.delete(key)
+
+            on_rollback(session, remove_object)
+        dataset.version_counter += 1
+        version = DatasetVersion(
+            dataset_id=dataset.id,
+            project_id=access.project_id,
+            number=dataset.version_counter,
+            format=fmt.value,
+            size_bytes=upload.size,
+            sha256=upload.sha256,
+            object_key=key,
+            original_filename=upload.filename,
+            columns=answer["schema"],
+            row_count=answer.get("row_count"),
+            profile=answer.get("columns"),
+            profile_status=ProfileStatus.READY.value if inline else ProfileStatus.PENDING.value,
+            parent_id=parent_id,
+            created_by=access.principal.user_id,
+        )
+        session.add(version)
+        await session.flush()
+        audit.record(
+            session,
+            action="datasets.version_create",
+            resource_type="dataset_version",
+            resource_id=version.id,
+            details={
+                "dataset": dataset.name,
+                "number": version.number,
+                "sha256": upload.sha256,
+                "size_bytes": upload.size,
+            },
+            service=SERVICE,
+        )
+        if not inline:
+            keep_spool = True
+            version_id = version.id
+
+            async def profile_later() -> None:
+                data.spawn(_profile_in_background(data, version_id, upload))
+
+            async def discard() -> None:
+                upload.discard()
+
+            after_commit(session, profile_later)
+            on_rollback(session, discard)
+        return version, True
+    finally:
+        if not keep_spool:
+            upload.discard()
+
+
+async def _parent_id(
+    session: AsyncSession, dataset: Dataset, parent: str | None
+) -> uuid.UUID | None:
+    if parent is None or parent == "":
+        return None
+    if not parent.isdigit():
+        raise BadRequest("'parent' must be a version number of this dataset")
+    found = await repo.version(session, dataset.id, int(parent))
+    if found is None:
+        raise BadRequest(f"Version {parent} of this dataset does not exist")
+    return found.id
+
+
+async def _profile_in_background(data: Data, version_id: uuid.UUID, upload: SpooledUpload) -> None:
+    try:
+        async with data.runtime.db.sessionmaker() as session:
+            found = await session.get(DatasetVersion, version_id)
+            if found is None:
+                return
+            fmt = found.format
+        try:
+            answer = await run_profiler(
+                upload.path,
+                fmt,
+                "profile",
+                time_limit=data.settings.profile_timeout_seconds,
+                threads=data.settings.profile_threads,
+            )
+            status, error = ProfileStatus.READY, None
+        except InvalidDatasetFile as exc:
+            answer, status, error = {}, ProfileStatus.FAILED, exc.detail
+        except Exception:
+            log.exception("background_profile_failed", version_id=str(version_id))
+            answer, status, error = {}, ProfileStatus.FAILED, "Profiling failed"
+        async with data.runtime.db.unit_of_work() as session:
+            version = await session.get(DatasetVersion, version_id)
+            if version is None:
+                return
+            version.profile_status = status.value
+            version.profile_error = error
+            if answer:
+                version.row_count = answer.get("row_count")
+                version.profile = answer.get("columns")
+                version.columns = answer.get("schema", version.columns)
+    finally:
+        upload.discard()
+
+
+async def get_version(
+    session: AsyncSession, access: ProjectAccess, ref: str, number: int
+) -> tuple[Dataset, DatasetVersion]:
+    dataset = await get_dataset(session, access, ref)
+    version = await repo.version(session, dataset.id, number)
+    if version is None:
+        raise NotFound("Dataset version not found")
+    return dataset, version
+
+
+async def delete_version(
+    session: AsyncSession, access: ProjectAccess, ref: str, number: int
+) -> None:
+    """Soft delete: the bytes stay (lineage may point at them); the version is hidden."""
+    dataset, version = await get_version(session, access, ref, number)
+    version.deleted_at = utcnow()
+    version.deleted_by = access.principal.user_id
+    audit.record(
+        session,
+        action="datasets.version_delete",
+        resource_type="dataset_version",
+        resource_id=version.id,
+        details={"dataset": dataset.name, "number": number},
+        service=SERVICE,
+    )
+
+
+def record_download(
+    session: AsyncSession, dataset: Dataset, version: DatasetVersion, how: str
+) -> None:
+    audit.record(
+        session,
+        action="datasets.download",
+        resource_type="dataset_version",
+        resource_id=version.id,
+        details={"dataset": dataset.name, "number": version.number, "via": how},
+        service=SERVICE,
+    )
+
+
+async def download_link(data: Data, version: DatasetVersion, base_url: str) -> tuple[str, int]:
+    """A URL anyone holding it can fetch until it expires: presigned on S3, signed otherwise."""
+    ttl = data.settings.download_link_ttl_seconds
+    url = await data.store.presigned_get_url(version.object_key, timedelta(seconds=ttl))
+    if url is not None:
+        return url, ttl
+    assert isinstance(data.store, LocalObjectStore)  # noqa: S101 - the only unsigned backend
+    token = data.store.sign_download(version.object_key, utcnow() + timedelta(seconds=ttl))
+    return f"{base_url.rstrip('/')}/api/v1/downloads/{token}", ttl
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Dataset profiling with Polars, run in a child process so the server's memory stays flat."""
