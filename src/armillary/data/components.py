@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Coroutine
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 
