@@ -21,6 +21,8 @@ from armillary.app import create_app
 from armillary.kit.settings import Settings
 from armillary.migrations.runner import upgrade
 
+pytest_plugins = ["tests.moto_server"]
+
 PG_HOST = os.environ.get("ARMILLARY_TEST_PG_HOST", "127.0.0.1:5432")
 REDIS_URL = os.environ.get("ARMILLARY_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_EMAIL = "admin@example.com"

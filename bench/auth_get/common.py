@@ -143,7 +143,9 @@ def seed_payloads(config: BenchConfig) -> dict[str, Any]:
 
 def _check(response: Any, expected: int, what: str) -> Any:
     if response.status_code != expected:
-        raise SystemExit(f"{what}: expected {expected}, got {response.status_code}: {response.text}")
+        raise SystemExit(
+            f"{what}: expected {expected}, got {response.status_code}: {response.text}"
+        )
     return response.json()
 
 
@@ -152,10 +154,14 @@ def seed_sync(client: Any, config: BenchConfig) -> Seed:
     p = seed_payloads(config)
     admin = _check(client.post("/api/v1/auth/token", data=p["admin_login"]), 200, "admin login")
     admin_headers = {"Authorization": f"Bearer {admin['access_token']}"}
-    _check(client.post("/api/v1/users", json=p["scientist"], headers=admin_headers), 201, "create user")
+    _check(
+        client.post("/api/v1/users", json=p["scientist"], headers=admin_headers), 201, "create user"
+    )
     tokens = _check(client.post("/api/v1/auth/token", data=p["scientist_login"]), 200, "login")
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    _check(client.post("/api/v1/projects", json=p["project"], headers=headers), 201, "create project")
+    _check(
+        client.post("/api/v1/projects", json=p["project"], headers=headers), 201, "create project"
+    )
     body = _check(client.get(PROJECT_PATH, headers=headers), 200, "get project")
     jwks = _check(client.get("/api/v1/auth/jwks"), 200, "jwks")
     return Seed(token=tokens["access_token"], body=body, jwks=jwks)
@@ -163,12 +169,24 @@ def seed_sync(client: Any, config: BenchConfig) -> Seed:
 
 async def seed_async(client: Any, config: BenchConfig) -> Seed:
     p = seed_payloads(config)
-    admin = _check(await client.post("/api/v1/auth/token", data=p["admin_login"]), 200, "admin login")
+    admin = _check(
+        await client.post("/api/v1/auth/token", data=p["admin_login"]), 200, "admin login"
+    )
     admin_headers = {"Authorization": f"Bearer {admin['access_token']}"}
-    _check(await client.post("/api/v1/users", json=p["scientist"], headers=admin_headers), 201, "create user")
-    tokens = _check(await client.post("/api/v1/auth/token", data=p["scientist_login"]), 200, "login")
+    _check(
+        await client.post("/api/v1/users", json=p["scientist"], headers=admin_headers),
+        201,
+        "create user",
+    )
+    tokens = _check(
+        await client.post("/api/v1/auth/token", data=p["scientist_login"]), 200, "login"
+    )
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-    _check(await client.post("/api/v1/projects", json=p["project"], headers=headers), 201, "create project")
+    _check(
+        await client.post("/api/v1/projects", json=p["project"], headers=headers),
+        201,
+        "create project",
+    )
     body = _check(await client.get(PROJECT_PATH, headers=headers), 200, "get project")
     jwks = _check(await client.get("/api/v1/auth/jwks"), 200, "jwks")
     return Seed(token=tokens["access_token"], body=body, jwks=jwks)
@@ -185,7 +203,9 @@ def free_port() -> int:
 
 def _run(cmd: list[str]) -> str:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=10).stdout.strip()
+        return subprocess.run(
+            cmd, capture_output=True, text=True, check=False, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"
 

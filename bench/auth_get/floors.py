@@ -55,7 +55,7 @@ async def floor1_project(slug: str) -> dict[str, Any]:
 # --- floor 2 -------------------------------------------------------------------------------
 
 _COLUMNS = "id, slug, name, description, created_by, created_at, updated_at"
-_QUERY = f"SELECT {_COLUMNS} FROM identity_projects WHERE slug = $1"
+_QUERY = f"SELECT {_COLUMNS} FROM identity_projects WHERE slug = $1"  # noqa: S608 - constant
 _REQUIRED = ["exp", "iat", "sub", "jti", "iss", "aud"]
 _state: dict[str, Any] = {}
 

@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -37,8 +38,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx  # noqa: E402
-from common import (  # noqa: E402
+import httpx
+from common import (
     BENCH_DIR,
     PG_BENCH_DSN,
     PROJECT_PATH,
@@ -58,11 +59,15 @@ PYTHON = sys.executable
 LUA = BENCH_DIR / "auth.lua"
 LOGS = RESULTS / "logs"
 UVICORN_FLAGS = [
-    "--host", "127.0.0.1",
-    "--loop", "uvloop",
-    "--http", "httptools",
+    "--host",
+    "127.0.0.1",
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
     "--no-access-log",
-    "--log-level", "warning",
+    "--log-level",
+    "warning",
     "--no-server-header",
 ]
 CONCURRENCY = {1: ["-t1", "-c1"], 32: ["-t2", "-c32"]}
@@ -81,6 +86,38 @@ class WrkResult:
     non2xx: int
     socket_errors: str
     server_cpu_us_per_req: float
+    # Cores busy during the measurement: PostgreSQL + Redis (all their processes, so other
+    # users of the same servers too), and every other process but the server and wrk.
+    services_cores: float
+    other_cores: float
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _system_busy_seconds() -> float:
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / _TICKS  # minus idle and iowait
+
+
+def _services_cpu_seconds() -> float:
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.find("(") + 1 : text.rfind(")")]
+        if comm.startswith(("postgres", "redis-server")):
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Server:
@@ -98,7 +135,7 @@ class Server:
     def __enter__(self) -> Server:
         LOGS.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        self.proc = subprocess.Popen(
             self.cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
@@ -131,8 +168,7 @@ class Server:
     def cpu_seconds(self) -> float:
         assert self.proc is not None
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
 # --- checks and load -----------------------------------------------------------------------
@@ -145,7 +181,9 @@ def preflight(server: Server, seed: Seed, *, auth: bool, expected: dict[str, Any
         for _ in range(20):
             response = client.get(PROJECT_PATH, headers=headers)
             if response.status_code != 200:
-                raise SystemExit(f"{server.name}: pre-flight got {response.status_code}: {response.text}")
+                raise SystemExit(
+                    f"{server.name}: pre-flight got {response.status_code}: {response.text}"
+                )
             if response.json() != expected:
                 raise SystemExit(
                     f"{server.name}: pre-flight body differs:\n{response.text}\nexpected:\n{json.dumps(expected)}"
@@ -153,7 +191,9 @@ def preflight(server: Server, seed: Seed, *, auth: bool, expected: dict[str, Any
         if auth:
             anonymous = client.get(PROJECT_PATH)
             if anonymous.status_code != 401:
-                raise SystemExit(f"{server.name}: no token should give 401, got {anonymous.status_code}")
+                raise SystemExit(
+                    f"{server.name}: no token should give 401, got {anonymous.status_code}"
+                )
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -166,17 +206,34 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(server: Server, seed: Seed, concurrency: int, duration: int, *, record: bool = True) -> WrkResult:
+def wrk(
+    server: Server, seed: Seed, concurrency: int, duration: int, *, record: bool = True
+) -> WrkResult:
     cmd = [
-        "wrk", *CONCURRENCY[concurrency], f"-d{duration}s", "--latency", "-s", str(LUA),
+        "wrk",
+        *CONCURRENCY[concurrency],
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(LUA),
         server.url + PROJECT_PATH,
     ]
     cpu_before = server.cpu_seconds()
-    done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        cmd, capture_output=True, text=True, check=False, env={**clean_env(), "BENCH_TOKEN": seed.token},
+    busy_before, services_before = _system_busy_seconds(), _services_cpu_seconds()
+    wrk_before, started = _children_cpu_seconds(), time.monotonic()
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**clean_env(), "BENCH_TOKEN": seed.token},
         timeout=duration + 60,
     )
     cpu = server.cpu_seconds() - cpu_before
+    elapsed = time.monotonic() - started
+    services = _services_cpu_seconds() - services_before
+    others = _system_busy_seconds() - busy_before - cpu - services
+    others -= _children_cpu_seconds() - wrk_before  # wrk itself
     out = done.stdout
     if done.returncode != 0:
         raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr}\n{out}")
@@ -199,13 +256,18 @@ def wrk(server: Server, seed: Seed, concurrency: int, duration: int, *, record: 
         non2xx=non2xx,
         socket_errors=errors.group(1).strip() if errors else "",
         server_cpu_us_per_req=cpu / requests * 1e6 if requests else float("nan"),
+        services_cores=services / elapsed,
+        other_cores=max(0.0, others / elapsed),
     )
     if non2xx or "Non-2xx" in out or requests == 0:
-        raise SystemExit(f"{server.name} c={concurrency}: {non2xx} non-2xx responses; failing the run\n{out}")
+        raise SystemExit(
+            f"{server.name} c={concurrency}: {non2xx} non-2xx responses; failing the run\n{out}"
+        )
     if record:
         print(
             f"  {server.name:<22} c={concurrency:<3} {rps:>9.1f} req/s  p50 {p50:7.2f} ms  "
-            f"p99 {p99:7.2f} ms  cpu {result.server_cpu_us_per_req:7.0f} us/req",
+            f"p99 {p99:7.2f} ms  cpu {result.server_cpu_us_per_req:7.0f} us/req  "
+            f"pg+redis {result.services_cores:.2f} others {result.other_cores:.2f} cores",
             flush=True,
         )
     return result
@@ -223,30 +285,41 @@ def _pick(results: list[WrkResult], server: str, c: int) -> WrkResult | None:
     return next((r for r in results if r.server == server and r.concurrency == c), None)
 
 
-def render(results: list[WrkResult], machine: dict[str, str], profile_md: str, elapsed: float) -> str:
+def render(
+    results: list[WrkResult], machine: dict[str, str], profile_md: str, elapsed: float
+) -> str:
     lines = [
         "# Authenticated GET /api/v1/projects/{slug}",
         "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {elapsed:.0f} s in total. "
         f"Machine: {machine['nproc']} cores, {machine['cpu']}; Linux {machine['kernel']}; "
         f"Python {machine['python']}; PostgreSQL {machine['postgres']}; {machine['redis']}; "
-        f"{machine['wrk']}. wrk, PostgreSQL, Redis and the server share the same cores.",
+        f"{machine['wrk']}. wrk, PostgreSQL, Redis and the server share the same cores; "
+        f"1-minute load average {machine['loadavg_start']} at the start, "
+        f"{machine['loadavg_end']} at the end.",
         "",
-        "| server | concurrency | requests/s | p50 (ms) | p99 (ms) | server CPU per request (µs) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| server | concurrency | requests/s | p50 (ms) | p99 (ms) | server CPU per request (µs) "
+        "| PostgreSQL + Redis busy (cores) | other processes busy (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.server} | {r.concurrency} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.server_cpu_us_per_req:,.0f} |"
+            f"{r.server_cpu_us_per_req:,.0f} | {r.services_cores:.2f} | {r.other_cores:.2f} |"
         )
-    lines += ["", "Ratios of throughput (requests/s):", "",
-              "| concurrency | Armillary / floor2 (JWT + asyncpg) | Armillary / floor1 (bare FastAPI) | floor2 / floor1 |",
-              "|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "Ratios of throughput (requests/s):",
+        "",
+        "| concurrency | Armillary / floor2 (JWT + asyncpg) | Armillary / floor1 (bare FastAPI) | floor2 / floor1 |",
+        "|---:|---:|---:|---:|",
+    ]
     for c in (1, 32):
         a, f1, f2 = (_pick(results, s, c) for s in ("armillary", "floor1", "floor2"))
         if a and f1 and f2:
-            lines.append(f"| {c} | {a.rps / f2.rps:.2f} | {a.rps / f1.rps:.2f} | {f2.rps / f1.rps:.2f} |")
+            lines.append(
+                f"| {c} | {a.rps / f2.rps:.2f} | {a.rps / f1.rps:.2f} | {f2.rps / f1.rps:.2f} |"
+            )
     a32, f232 = _pick(results, "armillary", 32), _pick(results, "floor2", 32)
     a1, f21 = _pick(results, "armillary", 1), _pick(results, "floor2", 1)
     if a32 and f232 and a1 and f21:
@@ -255,23 +328,27 @@ def render(results: list[WrkResult], machine: dict[str, str], profile_md: str, e
             "",
             "Targets:",
             "",
-            f"- throughput ≥ {TARGET_RATIO}× the raw-asyncpg floor: **{ratio32:.2f}× at c=32 — "
+            f"- throughput ≥ {TARGET_RATIO}x the raw-asyncpg floor: **{ratio32:.2f}x at c=32 — "
             f"{'met' if ratio32 >= TARGET_RATIO else 'NOT met'}** "
-            f"({ratio1:.2f}× at c=1 — {'met' if ratio1 >= TARGET_RATIO else 'not met'})",
+            f"({ratio1:.2f}x at c=1 — {'met' if ratio1 >= TARGET_RATIO else 'not met'})",
             f"- p99 ≤ {TARGET_P99_MS:.0f} ms at c=32: **{a32.p99_ms:.1f} ms — "
             f"{'met' if a32.p99_ms <= TARGET_P99_MS else 'NOT met'}**",
         ]
     variants = [r for r in results if r.server.startswith("armillary") and r.server != "armillary"]
     if variants:
-        lines += ["", "One layer switched (same run, same database, same token):", "",
-                  "| variant | concurrency | requests/s | vs armillary | p99 (ms) | CPU per request (µs) | Δ CPU per request (µs) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "One layer switched (same run, same database, same token):",
+            "",
+            "| variant | concurrency | requests/s | vs armillary | p99 (ms) | CPU per request (µs) | Δ CPU per request (µs) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in variants:
             base = _pick(results, "armillary", r.concurrency)
             if base is None:
                 continue
             lines.append(
-                f"| {r.server} | {r.concurrency} | {r.rps:,.0f} | {r.rps / base.rps:.2f}× | {r.p99_ms:.2f} | "
+                f"| {r.server} | {r.concurrency} | {r.rps:,.0f} | {r.rps / base.rps:.2f}x | {r.p99_ms:.2f} | "
                 f"{r.server_cpu_us_per_req:,.0f} | {r.server_cpu_us_per_req - base.server_cpu_us_per_req:+,.0f} |"
             )
     if profile_md:
@@ -283,10 +360,14 @@ def render(results: list[WrkResult], machine: dict[str, str], profile_md: str, e
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk warm-up per server")
-    parser.add_argument("--no-variants", action="store_true", help="skip the one-layer-off variants")
+    parser.add_argument(
+        "--no-variants", action="store_true", help="skip the one-layer-off variants"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
     parser.add_argument("--profile-requests", type=int, default=3000)
     args = parser.parse_args()
@@ -301,6 +382,7 @@ def main() -> None:
         print("preparing database armillary_bench and Redis db 13", flush=True)
         prepare_services(config)
         machine = machine_info()
+        machine["loadavg_start"] = Path("/proc/loadavg").read_text().split()[0]
         machine["postgres"] = asyncio.run(postgres_version())
 
         armillary_target = ["armillary.app:create_app", "--factory"]
@@ -338,20 +420,33 @@ def main() -> None:
         if not args.no_profile:
             out = RESULTS / "auth_get_profile.md"
             print("profiling Armillary in-process", flush=True)
-            subprocess.run(  # noqa: S603 - fixed argv, no shell
-                [PYTHON, str(BENCH_DIR / "profile.py"), "--requests", str(args.profile_requests),
-                 "--markdown-out", str(out)],
-                cwd=REPO, env=clean_env(), check=True, timeout=240,
+            subprocess.run(
+                [
+                    PYTHON,
+                    str(BENCH_DIR / "profile.py"),
+                    "--requests",
+                    str(args.profile_requests),
+                    "--markdown-out",
+                    str(out),
+                ],
+                cwd=REPO,
+                env=clean_env(),
+                check=True,
+                timeout=240,
             )
             profile_md = out.read_text()
     finally:
         config.cleanup()
 
     elapsed = time.monotonic() - started
+    machine["loadavg_end"] = Path("/proc/loadavg").read_text().split()[0]
     report = render(results, machine, profile_md, elapsed)
     (RESULTS / "auth_get.md").write_text(report)
     (RESULTS / "auth_get.json").write_text(
-        json.dumps({"machine": machine, "elapsed_s": elapsed, "results": [asdict(r) for r in results]}, indent=2)
+        json.dumps(
+            {"machine": machine, "elapsed_s": elapsed, "results": [asdict(r) for r in results]},
+            indent=2,
+        )
     )
     print()
     print(report)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 from uuid import UUID
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from armillary.contracts.events import (
@@ -195,16 +195,18 @@ def require_platform_role(*roles: PlatformRole) -> Any:
     return dependency
 
 
-def project_permission(action: str, *, param: str = "project") -> Any:
-    """Dependency factory: the caller's access to the project in path parameter ``param``,
-    after checking it allows ``action``. Non-members get 404, members without the right 403."""
+def project_permission(action: str) -> Any:
+    """Dependency factory: the caller's access to the project in path parameter ``project``
+    (slug or id), after checking it allows ``action``. Non-members get 404, members without
+    the right 403."""
     if action not in PROJECT_ACTIONS:
         raise KeyError(f"unknown project action {action!r}")
 
     async def dependency(
-        request: Request, principal: Annotated[Principal, Depends(authenticated)]
+        request: Request,
+        principal: Annotated[Principal, Depends(authenticated)],
+        project: Annotated[str, Path(description="Project slug or id", max_length=64)],
     ) -> ProjectAccess:
-        project = request.path_params[param]
         access = await _access_control(request).project_access(principal, project)
         if not access.allows(action):
             raise Forbidden(f"Your role in this project does not allow {action}")

@@ -10,7 +10,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -119,30 +118,16 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Problem"] = Problem.model_json_schema()
         ref = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        routes = {
-            (r.path, m.lower()): r
-            for r in app.routes
-            if isinstance(r, APIRoute)
-            for m in (r.methods or ())
-        }
         for path, operations in schema.get("paths", {}).items():
-            for method, operation in operations.items():
-                route = routes.get((path, method))
+            for operation in operations.values():
                 codes = {429, 500}
                 if path not in public_paths:
                     codes |= {401, 403}
-                if route is not None and (
-                    route.dependant.body_params
-                    or route.dependant.query_params
-                    or route.dependant.path_params
-                ):
-                    codes.add(422)
                 if "{" in path:
                     codes.add(404)
                 responses = operation.setdefault("responses", {})
-                # FastAPI documents a 422 for every operation that validates input; keep it
-                # (as a problem). ``routes`` alone misses routes of included routers, which
-                # newer FastAPI keeps nested instead of flattening into ``app.routes``.
+                # FastAPI documents a 422 exactly for operations that validate input; keep it,
+                # rendered as a problem.
                 if responses.pop("422", None) is not None:
                     codes.add(422)
                 for code in sorted(

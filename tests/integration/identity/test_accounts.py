@@ -45,7 +45,8 @@ async def test_stored_password_hashes_are_argon2id_and_salted(app: FastAPI, api:
         )
         assert created.status_code == 201, created.text
     async with app.state.runtime.db.sessionmaker() as session:
-        rows = dict((await session.execute(select(User.email, User.password_hash))).tuples().all())
+        result = await session.execute(select(User.email, User.password_hash))
+        rows = {email: stored for email, stored in result}
     assert set(rows) == {ADMIN_EMAIL, "one@example.com", "two@example.com"}
     for email, stored in rows.items():
         assert stored.startswith("$argon2id$"), (email, stored)

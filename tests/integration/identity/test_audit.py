@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_SECRET, Api, auth
 
 from armillary.identity.audit import chain
 from armillary.kit.settings import Settings
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_SECRET, Api, auth
 
 AGENT = "audit-tests/1.0"
 
@@ -351,8 +351,9 @@ async def test_filters_and_pagination(api: Api) -> None:
     until = (await log.query(until=pivot["occurred_at"]))["items"]
     assert pivot["seq"] in {r["seq"] for r in since}
     assert pivot["seq"] not in {r["seq"] for r in until}
-    assert all(r["occurred_at"] >= pivot["occurred_at"] for r in since)
-    assert all(r["occurred_at"] < pivot["occurred_at"] for r in until)
+    at = datetime.fromisoformat(pivot["occurred_at"])
+    assert all(datetime.fromisoformat(r["occurred_at"]) >= at for r in since)
+    assert all(datetime.fromisoformat(r["occurred_at"]) < at for r in until)
     assert {r["seq"] for r in until}.isdisjoint({r["seq"] for r in since})
     assert (await log.query(since="2999-01-01T00:00:00Z"))["total"] == 0
 

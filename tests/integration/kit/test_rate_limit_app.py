@@ -3,24 +3,42 @@ per-address keys, trusted proxies, login throttling, and what a Redis outage doe
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for
 
 from armillary.app import create_app
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE
 from armillary.kit.ratelimit import RateLimiter, create_rate_limit_storage
 from armillary.kit.settings import Settings
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
+# A Redis database of these tests' own: every test of any session flushes the shared one
+# (conftest's db 15) when it starts, which would reset these counters mid-test when other
+# sessions run on the same machine.
+RATE_LIMIT_REDIS = os.environ.get("ARMILLARY_TEST_RATE_LIMIT_REDIS", "redis://127.0.0.1:6379/12")
 
 Factory = Callable[..., Settings]
+
+
+@pytest.fixture
+def settings_factory(settings_factory: Factory) -> Factory:
+    """conftest's factory, on :data:`RATE_LIMIT_REDIS` (flushed first) unless overridden."""
+    redis.Redis.from_url(RATE_LIMIT_REDIS).flushdb()
+
+    def factory(**overrides: object) -> Settings:
+        overrides.setdefault("redis_url", RATE_LIMIT_REDIS)
+        return settings_factory(**overrides)
+
+    return factory
 
 
 @asynccontextmanager
@@ -54,6 +72,7 @@ def assert_throttled(response: httpx.Response, *, limit: int | None = None) -> i
 
 async def test_request_past_the_limit_gets_429_with_headers(settings_factory: Factory) -> None:
     async with running(settings_factory(rate_limit_read="3/minute")) as app, client_for(app) as c:
+        assert app.state.runtime.settings.redis_url == RATE_LIMIT_REDIS
         token = await Api(c).admin_token()
         remaining = []
         for _ in range(3):
@@ -103,55 +122,60 @@ async def test_route_classes_have_separate_limits(settings_factory: Factory) -> 
 
 
 async def test_auth_routes_are_stricter_and_keyed_by_address(settings_factory: Factory) -> None:
-    async with running(settings_factory(rate_limit_auth="2/minute")) as app:
-        async with client_for(app, "10.0.0.1") as first, client_for(app, "10.0.0.2") as second:
-            tokens = []
-            for _ in range(2):
-                response = await login(first, ADMIN_EMAIL, ADMIN_PASSWORD)
-                assert response.status_code == 200, response.text
-                assert response.headers["RateLimit-Limit"] == "2"
-                tokens.append(response.json()["access_token"])
-            # Valid credentials do not help once the address has spent its budget...
-            assert_throttled(await login(first, ADMIN_EMAIL, ADMIN_PASSWORD), limit=2)
-            response = await first.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 20})
-            assert_throttled(response, limit=2)
-            # ...even when it is someone's token: auth routes are keyed by address.
-            response = await first.post(
-                "/api/v1/auth/token",
-                data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
-                headers=auth(tokens[0]),
-            )
-            assert_throttled(response)
-            # Another address is unaffected, and so are the caller's other routes.
-            assert (await login(second, ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 200
-            assert (await first.get("/api/v1/auth/me", headers=auth(tokens[0]))).status_code == 200
+    async with (
+        running(settings_factory(rate_limit_auth="2/minute")) as app,
+        client_for(app, "10.0.0.1") as first,
+        client_for(app, "10.0.0.2") as second,
+    ):
+        tokens = []
+        for _ in range(2):
+            response = await login(first, ADMIN_EMAIL, ADMIN_PASSWORD)
+            assert response.status_code == 200, response.text
+            assert response.headers["RateLimit-Limit"] == "2"
+            tokens.append(response.json()["access_token"])
+        # Valid credentials do not help once the address has spent its budget...
+        assert_throttled(await login(first, ADMIN_EMAIL, ADMIN_PASSWORD), limit=2)
+        response = await first.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 20})
+        assert_throttled(response, limit=2)
+        # ...even when it is someone's token: auth routes are keyed by address.
+        response = await first.post(
+            "/api/v1/auth/token",
+            data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+            headers=auth(tokens[0]),
+        )
+        assert_throttled(response)
+        # Another address is unaffected, and so are the caller's other routes.
+        assert (await login(second, ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 200
+        assert (await first.get("/api/v1/auth/me", headers=auth(tokens[0]))).status_code == 200
 
 
 async def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
     settings_factory: Factory,
 ) -> None:
-    async with running(settings_factory(rate_limit_auth="2/minute")) as app:
-        async with client_for(app, "10.0.0.9") as c:
-            for i in range(2):
-                response = await login(
-                    c, ADMIN_EMAIL, ADMIN_PASSWORD, headers={"X-Forwarded-For": f"192.0.2.{i}"}
-                )
-                assert response.status_code == 200, response.text
+    async with (
+        running(settings_factory(rate_limit_auth="2/minute")) as app,
+        client_for(app, "10.0.0.9") as c,
+    ):
+        for i in range(2):
             response = await login(
-                c, ADMIN_EMAIL, ADMIN_PASSWORD, headers={"X-Forwarded-For": "192.0.2.77"}
-            )
-            assert_throttled(response)
-            # The peer address is what the audit log records, not the claimed one.
-            async with client_for(app, "10.0.0.10") as admin_client:
-                token = await Api(admin_client).admin_token()
-            response = await c.get(
-                "/api/v1/audit", params={"action": "auth.login"}, headers=auth(token)
+                c, ADMIN_EMAIL, ADMIN_PASSWORD, headers={"X-Forwarded-For": f"192.0.2.{i}"}
             )
             assert response.status_code == 200, response.text
-            page = response.json()
-            addresses = {r["client_address"] for r in page["items"]}
-            assert "10.0.0.9" in addresses
-            assert not any(a and a.startswith("192.0.2.") for a in addresses)
+        response = await login(
+            c, ADMIN_EMAIL, ADMIN_PASSWORD, headers={"X-Forwarded-For": "192.0.2.77"}
+        )
+        assert_throttled(response)
+        # The peer address is what the audit log records, not the claimed one.
+        async with client_for(app, "10.0.0.10") as admin_client:
+            token = await Api(admin_client).admin_token()
+        response = await c.get(
+            "/api/v1/audit", params={"action": "auth.login"}, headers=auth(token)
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        addresses = {r["client_address"] for r in page["items"]}
+        assert "10.0.0.9" in addresses
+        assert not any(a and a.startswith("192.0.2.") for a in addresses)
 
 
 async def test_forwarded_for_from_a_trusted_proxy_is_the_key(settings_factory: Factory) -> None:
@@ -192,31 +216,37 @@ async def test_forwarded_for_from_a_trusted_proxy_is_the_key(settings_factory: F
 
 
 async def test_login_failures_throttle_the_account_not_others(settings_factory: Factory) -> None:
-    async with running(settings_factory(login_failures_per_account="3/minute")) as app:
-        async with client_for(app, "10.2.0.1") as c, client_for(app, "10.2.0.2") as elsewhere:
-            api = Api(c)
-            admin = await api.admin_token()
-            victim = await api.create_user(admin, "user")
-            bystander = await api.create_user(admin, "user")
-            for _ in range(3):
-                response = await login(c, victim["email"], "wrong-password-123456")
-                assert response.status_code == 401
-            # Now even the right password is refused for a while, from any address.
-            retry = assert_throttled(await login(c, victim["email"], victim["password"]))
-            assert retry <= 60
-            assert_throttled(await login(elsewhere, victim["email"].upper(), victim["password"]))
-            # Another account from the same address is not affected.
-            assert (await login(c, bystander["email"], bystander["password"])).status_code == 200
+    async with (
+        running(settings_factory(login_failures_per_account="3/minute")) as app,
+        client_for(app, "10.2.0.1") as c,
+        client_for(app, "10.2.0.2") as elsewhere,
+    ):
+        api = Api(c)
+        admin = await api.admin_token()
+        victim = await api.create_user(admin, "user")
+        bystander = await api.create_user(admin, "user")
+        for _ in range(3):
+            response = await login(c, victim["email"], "wrong-password-123456")
+            assert response.status_code == 401
+        # Now even the right password is refused for a while, from any address.
+        retry = assert_throttled(await login(c, victim["email"], victim["password"]))
+        assert retry <= 60
+        assert_throttled(await login(elsewhere, victim["email"].upper(), victim["password"]))
+        # Another account from the same address is not affected.
+        assert (await login(c, bystander["email"], bystander["password"])).status_code == 200
 
 
 async def test_login_failures_throttle_the_address(settings_factory: Factory) -> None:
-    async with running(settings_factory(login_failures_per_address="3/minute")) as app:
-        async with client_for(app, "10.3.0.1") as guesser, client_for(app, "10.3.0.2") as other:
-            for i in range(3):
-                response = await login(guesser, f"guess{i}@example.com", "wrong-password-123456")
-                assert response.status_code == 401
-            assert_throttled(await login(guesser, ADMIN_EMAIL, ADMIN_PASSWORD))
-            assert (await login(other, ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 200
+    async with (
+        running(settings_factory(login_failures_per_address="3/minute")) as app,
+        client_for(app, "10.3.0.1") as guesser,
+        client_for(app, "10.3.0.2") as other,
+    ):
+        for i in range(3):
+            response = await login(guesser, f"guess{i}@example.com", "wrong-password-123456")
+            assert response.status_code == 401
+        assert_throttled(await login(guesser, ADMIN_EMAIL, ADMIN_PASSWORD))
+        assert (await login(other, ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 200
 
 
 @pytest.fixture
@@ -242,34 +272,38 @@ async def test_store_down_auth_fails_closed_others_allowed(
     settings_factory: Factory, monkeypatch: pytest.MonkeyPatch, admin_token: str
 ) -> None:
     settings = settings_factory(rate_limit_on_store_failure="allow")
-    async with with_dead_limiter_store(settings, settings_factory, monkeypatch) as app:
-        async with client_for(app) as c:
-            for response in (
-                await login(c, ADMIN_EMAIL, ADMIN_PASSWORD),
-                await c.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 20}),
-            ):
-                assert response.status_code == 503, response.text
-                assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
-                assert int(response.headers["Retry-After"]) >= 1
-            response = await c.get("/api/v1/auth/me", headers=auth(admin_token))
-            assert response.status_code == 200, response.text
-            response = await c.post(
-                "/api/v1/projects",
-                json={"slug": "still-works", "name": "S"},
-                headers=auth(admin_token),
-            )
-            assert response.status_code == 201, response.text
+    async with (
+        with_dead_limiter_store(settings, settings_factory, monkeypatch) as app,
+        client_for(app) as c,
+    ):
+        for response in (
+            await login(c, ADMIN_EMAIL, ADMIN_PASSWORD),
+            await c.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 20}),
+        ):
+            assert response.status_code == 503, response.text
+            assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+            assert int(response.headers["Retry-After"]) >= 1
+        response = await c.get("/api/v1/auth/me", headers=auth(admin_token))
+        assert response.status_code == 200, response.text
+        response = await c.post(
+            "/api/v1/projects",
+            json={"slug": "still-works", "name": "S"},
+            headers=auth(admin_token),
+        )
+        assert response.status_code == 201, response.text
 
 
 async def test_store_down_others_denied_when_configured(
     settings_factory: Factory, monkeypatch: pytest.MonkeyPatch, admin_token: str
 ) -> None:
     settings = settings_factory(rate_limit_on_store_failure="deny")
-    async with with_dead_limiter_store(settings, settings_factory, monkeypatch) as app:
-        async with client_for(app) as c:
-            assert (await login(c, ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 503
-            response = await c.get("/api/v1/auth/me", headers=auth(admin_token))
-            assert response.status_code == 503
-            assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
-            assert "Retry-After" in response.headers
-            assert (await c.get("/healthz")).status_code == 200
+    async with (
+        with_dead_limiter_store(settings, settings_factory, monkeypatch) as app,
+        client_for(app) as c,
+    ):
+        assert (await login(c, ADMIN_EMAIL, ADMIN_PASSWORD)).status_code == 503
+        response = await c.get("/api/v1/auth/me", headers=auth(admin_token))
+        assert response.status_code == 503
+        assert response.headers["content-type"].startswith(PROBLEM_MEDIA_TYPE)
+        assert "Retry-After" in response.headers
+        assert (await c.get("/healthz")).status_code == 200

@@ -1,18 +1,13 @@
-"""Storage fixtures: a moto S3 server process on loopback, and a store per backend."""
+"""Storage fixtures: a store per backend; the moto server comes from ``tests.moto_server``."""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
 from armillary.kit.storage import (
@@ -22,69 +17,14 @@ from armillary.kit.storage import (
     StorageSettings,
 )
 from armillary.kit.storage.settings import S3_MIN_PART_SIZE
+from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SIGNING_SECRET = "storage-tests-signing-secret-0123456789"
-ACCESS_KEY = "testing-access-key"
-SECRET_KEY = "testing-secret-key"
-REGION = "us-east-1"
 # Small, so a test file of a few MiB still spans several parts; 5 MiB is S3's minimum part.
 PART_SIZE = S3_MIN_PART_SIZE
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def _aws_env() -> Iterator[None]:
-    # Dummy credentials, and no lookups of real ones (profile files, instance metadata).
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        mp.setenv("AWS_DEFAULT_REGION", REGION)
-        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        mp.delenv("AWS_PROFILE", raising=False)
-        mp.delenv("AWS_SESSION_TOKEN", raising=False)
-        yield
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(_aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a moto S3 server process started for this session on a free loopback port."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    endpoint = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"moto server exited early: {log_path.read_text()[-2000:]}")
-                try:
-                    httpx.get(f"{endpoint}/moto-api/", timeout=1.0)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        pytest.fail("moto server did not start within 30 s")
-                    time.sleep(0.1)
-            yield endpoint
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 S3SettingsFactory = Callable[..., StorageSettings]

@@ -46,7 +46,7 @@ async def latest_numbers(
         .where(DatasetVersion.dataset_id.in_(dataset_ids), DatasetVersion.deleted_at.is_(None))
         .group_by(DatasetVersion.dataset_id)
     )
-    return {dataset_id: number for dataset_id, number in rows.tuples()}
+    return {dataset_id: number for dataset_id, number in rows.all()}
 
 
 async def version(
@@ -105,4 +105,4 @@ async def numbers_by_id(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid
     rows = await session.execute(
         select(DatasetVersion.id, DatasetVersion.number).where(DatasetVersion.id.in_(ids))
     )
-    return {version_id: number for version_id, number in rows.tuples()}
+    return {version_id: number for version_id, number in rows.all()}

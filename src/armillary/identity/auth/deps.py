@@ -31,7 +31,11 @@ async def current_user_uncached(
         raise Unauthorized("Missing bearer token")
     identity = current_identity(request)
     claims = await identity.runtime.require_access().verifier.verify(credentials.credentials)
-    user = await users.by_id(session, uuid.UUID(claims["sub"]))
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError as exc:  # a signed token whose subject is not a user id
+        raise Unauthorized("Invalid token") from exc
+    user = await users.by_id(session, user_id)
     if user is None or not user.active:
         raise Unauthorized("Invalid token")
     return user

@@ -55,7 +55,7 @@ async def members(session: AsyncSession, project_id: uuid.UUID) -> list[tuple[Me
         .where(Membership.project_id == project_id)
         .order_by(User.email)
     )
-    return [(m, u) for m, u in rows.tuples()]
+    return [(m, u) for m, u in rows.all()]
 
 
 async def count_owners(session: AsyncSession, project_id: uuid.UUID) -> int:

@@ -1,0 +1,246 @@
+"""``armillary datasets``: upload, download, list and inspect datasets from a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from armillary.cli.session import api_client
+from armillary.sdk import Progress as ProgressCallback
+from armillary.sdk import Version, VersionDetail
+
+app = typer.Typer(help="Datasets and their versions.", no_args_is_help=True)
+
+console = Console(soft_wrap=True)
+# Progress bars go to stderr, so stdout carries only the result.
+progress_console = Console(stderr=True)
+
+
+class Format(StrEnum):
+    CSV = "csv"
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+
+
+ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project slug")]
+NameOption = Annotated[str, typer.Option("--name", "-n", help="Dataset name")]
+
+
+@contextmanager
+def transfer_bar(description: str) -> Iterator[ProgressCallback]:
+    """A Rich progress bar (bytes, speed, time left); yields the callback that moves it."""
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=progress_console,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _size(size: int | None) -> str:
+    return "-" if size is None else decimal(size)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return escape(str(value))
+
+
+def _created(version: Version) -> str:
+    # ISO timestamp to the second: "2025-01-31T12:00:00".
+    return version["created_at"][:19].replace("T", " ")
+
+
+@app.command("upload")
+def upload(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="File to upload")
+    ],
+    project: ProjectOption,
+    name: NameOption,
+    format: Annotated[
+        Format | None,
+        typer.Option("--format", "-f", help="File format; guessed from the name when omitted"),
+    ] = None,
+    parent: Annotated[
+        int | None, typer.Option(min=1, help="Number of the version this one derives from")
+    ] = None,
+) -> None:
+    """Upload a CSV, Parquet or JSON Lines file as the next version of a dataset (created if
+    missing). Identical bytes return the existing version."""
+    with api_client() as client, transfer_bar(f"Uploading {escape(path.name)}") as progress:
+        result = client.datasets.upload(
+            project,
+            name,
+            path,
+            format=format.value if format else None,
+            parent=parent,
+            progress=progress,
+        )
+    version = result.version
+    where = f"{escape(project)}/{escape(name)}"
+    if result.created:
+        console.print(f"Uploaded {escape(path.name)} as version {version['number']} of {where}")
+    else:
+        console.print(
+            f"Identical to existing version {version['number']} of {where}; no new version"
+        )
+    console.print(f"sha256: {version['sha256']}")
+    rows = version["row_count"]
+    console.print(
+        f"{_size(version['size_bytes'])}, {version['format']}, "
+        f"{'?' if rows is None else rows} rows, profile {version['profile_status']}"
+    )
+
+
+@app.command("download")
+def download(
+    project: ProjectOption,
+    name: NameOption,
+    version: Annotated[int, typer.Option("--version", "-v", min=1, help="Version number")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="File to write, or a directory to write into"),
+    ],
+) -> None:
+    """Download a version's bytes; the file appears only once its SHA-256 checks out."""
+    with api_client() as client, transfer_bar(f"Downloading {escape(name)} v{version}") as bar:
+        written = client.datasets.download(project, name, version, output, progress=bar)
+    size = written.stat().st_size
+    console.print(f"Saved {escape(str(written))} ({_size(size)}, sha256 verified)")
+
+
+@app.command("list")
+def list_datasets(project: ProjectOption) -> None:
+    """The datasets of a project."""
+    with api_client() as client:
+        datasets = client.datasets.list(project)
+    if not datasets:
+        console.print(f"No datasets in project {escape(project)}.")
+        return
+    table = Table(title=f"Datasets of {escape(project)}")
+    table.add_column("Name", style="bold")
+    table.add_column("Latest", justify="right")
+    table.add_column("Tags")
+    table.add_column("Description")
+    table.add_column("Updated")
+    for dataset in datasets:
+        table.add_row(
+            escape(dataset["name"]),
+            _cell(dataset["latest_version"]),
+            escape(", ".join(dataset["tags"])),
+            escape(dataset["description"]),
+            dataset["updated_at"][:19].replace("T", " "),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    project: ProjectOption,
+    name: NameOption,
+    version: Annotated[
+        int | None,
+        typer.Option("--version", "-v", min=1, help="Show this version's schema and profile"),
+    ] = None,
+) -> None:
+    """A dataset's versions, or one version's schema and column profile."""
+    with api_client() as client:
+        if version is not None:
+            _show_version(client.datasets.version(project, name, version))
+            return
+        dataset = client.datasets.get(project, name)
+        versions = client.datasets.versions(project, name)
+    console.print(f"[bold]{escape(dataset['name'])}[/bold] in {escape(project)}")
+    if dataset["description"]:
+        console.print(escape(dataset["description"]))
+    if dataset["tags"]:
+        console.print(f"tags: {escape(', '.join(dataset['tags']))}")
+    if not versions:
+        console.print("No versions yet.")
+        return
+    table = Table(title="Versions")
+    table.add_column("Version", justify="right")
+    table.add_column("Format")
+    table.add_column("Size", justify="right")
+    table.add_column("Rows", justify="right")
+    table.add_column("SHA-256")
+    table.add_column("Profile")
+    table.add_column("Parent", justify="right")
+    table.add_column("Created")
+    for item in versions:
+        table.add_row(
+            str(item["number"]),
+            item["format"],
+            _size(item["size_bytes"]),
+            _cell(item["row_count"]),
+            item["sha256"][:12],
+            item["profile_status"],
+            _cell(item["parent_version"]),
+            _created(item),
+        )
+    console.print(table)
+
+
+def _show_version(detail: VersionDetail) -> None:
+    console.print(f"[bold]{escape(detail['dataset'])}[/bold] version {detail['number']}")
+    facts = {
+        "format": detail["format"],
+        "size": f"{_size(detail['size_bytes'])} ({detail['size_bytes']} bytes)",
+        "rows": _cell(detail["row_count"]),
+        "sha256": detail["sha256"],
+        "file": _cell(detail["original_filename"]),
+        "parent": _cell(detail["parent_version"]),
+        "created": _created(detail),
+        "profile": detail["profile_status"],
+    }
+    if detail["profile_error"]:
+        facts["profile error"] = escape(detail["profile_error"])
+    for key, value in facts.items():
+        console.print(f"{key + ':':<10} {value}")
+    profile = {column["name"]: column for column in detail["profile"] or []}
+    table = Table(title="Columns")
+    table.add_column("Column", style="bold")
+    table.add_column("Type")
+    if profile:
+        for heading in ("Nulls", "Distinct", "Min", "Max", "Mean", "Std"):
+            table.add_column(heading, justify="right")
+    for column in detail["columns"]:
+        cells = [escape(column["name"]), escape(column["dtype"])]
+        stats = profile.get(column["name"])
+        if profile:
+            stats = stats or {}
+            cells += [
+                _cell(stats.get(key))
+                for key in ("null_count", "distinct_estimate", "min", "max", "mean", "std")
+            ]
+        table.add_row(*cells)
+    console.print(table)

@@ -1,0 +1,229 @@
+"""Signing the CLI in to a server: the stored credentials, and a client that uses them.
+
+``armillary login`` keeps the server URL and the token pair in
+``$ARMILLARY_CONFIG_DIR/credentials.json`` (default ``~/.config/armillary``), readable by the
+owner only. ``ARMILLARY_URL`` and ``ARMILLARY_TOKEN`` override what is stored, for scripts
+and CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from urllib.parse import urlsplit
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from armillary.sdk import ArmillaryError, Client, Tokens
+
+CREDENTIALS_FILE = "credentials.json"
+URL_ENV = "ARMILLARY_URL"
+TOKEN_ENV = "ARMILLARY_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+CONFIG_DIR_ENV = "ARMILLARY_CONFIG_DIR"
+
+console = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What ``armillary login`` stores: the server and the token pair it issued."""
+
+    url: str
+    email: str
+    access_token: str
+    refresh_token: str | None
+    expires_at: float | None
+
+    def with_tokens(self, tokens: Tokens) -> Credentials:
+        """The same sign-in with a renewed token pair."""
+        return replace(
+            self,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+        )
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as a one-line error on stderr and exit with status 1."""
+    err.print(f"[red]Error:[/red] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def config_dir() -> Path:
+    """Where the CLI keeps its files: ``$ARMILLARY_CONFIG_DIR`` or ``~/.config/armillary``."""
+    configured = os.environ.get(CONFIG_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path("~/.config/armillary").expanduser()
+
+
+def credentials_path() -> Path:
+    """The credentials file."""
+    return config_dir() / CREDENTIALS_FILE
+
+
+def normalize_url(url: str) -> str:
+    """The server URL without a trailing slash; refuses anything but http(s)."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        fail(f"Not a server URL: {url!r} (expected http://host:port or https://host)")
+    return url
+
+
+def load_credentials() -> Credentials | None:
+    """The stored credentials, or ``None`` if there are none."""
+    path = credentials_path()
+    try:
+        raw: Any = json.loads(path.read_text(encoding="utf-8"))
+        return Credentials(
+            url=str(raw["url"]),
+            email=str(raw.get("email", "")),
+            access_token=str(raw["access_token"]),
+            refresh_token=raw.get("refresh_token"),
+            expires_at=raw.get("expires_at"),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        fail(f"Cannot read {path}; run `armillary login` again")
+
+
+def save_credentials(credentials: Credentials) -> Path:
+    """Write the credentials file, readable and writable by the owner only (0600).
+
+    The file is written beside its final name and renamed over it, so it is never seen
+    half-written or, even briefly, with wider permissions.
+    """
+    directory = config_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / CREDENTIALS_FILE
+    temporary = directory / f".{CREDENTIALS_FILE}.{secrets.token_hex(4)}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(asdict(credentials), file, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def error_message(exc: ArmillaryError) -> str:
+    """One line that says what went wrong, with a hint where there is an obvious next step."""
+    if exc.status == 0:
+        return f"{exc.title}: {exc.detail}" if exc.detail else exc.title
+    text = f"{exc.title} ({exc.status})"
+    if exc.detail:
+        text += f": {exc.detail}"
+    if exc.status == 401:
+        text += " - run `armillary login` again"
+    # Validation problems can span lines; an error stays on one.
+    return " ".join(text.split())
+
+
+def open_client() -> Client:
+    """A client for the configured server, signed in with the stored or given token.
+
+    ``ARMILLARY_URL`` picks the server and ``ARMILLARY_TOKEN`` the access token (never
+    renewed). Stored tokens are sent only to the server that issued them; renewed tokens are
+    written back, since each refresh token works only once.
+    """
+    stored = load_credentials()
+    url = os.environ.get(URL_ENV) or (stored.url if stored else None)
+    if not url:
+        fail(
+            f"Not signed in: run `armillary login --url URL --email EMAIL`, "
+            f"or set {URL_ENV} and {TOKEN_ENV}"
+        )
+    url = normalize_url(url)
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return Client(url, token)
+    if stored is None or normalize_url(stored.url) != url:
+        fail(f"Not signed in to {url}: run `armillary login --url {url} --email EMAIL`")
+    current = stored
+
+    def keep(tokens: Tokens) -> None:
+        nonlocal current
+        current = current.with_tokens(tokens)
+        save_credentials(current)
+
+    return Client(
+        url,
+        stored.access_token,
+        refresh_token=stored.refresh_token,
+        expires_at=stored.expires_at,
+        on_tokens=keep,
+    )
+
+
+@contextmanager
+def api_client() -> Iterator[Client]:
+    """:func:`open_client`, closed afterwards; an API error becomes a one-line message and
+    exit status 1 instead of a traceback."""
+    client = open_client()
+    try:
+        yield client
+    except ArmillaryError as exc:
+        fail(error_message(exc))
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    finally:
+        client.close()
+
+
+def login(
+    url: Annotated[
+        str, typer.Option(envvar=URL_ENV, help="Server URL, e.g. https://armillary.example.com")
+    ],
+    email: Annotated[str, typer.Option(help="Sign-in email")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="Prompted for when omitted")
+    ],
+) -> None:
+    """Sign in to a server and keep the tokens for the other commands."""
+    url = normalize_url(url)
+    with Client(url) as client:
+        try:
+            tokens = client.login(email, password)
+        except ArmillaryError as exc:
+            fail(error_message(exc))
+    path = save_credentials(
+        Credentials(
+            url=url,
+            email=email,
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token,
+            expires_at=tokens.expires_at,
+        )
+    )
+    console.print(f"Signed in to {escape(url)} as {escape(email)}; credentials in {path}")
+
+
+def logout() -> None:
+    """Revoke the stored refresh token on the server and delete the credentials file."""
+    stored = load_credentials()
+    if stored is None:
+        console.print("Not signed in.")
+        return
+    with Client(stored.url, stored.access_token, refresh_token=stored.refresh_token) as client:
+        try:
+            client.logout()
+        except ArmillaryError as exc:
+            # The file goes either way: a token the server no longer takes is worthless.
+            err.print(f"[yellow]Warning:[/yellow] {escape(error_message(exc))}")
+    credentials_path().unlink(missing_ok=True)
+    console.print(f"Signed out of {escape(stored.url)}.")

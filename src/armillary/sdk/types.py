@@ -1,0 +1,73 @@
+"""Shapes of the API's answers, as the JSON the client returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypedDict
+
+#: Called as bytes move: ``progress(bytes_done, total_bytes)``.
+Progress = Callable[[int, int], None]
+
+
+class Dataset(TypedDict):
+    """A dataset of a project; ``latest_version`` is ``None`` until the first upload."""
+
+    id: str
+    name: str
+    description: str
+    tags: list[str]
+    created_by: str
+    created_at: str
+    updated_at: str
+    latest_version: int | None
+
+
+class Column(TypedDict):
+    """A column of a version's schema."""
+
+    name: str
+    dtype: str
+
+
+class Version(TypedDict):
+    """A version of a dataset: its bytes are immutable and addressed by ``sha256``."""
+
+    id: str
+    dataset: str
+    number: int
+    format: str
+    size_bytes: int
+    sha256: str
+    original_filename: str | None
+    row_count: int | None
+    columns: list[Column]
+    profile_status: str
+    profile_error: str | None
+    parent_version: int | None
+    lineage: dict[str, Any]
+    created_by: str
+    created_at: str
+    deleted: bool
+
+
+class VersionDetail(Version):
+    """A version with its per-column profile (``None`` while it is being computed)."""
+
+    profile: list[dict[str, Any]] | None
+
+
+class UploadResult(NamedTuple):
+    """What an upload produced: the version, and whether it is new (``False`` when identical
+    bytes were already stored as that version)."""
+
+    version: Version
+    created: bool
+
+
+class Tokens(NamedTuple):
+    """An access token, the refresh token that renews it, and when the access token expires
+    (seconds since the epoch; ``None`` if unknown)."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: float | None
