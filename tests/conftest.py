@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from armillary.app import create_app
+from armillary.kit.logging import configure_logging
 from armillary.kit.settings import Settings
 from armillary.migrations.runner import upgrade
 
@@ -28,6 +29,13 @@ REDIS_URL = os.environ.get("ARMILLARY_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
 TEST_SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _json_logs() -> None:
+    """Logs as in production (JSON, one line per event): structlog's default console renderer
+    pretty-prints tracebacks, which is slow and buries the test output."""
+    configure_logging("WARNING", json=True)
 
 
 def _worker_db_name() -> str:

@@ -30,8 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import re
 import signal
+import statistics
 import sys
 import time
 import types
@@ -298,6 +300,48 @@ def _statement_kind(sql: str) -> str:
     return word
 
 
+BASELINE = "as benchmarked (log level WARNING, rate limiting on)"
+SWITCHES = {
+    BASELINE: (True, logging.WARNING),
+    "rate limiting off": (False, logging.WARNING),
+    "access log on (level INFO, JSON lines to a file)": (True, logging.INFO),
+}
+
+
+async def switch_layers(
+    app: Any, one: Any, log_path: Path, budget: float, block: int = 50, rounds: int = 20
+) -> dict[str, Any]:
+    """Main-thread CPU per request with one layer switched, in interleaved blocks so that a
+    machine that gets busier or quieter during the pass affects every variant alike."""
+    limiter = app.state.runtime.limiter
+    root = logging.getLogger()
+    handler = root.handlers[0] if root.handlers else None
+    old_level = root.level
+    cpu: dict[str, list[float]] = {name: [] for name in SWITCHES}
+    started = time.perf_counter()
+    with log_path.open("w") as log_file:
+        old_stream = (
+            handler.setStream(log_file) if isinstance(handler, logging.StreamHandler) else None
+        )
+        try:
+            for done in range(rounds):
+                if done >= 4 and time.perf_counter() - started > budget:
+                    break
+                for name, (limits_on, level) in SWITCHES.items():
+                    limiter.enabled = limits_on
+                    root.setLevel(level)
+                    before = time.thread_time()
+                    for _ in range(block):
+                        await one()
+                    cpu[name].append((time.thread_time() - before) / block * 1e3)
+        finally:
+            limiter.enabled = True
+            root.setLevel(old_level)
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(old_stream)
+    return {"block": block, "cpu_ms": cpu}
+
+
 async def count_round_trips(app: Any, one: Any, requests: int) -> dict[str, Any]:
     """PostgreSQL statements and Redis commands per request (a separate, unsampled pass).
 
@@ -407,6 +451,7 @@ async def drive(
             sampler.stop()
             sampled_cpu = time.thread_time() - cpu_started
 
+            switched = await switch_layers(app, one, config.home / "access.log", budget)
             round_trips = await count_round_trips(app, one, min(requests, 300))
     finally:
         config.cleanup()
@@ -418,6 +463,7 @@ async def drive(
         "sampled_cpu_s": sampled_cpu,
         "sampler": sampler,
         "round_trips": round_trips,
+        "switched": switched,
     }
 
 
@@ -508,6 +554,27 @@ def render(data: dict[str, Any]) -> str:
         total = sum(count for count, _ in spots) or 1
         top = ", ".join(f"`{name}` {count / total:.0%}" for count, name in spots[:3])
         lines.append(f"- {layer}: {top}")
+
+    switched = data["switched"]
+    base = switched["cpu_ms"][BASELINE]
+    lines += [
+        "",
+        f"One layer switched, in-process, interleaved blocks of {switched['block']} requests "
+        f"({len(base)} rounds; main-thread CPU per request, test client included, so read the "
+        "difference):",
+        "",
+        "| variant | CPU (ms/request, median) | difference (ms/request, median of rounds) |",
+        "|---|---:|---:|",
+    ]
+    for name, values in switched["cpu_ms"].items():
+        deltas = [v - b for v, b in zip(values, base, strict=True)]
+        mean = statistics.median(values)
+        delta = statistics.median(deltas)
+        low, high = min(deltas), max(deltas)
+        spread = "" if name == BASELINE else f" (rounds {low:+.3f} to {high:+.3f})"
+        lines.append(
+            f"| {name} | {mean:.3f} | {'—' if name == BASELINE else f'{delta:+.3f}'}{spread} |"
+        )
 
     trips = data["round_trips"]
     pg_total = sum(trips["postgres"].values())

@@ -8,7 +8,7 @@ warning) on a free loopback port:
   armillary   the embedded platform (create_app) on PostgreSQL + Redis db 13
   floor1      bare FastAPI returning the same JSON
   floor2      FastAPI doing JWT verify + one raw asyncpg select
-  and two Armillary variants that switch one layer, to price it directly:
+  and two Armillary variants that switch one layer, to price it directly (c=32 only):
   armillary+accesslog   log level INFO (the JSON access log, written to a file)
   armillary-ratelimit   rate limiting disabled
 
@@ -90,6 +90,8 @@ class WrkResult:
     # users of the same servers too), and every other process but the server and wrk.
     services_cores: float
     other_cores: float
+    # Connections opened to armillary_bench during the measurement (pg_stat_database.sessions).
+    pg_sessions_opened: int
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -113,6 +115,24 @@ def _services_cpu_seconds() -> float:
             fields = text.rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
     return total / _TICKS
+
+
+def _pg_sessions() -> int:
+    """Sessions ever opened to the benchmark database (PostgreSQL 14+), by a fresh connection
+    that is itself counted, so the difference of two readings is off by one."""
+    import asyncpg
+
+    async def read() -> int:
+        conn = await asyncpg.connect(PG_BENCH_DSN)
+        try:
+            value = await conn.fetchval(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+            )
+            return int(value or 0)
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def _children_cpu_seconds() -> float:
@@ -218,6 +238,7 @@ def wrk(
         str(LUA),
         server.url + PROJECT_PATH,
     ]
+    sessions_before = _pg_sessions()
     cpu_before = server.cpu_seconds()
     busy_before, services_before = _system_busy_seconds(), _services_cpu_seconds()
     wrk_before, started = _children_cpu_seconds(), time.monotonic()
@@ -234,6 +255,7 @@ def wrk(
     services = _services_cpu_seconds() - services_before
     others = _system_busy_seconds() - busy_before - cpu - services
     others -= _children_cpu_seconds() - wrk_before  # wrk itself
+    sessions = _pg_sessions() - sessions_before - 1  # minus the reading's own connection
     out = done.stdout
     if done.returncode != 0:
         raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr}\n{out}")
@@ -256,8 +278,9 @@ def wrk(
         non2xx=non2xx,
         socket_errors=errors.group(1).strip() if errors else "",
         server_cpu_us_per_req=cpu / requests * 1e6 if requests else float("nan"),
-        services_cores=services / elapsed,
+        services_cores=max(0.0, services / elapsed),
         other_cores=max(0.0, others / elapsed),
+        pg_sessions_opened=sessions,
     )
     if non2xx or "Non-2xx" in out or requests == 0:
         raise SystemExit(
@@ -267,15 +290,18 @@ def wrk(
         print(
             f"  {server.name:<22} c={concurrency:<3} {rps:>9.1f} req/s  p50 {p50:7.2f} ms  "
             f"p99 {p99:7.2f} ms  cpu {result.server_cpu_us_per_req:7.0f} us/req  "
-            f"pg+redis {result.services_cores:.2f} others {result.other_cores:.2f} cores",
+            f"pg+redis {result.services_cores:.2f} others {result.other_cores:.2f} cores  "
+            f"pg connections opened {sessions}",
             flush=True,
         )
     return result
 
 
-def measure(server: Server, seed: Seed, duration: int, warmup: int) -> list[WrkResult]:
+def measure(
+    server: Server, seed: Seed, duration: int, warmup: int, levels: tuple[int, ...] = (1, 32)
+) -> list[WrkResult]:
     wrk(server, seed, 32, warmup, record=False)
-    return [wrk(server, seed, c, duration) for c in (1, 32)]
+    return [wrk(server, seed, c, duration) for c in levels]
 
 
 # --- report --------------------------------------------------------------------------------
@@ -299,13 +325,15 @@ def render(
         f"{machine['loadavg_end']} at the end.",
         "",
         "| server | concurrency | requests/s | p50 (ms) | p99 (ms) | server CPU per request (µs) "
-        "| PostgreSQL + Redis busy (cores) | other processes busy (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| PostgreSQL connections opened | PostgreSQL + Redis busy (cores) "
+        "| other processes busy (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.server} | {r.concurrency} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | "
-            f"{r.server_cpu_us_per_req:,.0f} | {r.services_cores:.2f} | {r.other_cores:.2f} |"
+            f"{r.server_cpu_us_per_req:,.0f} | {r.pg_sessions_opened:,} | {r.services_cores:.2f} | "
+            f"{r.other_cores:.2f} |"
         )
     lines += [
         "",
@@ -369,7 +397,7 @@ def main() -> None:
         "--no-variants", action="store_true", help="skip the one-layer-off variants"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
-    parser.add_argument("--profile-requests", type=int, default=3000)
+    parser.add_argument("--profile-requests", type=int, default=2500)
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -414,7 +442,9 @@ def main() -> None:
             for name, env in variants.items():
                 with Server(name, armillary_target, env) as server:
                     preflight(server, seed, auth=True, expected=seed.body)
-                    results += measure(server, seed, args.duration, args.warmup)
+                    # c=32 only: CPU per request and throughput price the layer; keeps the
+                    # whole run under five minutes.
+                    results += measure(server, seed, args.duration, args.warmup, (32,))
 
         profile_md = ""
         if not args.no_profile:
@@ -426,6 +456,8 @@ def main() -> None:
                     str(BENCH_DIR / "profile.py"),
                     "--requests",
                     str(args.profile_requests),
+                    "--budget",
+                    "12",
                     "--markdown-out",
                     str(out),
                 ],

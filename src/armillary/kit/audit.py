@@ -8,6 +8,7 @@ because the transaction was rolled back).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -19,11 +20,13 @@ from armillary.contracts.events import AuditEntry
 from armillary.kit import context
 from armillary.kit.db import after_commit, utcnow
 from armillary.kit.events import publish
-from armillary.kit.redaction import redact_mapping
+from armillary.kit.redaction import is_secret_key, redact_mapping
 
 log = structlog.get_logger("armillary.audit")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_PARAM_LENGTH = 200
 
 
 def record(
@@ -100,7 +103,11 @@ class AuditFallbackMiddleware:
             return
         runtime = scope["app"].state.runtime
         action = getattr(route, "name", None) or scope["path"]
-        params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
+        params = {
+            k: _printable(str(v))
+            for k, v in (scope.get("path_params") or {}).items()
+            if not is_secret_key(k)  # a download token is a credential, not an identifier
+        }
         try:
             async with runtime.db.unit_of_work() as session:
                 record(
@@ -114,6 +121,12 @@ class AuditFallbackMiddleware:
         except Exception:
             # The response still goes out; the missing entry is loud in the logs.
             log.exception("audit_fallback_failed", action=action)
+
+
+def _printable(value: str) -> str:
+    """Path parameters come from attackers too: no NUL or control characters (PostgreSQL
+    would refuse the entry), and a bounded length."""
+    return _CONTROL.sub("?", value)[:_MAX_PARAM_LENGTH]
 
 
 def _resource_type(route_path: str) -> str | None:

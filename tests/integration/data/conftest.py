@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
+from tests.conftest import client_for
+from tests.integration.data.support import Platform
+from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
 from armillary.app import create_app
 from armillary.data.settings import DataSettings
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
 from armillary.kit.storage.settings import S3_MIN_PART_SIZE
-from tests.conftest import client_for
-from tests.integration.data.support import Platform
-from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
 PART_SIZE = S3_MIN_PART_SIZE
 
@@ -44,7 +44,7 @@ def s3_storage_settings(endpoint: str) -> StorageSettings:
         s3_bucket=f"armillary-data-{uuid.uuid4().hex[:16]}",
         s3_region=REGION,
         s3_access_key_id=ACCESS_KEY,
-        s3_secret_access_key=SECRET_KEY,  # type: ignore[arg-type]
+        s3_secret_access_key=SECRET_KEY,
         s3_allow_http=True,
         multipart_threshold_bytes=PART_SIZE,
         part_size=PART_SIZE,
@@ -76,22 +76,30 @@ async def start_platform(
     storage_settings: StorageSettings,
     spool_dir: Path,
 ) -> AsyncIterator[StartPlatform]:
-    """Starts the app with ``DataSettings(spool_dir=..., **overrides)``; stopped at teardown."""
-    async with contextlib.AsyncExitStack() as stack:
+    """Starts the app with ``DataSettings(spool_dir=..., **overrides)``; stopped at teardown
+    (or earlier with ``Platform.stop``)."""
+    started: list[Platform] = []
 
-        async def start(**data_overrides: Any) -> Platform:
-            data_settings = DataSettings(spool_dir=str(spool_dir), **data_overrides)
-            app = create_app(
-                settings_factory(),
-                configure_logs=False,
-                storage_settings=storage_settings,
-                data_settings=data_settings,
-            )
-            await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
-            client = await stack.enter_async_context(client_for(app))
-            return Platform(app, client, storage_settings, spool_dir)
+    async def start(**data_overrides: Any) -> Platform:
+        data_settings = DataSettings(spool_dir=str(spool_dir), **data_overrides)
+        app = create_app(
+            settings_factory(),
+            configure_logs=False,
+            storage_settings=storage_settings,
+            data_settings=data_settings,
+        )
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+        client = await stack.enter_async_context(client_for(app))
+        platform = Platform(app, client, storage_settings, spool_dir, stack)
+        started.append(platform)
+        return platform
 
+    try:
         yield start
+    finally:
+        for platform in reversed(started):
+            await platform.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ bucket listed with boto3, the version table counted with SQL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -17,10 +18,10 @@ import httpx
 import polars as pl
 from fastapi import FastAPI
 from sqlalchemy import text
+from tests.conftest import Api, auth
 
 from armillary.data.components import Data, data_of
 from armillary.kit.storage import LocalObjectStore, ObjectStore, StorageSettings
-from tests.conftest import Api, auth
 
 PROBLEM = "application/problem+json"
 
@@ -33,10 +34,15 @@ class Platform:
     client: httpx.AsyncClient
     storage_settings: StorageSettings
     spool_dir: Path
+    stack: contextlib.AsyncExitStack
     api: Api = field(init=False)
 
     def __post_init__(self) -> None:
         self.api = Api(self.client)
+
+    async def stop(self) -> None:
+        """Close the client and run the app's shutdown (idempotent)."""
+        await self.stack.aclose()
 
     @property
     def data(self) -> Data:
@@ -140,7 +146,8 @@ def assert_problem(response: httpx.Response, status: int, case: str = "") -> dic
     assert response.headers["content-type"].startswith(PROBLEM), (case, response.headers)
     body = dict(response.json())
     assert body["status"] == status, case
-    assert body["title"] and body["detail"], (case, body)
+    assert body["title"], (case, body)
+    assert body["detail"], (case, body)
     return body
 
 

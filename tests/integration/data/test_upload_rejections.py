@@ -7,9 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-
-from armillary.data.datasets import service
-from armillary.kit.errors import ServiceUnavailable
 from tests.conftest import auth
 from tests.integration.data.conftest import StartPlatform
 from tests.integration.data.support import (
@@ -21,6 +18,9 @@ from tests.integration.data.support import (
     make_scene,
     sha256,
 )
+
+from armillary.kit import audit
+from armillary.kit.errors import ServiceUnavailable
 
 GOOD_CSV = b"a,b\n1,2\n3,4\n"
 PARQUET = encode(known_frame().head(5), "parquet")
@@ -143,7 +143,7 @@ async def test_failure_after_the_object_was_written_removes_it(
     object that was written for it."""
     scene = await make_scene(platform)
     before = await platform.snapshot()
-    record = service.audit.record
+    record = audit.record
     written: list[bool] = []
 
     def failing_record(session: Any, **kwargs: Any) -> None:
@@ -152,7 +152,8 @@ async def test_failure_after_the_object_was_written_removes_it(
             raise ServiceUnavailable("simulated failure after the put")
         record(session, **kwargs)
 
-    monkeypatch.setattr(service.audit, "record", failing_record)
+    # The service calls ``audit.record`` through the module, so patching the module reaches it.
+    monkeypatch.setattr(audit, "record", failing_record)
     content = encode(known_frame(), "csv")
     response = await scene.upload("data.csv", content)
     assert_problem(response, 503)

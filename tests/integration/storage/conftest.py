@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
 from armillary.kit.storage import (
     LocalObjectStore,
@@ -17,7 +18,6 @@ from armillary.kit.storage import (
     StorageSettings,
 )
 from armillary.kit.storage.settings import S3_MIN_PART_SIZE
-from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

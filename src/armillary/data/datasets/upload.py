@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ FILE_FIELD = "file"
 _MAX_FIELD_BYTES = 64 * 1024
 _MULTIPART_OVERHEAD = 64 * 1024
 _BATCH_BYTES = 1024 * 1024
+# The filename parameter as sent: quoted (with backslash escapes) or a bare token.
+_FILENAME_PARAM = re.compile(r'(?:^|;)\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 
 
 class PayloadTooLarge(DomainError):
@@ -94,9 +97,10 @@ class _Receiver:
         self._header_value.clear()
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        disposition = self._headers.get(b"content-disposition", b"")
+        _, options = parse_options_header(disposition)
         name = options.get(b"name")
-        filename = options.get(b"filename")
+        filename = _sent_filename(disposition, options.get(b"filename"))
         self._part.name = name.decode("utf-8", "replace") if name else None
         self._part.filename = filename.decode("utf-8", "replace") if filename is not None else None
         content_type = self._headers.get(b"content-type")
@@ -126,6 +130,22 @@ class _Receiver:
     def on_part_end(self) -> None:
         if self._part.name and self._part.name != FILE_FIELD:
             self.fields[self._part.name] = self._part.value.decode("utf-8", "replace")
+
+
+def _sent_filename(disposition: bytes, parsed: bytes | None) -> bytes | None:
+    """The filename as the client sent it. python-multipart cuts a Windows path down to its
+    last part (``C:\\dir\\x.csv`` becomes ``x.csv``, an old IE workaround); keep the path, so
+    that it is refused like any other path instead of being silently shortened."""
+    if parsed is None:
+        return None
+    match = _FILENAME_PARAM.search(disposition.decode("latin-1"))
+    if match is None:
+        return parsed
+    value = match.group(1).strip()
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        value = value[1:-1].replace("\\\\", "\\").replace('\\"', '"')
+    sent = value.encode("latin-1")
+    return sent if sent != parsed and sent.endswith(parsed) else parsed
 
 
 async def spool_upload(

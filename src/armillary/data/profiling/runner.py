@@ -35,9 +35,12 @@ async def run_profiler(
     try:
         stdout, _stderr = await asyncio.wait_for(process.communicate(), timeout=time_limit)
     except TimeoutError as exc:
-        process.kill()
-        await process.wait()
         raise ServiceUnavailable("Profiling the file took too long") from exc
+    finally:
+        # Timed out, or cancelled (shutdown, client gone): never leave the child running.
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
     try:
         answer: dict[str, Any] = json.loads(stdout or b"{}")
     except json.JSONDecodeError as exc:

@@ -82,7 +82,7 @@ def _info(meta: ObjectMeta, attributes: Attributes | None = None) -> ObjectInfo:
     )
 
 
-def _checked_tags(tags: Mapping[str, str] | None) -> dict[str, str] | None:
+def checked_tags(tags: Mapping[str, str] | None) -> dict[str, str] | None:
     if not tags:
         return None
     if len(tags) > _MAX_TAGS:
@@ -118,7 +118,7 @@ class ObjectStore(ABC):
     def _put_options(
         self, content_type: str | None, tags: Mapping[str, str] | None
     ) -> tuple[Attributes | None, dict[str, str] | None]:
-        checked = _checked_tags(tags)
+        checked = checked_tags(tags)
         attributes: Attributes | None = None
         if content_type is not None and self._supports_attributes:
             attributes = {"Content-Type": content_type}
