@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,8 @@ HISTOGRAM_BINS = 10
 # Above this many distinct values (estimated), top values are not computed: the group-by
 # would need memory proportional to the distinct count.
 TOP_VALUES_MAX_DISTINCT = 10_000
+# Text files up to this size are parsed into memory once; larger ones are staged as Parquet.
+DEFAULT_IN_MEMORY_MAX = 1024**3
 
 
 class ProfileError(Exception):
@@ -71,45 +77,84 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _in_memory_limit() -> int:
+    return int(os.environ.get("ARMILLARY_DATA_PROFILE_IN_MEMORY_MAX_BYTES", DEFAULT_IN_MEMORY_MAX))
+
+
+@contextmanager
+def _prepared(path: Path, fmt: str) -> Iterator[pl.LazyFrame]:
+    """The data in a shape that is cheap to read several times.
+
+    Text formats are parsed once: into memory when the file is small enough, otherwise
+    streamed into a Parquet file beside it (bounded memory), so each later pass decodes only
+    the columns it needs instead of parsing the text again. Parquet is read as it is.
+    """
+    if fmt == "parquet":
+        yield scan(path, fmt)
+        return
+    if path.stat().st_size <= _in_memory_limit():
+        yield scan(path, fmt).collect(engine="streaming").lazy()
+        return
+    fd, staged_name = tempfile.mkstemp(prefix=".profile-", suffix=".parquet", dir=path.parent)
+    os.close(fd)
+    staged = Path(staged_name)
+    try:
+        scan(path, fmt).sink_parquet(staged)
+        yield pl.scan_parquet(staged)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def profile(path: Path, fmt: str) -> dict[str, Any]:
     result = check(path, fmt)
     try:
-        lf = scan(path, fmt)
-        schema = lf.collect_schema()
-        columns = list(schema.items())
-        stats = _first_pass(lf, columns)
-        rows = int(stats["__rows"])
-        numeric = {
-            name: (stats[f"{i}__min"], stats[f"{i}__max"])
-            for i, (name, dtype) in enumerate(columns)
-            if _is_numeric(dtype) and stats[f"{i}__min"] is not None
-        }
-        histograms = _histograms(lf, numeric)
-        profiles = []
-        for i, (name, dtype) in enumerate(columns):
-            distinct = int(stats[f"{i}__distinct"])
-            column: dict[str, Any] = {
-                "name": name,
-                "dtype": str(dtype),
-                "null_count": int(stats[f"{i}__nulls"]),
-                "distinct_estimate": distinct,
-            }
-            if _orderable(dtype):
-                column["min"] = _json_value(stats[f"{i}__min"])
-                column["max"] = _json_value(stats[f"{i}__max"])
-            if _is_numeric(dtype):
-                column["mean"] = _json_value(stats[f"{i}__mean"])
-                column["std"] = _json_value(stats[f"{i}__std"])
-                column["histogram"] = histograms.get(name)
-            if not dtype.is_float() and distinct <= TOP_VALUES_MAX_DISTINCT:
-                column["top_values"] = _top_values(lf, name)
-            profiles.append(column)
+        with _prepared(path, fmt) as lf:
+            return {**result, **_profile_prepared(lf)}
     except ProfileError:
         raise
     except Exception as exc:
         raise ProfileError(_reason(exc, fmt)) from exc
-    result.update({"row_count": rows, "columns": profiles})
-    return result
+
+
+def _profile_prepared(lf: pl.LazyFrame) -> dict[str, Any]:
+    schema = lf.collect_schema()
+    columns = list(schema.items())
+    stats = _first_pass(lf, columns)
+    rows = int(stats["__rows"])
+    numeric = {
+        name: (stats[f"{i}__min"], stats[f"{i}__max"])
+        for i, (name, dtype) in enumerate(columns)
+        if _is_numeric(dtype) and stats[f"{i}__min"] is not None
+    }
+    histograms = _histograms(lf, numeric)
+    top_values = _top_values(
+        lf,
+        [
+            name
+            for i, (name, dtype) in enumerate(columns)
+            if not dtype.is_float() and int(stats[f"{i}__distinct"]) <= TOP_VALUES_MAX_DISTINCT
+        ],
+    )
+    profiles = []
+    for i, (name, dtype) in enumerate(columns):
+        distinct = int(stats[f"{i}__distinct"])
+        column: dict[str, Any] = {
+            "name": name,
+            "dtype": str(dtype),
+            "null_count": int(stats[f"{i}__nulls"]),
+            "distinct_estimate": distinct,
+        }
+        if _orderable(dtype):
+            column["min"] = _json_value(stats[f"{i}__min"])
+            column["max"] = _json_value(stats[f"{i}__max"])
+        if _is_numeric(dtype):
+            column["mean"] = _json_value(stats[f"{i}__mean"])
+            column["std"] = _json_value(stats[f"{i}__std"])
+            column["histogram"] = histograms.get(name)
+        if name in top_values:
+            column["top_values"] = top_values[name]
+        profiles.append(column)
+    return {"row_count": rows, "columns": profiles}
 
 
 def _first_pass(lf: pl.LazyFrame, columns: list[tuple[str, pl.DataType]]) -> dict[str, Any]:
@@ -129,36 +174,42 @@ def _first_pass(lf: pl.LazyFrame, columns: list[tuple[str, pl.DataType]]) -> dic
 
 
 def _histograms(lf: pl.LazyFrame, ranges: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
-    """Equal-width bin counts for every numeric column, all in one streaming pass."""
-    if not ranges:
-        return {}
-    aggs: list[pl.Expr] = []
+    """Equal-width bin counts per numeric column: a group-by on the bin index (at most
+    HISTOGRAM_BINS groups, so bounded memory), all columns' queries run together."""
+    names = list(ranges)
     edges: dict[str, list[float]] = {}
-    for j, (name, (low, high)) in enumerate(ranges.items()):
-        low, high = float(low), float(high)
+    queries = []
+    for name in names:
+        low, high = float(ranges[name][0]), float(ranges[name][1])
         width = (high - low) / HISTOGRAM_BINS or 1.0
         edges[name] = [low + k * width for k in range(HISTOGRAM_BINS + 1)]
         # Bin index per value, the top edge folded into the last bin.
         index = ((pl.col(name).cast(pl.Float64) - low) / width).floor().clip(0, HISTOGRAM_BINS - 1)
-        for k in range(HISTOGRAM_BINS):
-            aggs.append((index == k).sum().alias(f"{j}__{k}"))
-    row = lf.select(aggs).collect(engine="streaming").row(0)
+        queries.append(
+            lf.select(index.cast(pl.Int32).alias("bin")).drop_nulls().group_by("bin").len()
+        )
     out: dict[str, dict[str, Any]] = {}
-    for j, name in enumerate(ranges):
-        counts = [int(c or 0) for c in row[j * HISTOGRAM_BINS : (j + 1) * HISTOGRAM_BINS]]
+    for name, frame in zip(names, pl.collect_all(queries, engine="streaming"), strict=True):
+        counts = [0] * HISTOGRAM_BINS
+        for bin_index, count in frame.iter_rows():
+            counts[int(bin_index)] = int(count)
         out[name] = {"edges": edges[name], "counts": counts}
     return out
 
 
-def _top_values(lf: pl.LazyFrame, name: str) -> list[dict[str, Any]]:
-    frame = (
+def _top_values(lf: pl.LazyFrame, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    queries = [
         lf.group_by(name)
         .agg(pl.len().alias("count"))
         .sort(["count", name], descending=[True, False], nulls_last=True)
         .head(TOP_VALUES)
-        .collect(engine="streaming")
-    )
-    return [{"value": _json_value(v), "count": int(c)} for v, c in frame.iter_rows()]
+        for name in names
+    ]
+    frames = pl.collect_all(queries, engine="streaming") if queries else []
+    return {
+        name: [{"value": _json_value(v), "count": int(c)} for v, c in frame.iter_rows()]
+        for name, frame in zip(names, frames, strict=True)
+    }
 
 
 def _reason(exc: Exception, fmt: str) -> str:
