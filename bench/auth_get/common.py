@@ -221,7 +221,7 @@ def machine_info() -> dict[str, str]:
         "cpu": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "wrk": wrk[0] if wrk else "?",
+        "wrk": wrk[0].split(" Copyright")[0] if wrk else "?",
         "redis": _run(["redis-server", "--version"]).split(" sha=")[0],
     }
 

@@ -99,40 +99,53 @@ class AccessControl:
         self.ttl = ttl
 
     async def principal(self, token: str, claims: dict[str, Any] | None = None) -> Principal:
+        """The verified, active caller (401 otherwise)."""
+        principal, _ = await self._lookup(token, claims, None)
+        return principal
+
+    async def project_access(
+        self, token: str, project: str, claims: dict[str, Any] | None = None
+    ) -> ProjectAccess:
+        """The caller and their effective role in ``project`` (404 when they may not see it).
+        Both answers come from the cache in one round trip when they are there."""
+        principal, info = await self._lookup(token, claims, project)
+        if info is None:
+            raise NotFound("Project not found")
+        return ProjectAccess(principal, info.project_id, info.project_slug, info.role)
+
+    async def _lookup(
+        self, token: str, claims: dict[str, Any] | None, project: str | None
+    ) -> tuple[Principal, ProjectAccessInfo | None]:
         if claims is None:
             claims = await self.verifier.verify(token)
         user_id = claims["sub"]
-        key = f"principal:{user_id}"
-        cached = await self.cache.get(key)
-        if cached is not None:
-            info = PrincipalInfo.model_validate(cached)
+        keys = [f"principal:{user_id}"]
+        if project is not None:
+            keys.append(f"access:{user_id}:{project}")
+        cached = await self.cache.get_many(keys)
+        if cached[0] is not None:
+            info = PrincipalInfo.model_validate(cached[0])
         else:
             found = await self.directory.principal(token)
             if found is None:
                 raise Unauthorized("Invalid token")
             info = found
-            await self.cache.set(key, info.model_dump(mode="json"), self.ttl)
+            await self.cache.set(keys[0], info.model_dump(mode="json"), self.ttl)
         if not info.active or str(info.user_id) != user_id:
             raise Unauthorized("Invalid token")
-        return Principal(info.user_id, info.email, info.name, info.role, token)
-
-    async def project_access(self, principal: Principal, project: str) -> ProjectAccess:
-        # The platform role is part of the key: a role change reaches a fresh entry at once.
-        key = f"access:{principal.user_id}:{principal.role.value}:{project}"
-        cached = await self.cache.get(key)
-        if cached is not None:
-            info = None if cached == "none" else ProjectAccessInfo.model_validate(cached)
-        else:
-            info = await self.directory.project_access(principal.token, project)
-            value = "none" if info is None else info.model_dump(mode="json")
-            await self.cache.set(key, value, self.ttl)
-            if info is not None and info.project_slug != project:
-                # Looked up by id: cache under the slug too so events can find it.
-                slug_key = f"access:{principal.user_id}:{principal.role.value}:{info.project_slug}"
-                await self.cache.set(slug_key, value, self.ttl)
-        if info is None:
-            raise NotFound("Project not found")
-        return ProjectAccess(principal, info.project_id, info.project_slug, info.role)
+        principal = Principal(info.user_id, info.email, info.name, info.role, token)
+        if project is None:
+            return principal, None
+        if cached[1] is not None:
+            access = None if cached[1] == "none" else ProjectAccessInfo.model_validate(cached[1])
+            return principal, access
+        access = await self.directory.project_access(token, project)
+        value = "none" if access is None else access.model_dump(mode="json")
+        await self.cache.set(keys[1], value, self.ttl)
+        if access is not None and access.project_slug != project:
+            # Looked up by id: cache under the slug too, so slug-keyed events find it.
+            await self.cache.set(f"access:{user_id}:{access.project_slug}", value, self.ttl)
+        return principal, access
 
     def subscribe_invalidations(self, bus: EventBus) -> None:
         """Drop cached answers when identity says they changed."""
@@ -144,8 +157,10 @@ class AccessControl:
 
         async def membership_changed(_session: Any, delivery: Delivery) -> None:
             event = MembershipChanged.model_validate(delivery.payload)
-            await self.cache.delete_pattern(f"access:{event.user_id}:*:{event.project_slug}")
-            await self.cache.delete_pattern(f"access:{event.user_id}:*:{event.project_id}")
+            await self.cache.delete(
+                f"access:{event.user_id}:{event.project_slug}",
+                f"access:{event.user_id}:{event.project_id}",
+            )
 
         async def project_deleted(_session: Any, delivery: Delivery) -> None:
             event = ProjectDeleted.model_validate(delivery.payload)
@@ -204,10 +219,18 @@ def project_permission(action: str) -> Any:
 
     async def dependency(
         request: Request,
-        principal: Annotated[Principal, Depends(authenticated)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         project: Annotated[str, Path(description="Project slug or id", max_length=64)],
     ) -> ProjectAccess:
-        access = await _access_control(request).project_access(principal, project)
+        if credentials is None or not credentials.credentials:
+            raise Unauthorized("Missing bearer token")
+        claims = getattr(request.state, "token_claims", None)
+        access = await _access_control(request).project_access(
+            credentials.credentials, project, claims
+        )
+        ctx = context.current()
+        if ctx is not None:
+            ctx.user_id = access.principal.user_id
         if not access.allows(action):
             raise Forbidden(f"Your role in this project does not allow {action}")
         return access

@@ -14,6 +14,7 @@ from armillary.kit.metrics import CACHE_LOOKUPS
 
 class Cache(Protocol):
     async def get(self, key: str) -> Any | None: ...
+    async def get_many(self, keys: list[str]) -> list[Any | None]: ...
     async def set(self, key: str, value: Any, ttl: int) -> None: ...
     async def delete(self, *keys: str) -> None: ...
     async def delete_pattern(self, pattern: str) -> None: ...
@@ -35,6 +36,9 @@ class MemoryCache:
             return None
         CACHE_LOOKUPS.labels("memory", "hit").inc()
         return item[1]
+
+    async def get_many(self, keys: list[str]) -> list[Any | None]:
+        return [await self.get(key) for key in keys]
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
         self._data[key] = (time.monotonic() + ttl, value)
@@ -63,6 +67,13 @@ class RedisCache:
         raw = await self._redis.get(self._prefix + key)
         CACHE_LOOKUPS.labels("redis", "miss" if raw is None else "hit").inc()
         return None if raw is None else orjson.loads(raw)
+
+    async def get_many(self, keys: list[str]) -> list[Any | None]:
+        """One round trip for several keys (MGET)."""
+        raws = await self._redis.mget([self._prefix + k for k in keys])
+        for raw in raws:
+            CACHE_LOOKUPS.labels("redis", "miss" if raw is None else "hit").inc()
+        return [None if raw is None else orjson.loads(raw) for raw in raws]
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
         await self._redis.set(self._prefix + key, orjson.dumps(value), ex=ttl)

@@ -58,11 +58,17 @@ class Database:
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
-            kwargs["pool_pre_ping"] = True
+            # Recycle instead of pinging on every checkout (a round trip per request); a
+            # connection the server dropped fails once and is replaced.
+            kwargs["pool_recycle"] = 1800
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
+        self.read_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -88,6 +94,16 @@ class Database:
             else:
                 await rollback(session)
             raise
+        finally:
+            await session.close()
+
+    @asynccontextmanager
+    async def read_only(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads: no transaction, nothing to commit; writes are refused."""
+        session = self.read_sessionmaker()
+        session.info["read_only"] = True
+        try:
+            yield session
         finally:
             await session.close()
 

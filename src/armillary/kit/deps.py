@@ -17,6 +17,12 @@ async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def _read_only(request: Request) -> AsyncIterator[AsyncSession]:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.db.read_only() as session:
+        yield session
+
+
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -25,4 +31,6 @@ def _runtime(request: Request) -> Runtime:
 # scope="function": the transaction commits after the route returns and before the response
 # is sent, so a client never sees success for a change that then failed to commit.
 Session = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
+# For routes that only read (and record no audit entry): no BEGIN/COMMIT round trips.
+ReadSession = Annotated[AsyncSession, Depends(_read_only, scope="function")]
 CurrentRuntime = Annotated[Runtime, Depends(_runtime)]

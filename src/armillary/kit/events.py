@@ -68,6 +68,8 @@ class ProcessedEvent(Base):
 def publish(session: AsyncSession, event_type: str, event: BaseModel) -> uuid.UUID:
     """Write ``event`` to the outbox in the caller's transaction; it is dispatched only after
     that transaction commits, and never if it rolls back."""
+    if session.info.get("read_only"):
+        raise RuntimeError("events cannot be published from a read-only session")
     row = OutboxEvent(id=new_id(), type=event_type, payload=event.model_dump(mode="json"))
     session.add(row)
     pending: list[uuid.UUID] = session.info.setdefault("outbox_pending", [])

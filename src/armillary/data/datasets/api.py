@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit.authz import ProjectAccess, project_permission
-from armillary.kit.deps import Session
+from armillary.kit.deps import ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
 from ..components import current_data
@@ -96,7 +96,7 @@ async def _version_out(
 
 
 @router.get("", name="datasets.list")
-async def list_datasets(access: Reader, session: Session, paging: Paging) -> Page[DatasetOut]:
+async def list_datasets(access: Reader, session: ReadSession, paging: Paging) -> Page[DatasetOut]:
     rows, total = await repository.datasets_page(
         session, access.project_id, limit=paging.limit, offset=paging.offset
     )
@@ -117,7 +117,7 @@ async def create_dataset(body: DatasetCreate, access: Writer, session: Session) 
 
 
 @router.get("/{dataset}", name="datasets.get", responses={400: {}})
-async def get_dataset(dataset: str, access: Reader, session: Session) -> DatasetOut:
+async def get_dataset(dataset: str, access: Reader, session: ReadSession) -> DatasetOut:
     found = await service.get_dataset(session, access, dataset)
     latest = await repository.latest_numbers(session, [found.id])
     return dataset_out(found, latest.get(found.id))
@@ -185,7 +185,7 @@ async def upload_version(
 async def list_versions(
     dataset: str,
     access: Reader,
-    session: Session,
+    session: ReadSession,
     paging: Paging,
     include_deleted: Annotated[bool, Query()] = False,
 ) -> Page[VersionOut]:
@@ -203,7 +203,7 @@ async def list_versions(
 
 @router.get("/{dataset}/versions/{number}", name="datasets.version")
 async def get_version(
-    dataset: str, number: Number, access: Reader, session: Session
+    dataset: str, number: Number, access: Reader, session: ReadSession
 ) -> VersionDetail:
     found, version = await service.get_version(session, access, dataset, number)
     detail: VersionDetail = (await _version_out(session, found, [version], detail=True))[0]

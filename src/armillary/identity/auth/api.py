@@ -7,7 +7,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from armillary.contracts.identity import JWKS, PlatformRole, PrincipalInfo
 from armillary.kit.authz import Caller
-from armillary.kit.deps import Session
+from armillary.kit.deps import ReadSession, Session
 
 from ..components import current_identity
 from ..users import service as users_service
@@ -43,7 +43,7 @@ async def logout(
 
 
 @router.get("/me", name="auth.me")
-async def me(caller: Caller, session: Session) -> UserOut:
+async def me(caller: Caller, session: ReadSession) -> UserOut:
     return UserOut.model_validate(await users_service.get(session, caller.user_id))
 
 
@@ -62,7 +62,7 @@ async def change_password(
 
 
 @router.get("/jwks", name="auth.jwks")
-async def jwks(request: Request, session: Session) -> JWKS:
+async def jwks(request: Request, session: ReadSession) -> JWKS:
     """Public keys that verify access tokens (RFC 7517)."""
     return JWKS(keys=await current_identity(request).keyring.jwks(session))
 

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from armillary.kit.deps import Session
+from armillary.kit.deps import ReadSession
 from armillary.kit.errors import Unauthorized
 
 from ..components import current_identity
@@ -24,7 +24,7 @@ _bearer = HTTPBearer(auto_error=False)
 
 async def current_user_uncached(
     request: Request,
-    session: Session,
+    session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None:

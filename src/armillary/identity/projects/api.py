@@ -12,7 +12,7 @@ from armillary.kit.authz import (
     project_permission,
     require_platform_role,
 )
-from armillary.kit.deps import Session
+from armillary.kit.deps import ReadSession, Session
 from armillary.kit.errors import NotFound
 from armillary.kit.pagination import Page, Paging
 
@@ -43,7 +43,7 @@ def _with_role(project: object, role: ProjectRole) -> ProjectWithRole:
 
 
 @router.get("", name="projects.list")
-async def list_projects(caller: Caller, session: Session, paging: Paging) -> Page[ProjectOut]:
+async def list_projects(caller: Caller, session: ReadSession, paging: Paging) -> Page[ProjectOut]:
     """Projects the caller is a member of (every project for admins)."""
     rows, total = await repository.page_visible(
         session,
@@ -66,7 +66,7 @@ async def create_project(body: ProjectCreate, caller: Creator, session: Session)
 
 
 @router.get("/{project}", name="projects.get")
-async def get_project(access: Reader, session: Session) -> ProjectWithRole:
+async def get_project(access: Reader, session: ReadSession) -> ProjectWithRole:
     return _with_role(await service.get(session, access), access.role)
 
 
@@ -81,7 +81,7 @@ async def delete_project(access: Owner, session: Session) -> None:
 
 
 @router.get("/{project}/members", name="projects.members")
-async def list_members(access: MemberReader, session: Session) -> list[MemberOut]:
+async def list_members(access: MemberReader, session: ReadSession) -> list[MemberOut]:
     return [
         MemberOut(
             user_id=u.id,
@@ -122,7 +122,7 @@ async def remove_member(user: str, access: MemberManager, session: Session) -> N
 
 
 @router.get("/{project}/access", name="projects.access")
-async def project_access(project: str, user: DirectUser, session: Session) -> ProjectAccessInfo:
+async def project_access(project: str, user: DirectUser, session: ReadSession) -> ProjectAccessInfo:
     """The caller's effective role in the project, read uncached (services cache it)."""
     info = await service.access_for(session, user, project)
     if info is None:

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, status
 
 from armillary.kit.authz import Principal, require_platform_role
-from armillary.kit.deps import Session
+from armillary.kit.deps import ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
 from ..components import current_identity
@@ -19,7 +19,7 @@ Admin = Annotated[Principal, Depends(require_platform_role())]
 
 
 @router.get("", name="users.list")
-async def list_users(admin: Admin, session: Session, paging: Paging) -> Page[UserOut]:
+async def list_users(admin: Admin, session: ReadSession, paging: Paging) -> Page[UserOut]:
     rows, total = await repository.page(session, limit=paging.limit, offset=paging.offset)
     return Page(
         items=[UserOut.model_validate(r) for r in rows],
@@ -38,7 +38,7 @@ async def create_user(
 
 
 @router.get("/{user_id}", name="users.get")
-async def get_user(user_id: UUID, admin: Admin, session: Session) -> UserOut:
+async def get_user(user_id: UUID, admin: Admin, session: ReadSession) -> UserOut:
     return UserOut.model_validate(await service.get(session, user_id))
 
 
