@@ -19,12 +19,12 @@ from typing import Any
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import JSON, DateTime, Integer, String, Uuid, select, update
+from sqlalchemy import JSON, Integer, String, Uuid, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from armillary.kit.db import Base, Database, after_commit, new_id, utcnow
+from armillary.kit.db import Base, Database, UTCDateTime, after_commit, new_id, utcnow
 from armillary.kit.metrics import EVENTS_DELIVERED
 
 log = structlog.get_logger("armillary.events")
@@ -48,10 +48,8 @@ class OutboxEvent(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     type: Mapped[str] = mapped_column(String(120), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    published_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True, index=True
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -62,7 +60,7 @@ class ProcessedEvent(Base):
 
     consumer: Mapped[str] = mapped_column(String(120), primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 def publish(session: AsyncSession, event_type: str, event: BaseModel) -> uuid.UUID:

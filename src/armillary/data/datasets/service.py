@@ -125,6 +125,7 @@ async def add_version(
             "profile" if inline else "check",
             time_limit=data.settings.profile_timeout_seconds,
             threads=data.settings.profile_threads,
+            in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
         )
         key = dataset_object_key(access.project_id, dataset.id, upload.sha256, fmt.value)
         existed = await data.store.exists(key)
@@ -217,6 +218,7 @@ async def _profile_in_background(data: Data, version_id: uuid.UUID, upload: Spoo
                 "profile",
                 time_limit=data.settings.profile_timeout_seconds,
                 threads=data.settings.profile_threads,
+                in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
             )
             status, error = ProfileStatus.READY, None
         except InvalidDatasetFile as exc:

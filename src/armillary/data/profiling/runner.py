@@ -17,10 +17,18 @@ class InvalidDatasetFile(Unprocessable):
 
 
 async def run_profiler(
-    path: Path, fmt: str, mode: Literal["check", "profile"], *, time_limit: float, threads: int
+    path: Path,
+    fmt: str,
+    mode: Literal["check", "profile"],
+    *,
+    time_limit: float,
+    threads: int,
+    in_memory_max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The profiler's JSON answer; :class:`InvalidDatasetFile` when the file is unreadable."""
     env = {**os.environ, "POLARS_MAX_THREADS": str(threads)}
+    if in_memory_max_bytes is not None:
+        env["ARMILLARY_DATA_PROFILE_IN_MEMORY_MAX_BYTES"] = str(in_memory_max_bytes)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

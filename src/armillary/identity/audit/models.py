@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from armillary.kit.db import Base, utcnow
+from armillary.kit.db import Base, UTCDateTime, utcnow
 
 
 class AuditRecord(Base):
@@ -19,8 +19,8 @@ class AuditRecord(Base):
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
     )
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     service: Mapped[str] = mapped_column(String(64))
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     actor_label: Mapped[str | None] = mapped_column(String(320), nullable=True)
@@ -45,4 +45,4 @@ class AuditChainHead(Base):
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(128))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

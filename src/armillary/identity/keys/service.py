@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -63,7 +63,7 @@ class KeyRing:
             .where(SigningKey.active.is_(True))
             .order_by(SigningKey.created_at.desc())
         )
-        if row is None or _aware(row.created_at) + self.rotation <= utcnow():
+        if row is None or row.created_at + self.rotation <= utcnow():
             await self.rotate(session)
         await self.retire_expired(session)
 
@@ -112,7 +112,7 @@ class KeyRing:
         return [
             row.public_jwk
             for row in rows
-            if row.active or row.retires_at is None or _aware(row.retires_at) > now
+            if row.active or row.retires_at is None or row.retires_at > now
         ]
 
     async def sign(self, session: AsyncSession, claims: dict[str, Any], *, typ: str) -> str:
@@ -139,8 +139,3 @@ class KeyRing:
         session.add(row)
         await session.flush()
         return row
-
-
-def _aware(value: Any) -> Any:
-    # SQLite hands back naive datetimes; they were written as UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
