@@ -226,6 +226,15 @@ def machine_info() -> dict[str, str]:
     }
 
 
+def code_revision() -> str:
+    """The commit measured, and whether src/ had uncommitted changes (others edit it too)."""
+    head = _run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]) or "?"
+    dirty = _run(
+        ["git", "--no-optional-locks", "-C", str(REPO), "status", "--porcelain", "--", "src"]
+    )
+    return f"{head} + uncommitted changes in src/" if dirty else f"{head} (src/ clean)"
+
+
 async def postgres_version() -> str:
     import asyncpg
 

@@ -48,6 +48,7 @@ from common import (
     BenchConfig,
     Seed,
     clean_env,
+    code_revision,
     free_port,
     machine_info,
     postgres_version,
@@ -322,7 +323,13 @@ def render(
         f"Python {machine['python']}; PostgreSQL {machine['postgres']}; {machine['redis']}; "
         f"{machine['wrk']}. wrk, PostgreSQL, Redis and the server share the same cores; "
         f"1-minute load average {machine['loadavg_start']} at the start, "
-        f"{machine['loadavg_end']} at the end.",
+        f"{machine['loadavg_end']} at the end. Code: {machine['code_start']} at the start"
+        + (
+            ""
+            if machine["code_end"] == machine["code_start"]
+            else f", {machine['code_end']} at the end"
+        )
+        + ".",
         "",
         "| server | concurrency | requests/s | p50 (ms) | p99 (ms) | server CPU per request (µs) "
         "| PostgreSQL connections opened | PostgreSQL + Redis busy (cores) "
@@ -411,6 +418,7 @@ def main() -> None:
         prepare_services(config)
         machine = machine_info()
         machine["loadavg_start"] = Path("/proc/loadavg").read_text().split()[0]
+        machine["code_start"] = code_revision()
         machine["postgres"] = asyncio.run(postgres_version())
 
         armillary_target = ["armillary.app:create_app", "--factory"]
@@ -463,6 +471,7 @@ def main() -> None:
                 ],
                 cwd=REPO,
                 env=clean_env(),
+                stdout=subprocess.DEVNULL,  # its table is part of the report printed below
                 check=True,
                 timeout=240,
             )
@@ -472,6 +481,7 @@ def main() -> None:
 
     elapsed = time.monotonic() - started
     machine["loadavg_end"] = Path("/proc/loadavg").read_text().split()[0]
+    machine["code_end"] = code_revision()
     report = render(results, machine, profile_md, elapsed)
     (RESULTS / "auth_get.md").write_text(report)
     (RESULTS / "auth_get.json").write_text(

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from armillary.kit.runtime import Runtime
 
@@ -23,6 +23,12 @@ async def _read_only(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.db.read_connection() as connection:
+        yield connection
+
+
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -33,4 +39,6 @@ def _runtime(request: Request) -> Runtime:
 Session = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
 # For routes that only read (and record no audit entry): no BEGIN/COMMIT round trips.
 ReadSession = Annotated[AsyncSession, Depends(_read_only, scope="function")]
+# Hot read paths with Core queries: no ORM session at all.
+ReadConnection = Annotated[AsyncConnection, Depends(_read_connection, scope="function")]
 CurrentRuntime = Annotated[Runtime, Depends(_runtime)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,10 +41,13 @@ class KeySet:
         self._min_refresh = min_refresh_interval
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
+        # Bumped whenever keys may have been retired: verified-token caches must start over.
+        self.generation = 0
 
     def invalidate(self) -> None:
         self._fetched_at = 0.0
         self._keys = {}
+        self.generation += 1
 
     async def get(self, kid: str) -> Any | None:
         now = time.monotonic()
@@ -64,14 +68,38 @@ class KeySet:
 
 
 class TokenVerifier:
-    def __init__(self, keys: KeySet, *, issuer: str, audience: str) -> None:
+    """Verifies tokens; remembers recently verified access tokens until they expire, so a
+    client's repeated requests skip the signature check (forgotten when keys change)."""
+
+    def __init__(
+        self, keys: KeySet, *, issuer: str, audience: str, cache_size: int = 4096
+    ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._generation = keys.generation
 
     async def verify(self, token: str, *, expected_type: str = ACCESS_TOKEN_TYPE) -> dict[str, Any]:
         """Claims of a valid token of ``expected_type``; :class:`InvalidToken` otherwise.
         The reason stays in the server's logs, never in the response."""
+        if expected_type != ACCESS_TOKEN_TYPE:
+            return await self._verify(token, expected_type)
+        if self._generation != self.keys.generation:
+            self._verified.clear()
+            self._generation = self.keys.generation
+        claims = self._verified.get(token)
+        if claims is not None and claims["exp"] > time.time():
+            self._verified.move_to_end(token)
+            return claims
+        claims = await self._verify(token, expected_type)
+        self._verified[token] = claims
+        if len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str, expected_type: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
 
     database_url: str | None = None
-    database_pool_size: int = 10
+    # Connections kept per process (as many again may open under bursts).
+    database_pool_size: int = 20
     redis_url: str | None = None
     rabbitmq_url: str | None = None
 

@@ -12,7 +12,7 @@ from armillary.kit.authz import (
     project_permission,
     require_platform_role,
 )
-from armillary.kit.deps import ReadSession, Session
+from armillary.kit.deps import ReadConnection, ReadSession, Session
 from armillary.kit.errors import NotFound
 from armillary.kit.pagination import Page, Paging
 
@@ -66,8 +66,11 @@ async def create_project(body: ProjectCreate, caller: Creator, session: Session)
 
 
 @router.get("/{project}", name="projects.get")
-async def get_project(access: Reader, session: ReadSession) -> ProjectWithRole:
-    return _with_role(await service.get(session, access), access.role)
+async def get_project(access: Reader, connection: ReadConnection) -> ProjectWithRole:
+    fields = await repository.project_fields(connection, access.project_id)
+    if fields is None:
+        raise NotFound("Project not found")
+    return ProjectWithRole(**fields, my_role=access.role)
 
 
 @router.patch("/{project}", name="projects.update")

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..users.models import User
 from .models import Membership, Project
@@ -21,6 +22,17 @@ async def by_slug_or_id(session: AsyncSession, ref: str) -> Project | None:
     if project_id is not None:
         return await session.get(Project, project_id)
     return await session.scalar(select(Project).where(Project.slug == ref))
+
+
+async def project_fields(
+    connection: AsyncConnection, project_id: uuid.UUID
+) -> dict[str, Any] | None:
+    """The project's columns by id, read with a Core query (the hot path of project pages)."""
+    result = await connection.execute(
+        select(*Project.__table__.columns).where(Project.id == project_id)
+    )
+    row = result.mappings().first()
+    return dict(row) if row is not None else None
 
 
 async def membership(
