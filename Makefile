@@ -9,7 +9,7 @@ endif
 VENV_BIN := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint typecheck imports services sync sync-dev bench-auth clean
+.PHONY: help run test lint typecheck imports services sync sync-dev bench-auth bench-datasets clean
 
 help:
 	@echo "make run    - install, migrate and start the embedded platform on http://127.0.0.1:$${ARMILLARY_PORT:-8000}"
@@ -52,6 +52,10 @@ test: sync-dev services lint typecheck imports
 bench-auth: sync-dev services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(VENV_BIN)/python bench/auth_get/run.py
+
+bench-datasets: sync-dev
+	$(VENV_BIN)/python bench/datasets/transfer.py
+	$(VENV_BIN)/python bench/datasets/profile_speed.py
 
 clean:
 	rm -rf .venv .coverage .coverage.* coverage.json .mypy_cache .ruff_cache .pytest_cache
