@@ -71,9 +71,7 @@ class TokenVerifier:
     """Verifies tokens; remembers recently verified access tokens until they expire, so a
     client's repeated requests skip the signature check (forgotten when keys change)."""
 
-    def __init__(
-        self, keys: KeySet, *, issuer: str, audience: str, cache_size: int = 4096
-    ) -> None:
+    def __init__(self, keys: KeySet, *, issuer: str, audience: str, cache_size: int = 4096) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience

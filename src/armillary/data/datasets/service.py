@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any, cast
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -119,28 +121,37 @@ async def add_version(
         fmt = detect_format(upload.fields.get("format"), upload.filename, upload.path)
         parent_id = await _parent_id(session, dataset, upload.fields.get("parent"))
         inline = upload.size <= data.settings.profile_inline_max_bytes
-        answer = await run_profiler(
-            upload.path,
-            fmt.value,
-            "profile" if inline else "check",
-            time_limit=data.settings.profile_timeout_seconds,
-            threads=data.settings.profile_threads,
-            in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
-        )
         key = dataset_object_key(access.project_id, dataset.id, upload.sha256, fmt.value)
-        existed = await data.store.exists(key)
-        await data.store.put_file(
-            key,
-            upload.path,
-            content_type=_CONTENT_TYPES[fmt.value],
-            tags=class_tags(ObjectClass.RAW),
-        )
-        if not existed:
+        if not await data.store.exists(key):
 
             async def remove_object() -> None:
                 await data.store.delete(key)
 
+            # Registered before the put starts: a failed check or a failed put removes it.
             on_rollback(session, remove_object)
+        # The check (or inline profile) and the upload both only read the spool file: run
+        # them side by side; a refused file's object goes with the rollback.
+        outcomes = await asyncio.gather(
+            run_profiler(
+                upload.path,
+                fmt.value,
+                "profile" if inline else "check",
+                time_limit=data.settings.profile_timeout_seconds,
+                threads=data.settings.profile_threads,
+                in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
+            ),
+            data.store.put_file(
+                key,
+                upload.path,
+                content_type=_CONTENT_TYPES[fmt.value],
+                tags=class_tags(ObjectClass.RAW),
+            ),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        answer = cast(dict[str, Any], outcomes[0])
         dataset.version_counter += 1
         version = DatasetVersion(
             dataset_id=dataset.id,

@@ -17,7 +17,9 @@ from armillary.kit.errors import NotFound
 from armillary.kit.pagination import Page, Paging
 
 from ..auth.deps import DirectUser
+from ..users.models import User
 from . import repository, service
+from .models import Membership
 from .schemas import (
     MemberOut,
     MembershipIn,
@@ -40,6 +42,17 @@ MemberManager = Annotated[ProjectAccess, Depends(project_permission("members:man
 def _with_role(project: object, role: ProjectRole) -> ProjectWithRole:
     out = ProjectOut.model_validate(project)
     return ProjectWithRole(**out.model_dump(), my_role=role)
+
+
+def _member_out(membership: Membership, user: User) -> MemberOut:
+    return MemberOut(
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        platform_role=PlatformRole(user.role),
+        role=ProjectRole(membership.role),
+        created_at=membership.created_at,
+    )
 
 
 @router.get("", name="projects.list")
@@ -85,17 +98,7 @@ async def delete_project(access: Owner, session: Session) -> None:
 
 @router.get("/{project}/members", name="projects.members")
 async def list_members(access: MemberReader, session: ReadSession) -> list[MemberOut]:
-    return [
-        MemberOut(
-            user_id=u.id,
-            email=u.email,
-            name=u.name,
-            platform_role=PlatformRole(u.role),
-            role=ProjectRole(m.role),
-            created_at=m.created_at,
-        )
-        for m, u in await repository.members(session, access.project_id)
-    ]
+    return [_member_out(m, u) for m, u in await repository.members(session, access.project_id)]
 
 
 @router.put("/{project}/members/{user}", name="projects.member_set", responses={409: {}})
@@ -103,15 +106,7 @@ async def set_member(
     user: str, body: MembershipIn, access: MemberManager, session: Session
 ) -> MemberOut:
     """Add a member or change their role. ``user`` is a user id or an email address."""
-    m, u = await service.set_member(session, access, user, body.role)
-    return MemberOut(
-        user_id=u.id,
-        email=u.email,
-        name=u.name,
-        platform_role=PlatformRole(u.role),
-        role=ProjectRole(m.role),
-        created_at=m.created_at,
-    )
+    return _member_out(*await service.set_member(session, access, user, body.role))
 
 
 @router.delete(
