@@ -11,12 +11,12 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for
 
 from armillary.app import create_app
 from armillary.kit.app_factory import build_app
 from armillary.kit.logging import configure_logging
 from armillary.kit.settings import Settings
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for
 
 
 async def test_unhandled_error_is_problem_json_without_internals(settings: Settings) -> None:
