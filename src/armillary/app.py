@@ -20,6 +20,7 @@ from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
+from armillary.workflows import app as workflows_app
 
 DESCRIPTION = (
     "Armillary: self-hosted ML workflow orchestration. Authenticate with "
@@ -39,6 +40,7 @@ def create_runtime(
     runtime.limiter = RateLimiter.from_settings(settings)
     identity_app.install(runtime)
     data_app.install(runtime, settings=data_settings, storage_settings=storage_settings)
+    workflows_app.install(runtime)
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -75,5 +77,5 @@ def create_app(
         runtime,
         title="Armillary",
         description=DESCRIPTION,
-        routers=[*identity_app.ROUTERS, *data_app.ROUTERS],
+        routers=[*identity_app.ROUTERS, *data_app.ROUTERS, *workflows_app.ROUTERS],
     )

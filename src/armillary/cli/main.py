@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from armillary.cli import admin, datasets, session, storage
+from armillary.cli import admin, datasets, session, storage, workflows
 from armillary.kit.settings import Settings
 
 app = typer.Typer(help="Armillary: self-hosted ML workflow orchestration.", no_args_is_help=True)
@@ -22,6 +22,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(storage.app, name="storage")
+app.add_typer(workflows.app, name="workflow")
 app.command("login")(session.login)
 app.command("logout")(session.logout)
 

@@ -16,6 +16,7 @@ VERSION_LOCATIONS = [
     _SRC / "kit" / "migrations" / "versions",
     _SRC / "identity" / "migrations" / "versions",
     _SRC / "data" / "migrations" / "versions",
+    _SRC / "workflows" / "migrations" / "versions",
 ]
 
 

@@ -1,0 +1,90 @@
+"""``armillary workflow``: validate a workflow spec offline, or apply it to a project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from armillary.cli.session import api_client, fail
+from armillary.sdk import ArmillaryError
+
+app = typer.Typer(help="Workflow specs: validate and apply.", no_args_is_help=True)
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+FileArgument = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="YAML or JSON spec")
+]
+
+
+def _read(path: Path) -> Any:
+    from armillary.workflows.specs.documents import (
+        DocumentError,
+        format_for_filename,
+        parse_document,
+    )
+
+    try:
+        return parse_document(path.read_bytes(), format_for_filename(path.name))
+    except DocumentError as exc:
+        fail(f"{path}: {exc}")
+
+
+def _print_errors(errors: list[dict[str, Any]]) -> None:
+    for error in errors:
+        where = error.get("path") or "<document>"
+        err.print(
+            f"  [red]{escape(where)}[/red]: {escape(str(error.get('message', '')))} "
+            f"[dim]({escape(str(error.get('kind', '')))})[/dim]"
+        )
+
+
+@app.command()
+def validate(file: FileArgument) -> None:
+    """Check a spec without a server: every error with its path. Checks that need the server
+    (a code bundle or dataset exists) are listed as skipped. Exit status 1 on errors."""
+    from armillary.workflows.specs.validation import validate_spec
+
+    result = validate_spec(_read(file))
+    for skipped in result.skipped:
+        console.print(f"skipped: {escape(skipped.check)} ({escape(skipped.path)})")
+    if result.errors:
+        err.print(f"[red]{escape(str(file))}: {len(result.errors)} error(s)[/red]")
+        _print_errors([e.model_dump(mode="json") for e in result.errors])
+        raise typer.Exit(1)
+    spec = result.spec
+    assert spec is not None  # noqa: S101 - set whenever there are no errors
+    console.print(f"[green]{escape(str(file))} is valid[/green]: {len(spec.tasks)} task(s)")
+
+
+@app.command()
+def apply(
+    file: FileArgument,
+    project: Annotated[str, typer.Option("--project", "-p", help="Project slug")],
+) -> None:
+    """Submit a spec to a project: a new version when it changed, none when it did not."""
+    document = _read(file)
+    with api_client() as client:
+        try:
+            response = client.request(
+                "POST", f"/api/v1/projects/{project}/workflows", json=document
+            )
+        except ArmillaryError as exc:
+            errors = exc.body.get("errors") if isinstance(exc.body, dict) else None
+            if exc.status == 422 and isinstance(errors, list):
+                err.print(f"[red]{escape(str(file))}: {len(errors)} error(s)[/red]")
+                _print_errors(errors)
+                raise typer.Exit(1) from exc
+            raise
+    applied = response.json()
+    name = applied["workflow"]["name"]
+    number = applied["version"]["number"]
+    if applied["created"]:
+        console.print(f"Applied {escape(name)}: version {number}")
+    else:
+        console.print(f"{escape(name)} unchanged: version {number}")

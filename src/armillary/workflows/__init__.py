@@ -1,0 +1,1 @@
+"""The workflows service: workflow specs and their immutable versions."""

@@ -1,0 +1,36 @@
+"""The workflows service's long-lived parts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from armillary.contracts.tasks import TASK_TYPES, TaskTypeContract
+from armillary.kit.runtime import Runtime
+
+SERVICE = "workflows"
+
+
+@dataclass
+class Workflows:
+    runtime: Runtime
+    # Contracts only: the workflow service validates specs without the implementations.
+    task_types: Mapping[str, TaskTypeContract]
+
+    @classmethod
+    def create(
+        cls, runtime: Runtime, *, task_types: Mapping[str, TaskTypeContract] | None = None
+    ) -> Workflows:
+        return cls(runtime, dict(TASK_TYPES if task_types is None else task_types))
+
+
+def workflows_of(runtime: Runtime) -> Workflows:
+    component = runtime.services[SERVICE]
+    assert isinstance(component, Workflows)  # noqa: S101 - wired by workflows.app.install
+    return component
+
+
+def current_workflows(request: Request) -> Workflows:
+    return workflows_of(request.app.state.runtime)

@@ -1,0 +1,1 @@
+"""Workflows of a project and their immutable, content-addressed versions."""

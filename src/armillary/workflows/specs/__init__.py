@@ -1,0 +1,1 @@
+"""Workflow specs: the document model, references, parsing and validation."""

@@ -1,0 +1,47 @@
+"""The spec's JSON Schema and the registered task types, for editors and tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from armillary.kit.authz import Caller
+
+from ..components import current_workflows
+from .schema import spec_json_schema
+
+router = APIRouter(prefix="/api/v1", tags=["workflows"])
+
+
+class TaskTypeOut(BaseModel):
+    name: str
+    description: str
+    params_schema: dict[str, Any]
+    outputs_schema: dict[str, Any]
+    dynamic_outputs: bool
+    server_checks: dict[str, str]
+
+
+@router.get("/workflow-spec/schema", name="workflows.spec_schema")
+async def get_spec_schema(_caller: Caller) -> dict[str, Any]:
+    """The JSON Schema of a workflow spec (YAML or JSON)."""
+    return spec_json_schema()
+
+
+@router.get("/task-types", name="workflows.task_types")
+async def list_task_types(request: Request, _caller: Caller) -> list[TaskTypeOut]:
+    """Every registered task type with the JSON Schema of its parameters and outputs."""
+    types = current_workflows(request).task_types
+    return [
+        TaskTypeOut(
+            name=contract.name,
+            description=contract.description,
+            params_schema=contract.params.model_json_schema(),
+            outputs_schema=contract.outputs.model_json_schema(),
+            dynamic_outputs=contract.dynamic_outputs,
+            server_checks=contract.server_checks,
+        )
+        for contract in sorted(types.values(), key=lambda c: c.name)
+    ]

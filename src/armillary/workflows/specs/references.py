@@ -1,0 +1,71 @@
+"""References inside task parameters, in a fixed syntax (no template engine, no evaluation).
+
+A parameter value that is exactly one of these strings is replaced by the engine:
+
+- ``${tasks.<task>.outputs.<key>}``: output ``key`` of task ``task``, which must be upstream of
+  the referring task (reachable through ``needs``);
+- ``${params.<name>}``: the workflow parameter ``name``.
+
+Only whole values are references: ``"s3://${params.bucket}"`` is a plain string. A whole value
+of the form ``${...}`` that matches neither shape is an error rather than a literal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+_OUTPUT = re.compile(
+    r"^\$\{tasks\.([a-z][a-z0-9_-]{0,63})\.outputs\.([A-Za-z_][A-Za-z0-9_]{0,63})\}$"
+)
+_PARAM = re.compile(r"^\$\{params\.([A-Za-z_][A-Za-z0-9_]{0,63})\}$")
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRef:
+    task: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRef:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedRef:
+    text: str
+
+
+Reference = OutputRef | ParamRef | MalformedRef
+
+
+def looks_like_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("${") and value.endswith("}")
+
+
+def parse(value: Any) -> Reference | None:
+    """The reference a parameter value is, or None for an ordinary value."""
+    if not looks_like_reference(value):
+        return None
+    if match := _OUTPUT.match(value):
+        return OutputRef(match.group(1), match.group(2))
+    if match := _PARAM.match(value):
+        return ParamRef(match.group(1))
+    return MalformedRef(value)
+
+
+def find(value: Any, path: str) -> Iterator[tuple[str, Reference]]:
+    """Every reference inside ``value`` (nested dicts and lists), with its path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from find(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from find(item, f"{path}[{index}]")
+    else:
+        reference = parse(value)
+        if reference is not None:
+            yield path, reference
