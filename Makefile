@@ -32,8 +32,8 @@ services:
 	bash scripts/ensure-services.sh
 
 lint: sync-dev
-	$(VENV_BIN)/ruff check src tests bench
-	$(VENV_BIN)/ruff format --check src tests bench
+	$(VENV_BIN)/ruff check src tests bench scripts
+	$(VENV_BIN)/ruff format --check src tests bench scripts
 
 typecheck: sync-dev
 	$(VENV_BIN)/mypy

@@ -10,7 +10,17 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-SERVICES = ("kit", "contracts", "identity", "data", "workflows", "training", "registry", "serving", "gateway")
+SERVICES = (
+    "kit",
+    "contracts",
+    "identity",
+    "data",
+    "workflows",
+    "training",
+    "registry",
+    "serving",
+    "gateway",
+)
 
 
 def main() -> int:
@@ -18,7 +28,7 @@ def main() -> int:
     parser.add_argument("--overall", type=float, default=85.0)
     parser.add_argument("--per-service", type=float, default=80.0)
     args = parser.parse_args()
-    subprocess.run(  # noqa: S603 - fixed argv, our own venv
+    subprocess.run(
         [sys.executable, "-m", "coverage", "json", "-q", "-o", "coverage.json"], check=True
     )
     data = json.loads(Path("coverage.json").read_text())
@@ -41,7 +51,9 @@ def main() -> int:
         pct = 100.0 * covered[package] / max(1, statements[package])
         floor = args.per_service if package in SERVICES else 0.0
         mark = "FAIL" if pct < floor else "ok"
-        print(f"  {package:<12} {pct:5.1f}%  ({covered[package]}/{statements[package]} lines)  {mark}")
+        print(
+            f"  {package:<12} {pct:5.1f}%  ({covered[package]}/{statements[package]} lines)  {mark}"
+        )
         failed = failed or pct < floor
     return 1 if failed else 0
 

@@ -59,3 +59,30 @@ class AuditEntry(Event):
     user_agent: str | None
     request_id: str | None
     details: dict[str, Any] = {}
+
+
+class JobStatusChanged(Event):
+    """A job moved from one state to another (queued, running, succeeded, failed, cancelled)."""
+
+    TYPE: ClassVar[str] = "workflows.job_status_changed"
+    job_id: UUID
+    project_id: UUID
+    workflow_id: UUID
+    from_status: str
+    to_status: str
+    reason: str | None = None
+    occurred_at: datetime
+
+
+class TaskRunStatusChanged(Event):
+    """A task run of a job moved from one state to another."""
+
+    TYPE: ClassVar[str] = "workflows.task_run_status_changed"
+    task_run_id: UUID
+    job_id: UUID
+    name: str
+    from_status: str
+    to_status: str
+    attempt: int
+    reason: str | None = None
+    occurred_at: datetime

@@ -9,7 +9,8 @@ import armillary.identity.keys.models
 import armillary.identity.projects.models
 import armillary.identity.users.models
 import armillary.kit.events
-import armillary.workflows.definitions.models  # noqa: F401
+import armillary.workflows.definitions.models
+import armillary.workflows.jobs.models  # noqa: F401
 from armillary.kit.db import Base
 
 target_metadata = Base.metadata

@@ -11,9 +11,10 @@ from armillary.kit.runtime import Runtime
 
 from .components import SERVICE, Workflows
 from .definitions.api import router as workflows_router
+from .jobs.api import router as jobs_router
 from .specs.api import router as specs_router
 
-ROUTERS: list[APIRouter] = [workflows_router, specs_router]
+ROUTERS: list[APIRouter] = [workflows_router, specs_router, jobs_router]
 
 
 def install(

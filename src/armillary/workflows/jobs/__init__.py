@@ -1,0 +1,1 @@
+"""Jobs and their task runs: started, listed, shown, cancelled."""

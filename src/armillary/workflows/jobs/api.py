@@ -1,0 +1,164 @@
+"""Jobs over HTTP: start one, list a project's history, show one, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+
+from armillary.kit.authz import AccessControl, Caller, ProjectAccess, project_permission
+from armillary.kit.deps import ReadSession, Session
+from armillary.kit.pagination import Page, Paging
+
+from . import repository, service
+from .models import Job, JobState, TaskRun, Trigger
+from .schemas import JobDetail, JobIn, JobOut, TaskRunOut
+
+router = APIRouter(tags=["jobs"])
+
+Reader = Annotated[ProjectAccess, Depends(project_permission("job:read"))]
+Runner = Annotated[ProjectAccess, Depends(project_permission("job:run"))]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255),
+]
+TriggerHeader = Annotated[str | None, Header(alias="X-Armillary-Trigger", max_length=32)]
+
+
+def job_out(job: Job, workflow: str) -> JobOut:
+    """A job without its task runs, for lists."""
+    return JobOut(
+        id=job.id,
+        project_id=job.project_id,
+        workflow=workflow,
+        workflow_id=job.workflow_id,
+        version=job.version_number,
+        status=job.status,
+        trigger=job.trigger,
+        parameters=job.parameters,
+        created_by=job.created_by,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        cancel_requested_at=job.cancel_requested_at,
+        error=job.error,
+    )
+
+
+def task_run_out(run: TaskRun) -> TaskRunOut:
+    """One task run with its timings, attempt, error and outputs."""
+    return TaskRunOut(
+        id=run.id,
+        name=run.name,
+        type=run.type,
+        status=run.status,
+        attempt=run.attempt,
+        max_attempts=run.max_attempts,
+        needs=run.needs,
+        queued_at=run.queued_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        error=run.error,
+        outputs=run.outputs,
+    )
+
+
+def job_detail(job: Job, workflow: str) -> JobDetail:
+    """A job with its task runs (loaded by the caller)."""
+    return JobDetail(
+        **job_out(job, workflow).model_dump(), tasks=[task_run_out(r) for r in job.task_runs]
+    )
+
+
+def _control(request: Request) -> AccessControl:
+    control: AccessControl = request.app.state.runtime.access
+    return control
+
+
+@router.post(
+    "/api/v1/projects/{project}/workflows/{workflow}/jobs",
+    name="jobs.create",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "The job this Idempotency-Key already started"}, 422: {}},
+)
+async def create_job(
+    workflow: str,
+    body: JobIn,
+    response: Response,
+    access: Runner,
+    session: Session,
+    idempotency_key: IdempotencyKey = None,
+    trigger: TriggerHeader = None,
+) -> JobDetail:
+    """Start a job of the workflow's latest version (201). The same ``Idempotency-Key`` on
+    the same workflow returns the job it started (200)."""
+    job, name, created = await service.start_job(
+        session,
+        access,
+        workflow,
+        body.parameters,
+        trigger=Trigger.CLI if (trigger or "").lower() == "cli" else Trigger.API,
+        idempotency_key=idempotency_key,
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return job_detail(job, name)
+
+
+@router.get("/api/v1/projects/{project}/jobs", name="jobs.list")
+async def list_jobs(
+    access: Reader,
+    session: ReadSession,
+    paging: Paging,
+    status_: Annotated[JobState | None, Query(alias="status")] = None,
+    workflow: Annotated[str | None, Query(max_length=64)] = None,
+    trigger: Trigger | None = None,
+    since: Annotated[datetime | None, Query(description="Created at or after")] = None,
+    until: Annotated[datetime | None, Query(description="Created before")] = None,
+) -> Page[JobOut]:
+    """The project's jobs, newest first."""
+    filters = repository.JobFilters(
+        status=status_, workflow=workflow, trigger=trigger, since=since, until=until
+    )
+    rows, total = await repository.jobs_page(
+        session, access.project_id, filters, limit=paging.limit, offset=paging.offset
+    )
+    return Page(
+        items=[job_out(job, name) for job, name in rows],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get("/api/v1/jobs/{job_id}", name="jobs.get", responses={404: {}})
+async def get_job(job_id: str, request: Request, caller: Caller, session: ReadSession) -> JobDetail:
+    """A job with its version, timings and task runs (404 unless the caller is a member of
+    its project)."""
+    job, name = await service.visible_job(
+        session,
+        _control(request),
+        caller,
+        job_id,
+        "job:read",
+        claims=getattr(request.state, "token_claims", None),
+    )
+    return job_detail(job, name)
+
+
+@router.post("/api/v1/jobs/{job_id}/cancel", name="jobs.cancel", responses={404: {}, 409: {}})
+async def cancel_job(job_id: str, request: Request, caller: Caller, session: Session) -> JobDetail:
+    """Cancel a job: tasks not yet running are cancelled; running ones are stopped by the
+    executor (``cancel_requested_at``). 409 when the job has already finished."""
+    job, name = await service.visible_job(
+        session,
+        _control(request),
+        caller,
+        job_id,
+        "job:run",
+        claims=getattr(request.state, "token_claims", None),
+        for_update=True,
+    )
+    return job_detail(await service.cancel_job(session, job), name)

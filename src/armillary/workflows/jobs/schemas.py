@@ -1,0 +1,53 @@
+"""Jobs as the API shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Workflow parameters; omitted ones take their defaults"
+    )
+
+
+class TaskRunOut(BaseModel):
+    id: UUID
+    name: str
+    type: str
+    status: str
+    attempt: int
+    max_attempts: int
+    needs: list[str]
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    outputs: dict[str, Any] | None
+
+
+class JobOut(BaseModel):
+    id: UUID
+    project_id: UUID
+    workflow: str
+    workflow_id: UUID
+    version: int
+    status: str
+    trigger: str
+    parameters: dict[str, Any]
+    created_by: UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    error: str | None
+
+
+class JobDetail(JobOut):
+    tasks: list[TaskRunOut]

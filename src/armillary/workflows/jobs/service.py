@@ -1,0 +1,177 @@
+"""Jobs: start one from a workflow's latest version, read, cancel. Execution comes later."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.kit import audit
+from armillary.kit.authz import AccessControl, Principal, ProjectAccess
+from armillary.kit.db import utcnow
+from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
+
+from ..components import SERVICE
+from ..definitions import repository as workflows_repo
+from ..definitions import service as workflows
+from . import repository as repo
+from . import transitions
+from .models import Job, JobState, TaskRun, TaskState, Trigger
+from .transitions import JOB_TERMINAL
+
+# Not yet running: cancelling them needs no executor.
+_IDLE_TASKS = frozenset({TaskState.PENDING, TaskState.QUEUED, TaskState.RETRYING})
+
+
+def job_parameters(declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The job's parameters: the declared defaults overridden by ``given``. An undeclared
+    name is refused (422) with the path of each."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise Unprocessable(
+            f"Unknown parameter(s): {', '.join(unknown)}",
+            extra={
+                "errors": [
+                    {
+                        "path": f"parameters.{name}",
+                        "message": "not a parameter of this workflow",
+                        "kind": "unknown_parameter",
+                    }
+                    for name in unknown
+                ]
+            },
+        )
+    return {**declared, **given}
+
+
+async def start_job(
+    session: AsyncSession,
+    access: ProjectAccess,
+    workflow_ref: str,
+    given: dict[str, Any],
+    *,
+    trigger: Trigger,
+    idempotency_key: str | None = None,
+) -> tuple[Job, str, bool]:
+    """Create a queued job of the workflow's latest version, with one pending task run per
+    task. Returns ``(job, workflow name, created)``; an idempotency key already used on this
+    workflow returns that job instead."""
+    workflow = await workflows.get_workflow(session, access, workflow_ref)
+    if idempotency_key is not None:
+        existing = await repo.job_by_key(session, workflow.id, idempotency_key)
+        if existing is not None:
+            return existing, workflow.name, False
+    version = await workflows_repo.version(session, workflow.id, workflow.latest_version)
+    if version is None:  # pragma: no cover - a workflow always has its latest version
+        raise NotFound("Workflow version not found")
+    spec = version.spec
+    job = Job(
+        id=uuid.uuid4(),
+        project_id=access.project_id,
+        workflow_id=workflow.id,
+        version_id=version.id,
+        version_number=version.number,
+        status=JobState.QUEUED,
+        trigger=trigger,
+        parameters=job_parameters(spec.get("parameters", {}), given),
+        idempotency_key=idempotency_key,
+        created_by=access.principal.user_id,
+        created_at=utcnow(),
+    )
+    runs = [
+        TaskRun(
+            position=position,
+            name=task["name"],
+            type=task["type"],
+            status=TaskState.PENDING,
+            attempt=0,
+            max_attempts=int(task.get("retries", 0)) + 1,
+            needs=list(task.get("needs", [])),
+            params=dict(task.get("params", {})),
+            fencing_token=0,
+        )
+        for position, task in enumerate(spec["tasks"])
+    ]
+    try:
+        # A concurrent request with the same key may win the insert: answer with its job.
+        async with session.begin_nested():
+            job.task_runs = runs
+            session.add(job)
+            await session.flush()
+    except IntegrityError as exc:
+        if idempotency_key is None:  # pragma: no cover - only the key is unique
+            raise
+        existing = await repo.job_by_key(session, workflow.id, idempotency_key)
+        if existing is None:  # pragma: no cover
+            raise Conflict("The job was created concurrently; try again") from exc
+        return existing, workflow.name, False
+    audit.record(
+        session,
+        action="jobs.create",
+        resource_type="job",
+        resource_id=job.id,
+        details={
+            "project": access.project_slug,
+            "workflow": workflow.name,
+            "version": version.number,
+            "trigger": str(trigger),
+        },
+        service=SERVICE,
+    )
+    return job, workflow.name, True
+
+
+async def visible_job(
+    session: AsyncSession,
+    control: AccessControl,
+    principal: Principal,
+    job_ref: str,
+    action: str,
+    *,
+    claims: dict[str, Any] | None = None,
+    for_update: bool = False,
+) -> tuple[Job, str]:
+    """The job with its workflow name, if the caller may see its project: an unknown job and
+    one of a project the caller is not in are the same 404; a member without ``action``
+    gets 403."""
+    try:
+        job_id = uuid.UUID(job_ref)
+    except ValueError:
+        raise NotFound("Job not found") from None
+    found = await repo.job_with_tasks(session, job_id, for_update=for_update)
+    if found is None:
+        raise NotFound("Job not found")
+    try:
+        access = await control.project_access(principal.token, str(found[0].project_id), claims)
+    except NotFound:
+        raise NotFound("Job not found") from None
+    if not access.allows(action):
+        raise Forbidden(f"Your role in this project does not allow {action}")
+    return found
+
+
+async def cancel_job(session: AsyncSession, job: Job) -> Job:
+    """Cancel the tasks that are not running; the job is cancelled when nothing runs, and
+    otherwise marked for the executor to stop its running tasks. 409 for a finished job."""
+    if job.status in JOB_TERMINAL:
+        raise transitions.TransitionRejected(f"The job is already {job.status}")
+    now = utcnow()
+    for run in job.task_runs:
+        if run.status in _IDLE_TASKS:
+            await transitions.apply(session, run, TaskState.CANCELLED, reason="job cancelled")
+    if any(run.status == TaskState.RUNNING for run in job.task_runs):
+        job.cancel_requested_at = now
+    else:
+        await transitions.apply(session, job, JobState.CANCELLED, reason="cancelled", now=now)
+    audit.record(
+        session,
+        action="jobs.cancel",
+        resource_type="job",
+        resource_id=job.id,
+        details={"status": str(job.status)},
+        service=SERVICE,
+    )
+    await session.flush()
+    return job
