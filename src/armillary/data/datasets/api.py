@@ -162,7 +162,7 @@ async def upload_version(
     data = current_data(request)
     # 404 before reading the body; a short session, so no connection is held during the upload.
     async with data.runtime.db.sessionmaker() as probe:
-        await service.get_dataset(probe, access, dataset)
+        found = await service.get_dataset(probe, access, dataset)
     upload = await spool_upload(
         request.headers.get("content-type"),
         request.headers.get("content-length"),
@@ -173,7 +173,6 @@ async def upload_version(
     version, created = await service.add_version(session, data, access, dataset, upload)
     if not created:
         response.status_code = status.HTTP_200_OK
-    found = await service.get_dataset(session, access, dataset)
     response.headers["Location"] = (
         f"/api/v1/projects/{access.project_slug}/datasets/{found.name}/versions/{version.number}"
     )

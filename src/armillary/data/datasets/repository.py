@@ -5,14 +5,9 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.kit.ids import parse_uuid
+
 from .models import Dataset, DatasetVersion
-
-
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 async def dataset(
@@ -20,7 +15,7 @@ async def dataset(
 ) -> Dataset | None:
     """A live dataset of the project, by name or id. Never one of another project."""
     stmt = select(Dataset).where(Dataset.project_id == project_id, Dataset.deleted_at.is_(None))
-    dataset_id = _parse_uuid(ref)
+    dataset_id = parse_uuid(ref)
     stmt = stmt.where(Dataset.id == dataset_id) if dataset_id else stmt.where(Dataset.name == ref)
     if for_update:
         stmt = stmt.with_for_update()

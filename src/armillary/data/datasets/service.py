@@ -14,6 +14,7 @@ from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import after_commit, on_rollback, utcnow
 from armillary.kit.errors import BadRequest, Conflict, NotFound
+from armillary.kit.ids import parse_uuid
 from armillary.kit.storage import LocalObjectStore, ObjectClass, class_tags, dataset_object_key
 
 from ..components import SERVICE, Data
@@ -63,7 +64,7 @@ async def create_dataset(
 async def get_dataset(
     session: AsyncSession, access: ProjectAccess, ref: str, *, for_update: bool = False
 ) -> Dataset:
-    if not _is_uuid(ref):
+    if parse_uuid(ref) is None:
         check_dataset_name(ref)
     dataset = await repo.dataset(session, access.project_id, ref, for_update=for_update)
     if dataset is None:
@@ -300,11 +301,3 @@ async def download_link(data: Data, version: DatasetVersion, base_url: str) -> t
     assert isinstance(data.store, LocalObjectStore)  # noqa: S101 - the only unsigned backend
     token = data.store.sign_download(version.object_key, utcnow() + timedelta(seconds=ttl))
     return f"{base_url.rstrip('/')}/api/v1/downloads/{token}", ttl
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

@@ -6,19 +6,14 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from armillary.kit.ids import parse_uuid
+
 from ..users.models import User
 from .models import Membership, Project
 
 
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
 async def by_slug_or_id(session: AsyncSession, ref: str) -> Project | None:
-    project_id = _parse_uuid(ref)
+    project_id = parse_uuid(ref)
     if project_id is not None:
         return await session.get(Project, project_id)
     return await session.scalar(select(Project).where(Project.slug == ref))

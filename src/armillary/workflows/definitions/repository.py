@@ -5,14 +5,9 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.kit.ids import parse_uuid
+
 from .models import Workflow, WorkflowVersion
-
-
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 async def workflow(
@@ -20,7 +15,7 @@ async def workflow(
 ) -> Workflow | None:
     """A live workflow of the project, by name or id. Never one of another project."""
     stmt = select(Workflow).where(Workflow.project_id == project_id, Workflow.deleted_at.is_(None))
-    workflow_id = _parse_uuid(ref)
+    workflow_id = parse_uuid(ref)
     stmt = (
         stmt.where(Workflow.id == workflow_id) if workflow_id else stmt.where(Workflow.name == ref)
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import utcnow
 from armillary.kit.errors import Conflict, NotFound, Unprocessable
+from armillary.kit.ids import parse_uuid
 
 from ..components import SERVICE
 from ..specs.schema import NAME_PATTERN, WorkflowSpec
@@ -114,7 +114,7 @@ async def apply_spec(
 
 
 async def get_workflow(session: AsyncSession, access: ProjectAccess, ref: str) -> Workflow:
-    if not _is_uuid(ref) and not _is_name(ref):
+    if parse_uuid(ref) is None and not _is_name(ref):
         raise NotFound("Workflow not found")
     workflow = await repo.workflow(session, access.project_id, ref)
     if workflow is None:
@@ -145,14 +145,6 @@ async def delete_workflow(session: AsyncSession, access: ProjectAccess, ref: str
         details={"name": workflow.name},
         service=SERVICE,
     )
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_name(value: str) -> bool:
