@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit import audit, context
@@ -152,15 +152,6 @@ async def revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-
-
-async def active_families(session: AsyncSession, user_id: uuid.UUID) -> int:
-    rows = await session.scalars(
-        select(RefreshToken.family_id)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .distinct()
-    )
-    return len(list(rows))
 
 
 async def _verify_refresh(identity: Identity, token: str) -> dict[str, Any]:
