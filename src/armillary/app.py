@@ -6,6 +6,16 @@ and each other's clients.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
 from fastapi import FastAPI
 
 from armillary.data import app as data_app
@@ -21,6 +31,11 @@ from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
 from armillary.workflows import app as workflows_app
+from armillary.workflows.components import workflows_of
+from armillary.workflows.execution.local import LocalExecutor
+from armillary.workflows.execution.worker import Worker
+from armillary.workflows.scheduling.scheduler import Scheduler
+from armillary.workflows.settings import WorkflowSettings
 
 DESCRIPTION = (
     "Armillary: self-hosted ML workflow orchestration. Authenticate with "
@@ -34,13 +49,21 @@ def create_runtime(
     *,
     storage_settings: StorageSettings | None = None,
     data_settings: DataSettings | None = None,
+    workflow_settings: WorkflowSettings | None = None,
+    run_scheduler: bool = False,
 ) -> Runtime:
-    """Every service's components on one runtime. Settings not given come from the environment."""
+    """Every service's components on one runtime. Settings not given come from the environment.
+    With ``run_scheduler`` the workflow scheduler runs in this process (``armillary up``)."""
     runtime = Runtime.create(settings)
     runtime.limiter = RateLimiter.from_settings(settings)
     identity_app.install(runtime)
     data_app.install(runtime, settings=data_settings, storage_settings=storage_settings)
-    workflows_app.install(runtime)
+    workflows_app.install(
+        runtime,
+        storage_settings=storage_settings,
+        settings=workflow_settings,
+        run_scheduler=run_scheduler,
+    )
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -65,13 +88,19 @@ def create_app(
     configure_logs: bool = True,
     storage_settings: StorageSettings | None = None,
     data_settings: DataSettings | None = None,
+    workflow_settings: WorkflowSettings | None = None,
+    run_scheduler: bool = False,
 ) -> FastAPI:
     """The embedded platform as one ASGI app."""
     settings = settings or Settings()
     if configure_logs:
         configure_logging(settings.log_level, json=settings.log_json)
     runtime = create_runtime(
-        settings, storage_settings=storage_settings, data_settings=data_settings
+        settings,
+        storage_settings=storage_settings,
+        data_settings=data_settings,
+        workflow_settings=workflow_settings,
+        run_scheduler=run_scheduler,
     )
     return build_app(
         runtime,
@@ -79,3 +108,95 @@ def create_app(
         description=DESCRIPTION,
         routers=[*identity_app.ROUTERS, *data_app.ROUTERS, *workflows_app.ROUTERS],
     )
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+
+
+def default_work_root(settings: Settings) -> Path:
+    """Attempts' private directories: outside ARMILLARY_HOME, which the sandboxed tasks must
+    not reach, and specific to this home so two platforms on one machine do not mix."""
+    digest = hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"armillary-work-{digest}"
+
+
+def _private_home(settings: Settings) -> None:
+    # Task code runs as another user where the platform runs as root: keep it out of the
+    # platform's files (database, keys, local object store).
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    if home.stat().st_uid == os.getuid():
+        home.chmod(0o700)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    storage_settings: StorageSettings | None = None,
+    workflow_settings: WorkflowSettings | None = None,
+) -> None:
+    """A worker process: runs queued tasks on a local fork-server executor until SIGTERM."""
+    _private_home(settings)
+    runtime = create_runtime(
+        settings, storage_settings=storage_settings, workflow_settings=workflow_settings
+    )
+    workflows = workflows_of(runtime)
+    store = workflows.store
+    if store is None:  # pragma: no cover - install() always sets it
+        raise RuntimeError("the workflows service has no object store")
+    directory = runtime.require_access().directory
+    if not isinstance(directory, IdentityClient):  # pragma: no cover - wired above
+        raise RuntimeError("the identity client is not wired")
+
+    async def issue(
+        user_id: UUID, project_id: UUID, job_id: UUID, ttl: int
+    ) -> tuple[str, datetime]:
+        token = await directory.issue_job_token(
+            user_id=user_id, project_id=project_id, job_id=job_id, ttl_seconds=ttl
+        )
+        return token.token, token.expires_at
+
+    wf = workflows.settings
+    work_root = Path(wf.work_dir) if wf.work_dir else default_work_root(settings)
+    work_root.mkdir(parents=True, exist_ok=True)
+    work_root.chmod(0o711)
+    worker = Worker(
+        runtime.db,
+        store,
+        LocalExecutor(work_root),
+        wf,
+        issue_token=issue,
+        api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",
+        work_root=work_root,
+        concurrency=concurrency,
+    )
+    await runtime.start()
+    _stop_on_signals(worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await runtime.stop()
+
+
+async def run_scheduler(
+    settings: Settings,
+    *,
+    storage_settings: StorageSettings | None = None,
+    workflow_settings: WorkflowSettings | None = None,
+) -> None:
+    """A scheduler process (one is active at a time; others wait for its lock) until SIGTERM."""
+    runtime = create_runtime(
+        settings, storage_settings=storage_settings, workflow_settings=workflow_settings
+    )
+    workflows = workflows_of(runtime)
+    scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)
+    await runtime.start()
+    _stop_on_signals(scheduler.stop)
+    try:
+        await scheduler.run()
+    finally:
+        await runtime.stop()

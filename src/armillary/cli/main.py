@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from armillary.cli import admin, datasets, session, storage, workflows
+from armillary.cli import admin, datasets, engine, jobs, session, storage, workflows
 from armillary.kit.settings import Settings
 
 app = typer.Typer(help="Armillary: self-hosted ML workflow orchestration.", no_args_is_help=True)
@@ -23,6 +23,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(storage.app, name="storage")
 app.add_typer(workflows.app, name="workflow")
+app.add_typer(jobs.app, name="jobs")
+app.command("worker")(engine.worker)
+app.command("scheduler")(engine.scheduler)
 app.command("login")(session.login)
 app.command("logout")(session.logout)
 
@@ -35,8 +38,15 @@ def up(
     host: Annotated[str | None, typer.Option(help="Bind address [ARMILLARY_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [ARMILLARY_PORT]")] = None,
     migrate: Annotated[bool, typer.Option(help="Apply migrations first")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Local worker processes that run tasks", envvar="ARMILLARY_WORKERS"
+        ),
+    ] = 2,
 ) -> None:
-    """Start the embedded platform: every service in one process."""
+    """Start the embedded platform: every service and the scheduler in one process, and a
+    pool of local worker processes that run tasks."""
     import uvicorn
 
     from armillary.app import create_app
@@ -45,11 +55,14 @@ def up(
     settings = Settings()
     if migrate:
         upgrade(settings)
-    application = create_app(settings)
+    host, port = host or settings.host, port or settings.port
+    application = create_app(settings, run_scheduler=True)
+    if workers:
+        engine.WorkerPool(workers, engine.worker_env(settings, host, port)).start()
     uvicorn.run(
         application,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         proxy_headers=False,  # client addresses come from our own trusted-proxy rule

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PlatformRole(StrEnum):
@@ -37,6 +38,32 @@ class ProjectAccessInfo(BaseModel):
     project_id: UUID
     project_slug: str
     role: ProjectRole
+
+
+# Bounds of a job token's lifetime: long enough for a slow task, short enough that a leaked
+# one soon stops working.
+JOB_TOKEN_MIN_TTL_SECONDS = 30
+JOB_TOKEN_MAX_TTL_SECONDS = 86_400
+JOB_TOKEN_SCOPE = "job"  # noqa: S105 - a scope name, not a secret
+
+
+class JobTokenRequest(BaseModel):
+    """Asks identity for an access token a job's tasks use: the rights of ``user_id`` (who
+    started the job), capped to ``project_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UUID
+    project_id: UUID
+    job_id: UUID
+    ttl_seconds: int = Field(ge=JOB_TOKEN_MIN_TTL_SECONDS, le=JOB_TOKEN_MAX_TTL_SECONDS)
+
+
+class JobToken(BaseModel):
+    """A job-scoped access token. A credential: never log it, put it in argv or task output."""
+
+    token: str = Field(repr=False)
+    expires_at: datetime
 
 
 class JWKS(BaseModel):

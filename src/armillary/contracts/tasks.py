@@ -8,6 +8,7 @@ the service that implements the type; implementations register under the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,6 +30,33 @@ class TaskTypeContract:
     outputs: type[BaseModel]
     dynamic_outputs: bool = False
     server_checks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskContext:
+    """What a running task implementation knows about its attempt.
+
+    The job token stays in memory (never in the environment, argv, files or logs) and out of
+    ``repr``; implementations call the platform API with :meth:`api_headers`.
+    """
+
+    job_id: str
+    project_id: str
+    task: str
+    attempt_id: str
+    workdir: Path
+    artifacts_dir: Path
+    api_url: str
+    _token: str = field(default="", repr=False)
+    bundle_dir: Path | None = None
+
+    def token(self) -> str:
+        """The short-lived token scoped to this job."""
+        return self._token
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers that authenticate a call to the platform API as this job."""
+        return {"Authorization": f"Bearer {self._token}"}
 
 
 class _Params(BaseModel):

@@ -11,12 +11,16 @@ from armillary.kit.runtime import Runtime
 
 from .audit.api import router as audit_router
 from .auth.api import router as auth_router
+from .auth.internal_api import internal_router
 from .bootstrap import ensure_first_admin, ensure_signing_key
 from .components import SERVICE, Identity
 from .projects.api import router as projects_router
 from .users.api import router as users_router
 
+# The public routes, served to clients by every composition.
 ROUTERS: list[APIRouter] = [auth_router, users_router, projects_router, audit_router]
+# Routes only other services call (e.g. minting job tokens): the internal app alone serves them.
+INTERNAL_ROUTERS: list[APIRouter] = [internal_router]
 
 
 def install(runtime: Runtime) -> Identity:
@@ -41,9 +45,15 @@ def install(runtime: Runtime) -> Identity:
 
 
 def create_internal_app(runtime: Runtime) -> FastAPI:
-    """The identity routes on a runtime someone else starts (the embedded composition)."""
+    """The identity routes, internal ones included, on a runtime someone else starts (the
+    embedded composition), for other services' :class:`~.client.IdentityClient`. Never
+    exposed to clients."""
     from armillary.kit.app_factory import build_app
 
     return build_app(
-        runtime, title="Armillary identity", routers=ROUTERS, edge=False, manage_runtime=False
+        runtime,
+        title="Armillary identity (internal)",
+        routers=[*ROUTERS, *INTERNAL_ROUTERS],
+        edge=False,
+        manage_runtime=False,
     )

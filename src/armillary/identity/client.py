@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 import httpx
 
-from armillary.contracts.identity import JWKS, PrincipalInfo, ProjectAccessInfo
-from armillary.kit.errors import ServiceUnavailable, Unauthorized
+from armillary.contracts.identity import (
+    JWKS,
+    JobToken,
+    JobTokenRequest,
+    PrincipalInfo,
+    ProjectAccessInfo,
+)
+from armillary.kit.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized
 
 _TIMEOUT = httpx.Timeout(5.0)
 
@@ -48,6 +55,31 @@ class IdentityClient:
         if response.status_code == 401:
             raise Unauthorized("Invalid token")
         return ProjectAccessInfo.model_validate(response.json())
+
+    async def issue_job_token(
+        self, *, user_id: UUID, project_id: UUID, job_id: UUID, ttl_seconds: int
+    ) -> JobToken:
+        """A short-lived access token for job ``job_id``'s tasks: the rights of ``user_id``
+        (who started it) capped to ``project_id``. :class:`NotFound` when the user is not a
+        member of the project, :class:`Conflict` when inactive or not allowed to run jobs
+        there; ``ttl_seconds`` must be within 30..86400 (``ValueError`` otherwise).
+        The token is a credential: keep it out of argv, logs and task output."""
+        body = JobTokenRequest(
+            user_id=user_id, project_id=project_id, job_id=job_id, ttl_seconds=ttl_seconds
+        )
+        try:
+            response = await self._http.post(
+                "/internal/v1/job-tokens", json=body.model_dump(mode="json")
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("The identity service is unreachable") from exc
+        if response.status_code == 404:
+            raise NotFound("No such member of this project")
+        if response.status_code == 409:
+            raise Conflict("This user may not run jobs in this project")
+        if response.status_code != 201:
+            raise ServiceUnavailable("The identity service could not issue a job token")
+        return JobToken.model_validate(response.json())
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -3,6 +3,11 @@
 Every service uses these dependencies. They ask the identity service through its client (an
 :class:`AccessDirectory`) and cache the answers; identity events drop cached answers, so a
 role change, a deactivation or a membership change applies on the caller's next request.
+
+Job tokens (DESIGN §2: what a job's tasks call the API with) carry the claims ``scope: "job"``,
+``job`` and ``prj``. They act with the rights of the user who started the job, capped to that
+one project: every other project is the same 404 as for a non-member, and platform-level
+routes (``require_platform_role``) refuse them, so a task never acts as an admin.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from armillary.contracts.events import (
     UserChanged,
 )
 from armillary.contracts.identity import (
+    JOB_TOKEN_SCOPE,
     JWKS,
+    JobToken,
     PlatformRole,
     PrincipalInfo,
     ProjectAccessInfo,
@@ -31,6 +38,7 @@ from armillary.kit import context
 from armillary.kit.cache import Cache
 from armillary.kit.errors import Forbidden, NotFound, Unauthorized
 from armillary.kit.events import Delivery, EventBus
+from armillary.kit.ids import parse_uuid
 from armillary.kit.security import TokenVerifier
 
 _ROLE_RANK = {ProjectRole.VIEWER: 1, ProjectRole.EDITOR: 2, ProjectRole.OWNER: 3}
@@ -61,6 +69,31 @@ class AccessDirectory(Protocol):
     async def jwks(self) -> JWKS: ...
     async def principal(self, token: str) -> PrincipalInfo | None: ...
     async def project_access(self, token: str, project: str) -> ProjectAccessInfo | None: ...
+    async def issue_job_token(
+        self, *, user_id: UUID, project_id: UUID, job_id: UUID, ttl_seconds: int
+    ) -> JobToken: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenScope:
+    """What a job token is limited to."""
+
+    job_id: UUID
+    project_id: UUID
+
+
+def token_scope(claims: dict[str, Any]) -> TokenScope | None:
+    """The job scope of a verified token, None for a user's own token. A token that names a
+    scope without spelling it out completely is invalid (401), never unscoped."""
+    if not ({"scope", "job", "prj"} & claims.keys()):
+        return None
+    if claims.get("scope") != JOB_TOKEN_SCOPE:
+        raise Unauthorized("Invalid token")
+    job_id = parse_uuid(str(claims.get("job", "")))
+    project_id = parse_uuid(str(claims.get("prj", "")))
+    if job_id is None or project_id is None:
+        raise Unauthorized("Invalid token")
+    return TokenScope(job_id, project_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +103,18 @@ class Principal:
     name: str
     role: PlatformRole
     token: str  # forwarded to other services on the caller's behalf; never logged
+    # Set for a job token: the job it was issued for, and the one project it may act in.
+    job_id: UUID | None = None
+    scope_project_id: UUID | None = None
+
+    @property
+    def is_job(self) -> bool:
+        return self.scope_project_id is not None
 
     @property
     def is_admin(self) -> bool:
-        return self.role is PlatformRole.ADMIN
+        """Admin rights; never through a job token, whoever started the job."""
+        return self.role is PlatformRole.ADMIN and not self.is_job
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +159,7 @@ class AccessControl:
     ) -> tuple[Principal, ProjectAccessInfo | None]:
         if claims is None:
             claims = await self.verifier.verify(token)
+        scope = token_scope(claims)
         user_id = claims["sub"]
         keys = [f"principal:{user_id}"]
         if project is not None:
@@ -133,9 +175,19 @@ class AccessControl:
             await self.cache.set(keys[0], info.model_dump(mode="json"), self.ttl)
         if not info.active or str(info.user_id) != user_id:
             raise Unauthorized("Invalid token")
-        principal = Principal(info.user_id, info.email, info.name, info.role, token)
+        principal = Principal(
+            info.user_id,
+            info.email,
+            info.name,
+            info.role,
+            token,
+            job_id=scope.job_id if scope else None,
+            scope_project_id=scope.project_id if scope else None,
+        )
         if project is None:
             return principal, None
+        if scope is not None:
+            return principal, await self._scoped_access(token, user_id, project, scope, cached[1])
         if cached[1] is not None:
             access = None if cached[1] == "none" else ProjectAccessInfo.model_validate(cached[1])
             return principal, access
@@ -146,6 +198,32 @@ class AccessControl:
             # Looked up by id: cache under the slug too, so slug-keyed events find it.
             await self.cache.set(f"access:{user_id}:{access.project_slug}", value, self.ttl)
         return principal, access
+
+    async def _scoped_access(
+        self, token: str, user_id: str, project: str, scope: TokenScope, cached: Any
+    ) -> ProjectAccessInfo | None:
+        """A job token's access to ``project``: the starter's current access there (cached
+        per user and project, like any answer), and none at all outside the token's project.
+        The scope check applies to cached answers too, so the user's own access to another
+        project never lends itself to the job token."""
+        ref_id = parse_uuid(project)
+        if ref_id is not None and ref_id != scope.project_id:
+            return None
+        if cached is not None:
+            if cached == "none":
+                return None
+            known = ProjectAccessInfo.model_validate(cached)
+            return known if known.project_id == scope.project_id else None
+        access = await self.directory.project_access(token, project)
+        if access is None or access.project_id != scope.project_id:
+            # Not cached: identity refuses a job token every other project whatever the user's
+            # membership, so this "no" says nothing about the user's own access.
+            return None
+        value = access.model_dump(mode="json")
+        await self.cache.set(f"access:{user_id}:{project}", value, self.ttl)
+        if access.project_slug != project:
+            await self.cache.set(f"access:{user_id}:{access.project_slug}", value, self.ttl)
+        return access
 
     def subscribe_invalidations(self, bus: EventBus) -> None:
         """Drop cached answers when identity says they changed."""
@@ -203,8 +281,22 @@ def require_platform_role(*roles: PlatformRole) -> Any:
     """Dependency factory: the caller must hold one of ``roles`` (admins always may)."""
 
     async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if principal.is_job:
+            raise Forbidden("Job tokens cannot call platform-level routes")
         if not principal.is_admin and principal.role not in roles:
             raise Forbidden("Your role does not allow this")
+        return principal
+
+    return dependency
+
+
+def refuse_job_tokens(activity: str) -> Any:
+    """Dependency factory: the caller, unless it holds a job token (403 "Job tokens cannot
+    ``activity``"). For routes that act on the account itself, such as a password change."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if principal.is_job:
+            raise Forbidden(f"Job tokens cannot {activity}")
         return principal
 
     return dependency

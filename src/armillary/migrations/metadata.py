@@ -9,6 +9,7 @@ import armillary.identity.keys.models
 import armillary.identity.projects.models
 import armillary.identity.users.models
 import armillary.kit.events
+import armillary.workflows.code.models
 import armillary.workflows.definitions.models
 import armillary.workflows.jobs.models  # noqa: F401
 from armillary.kit.db import Base

@@ -11,6 +11,7 @@ import httpx
 
 from .datasets import Datasets
 from .errors import ArmillaryError, ConnectionFailed, error_from_response
+from .jobs import Jobs
 from .types import Tokens
 
 #: Connect quickly or fail; allow a minute of silence between bytes of an answer.
@@ -58,6 +59,7 @@ class Client:
             headers={"User-Agent": USER_AGENT},
         )
         self.datasets = Datasets(self)
+        self.jobs = Jobs(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 

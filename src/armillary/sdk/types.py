@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 #: Called as bytes move: ``progress(bytes_done, total_bytes)``.
 Progress = Callable[[int, int], None]
@@ -54,6 +54,75 @@ class VersionDetail(Version):
     """A version with its per-column profile (``None`` while it is being computed)."""
 
     profile: list[dict[str, Any]] | None
+
+
+class TaskAttempt(TypedDict):
+    """One attempt at a task: which worker ran it, when, and how it ended (``outcome`` is
+    ``None`` while it runs)."""
+
+    number: int
+    worker: str | None
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    reason: str | None
+
+
+class TaskRun(TypedDict):
+    """One task of a job: its state, current attempt (0 before the first) and results.
+
+    ``artifacts``, ``cached_from`` and ``attempts`` come from servers with an executor."""
+
+    id: str
+    name: str
+    type: str
+    status: str
+    attempt: int
+    max_attempts: int
+    needs: list[str]
+    queued_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    outputs: dict[str, Any] | None
+    artifacts: NotRequired[dict[str, str] | None]
+    cached_from: NotRequired[str | None]
+    attempts: NotRequired[list[TaskAttempt]]
+
+
+class Job(TypedDict):
+    """A run of a workflow version; ``status`` is ``queued``, ``running``, ``succeeded``,
+    ``failed`` or ``cancelled``, ``trigger`` is ``api``, ``cli`` or ``schedule``."""
+
+    id: str
+    project_id: str
+    workflow: str
+    workflow_id: str
+    version: int
+    status: str
+    trigger: str
+    parameters: dict[str, Any]
+    created_by: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    cancel_requested_at: str | None
+    error: str | None
+
+
+class JobDetail(Job):
+    """A job with its task runs, in the workflow's order."""
+
+    tasks: list[TaskRun]
+
+
+class JobPage(TypedDict):
+    """One page of a project's job history, newest first; ``total`` counts every match."""
+
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
 
 
 class UploadResult(NamedTuple):

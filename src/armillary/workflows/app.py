@@ -2,24 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from fastapi import APIRouter
 
 from armillary.contracts.tasks import TaskTypeContract
 from armillary.kit.runtime import Runtime
+from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
+from .code.api import router as code_router
 from .components import SERVICE, Workflows
 from .definitions.api import router as workflows_router
 from .jobs.api import router as jobs_router
+from .logs.api import router as logs_router
+from .scheduling.scheduler import Scheduler
+from .settings import WorkflowSettings
 from .specs.api import router as specs_router
 
-ROUTERS: list[APIRouter] = [workflows_router, specs_router, jobs_router]
+ROUTERS: list[APIRouter] = [workflows_router, specs_router, jobs_router, logs_router, code_router]
 
 
 def install(
-    runtime: Runtime, *, task_types: Mapping[str, TaskTypeContract] | None = None
+    runtime: Runtime,
+    *,
+    task_types: Mapping[str, TaskTypeContract] | None = None,
+    storage_settings: StorageSettings | None = None,
+    store: ObjectStore | None = None,
+    settings: WorkflowSettings | None = None,
+    run_scheduler: bool = False,
 ) -> Workflows:
+    """Put the workflows service on ``runtime``; with ``run_scheduler`` the scheduler runs in
+    this process while the runtime does (the embedded shape)."""
     workflows = Workflows.create(runtime, task_types=task_types)
+    workflows.settings = settings or WorkflowSettings()
+    # Code bundles: the same store settings as the data service (ARMILLARY_STORAGE_*).
+    workflows.store = store or open_object_store(
+        storage_settings or StorageSettings(),
+        home=runtime.settings.home,
+        signing_secret=runtime.settings.resolved_secret_key(),
+    )
     runtime.services[SERVICE] = workflows
+    if run_scheduler:
+        scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)
+
+        async def start_scheduler(rt: Runtime) -> None:
+            rt.tasks.append(asyncio.create_task(scheduler.run(), name="workflows.scheduler"))
+
+        async def stop_scheduler(_rt: Runtime) -> None:
+            scheduler.stop()
+
+        runtime.startup_hooks.append(start_scheduler)
+        runtime.shutdown_hooks.append(stop_scheduler)
     return workflows

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from armillary.contracts.tasks import TASK_TYPES, TaskTypeContract
 from armillary.kit.runtime import Runtime
+from armillary.kit.storage import ObjectStore
+
+from .code.schemas import CodeSettings
+from .settings import WorkflowSettings
 
 SERVICE = "workflows"
 
@@ -18,6 +22,10 @@ class Workflows:
     runtime: Runtime
     # Contracts only: the workflow service validates specs without the implementations.
     task_types: Mapping[str, TaskTypeContract]
+    # Where code bundles' bytes live (set by workflows.app.install) and their limits.
+    store: ObjectStore | None = None
+    code_settings: CodeSettings = field(default_factory=CodeSettings)
+    settings: WorkflowSettings = field(default_factory=WorkflowSettings)
 
     @classmethod
     def create(

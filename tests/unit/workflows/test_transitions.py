@@ -19,6 +19,8 @@ from armillary.workflows.jobs.transitions import TransitionRejected
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SRC = Path(__file__).resolve().parents[3] / "src"
 
+LEASE = ("worker-1", NOW)
+
 
 def job(status: JobState = JobState.QUEUED) -> Job:
     return Job(
@@ -129,7 +131,7 @@ async def test_job_timestamps_and_events(session: AsyncSession) -> None:
 )
 async def test_allowed_task_changes(session: AsyncSession, start: TaskState, to: TaskState) -> None:
     obj = run(start, attempt=1)
-    await transitions.apply(session, obj, to, now=NOW)
+    await transitions.apply(session, obj, to, now=NOW, lease=LEASE)
     assert obj.status == to
     assert events(session)[0].type == TaskRunStatusChanged.TYPE
 
@@ -138,7 +140,6 @@ async def test_allowed_task_changes(session: AsyncSession, start: TaskState, to:
     ("start", "to"),
     [
         (TaskState.PENDING, TaskState.RUNNING),
-        (TaskState.PENDING, TaskState.SUCCEEDED),
         (TaskState.QUEUED, TaskState.SUCCEEDED),
         (TaskState.RETRYING, TaskState.RUNNING),
         (TaskState.SUCCEEDED, TaskState.QUEUED),
@@ -162,7 +163,7 @@ async def test_queue_start_and_finish(session: AsyncSession) -> None:
     obj = run()
     await transitions.apply(session, obj, TaskState.QUEUED, now=NOW)
     assert (obj.attempt, obj.fencing_token, obj.queued_at) == (1, 1, NOW)
-    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW)
+    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW, lease=LEASE)
     assert obj.started_at == NOW
     assert obj.finished_at is None
     obj.lease_owner = "worker-1"
@@ -181,12 +182,44 @@ async def test_retrying_to_queued_counts_an_attempt(session: AsyncSession) -> No
     assert obj.attempt == 1
     await transitions.apply(session, obj, TaskState.QUEUED, now=NOW)
     assert (obj.attempt, obj.fencing_token) == (2, 2)
-    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW)
-    await transitions.apply(session, obj, TaskState.RETRYING, fencing_token=2, now=NOW)
-    # Both attempts used: a third queueing is refused.
+    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW, lease=LEASE)
+    # Both attempts used: no further retry, the task fails.
     with pytest.raises(TransitionRejected, match="attempt"):
-        await transitions.apply(session, obj, TaskState.QUEUED, now=NOW)
+        await transitions.apply(session, obj, TaskState.RETRYING, fencing_token=2, now=NOW)
+    await transitions.apply(session, obj, TaskState.FAILED, fencing_token=2, now=NOW)
     assert obj.attempt == 2
+
+
+async def test_a_task_starts_only_under_a_lease(session: AsyncSession) -> None:
+    obj = run(TaskState.QUEUED, attempt=1, fencing_token=1)
+    with pytest.raises(TransitionRejected, match="lease"):
+        await transitions.apply(session, obj, TaskState.RUNNING, now=NOW)
+    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW, lease=LEASE)
+    assert (obj.lease_owner, obj.lease_expires_at) == LEASE
+
+
+async def test_lost_attempts_have_their_own_budget(session: AsyncSession) -> None:
+    obj = run(TaskState.RUNNING, attempt=1, fencing_token=1, max_attempts=1, lost_attempts=0)
+    for _ in range(transitions.MAX_LOST_ATTEMPTS):
+        await transitions.apply(session, obj, TaskState.QUEUED, reason="lease expired", now=NOW)
+        await transitions.apply(session, obj, TaskState.RUNNING, now=NOW, lease=LEASE)
+    assert obj.lost_attempts == transitions.MAX_LOST_ATTEMPTS
+    # No retries were used by the lost workers: one real failure is still a failure, though.
+    with pytest.raises(TransitionRejected, match="lost"):
+        await transitions.apply(session, obj, TaskState.QUEUED, reason="lease expired", now=NOW)
+    with pytest.raises(TransitionRejected, match="attempt"):
+        await transitions.apply(
+            session, obj, TaskState.RETRYING, fencing_token=obj.fencing_token, now=NOW
+        )
+
+
+async def test_a_pending_task_succeeds_only_from_the_cache(session: AsyncSession) -> None:
+    obj = run()
+    with pytest.raises(TransitionRejected, match="cache"):
+        await transitions.apply(session, obj, TaskState.SUCCEEDED, now=NOW)
+    obj.cached_from = uuid.uuid4()
+    await transitions.apply(session, obj, TaskState.SUCCEEDED, reason="cache hit", now=NOW)
+    assert obj.finished_at == NOW
 
 
 async def test_lost_worker_requeue_moves_the_fence(session: AsyncSession) -> None:
@@ -195,7 +228,7 @@ async def test_lost_worker_requeue_moves_the_fence(session: AsyncSession) -> Non
     assert obj.fencing_token == 2
     assert obj.attempt == 2
     assert obj.lease_owner is None
-    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW)
+    await transitions.apply(session, obj, TaskState.RUNNING, now=NOW, lease=LEASE)
     # The killed attempt's late result carries the old token.
     with pytest.raises(TransitionRejected, match="Stale fencing token"):
         await transitions.apply(session, obj, TaskState.SUCCEEDED, fencing_token=1, now=NOW)

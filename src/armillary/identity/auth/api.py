@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from armillary.contracts.identity import JWKS, PlatformRole, PrincipalInfo
-from armillary.kit.authz import Caller
+from armillary.kit.authz import Caller, Principal, refuse_job_tokens
 from armillary.kit.deps import ReadSession, Session
 
 from ..components import current_identity
@@ -19,6 +19,9 @@ from .schemas import LogoutRequest, RefreshRequest, TokenPair
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 PasswordForm = Annotated[OAuth2PasswordRequestForm, Depends()]
+# A job's tasks must not sign the starter out everywhere nor change their password.
+SignedOut = Annotated[Principal, Depends(refuse_job_tokens("sign the account out"))]
+PasswordChanger = Annotated[Principal, Depends(refuse_job_tokens("change a password"))]
 
 
 @router.post("/token", name="auth.login", responses={401: {}, 429: {}})
@@ -35,7 +38,7 @@ async def refresh_token(request: Request, body: RefreshRequest, session: Session
 
 @router.post("/logout", name="auth.logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(
-    request: Request, caller: Caller, session: Session, body: LogoutRequest | None = None
+    request: Request, caller: SignedOut, session: Session, body: LogoutRequest | None = None
 ) -> None:
     """Revoke the given refresh token's family, or all of the caller's refresh tokens."""
     token = body.refresh_token if body else None
@@ -49,7 +52,7 @@ async def me(caller: Caller, session: ReadSession) -> UserOut:
 
 @router.post("/password", name="auth.password_change", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(
-    request: Request, body: PasswordChange, caller: Caller, session: Session
+    request: Request, body: PasswordChange, caller: PasswordChanger, session: Session
 ) -> None:
     """Change one's own password; every refresh token of the account is revoked."""
     await users_service.change_password(

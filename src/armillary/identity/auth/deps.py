@@ -7,11 +7,13 @@ through ``kit.authz`` like any other service.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from armillary.kit.authz import TokenScope, token_scope
 from armillary.kit.deps import ReadSession
 from armillary.kit.errors import Unauthorized
 
@@ -22,11 +24,17 @@ from ..users.models import User
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def current_user_uncached(
+@dataclass(frozen=True)
+class DirectCaller:
+    user: User
+    scope: TokenScope | None  # set when the token is a job token
+
+
+async def current_caller_uncached(
     request: Request,
     session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+) -> DirectCaller:
     if credentials is None:
         raise Unauthorized("Missing bearer token")
     identity = current_identity(request)
@@ -35,10 +43,18 @@ async def current_user_uncached(
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError as exc:  # a signed token whose subject is not a user id
         raise Unauthorized("Invalid token") from exc
+    scope = token_scope(claims)
     user = await users.by_id(session, user_id)
     if user is None or not user.active:
         raise Unauthorized("Invalid token")
-    return user
+    return DirectCaller(user, scope)
 
 
+async def current_user_uncached(
+    caller: Annotated[DirectCaller, Depends(current_caller_uncached)],
+) -> User:
+    return caller.user
+
+
+Direct = Annotated[DirectCaller, Depends(current_caller_uncached)]
 DirectUser = Annotated[User, Depends(current_user_uncached)]

@@ -16,7 +16,7 @@ from armillary.kit.deps import ReadConnection, ReadSession, Session
 from armillary.kit.errors import NotFound
 from armillary.kit.pagination import Page, Paging
 
-from ..auth.deps import DirectUser
+from ..auth.deps import Direct
 from ..users.models import User
 from . import repository, service
 from .models import Membership
@@ -57,10 +57,12 @@ def _member_out(membership: Membership, user: User) -> MemberOut:
 
 @router.get("", name="projects.list")
 async def list_projects(caller: Caller, session: ReadSession, paging: Paging) -> Page[ProjectOut]:
-    """Projects the caller is a member of (every project for admins)."""
+    """Projects the caller is a member of (every project for admins); with a job token, at
+    most the job's project."""
     rows, total = await repository.page_visible(
         session,
-        None if caller.is_admin else caller.user_id,
+        None if caller.role is PlatformRole.ADMIN else caller.user_id,
+        only=caller.scope_project_id,
         limit=paging.limit,
         offset=paging.offset,
     )
@@ -120,9 +122,10 @@ async def remove_member(user: str, access: MemberManager, session: Session) -> N
 
 
 @router.get("/{project}/access", name="projects.access")
-async def project_access(project: str, user: DirectUser, session: ReadSession) -> ProjectAccessInfo:
-    """The caller's effective role in the project, read uncached (services cache it)."""
-    info = await service.access_for(session, user, project)
-    if info is None:
+async def project_access(project: str, caller: Direct, session: ReadSession) -> ProjectAccessInfo:
+    """The caller's effective role in the project, read uncached (services cache it). A job
+    token sees no project but its own."""
+    info = await service.access_for(session, caller.user, project)
+    if info is None or (caller.scope is not None and info.project_id != caller.scope.project_id):
         raise NotFound("Project not found")
     return info

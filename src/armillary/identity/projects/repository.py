@@ -36,8 +36,10 @@ async def membership(
     return await session.get(Membership, (project_id, user_id))
 
 
-def _visible(user_id: uuid.UUID | None) -> Select[Project]:
+def _visible(user_id: uuid.UUID | None, only: uuid.UUID | None = None) -> Select[Project]:
     stmt = select(Project)
+    if only is not None:
+        stmt = stmt.where(Project.id == only)
     if user_id is not None:
         stmt = stmt.join(Membership, Membership.project_id == Project.id).where(
             Membership.user_id == user_id
@@ -46,10 +48,16 @@ def _visible(user_id: uuid.UUID | None) -> Select[Project]:
 
 
 async def page_visible(
-    session: AsyncSession, user_id: uuid.UUID | None, *, limit: int, offset: int
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    *,
+    limit: int,
+    offset: int,
+    only: uuid.UUID | None = None,
 ) -> tuple[list[Project], int]:
-    """Projects the user is a member of (all of them when ``user_id`` is None: admins)."""
-    stmt = _visible(user_id)
+    """Projects the user is a member of (all of them when ``user_id`` is None: admins),
+    restricted to project ``only`` when given (a job token's project)."""
+    stmt = _visible(user_id, only)
     total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = await session.scalars(stmt.order_by(Project.slug).limit(limit).offset(offset))
     return list(rows), total

@@ -4,6 +4,7 @@ Layout:
     projects/{project_id}/datasets/{dataset_id}/{sha256}.{ext}
     projects/{project_id}/models/{model_id}/{version}/{name}
     projects/{project_id}/jobs/{job_id}/{task}/{name}
+    projects/{project_id}/code/{bundle_id}/{sha256}.{py|zip}
 
 Every store operation re-checks its key with :func:`validate_key`, so a key that was not built
 here (a user path, a percent-encoded traversal, a Windows separator) never reaches a backend.
@@ -113,6 +114,30 @@ def job_artifact_key(project_id: UUID, job_id: UUID, task: str, name: str) -> st
     )
 
 
+#: Extensions a code bundle object may carry: one Python file or a zip archive.
+CODE_BUNDLE_EXTENSIONS: Final = frozenset({"py", "zip"})
+
+
+def code_bundle_key(project_id: UUID, bundle_id: UUID, sha256: str, ext: str) -> str:
+    """Key of a code bundle version: ``projects/{p}/code/{bundle_id}/{sha256}.{py|zip}``."""
+    if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
+        raise InvalidObjectKey("sha256 must be 64 lowercase hex characters")
+    if ext not in CODE_BUNDLE_EXTENSIONS:
+        raise InvalidObjectKey(f"extension not allowed: {ext!r}")
+    return _joined(
+        "projects",
+        _uuid(project_id, "project_id"),
+        "code",
+        _uuid(bundle_id, "bundle_id"),
+        f"{sha256}.{ext}",
+    )
+
+
 def project_prefix(project_id: UUID) -> str:
     """Prefix under which every object of a project lives (for listing or purging)."""
     return _joined("projects", _uuid(project_id, "project_id"))
+
+
+def job_prefix(project_id: UUID, job_id: UUID) -> str:
+    """Prefix of every object a job's tasks wrote (logs, artifacts): for reading or purging."""
+    return _joined("projects", _uuid(project_id, "project_id"), "jobs", _uuid(job_id, "job_id"))

@@ -33,6 +33,8 @@ class Workflow(Base):
     schedule_cron: Mapped[str | None] = mapped_column(String(255), nullable=True)
     schedule_catchup: Mapped[str | None] = mapped_column(String(16), nullable=True)
     schedule_max_catchup_runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The last cron time the scheduler handled (fired or skipped); runs after it are due.
+    schedule_last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Allocates version numbers under a row lock.
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid)

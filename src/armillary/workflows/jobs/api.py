@@ -13,7 +13,7 @@ from armillary.kit.pagination import Page, Paging
 
 from . import repository, service
 from .models import Job, JobState, TaskRun, Trigger
-from .schemas import JobDetail, JobIn, JobOut, TaskRunOut
+from .schemas import JobDetail, JobIn, JobOut, TaskAttemptOut, TaskRunOut
 
 router = APIRouter(tags=["jobs"])
 
@@ -61,6 +61,19 @@ def task_run_out(run: TaskRun) -> TaskRunOut:
         finished_at=run.finished_at,
         error=run.error,
         outputs=run.outputs,
+        artifacts=run.artifacts,
+        cached_from=run.cached_from,
+        attempts=[
+            TaskAttemptOut(
+                number=a.number,
+                worker=a.worker_id,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                outcome=a.outcome,
+                reason=a.reason,
+            )
+            for a in run.attempts
+        ],
     )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid, text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from armillary.kit.db import Base, UTCDateTime, new_id, utcnow
@@ -98,9 +98,22 @@ class TaskRun(Base):
     status: Mapped[str] = mapped_column(String(16), default=TaskState.PENDING, index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    # Attempts lost with their worker (lease expired); they do not use up the retries.
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     needs: Mapped[list[str]] = mapped_column(JSON, default=list)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The params with references replaced, fixed when the task is queued.
+    resolved_params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    declared_outputs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    retry_backoff_seconds: Mapped[float] = mapped_column(Float, default=10.0, server_default="10")
+    cache: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # SHA-256 of type, resolved params and input hashes: equal keys may reuse outputs.
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    cached_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Object keys of the files the task wrote as artifacts, by name.
+    artifacts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -110,8 +123,16 @@ class TaskRun(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     fencing_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Optimistic concurrency: two writers that read the same row cannot both update it
+    # (SQLite has no SELECT ... FOR UPDATE SKIP LOCKED).
+    row_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     job: Mapped[Job] = relationship(back_populates="task_runs", lazy="raise")
+    attempts: Mapped[list[TaskAttempt]] = relationship(
+        order_by="TaskAttempt.number", lazy="raise", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": row_version}
 
 
 class TaskAttempt(Base):

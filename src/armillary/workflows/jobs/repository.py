@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from ..definitions.models import Workflow
-from .models import Job
+from .models import Job, TaskRun
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ async def job_with_tasks(
         select(Job, Workflow.name)
         .join(Workflow, Workflow.id == Job.workflow_id)
         .where(Job.id == job_id)
-        .options(selectinload(Job.task_runs))
+        .options(selectinload(Job.task_runs).selectinload(TaskRun.attempts))
     )
     if for_update:
         stmt = stmt.with_for_update(of=Job)
@@ -46,7 +46,7 @@ async def job_by_key(session: AsyncSession, workflow_id: uuid.UUID, key: str) ->
     return await session.scalar(
         select(Job)
         .where(Job.workflow_id == workflow_id, Job.idempotency_key == key)
-        .options(selectinload(Job.task_runs))
+        .options(selectinload(Job.task_runs).selectinload(TaskRun.attempts))
     )
 
 

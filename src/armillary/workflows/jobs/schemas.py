@@ -17,6 +17,18 @@ class JobIn(BaseModel):
     )
 
 
+class TaskAttemptOut(BaseModel):
+    number: int
+    worker: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None = Field(
+        description="succeeded, failed, timed_out, memory_exceeded, cancelled, crashed, "
+        "lost (its lease expired) or refused (a late result after the lease moved on)"
+    )
+    reason: str | None
+
+
 class TaskRunOut(BaseModel):
     id: UUID
     name: str
@@ -30,6 +42,9 @@ class TaskRunOut(BaseModel):
     finished_at: datetime | None
     error: str | None
     outputs: dict[str, Any] | None
+    artifacts: dict[str, str] | None = None
+    cached_from: UUID | None = None
+    attempts: list[TaskAttemptOut] = []
 
 
 class JobOut(BaseModel):

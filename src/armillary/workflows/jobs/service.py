@@ -16,6 +16,7 @@ from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ..components import SERVICE
 from ..definitions import repository as workflows_repo
 from ..definitions import service as workflows
+from ..definitions.models import Workflow
 from . import repository as repo
 from . import transitions
 from .models import Job, JobState, TaskRun, TaskState, Trigger
@@ -59,28 +60,34 @@ async def start_job(
     task. Returns ``(job, workflow name, created)``; an idempotency key already used on this
     workflow returns that job instead."""
     workflow = await workflows.get_workflow(session, access, workflow_ref)
-    if idempotency_key is not None:
-        existing = await repo.job_by_key(session, workflow.id, idempotency_key)
-        if existing is not None:
-            return existing, workflow.name, False
-    version = await workflows_repo.version(session, workflow.id, workflow.latest_version)
-    if version is None:  # pragma: no cover - a workflow always has its latest version
-        raise NotFound("Workflow version not found")
-    spec = version.spec
-    job = Job(
-        id=uuid.uuid4(),
-        project_id=access.project_id,
-        workflow_id=workflow.id,
-        version_id=version.id,
-        version_number=version.number,
-        status=JobState.QUEUED,
+    job, created = await create_job(
+        session,
+        workflow,
+        given,
         trigger=trigger,
-        parameters=job_parameters(spec.get("parameters", {}), given),
         idempotency_key=idempotency_key,
         created_by=access.principal.user_id,
-        created_at=utcnow(),
     )
-    runs = [
+    if created:
+        audit.record(
+            session,
+            action="jobs.create",
+            resource_type="job",
+            resource_id=job.id,
+            details={
+                "project": access.project_slug,
+                "workflow": workflow.name,
+                "version": job.version_number,
+                "trigger": str(trigger),
+            },
+            service=SERVICE,
+        )
+    return job, workflow.name, created
+
+
+def task_runs(spec: dict[str, Any]) -> list[TaskRun]:
+    """One pending run per task of the spec, carrying the task's execution settings."""
+    return [
         TaskRun(
             position=position,
             name=task["name"],
@@ -88,12 +95,53 @@ async def start_job(
             status=TaskState.PENDING,
             attempt=0,
             max_attempts=int(task.get("retries", 0)) + 1,
+            lost_attempts=0,
             needs=list(task.get("needs", [])),
             params=dict(task.get("params", {})),
+            declared_outputs=list(task.get("outputs", [])),
+            timeout_seconds=task.get("timeout_seconds"),
+            retry_backoff_seconds=float(task.get("retry_backoff_seconds", 10.0)),
+            cache=bool(task.get("cache", False)),
             fencing_token=0,
+            attempts=[],
         )
         for position, task in enumerate(spec["tasks"])
     ]
+
+
+async def create_job(
+    session: AsyncSession,
+    workflow: Workflow,
+    given: dict[str, Any],
+    *,
+    trigger: Trigger,
+    idempotency_key: str | None,
+    created_by: uuid.UUID | None,
+) -> tuple[Job, bool]:
+    """The job of ``workflow``'s latest version (no access check: callers make it). With an
+    idempotency key already used on the workflow, that job and ``False``."""
+    if idempotency_key is not None:
+        existing = await repo.job_by_key(session, workflow.id, idempotency_key)
+        if existing is not None:
+            return existing, False
+    version = await workflows_repo.version(session, workflow.id, workflow.latest_version)
+    if version is None:  # pragma: no cover - a workflow always has its latest version
+        raise NotFound("Workflow version not found")
+    spec = version.spec
+    job = Job(
+        id=uuid.uuid4(),
+        project_id=workflow.project_id,
+        workflow_id=workflow.id,
+        version_id=version.id,
+        version_number=version.number,
+        status=JobState.QUEUED,
+        trigger=trigger,
+        parameters=job_parameters(spec.get("parameters", {}), given),
+        idempotency_key=idempotency_key,
+        created_by=created_by,
+        created_at=utcnow(),
+    )
+    runs = task_runs(spec)
     try:
         # A concurrent request with the same key may win the insert: answer with its job.
         async with session.begin_nested():
@@ -106,21 +154,8 @@ async def start_job(
         existing = await repo.job_by_key(session, workflow.id, idempotency_key)
         if existing is None:  # pragma: no cover
             raise Conflict("The job was created concurrently; try again") from exc
-        return existing, workflow.name, False
-    audit.record(
-        session,
-        action="jobs.create",
-        resource_type="job",
-        resource_id=job.id,
-        details={
-            "project": access.project_slug,
-            "workflow": workflow.name,
-            "version": version.number,
-            "trigger": str(trigger),
-        },
-        service=SERVICE,
-    )
-    return job, workflow.name, True
+        return existing, False
+    return job, True
 
 
 async def visible_job(

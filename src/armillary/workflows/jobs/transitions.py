@@ -40,8 +40,15 @@ JOB_EDGES: dict[str, frozenset[str]] = {
     JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}),
 }
 TASK_EDGES: dict[str, frozenset[str]] = {
+    # pending -> succeeded: a cache hit reuses an earlier run's outputs without running.
     TaskState.PENDING: frozenset(
-        {TaskState.QUEUED, TaskState.SKIPPED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED}
+        {
+            TaskState.QUEUED,
+            TaskState.SUCCEEDED,
+            TaskState.SKIPPED,
+            TaskState.UPSTREAM_FAILED,
+            TaskState.CANCELLED,
+        }
     ),
     TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
     # running -> queued: the scheduler re-queues a task whose worker was lost.
@@ -58,6 +65,9 @@ TASK_EDGES: dict[str, frozenset[str]] = {
 }
 # A worker's report of how an attempt ended: it must carry the attempt's fencing token.
 TASK_RESULTS = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.RETRYING})
+# How often a task may be re-queued because its worker was lost, on top of its retries: a task
+# that keeps killing its workers must end.
+MAX_LOST_ATTEMPTS = 3
 
 Subject = Job | TaskRun
 
@@ -79,6 +89,8 @@ class Transition:
     reason: str | None
     fencing_token: int | None
     now: datetime
+    # Who takes the task and until when (queued -> running).
+    lease: tuple[str, datetime] | None = None
 
 
 class Rule:
@@ -152,17 +164,46 @@ class FencedResult(Rule):
             )
 
 
-class BoundedRequeue(Rule):
-    """A retry or a re-queue after a lost worker needs an attempt left."""
+def failed_attempts(run: TaskRun) -> int:
+    """Attempts that ended in failure so far: the lost ones do not count against retries."""
+    return run.attempt - (run.lost_attempts or 0)
+
+
+class BoundedRetries(Rule):
+    """A retry needs an attempt left; a lost worker's task is re-queued a bounded number of
+    times (its own budget, so a crash of the platform does not use up the task's retries)."""
 
     kind = TaskRun
     from_states = frozenset({TaskState.RUNNING, TaskState.RETRYING})
-    to_states = frozenset({TaskState.QUEUED})
+    to_states = frozenset({TaskState.QUEUED, TaskState.RETRYING})
 
     def check(self, t: Transition) -> None:
         assert isinstance(t.obj, TaskRun)  # noqa: S101 - governs() checked the kind
-        if t.obj.attempt >= t.obj.max_attempts:
+        if t.from_state == TaskState.RUNNING and t.to_state == TaskState.QUEUED:
+            if (t.obj.lost_attempts or 0) >= MAX_LOST_ATTEMPTS:
+                raise TransitionRejected(
+                    f"The task was lost with its worker {MAX_LOST_ATTEMPTS} times"
+                )
+        elif failed_attempts(t.obj) >= t.obj.max_attempts:
             raise TransitionRejected(f"The task has used all {t.obj.max_attempts} attempt(s)")
+
+    def effect(self, t: Transition) -> None:
+        assert isinstance(t.obj, TaskRun)  # noqa: S101 - governs() checked the kind
+        if t.from_state == TaskState.RUNNING and t.to_state == TaskState.QUEUED:
+            t.obj.lost_attempts = (t.obj.lost_attempts or 0) + 1
+
+
+class CacheHitOnly(Rule):
+    """A task succeeds without running only by reusing a cached run's outputs."""
+
+    kind = TaskRun
+    from_states = frozenset({TaskState.PENDING})
+    to_states = frozenset({TaskState.SUCCEEDED})
+
+    def check(self, t: Transition) -> None:
+        assert isinstance(t.obj, TaskRun)  # noqa: S101 - governs() checked the kind
+        if t.obj.cached_from is None:
+            raise TransitionRejected("A pending task succeeds only from the cache")
 
 
 class QueueTask(Rule):
@@ -184,11 +225,20 @@ class QueueTask(Rule):
 
 
 class StartTask(Rule):
+    """A task runs only under a lease: a worker and the time it must renew it by."""
+
     kind = TaskRun
     to_states = frozenset({TaskState.RUNNING})
 
+    def check(self, t: Transition) -> None:
+        if t.lease is None:
+            raise TransitionRejected("A task starts only under a worker's lease")
+
     def effect(self, t: Transition) -> None:
+        assert isinstance(t.obj, TaskRun)  # noqa: S101 - governs() checked the kind
+        assert t.lease is not None  # noqa: S101 - check() refused a change without one
         t.obj.started_at = t.now
+        t.obj.lease_owner, t.obj.lease_expires_at = t.lease
 
 
 class ReleaseLease(Rule):
@@ -246,9 +296,10 @@ RULES: Sequence[Rule] = (
     JobEdges(),
     TaskEdges(),
     FencedResult(),
-    BoundedRequeue(),
-    QueueTask(),
+    BoundedRetries(),
+    CacheHitOnly(),
     StartTask(),
+    QueueTask(),
     ReleaseLease(),
     StartJob(),
     FinishJob(),
@@ -265,6 +316,7 @@ async def apply(
     reason: str | None = None,
     fencing_token: int | None = None,
     now: datetime | None = None,
+    lease: tuple[str, datetime] | None = None,
 ) -> None:
     """Move ``obj`` (a job or a task run) to state ``to`` through the rules, and write the
     status-changed event to the outbox in the same transaction. Raises
@@ -277,6 +329,7 @@ async def apply(
         reason=reason,
         fencing_token=fencing_token,
         now=now or utcnow(),
+        lease=lease,
     )
     governing = [rule for rule in RULES if rule.governs(t)]
     for rule in governing:

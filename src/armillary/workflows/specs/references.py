@@ -69,3 +69,30 @@ def find(value: Any, path: str) -> Iterator[tuple[str, Reference]]:
         reference = parse(value)
         if reference is not None:
             yield path, reference
+
+
+class UnresolvedReference(LookupError):
+    """A reference whose value is not there when the task is queued."""
+
+
+def resolve(value: Any, outputs: dict[str, dict[str, Any]], params: dict[str, Any]) -> Any:
+    """``value`` with every reference replaced by the upstream output or the job parameter it
+    names (nested dicts and lists too). Raises :class:`UnresolvedReference` when one is
+    missing: validation made sure each names something, but a task may not produce it."""
+    if isinstance(value, dict):
+        return {key: resolve(item, outputs, params) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve(item, outputs, params) for item in value]
+    reference = parse(value)
+    if reference is None:
+        return value
+    if isinstance(reference, OutputRef):
+        produced = outputs.get(reference.task) or {}
+        if reference.key not in produced:
+            raise UnresolvedReference(f"task {reference.task} produced no output {reference.key!r}")
+        return produced[reference.key]
+    if isinstance(reference, ParamRef):
+        if reference.name not in params:
+            raise UnresolvedReference(f"the job has no parameter {reference.name!r}")
+        return params[reference.name]
+    raise UnresolvedReference(f"malformed reference {reference.text!r}")

@@ -1,0 +1,94 @@
+"""The workflow engine's processes: ``armillary worker``, ``armillary scheduler``, and the
+local worker pool ``armillary up`` supervises."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Annotated
+
+import typer
+
+from armillary.kit.settings import Settings
+
+RESTART_DELAY_SECONDS = 2.0
+
+
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Attempts run at once [ARMILLARY_WORKFLOWS_WORKER_CONCURRENCY]"),
+    ] = None,
+) -> None:
+    """Run tasks: take queued tasks under a lease and run each attempt in a sandboxed child
+    process, until SIGTERM."""
+    from armillary.app import run_worker
+    from armillary.kit.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(run_worker(settings, concurrency=concurrency))
+
+
+def scheduler() -> None:
+    """Run the scheduler (one is active at a time: others stand by for its lock)."""
+    from armillary.app import run_scheduler
+    from armillary.kit.logging import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    asyncio.run(run_scheduler(settings))
+
+
+class WorkerPool:
+    """Local worker processes, restarted when one dies, stopped when this process exits."""
+
+    def __init__(self, count: int, env: dict[str, str]) -> None:
+        self.count = count
+        self.env = env
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._stopping = threading.Event()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "armillary.cli", "worker"], env=self.env
+        )
+
+    def start(self) -> None:
+        self.processes = [self._spawn() for _ in range(self.count)]
+        atexit.register(self.stop)
+        threading.Thread(target=self._supervise, name="worker-pool", daemon=True).start()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(RESTART_DELAY_SECONDS):
+            for index, process in enumerate(self.processes):
+                if process.poll() is not None and not self._stopping.is_set():
+                    self.processes[index] = self._spawn()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process in self.processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def worker_env(settings: Settings, host: str, port: int) -> dict[str, str]:
+    """The workers' environment: this one, plus the address tasks call the API on."""
+    env = dict(os.environ)
+    if "ARMILLARY_WORKFLOWS_TASK_API_URL" not in env:
+        reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+        env["ARMILLARY_WORKFLOWS_TASK_API_URL"] = f"http://{reachable}:{port}"
+    env["ARMILLARY_HOME"] = str(settings.home.resolve())
+    return env

@@ -1,0 +1,1 @@
+"""Project code bundles: Python files and zip archives that ``python`` tasks run."""

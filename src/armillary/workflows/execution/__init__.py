@@ -1,0 +1,1 @@
+"""Running task attempts: the executor interface and the local fork-server executor."""

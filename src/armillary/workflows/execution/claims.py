@@ -1,0 +1,252 @@
+"""The worker's side of the database: take queued tasks under a lease, renew the leases, and
+report how an attempt ended (fenced by the attempt's token)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..code import repository as bundles
+from ..jobs import transitions
+from ..jobs.models import Job, TaskAttempt, TaskRun, TaskState
+from ..jobs.transitions import TransitionRejected, failed_attempts
+from .protocol import AttemptResult, Outcome
+
+_random = secrets.SystemRandom()
+MAX_BACKOFF_SECONDS = 3_600.0
+
+
+@dataclass(frozen=True)
+class BundleRef:
+    id: uuid.UUID
+    sha256: str
+    kind: str
+    object_key: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One task attempt a worker holds: what to run, and the token its result must carry."""
+
+    run_id: uuid.UUID
+    job_id: uuid.UUID
+    project_id: uuid.UUID
+    started_by: uuid.UUID | None
+    task: str
+    task_type: str
+    attempt: int
+    fencing_token: int
+    params: dict[str, Any]
+    inputs: dict[str, dict[str, Any]]
+    declared_outputs: list[str]
+    timeout_seconds: float | None
+    bundle: BundleRef | None
+
+
+class LateResult(Exception):
+    """The attempt's lease moved on (it was re-queued or cancelled): its result is refused."""
+
+
+async def claim(
+    session: AsyncSession, worker_id: str, limit: int, now: datetime, lease_seconds: float
+) -> list[Claim]:
+    """Take up to ``limit`` queued tasks, oldest first: each starts running under this
+    worker's lease, with a new attempt record."""
+    runs = (
+        await session.scalars(
+            select(TaskRun)
+            .where(TaskRun.status == TaskState.QUEUED)
+            .order_by(TaskRun.queued_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not runs:
+        return []
+    lease = (worker_id, now + timedelta(seconds=lease_seconds))
+    for run in runs:
+        await transitions.apply(session, run, TaskState.RUNNING, lease=lease, now=now)
+        session.add(
+            TaskAttempt(
+                task_run_id=run.id,
+                number=run.attempt,
+                fencing_token=run.fencing_token,
+                worker_id=worker_id,
+                started_at=now,
+            )
+        )
+    await session.flush()
+    job_ids = {run.job_id for run in runs}
+    jobs = {
+        row.id: row
+        for row in await session.execute(
+            select(Job.id, Job.project_id, Job.created_by).where(Job.id.in_(job_ids))
+        )
+    }
+    needed = {(run.job_id, need) for run in runs for need in run.needs or []}
+    outputs: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+    if needed:
+        for job_id, name, produced in await session.execute(
+            select(TaskRun.job_id, TaskRun.name, TaskRun.outputs).where(
+                TaskRun.job_id.in_(job_ids), TaskRun.name.in_({n for _, n in needed})
+            )
+        ):
+            outputs[(job_id, name)] = produced or {}
+    claims = []
+    for run in runs:
+        job = jobs[run.job_id]
+        params = dict(run.resolved_params or run.params or {})
+        claims.append(
+            Claim(
+                run_id=run.id,
+                job_id=run.job_id,
+                project_id=job.project_id,
+                started_by=job.created_by,
+                task=run.name,
+                task_type=run.type,
+                attempt=run.attempt,
+                fencing_token=run.fencing_token,
+                params=params,
+                inputs={need: outputs.get((run.job_id, need), {}) for need in run.needs or []},
+                declared_outputs=list(run.declared_outputs or []),
+                timeout_seconds=run.timeout_seconds,
+                bundle=await _bundle(session, run, job.project_id, params),
+            )
+        )
+    return claims
+
+
+async def _bundle(
+    session: AsyncSession, run: TaskRun, project_id: uuid.UUID, params: dict[str, Any]
+) -> BundleRef | None:
+    name = params.get("bundle")
+    if run.type != "python" or not isinstance(name, str):
+        return None
+    bundle = await bundles.latest_bundle(session, project_id, name)
+    if bundle is None:
+        return None
+    return BundleRef(bundle.id, bundle.sha256, bundle.kind, bundle.object_key)
+
+
+async def renew(
+    session: AsyncSession,
+    worker_id: str,
+    held: dict[uuid.UUID, int],
+    now: datetime,
+    lease_seconds: float,
+) -> set[uuid.UUID]:
+    """Extend this worker's leases on ``held`` (run id -> fencing token); returns the runs it
+    no longer holds (re-queued or finished by someone else: their attempts must stop). The row
+    version moves too, so a scheduler that read the lease as expired cannot act on it."""
+    if not held:
+        return set()
+    await session.execute(
+        update(TaskRun)
+        .where(
+            TaskRun.id.in_(held),
+            TaskRun.lease_owner == worker_id,
+            TaskRun.status == TaskState.RUNNING,
+        )
+        .values(
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            row_version=TaskRun.row_version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    still = {
+        run_id: token
+        for run_id, token in await session.execute(
+            select(TaskRun.id, TaskRun.fencing_token).where(
+                TaskRun.id.in_(held),
+                TaskRun.lease_owner == worker_id,
+                TaskRun.status == TaskState.RUNNING,
+            )
+        )
+    }
+    return {run_id for run_id, token in held.items() if still.get(run_id) != token}
+
+
+async def cancelling_jobs(session: AsyncSession, job_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``job_ids`` are being cancelled."""
+    if not job_ids:
+        return set()
+    rows = await session.scalars(
+        select(Job.id).where(Job.id.in_(job_ids), Job.cancel_requested_at.is_not(None))
+    )
+    return set(rows.all())
+
+
+def backoff_seconds(base: float, failures: int) -> float:
+    """Exponential backoff with jitter: ``base * 2**(failures-1)``, then a random point in its
+    upper half, so retries of many tasks failing together spread out."""
+    delay = min(base * 2 ** max(failures - 1, 0), MAX_BACKOFF_SECONDS)
+    return float(delay / 2 + _random.uniform(0, delay / 2))
+
+
+async def report(
+    session: AsyncSession,
+    claimed: Claim,
+    result: AttemptResult,
+    now: datetime,
+    *,
+    artifacts: dict[str, str] | None = None,
+) -> str:
+    """Record how the attempt ended; returns the task's new state. Raises :class:`LateResult`
+    when the attempt's fencing token is no longer the task's."""
+    run = await session.scalar(
+        select(TaskRun).where(TaskRun.id == claimed.run_id).with_for_update()
+    )
+    if run is None:  # the job was deleted meanwhile
+        raise LateResult("the task no longer exists")
+    reason = result.error
+    try:
+        if result.outcome is Outcome.SUCCEEDED:
+            run.outputs = result.outputs or {}
+            run.artifacts = artifacts or None
+            await transitions.apply(
+                session, run, TaskState.SUCCEEDED, fencing_token=claimed.fencing_token, now=now
+            )
+        elif result.outcome is Outcome.CANCELLED:
+            if run.fencing_token != claimed.fencing_token or run.status != TaskState.RUNNING:
+                raise LateResult("the attempt was already superseded")
+            await transitions.apply(
+                session, run, TaskState.CANCELLED, reason="job cancelled", now=now
+            )
+        elif failed_attempts(run) < run.max_attempts:
+            await transitions.apply(
+                session,
+                run,
+                TaskState.RETRYING,
+                fencing_token=claimed.fencing_token,
+                reason=reason,
+                now=now,
+            )
+            delay = backoff_seconds(run.retry_backoff_seconds, failed_attempts(run))
+            run.next_attempt_at = now + timedelta(seconds=delay)
+        else:
+            await transitions.apply(
+                session,
+                run,
+                TaskState.FAILED,
+                fencing_token=claimed.fencing_token,
+                reason=reason,
+                now=now,
+            )
+    except TransitionRejected as refused:
+        raise LateResult(refused.detail) from refused
+    attempt = await session.scalar(
+        select(TaskAttempt).where(
+            TaskAttempt.task_run_id == run.id, TaskAttempt.fencing_token == claimed.fencing_token
+        )
+    )
+    if attempt is not None:
+        attempt.finished_at = now
+        attempt.outcome = str(result.outcome)
+        attempt.reason = reason
+    return str(run.status)

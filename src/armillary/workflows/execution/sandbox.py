@@ -1,0 +1,216 @@
+"""What a forked child does before it runs user code, and the environment rules.
+
+The order in :func:`enter` matters: everything that needs root (the working directory, its
+owner, the coverage data file) happens first, then the limits, then the uid drop, and the
+parent-death signal last because changing credentials clears it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .protocol import ResourceLimits
+
+# Variables passed from the worker's environment to the fork server (and so to every task).
+# An allow-list: anything else (database URLs, cloud keys, ARMILLARY_* settings) stays out.
+ALLOWED_ENV = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PYTHONPATH",
+    "PYTHONHASHSEED",
+    "VIRTUAL_ENV",
+    # Measuring coverage of the server and its children in the test suite.
+    "COVERAGE_PROCESS_START",
+    "COVERAGE_PROCESS_CONFIG",
+)
+# Set per attempt by the child; an operator's ``extra_env`` may not override them.
+ATTEMPT_ENV = ("ARMILLARY_API_URL", "ARMILLARY_JOB_ID", "ARMILLARY_TASK", "HOME", "TMPDIR")
+RESULT_FD = 3  # where the child keeps the result pipe (stdin, stdout and stderr come first)
+DEFAULT_SANDBOX_UID = 65534  # "nobody"
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+def server_env(
+    environ: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The fork server's environment: the allow-listed variables of ``environ`` plus ``extra``.
+
+    ``extra`` may not set ``ARMILLARY_*`` variables or the per-attempt ones.
+    """
+    env = {name: environ[name] for name in ALLOWED_ENV if name in environ}
+    for name, value in (extra or {}).items():
+        if name.startswith("ARMILLARY_") or name in ATTEMPT_ENV:
+            raise ValueError(f"extra_env may not set {name}: the executor sets it per attempt")
+        env[name] = value
+    return env
+
+
+def attempt_env(
+    base: Mapping[str, str], *, api_url: str, job_id: str, task: str, workdir: Path
+) -> dict[str, str]:
+    """A child's environment: the server's plus what identifies the attempt (no token)."""
+    return {
+        **base,
+        "ARMILLARY_API_URL": api_url,
+        "ARMILLARY_JOB_ID": job_id,
+        "ARMILLARY_TASK": task,
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir / "tmp"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Workdir:
+    """An attempt's private directory and the two directories inside it."""
+
+    root: Path
+    artifacts: Path
+    tmp: Path
+
+    @classmethod
+    def of(cls, work_root: Path, attempt_id: str) -> Workdir:
+        root = work_root / attempt_id
+        return cls(root=root, artifacts=root / "artifacts", tmp=root / "tmp")
+
+
+def make_workdir(work_root: Path, attempt_id: str, uid: int | None) -> Workdir:
+    """Create the attempt's directory (0700, owned by ``uid`` when given)."""
+    if not attempt_id or "/" in attempt_id or attempt_id.startswith("."):
+        raise ValueError("attempt_id must be a plain name")
+    workdir = Workdir.of(work_root, attempt_id)
+    for path in (workdir.root, workdir.artifacts, workdir.tmp):
+        path.mkdir(mode=0o700)  # fails if it exists: an attempt id is never reused
+        if uid is not None:
+            os.chown(path, uid, uid)
+    return workdir
+
+
+def apply_limits(limits: ResourceLimits) -> None:
+    """Resource limits of the child, inherited by anything it starts.
+
+    RLIMIT_DATA rather than RLIMIT_AS: address space reservations (thread stacks, allocator
+    arenas, mapped libraries) are far larger than what a process uses, so RLIMIT_AS fails
+    healthy programs; RLIMIT_DATA counts private writable memory, which is what grows.
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if limits.memory_bytes is not None:
+        resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
+    if limits.cpu_seconds is not None:
+        # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+
+
+def _prctl(option: int, arg: int) -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.prctl(option, arg, 0, 0, 0)) == 0
+
+
+def set_no_new_privs() -> bool:
+    """No setuid binary or file capability can raise this process's privileges again."""
+    return _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid`` (group of the same number) for good: real, effective and saved ids."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def redirect_fds(log_fd: int, result_fd: int) -> None:
+    """stdin from /dev/null, stdout and stderr to the log pipe, the result pipe on
+    :data:`RESULT_FD`, and every other descriptor (the server's socket included) closed."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    if result_fd != RESULT_FD:
+        os.dup2(result_fd, RESULT_FD)
+    os.closerange(RESULT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    for stream in (sys.stdout, sys.stderr):
+        # A pipe is block-buffered by default: lines should reach the log as they are printed.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+
+
+def enter(
+    *,
+    work_root: Path,
+    attempt_id: str,
+    limits: ResourceLimits,
+    uid: int | None,
+    env: Mapping[str, str],
+    log_fd: int,
+    result_fd: int,
+    server_pid: int,
+) -> Workdir:
+    """Turn the freshly forked child into the attempt's sandbox; returns its directories."""
+    redirect_fds(log_fd, result_fd)  # first: from here on, fd 3 is the result pipe
+    os.setsid()  # its own process group: the parent kills the whole group
+    for signum in (signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.umask(0o077)
+    workdir = make_workdir(work_root, attempt_id, uid)
+    _restart_coverage(uid)
+    apply_limits(limits)
+    set_no_new_privs()
+    if uid is not None:
+        drop_privileges(uid)
+    # After the uid change, which clears it: the child dies with its fork server.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != server_pid:
+        os._exit(70)  # the server died before the line above
+    os.chdir(workdir.root)
+    os.environ.clear()
+    os.environ.update(env)
+    return workdir
+
+
+_coverage: Any = None
+
+
+def _restart_coverage(uid: int | None) -> None:  # pragma: no cover - runs before measuring
+    """Measure the child on its own when the server is measured (the test suite).
+
+    The inherited collector would save under the server's file name; a new one gets a name
+    of its own. Its data file is created now, as root, and handed to ``uid`` because after
+    the drop the child could not create a file in the project directory.
+    """
+    global _coverage
+    coverage = sys.modules.get("coverage")
+    if coverage is None or coverage.Coverage.current() is None:
+        return
+    coverage.Coverage.current().stop()
+    cov = coverage.process_startup(force=True)
+    if cov is None:
+        return
+    if uid is not None:
+        path = cov.get_data().data_filename()
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+        os.fchown(fd, uid, -1)
+        os.close(fd)
+    _coverage = cov
+
+
+def save_coverage() -> None:
+    """Save the child's coverage data before ``os._exit`` (which skips atexit handlers)."""
+    if _coverage is not None:  # pragma: no cover - only under coverage
+        try:
+            _coverage.stop()
+            _coverage.save()
+        except Exception as exc:
+            print(f"coverage: {exc}", file=sys.stderr)

@@ -1,0 +1,318 @@
+"""A worker process: takes queued tasks under a lease, runs each attempt on its executor, keeps
+the leases alive by heartbeat, streams logs to the object store and reports results.
+
+The worker never decides that a task is lost: if it stops heartbeating, the scheduler notices
+the expired lease and re-queues the task under a new fencing token, and whatever this worker
+reports afterwards is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm.exc import StaleDataError
+
+from armillary.kit.db import Database, utcnow
+from armillary.kit.storage import ObjectStore
+from armillary.kit.storage.errors import InvalidObjectKey
+from armillary.kit.storage.keys import job_artifact_key, validate_segment
+
+from ..code.zipcheck import extract_bundle
+from ..jobs.transitions import TransitionRejected
+from ..logs.store import LogWriter
+from ..scheduling import signals
+from ..settings import WorkflowSettings
+from . import claims
+from .claims import Claim, LateResult
+from .protocol import AttemptResult, AttemptSpec, Executor, Outcome, ResourceLimits
+
+log = structlog.get_logger(__name__)
+
+# (user, project, job, ttl seconds) -> (token, expires at). Identity signs it.
+JobTokenIssuer = Callable[[uuid.UUID, uuid.UUID, uuid.UUID, int], Awaitable[tuple[str, datetime]]]
+RETRYABLE = (StaleDataError, TransitionRejected, DBAPIError)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    superseded: bool = False
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        store: ObjectStore,
+        executor: Executor,
+        settings: WorkflowSettings,
+        *,
+        issue_token: JobTokenIssuer,
+        api_url: str,
+        work_root: Path,
+        concurrency: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.executor = executor
+        self.settings = settings
+        self.issue_token = issue_token
+        self.api_url = api_url
+        self.work_root = work_root
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.name = name or worker_name()
+        dsn = signals.asyncpg_dsn(db.url)
+        poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
+        self.listener = signals.Listener(dsn, signals.TASKS_QUEUED, poll_seconds=poll)
+        self.running: dict[uuid.UUID, _Running] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._tokens: dict[uuid.UUID, tuple[str, datetime]] = {}
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+
+    async def run(self) -> None:
+        """Until :meth:`stop`: claim, run, heartbeat. Running attempts finish before it returns."""
+        await self.executor.start()
+        await self.listener.start()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        log.info("worker.started", worker=self.name, concurrency=self.concurrency)
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self.running)
+                taken = await self._claim(free) if free > 0 else 0
+                if taken:
+                    continue
+                if free > 0:
+                    await self.listener.wait()
+                else:
+                    self._slot_freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._slot_freed.wait(), self.settings.poll_seconds)
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self.listener.close()
+            await self.executor.close()
+            log.info("worker.stopped", worker=self.name)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.listener.wake()
+        self._slot_freed.set()
+
+    async def _claim(self, free: int) -> int:
+        try:
+            async with self.db.unit_of_work() as session:
+                taken = await claims.claim(
+                    session, self.name, free, utcnow(), self.settings.lease_seconds
+                )
+                if taken:
+                    await signals.notify(session, signals.SCHEDULER_WANTED)
+        except RETRYABLE as exc:
+            # Another worker took the same rows first (SQLite) or the database is busy.
+            log.debug("worker.claim_conflict", error=type(exc).__name__)
+            await asyncio.sleep(0.01)
+            return 1
+        for claimed in taken:
+            self.running[claimed.run_id] = _Running(claimed)
+            task = asyncio.create_task(self._attempt(self.running[claimed.run_id]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(taken)
+
+    async def _heartbeat(self) -> None:
+        """Renew leases every heartbeat; look for cancellations more often than that."""
+        interval = min(self.settings.heartbeat_seconds, 0.5)
+        last_renewal = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            if not self.running:
+                continue
+            try:
+                async with self.db.unit_of_work() as session:
+                    if loop.time() - last_renewal >= self.settings.heartbeat_seconds:
+                        held = {i: r.claim.fencing_token for i, r in self.running.items()}
+                        lost = await claims.renew(
+                            session, self.name, held, utcnow(), self.settings.lease_seconds
+                        )
+                        last_renewal = loop.time()
+                        for run_id in lost:
+                            if run_id in self.running:
+                                self.running[run_id].superseded = True
+                                self.running[run_id].cancel.set()
+                    jobs = {r.claim.job_id for r in self.running.values()}
+                    cancelling = await claims.cancelling_jobs(session, jobs)
+                for running in self.running.values():
+                    if running.claim.job_id in cancelling:
+                        running.cancel.set()
+            except (OSError, DBAPIError) as exc:
+                log.warning("worker.heartbeat_failed", worker=self.name, error=type(exc).__name__)
+
+    async def _attempt(self, running: _Running) -> None:
+        claimed = running.claim
+        writer = LogWriter(
+            self.store,
+            claimed.project_id,
+            claimed.job_id,
+            claimed.task,
+            claimed.attempt,
+            flush_seconds=self.settings.log_flush_seconds,
+            flush_bytes=self.settings.log_flush_bytes,
+            max_bytes=self.settings.log_max_bytes,
+        )
+        result: AttemptResult | None = None
+        try:
+            result = await self._execute(claimed, writer, running.cancel)
+            await writer.close()
+            artifacts = await self._upload_artifacts(claimed, result)
+            if running.superseded:
+                log.info("worker.attempt_superseded", task=claimed.task, job=str(claimed.job_id))
+                return
+            await self._report(claimed, result, artifacts)
+        except Exception:
+            log.exception("worker.attempt_failed", task=claimed.task, job=str(claimed.job_id))
+        finally:
+            if result is not None:
+                result.cleanup()
+            self.running.pop(claimed.run_id, None)
+            self._slot_freed.set()
+
+    async def _execute(
+        self, claimed: Claim, writer: LogWriter, cancel: asyncio.Event
+    ) -> AttemptResult:
+        workdir = self.work_root / "attempts" / uuid.uuid4().hex
+        try:
+            token = await self._token(claimed)
+            bundle_dir = await self._bundle_dir(claimed)
+        except Exception as exc:
+            # Nothing ran: the task fails with why (not retried by the executor's limits).
+            await writer.write(f"[armillary] could not prepare the task: {exc}\n".encode())
+            return AttemptResult(
+                Outcome.FAILED, None, f"could not prepare the task: {exc}", None, {}, workdir
+            )
+        memory = self.settings.task_memory_mb * 1024 * 1024
+        spec = AttemptSpec(
+            attempt_id=uuid.uuid4().hex,
+            job_id=str(claimed.job_id),
+            project_id=str(claimed.project_id),
+            task=claimed.task,
+            task_type=claimed.task_type,
+            params=claimed.params,
+            inputs=claimed.inputs,
+            declared_outputs=claimed.declared_outputs,
+            limits=ResourceLimits(
+                memory_bytes=memory,
+                cpu_seconds=self.settings.task_cpu_seconds,
+                wall_seconds=claimed.timeout_seconds,
+            ),
+            api_url=self.api_url,
+            job_token=token,
+            bundle_dir=str(bundle_dir) if bundle_dir else None,
+        )
+        return await self.executor.run(spec, on_log=writer.write, cancel=cancel)
+
+    async def _token(self, claimed: Claim) -> str:
+        """The job's token, reused across its tasks while it has a good while left."""
+        cached = self._tokens.get(claimed.job_id)
+        ttl = self.settings.job_token_ttl_seconds
+        if cached is not None and cached[1] - utcnow() > timedelta(seconds=ttl / 2):
+            return cached[0]
+        if claimed.started_by is None:
+            raise RuntimeError("the job has no user to act for")
+        token, expires = await self.issue_token(
+            claimed.started_by, claimed.project_id, claimed.job_id, ttl
+        )
+        self._tokens[claimed.job_id] = (token, expires)
+        return token
+
+    async def _bundle_dir(self, claimed: Claim) -> Path | None:
+        if claimed.bundle is None:
+            if claimed.task_type == "python" and "bundle" in claimed.params:
+                raise LookupError(f"code bundle {claimed.params['bundle']!r} not found")
+            return None
+        target = self.work_root / "bundles" / claimed.bundle.sha256
+        if target.is_dir():
+            return target
+        data = await self.store.get_bytes(claimed.bundle.object_key)
+        staging = self.work_root / "bundles" / f".{claimed.bundle.sha256}.{uuid.uuid4().hex}"
+        await asyncio.to_thread(extract_bundle, data, claimed.bundle.kind, staging)
+        for path in [staging, *staging.rglob("*")]:
+            # Readable, not writable, by the sandbox user: bundles are shared between attempts.
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        try:
+            staging.rename(target)
+        except OSError:  # another attempt extracted it first
+            shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    async def _upload_artifacts(self, claimed: Claim, result: AttemptResult) -> dict[str, str]:
+        if result.outcome is not Outcome.SUCCEEDED:
+            return {}
+        uploaded: dict[str, str] = {}
+        for name, path in sorted(result.artifacts.items()):
+            flat = name.replace("/", "__")
+            try:
+                validate_segment(flat, what="artifact name")
+                key = job_artifact_key(claimed.project_id, claimed.job_id, claimed.task, flat)
+            except InvalidObjectKey:
+                log.warning("worker.artifact_skipped", task=claimed.task)
+                continue
+            await self.store.put_file(key, path)
+            uploaded[name] = key
+        return uploaded
+
+    async def _report(
+        self, claimed: Claim, result: AttemptResult, artifacts: dict[str, str]
+    ) -> None:
+        for _ in range(20):
+            try:
+                async with self.db.unit_of_work() as session:
+                    state = await claims.report(
+                        session,
+                        claimed,
+                        result,
+                        utcnow(),
+                        artifacts=artifacts,
+                    )
+                    await signals.notify(session, signals.SCHEDULER_WANTED)
+                log.info(
+                    "worker.attempt_reported",
+                    task=claimed.task,
+                    job=str(claimed.job_id),
+                    attempt=claimed.attempt,
+                    outcome=str(result.outcome),
+                    state=state,
+                )
+                return
+            except LateResult as late:
+                log.warning(
+                    "worker.late_result_refused",
+                    task=claimed.task,
+                    job=str(claimed.job_id),
+                    reason=str(late),
+                )
+                return
+            except (StaleDataError, DBAPIError):
+                await asyncio.sleep(0.05)
+        log.error("worker.report_failed", task=claimed.task, job=str(claimed.job_id))

@@ -1,0 +1,1 @@
+"""Task logs: written by workers in chunks to the object store, read (and followed) over HTTP."""

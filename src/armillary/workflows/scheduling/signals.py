@@ -1,0 +1,80 @@
+"""Wake-ups between the scheduler and the workers.
+
+On PostgreSQL a change is announced with ``NOTIFY`` inside the transaction that made it, so
+it is delivered only once the change is visible; listeners hold one connection each. SQLite has
+no notifications: waiting there is polling at a short interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Tasks were queued (workers listen).
+TASKS_QUEUED = "armillary_tasks_queued"
+# A task or job changed in a way the scheduler must look at (the scheduler listens).
+SCHEDULER_WANTED = "armillary_scheduler_wanted"
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str | None:
+    """The plain libpq DSN of a PostgreSQL SQLAlchemy URL, or None for other databases."""
+    url = make_url(sqlalchemy_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def notify(session: AsyncSession, channel: str) -> None:
+    """Announce ``channel`` when ``session`` commits (nothing on SQLite)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+
+
+class Listener:
+    """Waits for notifications on one channel, or for ``poll_seconds`` at most."""
+
+    def __init__(self, dsn: str | None, channel: str, *, poll_seconds: float) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.poll_seconds = poll_seconds
+        self._event = asyncio.Event()
+        self._connection: Any = None
+
+    async def start(self) -> None:
+        if self.dsn is None:
+            return
+        self._connection = await asyncpg.connect(self.dsn)
+        await self._connection.add_listener(self.channel, self._notified)
+
+    def _notified(self, *_args: Any) -> None:
+        self._event.set()
+
+    def wake(self) -> None:
+        """Wake the waiter from inside this process."""
+        self._event.set()
+
+    async def wait(self) -> bool:
+        """Until a notification or the poll interval; True when notified."""
+        if self._connection is not None and self._connection.is_closed():
+            # The server dropped the listening connection: reconnect, and look now.
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await self.start()
+            return True
+        try:
+            await asyncio.wait_for(self._event.wait(), self.poll_seconds)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await self._connection.close()
+            self._connection = None

@@ -1,0 +1,409 @@
+"""LocalExecutor end to end: a real fork server, real children, real limits (no database)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from armillary.workflows.execution.local import LocalExecutor
+from armillary.workflows.execution.protocol import (
+    AttemptResult,
+    AttemptSpec,
+    Outcome,
+    ResourceLimits,
+)
+
+TOKEN = "job-token-" + uuid.uuid4().hex
+IS_ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def base_dir() -> Iterator[Path]:
+    """Not pytest's tmp_path: that sits in a 0700 directory the sandbox user cannot enter."""
+    path = Path(tempfile.mkdtemp(prefix="armillary-exec-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def executor(base_dir: Path) -> AsyncIterator[LocalExecutor]:
+    executor = LocalExecutor(base_dir / "work", watchdog_interval=0.05)
+    await executor.start()
+    yield executor
+    await executor.close()
+
+
+def spec(
+    task_type: str,
+    params: dict[str, Any],
+    *,
+    limits: ResourceLimits | None = None,
+    declared: list[str] | None = None,
+    inputs: dict[str, dict[str, Any]] | None = None,
+    bundle_dir: str | None = None,
+) -> AttemptSpec:
+    return AttemptSpec(
+        attempt_id=str(uuid.uuid4()),
+        job_id="job-1",
+        project_id="project-1",
+        task="step",
+        task_type=task_type,
+        params=params,
+        inputs=inputs or {},
+        declared_outputs=declared or [],
+        limits=limits or ResourceLimits(),
+        api_url="http://127.0.0.1:9/api",
+        job_token=TOKEN,
+        bundle_dir=bundle_dir,
+    )
+
+
+def python(source: str, **kwargs: Any) -> AttemptSpec:
+    args = kwargs.pop("args", {})
+    return spec("python", {"source": source, "args": args}, **kwargs)
+
+
+class Log:
+    """Collects the log and tells when a marker has been seen."""
+
+    def __init__(self, marker: bytes = b"") -> None:
+        self.data = bytearray()
+        self.marker = marker
+        self.seen = asyncio.Event()
+
+    async def __call__(self, chunk: bytes) -> None:
+        self.data += chunk
+        if self.marker and self.marker in self.data:
+            self.seen.set()
+
+    @property
+    def text(self) -> str:
+        return self.data.decode()
+
+
+def gone(pid: int) -> bool:
+    """The process no longer runs (absent, or a zombie waiting for its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def finished(executor: LocalExecutor, attempt: AttemptSpec, **kwargs: Any) -> AttemptResult:
+    result = await executor.run(attempt, **kwargs)
+    assert result.workdir.name == attempt.attempt_id
+    return result
+
+
+async def test_noop_round_trip(executor: LocalExecutor) -> None:
+    result = await finished(executor, spec("noop", {"values": {"a": 1}}, declared=["a"]))
+    assert (result.outcome, result.outputs, result.error, result.exit_code) == (
+        Outcome.SUCCEEDED,
+        {"a": 1},
+        None,
+        0,
+    )
+    assert result.workdir.is_dir()
+    result.cleanup()
+    assert not result.workdir.exists()
+
+
+async def test_python_gets_args_inputs_and_context(executor: LocalExecutor) -> None:
+    source = """
+import os
+def main(scale, inputs, context):
+    return {
+        "total": scale * inputs["prepare"]["rows"],
+        "ids": [context.job_id, context.project_id, context.task, context.attempt_id],
+        "api": [context.api_url, os.environ["ARMILLARY_API_URL"], os.environ["ARMILLARY_JOB_ID"]],
+        "auth": context.api_headers()["Authorization"] == "Bearer " + context.token(),
+        "dirs": [os.getcwd(), os.environ["HOME"], str(context.workdir), os.environ["TMPDIR"]],
+        "uid": os.getuid(),
+    }
+"""
+    attempt = python(
+        source, args={"scale": 3}, inputs={"prepare": {"rows": 5}}, declared=["total", "ids"]
+    )
+    result = await finished(executor, attempt)
+    assert result.outcome == Outcome.SUCCEEDED, result.error
+    outputs = result.outputs
+    assert outputs is not None
+    assert outputs["total"] == 15
+    assert outputs["ids"] == ["job-1", "project-1", "step", attempt.attempt_id]
+    assert outputs["api"] == ["http://127.0.0.1:9/api", "http://127.0.0.1:9/api", "job-1"]
+    assert outputs["auth"] is True
+    workdir = str(result.workdir)
+    assert outputs["dirs"] == [workdir, workdir, workdir, f"{workdir}/tmp"]
+    assert outputs["uid"] == (65534 if IS_ROOT else os.getuid())
+    result.cleanup()
+
+
+async def test_task_sees_no_secrets_and_no_platform_files(
+    base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker's environment holds secrets; none may reach the task.
+    for name, value in {
+        "DATABASE_URL": "postgresql://u:pw@db/x",
+        "ARMILLARY_DATABASE_URL": "postgresql://u:pw@db/x",
+        "ARMILLARY_SECRET_KEY": "k" * 32,
+        "AWS_SECRET_ACCESS_KEY": "aws",
+        "REDIS_PASSWORD": "pw",
+        "SOME_API_KEY": "key",
+        "ARMILLARY_JOB_TOKEN": TOKEN,
+    }.items():
+        monkeypatch.setenv(name, value)
+    home = base_dir / "armillary-home"  # stands in for ARMILLARY_HOME: root's, 0700
+    home.mkdir(exist_ok=True)
+    (home / "secret.key").write_text("signing key")
+    home.chmod(0o700)
+    monkeypatch.setenv("ARMILLARY_HOME", str(home))
+    source = f"""
+import os
+def main(context):
+    print("ENV", sorted(os.environ), flush=True)
+    found = {{}}
+    for name, action in [
+        ("list", lambda: os.listdir({str(home)!r})),
+        ("read", lambda: open({str(home / "secret.key")!r}).read()),
+    ]:
+        try:
+            action()
+            found[name] = "allowed"
+        except PermissionError:
+            found[name] = "denied"
+    with open("/proc/self/cmdline", "rb") as f:
+        cmdline = f.read().decode()
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            environ = f.read().decode()
+    except PermissionError:
+        environ = ""  # not readable after the uid drop (the process is not dumpable)
+    token = context.token()
+    found["token_in_cmdline"] = token in cmdline
+    found["token_in_environ"] = token in environ or token in repr(dict(os.environ))
+    found["token_known"] = len(token) > 10
+    return found
+"""
+    executor = LocalExecutor(base_dir / "work-secrets")
+    log = Log()
+    try:
+        result = await executor.run(python(source), on_log=log)
+    finally:
+        await executor.close()
+    assert result.outcome == Outcome.SUCCEEDED, result.error
+    outputs = result.outputs
+    assert outputs is not None
+    env_line = next(line for line in log.text.splitlines() if line.startswith("ENV"))
+    for word in ("DATABASE", "SECRET", "KEY", "TOKEN", "PASSWORD", "AWS", "ARMILLARY_HOME"):
+        assert word not in env_line
+    assert "ARMILLARY_API_URL" in env_line
+    assert outputs["token_known"] is True
+    assert outputs["token_in_cmdline"] is False
+    assert outputs["token_in_environ"] is False
+    assert TOKEN not in log.text
+    if not IS_ROOT:
+        pytest.skip("the uid drop needs root")
+    assert (outputs["list"], outputs["read"]) == ("denied", "denied")
+    result.cleanup()
+
+
+async def test_failure_reports_the_user_frames(executor: LocalExecutor) -> None:
+    log = Log()
+    result = await finished(
+        executor, python("def main():\n    raise ValueError('bad rows')\n"), on_log=log
+    )
+    assert result.outcome == Outcome.FAILED
+    assert result.exit_code == 1
+    assert result.error is not None
+    assert result.error.startswith("ValueError: bad rows")
+    assert '"<task:step>", line 2, in main' in result.error
+    assert "site-packages" not in result.error
+    assert "armillary" not in result.error
+    assert "ValueError: bad rows" in log.text
+    result.cleanup()
+
+
+async def test_fail_type_and_bad_outputs(executor: LocalExecutor) -> None:
+    failed = await finished(executor, spec("fail", {"message": "on purpose"}))
+    assert (failed.outcome, failed.error) == (Outcome.FAILED, "TaskFailed: on purpose")
+    missing = await finished(executor, spec("noop", {"values": {"a": 1}}, declared=["a", "b"]))
+    assert (missing.outcome, missing.error) == (Outcome.FAILED, "missing declared outputs: b")
+    huge = await finished(executor, python("def main():\n    return {'x': 'a' * 2_000_000}\n"))
+    assert huge.outcome == Outcome.FAILED
+    assert huge.error is not None
+    assert "more than the limit of 1048576" in huge.error
+    bad_params = await finished(executor, spec("sleep", {"seconds": -1}))
+    assert bad_params.outcome == Outcome.FAILED
+    assert bad_params.error is not None
+    assert bad_params.error.startswith("invalid params for the sleep type")
+    for result in (failed, missing, huge, bad_params):
+        result.cleanup()
+
+
+async def test_timeout_kills_the_whole_process_group(executor: LocalExecutor) -> None:
+    source = """
+import os, subprocess, time
+def main():
+    helper = subprocess.Popen(["sleep", "60"])
+    print("PIDS", os.getpid(), helper.pid, flush=True)
+    time.sleep(60)
+"""
+    log = Log()
+    result = await finished(
+        executor, python(source, limits=ResourceLimits(wall_seconds=1)), on_log=log
+    )
+    assert result.outcome == Outcome.TIMED_OUT
+    assert result.error == "timed out after 1 s"
+    assert result.exit_code == -signal.SIGKILL
+    line = next(line for line in log.text.splitlines() if line.startswith("PIDS"))
+    child, helper = (int(pid) for pid in line.split()[1:])
+    assert gone(child)  # reaped before run() returned
+    for _ in range(200):  # the helper is reaped by the fork server (a subreaper) shortly
+        if gone(helper):
+            break
+        await asyncio.sleep(0.02)
+    assert gone(helper)
+    result.cleanup()
+
+
+async def test_cancel_kills_a_running_task(executor: LocalExecutor) -> None:
+    cancel = asyncio.Event()
+    cancel.set()
+    result = await finished(executor, spec("sleep", {"seconds": 60}), cancel=cancel)
+    assert (result.outcome, result.error) == (Outcome.CANCELLED, "cancelled")
+    result.cleanup()
+
+
+async def test_log_arrives_while_the_task_runs(executor: LocalExecutor) -> None:
+    source = "import time\ndef main():\n    print('step one done', flush=True)\n    time.sleep(60)\n"
+    log = Log(b"step one done")
+    cancel = asyncio.Event()
+    running = asyncio.create_task(executor.run(python(source), on_log=log, cancel=cancel))
+    await asyncio.wait_for(log.seen.wait(), 30)
+    assert not running.done()  # the line came through while the task was still sleeping
+    cancel.set()
+    result = await running
+    assert result.outcome == Outcome.CANCELLED
+    result.cleanup()
+
+
+async def test_allocating_past_the_memory_limit(executor: LocalExecutor) -> None:
+    limits = ResourceLimits(memory_bytes=200 * 1024**2)
+    result = await finished(
+        executor, python("def main():\n    return {'n': len(bytearray(1024**3))}\n", limits=limits)
+    )
+    assert result.outcome == Outcome.MEMORY_EXCEEDED
+    assert result.error is not None
+    assert "memory limit of 200 MiB" in result.error
+    result.cleanup()
+
+
+async def test_rss_watchdog_catches_memory_the_data_limit_misses(executor: LocalExecutor) -> None:
+    # Shared anonymous memory is not counted by RLIMIT_DATA, but it is resident.
+    source = """
+import mmap, time
+def main():
+    shared = mmap.mmap(-1, 400 * 1024**2)
+    chunk = b"x" * 1024**2
+    for _ in range(400):
+        shared.write(chunk)
+    time.sleep(60)
+"""
+    limits = ResourceLimits(memory_bytes=150 * 1024**2)
+    result = await finished(executor, python(source, limits=limits))
+    assert result.outcome == Outcome.MEMORY_EXCEEDED
+    assert result.error is not None
+    assert result.error.startswith("memory limit of 150 MiB exceeded (resident")
+    result.cleanup()
+
+
+async def test_cpu_time_limit(executor: LocalExecutor) -> None:
+    source = "def main():\n    while True:\n        pass\n"
+    result = await finished(executor, python(source, limits=ResourceLimits(cpu_seconds=1)))
+    assert (result.outcome, result.error) == (Outcome.FAILED, "CPU time limit of 1 s exceeded")
+    result.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("os.kill(os.getpid(), signal.SIGSEGV)", "killed by signal SIGSEGV"),
+        ("os._exit(3)", "exited with code 3 without a result"),
+    ],
+)
+async def test_a_child_dying_without_a_result_crashed(
+    executor: LocalExecutor, body: str, error: str
+) -> None:
+    source = f"import os, signal\ndef main():\n    {body}\n"
+    result = await finished(executor, python(source))
+    assert result.outcome == Outcome.CRASHED
+    assert result.error is not None
+    assert error in result.error
+    result.cleanup()
+
+
+async def test_artifacts_are_listed_without_links(executor: LocalExecutor) -> None:
+    source = """
+import os
+def main(context):
+    (context.artifacts_dir / "model.txt").write_text("weights")
+    (context.artifacts_dir / "plots").mkdir()
+    (context.artifacts_dir / "plots" / "loss.csv").write_text("1,0.5")
+    os.symlink("/etc/passwd", context.artifacts_dir / "passwd")
+    return {}
+"""
+    result = await finished(executor, python(source))
+    assert result.outcome == Outcome.SUCCEEDED, result.error
+    assert sorted(result.artifacts) == ["model.txt", "plots/loss.csv"]
+    assert result.artifacts["model.txt"].read_text() == "weights"
+    result.cleanup()
+    assert not result.artifacts["model.txt"].exists()
+
+
+async def test_bundle_entrypoint(executor: LocalExecutor, base_dir: Path) -> None:
+    bundle = Path(tempfile.mkdtemp(dir=base_dir))
+    bundle.chmod(0o755)
+    (bundle / "pipeline").mkdir(mode=0o755)
+    (bundle / "pipeline" / "__init__.py").write_text("")
+    (bundle / "pipeline" / "steps.py").write_text("def train(lr):\n    return {'lr': lr}\n")
+    for path in bundle.rglob("*.py"):
+        path.chmod(0o644)
+    params = {"bundle": "pipeline", "entrypoint": "pipeline.steps.train", "args": {"lr": 0.1}}
+    result = await finished(executor, spec("python", params, bundle_dir=str(bundle)))
+    assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"lr": 0.1})
+    result.cleanup()
+
+
+async def test_attempts_run_concurrently(executor: LocalExecutor) -> None:
+    attempts = [spec("noop", {"values": {"i": i}}) for i in range(4)]
+    attempts.append(spec("sleep", {"seconds": 0.2}))
+    results = await asyncio.gather(*(executor.run(a) for a in attempts))
+    assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 5
+    assert [r.outputs for r in results] == [{"i": i} for i in range(4)] + [{"seconds": 0.2}]
+    for result in results:
+        result.cleanup()
+
+
+async def test_fork_server_restarts_after_it_is_killed(executor: LocalExecutor) -> None:
+    first = executor.server_pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    for _ in range(500):  # until the executor has seen the socket close
+        if executor.server_pid != first:
+            break
+        await asyncio.sleep(0.01)
+    result = await finished(executor, spec("noop", {"values": {"again": True}}))
+    assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"again": True})
+    assert executor.server_pid not in (None, first)
+    result.cleanup()
