@@ -59,3 +59,9 @@ bench-datasets: sync-dev
 
 clean:
 	rm -rf .venv .coverage .coverage.* coverage.json .mypy_cache .ruff_cache .pytest_cache
+
+# No-op task graphs against Prefect 3 (thread and dask-process runners) and Celery on RabbitMQ.
+# Needs PostgreSQL, Redis and RabbitMQ on loopback; peer venvs go to bench/.venvs/ (not uv.lock).
+.PHONY: bench-workflows
+bench-workflows: sync-dev services
+	$(VENV_BIN)/python bench/workflows/run.py

@@ -99,7 +99,11 @@ def fanout_spec() -> dict[str, Any]:
     tasks: list[dict[str, Any]] = [{"name": "start", "type": "noop", "params": {}}]
     tasks += [{"name": n, "type": "noop", "params": {}, "needs": ["start"]} for n in middle]
     tasks.append({"name": "join", "type": "noop", "params": {}, "needs": middle})
-    return {"name": "bench-fanout", "description": "1 -> 1,000 -> 1 no-op fan-out/in", "tasks": tasks}
+    return {
+        "name": "bench-fanout",
+        "description": "1 -> 1,000 -> 1 no-op fan-out/in",
+        "tasks": tasks,
+    }
 
 
 SPECS = {"chain": chain_spec, "fanout": fanout_spec}
@@ -136,7 +140,9 @@ def summarise(job: dict[str, Any], client_wall: float) -> dict[str, Any]:
         latencies.append(started - ready)
         if t.get("queued_at"):
             queued.append(started - (_ts(t["queued_at"]) or started))
-    assert started_job is not None and finished_job is not None and created_job is not None
+    assert started_job is not None
+    assert finished_job is not None
+    assert created_job is not None
     wall = finished_job - started_job
     n = len(tasks)
     return {
@@ -229,8 +235,13 @@ class Platform:
             )
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                cmd,
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -322,7 +333,10 @@ def seed(client: httpx.Client, platform: Platform) -> dict[str, str]:
 
 
 def run_job(
-    client: httpx.Client, headers: dict[str, str], workflow: str, start_timeout: float,
+    client: httpx.Client,
+    headers: dict[str, str],
+    workflow: str,
+    start_timeout: float,
     job_timeout: float,
 ) -> dict[str, Any]:
     t0 = time.time()
@@ -386,9 +400,10 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, list[dict[str, Any]]] = {}
-    with Platform(args.db, args.workers) as platform, httpx.Client(
-        base_url=platform.url, timeout=60
-    ) as client:
+    with (
+        Platform(args.db, args.workers) as platform,
+        httpx.Client(base_url=platform.url, timeout=60) as client,
+    ):
         headers = seed(client, platform)
         graphs = [g for g in args.graphs.split(",") if g]
         for graph in graphs:

@@ -42,9 +42,9 @@ if os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "").lower() != "false":
 if os.environ.get("PREFECT_API_URL"):
     raise SystemExit("refusing to run: PREFECT_API_URL is set; this peer uses its own server")
 
-import prefect  # noqa: E402
-from prefect import flow, task  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+import prefect
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
 
 CHAIN_LENGTH = 100
 FANOUT_WIDTH = 1000

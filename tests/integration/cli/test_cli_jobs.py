@@ -1,8 +1,8 @@
 """``armillary jobs ...`` against the platform on a loopback port.
 
 No executor runs here: jobs stay queued until cancelled, which is what ``--wait`` is tested
-against. Task logs are checked against a stand-in transport, and against the server once its
-logs endpoint exists.
+against. Task logs are checked against a stand-in transport (raw output, options) and against
+the server (a task that never ran).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -313,11 +312,17 @@ def test_logs_write_raw_text(
     assert "Not Found (404): No such task" in missing.stderr
 
 
-@pytest.mark.xfail(strict=False, reason="logs endpoint lands with the executor")
 def test_logs_from_the_server(runner: CliRunner, account: Account, env: dict[str, str]) -> None:
     with Client(account.url, account.token) as client:
-        job: dict[str, Any] = dict(client.jobs.run(account.project, "nightly"))
+        job = client.jobs.run(account.project, "nightly")
         client.jobs.cancel(job["id"])
 
-    result = runner.invoke(app, ["jobs", "logs", job["id"], "warm"], env=env)
-    assert result.exit_code == 0, result.output
+    # The task never ran: nothing to print, and --follow ends since the attempt is over.
+    for follow in ([], ["--follow"]):
+        result = runner.invoke(app, ["jobs", "logs", job["id"], "warm", *follow], env=env)
+        assert result.exit_code == 0, result.output
+        assert result.stdout == ""
+
+    missing = runner.invoke(app, ["jobs", "logs", job["id"], "nope"], env=env)
+    assert missing.exit_code == 1
+    assert "(404): Task not found in this job" in missing.stderr

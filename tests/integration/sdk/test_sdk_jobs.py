@@ -1,8 +1,8 @@
 """``client.jobs`` against the platform served on a loopback port (real HTTP).
 
 No executor runs here: jobs stay queued until cancelled, which is all these tests need. Task
-logs are checked against a stand-in transport for the request's shape, and against the
-server once its logs endpoint exists.
+logs are checked against a stand-in transport (the request's shape, streamed content) and
+against the server (tasks that never ran: empty logs, follow ends, 404s).
 """
 
 from __future__ import annotations
@@ -254,25 +254,30 @@ def test_logs_errors_are_problems() -> None:
         assert followed.value.status == 404
 
 
-def test_logs_of_an_unknown_task_are_404(client: Client, account: Account) -> None:
-    job = client.jobs.run(account.project, "nightly")
-    with pytest.raises(ArmillaryError) as missing:
-        client.jobs.logs(job["id"], "no-such-task")
-    assert missing.value.status == 404
-
-
-@pytest.mark.xfail(strict=False, reason="logs endpoint lands with the executor")
-def test_logs_of_a_task_from_the_server(client: Client, account: Account) -> None:
+def test_logs_from_the_server(client: Client, account: Account) -> None:
     job: JobDetail = client.jobs.run(account.project, "nightly")
     client.jobs.cancel(job["id"])
 
-    assert isinstance(client.jobs.logs(job["id"], "warm"), str)
-
-    # The job is over, so following ends at once; a thread keeps a hang from stalling the run.
+    # The task never ran: no output, and following ends at once since the attempt is over.
+    assert client.jobs.logs(job["id"], "warm") == ""
     followed: list[str] = []
+    # A thread, so that a stream that never ends fails the test instead of stalling the run.
     thread = threading.Thread(
         target=lambda: followed.extend(client.jobs.follow_logs(job["id"], "warm")), daemon=True
     )
     thread.start()
-    thread.join(timeout=10)
+    thread.join(timeout=15)
     assert not thread.is_alive()
+    assert "".join(followed) == ""
+
+    with pytest.raises(ArmillaryError) as no_attempt:
+        client.jobs.logs(job["id"], "warm", attempt=3)
+    assert no_attempt.value.status == 404
+    with pytest.raises(ArmillaryError) as no_task:
+        client.jobs.logs(job["id"], "no-such-task")
+    assert (no_task.value.status, no_task.value.detail) == (404, "Task not found in this job")
+
+    stranger = provision(account.url)
+    with Client(stranger.url, stranger.token) as outsider, pytest.raises(ArmillaryError) as hidden:
+        outsider.jobs.logs(job["id"], "warm")
+    assert hidden.value.status == 404

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from tests.conftest import REDIS_URL, TEST_SECRET, Api, auth
 
 from armillary.kit.settings import Settings
-from tests.conftest import REDIS_URL, TEST_SECRET, Api, auth
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-
-from armillary.app import create_app
-from armillary.kit.settings import Settings
 from tests.conftest import _started
 from tests.integration.workflows.engine import (
     Engine,
@@ -26,6 +23,9 @@ from tests.integration.workflows.engine import (
     serve,
     tasks_by_name,
 )
+
+from armillary.app import create_app
+from armillary.kit.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -83,13 +83,25 @@ async def test_a_diamond_runs_in_dependency_order_with_branches_in_parallel(
                     "a",
                     "def main(n):\n    return {'x': n + 1}\n",
                     outputs=["x"],
-                    params={"source": "def main(n):\n    return {'x': n + 1}\n",
-                            "args": {"n": "${params.start}"}},
+                    params={
+                        "source": "def main(n):\n    return {'x': n + 1}\n",
+                        "args": {"n": "${params.start}"},
+                    },
                 ),
-                python_task("b", branch, needs=["a"], outputs=["y"],
-                            params={"source": branch, "args": {"x": "${tasks.a.outputs.x}"}}),
-                python_task("c", branch, needs=["a"], outputs=["y"],
-                            params={"source": branch, "args": {"x": "${tasks.a.outputs.x}"}}),
+                python_task(
+                    "b",
+                    branch,
+                    needs=["a"],
+                    outputs=["y"],
+                    params={"source": branch, "args": {"x": "${tasks.a.outputs.x}"}},
+                ),
+                python_task(
+                    "c",
+                    branch,
+                    needs=["a"],
+                    outputs=["y"],
+                    params={"source": branch, "args": {"x": "${tasks.a.outputs.x}"}},
+                ),
                 python_task(
                     "d",
                     "",
@@ -118,3 +130,246 @@ async def test_a_diamond_runs_in_dependency_order_with_branches_in_parallel(
     assert at(runs["b"]["started_at"]) < at(runs["c"]["finished_at"])
     assert at(runs["c"]["started_at"]) < at(runs["b"]["finished_at"])
     assert all(len(r["attempts"]) == 1 for r in runs.values())
+
+
+async def test_retries_back_off_then_fail_and_dependents_are_upstream_failed(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "flaky",
+            "tasks": [
+                {
+                    "name": "boom",
+                    "type": "fail",
+                    "params": {"message": "no luck"},
+                    "retries": 2,
+                    "retry_backoff_seconds": 0.4,
+                },
+                {"name": "after", "type": "noop", "needs": ["boom"]},
+                {"name": "later", "type": "noop", "needs": ["after"]},
+            ],
+        },
+    )
+    job = await steps.run(token, project, "flaky")
+    done = await steps.wait(token, job["id"])
+    assert done["status"] == "failed"
+    assert "boom" in (done["error"] or "")
+    runs = tasks_by_name(done)
+    boom = runs["boom"]
+    assert boom["status"] == "failed"
+    assert "no luck" in boom["error"]
+    attempts = boom["attempts"]
+    assert [a["number"] for a in attempts] == [1, 2, 3]
+    assert all(a["outcome"] == "failed" for a in attempts)
+    # Each retry waited at least half its (doubling) backoff after the previous failure.
+    for before, after, base in ((attempts[0], attempts[1], 0.4), (attempts[1], attempts[2], 0.8)):
+        gap = (at(after["started_at"]) - at(before["finished_at"])).total_seconds()
+        assert gap >= base / 2
+    assert runs["after"]["status"] == "upstream_failed"
+    assert runs["later"]["status"] == "upstream_failed"
+    assert runs["after"]["attempts"] == []
+
+
+async def test_a_hanging_task_is_killed_at_its_timeout(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "hang",
+            "tasks": [
+                {"name": "stuck", "type": "sleep", "params": {"seconds": 600}, "timeout_seconds": 1}
+            ],
+        },
+    )
+    job = await steps.run(token, project, "hang")
+    done = await steps.wait(token, job["id"], timeout=60)
+    assert done["status"] == "failed"
+    stuck = tasks_by_name(done)["stuck"]
+    assert stuck["attempts"][0]["outcome"] == "timed_out"
+    assert "timed out" in stuck["error"]
+
+
+async def test_cancelling_a_job_stops_its_running_task(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "long",
+            "tasks": [
+                {"name": "nap", "type": "sleep", "params": {"seconds": 600}},
+                {"name": "next", "type": "noop", "needs": ["nap"]},
+            ],
+        },
+    )
+    job = await steps.run(token, project, "long")
+    await steps.wait_task(token, job["id"], "nap", "running")
+    response = await steps.client.post(
+        f"/api/v1/jobs/{job['id']}/cancel", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    done = await steps.wait(token, job["id"], timeout=60)
+    assert done["status"] == "cancelled"
+    runs = tasks_by_name(done)
+    assert runs["nap"]["status"] == "cancelled"
+    assert runs["nap"]["attempts"][0]["outcome"] == "cancelled"
+    assert runs["next"]["status"] == "cancelled"
+
+
+async def test_a_cached_task_reuses_an_earlier_result(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    source = "import random\ndef main():\n    return {'r': random.random()}\n"
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "cached",
+            "tasks": [python_task("pick", source, outputs=["r"], cache=True)],
+        },
+    )
+    first = await steps.wait(token, (await steps.run(token, project, "cached"))["id"])
+    second = await steps.wait(token, (await steps.run(token, project, "cached"))["id"])
+    one, two = tasks_by_name(first)["pick"], tasks_by_name(second)["pick"]
+    assert two["status"] == "succeeded"
+    assert two["cached_from"] == one["id"]
+    assert two["outputs"] == one["outputs"]
+    assert two["attempts"] == []
+
+
+def _pid_of(worker: str) -> int:
+    # Worker names are host:pid:suffix.
+    return int(worker.split(":")[1])
+
+
+async def test_a_killed_worker_loses_its_lease_and_the_task_runs_again_once(
+    platform: tuple[Engine, Steps], editor: dict[str, Any], settings: Settings
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    first = engine.start("worker-1", "worker")
+    token, project = editor["token"], editor["project"]
+    source = "import time\ndef main():\n    time.sleep(2)\n    return {'done': True}\n"
+    await steps.workflow(
+        token,
+        project,
+        {"name": "survivor", "tasks": [python_task("work", source, outputs=["done"])]},
+    )
+    job = await steps.run(token, project, "survivor")
+    running = await steps.wait_task(token, job["id"], "work", "running")
+    holder = running["attempts"][0]["worker"]
+    assert _pid_of(holder) == first.pid
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    engine.start("worker-2", "worker")
+    done = await steps.wait(token, job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    work = tasks_by_name(done)["work"]
+    assert work["outputs"] == {"done": True}
+    lost, second = work["attempts"]
+    assert lost["outcome"] == "lost"
+    assert lost["reason"].startswith("lease expired")
+    assert holder in lost["reason"]
+    assert second["outcome"] == "succeeded"
+    assert second["worker"] != holder
+    # The killed attempt's result, arriving late, is refused by its stale fencing token.
+    await _late_result_is_refused(settings, job["id"])
+
+
+async def _late_result_is_refused(settings: Settings, job_id: str) -> None:
+    import uuid
+
+    from sqlalchemy import select
+
+    from armillary.kit.db import Database, utcnow
+    from armillary.workflows.execution import claims
+    from armillary.workflows.execution.protocol import AttemptResult, Outcome
+    from armillary.workflows.jobs.models import TaskRun
+
+    db = Database(str(settings.database_url))
+    try:
+        async with db.unit_of_work() as session:
+            run = await session.scalar(select(TaskRun).where(TaskRun.job_id == uuid.UUID(job_id)))
+            assert run is not None
+            stale = claims.Claim(
+                run_id=run.id,
+                job_id=run.job_id,
+                project_id=uuid.uuid4(),
+                started_by=None,
+                task=run.name,
+                task_type=run.type,
+                attempt=1,
+                fencing_token=1,
+                params={},
+                inputs={},
+                declared_outputs=[],
+                timeout_seconds=None,
+                bundle=None,
+            )
+            result = AttemptResult(Outcome.SUCCEEDED, {"done": "late"}, None, 0, {}, Path("/"))
+            # The second attempt finished: the run is final, and the stale token is refused.
+            with pytest.raises(claims.LateResult):
+                await claims.report(session, stale, result, utcnow())
+        async with db.read_only() as session:
+            run = await session.scalar(select(TaskRun).where(TaskRun.job_id == uuid.UUID(job_id)))
+            assert run is not None
+            assert run.outputs == {"done": True}
+    finally:
+        await db.dispose()
+
+
+async def test_a_restarted_scheduler_carries_on_and_no_task_runs_twice(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker", "--concurrency", "2")
+    token, project = editor["token"], editor["project"]
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "steady",
+            "tasks": [
+                {"name": "one", "type": "sleep", "params": {"seconds": 1.5}},
+                {"name": "two", "type": "sleep", "params": {"seconds": 1.5}, "needs": ["one"]},
+                {"name": "three", "type": "sleep", "params": {"seconds": 0.5}, "needs": ["two"]},
+            ],
+        },
+    )
+    job = await steps.run(token, project, "steady")
+    await steps.wait_task(token, job["id"], "one", "running")
+    engine.stop("scheduler", signal.SIGKILL)
+    # The worker keeps running its task and heartbeating while no scheduler is up.
+    await asyncio.sleep(2.5)
+    stalled = tasks_by_name(await steps.job(token, job["id"]))
+    assert stalled["one"]["status"] == "succeeded"
+    assert stalled["two"]["status"] == "pending"
+    engine.start("scheduler-2", "scheduler")
+    done = await steps.wait(token, job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    for run in done["tasks"]:
+        assert [a["number"] for a in run["attempts"]] == [1], run
+        assert run["attempts"][0]["outcome"] == "succeeded"

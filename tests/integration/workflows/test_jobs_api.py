@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 from tests.conftest import Api, auth
 
 from armillary.contracts.events import AuditEntry, JobStatusChanged, TaskRunStatusChanged
+from armillary.kit.db import utcnow
 from armillary.kit.events import OutboxEvent
 from armillary.kit.runtime import Runtime
 from armillary.workflows.jobs import transitions
@@ -278,7 +279,7 @@ async def test_cancel_with_a_running_task_asks_the_executor(api: Api, app: FastA
         await transitions.apply(session, job, JobState.RUNNING)
         first = job.task_runs[0]
         await transitions.apply(session, first, TaskState.QUEUED)
-        await transitions.apply(session, first, TaskState.RUNNING)
+        await transitions.apply(session, first, TaskState.RUNNING, lease=("worker-1", utcnow()))
 
     response = await api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(token))
     assert response.status_code == 200, response.text

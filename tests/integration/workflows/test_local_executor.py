@@ -286,7 +286,9 @@ async def test_cancel_kills_a_running_task(executor: LocalExecutor) -> None:
 
 
 async def test_log_arrives_while_the_task_runs(executor: LocalExecutor) -> None:
-    source = "import time\ndef main():\n    print('step one done', flush=True)\n    time.sleep(60)\n"
+    source = (
+        "import time\ndef main():\n    print('step one done', flush=True)\n    time.sleep(60)\n"
+    )
     log = Log(b"step one done")
     cancel = asyncio.Event()
     running = asyncio.create_task(executor.run(python(source), on_log=log, cancel=cancel))
@@ -382,6 +384,14 @@ async def test_bundle_entrypoint(executor: LocalExecutor, base_dir: Path) -> Non
     params = {"bundle": "pipeline", "entrypoint": "pipeline.steps.train", "args": {"lr": 0.1}}
     result = await finished(executor, spec("python", params, bundle_dir=str(bundle)))
     assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"lr": 0.1})
+    result.cleanup()
+
+
+async def test_large_inputs_travel_in_chunks(executor: LocalExecutor) -> None:
+    blob = "x" * 3_000_000  # far more than one socket packet, or the socket buffer
+    source = "def main(inputs):\n    return {'size': len(inputs['up']['blob'])}\n"
+    result = await finished(executor, python(source, inputs={"up": {"blob": blob}}))
+    assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"size": 3_000_000})
     result.cleanup()
 
 

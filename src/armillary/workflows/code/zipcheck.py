@@ -28,8 +28,7 @@ from typing import IO, Final, Literal
 MIB: Final = 1024 * 1024
 PY_ENTRYPOINT: Final = "main.py"
 
-BundleKind = Literal["py", "zip"]
-KINDS: Final = frozenset({"py", "zip"})
+Kind = Literal["py", "zip"]
 
 _DRIVE: Final = re.compile(r"^[A-Za-z]:")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
@@ -80,7 +79,7 @@ class UnsafeBundle(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class BundleSummary:
-    kind: BundleKind
+    kind: Kind
     entries: int  # regular files (a ``py`` bundle is one)
     uncompressed_bytes: int
 

@@ -29,6 +29,10 @@ MAX_OUTPUT_BYTES = 1024 * 1024  # of JSON: outputs travel through the API and th
 
 TaskFunction = Callable[[dict[str, Any], dict[str, dict[str, Any]], TaskContext], Any]
 
+# Filled by the fork server's preload: scanning the installed distributions' entry points
+# takes milliseconds, which a forked child should not spend again.
+IMPLEMENTATIONS: dict[str, TaskFunction] = {}
+
 
 class OutputError(ValueError):
     """The implementation returned something that is not valid outputs."""
@@ -71,6 +75,8 @@ def check_outputs(
 
 def load_implementation(task_type: str) -> TaskFunction:
     """The registered implementation of ``task_type`` (already imported by the server)."""
+    if task_type in IMPLEMENTATIONS:
+        return IMPLEMENTATIONS[task_type]
     for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=task_type):
         function: TaskFunction = entry_point.load()
         return function

@@ -207,11 +207,12 @@ async def report(
     reason = result.error
     try:
         if result.outcome is Outcome.SUCCEEDED:
-            run.outputs = result.outputs or {}
-            run.artifacts = artifacts or None
             await transitions.apply(
                 session, run, TaskState.SUCCEEDED, fencing_token=claimed.fencing_token, now=now
             )
+            # Only once the fence let the result through.
+            run.outputs = result.outputs or {}
+            run.artifacts = artifacts or None
         elif result.outcome is Outcome.CANCELLED:
             if run.fencing_token != claimed.fencing_token or run.status != TaskState.RUNNING:
                 raise LateResult("the attempt was already superseded")

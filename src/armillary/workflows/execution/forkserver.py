@@ -48,7 +48,7 @@ def preload(modules: Iterable[str]) -> list[str]:
         loaded.append(name)
     for entry_point in entry_points(group=child.ENTRY_POINT_GROUP):
         try:
-            entry_point.load()
+            child.IMPLEMENTATIONS[entry_point.name] = entry_point.load()
         except Exception as exc:  # one broken plugin must not stop the others
             print(f"forkserver: task type {entry_point.name}: {exc!r}", file=sys.stderr)
             continue
@@ -122,6 +122,8 @@ class ForkServer:
                 signal.set_wakeup_fd(-1)
                 request = json.loads(body)
                 del body
+                # Before child.run so that its frames are traced, and before the uid drop.
+                sandbox.restart_coverage(request.get("sandbox_uid"))
                 code = child.run(request, log_fd, result_fd, server_pid)
             except BaseException as exc:
                 print(f"attempt child failed: {exc!r}", file=sys.stderr)

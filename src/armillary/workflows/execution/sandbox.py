@@ -1,7 +1,7 @@
 """What a forked child does before it runs user code, and the environment rules.
 
-The order in :func:`enter` matters: everything that needs root (the working directory, its
-owner, the coverage data file) happens first, then the limits, then the uid drop, and the
+The order in :func:`enter` matters: everything that needs root (the working directory and
+its owner) happens first, then the limits, then the uid drop, and the
 parent-death signal last because changing credentials clears it.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import secrets
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -165,7 +167,6 @@ def enter(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.umask(0o077)
     workdir = make_workdir(work_root, attempt_id, uid)
-    _restart_coverage(uid)
     apply_limits(limits)
     set_no_new_privs()
     if uid is not None:
@@ -183,27 +184,40 @@ def enter(
 _coverage: Any = None
 
 
-def _restart_coverage(uid: int | None) -> None:  # pragma: no cover - runs before measuring
+def restart_coverage(uid: int | None) -> None:  # pragma: no cover - runs before measuring
     """Measure the child on its own when the server is measured (the test suite).
 
     The inherited collector would save under the server's file name; a new one gets a name
-    of its own. Its data file is created now, as root, and handed to ``uid`` because after
-    the drop the child could not create a file in the project directory.
+    of its own, chosen here (coverage renames a file with its own suffix on save, which the
+    child can no longer do after the uid drop). The data file is created now, as root, and
+    given to ``uid``; coverage writes it without a journal file, so no other file is needed.
     """
     global _coverage
+    try:
+        _coverage = _start_child_coverage(uid)
+    except Exception as exc:  # measuring must never fail an attempt
+        print(f"coverage: {exc!r}", file=sys.stderr)
+
+
+def _start_child_coverage(uid: int | None) -> Any:  # pragma: no cover - runs before measuring
     coverage = sys.modules.get("coverage")
     if coverage is None or coverage.Coverage.current() is None:
-        return
+        return None
     coverage.Coverage.current().stop()
-    cov = coverage.process_startup(force=True)
-    if cov is None:
-        return
+    config_data = os.environ.get("COVERAGE_PROCESS_CONFIG")
+    config = ":data:" + config_data if config_data else os.environ.get("COVERAGE_PROCESS_START")
+    if not config:
+        return None
+    suffix = f"{socket.gethostname()}.attempt{os.getpid()}.{secrets.token_hex(4)}"
+    cov = coverage.Coverage(config_file=config, data_suffix=suffix)
+    # As coverage's own process start-up does: the platform was imported before measuring.
+    cov._warn_no_data = cov._warn_preimported_source = cov._warn_unimported_source = False
+    cov.start()
+    data = cov.get_data()
+    data.add_lines({})  # creates the data file now, while we may
     if uid is not None:
-        path = cov.get_data().data_filename()
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
-        os.fchown(fd, uid, -1)
-        os.close(fd)
-    _coverage = cov
+        os.chown(data.data_filename(), uid, -1)
+    return cov
 
 
 def save_coverage() -> None:
