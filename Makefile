@@ -25,6 +25,7 @@ sync-dev: $(UV)
 	$(UV) sync --frozen
 
 run: sync
+	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
 	$(VENV_BIN)/armillary db upgrade
 	$(VENV_BIN)/armillary up
 
@@ -42,6 +43,7 @@ imports: sync-dev
 	$(VENV_BIN)/lint-imports
 
 test: sync-dev services lint typecheck imports
+	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(VENV_BIN)/coverage run -m pytest --durations=15 $(PYTEST_ARGS); \
 	  status=$$?; if [ $$status -ne 0 ]; then exit $$status; fi

@@ -373,3 +373,172 @@ async def test_a_restarted_scheduler_carries_on_and_no_task_runs_twice(
     for run in done["tasks"]:
         assert [a["number"] for a in run["attempts"]] == [1], run
         assert run["attempts"][0]["outcome"] == "succeeded"
+
+
+SNOOP = """
+import json, os, urllib.request, urllib.error
+
+def main(context, home, own, other):
+    print(json.dumps(dict(os.environ)), flush=True)
+    try:
+        listing = os.listdir(home)
+    except OSError as exc:
+        listing = type(exc).__name__
+    print("home:", listing, flush=True)
+    secrets_read = []
+    for root, _dirs, files in os.walk(home):
+        for name in files:
+            try:
+                with open(os.path.join(root, name), "rb") as f:
+                    secrets_read.append(name if f.read(1) is not None else name)
+            except OSError:
+                pass
+    def status(project):
+        request = urllib.request.Request(
+            context.api_url + "/api/v1/projects/" + project, headers=context.api_headers()
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    print("cmdline:", open("/proc/self/cmdline", "rb").read(), flush=True)
+    return {"listing": str(listing), "read": secrets_read,
+            "own": status(own), "other": status(other)}
+"""
+
+
+async def test_a_task_sees_no_secrets_and_its_token_reaches_only_its_project(
+    platform: tuple[Engine, Steps], editor: dict[str, Any], settings: Settings
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    # The same user's second project: their own token may read it, the job's may not.
+    other = (await steps.create_project(token))["slug"]
+    assert (
+        await steps.client.get(
+            f"/api/v1/projects/{other}", headers={"Authorization": f"Bearer {token}"}
+        )
+    ).status_code == 200
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "snoop",
+            "tasks": [
+                {
+                    "name": "look",
+                    "type": "python",
+                    "params": {
+                        "source": SNOOP,
+                        "args": {"home": str(settings.home), "own": project, "other": other},
+                    },
+                    "outputs": ["listing", "read", "own", "other"],
+                }
+            ],
+        },
+    )
+    job = await steps.run(token, project, "snoop")
+    done = await steps.wait(token, job["id"])
+    assert done["status"] == "succeeded", (done["tasks"], await steps.logs(token, job["id"], "look"))
+    outputs = tasks_by_name(done)["look"]["outputs"]
+    assert outputs["own"] == 200
+    assert outputs["other"] == 404
+    if os.geteuid() == 0:
+        # Run as another user: the platform's home can be neither listed nor read.
+        assert outputs["listing"] == "PermissionError"
+        assert outputs["read"] == []
+    log = await steps.logs(token, job["id"], "look")
+    environment = log.splitlines()[0]
+    for needle in ("DATABASE", "SECRET", "REDIS", "AWS", "PASSWORD", "ARMILLARY_HOME", "eyJ"):
+        assert needle not in environment
+    assert "home:" in log
+    assert "eyJ" not in log  # no JWT anywhere in the output, argv included
+
+
+async def test_logs_can_be_followed_while_the_task_runs(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    source = (
+        "import time\ndef main():\n    print('first line', flush=True)\n"
+        "    time.sleep(2)\n    print('last line', flush=True)\n    return {}\n"
+    )
+    await steps.workflow(token, project, {"name": "chatty", "tasks": [python_task("talk", source)]})
+    job = await steps.run(token, project, "chatty")
+    await steps.wait_task(token, job["id"], "talk", "running")
+    seen: list[str] = []
+    async with steps.client.stream(
+        "GET",
+        f"/api/v1/jobs/{job['id']}/tasks/talk/logs",
+        params={"follow": "true"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=None,
+    ) as response:
+        assert response.status_code == 200
+        async for chunk in response.aiter_text():
+            seen.append(chunk)
+            if "first line" in "".join(seen) and "last line" not in "".join(seen):
+                # Output arrived before the task ended.
+                running = await steps.job(token, job["id"])
+                assert tasks_by_name(running)["talk"]["status"] == "running"
+    text = "".join(seen)
+    assert text.index("first line") < text.index("last line")
+    done = await steps.wait(token, job["id"])
+    assert done["status"] == "succeeded"
+    assert "last line" in await steps.logs(token, job["id"], "talk", attempt=1)
+
+
+async def test_a_python_task_runs_from_a_code_bundle(
+    platform: tuple[Engine, Steps], editor: dict[str, Any]
+) -> None:
+    import io
+    import zipfile
+
+    engine, steps = platform
+    engine.start("scheduler", "scheduler")
+    engine.start("worker", "worker")
+    token, project = editor["token"], editor["project"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("pkg/__init__.py", "")
+        bundle.writestr("pkg/helpers.py", "def double(x):\n    return 2 * x\n")
+        bundle.writestr(
+            "pkg/entry.py",
+            "from pkg.helpers import double\n"
+            "def run(x, context):\n"
+            "    (context.artifacts_dir / 'note.txt').write_text('hello')\n"
+            "    return {'y': double(x)}\n",
+        )
+    uploaded = await steps.client.put(
+        f"/api/v1/projects/{project}/code/mylib",
+        content=archive.getvalue(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/zip"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    await steps.workflow(
+        token,
+        project,
+        {
+            "name": "bundled",
+            "tasks": [
+                {
+                    "name": "calc",
+                    "type": "python",
+                    "params": {"bundle": "mylib", "entrypoint": "pkg.entry.run", "args": {"x": 21}},
+                    "outputs": ["y"],
+                }
+            ],
+        },
+    )
+    done = await steps.wait(token, (await steps.run(token, project, "bundled"))["id"])
+    assert done["status"] == "succeeded", done
+    calc = tasks_by_name(done)["calc"]
+    assert calc["outputs"] == {"y": 42}
+    assert set(calc["artifacts"]) == {"note.txt"}
+    assert calc["artifacts"]["note.txt"].endswith("/calc/note.txt")

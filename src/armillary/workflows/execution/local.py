@@ -232,6 +232,7 @@ class LocalExecutor:
                 async with self._start_lock:
                     await self._stop_server()
                 await self.start()
+                _consume(attempt)
                 attempt.started = loop.create_future()
                 attempt.exited = loop.create_future()
                 log_r, result_r = await self._launch(spec)
@@ -245,6 +246,7 @@ class LocalExecutor:
             if pid:
                 _kill_group(pid, leader_alive=not attempt.exited.done())
             self._attempts.pop(spec.attempt_id, None)
+            _consume(attempt)
             raw_result = await _finish(result_task)
             await _finish(log_task)
         return _result(spec, status, raw_result, watch, workdir)
@@ -322,6 +324,13 @@ class LocalExecutor:
         finally:
             if cancelled is not None:
                 cancelled.cancel()
+
+
+def _consume(attempt: _Attempt) -> None:
+    """Mark the futures' exceptions as seen (they are reported through the result)."""
+    for future in (attempt.started, attempt.exited):
+        if future.done() and not future.cancelled():
+            future.exception()
 
 
 def _result(
@@ -427,14 +436,16 @@ async def _pump_log(fd: int, on_log: LogSink | None) -> None:
 
 
 async def _read_all(fd: int, limit: int) -> bytes | None:
-    """The whole result pipe, or None if it is larger than ``limit``."""
+    """The whole result pipe, or None if it is larger than ``limit`` (drained all the same,
+    so that a writer never blocks on it)."""
     reader = await _open_reader(fd)
     data = bytearray()
+    too_large = False
     while chunk := await reader.read(65536):
-        data += chunk
-        if len(data) > limit:
-            return None
-    return bytes(data)
+        if not too_large:
+            data += chunk
+            too_large = len(data) > limit
+    return None if too_large else bytes(data)
 
 
 async def _open_reader(fd: int) -> asyncio.StreamReader:
