@@ -206,3 +206,60 @@ def test_a_generated_admin_password_is_printed_once(tmp_path: Path, start_platfo
         token = _login(client, ADMIN_EMAIL, password)["access_token"]
         assert client.get("/api/v1/auth/me", headers=_auth(token)).json()["email"] == ADMIN_EMAIL
     assert second.stop() in (0, -signal.SIGTERM)
+
+
+def test_the_embedded_platform_runs_a_job_with_its_own_workers(
+    tmp_path: Path, start_platform: Start
+) -> None:
+    """`armillary up` alone (SQLite, its scheduler, its local worker pool) runs a workflow."""
+    home, port = tmp_path / "home", _free_port()
+    admin_password = "e2e-admin-password-0123"
+    platform = start_platform(home, port, ARMILLARY_ADMIN_PASSWORD=admin_password)
+    with httpx.Client(base_url=platform.base_url, timeout=30) as client:
+        admin = _login(client, ADMIN_EMAIL, admin_password)["access_token"]
+        assert (
+            client.post(
+                "/api/v1/projects", json={"slug": "demo", "name": "Demo"}, headers=_auth(admin)
+            ).status_code
+            == 201
+        )
+        spec = {
+            "name": "hello",
+            "tasks": [
+                {
+                    "name": "first",
+                    "type": "noop",
+                    "params": {"values": {"n": 20}},
+                    "outputs": ["n"],
+                },
+                {
+                    "name": "second",
+                    "type": "python",
+                    "needs": ["first"],
+                    "params": {
+                        "source": (
+                            "def main(n):\n    print('adding one')\n    return {'m': n + 1}\n"
+                        ),
+                        "args": {"n": "${tasks.first.outputs.n}"},
+                    },
+                    "outputs": ["m"],
+                },
+            ],
+        }
+        response = client.post("/api/v1/projects/demo/workflows", json=spec, headers=_auth(admin))
+        assert response.status_code == 201, response.text
+        job = client.post(
+            "/api/v1/projects/demo/workflows/hello/jobs", json={}, headers=_auth(admin)
+        ).json()
+        deadline = time.monotonic() + 90
+        while True:
+            job = client.get(f"/api/v1/jobs/{job['id']}", headers=_auth(admin)).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            assert time.monotonic() < deadline, platform.output()
+            time.sleep(0.2)
+        assert job["status"] == "succeeded", (job, platform.output())
+        assert job["tasks"][1]["outputs"] == {"m": 21}
+        log = client.get(f"/api/v1/jobs/{job['id']}/tasks/second/logs", headers=_auth(admin)).text
+        assert "adding one" in log
+    assert platform.stop() in (0, -signal.SIGTERM)

@@ -3,10 +3,13 @@
     bench/.venvs/prefect/bin/python bench/workflows/peers/prefect_graphs.py \
         --runner thread|dask [--graphs chain,fanout] [--reps 3] [--warmup 1]
 
-No ``PREFECT_API_URL``: Prefect starts its temporary local server (SQLite under
-``PREFECT_HOME``, which the driver points at a fresh temporary directory) on 127.0.0.1, once
-for all repetitions of this process. ``run.py`` sets ``DO_NOT_TRACK=1`` and
-``PREFECT_SERVER_ANALYTICS_ENABLED=false``; this script refuses to run without them.
+The script starts one local Prefect server for all repetitions, ``prefect server start --host
+127.0.0.1`` (SQLite under ``PREFECT_HOME``, which the driver points at a fresh temporary
+directory; default services; analytics and UI off), and points ``PREFECT_API_URL`` at it, so
+the flow and the dask worker processes report to the same server. (Without an API URL Prefect
+would start a temporary server per process: one for the flow and one per dask worker, all on
+one SQLite file.) ``run.py`` sets ``DO_NOT_TRACK=1`` and ``PREFECT_SERVER_ANALYTICS_ENABLED=
+false``; this script refuses to run without them, or with an API URL off loopback.
 
 Runners:
   thread  ``ThreadPoolTaskRunner()``, Prefect's default (max_workers from settings: unbounded).
@@ -31,16 +34,77 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 if os.environ.get("DO_NOT_TRACK", "").lower() not in ("1", "true", "yes"):
     raise SystemExit("refusing to run: set DO_NOT_TRACK=1 (no traffic may leave loopback)")
 if os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED", "").lower() != "false":
     raise SystemExit("refusing to run: set PREFECT_SERVER_ANALYTICS_ENABLED=false")
-if os.environ.get("PREFECT_API_URL"):
-    raise SystemExit("refusing to run: PREFECT_API_URL is set; this peer uses its own server")
+_API_URL = os.environ.get("PREFECT_API_URL", "")
+if _API_URL and not _API_URL.startswith("http://127.0.0.1:"):
+    raise SystemExit("refusing to run: PREFECT_API_URL must be a server on 127.0.0.1")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server() -> subprocess.Popen[bytes]:
+    """``prefect server start`` on 127.0.0.1 (SQLite under PREFECT_HOME, default services,
+    analytics and UI off), and PREFECT_API_URL pointing at it, for this process and the dask
+    worker processes it spawns. Without it, every dask worker process starts a temporary
+    server of its own on the same SQLite file."""
+    port = _free_port()
+    home = Path(os.environ.get("PREFECT_HOME") or tempfile.mkdtemp(prefix="bench-prefect-"))
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(home)
+    prefect_cli = Path(sys.executable).parent / "prefect"
+    with (home / "server.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(prefect_cli),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--analytics-off",
+                "--no-ui",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"prefect server exited with {proc.returncode}; see {home}/server.log")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    os.environ["PREFECT_API_URL"] = url
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("prefect server did not answer /api/health within 120 s")
+
+
+# Only the process run as a script starts the server; dask's spawned workers import this file
+# as __mp_main__ and inherit PREFECT_API_URL.
+SERVER = start_server() if __name__ == "__main__" and not _API_URL else None
 
 import prefect
 from prefect import flow, task
@@ -231,6 +295,13 @@ def main() -> None:
     finally:
         if cluster is not None:
             cluster.close()
+        if SERVER is not None:
+            SERVER.terminate()
+            try:
+                SERVER.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                SERVER.kill()
+                SERVER.wait()
 
     versions: dict[str, str] = {"prefect": prefect.__version__}
     if args.runner == "dask":

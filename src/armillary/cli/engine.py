@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ctypes
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import typer
 from armillary.kit.settings import Settings
 
 RESTART_DELAY_SECONDS = 2.0
+_PR_SET_PDEATHSIG = 1
 
 
 def worker(
@@ -57,7 +59,9 @@ class WorkerPool:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "armillary.cli", "worker"], env=self.env
+            [sys.executable, "-m", "armillary.cli", "worker"],
+            env=self.env,
+            preexec_fn=_die_with_parent,
         )
 
     def start(self) -> None:
@@ -82,6 +86,12 @@ class WorkerPool:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _die_with_parent() -> None:
+    # A worker outlives neither a killed `armillary up` nor its terminal.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def worker_env(settings: Settings, host: str, port: int) -> dict[str, str]:

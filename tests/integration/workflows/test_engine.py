@@ -442,7 +442,8 @@ async def test_a_task_sees_no_secrets_and_its_token_reaches_only_its_project(
     )
     job = await steps.run(token, project, "snoop")
     done = await steps.wait(token, job["id"])
-    assert done["status"] == "succeeded", (done["tasks"], await steps.logs(token, job["id"], "look"))
+    log = await steps.logs(token, job["id"], "look")
+    assert done["status"] == "succeeded", (done["tasks"], log)
     outputs = tasks_by_name(done)["look"]["outputs"]
     assert outputs["own"] == 200
     assert outputs["other"] == 404
@@ -450,7 +451,6 @@ async def test_a_task_sees_no_secrets_and_its_token_reaches_only_its_project(
         # Run as another user: the platform's home can be neither listed nor read.
         assert outputs["listing"] == "PermissionError"
         assert outputs["read"] == []
-    log = await steps.logs(token, job["id"], "look")
     environment = log.splitlines()[0]
     for needle in ("DATABASE", "SECRET", "REDIS", "AWS", "PASSWORD", "ARMILLARY_HOME", "eyJ"):
         assert needle not in environment

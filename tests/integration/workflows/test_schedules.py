@@ -1,0 +1,76 @@
+"""Cron schedules fire at their times under a controllable clock; missed runs are skipped or
+caught up (capped) per workflow; a time never runs twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from tests.conftest import Api, auth
+
+from armillary.kit.runtime import Runtime
+from armillary.workflows.jobs.models import Job
+from armillary.workflows.scheduling.scheduler import Scheduler
+from armillary.workflows.settings import WorkflowSettings
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+async def _scheduled(api: Api, schedule: dict[str, Any]) -> str:
+    admin = await api.admin_token()
+    user = await api.create_user(admin, "data_scientist")
+    project = await api.create_project(user["token"])
+    response = await api.client.post(
+        f"/api/v1/projects/{project['slug']}/workflows",
+        json={"name": "nightly", "schedule": schedule, "tasks": [{"name": "t", "type": "noop"}]},
+        headers=auth(user["token"]),
+    )
+    assert response.status_code == 201, response.text
+    return str(project["slug"])
+
+
+async def _jobs(runtime: Runtime) -> list[Job]:
+    async with runtime.db.read_only() as session:
+        return list((await session.scalars(select(Job).order_by(Job.created_at))).all())
+
+
+async def test_a_schedule_fires_at_its_times(app: FastAPI, api: Api) -> None:
+    runtime: Runtime = app.state.runtime
+    await _scheduled(api, {"cron": "*/15 * * * *"})
+    scheduler = Scheduler(runtime.db, WorkflowSettings())
+    # First sight: counting starts now, nothing from the past fires.
+    assert await scheduler.fire_schedules(T0 + timedelta(minutes=1)) == 0
+    assert await scheduler.fire_schedules(T0 + timedelta(minutes=14, seconds=59)) == 0
+    assert await scheduler.fire_schedules(T0 + timedelta(minutes=15, seconds=2)) == 1
+    # The same time again (a second tick, or a restarted scheduler) fires nothing new.
+    assert await scheduler.fire_schedules(T0 + timedelta(minutes=15, seconds=30)) == 0
+    assert await scheduler.fire_schedules(T0 + timedelta(minutes=30)) == 1
+    jobs = await _jobs(runtime)
+    assert [j.trigger for j in jobs] == ["schedule", "schedule"]
+    assert [j.idempotency_key for j in jobs] == [
+        f"schedule:{(T0 + timedelta(minutes=15)).isoformat()}",
+        f"schedule:{(T0 + timedelta(minutes=30)).isoformat()}",
+    ]
+
+
+async def test_missed_runs_are_skipped_by_default(app: FastAPI, api: Api) -> None:
+    runtime: Runtime = app.state.runtime
+    await _scheduled(api, {"cron": "0 * * * *"})
+    scheduler = Scheduler(runtime.db, WorkflowSettings())
+    await scheduler.fire_schedules(T0)
+    # Down for five hours: the missed runs are skipped; the next on-time run fires.
+    assert await scheduler.fire_schedules(T0 + timedelta(hours=5, minutes=10)) == 0
+    assert await scheduler.fire_schedules(T0 + timedelta(hours=6, seconds=5)) == 1
+    assert len(await _jobs(runtime)) == 1
+
+
+async def test_missed_runs_are_caught_up_up_to_the_cap(app: FastAPI, api: Api) -> None:
+    runtime: Runtime = app.state.runtime
+    await _scheduled(api, {"cron": "0 * * * *", "catchup": "catch_up", "max_catchup_runs": 3})
+    scheduler = Scheduler(runtime.db, WorkflowSettings())
+    await scheduler.fire_schedules(T0)
+    assert await scheduler.fire_schedules(T0 + timedelta(hours=5, minutes=10)) == 3
+    keys = [j.idempotency_key for j in await _jobs(runtime)]
+    assert keys == [f"schedule:{(T0 + timedelta(hours=h)).isoformat()}" for h in (3, 4, 5)]
