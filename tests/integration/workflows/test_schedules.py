@@ -74,3 +74,36 @@ async def test_missed_runs_are_caught_up_up_to_the_cap(app: FastAPI, api: Api) -
     assert await scheduler.fire_schedules(T0 + timedelta(hours=5, minutes=10)) == 3
     keys = [j.idempotency_key for j in await _jobs(runtime)]
     assert keys == [f"schedule:{(T0 + timedelta(hours=h)).isoformat()}" for h in (3, 4, 5)]
+
+
+async def test_retention_deletes_old_finished_jobs_with_their_logs(app: FastAPI, api: Api) -> None:
+    from armillary.kit.storage.keys import job_prefix
+    from armillary.workflows.components import workflows_of
+    from armillary.workflows.jobs import transitions
+    from armillary.workflows.jobs.models import JobState
+    from armillary.workflows.logs.store import chunk_key
+
+    runtime: Runtime = app.state.runtime
+    slug = await _scheduled(api, {"cron": "0 0 1 1 *"})
+    admin = await api.admin_token()
+    for _ in range(2):
+        response = await api.client.post(
+            f"/api/v1/projects/{slug}/workflows/nightly/jobs", json={}, headers=auth(admin)
+        )
+        assert response.status_code == 201, response.text
+    old, recent = await _jobs(runtime)
+    store = workflows_of(runtime).store
+    assert store is not None
+    for job in (old, recent):
+        await store.put_bytes(chunk_key(job.project_id, job.id, "t", 1, 1), b"output")
+    async with runtime.db.unit_of_work() as session:
+        for job, finished in ((old, T0 - timedelta(days=40)), (recent, T0 - timedelta(days=5))):
+            merged = await session.merge(job)
+            await transitions.apply(session, merged, JobState.CANCELLED, now=finished)
+    scheduler = Scheduler(runtime.db, WorkflowSettings(retention_days=30), store=store)
+    assert await scheduler.sweep(T0) == 1
+    assert [j.id for j in await _jobs(runtime)] == [recent.id]
+    assert await store.list_keys(job_prefix(old.project_id, old.id)) == []
+    assert len(await store.list_keys(job_prefix(recent.project_id, recent.id))) == 1
+    # Nothing is deleted when retention is off.
+    assert await Scheduler(runtime.db, WorkflowSettings(retention_days=0)).sweep(T0) == 0
