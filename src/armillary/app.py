@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
+import prometheus_client
 from fastapi import FastAPI
 
 from armillary.data import app as data_app
@@ -116,6 +117,12 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
         loop.add_signal_handler(signum, stop)
 
 
+def _serve_metrics(settings: WorkflowSettings) -> None:
+    # Processes without an HTTP API of their own still need to be scraped.
+    if settings.metrics_port is not None:
+        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
 def default_work_root(settings: Settings) -> Path:
     """Attempts' private directories: outside ARMILLARY_HOME, which the sandboxed tasks must
     not reach, and specific to this home so two platforms on one machine do not mix."""
@@ -174,6 +181,7 @@ async def run_worker(
         work_root=work_root,
         concurrency=concurrency,
     )
+    _serve_metrics(wf)
     await runtime.start()
     _stop_on_signals(worker.stop)
     try:
@@ -194,6 +202,7 @@ async def run_scheduler(
     )
     workflows = workflows_of(runtime)
     scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)
+    _serve_metrics(workflows.settings)
     await runtime.start()
     _stop_on_signals(scheduler.stop)
     try:

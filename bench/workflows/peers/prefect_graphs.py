@@ -106,9 +106,9 @@ def start_server() -> subprocess.Popen[bytes]:
 # as __mp_main__ and inherit PREFECT_API_URL.
 SERVER = start_server() if __name__ == "__main__" and not _API_URL else None
 
-import prefect
-from prefect import flow, task
-from prefect.task_runners import ThreadPoolTaskRunner
+import prefect  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
 CHAIN_LENGTH = 100
 FANOUT_WIDTH = 1000

@@ -33,5 +33,7 @@ class WorkflowSettings(BaseSettings):
     # Log output is written to the object store in chunks at least this often while a task runs.
     log_flush_seconds: float = Field(default=1.0, gt=0)
     log_flush_bytes: int = Field(default=256 * 1024, ge=1024)
+    # A worker or scheduler process of its own serves /metrics on this port (none if unset).
+    metrics_port: int | None = Field(default=None, ge=1, le=65_535)
     # Output of one attempt beyond this is dropped (the log says so).
     log_max_bytes: int = Field(default=64 * 1024**2, ge=1024)

@@ -274,3 +274,37 @@ async def test_a_stored_zip_extracts_under_its_destination(
     assert files == ["config.json", "pipeline/__init__.py", "pipeline/steps.py"]
     everything = sorted(p.relative_to(work).as_posix() for p in work.rglob("*"))
     assert all(p == "attempt" or p.startswith("attempt/code") for p in everything)
+
+
+async def test_applying_a_spec_checks_that_its_bundle_exists(api: Api) -> None:
+    admin = await api.admin_token()
+    user = await api.create_user(admin, "data_scientist")
+    project = (await api.create_project(user["token"]))["slug"]
+    spec = {
+        "name": "uses-bundle",
+        "tasks": [
+            {"name": "ok", "type": "python", "params": {"source": "def main():\n    return {}\n"}},
+            {"name": "missing", "type": "python", "params": {"bundle": "nowhere"}},
+        ],
+    }
+    response = await api.client.post(
+        f"/api/v1/projects/{project}/workflows", json=spec, headers=auth(user["token"])
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {
+            "path": "tasks[1].params.bundle",
+            "message": f"no code bundle 'nowhere' in project {project}",
+            "kind": "missing_object",
+        }
+    ]
+    uploaded = await api.client.put(
+        f"/api/v1/projects/{project}/code/nowhere",
+        content=b"def main():\n    return {}\n",
+        headers={**auth(user["token"]), "Content-Type": "text/x-python"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    response = await api.client.post(
+        f"/api/v1/projects/{project}/workflows", json=spec, headers=auth(user["token"])
+    )
+    assert response.status_code == 201, response.text

@@ -107,3 +107,36 @@ async def test_retention_deletes_old_finished_jobs_with_their_logs(app: FastAPI,
     assert len(await store.list_keys(job_prefix(recent.project_id, recent.id))) == 1
     # Nothing is deleted when retention is off.
     assert await Scheduler(runtime.db, WorkflowSettings(retention_days=0)).sweep(T0) == 0
+
+
+async def test_the_engine_counts_finished_jobs_and_measures_the_queue(
+    app: FastAPI, api: Api
+) -> None:
+    from prometheus_client import REGISTRY
+
+    runtime: Runtime = app.state.runtime
+    slug = await _scheduled(api, {"cron": "0 0 1 1 *"})
+    admin = await api.admin_token()
+    response = await api.client.post(
+        f"/api/v1/projects/{slug}/workflows/nightly/jobs", json={}, headers=auth(admin)
+    )
+    job_id = response.json()["id"]
+    scheduler = Scheduler(runtime.db, WorkflowSettings())
+    await scheduler.tick()  # starts the job
+    await scheduler.tick()  # queues its task
+    assert await scheduler.measure_queue() == (1, 0)
+    assert REGISTRY.get_sample_value("armillary_tasks_queued") == 1
+
+    def finished(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    jobs_before = finished("armillary_jobs_finished_total", status="cancelled")
+    tasks_before = finished("armillary_task_runs_finished_total", type="noop", status="cancelled")
+    response = await api.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(admin))
+    assert response.json()["status"] == "cancelled"
+    assert finished("armillary_jobs_finished_total", status="cancelled") == jobs_before + 1
+    assert (
+        finished("armillary_task_runs_finished_total", type="noop", status="cancelled")
+        == tasks_before + 1
+    )
+    assert await scheduler.measure_queue() == (0, 0)

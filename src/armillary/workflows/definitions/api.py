@@ -11,7 +11,7 @@ from armillary.kit.pagination import Page, Paging
 
 from ..components import current_workflows
 from ..specs.documents import MAX_DOCUMENT_BYTES, DocumentError, DocumentFormat, parse_document
-from . import repository, service
+from . import repository, server_checks, service
 from .models import Workflow, WorkflowVersion
 from .schemas import ApplyOut, ScheduleOut, VersionDetail, VersionOut, WorkflowOut
 
@@ -130,6 +130,7 @@ async def apply_workflow(
             str(exc), extra={"errors": [{"path": "", "message": str(exc), "kind": "syntax"}]}
         ) from exc
     spec = service.checked_spec(document, current_workflows(request).task_types)
+    await server_checks.check(session, access, spec)
     workflow, version, created = await service.apply_spec(session, access, spec)
     if not created:
         response.status_code = status.HTTP_200_OK

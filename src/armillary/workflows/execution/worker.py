@@ -28,6 +28,7 @@ from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.errors import InvalidObjectKey
 from armillary.kit.storage.keys import job_artifact_key, validate_segment
 
+from .. import metrics
 from ..code.zipcheck import extract_bundle
 from ..jobs.transitions import TransitionRejected
 from ..logs.store import LogWriter
@@ -134,6 +135,7 @@ class Worker:
             await asyncio.sleep(0.01)
             return 1
         for claimed in taken:
+            metrics.TASK_ATTEMPTS.labels(claimed.task_type).inc()
             self.running[claimed.run_id] = _Running(claimed)
             task = asyncio.create_task(self._attempt(self.running[claimed.run_id]))
             self._tasks.add(task)

@@ -17,10 +17,11 @@ from typing import ClassVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import JobStatusChanged, TaskRunStatusChanged
-from armillary.kit.db import utcnow
+from armillary.kit.db import after_commit, utcnow
 from armillary.kit.errors import Conflict
 from armillary.kit.events import publish
 
+from .. import metrics
 from .models import Job, JobState, TaskRun, TaskState
 
 JOB_TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
@@ -337,6 +338,7 @@ async def apply(
     for rule in governing:
         rule.effect(t)
     obj.status = t.to_state
+    _count_after_commit(session, obj, t)
     if isinstance(obj, Job):
         publish(
             session,
@@ -366,3 +368,26 @@ async def apply(
                 occurred_at=t.now,
             ),
         )
+
+
+def _count_after_commit(session: AsyncSession, obj: Subject, t: Transition) -> None:
+    """Finished jobs and tasks, counted once their change is committed."""
+    terminal = JOB_TERMINAL if isinstance(obj, Job) else TASK_TERMINAL
+    if t.to_state not in terminal:
+        return
+    started = obj.started_at
+    seconds = (t.now - started).total_seconds() if started is not None else None
+    status = t.to_state
+    task_type = obj.type if isinstance(obj, TaskRun) else None
+
+    async def record() -> None:
+        if task_type is None:
+            metrics.JOBS_FINISHED.labels(status).inc()
+            if seconds is not None:
+                metrics.JOB_DURATION.labels(status).observe(seconds)
+        else:
+            metrics.TASKS_FINISHED.labels(task_type, status).inc()
+            if seconds is not None:
+                metrics.TASK_DURATION.labels(task_type, status).observe(seconds)
+
+    after_commit(session, record)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -24,9 +24,10 @@ from armillary.kit import audit
 from armillary.kit.db import Database, utcnow
 from armillary.kit.storage import ObjectStore
 
+from .. import metrics
 from ..components import SERVICE
 from ..definitions.models import Workflow
-from ..jobs.models import Trigger
+from ..jobs.models import TaskRun, TaskState, Trigger
 from ..jobs.service import create_job
 from ..jobs.transitions import TransitionRejected
 from ..settings import WorkflowSettings
@@ -48,6 +49,7 @@ STEPS: tuple[Step, ...] = (
     dispatch.finish_jobs,
 )
 # Conflicts another writer can cause; the step is simply tried again on the next tick.
+GAUGE_INTERVAL_SECONDS = 5.0
 RETRYABLE = (StaleDataError, TransitionRejected, OperationalError, DBAPIError)
 
 
@@ -69,6 +71,7 @@ class Scheduler:
         poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
         self.listener = signals.Listener(dsn, signals.SCHEDULER_WANTED, poll_seconds=poll)
         self._next_sweep = 0.0
+        self._next_gauges = 0.0
         self._stopping = asyncio.Event()
 
     async def tick(self, now: datetime | None = None) -> bool:
@@ -154,6 +157,23 @@ class Scheduler:
                 )
         return len(times)
 
+    async def measure_queue(self) -> tuple[int, int]:
+        """Set the queue-depth and running gauges; returns (queued, running)."""
+        async with self.db.read_connection() as connection:
+            counts = dict(
+                (
+                    await connection.execute(
+                        select(TaskRun.status, func.count())
+                        .where(TaskRun.status.in_([TaskState.QUEUED, TaskState.RUNNING]))
+                        .group_by(TaskRun.status)
+                    )
+                ).all()
+            )
+        queued, running = counts.get(TaskState.QUEUED, 0), counts.get(TaskState.RUNNING, 0)
+        metrics.QUEUE_DEPTH.set(queued)
+        metrics.RUNNING.set(running)
+        return queued, running
+
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete jobs (with their logs and artifacts) finished before the retention period."""
         if self.settings.retention_days <= 0:
@@ -189,6 +209,9 @@ class Scheduler:
     async def _cycle(self) -> bool:
         more = await self.tick()
         await self.fire_schedules()
+        if time.monotonic() >= self._next_gauges:
+            self._next_gauges = time.monotonic() + GAUGE_INTERVAL_SECONDS
+            await self.measure_queue()
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self.settings.retention_sweep_seconds
             await self.sweep()

@@ -33,6 +33,8 @@ class ErrorKind(StrEnum):
     MALFORMED_REFERENCE = "malformed_reference"
     UNKNOWN_OUTPUT = "unknown_output"
     UNKNOWN_PARAMETER = "unknown_parameter"
+    # Made by the server only: an object a task names does not exist in the project.
+    MISSING_OBJECT = "missing_object"
 
 
 class SpecError(BaseModel):
