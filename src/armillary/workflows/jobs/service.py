@@ -17,6 +17,7 @@ from ..components import SERVICE
 from ..definitions import repository as workflows_repo
 from ..definitions import service as workflows
 from ..definitions.models import Workflow
+from ..scheduling import signals
 from . import repository as repo
 from . import transitions
 from .models import Job, JobState, TaskRun, TaskState, Trigger
@@ -155,6 +156,7 @@ async def create_job(
         if existing is None:  # pragma: no cover
             raise Conflict("The job was created concurrently; try again") from exc
         return existing, False
+    await signals.notify(session, signals.SCHEDULER_WANTED)
     return job, True
 
 
@@ -198,6 +200,7 @@ async def cancel_job(session: AsyncSession, job: Job) -> Job:
             await transitions.apply(session, run, TaskState.CANCELLED, reason="job cancelled")
     if any(run.status == TaskState.RUNNING for run in job.task_runs):
         job.cancel_requested_at = now
+        await signals.notify(session, signals.SCHEDULER_WANTED)
     else:
         await transitions.apply(session, job, JobState.CANCELLED, reason="cancelled", now=now)
     audit.record(
