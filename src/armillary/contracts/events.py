@@ -86,3 +86,18 @@ class TaskRunStatusChanged(Event):
     attempt: int
     reason: str | None = None
     occurred_at: datetime
+
+
+class QualityGateFailed(Event):
+    """A validation task's `error` checks failed: the task failed closed, its dependents
+    will not run. Carries enough to alert without reading the workflows service's tables."""
+
+    TYPE: ClassVar[str] = "workflows.quality_gate_failed"
+    job_id: UUID
+    project_id: UUID
+    workflow_id: UUID
+    task: str
+    task_run_id: UUID
+    failed_checks: list[str]
+    score: float | None = None
+    occurred_at: datetime
