@@ -30,6 +30,9 @@ class TaskTypeContract:
     outputs: type[BaseModel]
     dynamic_outputs: bool = False
     server_checks: dict[str, str] = field(default_factory=dict)
+    # Parameters that name upstream tasks whose tables the task reads (``input``: one name,
+    # ``inputs``: a list): each must be upstream of the task, through ``needs``.
+    input_params: tuple[str, ...] = ()
 
 
 @dataclass

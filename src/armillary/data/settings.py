@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class DataSettings(BaseSettings):
@@ -19,3 +23,18 @@ class DataSettings(BaseSettings):
     profile_threads: int = 2
     spool_dir: str | None = None
     download_link_ttl_seconds: int = 900
+    # S3 buckets outside the platform's own whose objects may be ingested (presigned GETs for
+    # tasks). ``ARMILLARY_DATA_INGEST_ALLOWED_BUCKETS`` is a JSON list or comma-separated;
+    # empty allows none.
+    ingest_allowed_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ingest_presign_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+
+    @field_validator("ingest_allowed_buckets", mode="before")
+    @classmethod
+    def _bucket_list(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [name.strip() for name in text.split(",") if name.strip()]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import armillary.data.datasets.models
+import armillary.data.quality.models
 import armillary.identity.audit.models
 import armillary.identity.auth.models
 import armillary.identity.keys.models
 import armillary.identity.projects.models
 import armillary.identity.users.models
 import armillary.kit.events
+import armillary.workflows.alerts.models
 import armillary.workflows.code.models
 import armillary.workflows.definitions.models
 import armillary.workflows.jobs.models  # noqa: F401

@@ -11,6 +11,7 @@ from armillary.contracts.tasks import TaskTypeContract
 from armillary.kit.runtime import Runtime
 from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
+from .artifacts.api import router as artifacts_router
 from .code.api import router as code_router
 from .components import SERVICE, Workflows
 from .definitions.api import router as workflows_router
@@ -20,7 +21,14 @@ from .scheduling.scheduler import Scheduler
 from .settings import WorkflowSettings
 from .specs.api import router as specs_router
 
-ROUTERS: list[APIRouter] = [workflows_router, specs_router, jobs_router, logs_router, code_router]
+ROUTERS: list[APIRouter] = [
+    workflows_router,
+    specs_router,
+    jobs_router,
+    logs_router,
+    artifacts_router,
+    code_router,
+]
 
 
 def install(

@@ -4,6 +4,8 @@ the scheduler sees it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -29,3 +31,34 @@ TASK_ATTEMPTS = Counter(
 )
 QUEUE_DEPTH = Gauge("armillary_tasks_queued", "Task runs queued and waiting for a worker")
 RUNNING = Gauge("armillary_tasks_running", "Task runs running under a worker's lease")
+PIPELINE_ROWS = Counter(
+    "armillary_pipeline_rows_total",
+    "Rows data tasks read (in) and wrote (out)",
+    ["type", "direction"],
+)
+QUALITY_CHECKS_FAILED = Counter(
+    "armillary_quality_checks_failed_total", "Data quality checks that failed", ["severity"]
+)
+QUALITY_CHECKS = Counter("armillary_quality_checks_total", "Data quality checks run")
+
+
+def record_pipeline(
+    task_type: str,
+    inputs: dict[str, dict[str, Any]],
+    outputs: dict[str, Any] | None,
+    report: dict[str, Any] | None,
+) -> None:
+    """Rows in and out of a data task, and its quality checks, from what it reported."""
+    rows_in = sum(
+        int(given["rows"]) for given in inputs.values() if isinstance(given.get("rows"), int)
+    )
+    if rows_in:
+        PIPELINE_ROWS.labels(task_type, "in").inc(rows_in)
+    if outputs and isinstance(outputs.get("rows"), int) and "table" in outputs:
+        PIPELINE_ROWS.labels(task_type, "out").inc(outputs["rows"])
+    for check in (report or {}).get("checks") or []:
+        if not isinstance(check, dict):
+            continue
+        QUALITY_CHECKS.inc()
+        if not check.get("passed"):
+            QUALITY_CHECKS_FAILED.labels(str(check.get("severity") or "error")).inc()

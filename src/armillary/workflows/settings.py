@@ -37,3 +37,18 @@ class WorkflowSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65_535)
     # Output of one attempt beyond this is dropped (the log says so).
     log_max_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    # Alerts (workflows.alerts): the delivery loop runs in every process that installs the
+    # service unless disabled; deliveries are claimed one loop at a time.
+    alert_delivery_enabled: bool = True
+    alert_poll_seconds: float = Field(default=5.0, gt=0)
+    alert_deadline_check_seconds: float = Field(default=30.0, gt=0)
+    alert_max_attempts: int = Field(default=5, ge=1, le=50)
+    alert_backoff_seconds: float = Field(default=10.0, gt=0)
+    alert_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    alert_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    # task_duration_p95 compares a run with this many earlier succeeded runs.
+    alert_duration_history: int = Field(default=20, ge=2, le=1000)
+    # job_deadline looks at jobs created at most this long before their deadline.
+    alert_deadline_lookback_hours: float = Field(default=24.0, gt=0)
+    # Webhook-style channels may target loopback/private addresses (off: no SSRF by alert).
+    alert_allow_private_targets: bool = False

@@ -542,3 +542,11 @@ async def test_a_python_task_runs_from_a_code_bundle(
     assert calc["outputs"] == {"y": 42}
     assert set(calc["artifacts"]) == {"note.txt"}
     assert calc["artifacts"]["note.txt"].endswith("/calc/note.txt")
+    url = f"/api/v1/jobs/{done['id']}/tasks/calc/artifacts/note.txt"
+    response = await steps.client.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.text == "hello"
+    missing = await steps.client.get(
+        url.replace("note.txt", "other.txt"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert missing.status_code == 404

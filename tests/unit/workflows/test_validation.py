@@ -246,3 +246,36 @@ def test_server_checks_are_listed_as_skipped() -> None:
     assert [(s.path, s.check) for s in result.skipped] == [
         ("tasks[1].params.bundle", "code bundle exists in the project")
     ]
+
+
+def test_a_data_task_reads_only_upstream_tables() -> None:
+    from pydantic import BaseModel, ConfigDict
+
+    from armillary.contracts.tasks import TASK_TYPES, NoOutputs, TaskTypeContract
+
+    class JoinParams(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        inputs: list[str]
+
+    join = TaskTypeContract(
+        name="join",
+        description="reads tables",
+        params=JoinParams,
+        outputs=NoOutputs,
+        input_params=("inputs",),
+    )
+    types = {**TASK_TYPES, "join": join}
+    spec = {
+        "name": "pipe",
+        "tasks": [
+            {"name": "a", "type": "noop"},
+            {"name": "b", "type": "noop"},
+            {"name": "j", "type": "join", "params": {"inputs": ["a", "b"]}, "needs": ["a"]},
+        ],
+    }
+    result = validate_spec(spec, types)
+    assert [(e.path, e.kind) for e in result.errors] == [
+        ("tasks[2].params.inputs[1]", ErrorKind.INPUT_NOT_UPSTREAM)
+    ]
+    spec["tasks"][2]["needs"] = ["a", "b"]
+    assert validate_spec(spec, types).ok

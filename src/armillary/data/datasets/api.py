@@ -41,6 +41,14 @@ _UPLOAD_BODY: dict[str, Any] = {
                         "file": {"type": "string", "format": "binary"},
                         "format": {"type": "string", "enum": ["csv", "parquet", "jsonl"]},
                         "parent": {"type": "integer", "description": "Parent version number"},
+                        "lineage": {
+                            "type": "string",
+                            "description": (
+                                "A JSON object (at most 16 KiB) saying where the data came "
+                                "from. 'job_id' and 'recorded_by' are set by the server: "
+                                "from the token for a job's upload."
+                            ),
+                        },
                     },
                 }
             }
@@ -151,14 +159,16 @@ async def delete_dataset(dataset: str, access: Writer, session: Session) -> None
         400: {},
         413: {},
         415: {},
+        422: {},
     },
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_version(
     dataset: str, request: Request, response: Response, access: Writer, session: Session
 ) -> VersionOut:
-    """Upload a CSV, Parquet or JSON Lines file (multipart field ``file``) as the next version.
-    Uploading bytes identical to an existing version returns that version (200)."""
+    """Upload a CSV, Parquet or JSON Lines file (multipart field ``file``) as the next version,
+    with an optional ``lineage`` field (a JSON object). Uploading bytes identical to an
+    existing version returns that version (200), its lineage unchanged."""
     data = current_data(request)
     # 404 before reading the body; a short session, so no connection is held during the upload.
     async with data.runtime.db.sessionmaker() as probe:

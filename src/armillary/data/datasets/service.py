@@ -21,6 +21,7 @@ from ..components import SERVICE, Data
 from ..profiling.runner import InvalidDatasetFile, run_profiler
 from . import repository as repo
 from .formats import detect_format
+from .lineage import LINEAGE_FIELD, parse_lineage
 from .models import Dataset, DatasetVersion
 from .names import check_dataset_name
 from .schemas import DatasetCreate, DatasetUpdate, ProfileStatus
@@ -110,11 +111,12 @@ async def add_version(
     session: AsyncSession, data: Data, access: ProjectAccess, ref: str, upload: SpooledUpload
 ) -> tuple[DatasetVersion, bool]:
     """Store an uploaded file as the dataset's next version, or return the existing version
-    with identical bytes. Returns ``(version, created)``. Nothing is left behind on failure:
-    the spool file is always removed and an object written for a rolled-back version is
-    deleted."""
+    with identical bytes (its lineage unchanged). Returns ``(version, created)``. Nothing is
+    left behind on failure: the spool file is always removed and an object written for a
+    rolled-back version is deleted."""
     keep_spool = False
     try:
+        lineage = parse_lineage(upload.fields.get(LINEAGE_FIELD), access.principal)
         dataset = await get_dataset(session, access, ref, for_update=True)
         existing = await repo.version_by_hash(session, dataset.id, upload.sha256)
         if existing is not None:
@@ -168,6 +170,7 @@ async def add_version(
             profile=answer.get("columns"),
             profile_status=ProfileStatus.READY.value if inline else ProfileStatus.PENDING.value,
             parent_id=parent_id,
+            lineage=lineage,
             created_by=access.principal.user_id,
         )
         session.add(version)

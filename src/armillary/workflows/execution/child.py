@@ -142,7 +142,20 @@ def _attempt(
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from user code too
         error = describe_error(exc, _user_files(spec))
         print(f"Task failed: {error}", file=sys.stderr)
-        return _failure(error)
+        failure = _failure(error)
+        # A failure may explain itself in a report (a quality gate's checks): keep it.
+        report = getattr(exc, "report", None)
+        if isinstance(report, dict):
+            try:
+                encoded = json.dumps(report, allow_nan=False, default=str)
+            except (TypeError, ValueError) as exc:
+                encoded = ""
+                print(f"Report dropped: not JSON ({exc})", file=sys.stderr)
+            if len(encoded) > MAX_OUTPUT_BYTES:
+                print("Report dropped: larger than the output limit", file=sys.stderr)
+            elif encoded:
+                failure["report"] = json.loads(encoded)
+        return failure
     try:
         return {"ok": True, "outputs": check_outputs(outputs, contract, spec["declared_outputs"])}
     except OutputError as exc:

@@ -12,6 +12,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.contracts.events import QualityGateFailed
+from armillary.kit.events import publish
+
 from ..code import repository as bundles
 from ..jobs import transitions
 from ..jobs.models import Job, TaskAttempt, TaskRun, TaskState
@@ -213,6 +216,8 @@ async def report(
             # Only once the fence let the result through.
             run.outputs = result.outputs or {}
             run.artifacts = artifacts or None
+            report = run.outputs.get("report")
+            run.report = report if isinstance(report, dict) else None
         elif result.outcome is Outcome.CANCELLED:
             if run.fencing_token != claimed.fencing_token or run.status != TaskState.RUNNING:
                 raise LateResult("the attempt was already superseded")
@@ -241,6 +246,10 @@ async def report(
             )
     except TransitionRejected as refused:
         raise LateResult(refused.detail) from refused
+    if result.outcome is not Outcome.SUCCEEDED and result.report is not None:
+        run.report = result.report
+        if run.status == TaskState.FAILED:
+            await _gate_failed(session, run, claimed, result.report, now)
     attempt = await session.scalar(
         select(TaskAttempt).where(
             TaskAttempt.task_run_id == run.id, TaskAttempt.fencing_token == claimed.fencing_token
@@ -251,3 +260,33 @@ async def report(
         attempt.outcome = str(result.outcome)
         attempt.reason = reason
     return str(run.status)
+
+
+async def _gate_failed(
+    session: AsyncSession, run: TaskRun, claimed: Claim, report: dict[str, Any], now: datetime
+) -> None:
+    """A task that failed with a report whose `error` checks failed is a failed quality gate:
+    say so on the bus (alerts subscribe)."""
+    failed = [
+        str(check.get("name") or check.get("type"))
+        for check in report.get("checks") or []
+        if isinstance(check, dict) and not check.get("passed") and check.get("severity") == "error"
+    ]
+    if not failed:
+        return
+    workflow_id = await session.scalar(select(Job.workflow_id).where(Job.id == run.job_id))
+    score = report.get("score")
+    publish(
+        session,
+        QualityGateFailed.TYPE,
+        QualityGateFailed(
+            job_id=run.job_id,
+            project_id=claimed.project_id,
+            workflow_id=workflow_id or uuid.UUID(int=0),
+            task=run.name,
+            task_run_id=run.id,
+            failed_checks=failed,
+            score=float(score) if isinstance(score, int | float) else None,
+            occurred_at=now,
+        ),
+    )

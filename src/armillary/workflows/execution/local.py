@@ -365,7 +365,10 @@ def _result(
             return ended(Outcome.SUCCEEDED, None, answer["outputs"])
         error = str(answer.get("error") or "the task failed")
         memory = answer.get("kind") == "memory"
-        return ended(Outcome.MEMORY_EXCEEDED if memory else Outcome.FAILED, error)
+        result = ended(Outcome.MEMORY_EXCEEDED if memory else Outcome.FAILED, error)
+        report = answer.get("report")
+        result.report = report if isinstance(report, dict) else None
+        return result
     limits = spec.limits
     cpu_seconds = float(status.get("cpu_seconds") or 0.0)
     if (

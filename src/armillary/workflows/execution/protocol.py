@@ -67,6 +67,8 @@ class AttemptResult:
     exit_code: int | None
     artifacts: dict[str, Path]
     workdir: Path
+    # What a failed attempt said about itself (a quality gate's report), if anything.
+    report: dict[str, Any] | None = None
 
     def cleanup(self) -> None:
         """Remove the attempt's private working directory."""

@@ -298,6 +298,13 @@ class Worker:
                         artifacts=artifacts,
                     )
                     await signals.notify(session, signals.SCHEDULER_WANTED)
+                report = result.report or (result.outputs or {}).get("report")
+                metrics.record_pipeline(
+                    claimed.task_type,
+                    claimed.inputs,
+                    result.outputs,
+                    report if isinstance(report, dict) else None,
+                )
                 log.info(
                     "worker.attempt_reported",
                     task=claimed.task,

@@ -62,6 +62,7 @@ def task_run_out(run: TaskRun) -> TaskRunOut:
         error=run.error,
         outputs=run.outputs,
         artifacts=run.artifacts,
+        report=run.report,
         cached_from=run.cached_from,
         attempts=[
             TaskAttemptOut(

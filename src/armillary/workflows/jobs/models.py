@@ -112,6 +112,8 @@ class TaskRun(Base):
     cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     cached_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # A report the task made about its data (a quality gate's checks), kept when it failed too.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # Object keys of the files the task wrote as artifacts, by name.
     artifacts: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)

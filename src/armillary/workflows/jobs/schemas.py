@@ -43,6 +43,9 @@ class TaskRunOut(BaseModel):
     error: str | None
     outputs: dict[str, Any] | None
     artifacts: dict[str, str] | None = None
+    report: dict[str, Any] | None = Field(
+        default=None, description="The task's data quality report, also when it failed"
+    )
     cached_from: UUID | None = None
     attempts: list[TaskAttemptOut] = []
 

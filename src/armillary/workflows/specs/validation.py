@@ -33,6 +33,7 @@ class ErrorKind(StrEnum):
     MALFORMED_REFERENCE = "malformed_reference"
     UNKNOWN_OUTPUT = "unknown_output"
     UNKNOWN_PARAMETER = "unknown_parameter"
+    INPUT_NOT_UPSTREAM = "input_not_upstream"
     # Made by the server only: an object a task names does not exist in the project.
     MISSING_OBJECT = "missing_object"
 
@@ -334,6 +335,7 @@ def _check_references(
     by_name = {task.name: task for index, task in tasks if names.get(task.name) == index}
     for index, task in tasks:
         upstream = _upstream(task.name, graph) if names.get(task.name) == index else set()
+        _check_inputs(index, task, upstream, task_types, result)
         for path, reference in references.find(task.params, f"tasks[{index}].params"):
             if isinstance(reference, references.MalformedRef):
                 result.add(
@@ -353,6 +355,33 @@ def _check_references(
             elif reference.task in by_name or reference.task not in declared:
                 _check_output_reference(
                     path, task, reference, by_name, upstream, task_types, result
+                )
+
+
+def _check_inputs(
+    index: int,
+    task: TaskSpec,
+    upstream: set[str],
+    task_types: Mapping[str, TaskTypeContract],
+    result: ValidationResult,
+) -> None:
+    """A data task reads the tables of tasks it names: each must run before it."""
+    contract = task_types.get(task.type)
+    if contract is None:
+        return
+    for param in contract.input_params:
+        value = task.params.get(param)
+        named = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        for position, name in enumerate(named):
+            if not isinstance(name, str) or references.parse(name) is not None:
+                continue
+            if name not in upstream:
+                suffix = "" if isinstance(value, str) else f"[{position}]"
+                result.add(
+                    f"tasks[{index}].params.{param}{suffix}",
+                    f"reads the table of task {name!r}, which is not upstream of {task.name!r}: "
+                    "name a task it `needs` (directly or through another task)",
+                    ErrorKind.INPUT_NOT_UPSTREAM,
                 )
 
 

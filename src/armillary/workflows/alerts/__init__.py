@@ -1,0 +1,1 @@
+"""Alerts: notification channels, rules over job and task events, and their deliveries."""
