@@ -13,6 +13,7 @@ from fastapi import Request
 from armillary.kit.runtime import Runtime
 from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
+from .ingest.signer import ExternalObjectSigner
 from .settings import DataSettings
 
 SERVICE = "data"
@@ -24,6 +25,7 @@ class Data:
     storage_settings: StorageSettings
     store: ObjectStore
     runtime: Runtime
+    ingest_signer: ExternalObjectSigner
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -40,7 +42,13 @@ class Data:
             home=runtime.settings.home,
             signing_secret=runtime.settings.resolved_secret_key(),
         )
-        return cls(settings or DataSettings(), storage_settings, store, runtime)
+        settings = settings or DataSettings()
+        signer = ExternalObjectSigner(
+            storage_settings,
+            frozenset(settings.ingest_allowed_buckets),
+            settings.ingest_presign_ttl_seconds,
+        )
+        return cls(settings, storage_settings, store, runtime, signer)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a background job; kept referenced until done, cancelled at shutdown."""

@@ -306,3 +306,34 @@ async def test_concurrent_requests_with_one_key_start_one_job(api: Api) -> None:
     assert len({r.json()["id"] for r in responses}) == 1
     listed = await api.client.get(f"/api/v1/projects/{slug}/jobs", headers=auth(token))
     assert listed.json()["total"] == 1
+
+
+async def test_a_jobs_tasks_are_listed_for_members_only(app: FastAPI, api: Api) -> None:
+    admin = await api.admin_token()
+    owner = await api.create_user(admin, "data_scientist")
+    outsider = await api.create_user(admin, "data_scientist")
+    project = (await api.create_project(owner["token"]))["slug"]
+    response = await api.client.post(
+        f"/api/v1/projects/{project}/workflows",
+        json={
+            "name": "two",
+            "tasks": [{"name": "x", "type": "noop"}, {"name": "y", "type": "noop", "needs": ["x"]}],
+        },
+        headers=auth(owner["token"]),
+    )
+    assert response.status_code == 201, response.text
+    job = (
+        await api.client.post(
+            f"/api/v1/projects/{project}/workflows/two/jobs", json={}, headers=auth(owner["token"])
+        )
+    ).json()
+    tasks = await api.client.get(f"/api/v1/jobs/{job['id']}/tasks", headers=auth(owner["token"]))
+    assert tasks.status_code == 200
+    assert [(t["name"], t["status"], t["attempts"]) for t in tasks.json()] == [
+        ("x", "pending", []),
+        ("y", "pending", []),
+    ]
+    hidden = await api.client.get(
+        f"/api/v1/jobs/{job['id']}/tasks", headers=auth(outsider["token"])
+    )
+    assert hidden.status_code == 404

@@ -15,9 +15,7 @@ class QualityReport(Base):
     the latest is its current one."""
 
     __tablename__ = "data_quality_reports"
-    __table_args__ = (
-        Index("ix_data_quality_reports_version_created", "version_id", "created_at"),
-    )
+    __table_args__ = (Index("ix_data_quality_reports_version_created", "version_id", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     project_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)

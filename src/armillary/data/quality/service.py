@@ -21,7 +21,9 @@ MAX_REPORT_BYTES = 1024 * 1024
 MAX_TASK_LENGTH = 128
 
 
-def report_out(dataset: Dataset, version: DatasetVersion, report: QualityReport) -> QualityReportOut:
+def report_out(
+    dataset: Dataset, version: DatasetVersion, report: QualityReport
+) -> QualityReportOut:
     return QualityReportOut(
         id=report.id,
         dataset=dataset.name,

@@ -44,9 +44,7 @@ TEST_EVENT = "test"
 
 class AlertChannel(Base):
     __tablename__ = "workflows_alert_channels"
-    __table_args__ = (
-        Index("uq_workflows_alert_channels_name", "project_id", "name", unique=True),
-    )
+    __table_args__ = (Index("uq_workflows_alert_channels_name", "project_id", "name", unique=True),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     # The identity service's project id; no foreign key across service boundaries.

@@ -162,6 +162,22 @@ async def get_job(job_id: str, request: Request, caller: Caller, session: ReadSe
     return job_detail(job, name)
 
 
+@router.get("/api/v1/jobs/{job_id}/tasks", name="jobs.tasks", responses={404: {}})
+async def get_job_tasks(
+    job_id: str, request: Request, caller: Caller, session: ReadSession
+) -> list[TaskRunOut]:
+    """The job's task runs, in the order the spec lists them, with their attempts."""
+    job, _ = await service.visible_job(
+        session,
+        _control(request),
+        caller,
+        job_id,
+        "job:read",
+        claims=getattr(request.state, "token_claims", None),
+    )
+    return [task_run_out(r) for r in job.task_runs]
+
+
 @router.post("/api/v1/jobs/{job_id}/cancel", name="jobs.cancel", responses={404: {}, 409: {}})
 async def cancel_job(job_id: str, request: Request, caller: Caller, session: Session) -> JobDetail:
     """Cancel a job: tasks not yet running are cancelled; running ones are stopped by the

@@ -1,0 +1,85 @@
+"""Typed client of the data service for other services (e.g. the workflow service checking a
+pipeline's input schema). In-process over ASGI when embedded (``DataClient.in_process(
+data.app.create_internal_app(runtime))``), HTTP when distributed. Every call forwards the
+caller's own token, so the answer is what that caller may see: a job token sees its one
+project only."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from armillary.contracts.data import DatasetColumn
+from armillary.kit.errors import ServiceUnavailable, Unauthorized
+
+_TIMEOUT = httpx.Timeout(10.0)
+# Answers that mean "no such dataset or version for this caller".
+_NOT_VISIBLE = frozenset({400, 403, 404, 422})
+
+
+class DataClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @classmethod
+    def in_process(cls, app: Any) -> DataClient:
+        transport = httpx.ASGITransport(app=app)
+        return cls(httpx.AsyncClient(transport=transport, base_url="http://data", timeout=_TIMEOUT))
+
+    @classmethod
+    def over_http(cls, base_url: str) -> DataClient:
+        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT))
+
+    async def version_columns(
+        self, token: str, project: str, dataset: str, version: int | Literal["latest"]
+    ) -> list[dict[str, str]] | None:
+        """The columns (``[{"name", "dtype"}]``) of version ``version`` of ``dataset`` (name or
+        id) in ``project`` (slug or id), or of its latest live version; None when the
+        dataset or version does not exist or the token may not see it. Raises
+        :class:`Unauthorized` for an invalid token, :class:`ServiceUnavailable` when the data
+        service cannot answer."""
+        base = f"/api/v1/projects/{_segment(project)}/datasets/{_segment(dataset)}/versions"
+        if version == "latest":
+            response = await self._get(base, token, params={"limit": 1})
+            if response is None:
+                return None
+            items = response.json().get("items") or []
+            if not items:
+                return None
+            found = items[0]
+        else:
+            if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+                raise ValueError("version must be a number >= 1 or 'latest'")
+            response = await self._get(f"{base}/{version}", token)
+            if response is None:
+                return None
+            found = response.json()
+        return [
+            DatasetColumn.model_validate(column).model_dump() for column in found.get("columns", [])
+        ]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _get(
+        self, path: str, token: str, *, params: dict[str, Any] | None = None
+    ) -> httpx.Response | None:
+        try:
+            response = await self._http.get(
+                path, params=params, headers={"authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("The data service is unreachable") from exc
+        if response.status_code == 401:
+            raise Unauthorized("Invalid token")
+        if response.status_code in _NOT_VISIBLE:
+            return None
+        if response.status_code != 200:
+            raise ServiceUnavailable("The data service could not answer")
+        return response
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
