@@ -274,6 +274,7 @@ TRANSFORM = TaskTypeContract(
     ),
     params=TransformParams,
     outputs=TableOutputs,
+    input_params=("inputs",),
 )
 WRITE_DATASET = TaskTypeContract(
     name="write_dataset",
@@ -283,6 +284,7 @@ WRITE_DATASET = TaskTypeContract(
     ),
     params=WriteDatasetParams,
     outputs=WriteDatasetOutputs,
+    input_params=("input",),
 )
 
 DATA_TASK_TYPES: dict[str, TaskTypeContract] = {

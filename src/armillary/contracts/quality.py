@@ -11,6 +11,7 @@ Regular expressions and SQL predicates are checked here by Polars, which evaluat
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,8 @@ class _Model(BaseModel):
 
 class _Check(_Model):
     severity: Severity = Field(
-        default="error", description="`error` fails the gate when the check fails; `warn` only reports"
+        default="error",
+        description="`error` fails the gate when the check fails; `warn` only reports",
     )
     name: str | None = Field(
         default=None,
@@ -232,12 +234,7 @@ class SqlCheck(_Check):
         return f"sql({text if len(text) <= 60 else text[:57] + '...'})"
 
     def column_names(self) -> list[str]:
-        import polars as pl
-
-        try:
-            return sorted(set(pl.sql_expr(self.predicate).meta.root_names()))
-        except Exception:
-            return []
+        return list(_sql_columns(self.predicate))
 
 
 class DriftCheck(_MultiColumn):
@@ -342,6 +339,16 @@ class QualityGateFailed(Exception):
         super().__init__(
             f"quality gate failed: {len(failed)} error check(s) failed: " + ", ".join(failed)
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _sql_columns(predicate: str) -> tuple[str, ...]:
+    import polars as pl
+
+    try:
+        return tuple(sorted(set(pl.sql_expr(predicate).meta.root_names())))
+    except Exception:
+        return ()
 
 
 def _first_line(exc: BaseException) -> str:

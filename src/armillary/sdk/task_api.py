@@ -52,9 +52,7 @@ class TaskApiError(ArmillaryError):
         return (_rebuild, (self.status, self.title, self.detail, self.body, self.call))
 
 
-def _rebuild(
-    status: int, title: str, detail: str, body: dict[str, Any], call: str
-) -> TaskApiError:
+def _rebuild(status: int, title: str, detail: str, body: dict[str, Any], call: str) -> TaskApiError:
     return TaskApiError(status, title, detail, body, call=call)
 
 
@@ -144,7 +142,9 @@ class TaskApi:
         answer = self._json("POST", path, json={"uri": uri})
         url = answer.get("url")
         if not isinstance(url, str) or not url:
-            raise TaskApiError(0, "Bad answer", "the presign answer has no url", call=f"POST {path}")
+            raise TaskApiError(
+                0, "Bad answer", "the presign answer has no url", call=f"POST {path}"
+            )
         return url
 
     def create_dataset_version(
@@ -248,7 +248,8 @@ class TaskApi:
     def _download(self, path: str) -> Iterator[Iterator[bytes]]:
         """The bytes at an API ``path``, following one redirect (a presigned URL) without the
         token."""
-        response = self._send("GET", path, stream=True, timeout=httpx.Timeout(None, connect=10.0))
+        # The client's timeout bounds each wait for bytes, not the whole (large) transfer.
+        response = self._send("GET", path, stream=True)
         try:
             if response.is_redirect:
                 location = response.headers.get("Location")

@@ -11,6 +11,9 @@ from armillary.contracts.tasks import TaskTypeContract
 from armillary.kit.runtime import Runtime
 from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
+from .alerts import consumers as alert_consumers
+from .alerts.api import router as alerts_router
+from .alerts.delivery import ALERTS, Alerts
 from .artifacts.api import router as artifacts_router
 from .code.api import router as code_router
 from .components import SERVICE, Workflows
@@ -28,6 +31,7 @@ ROUTERS: list[APIRouter] = [
     logs_router,
     artifacts_router,
     code_router,
+    alerts_router,
 ]
 
 
@@ -51,6 +55,7 @@ def install(
         signing_secret=runtime.settings.resolved_secret_key(),
     )
     runtime.services[SERVICE] = workflows
+    _install_alerts(runtime, workflows.settings)
     if run_scheduler:
         scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)
 
@@ -63,3 +68,21 @@ def install(
         runtime.startup_hooks.append(start_scheduler)
         runtime.shutdown_hooks.append(stop_scheduler)
     return workflows
+
+
+def _install_alerts(runtime: Runtime, settings: WorkflowSettings) -> None:
+    """Alert consumers on the bus; the delivery loop (and deadline check) while running."""
+    alerts = Alerts.create(runtime, settings)
+    runtime.services[ALERTS] = alerts
+    alert_consumers.subscribe(runtime.bus, alerts)
+    if not settings.alert_delivery_enabled:
+        return
+
+    async def start_alerts(rt: Runtime) -> None:
+        rt.tasks.append(asyncio.create_task(alerts.run(), name="workflows.alerts"))
+
+    async def stop_alerts(_rt: Runtime) -> None:
+        alerts.stop()
+
+    runtime.startup_hooks.append(start_alerts)
+    runtime.shutdown_hooks.append(stop_alerts)

@@ -96,7 +96,7 @@ async def send(
     alert: Alert,
     *,
     http: httpx.AsyncClient,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - passed on to the SMTP client
     allow_private: bool = False,
 ) -> None:
     """Deliver ``alert`` through ``target``; returns once the receiver accepted it."""
@@ -268,7 +268,7 @@ async def send_email(
     password: str | None,
     alert: Alert,
     *,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109 - aiosmtplib's own per-operation timeout
     tls_context: ssl.SSLContext | None = None,
 ) -> None:
     """Send through the channel's SMTP server: STARTTLS when configured (or implicit TLS),

@@ -99,6 +99,7 @@ class Worker:
                 free = self.concurrency - len(self.running)
                 taken = await self._claim(free) if free > 0 else 0
                 if taken:
+                    self.listener.busy()
                     continue
                 if free > 0:
                     await self.listener.wait()

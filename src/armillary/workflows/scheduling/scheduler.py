@@ -200,7 +200,9 @@ class Scheduler:
                     log.warning("scheduler.tick_failed", error=type(exc).__name__)
                     await self._sleep(self.settings.poll_seconds)
                     continue
-                if not more:
+                if more:
+                    self.listener.busy()
+                else:
                     await self.listener.wait()
         finally:
             await self.listener.close()

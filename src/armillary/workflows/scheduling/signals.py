@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from typing import Any
 
 import asyncpg
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.kit.db import after_commit
 
 # Tasks were queued (workers listen).
 TASKS_QUEUED = "armillary_tasks_queued"
@@ -29,15 +32,35 @@ def asyncpg_dsn(sqlalchemy_url: str) -> str | None:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# Listeners in this process, by channel: woken directly after a commit, which is all SQLite
+# has (the embedded scheduler shares the API's process).
+_LOCAL: dict[str, weakref.WeakSet[Listener]] = {}
+
+
 async def notify(session: AsyncSession, channel: str) -> None:
-    """Announce ``channel`` when ``session`` commits (nothing on SQLite)."""
+    """Announce ``channel`` when ``session`` commits: to every process on PostgreSQL, to this
+    process's listeners everywhere."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+    local = _LOCAL.get(channel)
+    if local:
+
+        async def wake() -> None:
+            for listener in list(local):
+                listener.wake()
+
+        after_commit(session, wake)
+
+
+# Without notifications (SQLite) an idle waiter polls ever less often, up to this interval:
+# busy, it reacts within ``poll_seconds``; idle, it costs next to nothing.
+IDLE_POLL_SECONDS = 1.0
 
 
 class Listener:
-    """Waits for notifications on one channel, or for ``poll_seconds`` at most."""
+    """Waits for notifications on one channel, or for ``poll_seconds`` at most (with no
+    notifications, backing off towards :data:`IDLE_POLL_SECONDS` while nothing happens)."""
 
     def __init__(self, dsn: str | None, channel: str, *, poll_seconds: float) -> None:
         self.dsn = dsn
@@ -45,6 +68,18 @@ class Listener:
         self.poll_seconds = poll_seconds
         self._event = asyncio.Event()
         self._connection: Any = None
+        self._idle_rounds = 0
+        _LOCAL.setdefault(channel, weakref.WeakSet()).add(self)
+
+    def busy(self) -> None:
+        """There was work: poll at the short interval again."""
+        self._idle_rounds = 0
+
+    def _interval(self) -> float:
+        if self.dsn is not None:
+            return self.poll_seconds
+        backoff = self.poll_seconds * float(2 ** min(self._idle_rounds, 16))
+        return min(max(backoff, self.poll_seconds), max(IDLE_POLL_SECONDS, self.poll_seconds))
 
     async def start(self) -> None:
         if self.dsn is None:
@@ -67,10 +102,12 @@ class Listener:
                 await self.start()
             return True
         try:
-            await asyncio.wait_for(self._event.wait(), self.poll_seconds)
+            await asyncio.wait_for(self._event.wait(), self._interval())
         except TimeoutError:
+            self._idle_rounds += 1
             return False
         self._event.clear()
+        self._idle_rounds = 0
         return True
 
     async def close(self) -> None:
