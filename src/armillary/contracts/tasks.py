@@ -152,3 +152,9 @@ FAIL = TaskTypeContract(
 )
 
 TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (PYTHON, NOOP, SLEEP, FAIL)}
+
+# The data service's task types (declared in their own module, registered here so that every
+# service sees one registry). Imported last: that module builds on the classes above.
+from armillary.contracts.data_tasks import DATA_TASK_TYPES  # noqa: E402
+
+TASK_TYPES.update(DATA_TASK_TYPES)

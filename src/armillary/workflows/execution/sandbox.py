@@ -34,6 +34,9 @@ ALLOWED_ENV = (
     # Measuring coverage of the server and its children in the test suite.
     "COVERAGE_PROCESS_START",
     "COVERAGE_PROCESS_CONFIG",
+    # The operator's exceptions to the ingest SSRF guard (networks, not secrets): the guard
+    # runs in the task, so it must see them.
+    "ARMILLARY_DATA_INGEST_ALLOW_NETWORKS",
 )
 # Set per attempt by the child; an operator's ``extra_env`` may not override them.
 ATTEMPT_ENV = ("ARMILLARY_API_URL", "ARMILLARY_JOB_ID", "ARMILLARY_TASK", "HOME", "TMPDIR")
