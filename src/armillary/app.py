@@ -20,6 +20,7 @@ import prometheus_client
 from fastapi import FastAPI
 
 from armillary.data import app as data_app
+from armillary.data.client import DataClient
 from armillary.data.settings import DataSettings
 from armillary.identity import app as identity_app
 from armillary.identity.client import IdentityClient
@@ -75,9 +76,12 @@ def create_runtime(
         verifier, directory, runtime.cache, ttl=settings.permission_cache_ttl_seconds
     )
     runtime.access.subscribe_invalidations(runtime.bus)
+    datasets = DataClient.in_process(data_app.create_internal_app(runtime))
+    workflows_of(runtime).datasets = datasets
 
     async def close_directory(_runtime: Runtime) -> None:
         await directory.aclose()
+        await datasets.aclose()
 
     runtime.shutdown_hooks.append(close_directory)
     return runtime

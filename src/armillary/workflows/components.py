@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from fastapi import Request
 
@@ -17,6 +18,14 @@ from .settings import WorkflowSettings
 SERVICE = "workflows"
 
 
+class DatasetDirectory(Protocol):
+    """What the workflows service asks the data service (implemented by ``data.client``)."""
+
+    async def version_columns(
+        self, token: str, project: str, dataset: str, version: int | Literal["latest"]
+    ) -> list[dict[str, str]] | None: ...
+
+
 @dataclass
 class Workflows:
     runtime: Runtime
@@ -26,6 +35,9 @@ class Workflows:
     store: ObjectStore | None = None
     code_settings: CodeSettings = field(default_factory=CodeSettings)
     settings: WorkflowSettings = field(default_factory=WorkflowSettings)
+    # The data service's client, for checks of specs that name datasets (wired by the
+    # composition root; without it those checks are skipped).
+    datasets: DatasetDirectory | None = None
 
     @classmethod
     def create(

@@ -58,7 +58,7 @@ class Outcome:
 
 @dataclass(slots=True)
 class Plan:
-    aggs: list[pl.Expr]
+    aggs: Sequence[pl.Expr]
     finish: Callable[[Sequence[Any]], Outcome]
     mask: pl.Expr | None = None
     sample_columns: list[str] = field(default_factory=list)
@@ -73,7 +73,95 @@ class CheckError(Exception):
 
 
 def error_plan(message: str) -> Plan:
-    return Plan([], lambda _values: Outcome(False, {"error": message}))
+    return Plan((), lambda _values: Outcome(False, {"error": message}))
+
+
+# Expressions are built by cached functions of the checks' parameters: building a Polars
+# expression costs microseconds per operator, which adds up on small frames. Aggregates are
+# aliased ``{prefix}{k}`` so that all plans' aggregates go into one select.
+_cache = functools.lru_cache(maxsize=1024)
+
+
+@_cache
+def _is_null(column: str) -> pl.Expr:
+    return pl.col(column).is_null()
+
+
+@_cache
+def _unique_one(prefix: str, column: str) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    col = pl.col(column)
+    return (col.n_unique().alias(f"{prefix}0"),), col.is_duplicated() & col.is_not_null()
+
+
+@_cache
+def _unique_many(
+    prefix: str, columns: tuple[str, ...], with_nulls: bool
+) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    key = pl.struct(columns)
+    if not with_nulls:
+        return (key.n_unique().alias(f"{prefix}0"), pl.len().alias(f"{prefix}1")), (
+            key.is_duplicated()
+        )
+    complete = pl.all_horizontal([pl.col(n).is_not_null() for n in columns])
+    aggs = (
+        key.filter(complete).n_unique().alias(f"{prefix}0"),
+        complete.sum().alias(f"{prefix}1"),
+    )
+    return aggs, key.is_duplicated() & complete
+
+
+@_cache
+def _in_range(
+    prefix: str, column: str, low: float | None, high: float | None, inclusive: bool
+) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    col = pl.col(column)
+    conditions = []
+    if low is not None:
+        conditions.append(col >= low if inclusive else col > low)
+    if high is not None:
+        conditions.append(col <= high if inclusive else col < high)
+    inside = conditions[0] if len(conditions) == 1 else conditions[0] & conditions[1]
+    fails = ~inside
+    aggs = (
+        fails.sum().alias(f"{prefix}0"),
+        col.min().alias(f"{prefix}1"),
+        col.max().alias(f"{prefix}2"),
+    )
+    return aggs, fails
+
+
+@_cache
+def _in_set(
+    prefix: str, column: str, values: tuple[str | int | float | bool, ...], dtype: pl.DataType
+) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    # The allowed values in the column's type (a value that does not convert matches nothing).
+    try:
+        allowed = pl.Series(values, dtype=dtype, strict=False)
+    except Exception:
+        allowed = pl.Series(values, strict=False)
+    fails = ~pl.col(column).is_in(allowed.implode())
+    return (fails.sum().alias(f"{prefix}0"),), fails
+
+
+@_cache
+def _regex(
+    prefix: str, column: str, pattern: str, cast: bool
+) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
+    col = pl.col(column).cast(pl.String) if cast else pl.col(column)
+    fails = ~col.str.contains(rf"\A(?:{pattern})\z")
+    return (fails.sum().alias(f"{prefix}0"),), fails
+
+
+@_cache
+def _newest(prefix: str, column: str) -> tuple[pl.Expr, ...]:
+    return (pl.col(column).max().alias(f"{prefix}0"),)
+
+
+@_cache
+def _sql(prefix: str, predicate: str) -> tuple[tuple[pl.Expr, ...], pl.Expr, tuple[str, ...]]:
+    expr = pl.sql_expr(predicate)
+    fails = ~expr
+    return (fails.sum().alias(f"{prefix}0"),), fails, tuple(expr.meta.root_names())
 
 
 def _column(frame: pl.DataFrame, schema: pl.Schema, name: str) -> pl.Series:
@@ -87,22 +175,6 @@ def _dtype(schema: pl.Schema, name: str) -> pl.DataType:
     if dtype is None:
         raise CheckError(f"column {name!r} not found")
     return dtype
-
-
-@functools.lru_cache(maxsize=256)
-def _sql(predicate: str) -> pl.Expr:
-    return pl.sql_expr(predicate)
-
-
-@functools.lru_cache(maxsize=256)
-def _allowed(values: tuple[str | int | float | bool, ...], dtype: pl.DataType) -> pl.Expr:
-    """The allowed values in the column's type (a value that does not convert matches
-    nothing), as one list literal; cached, since building the Series costs a Polars query."""
-    try:
-        series = pl.Series(values, dtype=dtype, strict=False)
-    except Exception:
-        series = pl.Series(values, strict=False)
-    return series.implode()
 
 
 def _fixed(outcome: Outcome) -> Callable[[Sequence[Any]], Outcome]:
@@ -137,7 +209,7 @@ def dtype_matches(actual: pl.DataType, expected: str) -> bool:
     return str(actual).lower().replace(" ", "") == wanted.replace(" ", "")
 
 
-def plan_schema(check: SchemaCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_schema(check: SchemaCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
     missing = [name for name in check.columns if name not in schema]
     mismatched = {
         name: str(schema[name])
@@ -150,35 +222,39 @@ def plan_schema(check: SchemaCheck, frame: pl.DataFrame, schema: pl.Schema) -> P
     if check.exact:
         observed["extra"] = extra
     threshold: dict[str, Any] = {"columns": dict(check.columns), "exact": check.exact}
-    return Plan([], _fixed(Outcome(problems == 0, observed, threshold, problems)))
+    return Plan((), _fixed(Outcome(problems == 0, observed, threshold, problems)))
 
 
-def plan_row_count(check: RowCountCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_row_count(
+    check: RowCountCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str
+) -> Plan:
     rows = frame.height
     short = max(0, check.min - rows) if check.min is not None else 0
     over = max(0, rows - check.max) if check.max is not None else 0
     threshold: JsonValue = {"min": check.min, "max": check.max}
-    return Plan([], _fixed(Outcome(short == 0 and over == 0, rows, threshold, short + over)))
+    return Plan((), _fixed(Outcome(short == 0 and over == 0, rows, threshold, short + over)))
 
 
-def plan_not_null(check: NotNullCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_not_null(check: NotNullCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
     nulls = _column(frame, schema, check.column).null_count()
     return Plan(
-        [],
+        (),
         _fixed(Outcome(nulls == 0, nulls, 0, nulls)),
-        mask=pl.col(check.column).is_null(),
+        mask=_is_null(check.column),
         sample_columns=[check.column],
     )
 
 
-def plan_max_null_ratio(check: MaxNullRatioCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_max_null_ratio(
+    check: MaxNullRatioCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str
+) -> Plan:
     nulls = _column(frame, schema, check.column).null_count()
     ratio = nulls / frame.height if frame.height else 0.0
     passed = ratio <= check.max_ratio
     return Plan(
-        [],
+        (),
         _fixed(Outcome(passed, ratio, check.max_ratio, 0 if passed else nulls)),
-        mask=pl.col(check.column).is_null(),
+        mask=_is_null(check.column),
         sample_columns=[check.column],
     )
 
@@ -186,33 +262,22 @@ def plan_max_null_ratio(check: MaxNullRatioCheck, frame: pl.DataFrame, schema: p
 # --- checks evaluated in the shared pass ---------------------------------------------------
 
 
-def plan_unique(check: UniqueCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_unique(check: UniqueCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
     names = check.columns
     series = [_column(frame, schema, name) for name in names]
     rows = frame.height
     if len(names) == 1:
-        col = pl.col(names[0])
         nulls = series[0].null_count()
+        aggs, mask = _unique_one(prefix, names[0])
 
         def finish_one(values: Sequence[Any]) -> Outcome:
             distinct = _count(values[0]) - (1 if nulls else 0)
             duplicates = rows - nulls - distinct
             return Outcome(duplicates == 0, duplicates, 0, duplicates)
 
-        return Plan(
-            [col.n_unique()],
-            finish_one,
-            mask=col.is_duplicated() & col.is_not_null(),
-            sample_columns=list(names),
-        )
-    key = pl.struct(names)
-    if any(s.null_count() for s in series):
-        complete = pl.all_horizontal([pl.col(n).is_not_null() for n in names])
-        aggs = [key.filter(complete).n_unique(), complete.sum()]
-        mask = key.is_duplicated() & complete
-    else:
-        aggs = [key.n_unique(), pl.len()]
-        mask = key.is_duplicated()
+        return Plan(aggs, finish_one, mask=mask, sample_columns=list(names))
+    with_nulls = any(s.null_count() for s in series)
+    aggs, mask = _unique_many(prefix, tuple(names), with_nulls)
 
     def finish_many(values: Sequence[Any]) -> Outcome:
         duplicates = _count(values[1]) - _count(values[0])
@@ -221,18 +286,11 @@ def plan_unique(check: UniqueCheck, frame: pl.DataFrame, schema: pl.Schema) -> P
     return Plan(aggs, finish_many, mask=mask, sample_columns=list(names))
 
 
-def plan_in_range(check: InRangeCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_in_range(check: InRangeCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
     dtype = _dtype(schema, check.column)
     if not dtype.is_numeric():
         raise CheckError(f"in_range needs a numeric column; {check.column!r} is {dtype}")
-    col = pl.col(check.column)
-    conditions = []
-    if check.min is not None:
-        conditions.append(col >= check.min if check.inclusive else col > check.min)
-    if check.max is not None:
-        conditions.append(col <= check.max if check.inclusive else col < check.max)
-    inside = conditions[0] if len(conditions) == 1 else conditions[0] & conditions[1]
-    fails = ~inside
+    aggs, fails = _in_range(prefix, check.column, check.min, check.max, check.inclusive)
     threshold: JsonValue = {"min": check.min, "max": check.max, "inclusive": check.inclusive}
 
     def finish(values: Sequence[Any]) -> Outcome:
@@ -240,15 +298,12 @@ def plan_in_range(check: InRangeCheck, frame: pl.DataFrame, schema: pl.Schema) -
         observed: JsonValue = {"min": jsonable(values[1]), "max": jsonable(values[2])}
         return Outcome(failing == 0, observed, threshold, failing)
 
-    return Plan(
-        [fails.sum(), col.min(), col.max()], finish, mask=fails, sample_columns=[check.column]
-    )
+    return Plan(aggs, finish, mask=fails, sample_columns=[check.column])
 
 
-def plan_in_set(check: InSetCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
-    allowed = _allowed(tuple(check.values), _dtype(schema, check.column))
-    col = pl.col(check.column)
-    fails = ~col.is_in(allowed)
+def plan_in_set(check: InSetCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
+    dtype = _dtype(schema, check.column)
+    aggs, fails = _in_set(prefix, check.column, tuple(check.values), dtype)
     threshold = jsonable(check.values)
 
     def finish(values: Sequence[Any]) -> Outcome:
@@ -267,23 +322,21 @@ def plan_in_set(check: InSetCheck, frame: pl.DataFrame, schema: pl.Schema) -> Pl
         )
         outcome.observed = {"unexpected_values": jsonable(seen.get_column(check.column).to_list())}
 
-    return Plan([fails.sum()], finish, mask=fails, sample_columns=[check.column], explain=explain)
+    return Plan(aggs, finish, mask=fails, sample_columns=[check.column], explain=explain)
 
 
-def plan_regex(check: RegexCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_regex(check: RegexCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
     dtype = _dtype(schema, check.column)
-    col = pl.col(check.column)
-    if dtype in (pl.Categorical, pl.Enum) or isinstance(dtype, pl.Categorical | pl.Enum):
-        col = col.cast(pl.String)
-    elif dtype != pl.String:
+    categorical = isinstance(dtype, pl.Categorical | pl.Enum)
+    if not categorical and dtype != pl.String:
         raise CheckError(f"regex needs a text column; {check.column!r} is {dtype}")
-    fails = ~col.str.contains(rf"\A(?:{check.pattern})\z")
+    aggs, fails = _regex(prefix, check.column, check.pattern, categorical)
 
     def finish(values: Sequence[Any]) -> Outcome:
         failing = _count(values[0])
         return Outcome(failing == 0, failing, check.pattern, failing)
 
-    return Plan([fails.sum()], finish, mask=fails, sample_columns=[check.column])
+    return Plan(aggs, finish, mask=fails, sample_columns=[check.column])
 
 
 def _instant(value: Any) -> datetime | None:
@@ -296,7 +349,9 @@ def _instant(value: Any) -> datetime | None:
     raise CheckError(f"not a date or datetime: {type(value).__name__}")
 
 
-def plan_freshness(check: FreshnessCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def plan_freshness(
+    check: FreshnessCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str
+) -> Plan:
     series = _column(frame, schema, check.column)
     if not isinstance(series.dtype, pl.Date | pl.Datetime):
         raise CheckError(
@@ -320,25 +375,23 @@ def plan_freshness(check: FreshnessCheck, frame: pl.DataFrame, schema: pl.Schema
     def newest_rows(frame: pl.DataFrame, n: int) -> pl.DataFrame:
         return frame.top_k(n, by=check.column)
 
-    return Plan(
-        [pl.col(check.column).max()], finish, sample_columns=[check.column], sampler=newest_rows
-    )
+    aggs = _newest(prefix, check.column)
+    return Plan(aggs, finish, sample_columns=[check.column], sampler=newest_rows)
 
 
-def plan_sql(check: SqlCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
-    predicate = _sql(check.predicate)
-    for name in predicate.meta.root_names():
-        _column(frame, schema, name)
-    fails = ~predicate
+def plan_sql(check: SqlCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
+    aggs, fails, names = _sql(prefix, check.predicate)
+    for name in names:
+        _dtype(schema, name)
 
     def finish(values: Sequence[Any]) -> Outcome:
         failing = _count(values[0])
         return Outcome(failing == 0, failing, check.predicate, failing)
 
-    return Plan([fails.sum()], finish, mask=fails, sample_columns=check.column_names())
+    return Plan(aggs, finish, mask=fails, sample_columns=sorted(set(names)))
 
 
-_BUILDERS: dict[str, Callable[[Any, pl.DataFrame, pl.Schema], Plan]] = {
+_BUILDERS: dict[str, Callable[[Any, pl.DataFrame, pl.Schema, str], Plan]] = {
     "schema": plan_schema,
     "row_count": plan_row_count,
     "not_null": plan_not_null,
@@ -352,11 +405,12 @@ _BUILDERS: dict[str, Callable[[Any, pl.DataFrame, pl.Schema], Plan]] = {
 }
 
 
-def build_plan(check: RowCheck, frame: pl.DataFrame, schema: pl.Schema) -> Plan:
+def build_plan(check: RowCheck, frame: pl.DataFrame, schema: pl.Schema, prefix: str) -> Plan:
     """The check's plan, or a failing one that says why it cannot run on ``frame``
-    (whose ``schema`` the caller gives: Polars builds it anew on every access)."""
+    (whose ``schema`` the caller gives: Polars builds it anew on every access). Its
+    aggregates are named ``{prefix}0``, ``{prefix}1``..."""
     try:
-        return _BUILDERS[check.type](check, frame, schema)
+        return _BUILDERS[check.type](check, frame, schema, prefix)
     except CheckError as exc:
         return error_plan(str(exc))
     except Exception as exc:

@@ -59,7 +59,7 @@ def validate_frame(
     plans: dict[int, Plan] = {}
     for index, check in enumerate(parsed):
         if not isinstance(check, DriftCheck):
-            plans[index] = build_plan(check, frame, schema)
+            plans[index] = build_plan(check, frame, schema, f"{index}.")
     values = _evaluate(frame, plans)
 
     results: list[CheckResult] = []
@@ -100,11 +100,7 @@ def validate_frame(
 
 def _evaluate(frame: pl.DataFrame, plans: Mapping[int, Plan]) -> dict[int, Sequence[Any] | Outcome]:
     """Every plan's aggregate values, from one ``select`` when it succeeds."""
-    aggs = [
-        expr.alias(f"{index}.{k}")
-        for index, plan in plans.items()
-        for k, expr in enumerate(plan.aggs)
-    ]
+    aggs = [expr for plan in plans.values() for expr in plan.aggs]
     out: dict[int, Sequence[Any] | Outcome] = {}
     if not aggs:
         return {index: () for index in plans}
@@ -126,7 +122,7 @@ def _evaluate_one(frame: pl.DataFrame, plan: Plan) -> Sequence[Any] | Outcome:
     if not plan.aggs:
         return ()
     try:
-        return frame.select([e.alias(str(k)) for k, e in enumerate(plan.aggs)]).row(0)
+        return frame.select(plan.aggs).row(0)
     except Exception as exc:
         message = str(exc).strip().splitlines()
         return Outcome(

@@ -129,8 +129,9 @@ async def apply_workflow(
         raise Unprocessable(
             str(exc), extra={"errors": [{"path": "", "message": str(exc), "kind": "syntax"}]}
         ) from exc
-    spec = service.checked_spec(document, current_workflows(request).task_types)
-    await server_checks.check(session, access, spec)
+    workflows = current_workflows(request)
+    spec = service.checked_spec(document, workflows.task_types)
+    await server_checks.check(session, access, spec, workflows.datasets)
     workflow, version, created = await service.apply_spec(session, access, spec)
     if not created:
         response.status_code = status.HTTP_200_OK
