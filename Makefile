@@ -67,3 +67,9 @@ clean:
 .PHONY: bench-workflows
 bench-workflows: sync-dev services
 	$(VENV_BIN)/python bench/workflows/run.py
+
+# Data-quality engine vs hand-written Polars, Pandera (Polars backend) and GX Core, 1 M and
+# 10 M rows and 1,000 small frames; peers in bench/.venvs/quality (not uv.lock), about 15 min.
+.PHONY: bench-quality
+bench-quality: sync-dev
+	$(VENV_BIN)/python bench/quality/run.py

@@ -245,12 +245,20 @@ def render(results: dict[str, Any], machine: dict[str, str], elapsed: float, rep
                 + f"{entry['rows_per_s'] / 1e6:.2f} M | {entry['peak_rss_mib']:.0f} |"
             )
         r = block["ratios"]
-        lines += [
-            "",
-            f"Armillary rows/s over: plain Polars {fmt_ratio(r['vs_plain_polars'], TARGET_VS_POLARS)} "
-            f"(target >= {TARGET_VS_POLARS}x); GX {fmt_ratio(r['vs_gx'], TARGET_VS_GX)} "
-            f"(target >= {TARGET_VS_GX:g}x); Pandera {fmt_ratio(r['vs_pandera'])}.",
-        ]
+        if small:
+            lines += [
+                "",
+                f"Armillary calls/s over: plain Polars {fmt_ratio(r['vs_plain_polars'])}; "
+                f"GX {fmt_ratio(r['vs_gx'])}; Pandera {fmt_ratio(r['vs_pandera'])}.",
+            ]
+        else:
+            lines += [
+                "",
+                f"Armillary rows/s over: plain Polars "
+                f"{fmt_ratio(r['vs_plain_polars'], TARGET_VS_POLARS)} (target >= "
+                f"{TARGET_VS_POLARS}x); GX {fmt_ratio(r['vs_gx'], TARGET_VS_GX)} (target >= "
+                f"{TARGET_VS_GX:g}x); Pandera {fmt_ratio(r['vs_pandera'])}.",
+            ]
         if small and "overhead_ms" in block:
             overhead = block["overhead_ms"]
             lines.append(

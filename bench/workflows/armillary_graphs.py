@@ -130,9 +130,11 @@ def summarise(job: dict[str, Any], client_wall: float) -> dict[str, Any]:
         errors = [f"{t['name']}: {t['status']} {t.get('error') or ''}" for t in tasks[:5]]
         raise BenchFailure(f"job {job['id']} ended {job['status']}: {job.get('error')}; {errors}")
     finished = {t["name"]: _ts(t["finished_at"]) for t in tasks}
-    latencies, queued = [], []
+    latencies, queued, durations = [], [], []
     for t in tasks:
         started = _ts(t["started_at"])
+        if started is not None and finished[t["name"]] is not None:
+            durations.append((finished[t["name"]] or started) - started)
         if started is None or started_job is None:
             raise BenchFailure(f"task {t['name']} of job {job['id']} has no started_at")
         needs = t["needs"] or []
@@ -155,6 +157,7 @@ def summarise(job: dict[str, Any], client_wall: float) -> dict[str, Any]:
         "ready_to_started_p99_ms": percentile(latencies, 99) * 1000,
         "ready_to_started_max_ms": max(latencies) * 1000,
         "queued_to_started_p50_ms": percentile(queued, 50) * 1000 if queued else None,
+        "task_started_to_finished_p50_ms": percentile(durations, 50) * 1000,
         "job_created_to_started_ms": (started_job - created_job) * 1000,
     }
 

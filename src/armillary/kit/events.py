@@ -40,6 +40,9 @@ class Delivery:
 
 
 Handler = Callable[[AsyncSession, Delivery], Awaitable[None]]
+# Whether a consumer wants an event, from its payload alone (no transaction is opened for
+# events nobody wants: a task's every status change is an event, most interest no one).
+Filter = Callable[[dict[str, Any]], bool]
 
 
 class OutboxEvent(Base):
@@ -68,10 +71,17 @@ def publish(session: AsyncSession, event_type: str, event: BaseModel) -> uuid.UU
     that transaction commits, and never if it rolls back."""
     if session.info.get("read_only"):
         raise RuntimeError("events cannot be published from a read-only session")
-    row = OutboxEvent(id=new_id(), type=event_type, payload=event.model_dump(mode="json"))
+    payload = event.model_dump(mode="json")
+    bus = session.info.get("bus")
+    if isinstance(bus, EventBus) and not bus.wanted(event_type, payload):
+        # Nobody consumes it (every process subscribes the same consumers): it is kept for
+        # the record, already published, with no dispatch round trips after the commit.
+        kept = OutboxEvent(id=new_id(), type=event_type, payload=payload, published_at=utcnow())
+        session.add(kept)
+        return kept.id
+    row = OutboxEvent(id=new_id(), type=event_type, payload=payload)
     session.add(row)
     pending: list[uuid.UUID] = session.info.setdefault("outbox_pending", [])
-    bus = session.info.get("bus")
     if not pending and isinstance(bus, EventBus):
         after_commit(session, lambda: bus._dispatch_pending(session))
     pending.append(row.id)
@@ -84,16 +94,37 @@ class EventBus:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._handlers: dict[str, list[tuple[str, Handler]]] = defaultdict(list)
+        self._filters: dict[tuple[str, str], Filter] = {}
         self._serial: dict[str, asyncio.Lock] = {}
 
     def subscribe(
-        self, event_type: str, consumer: str, handler: Handler, *, serial: bool = False
+        self,
+        event_type: str,
+        consumer: str,
+        handler: Handler,
+        *,
+        serial: bool = False,
+        when: Filter | None = None,
     ) -> None:
         """``serial``: this process hands the consumer one event at a time, transaction
-        included (for consumers that extend a chain; across processes they lock rows)."""
+        included (for consumers that extend a chain; across processes they lock rows).
+        ``when``: the consumer gets only the events whose payload it accepts."""
         self._handlers[event_type].append((consumer, handler))
+        if when is not None:
+            self._filters[(event_type, consumer)] = when
         if serial:
             self._serial.setdefault(consumer, asyncio.Lock())
+
+    def _wants(self, event_type: str, consumer: str, payload: dict[str, Any]) -> bool:
+        accepts = self._filters.get((event_type, consumer))
+        return accepts is None or accepts(payload)
+
+    def wanted(self, event_type: str, payload: dict[str, Any]) -> bool:
+        """Whether any consumer in this process wants the event."""
+        return any(
+            self._wants(event_type, consumer, payload)
+            for consumer, _ in self._handlers.get(event_type, ())
+        )
 
     def attach(self) -> None:
         """Make :func:`publish` on this database's sessions dispatch through this bus."""
@@ -116,6 +147,8 @@ class EventBus:
         ok = True
         delivery = Delivery(row.id, row.type, row.payload)
         for consumer, handler in self._handlers.get(row.type, []):
+            if not self._wants(row.type, consumer, row.payload):
+                continue
             guard: AbstractAsyncContextManager[object] = self._serial.get(consumer) or nullcontext()
             try:
                 async with guard, self._db.unit_of_work() as session:

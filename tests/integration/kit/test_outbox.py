@@ -255,3 +255,26 @@ async def test_audit_chain_has_no_gaps_under_concurrent_writes(
     report = response.json()
     assert report["ok"] is True, report
     assert report["records_checked"] == len(seqs)
+
+
+async def test_a_consumer_gets_only_the_events_it_wants_and_unwanted_ones_cost_nothing(
+    runtime: Runtime, bus: EventBus
+) -> None:
+    recorder = Recorder()
+    bus.subscribe(PING, "tests.even", recorder, when=lambda payload: payload["n"] % 2 == 0)
+    async with runtime.db.unit_of_work() as session:
+        odd = publish(session, PING, Ping(n=1))
+        even = publish(session, PING, Ping(n=2))
+    assert recorder.handled == [even]
+    async with runtime.db.read_only() as session:
+        rows = {
+            row.id: row
+            for row in (
+                await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_([odd, even])))
+            ).all()
+        }
+        # The odd one was stored as published at once, and no consumer recorded it.
+        assert rows[odd].published_at is not None
+        assert rows[odd].attempts == 0
+        assert rows[even].published_at is not None
+        assert await session.get(ProcessedEvent, ("tests.even", odd)) is None

@@ -103,8 +103,16 @@ def set_value(frame: pl.DataFrame, column: str, row: int, value: Any) -> pl.Data
 
 
 def one(report: QualityReport) -> CheckResult:
+    assert_valid(report)
     assert len(report.checks) == 1
     return report.checks[0]
+
+
+def assert_valid(report: QualityReport) -> None:
+    """The engine builds reports without validation: they must still be valid JSON reports."""
+    data = report.model_dump(mode="json")
+    json.dumps(data, allow_nan=False)
+    assert QualityReport.model_validate(data).model_dump(mode="json") == data
 
 
 def seen(result: CheckResult) -> Any:
@@ -123,6 +131,7 @@ def test_clean_file_passes_every_check(clean: pl.DataFrame) -> None:
     assert report.errors_failed == report.warnings_failed == 0
     names = [c.name for c in report.checks]
     assert names[:3] == ["schema", "not_null(sepal_length)", "unique(id)"]
+    assert_valid(report)
     drift = report.checks[-1]
     assert drift.observed == {
         "sepal_length": {"psi": 0.0, "ks": 0.0},
@@ -188,6 +197,7 @@ def test_each_check_catches_its_defect(
     assert one(validate_frame(clean, [spec])).passed
     broken = roundtrip(defect(clean), tmp_path)
     report = validate_frame(broken, [spec], sample_size=5)
+    assert_valid(report)
     result = one(report)
     assert not result.passed
     assert result.failing_count == failing
@@ -324,6 +334,14 @@ def test_samples_are_capped(clean: pl.DataFrame) -> None:
         )
 
 
+def test_an_empty_table(clean: pl.DataFrame) -> None:
+    report = validate_frame(clean.head(0), [CHECKS[name] for name in ("not_null", "unique", "in_range", "in_set", "regex", "sql", "max_null_ratio", "row_count", "freshness")])
+    assert_valid(report)
+    failed = [c.name for c in report.checks if not c.passed]
+    assert failed == ["row_count", "freshness(measured_at)"]
+    assert report.checks[-1].observed == {"newest": None, "age_seconds": None}
+
+
 def test_a_check_that_cannot_run_fails_alone(clean: pl.DataFrame) -> None:
     checks = [
         {"type": "not_null", "column": "no_such_column"},
@@ -334,6 +352,7 @@ def test_a_check_that_cannot_run_fails_alone(clean: pl.DataFrame) -> None:
         CHECKS["unique"],
     ]
     report = validate_frame(clean, checks)
+    assert_valid(report)
     assert [c.passed for c in report.checks] == [False, False, False, False, False, True]
     for result in report.checks[:5]:
         assert "error" in seen(result)
@@ -349,7 +368,8 @@ def test_nan_and_dates_in_samples_are_json(clean: pl.DataFrame) -> None:
     report = validate_frame(
         clean, [{"type": "in_set", "column": "measured_at", "values": ["x"]}], sample_size=1
     )
-    json.dumps(report.model_dump(mode="json"), allow_nan=False)
+    assert_valid(report)
+    assert one(report).failing_sample[0]["values"] == {"measured_at": "2024-03-01T12:00:00"}
 
 
 def test_params_are_checked() -> None:
@@ -426,8 +446,9 @@ class FakeApi:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def fetch_table(self, ref: dict[str, Any], dest: Path) -> Path:
+    def fetch_table(self, ref: dict[str, Any], dest: Path, *, sha256: str | None = None) -> Path:
         assert ref == {"job_id": "j", "task": "ingest", "name": "table"}
+        assert sha256 is None
         return self.table
 
     def fetch_dataset_version(

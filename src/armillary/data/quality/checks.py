@@ -134,12 +134,13 @@ def _in_range(
 def _in_set(
     prefix: str, column: str, values: tuple[str | int | float | bool, ...], dtype: pl.DataType
 ) -> tuple[tuple[pl.Expr, ...], pl.Expr]:
-    # The allowed values in the column's type (a value that does not convert matches nothing).
+    # The allowed values in the column's type (a value that does not convert matches nothing)
     try:
         allowed = pl.Series(values, dtype=dtype, strict=False)
-    except Exception:
-        allowed = pl.Series(values, strict=False)
-    fails = ~pl.col(column).is_in(allowed.implode())
+        fails = ~pl.col(column).is_in(allowed.implode())
+    except Exception:  # the values do not convert: compare as text
+        text = pl.Series([str(v) for v in values], dtype=pl.String)
+        fails = ~pl.col(column).cast(pl.String).is_in(text.implode())
     return (fails.sum().alias(f"{prefix}0"),), fails
 
 

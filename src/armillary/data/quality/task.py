@@ -81,7 +81,9 @@ def run_validate(
         raise ValueError(f"task {spec.input!r} produced no `table` to validate")
     workdir = Path(context.workdir) / "validate"
     with TaskApi(context) as api:
-        path = api.fetch_table(table, workdir / "input.parquet")
+        digest = table.get("sha256")
+        extra = {"sha256": digest} if isinstance(digest, str) else {}
+        path = api.fetch_table(table, workdir / "input.parquet", **extra)
         reference_path, reference_format = None, "parquet"
         if spec.reference is not None:
             reference_path, version = api.fetch_dataset_version(
