@@ -5,6 +5,7 @@ deadline check, and the embedded shape on SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -730,6 +731,31 @@ async def test_test_message_now_and_its_history(
     finally:
         refusing.close()
     assert len(await deliveries(api, token, slug, mail["id"])) == 1
+
+
+async def test_the_running_loop_delivers_after_commit(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """As installed: the loop wakes when a consumer's deliveries commit."""
+    looping = WorkflowSettings(alert_allow_private_targets=True, alert_poll_seconds=30)
+    application = create_app(settings, configure_logs=False, workflow_settings=looping)
+    async with LifespanManager(application, startup_timeout=60), client_for(application) as c:
+        api = Api(c)
+        _admin, token, slug = await setup(api)
+        channel = await add_channel(api, token, slug, webhook(receiver.url("/h")))
+        await add_rule(
+            api, token, slug, {"name": "f", "kind": "job_failed", "channel_ids": [channel["id"]]}
+        )
+        runtime: Runtime = application.state.runtime
+        await fail_job(runtime, await start_job(api, token, slug))
+        for _ in range(100):
+            if receiver.accepted():
+                break
+            await asyncio.sleep(0.05)
+        (message,) = receiver.accepted()
+        assert message["json"]["event"] == "job_failed"
+        (sent,) = await deliveries(api, token, slug, channel["id"])
+        assert sent["status"] == "sent"
 
 
 # --- SMTP with STARTTLS and login ------------------------------------------------------------

@@ -192,6 +192,17 @@ def subscribe(bus: EventBus, alerts: Alerts) -> None:
     async def task_run_status(session: AsyncSession, delivery: Delivery) -> None:
         await on_task_run_status(alerts, session, delivery, history=history)
 
-    bus.subscribe(JobStatusChanged.TYPE, CONSUMER, job_status)
+    # Only failures and successes interest alerts: no transaction for any other change.
+    bus.subscribe(
+        JobStatusChanged.TYPE,
+        CONSUMER,
+        job_status,
+        when=lambda payload: payload.get("to_status") == JobState.FAILED,
+    )
     bus.subscribe(QualityGateFailed.TYPE, CONSUMER, quality_gate)
-    bus.subscribe(TaskRunStatusChanged.TYPE, CONSUMER, task_run_status)
+    bus.subscribe(
+        TaskRunStatusChanged.TYPE,
+        CONSUMER,
+        task_run_status,
+        when=lambda payload: payload.get("to_status") == TaskState.SUCCEEDED,
+    )

@@ -27,13 +27,13 @@ import structlog
 
 from armillary.kit.db import Database, utcnow
 from armillary.kit.runtime import Runtime
-from armillary.kit.secretbox import SecretBox, SecretBoxError
+from armillary.kit.secretbox import SecretBox
 
 from ..settings import WorkflowSettings
 from . import repository as repo
 from . import senders
 from .models import AlertChannel, AlertDelivery, DeliveryStatus
-from .service import CHANNEL_PURPOSE, target_of
+from .service import CHANNEL_PURPOSE, send_now
 
 log = structlog.get_logger("armillary.workflows.alerts")
 
@@ -165,23 +165,8 @@ class Alerts:
             return "the channel was deleted"
         if not channel.enabled:
             return "the channel is disabled"
-        try:
-            target = target_of(self.box, channel)
-            await senders.send(
-                target,
-                senders.Alert.from_payload(dict(payload)),
-                http=http,
-                timeout=self.settings.alert_send_timeout_seconds,
-                allow_private=self.settings.alert_allow_private_targets,
-            )
-        except senders.SendError as exc:
-            return str(exc)
-        except SecretBoxError:
-            return "the channel's secrets do not decrypt (was the platform secret changed?)"
-        except Exception as exc:
-            log.exception("alert_send_crashed", channel_id=str(channel.id))
-            return f"internal error ({type(exc).__name__})"
-        return None
+        alert = senders.Alert.from_payload(dict(payload))
+        return await send_now(self.box, self.settings, http, channel, alert)
 
 
 def alerts_of(runtime: Runtime) -> Alerts:

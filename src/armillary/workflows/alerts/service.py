@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import orjson
+import structlog
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import after_commit, new_id, utcnow
 from armillary.kit.errors import Conflict, NotFound, Unprocessable
-from armillary.kit.secretbox import SecretBox, mask
+from armillary.kit.secretbox import SecretBox, SecretBoxError, mask
 
 from ..components import SERVICE
 from ..settings import WorkflowSettings
@@ -37,6 +38,8 @@ from .schemas import CONFIG_MODELS, SECRET_FIELDS, ChannelIn, ChannelPatch, Rule
 
 #: The secret box purpose of channel secrets (with the channel id as associated data).
 CHANNEL_PURPOSE = "workflows.alerts.channel"
+
+log = structlog.get_logger("armillary.workflows.alerts")
 
 
 def split_config(kind: ChannelKind, config: BaseModel) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -65,6 +68,33 @@ def unseal(box: SecretBox, channel: AlertChannel) -> dict[str, Any]:
 
 def target_of(box: SecretBox, channel: AlertChannel) -> senders.Target:
     return senders.Target(ChannelKind(channel.kind), dict(channel.config), unseal(box, channel))
+
+
+async def send_now(
+    box: SecretBox,
+    settings: WorkflowSettings,
+    http: httpx.AsyncClient,
+    channel: AlertChannel,
+    alert: senders.Alert,
+) -> str | None:
+    """Send ``alert`` through ``channel`` once: None when the receiver accepted it, else an
+    error message fit for the delivery history (no secrets in it)."""
+    try:
+        await senders.send(
+            target_of(box, channel),
+            alert,
+            http=http,
+            timeout=settings.alert_send_timeout_seconds,
+            allow_private=settings.alert_allow_private_targets,
+        )
+    except senders.SendError as exc:
+        return str(exc)
+    except SecretBoxError:
+        return "the channel's secrets do not decrypt (was the platform secret changed?)"
+    except Exception as exc:
+        log.exception("alert_send_crashed", channel_id=str(channel.id))
+        return f"internal error ({type(exc).__name__})"
+    return None
 
 
 def _validated(kind: ChannelKind, values: dict[str, Any]) -> BaseModel:
@@ -212,19 +242,9 @@ async def test_channel(
         dedup_key=f"{TEST_EVENT}:{channel.id}:{delivery_id}",
         occurred_at=now.isoformat(),
     )
-    error: str | None = None
     timeout = settings.alert_send_timeout_seconds
-    try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
-            await senders.send(
-                target_of(box, channel),
-                alert,
-                http=http,
-                timeout=timeout,
-                allow_private=settings.alert_allow_private_targets,
-            )
-    except senders.SendError as exc:
-        error = str(exc)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
+        error = await send_now(box, settings, http, channel, alert)
     delivery = AlertDelivery(
         id=delivery_id,
         project_id=access.project_id,

@@ -57,19 +57,26 @@ class LateResult(Exception):
 
 
 async def claim(
-    session: AsyncSession, worker_id: str, limit: int, now: datetime, lease_seconds: float
+    session: AsyncSession,
+    worker_id: str,
+    limit: int,
+    now: datetime,
+    lease_seconds: float,
+    *,
+    job_id: uuid.UUID | None = None,
 ) -> list[Claim]:
-    """Take up to ``limit`` queued tasks, oldest first: each starts running under this
-    worker's lease, with a new attempt record."""
-    runs = (
-        await session.scalars(
-            select(TaskRun)
-            .where(TaskRun.status == TaskState.QUEUED)
-            .order_by(TaskRun.queued_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
+    """Take up to ``limit`` queued tasks (of job ``job_id`` only, if given), oldest first:
+    each starts running under this worker's lease, with a new attempt record."""
+    queued = (
+        select(TaskRun)
+        .where(TaskRun.status == TaskState.QUEUED)
+        .order_by(TaskRun.queued_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if job_id is not None:
+        queued = queued.where(TaskRun.job_id == job_id)
+    runs = (await session.scalars(queued)).all()
     if not runs:
         return []
     lease = (worker_id, now + timedelta(seconds=lease_seconds))

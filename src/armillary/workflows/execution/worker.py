@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from armillary.kit.db import Database, utcnow
@@ -30,9 +31,10 @@ from armillary.kit.storage.keys import job_artifact_key, validate_segment
 
 from .. import metrics
 from ..code.zipcheck import extract_bundle
+from ..jobs.models import TaskState
 from ..jobs.transitions import TransitionRejected
 from ..logs.store import LogWriter
-from ..scheduling import signals
+from ..scheduling import dispatch, signals
 from ..settings import WorkflowSettings
 from . import claims
 from .claims import Claim, LateResult
@@ -135,13 +137,16 @@ class Worker:
             log.debug("worker.claim_conflict", error=type(exc).__name__)
             await asyncio.sleep(0.01)
             return 1
+        self._start(taken)
+        return len(taken)
+
+    def _start(self, taken: list[Claim]) -> None:
         for claimed in taken:
             metrics.TASK_ATTEMPTS.labels(claimed.task_type).inc()
             self.running[claimed.run_id] = _Running(claimed)
             task = asyncio.create_task(self._attempt(self.running[claimed.run_id]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return len(taken)
 
     async def _heartbeat(self) -> None:
         """Renew leases every heartbeat; look for cancellations more often than that."""
@@ -185,6 +190,7 @@ class Worker:
             max_bytes=self.settings.log_max_bytes,
         )
         result: AttemptResult | None = None
+        following: list[Claim] = []
         try:
             result = await self._execute(claimed, writer, running.cancel)
             await writer.close()
@@ -192,13 +198,14 @@ class Worker:
             if running.superseded:
                 log.info("worker.attempt_superseded", task=claimed.task, job=str(claimed.job_id))
                 return
-            await self._report(claimed, result, artifacts)
+            following = await self._report(claimed, result, artifacts)
         except Exception:
             log.exception("worker.attempt_failed", task=claimed.task, job=str(claimed.job_id))
         finally:
             if result is not None:
                 result.cleanup()
             self.running.pop(claimed.run_id, None)
+            self._start(following)
             self._slot_freed.set()
 
     async def _execute(
@@ -287,17 +294,15 @@ class Worker:
 
     async def _report(
         self, claimed: Claim, result: AttemptResult, artifacts: dict[str, str]
-    ) -> None:
+    ) -> list[Claim]:
+        """Record the result; returns the tasks this worker took to run next (see
+        :meth:`_continue`)."""
         for _ in range(20):
             try:
                 async with self.db.unit_of_work() as session:
-                    state = await claims.report(
-                        session,
-                        claimed,
-                        result,
-                        utcnow(),
-                        artifacts=artifacts,
-                    )
+                    now = utcnow()
+                    state = await claims.report(session, claimed, result, now, artifacts=artifacts)
+                    following = await self._continue(session, claimed, state, now)
                     await signals.notify(session, signals.SCHEDULER_WANTED)
                 report = result.report or (result.outputs or {}).get("report")
                 metrics.record_pipeline(
@@ -314,7 +319,7 @@ class Worker:
                     outcome=str(result.outcome),
                     state=state,
                 )
-                return
+                return following
             except LateResult as late:
                 log.warning(
                     "worker.late_result_refused",
@@ -322,7 +327,33 @@ class Worker:
                     job=str(claimed.job_id),
                     reason=str(late),
                 )
-                return
+                return []
             except (StaleDataError, DBAPIError):
                 await asyncio.sleep(0.05)
         log.error("worker.report_failed", task=claimed.task, job=str(claimed.job_id))
+        return []
+
+    async def _continue(
+        self, session: AsyncSession, claimed: Claim, state: str, now: datetime
+    ) -> list[Claim]:
+        """In the transaction that records a success: queue the job's tasks it made ready and
+        take one of them into the slot this attempt frees (as Airflow's task runner schedules
+        its downstream tasks), sparing the round trips through the scheduler on a chain. The
+        scheduler does the same on its own; whoever locks a task first queues it. A conflict
+        here only skips the shortcut."""
+        if state != TaskState.SUCCEEDED or self._stopping.is_set():
+            return []
+        try:
+            async with session.begin_nested():
+                promoted = await dispatch.promote_ready(session, now, job_id=claimed.job_id)
+                if not promoted.queued:
+                    return []
+                taken = await claims.claim(
+                    session, self.name, 1, now, self.settings.lease_seconds, job_id=claimed.job_id
+                )
+                if promoted.queued > len(taken):
+                    await signals.notify(session, signals.TASKS_QUEUED)
+                return taken
+        except RETRYABLE as exc:
+            log.debug("worker.continue_conflict", error=type(exc).__name__)
+            return []

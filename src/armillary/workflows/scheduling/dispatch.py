@@ -66,10 +66,13 @@ class _Pending:
     needs: list[str]
 
 
-async def promote_ready(session: AsyncSession, now: datetime) -> StepResult:
-    """Pending tasks of running jobs whose needs all succeeded are queued (or succeed from the
-    cache); those with a failed, cancelled or upstream-failed need become upstream_failed."""
-    rows = await session.execute(
+async def promote_ready(
+    session: AsyncSession, now: datetime, *, job_id: uuid.UUID | None = None
+) -> StepResult:
+    """Pending tasks of running jobs (or of job ``job_id``) whose needs all succeeded are
+    queued (or succeed from the cache); those with a failed, cancelled or upstream-failed need
+    become upstream_failed."""
+    candidates = (
         select(TaskRun.id, TaskRun.job_id, TaskRun.needs)
         .join(Job, Job.id == TaskRun.job_id)
         .where(
@@ -79,6 +82,9 @@ async def promote_ready(session: AsyncSession, now: datetime) -> StepResult:
         )
         .limit(BATCH)
     )
+    if job_id is not None:
+        candidates = candidates.where(TaskRun.job_id == job_id)
+    rows = await session.execute(candidates)
     pending = [_Pending(r.id, r.job_id, list(r.needs or [])) for r in rows]
     if not pending:
         return StepResult()
