@@ -335,7 +335,23 @@ def test_samples_are_capped(clean: pl.DataFrame) -> None:
 
 
 def test_an_empty_table(clean: pl.DataFrame) -> None:
-    report = validate_frame(clean.head(0), [CHECKS[name] for name in ("not_null", "unique", "in_range", "in_set", "regex", "sql", "max_null_ratio", "row_count", "freshness")])
+    report = validate_frame(
+        clean.head(0),
+        [
+            CHECKS[name]
+            for name in (
+                "not_null",
+                "unique",
+                "in_range",
+                "in_set",
+                "regex",
+                "sql",
+                "max_null_ratio",
+                "row_count",
+                "freshness",
+            )
+        ],
+    )
     assert_valid(report)
     failed = [c.name for c in report.checks if not c.passed]
     assert failed == ["row_count", "freshness(measured_at)"]

@@ -204,5 +204,7 @@ def subscribe(bus: EventBus, alerts: Alerts) -> None:
         TaskRunStatusChanged.TYPE,
         CONSUMER,
         task_run_status,
-        when=lambda payload: payload.get("to_status") == TaskState.SUCCEEDED,
+        when=lambda payload: (
+            alerts.duration_rules and payload.get("to_status") == TaskState.SUCCEEDED
+        ),
     )

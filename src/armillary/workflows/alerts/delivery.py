@@ -32,7 +32,7 @@ from armillary.kit.secretbox import SecretBox
 from ..settings import WorkflowSettings
 from . import repository as repo
 from . import senders
-from .models import AlertChannel, AlertDelivery, DeliveryStatus
+from .models import AlertChannel, AlertDelivery, DeliveryStatus, RuleKind
 from .service import CHANNEL_PURPOSE, send_now
 
 log = structlog.get_logger("armillary.workflows.alerts")
@@ -60,6 +60,9 @@ class Alerts:
     box: SecretBox
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Whether any task-duration rule exists, refreshed every loop: while none does, a task's
+    # success opens no consumer transaction (a busy engine has thousands a minute).
+    duration_rules: bool = True
 
     @classmethod
     def create(cls, runtime: Runtime, settings: WorkflowSettings) -> Alerts:
@@ -92,11 +95,17 @@ class Alerts:
                         await check_deadlines(
                             session, utcnow(), lookback=self._lookback, alerts=self
                         )
+                await self.refresh_rule_kinds()
                 await self.deliver_due()
             except Exception:
                 log.exception("alert_loop_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.alert_poll_seconds)
+
+    async def refresh_rule_kinds(self) -> None:
+        """Note whether any task-duration rule is enabled (see :attr:`duration_rules`)."""
+        async with self.db.read_only() as session:
+            self.duration_rules = await repo.any_active_rule(session, RuleKind.TASK_DURATION_P95)
 
     @property
     def _lookback(self) -> timedelta:

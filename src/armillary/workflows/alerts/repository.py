@@ -101,6 +101,13 @@ async def active_rules(
     return list(await session.scalars(stmt.order_by(AlertRule.created_at)))
 
 
+async def any_active_rule(session: AsyncSession, kind: str) -> bool:
+    found = await session.scalar(
+        select(AlertRule.id).where(AlertRule.kind == kind, AlertRule.enabled.is_(True)).limit(1)
+    )
+    return found is not None
+
+
 async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> None:
     await session.execute(delete(AlertRule).where(AlertRule.id == rule_id))
 

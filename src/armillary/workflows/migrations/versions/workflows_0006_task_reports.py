@@ -1,7 +1,7 @@
 """task runs keep the report a task made about its data (quality gates)
 
 Revision ID: workflows_0006
-Revises: workflows_0004
+Revises: workflows_0005
 Create Date: 2026-11-27 12:45:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "workflows_0006"
-down_revision: str | None = "workflows_0004"  # rechained after 0005 lands
+down_revision: str | None = "workflows_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
