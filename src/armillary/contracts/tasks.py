@@ -158,3 +158,19 @@ TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (PYTHON, NOOP, SLE
 from armillary.contracts.data_tasks import DATA_TASK_TYPES  # noqa: E402
 
 TASK_TYPES.update(DATA_TASK_TYPES)
+
+from armillary.contracts.quality import ValidateOutputs, ValidateParams  # noqa: E402
+
+VALIDATE = TaskTypeContract(
+    name="validate",
+    description=(
+        "Checks the table of the upstream task `input` (schema, nulls, uniqueness, ranges, "
+        "sets, patterns, row count, freshness, null ratio, SQL predicates, drift against a "
+        "reference dataset version). A failed `error` check fails the task with its report, "
+        "so nothing downstream runs (fail closed); `warn` checks are only recorded."
+    ),
+    params=ValidateParams,
+    outputs=ValidateOutputs,
+    input_params=("input",),
+)
+TASK_TYPES[VALIDATE.name] = VALIDATE

@@ -18,13 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def iris_csv(path: Path, *, defect: bool = False) -> Path:
-    frame = pl.from_pandas(load_iris(as_frame=True).frame).rename(
-        {
-            "sepal length (cm)": "sepal_length",
-            "sepal width (cm)": "sepal_width",
-            "petal length (cm)": "petal_length",
-            "petal width (cm)": "petal_width",
-        }
+    iris = load_iris()
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    frame = pl.DataFrame(iris.data, schema=names).with_columns(
+        pl.Series("target", iris.target)
     )
     if defect:
         # One missing measurement: the not_null gate must catch it.
@@ -152,7 +149,7 @@ async def test_a_failing_gate_halts_the_pipeline_and_writes_nothing(
     # The failed gate's report is kept on the task run, with the failing row sampled.
     not_null = check["report"]["checks"][0]
     assert (not_null["passed"], not_null["failing_count"]) == (False, 1)
-    assert not_null["failing_sample"][0]["sepal_length"] is None
+    assert not_null["failing_sample"][0]["values"]["sepal_length"] is None
     assert check["report"]["passed"] is False
     assert runs["summarise"]["status"] == "upstream_failed"
     assert runs["save"]["status"] == "upstream_failed"
