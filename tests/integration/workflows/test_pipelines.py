@@ -4,15 +4,19 @@ failing `error` check halts the pipeline before anything is written."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from sklearn.datasets import load_iris
-
 from tests.integration.workflows.engine import Engine, Steps, tasks_by_name
-from tests.integration.workflows.test_engine import editor, platform  # noqa: F401
+from tests.integration.workflows.test_alerts import Receiver, verify_signature, webhook
 
 pytestmark = pytest.mark.slow
 
@@ -20,9 +24,7 @@ pytestmark = pytest.mark.slow
 def iris_csv(path: Path, *, defect: bool = False) -> Path:
     iris = load_iris()
     names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-    frame = pl.DataFrame(iris.data, schema=names).with_columns(
-        pl.Series("target", iris.target)
-    )
+    frame = pl.DataFrame(iris.data, schema=names).with_columns(pl.Series("target", iris.target))
     if defect:
         # One missing measurement: the not_null gate must catch it.
         frame = frame.with_columns(
@@ -69,7 +71,7 @@ def pipeline(checks: list[dict[str, Any]]) -> dict[str, Any]:
                 "params": {
                     "inputs": ["check"],
                     "sql": "SELECT target, count(*) AS n, avg(sepal_length) AS mean_sepal "
-                    "FROM \"check\" GROUP BY target ORDER BY target",
+                    'FROM "check" GROUP BY target ORDER BY target',
                 },
                 "needs": ["check"],
             },
@@ -130,14 +132,56 @@ async def test_a_clean_dataset_flows_through_to_a_new_dataset_version(
     assert quality.json()["job_id"] == job["id"]
 
 
-async def test_a_failing_gate_halts_the_pipeline_and_writes_nothing(
+async def test_a_failing_gate_halts_the_pipeline_writes_nothing_and_alerts(
     platform: tuple[Engine, Steps], editor: dict[str, Any], tmp_path: Path
 ) -> None:
     engine, steps = platform
-    engine.start("scheduler", "scheduler")
-    engine.start("worker", "worker")
+    # Alerts go out from whichever process handles the event; here, a local receiver.
+    private = {"ARMILLARY_WORKFLOWS_ALERT_ALLOW_PRIVATE_TARGETS": "true"}
+    engine.start("scheduler", "scheduler", **private)
+    engine.start("worker", "worker", **private)
     token, project = editor["token"], editor["project"]
     headers = {"Authorization": f"Bearer {token}"}
+    receiver = Receiver()
+    try:
+        channel = await steps.client.post(
+            f"/api/v1/projects/{project}/alerts/channels",
+            json=webhook(receiver.url("/gate")),
+            headers=headers,
+        )
+        assert channel.status_code == 201, channel.text
+        rule = await steps.client.post(
+            f"/api/v1/projects/{project}/alerts/rules",
+            json={
+                "name": "gates",
+                "kind": "quality_gate_failed",
+                "channel_ids": [channel.json()["id"]],
+            },
+            headers=headers,
+        )
+        assert rule.status_code == 201, rule.text
+        await _halts(engine, steps, token, project, headers, tmp_path)
+        deadline = time.monotonic() + 60
+        while not receiver.accepted("/gate"):
+            assert time.monotonic() < deadline, "no alert arrived"
+            await asyncio.sleep(0.2)
+        (alert,) = receiver.accepted("/gate")
+        verify_signature(alert["headers"], alert["raw"])
+        assert alert["json"]["event"] == "quality_gate_failed"
+        assert alert["json"]["task"]["name"] == "check"
+        assert alert["json"]["details"]["failed_checks"] == ["not_null(sepal_length)"]
+    finally:
+        receiver.close()
+
+
+async def _halts(
+    engine: Engine,
+    steps: Steps,
+    token: str,
+    project: str,
+    headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
     await upload(steps, token, project, "iris", iris_csv(tmp_path / "iris.csv", defect=True))
     await steps.workflow(token, project, pipeline(GATE))
     job = await steps.run(token, project, "iris-pipeline")
@@ -188,3 +232,40 @@ async def test_a_pipeline_naming_a_missing_column_is_refused(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert [e["path"] for e in response.json()["errors"]] == ["tasks[0].params.dataset"]
+
+
+async def test_ingest_fetches_a_url_only_where_the_operator_allows_it(
+    platform: tuple[Engine, Steps], editor: dict[str, Any], tmp_path: Path
+) -> None:
+    """The SSRF guard runs in the task: loopback is refused, unless the operator's allow-list
+    (here one loopback port) admits it."""
+    engine, steps = platform
+    served = tmp_path / "served"
+    served.mkdir()
+    iris_csv(served / "iris.csv")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(served))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        engine.start("scheduler", "scheduler")
+        token, project = editor["token"], editor["project"]
+        url = f"http://127.0.0.1:{port}/iris.csv"
+        await steps.workflow(
+            token,
+            project,
+            {"name": "fetch", "tasks": [{"name": "get", "type": "ingest", "params": {"url": url}}]},
+        )
+        engine.start("worker", "worker")
+        refused = await steps.wait(token, (await steps.run(token, project, "fetch"))["id"])
+        assert refused["status"] == "failed"
+        assert "loopback" in tasks_by_name(refused)["get"]["error"]
+        engine.stop("worker")
+        allow = {"ARMILLARY_DATA_INGEST_ALLOW_NETWORKS": f"127.0.0.1/32:{port}"}
+        engine.start("worker-allowed", "worker", **allow)
+        fetched = await steps.wait(token, (await steps.run(token, project, "fetch"))["id"])
+        assert fetched["status"] == "succeeded", tasks_by_name(fetched)["get"]["error"]
+        assert tasks_by_name(fetched)["get"]["outputs"]["rows"] == 150
+    finally:
+        server.shutdown()
+        server.server_close()
