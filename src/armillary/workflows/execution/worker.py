@@ -345,7 +345,12 @@ class Worker:
             return []
         try:
             async with session.begin_nested():
-                promoted = await dispatch.promote_ready(session, now, job_id=claimed.job_id)
+                dependents = await dispatch.narrow_dependents(session, claimed.job_id, claimed.task)
+                if not dependents:
+                    return []
+                promoted = await dispatch.promote_ready(
+                    session, now, job_id=claimed.job_id, run_ids=dependents
+                )
                 if not promoted.queued:
                     return []
                 taken = await claims.claim(

@@ -13,7 +13,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -67,7 +67,11 @@ class _Pending:
 
 
 async def promote_ready(
-    session: AsyncSession, now: datetime, *, job_id: uuid.UUID | None = None
+    session: AsyncSession,
+    now: datetime,
+    *,
+    job_id: uuid.UUID | None = None,
+    run_ids: Collection[uuid.UUID] | None = None,
 ) -> StepResult:
     """Pending tasks of running jobs (or of job ``job_id``) whose needs all succeeded are
     queued (or succeed from the cache); those with a failed, cancelled or upstream-failed need
@@ -84,6 +88,8 @@ async def promote_ready(
     )
     if job_id is not None:
         candidates = candidates.where(TaskRun.job_id == job_id)
+    if run_ids is not None:
+        candidates = candidates.where(TaskRun.id.in_(run_ids))
     rows = await session.execute(candidates)
     pending = [_Pending(r.id, r.job_id, list(r.needs or [])) for r in rows]
     if not pending:
@@ -333,3 +339,23 @@ async def _failed_task_names(
     ):
         names[job_id].append(name)
     return names
+
+
+# A worker continues a job itself only into tasks with at most this many needs: checking a
+# wide fan-in after every one of its inputs would cost more than it saves (the scheduler
+# promotes those once, when their last input is done).
+CONTINUATION_MAX_NEEDS = 16
+
+
+async def narrow_dependents(session: AsyncSession, job_id: uuid.UUID, task: str) -> list[uuid.UUID]:
+    """Pending runs of the job that need ``task`` and few other tasks."""
+    rows = await session.execute(
+        select(TaskRun.id, TaskRun.needs).where(
+            TaskRun.job_id == job_id, TaskRun.status == TaskState.PENDING
+        )
+    )
+    return [
+        run_id
+        for run_id, needs in rows
+        if needs and task in needs and len(needs) <= CONTINUATION_MAX_NEEDS
+    ]
