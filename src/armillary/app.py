@@ -178,7 +178,7 @@ async def run_worker(
     worker = Worker(
         runtime.db,
         store,
-        LocalExecutor(work_root),
+        LocalExecutor(work_root, preload=wf.executor_preload),
         wf,
         issue_token=issue,
         api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",

@@ -22,6 +22,8 @@ class WorkflowSettings(BaseSettings):
     # Limits of one task attempt unless the task says otherwise.
     task_memory_mb: int = Field(default=2048, ge=16)
     task_cpu_seconds: int | None = Field(default=None, ge=1)
+    # Libraries the fork server imports once, so that attempts start without importing them.
+    executor_preload: list[str] = Field(default_factory=lambda: ["numpy", "polars"])
     # Where workers give each attempt its private directory (default: ARMILLARY_HOME/work).
     work_dir: str | None = None
     # The API base URL tasks call with their job token (default: the platform's own address).

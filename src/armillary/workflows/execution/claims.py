@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import QualityGateFailed
@@ -180,6 +180,19 @@ async def renew(
         )
     }
     return {run_id for run_id, token in held.items() if still.get(run_id) != token}
+
+
+async def active_runs(session: AsyncSession, job_id: uuid.UUID) -> int:
+    """How many of the job's tasks are queued, running or waiting to retry."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(TaskRun)
+        .where(
+            TaskRun.job_id == job_id,
+            TaskRun.status.in_([TaskState.QUEUED, TaskState.RUNNING, TaskState.RETRYING]),
+        )
+    )
+    return int(count or 0)
 
 
 async def cancelling_jobs(session: AsyncSession, job_ids: set[uuid.UUID]) -> set[uuid.UUID]:

@@ -27,7 +27,10 @@ from . import sandbox
 from .forkserver import CHUNK
 from .protocol import AttemptResult, AttemptSpec, LogSink, Outcome
 
-DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "polars", "sklearn")
+# Every attempt pays for the size of the server it is forked from (page tables to copy, an
+# address space to tear down): scikit-learn doubles it and costs ~4 ms per attempt, so it is
+# imported by the tasks that use it (ARMILLARY_WORKFLOWS_EXECUTOR_PRELOAD adds it back).
+DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "polars")
 START_TIMEOUT = 120.0  # the server's imports; polars and sklearn take a while on a cold disk
 EXIT_TIMEOUT = 10.0  # from SIGKILL to the exit status: the kernel is quick, this is a backstop
 MAX_RESULT_BYTES = 2 * 1024 * 1024  # the child caps outputs at 1 MiB of JSON

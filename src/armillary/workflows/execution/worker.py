@@ -202,11 +202,12 @@ class Worker:
         except Exception:
             log.exception("worker.attempt_failed", task=claimed.task, job=str(claimed.job_id))
         finally:
-            if result is not None:
-                result.cleanup()
             self.running.pop(claimed.run_id, None)
             self._start(following)
             self._slot_freed.set()
+            if result is not None:
+                # Off the event loop, and after the next attempt has started.
+                await asyncio.to_thread(result.cleanup)
 
     async def _execute(
         self, claimed: Claim, writer: LogWriter, cancel: asyncio.Event
@@ -303,7 +304,8 @@ class Worker:
                     now = utcnow()
                     state = await claims.report(session, claimed, result, now, artifacts=artifacts)
                     following = await self._continue(session, claimed, state, now)
-                    await signals.notify(session, signals.SCHEDULER_WANTED)
+                    if await self._scheduler_needed(session, claimed, state, following):
+                        await signals.notify(session, signals.SCHEDULER_WANTED)
                 report = result.report or (result.outputs or {}).get("report")
                 metrics.record_pipeline(
                     claimed.task_type,
@@ -332,6 +334,19 @@ class Worker:
                 await asyncio.sleep(0.05)
         log.error("worker.report_failed", task=claimed.task, job=str(claimed.job_id))
         return []
+
+    async def _scheduler_needed(
+        self, session: AsyncSession, claimed: Claim, state: str, following: list[Claim]
+    ) -> bool:
+        """Whether this result leaves work only the scheduler does: a failure or a retry to
+        handle, a fan-in to promote, or a job to finish (nothing of it is queued or running
+        any more). A success the worker continued from needs nobody: on a busy engine this
+        spares the scheduler a pass per task. Its poll interval is the safety net."""
+        if state != TaskState.SUCCEEDED:
+            return True
+        if following:
+            return False
+        return await claims.active_runs(session, claimed.job_id) == 0
 
     async def _continue(
         self, session: AsyncSession, claimed: Claim, state: str, now: datetime
