@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     # Encrypts signing keys at rest and keys the audit checkpoint signature.
     secret_key: SecretStr | None = None
+    # Secret keys this one replaced (a JSON list): values encrypted under them at rest (alert
+    # channel secrets) still decrypt, and are re-encrypted under the current key when written.
+    previous_secret_keys: list[SecretStr] = []
     admin_email: str = "admin@armillary.dev"
     admin_password: SecretStr | None = None
 

@@ -4,6 +4,7 @@ versioned, with old platform secrets still opening old values."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,31 @@ def test_mask_shows_only_the_last_characters() -> None:
     assert mask("https://hooks.example/services/T0/B0/abcd1234") == "…1234"
     assert mask("short") == "…"
     assert mask("") == "…"
+
+
+def test_alert_secrets_survive_a_rotation_of_the_platform_secret(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from armillary.kit.settings import Settings
+    from armillary.workflows.alerts.delivery import Alerts
+    from armillary.workflows.settings import WorkflowSettings
+
+    old_secret, new_secret = "o" * 48, "n" * 48
+    before = Settings(home=tmp_path, secret_key=old_secret)  # type: ignore[arg-type]
+    sealed = Alerts.create(
+        SimpleNamespace(settings=before, db=None), WorkflowSettings()
+    ).box.encrypt(  # type: ignore[arg-type]
+        "https://hooks.example/secret"
+    )
+    rotated = Settings(
+        home=tmp_path,
+        secret_key=new_secret,  # type: ignore[arg-type]
+        previous_secret_keys=[old_secret],  # type: ignore[list-item]
+    )
+    box = Alerts.create(SimpleNamespace(settings=rotated, db=None), WorkflowSettings()).box  # type: ignore[arg-type]
+    assert box.decrypt_text(sealed) == "https://hooks.example/secret"
+    forgotten = Settings(home=tmp_path, secret_key=new_secret)  # type: ignore[arg-type]
+    with pytest.raises(SecretBoxError):
+        Alerts.create(SimpleNamespace(settings=forgotten, db=None), WorkflowSettings()).box.decrypt(  # type: ignore[arg-type]
+            sealed
+        )

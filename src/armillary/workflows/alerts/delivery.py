@@ -66,7 +66,8 @@ class Alerts:
 
     @classmethod
     def create(cls, runtime: Runtime, settings: WorkflowSettings) -> Alerts:
-        box = SecretBox(runtime.settings.resolved_secret_key(), CHANNEL_PURPOSE)
+        previous = [key.get_secret_value() for key in runtime.settings.previous_secret_keys]
+        box = SecretBox(runtime.settings.resolved_secret_key(), CHANNEL_PURPOSE, previous=previous)
         return cls(runtime.db, settings, box)
 
     def wake(self) -> None:
