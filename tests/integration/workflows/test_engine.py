@@ -480,10 +480,15 @@ async def test_a_python_task_runs_from_a_code_bundle(
         bundle.writestr("pkg/helpers.py", "def double(x):\n    return 2 * x\n")
         bundle.writestr(
             "pkg/entry.py",
+            "import os\n"
             "from pkg.helpers import double\n"
             "def run(x, context):\n"
             "    (context.artifacts_dir / 'note.txt').write_text('hello')\n"
-            "    return {'y': double(x)}\n",
+            "    try:\n"
+            "        others = os.listdir(context.bundle_dir.parent)\n"
+            "    except OSError as exc:\n"
+            "        others = type(exc).__name__\n"
+            "    return {'y': double(x), 'others': others}\n",
         )
     uploaded = await steps.client.put(
         f"/api/v1/projects/{project}/code/mylib",
@@ -509,7 +514,10 @@ async def test_a_python_task_runs_from_a_code_bundle(
     done = await steps.wait(token, (await steps.run(token, project, "bundled"))["id"])
     assert done["status"] == "succeeded", done
     calc = tasks_by_name(done)["calc"]
-    assert calc["outputs"] == {"y": 42}
+    assert calc["outputs"]["y"] == 42
+    if os.geteuid() == 0:
+        # Bundles of other projects cannot be listed by the sandboxed task.
+        assert calc["outputs"]["others"] == "PermissionError"
     assert set(calc["artifacts"]) == {"note.txt"}
     assert calc["artifacts"]["note.txt"].endswith("/calc/note.txt")
     url = f"/api/v1/jobs/{done['id']}/tasks/calc/artifacts/note.txt"

@@ -262,11 +262,15 @@ class Worker:
             if claimed.task_type == "python" and "bundle" in claimed.params:
                 raise LookupError(f"code bundle {claimed.params['bundle']!r} not found")
             return None
-        target = self.work_root / "bundles" / claimed.bundle.sha256
+        bundles = self.work_root / "bundles"
+        # Searchable, not listable: a task reaches its own bundle, not the names of others'.
+        bundles.mkdir(mode=0o711, exist_ok=True)
+        bundles.chmod(0o711)
+        target = bundles / claimed.bundle.sha256
         if target.is_dir():
             return target
         data = await self.store.get_bytes(claimed.bundle.object_key)
-        staging = self.work_root / "bundles" / f".{claimed.bundle.sha256}.{uuid.uuid4().hex}"
+        staging = bundles / f".{claimed.bundle.sha256}.{uuid.uuid4().hex}"
         await asyncio.to_thread(extract_bundle, data, claimed.bundle.kind, staging)
         for path in [staging, *staging.rglob("*")]:
             # Readable, not writable, by the sandbox user: bundles are shared between attempts.
