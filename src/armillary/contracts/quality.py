@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import abstractmethod
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
@@ -38,8 +39,9 @@ class _Check(_Model):
         description="Name in the report (default: derived, e.g. `not_null(age)`)",
     )
 
+    @abstractmethod
     def default_name(self) -> str:
-        raise NotImplementedError
+        """The check's name when the spec gives none, e.g. ``not_null(age)``."""
 
     @property
     def label(self) -> str:

@@ -39,7 +39,7 @@ _METHODS: Final = frozenset(
 _CORRUPT: Final = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
-    NotImplementedError,
+    NotImplementedError,  # an unsupported compression method, not unfinished code
     ValueError,
     EOFError,
     OSError,
