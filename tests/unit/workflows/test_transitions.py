@@ -270,3 +270,14 @@ def test_no_status_assignment_outside_transitions() -> None:
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+async def test_a_workers_cancel_is_fenced_like_a_result(session: AsyncSession) -> None:
+    obj = run(TaskState.RUNNING, attempt=2, fencing_token=2)
+    with pytest.raises(TransitionRejected, match="Stale fencing token"):
+        await transitions.apply(session, obj, TaskState.CANCELLED, fencing_token=1, now=NOW)
+    requeued = run(TaskState.QUEUED, attempt=2, fencing_token=2)
+    with pytest.raises(TransitionRejected, match="attempt is over"):
+        await transitions.apply(session, requeued, TaskState.CANCELLED, fencing_token=2, now=NOW)
+    await transitions.apply(session, obj, TaskState.CANCELLED, fencing_token=2, now=NOW)
+    assert obj.status == TaskState.CANCELLED

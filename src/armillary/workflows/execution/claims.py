@@ -239,10 +239,13 @@ async def report(
             report = run.outputs.get("report")
             run.report = report if isinstance(report, dict) else None
         elif result.outcome is Outcome.CANCELLED:
-            if run.fencing_token != claimed.fencing_token or run.status != TaskState.RUNNING:
-                raise LateResult("the attempt was already superseded")
             await transitions.apply(
-                session, run, TaskState.CANCELLED, reason="job cancelled", now=now
+                session,
+                run,
+                TaskState.CANCELLED,
+                fencing_token=claimed.fencing_token,
+                reason="job cancelled",
+                now=now,
             )
         elif failed_attempts(run) < run.max_attempts:
             await transitions.apply(

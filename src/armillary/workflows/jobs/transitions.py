@@ -149,16 +149,24 @@ class TaskEdges(Rule):
 
 
 class FencedResult(Rule):
-    """A result from an attempt whose lease has moved on is refused."""
+    """A result from an attempt whose lease has moved on is refused. A worker stopping its
+    own attempt (cancelled) carries the attempt's token too, and is held to it."""
 
     kind = TaskRun
-    from_states = frozenset({TaskState.RUNNING})
-    to_states = TASK_RESULTS
+
+    def governs(self, t: Transition) -> bool:
+        if not isinstance(t.obj, TaskRun):
+            return False
+        if t.to_state in TASK_RESULTS:
+            return t.from_state == TaskState.RUNNING
+        return t.to_state == TaskState.CANCELLED and t.fencing_token is not None
 
     def check(self, t: Transition) -> None:
         assert isinstance(t.obj, TaskRun)  # noqa: S101 - governs() checked the kind
         if t.fencing_token is None:
             raise TransitionRejected("A task result must carry its fencing token")
+        if t.from_state != TaskState.RUNNING:
+            raise TransitionRejected(f"The attempt is over: the task is {t.from_state}")
         if t.fencing_token != t.obj.fencing_token:
             raise TransitionRejected(
                 f"Stale fencing token {t.fencing_token}; the task is at {t.obj.fencing_token}"
