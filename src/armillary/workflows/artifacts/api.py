@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from armillary.kit.authz import AccessControl, Caller
+from armillary.kit.authz import Caller
 from armillary.kit.errors import NotFound
 from armillary.kit.runtime import Runtime
 
@@ -41,17 +41,14 @@ async def task_artifact(
     """One artifact of a task run (404 unless the caller may read the job and the task
     recorded an artifact of that name)."""
     runtime: Runtime = request.app.state.runtime
-    control: AccessControl = runtime.require_access()
-    async with runtime.db.read_only() as session:
-        job, _ = await jobs.visible_job(
-            session,
-            control,
-            caller,
-            job_id,
-            "job:read",
-            claims=getattr(request.state, "token_claims", None),
-        )
-    run = next((r for r in job.task_runs if r.name == task), None)
+    _, run = await jobs.visible_task_run(
+        runtime.db,
+        runtime.require_access(),
+        caller,
+        job_id,
+        task,
+        claims=getattr(request.state, "token_claims", None),
+    )
     key = (run.artifacts or {}).get(name) if run is not None else None
     if key is None:
         raise NotFound("Artifact not found")

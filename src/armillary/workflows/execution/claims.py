@@ -16,6 +16,7 @@ from armillary.contracts.events import QualityGateFailed
 from armillary.kit.events import publish
 
 from ..code import repository as bundles
+from ..jobs import repository as jobs_repo
 from ..jobs import transitions
 from ..jobs.models import Job, TaskAttempt, TaskRun, TaskState
 from ..jobs.transitions import TransitionRejected, failed_attempts
@@ -99,15 +100,7 @@ async def claim(
             select(Job.id, Job.project_id, Job.created_by).where(Job.id.in_(job_ids))
         )
     }
-    needed = {(run.job_id, need) for run in runs for need in run.needs or []}
-    outputs: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-    if needed:
-        for job_id, name, produced in await session.execute(
-            select(TaskRun.job_id, TaskRun.name, TaskRun.outputs).where(
-                TaskRun.job_id.in_(job_ids), TaskRun.name.in_({n for _, n in needed})
-            )
-        ):
-            outputs[(job_id, name)] = produced or {}
+    outputs = await jobs_repo.upstream_outputs(session, runs)
     claims = []
     for run in runs:
         job = jobs[run.job_id]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,3 +81,21 @@ async def jobs_page(
         stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
     )
     return [(job, name) for job, name in rows.all()], total
+
+
+async def upstream_outputs(
+    session: AsyncSession, runs: Iterable[TaskRun]
+) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
+    """The outputs of the tasks ``runs`` need, by (job id, task name), in one query."""
+    wanted = {(run.job_id, need) for run in runs for need in run.needs or []}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(TaskRun.job_id, TaskRun.name, TaskRun.outputs).where(
+            TaskRun.job_id.in_({job_id for job_id, _ in wanted}),
+            TaskRun.name.in_({name for _, name in wanted}),
+        )
+    )
+    return {
+        (job_id, name): outputs or {} for job_id, name, outputs in rows if (job_id, name) in wanted
+    }

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit import audit
 from armillary.kit.authz import AccessControl, Principal, ProjectAccess
-from armillary.kit.db import utcnow
+from armillary.kit.db import Database, utcnow
 from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
 
 from ..components import SERVICE
@@ -187,6 +187,22 @@ async def visible_job(
     if not access.allows(action):
         raise Forbidden(f"Your role in this project does not allow {action}")
     return found
+
+
+async def visible_task_run(
+    db: Database,
+    control: AccessControl,
+    principal: Principal,
+    job_ref: str,
+    task: str,
+    *,
+    claims: dict[str, Any] | None = None,
+) -> tuple[Job, TaskRun | None]:
+    """The job (``job:read``, as :func:`visible_job`) and its run of ``task`` if there is one,
+    read in a short session of its own: for routes that stream their answer afterwards."""
+    async with db.read_only() as session:
+        job, _ = await visible_job(session, control, principal, job_ref, "job:read", claims=claims)
+    return job, next((run for run in job.task_runs if run.name == task), None)
 
 
 async def cancel_job(session: AsyncSession, job: Job) -> Job:

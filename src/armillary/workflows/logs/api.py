@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from armillary.kit.authz import AccessControl, Caller
+from armillary.kit.authz import Caller
 from armillary.kit.errors import NotFound
 from armillary.kit.runtime import Runtime
 
@@ -49,17 +49,14 @@ async def task_logs(
     With ``follow=true`` the response stays open and carries new output until the attempt
     ends."""
     runtime: Runtime = request.app.state.runtime
-    control: AccessControl = runtime.require_access()
-    async with runtime.db.read_only() as session:
-        job, _ = await jobs.visible_job(
-            session,
-            control,
-            caller,
-            job_id,
-            "job:read",
-            claims=getattr(request.state, "token_claims", None),
-        )
-    run = next((r for r in job.task_runs if r.name == task), None)
+    job, run = await jobs.visible_task_run(
+        runtime.db,
+        runtime.require_access(),
+        caller,
+        job_id,
+        task,
+        claims=getattr(request.state, "token_claims", None),
+    )
     if run is None:
         raise NotFound("Task not found in this job")
     number = attempt or run.attempt

@@ -22,6 +22,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..code import repository as bundles
+from ..jobs import repository as jobs_repo
 from ..jobs import transitions
 from ..jobs.models import Job, JobState, TaskAttempt, TaskRun, TaskState
 from ..jobs.transitions import TASK_TERMINAL, TransitionRejected
@@ -143,7 +144,6 @@ class _JobContext:
     async def load(cls, session: AsyncSession, runs: Iterable[TaskRun]) -> _JobContext:
         runs = list(runs)
         job_ids = {r.job_id for r in runs}
-        wanted = {(r.job_id, need) for r in runs for need in r.needs or []}
         context = cls({}, {}, defaultdict(dict))
         if not job_ids:
             return context
@@ -152,15 +152,8 @@ class _JobContext:
         ):
             context.parameters[job_id] = parameters or {}
             context.project[job_id] = project_id
-        if wanted:
-            names = {name for _, name in wanted}
-            for job_id, name, outputs in await session.execute(
-                select(TaskRun.job_id, TaskRun.name, TaskRun.outputs).where(
-                    TaskRun.job_id.in_(job_ids), TaskRun.name.in_(names)
-                )
-            ):
-                if (job_id, name) in wanted:
-                    context.outputs[job_id][name] = outputs or {}
+        for (job_id, name), outputs in (await jobs_repo.upstream_outputs(session, runs)).items():
+            context.outputs[job_id][name] = outputs
         return context
 
 
