@@ -6,6 +6,8 @@ handled; the deliveries it queues commit with it and are sent by the delivery lo
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -18,7 +20,8 @@ from armillary.kit.events import Delivery, EventBus
 from ..jobs.models import JobState, TaskState
 from . import repository as repo
 from . import rules
-from .models import RuleKind
+from .models import AlertRule, RuleKind
+from .senders import Alert
 from .service import enqueue
 
 if TYPE_CHECKING:
@@ -27,68 +30,87 @@ if TYPE_CHECKING:
 CONSUMER = "workflows.alerts"
 
 
+async def _alert_workflow_rules(
+    alerts: Alerts | None,
+    session: AsyncSession,
+    kind: RuleKind,
+    project_id: uuid.UUID,
+    workflow_id: uuid.UUID,
+    build: Callable[[AlertRule, str], Callable[[str], Alert]],
+    *,
+    subject: uuid.UUID,
+    job_id: uuid.UUID,
+    task_run_id: uuid.UUID | None = None,
+) -> int:
+    """Queue the alert ``build(rule, workflow)`` for each of the project's ``kind`` rules that
+    applies to the workflow; returns how many deliveries were queued."""
+    candidates = await repo.active_rules(session, project_id, kind)
+    if not candidates:
+        return 0
+    workflow = await repo.workflow_name(session, workflow_id) or str(workflow_id)
+    queued = 0
+    for rule in candidates:
+        if not rules.applies(rule, workflow=workflow):
+            continue
+        queued += await enqueue(
+            session,
+            rule,
+            build(rule, workflow),
+            event=kind,
+            subject=subject,
+            job_id=job_id,
+            task_run_id=task_run_id,
+            notify=alerts.notify if alerts else None,
+        )
+    return queued
+
+
 async def on_job_status(alerts: Alerts | None, session: AsyncSession, delivery: Delivery) -> int:
     event = JobStatusChanged.model_validate(delivery.payload)
     if event.to_status != JobState.FAILED:
         return 0
-    candidates = await repo.active_rules(session, event.project_id, RuleKind.JOB_FAILED)
-    if not candidates:
-        return 0
-    workflow = await repo.workflow_name(session, event.workflow_id) or str(event.workflow_id)
-    queued = 0
-    for rule in candidates:
-        if not rules.applies(rule, workflow=workflow):
-            continue
-        queued += await enqueue(
-            session,
+    return await _alert_workflow_rules(
+        alerts,
+        session,
+        RuleKind.JOB_FAILED,
+        event.project_id,
+        event.workflow_id,
+        lambda rule, workflow: partial(
+            rules.job_failed,
             rule,
-            partial(
-                rules.job_failed,
-                rule,
-                job_id=event.job_id,
-                workflow=workflow,
-                reason=event.reason,
-                occurred_at=event.occurred_at,
-            ),
-            event=RuleKind.JOB_FAILED,
-            subject=event.job_id,
             job_id=event.job_id,
-            notify=alerts.notify if alerts else None,
-        )
-    return queued
+            workflow=workflow,
+            reason=event.reason,
+            occurred_at=event.occurred_at,
+        ),
+        subject=event.job_id,
+        job_id=event.job_id,
+    )
 
 
 async def on_quality_gate(alerts: Alerts | None, session: AsyncSession, delivery: Delivery) -> int:
     event = QualityGateFailed.model_validate(delivery.payload)
-    candidates = await repo.active_rules(session, event.project_id, RuleKind.QUALITY_GATE_FAILED)
-    if not candidates:
-        return 0
-    workflow = await repo.workflow_name(session, event.workflow_id) or str(event.workflow_id)
-    queued = 0
-    for rule in candidates:
-        if not rules.applies(rule, workflow=workflow):
-            continue
-        queued += await enqueue(
-            session,
+    return await _alert_workflow_rules(
+        alerts,
+        session,
+        RuleKind.QUALITY_GATE_FAILED,
+        event.project_id,
+        event.workflow_id,
+        lambda rule, workflow: partial(
+            rules.quality_gate_failed,
             rule,
-            partial(
-                rules.quality_gate_failed,
-                rule,
-                job_id=event.job_id,
-                workflow=workflow,
-                task=event.task,
-                task_run_id=event.task_run_id,
-                failed_checks=event.failed_checks,
-                score=event.score,
-                occurred_at=event.occurred_at,
-            ),
-            event=RuleKind.QUALITY_GATE_FAILED,
-            subject=event.task_run_id,
             job_id=event.job_id,
+            workflow=workflow,
+            task=event.task,
             task_run_id=event.task_run_id,
-            notify=alerts.notify if alerts else None,
-        )
-    return queued
+            failed_checks=event.failed_checks,
+            score=event.score,
+            occurred_at=event.occurred_at,
+        ),
+        subject=event.task_run_id,
+        job_id=event.job_id,
+        task_run_id=event.task_run_id,
+    )
 
 
 async def on_task_run_status(
