@@ -158,18 +158,20 @@ class Worker:
             if not self.running:
                 continue
             try:
-                async with self.db.unit_of_work() as session:
-                    if loop.time() - last_renewal >= self.settings.heartbeat_seconds:
-                        held = {i: r.claim.fencing_token for i, r in self.running.items()}
+                if loop.time() - last_renewal >= self.settings.heartbeat_seconds:
+                    held = {i: r.claim.fencing_token for i, r in self.running.items()}
+                    async with self.db.unit_of_work() as session:
                         lost = await claims.renew(
                             session, self.name, held, utcnow(), self.settings.lease_seconds
                         )
-                        last_renewal = loop.time()
-                        for run_id in lost:
-                            if run_id in self.running:
-                                self.running[run_id].superseded = True
-                                self.running[run_id].cancel.set()
-                    jobs = {r.claim.job_id for r in self.running.values()}
+                    last_renewal = loop.time()
+                    for run_id in lost:
+                        if run_id in self.running:
+                            self.running[run_id].superseded = True
+                            self.running[run_id].cancel.set()
+                # Looking for cancellations is a read: no transaction for it.
+                jobs = {r.claim.job_id for r in self.running.values()}
+                async with self.db.read_only() as session:
                     cancelling = await claims.cancelling_jobs(session, jobs)
                 for running in self.running.values():
                     if running.claim.job_id in cancelling:

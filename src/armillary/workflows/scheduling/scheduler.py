@@ -50,6 +50,7 @@ STEPS: tuple[Step, ...] = (
 )
 # Conflicts another writer can cause; the step is simply tried again on the next tick.
 GAUGE_INTERVAL_SECONDS = 5.0
+CRON_INTERVAL_SECONDS = 1.0
 RETRYABLE = (StaleDataError, TransitionRejected, OperationalError, DBAPIError)
 
 
@@ -72,6 +73,7 @@ class Scheduler:
         self.listener = signals.Listener(dsn, signals.SCHEDULER_WANTED, poll_seconds=poll)
         self._next_sweep = 0.0
         self._next_gauges = 0.0
+        self._next_cron = 0.0
         self._stopping = asyncio.Event()
 
     async def tick(self, now: datetime | None = None) -> bool:
@@ -210,7 +212,11 @@ class Scheduler:
 
     async def _cycle(self) -> bool:
         more = await self.tick()
-        await self.fire_schedules()
+        # Cron has minute resolution: a busy engine's many wake-ups need not lock the
+        # scheduled workflows each time.
+        if time.monotonic() >= self._next_cron:
+            self._next_cron = time.monotonic() + CRON_INTERVAL_SECONDS
+            await self.fire_schedules()
         if time.monotonic() >= self._next_gauges:
             self._next_gauges = time.monotonic() + GAUGE_INTERVAL_SECONDS
             await self.measure_queue()
