@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.keys import job_artifact_key, job_prefix
@@ -100,8 +99,3 @@ async def chunk_keys(
         if match and int(match.group(1)) == attempt:
             keys.append((int(match.group(2)), info.key))
     return [key for _, key in sorted(keys)]
-
-
-async def read_chunks(store: ObjectStore, keys: list[str]) -> AsyncIterator[bytes]:
-    for key in keys:
-        yield await store.get_bytes(key)

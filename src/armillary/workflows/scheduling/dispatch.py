@@ -14,7 +14,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,7 +41,6 @@ class StepResult:
     queued: int = 0
     changed: int = 0
     more: bool = False
-    fired: list[uuid.UUID] = field(default_factory=list)
 
 
 async def start_queued_jobs(session: AsyncSession, now: datetime) -> StepResult:
