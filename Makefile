@@ -22,7 +22,7 @@ sync: $(UV)
 	$(UV) sync --frozen --no-dev --inexact
 
 sync-dev: $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra boosting
 
 run: sync
 	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python

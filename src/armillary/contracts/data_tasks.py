@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .tasks import TaskTypeContract
+from .task_base import TaskTypeContract
 
 #: Dataset names as the data service accepts them.
 DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"

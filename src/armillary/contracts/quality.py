@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
+from .task_base import TaskTypeContract
+
 Severity = Literal["error", "warn"]
 SAMPLE_CAP = 100
 _COLUMN = Annotated[str, Field(min_length=1, max_length=256)]
@@ -356,3 +358,17 @@ def _sql_columns(predicate: str) -> tuple[str, ...]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+VALIDATE = TaskTypeContract(
+    name="validate",
+    description=(
+        "Checks the table of the upstream task `input` (schema, nulls, uniqueness, ranges, "
+        "sets, patterns, row count, freshness, null ratio, SQL predicates, drift against a "
+        "reference dataset version). A failed `error` check fails the task with its report, "
+        "so nothing downstream runs (fail closed); `warn` checks are only recorded."
+    ),
+    params=ValidateParams,
+    outputs=ValidateOutputs,
+    input_params=("input",),
+)

@@ -7,59 +7,17 @@ the service that implements the type; implementations register under the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .data_tasks import DATA_TASK_TYPES
+from .quality import VALIDATE
+from .registry import REGISTRY_TASK_TYPES
+from .task_base import TaskContext, TaskTypeContract
+from .training import TRAINING_TASK_TYPES
 
-@dataclass(frozen=True, slots=True)
-class TaskTypeContract:
-    """What a task type takes and produces.
-
-    ``dynamic_outputs`` types produce the outputs the spec declares in the task's ``outputs``
-    list (e.g. a user's Python function); the others produce the fields of ``outputs``.
-    ``server_checks`` maps a parameter to a check only the server can make (a named object
-    exists in the project); offline validation lists those checks as skipped.
-    """
-
-    name: str
-    description: str
-    params: type[BaseModel]
-    outputs: type[BaseModel]
-    dynamic_outputs: bool = False
-    server_checks: dict[str, str] = field(default_factory=dict)
-    # Parameters that name upstream tasks whose tables the task reads (``input``: one name,
-    # ``inputs``: a list): each must be upstream of the task, through ``needs``.
-    input_params: tuple[str, ...] = ()
-
-
-@dataclass
-class TaskContext:
-    """What a running task implementation knows about its attempt.
-
-    The job token stays in memory (never in the environment, argv, files or logs) and out of
-    ``repr``; implementations call the platform API with :meth:`api_headers`.
-    """
-
-    job_id: str
-    project_id: str
-    task: str
-    attempt_id: str
-    workdir: Path
-    artifacts_dir: Path
-    api_url: str
-    _token: str = field(default="", repr=False)
-    bundle_dir: Path | None = None
-
-    def token(self) -> str:
-        """The short-lived token scoped to this job."""
-        return self._token
-
-    def api_headers(self) -> dict[str, str]:
-        """Headers that authenticate a call to the platform API as this job."""
-        return {"Authorization": f"Bearer {self._token}"}
+__all__ = ["TASK_TYPES", "TaskContext", "TaskTypeContract"]
 
 
 class _Params(BaseModel):
@@ -151,26 +109,10 @@ FAIL = TaskTypeContract(
     outputs=NoOutputs,
 )
 
-TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (PYTHON, NOOP, SLEEP, FAIL)}
+TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (PYTHON, NOOP, SLEEP, FAIL, VALIDATE)}
 
-# The data service's task types (declared in their own module, registered here so that every
-# service sees one registry). Imported last: that module builds on the classes above.
-from armillary.contracts.data_tasks import DATA_TASK_TYPES  # noqa: E402
-
+# The other services' task types, declared in their own modules, in one registry that every
+# service sees.
 TASK_TYPES.update(DATA_TASK_TYPES)
-
-from armillary.contracts.quality import ValidateOutputs, ValidateParams  # noqa: E402
-
-VALIDATE = TaskTypeContract(
-    name="validate",
-    description=(
-        "Checks the table of the upstream task `input` (schema, nulls, uniqueness, ranges, "
-        "sets, patterns, row count, freshness, null ratio, SQL predicates, drift against a "
-        "reference dataset version). A failed `error` check fails the task with its report, "
-        "so nothing downstream runs (fail closed); `warn` checks are only recorded."
-    ),
-    params=ValidateParams,
-    outputs=ValidateOutputs,
-    input_params=("input",),
-)
-TASK_TYPES[VALIDATE.name] = VALIDATE
+TASK_TYPES.update(TRAINING_TASK_TYPES)
+TASK_TYPES.update(REGISTRY_TASK_TYPES)

@@ -195,6 +195,77 @@ class TaskApi:
         )
         self._send("PUT", path, json=dict(report)).close()
 
+    def report_progress(
+        self,
+        *,
+        stage: str,
+        current: int | None = None,
+        total: int | None = None,
+        message: str = "",
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Show how far this attempt has got (a fold, an iteration, a remote job's status) on
+        the job while it runs. Refused (409) once the attempt is no longer the task's current
+        one."""
+        path = (
+            f"/api/v1/jobs/{_segment(self._context.job_id)}"
+            f"/tasks/{_segment(self._context.task)}/progress"
+        )
+        body = {
+            "attempt_id": self._context.attempt_id,
+            "stage": stage,
+            "current": current,
+            "total": total,
+            "message": message,
+            "metrics": dict(metrics or {}),
+        }
+        self._send("PUT", path, json=body).close()
+
+    def get_model_version(self, model: str, version: int) -> dict[str, Any]:
+        """The record of version ``version`` of registered model ``model``."""
+        return self._json("GET", f"{self._model_path(model)}/versions/{int(version)}")
+
+    def get_alias(self, model: str, alias: str) -> dict[str, Any] | None:
+        """What ``alias`` of ``model`` points to (``{"alias", "version", "model_version"}``), or
+        None when the model or the alias does not exist."""
+        try:
+            return self._json("GET", f"{self._model_path(model)}/aliases/{_segment(alias)}")
+        except TaskApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def fetch_model_artifact(self, model: str, version: int, name: str, dest: Path) -> Path:
+        """Download artifact ``name`` (e.g. ``model.onnx``) of a model version to ``dest``."""
+        path = f"{self._model_path(model)}/versions/{int(version)}/artifacts/{_segment(name)}"
+        with self._download(path) as chunks:
+            _write_checked(chunks, dest, None)
+        return dest
+
+    def register_model_version(self, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Register the next version of ``model`` (created if missing) from this job's
+        artifacts; ``body`` is the registry's version request. Returns the version record."""
+        base = f"/api/v1/projects/{self._project}/models"
+        try:
+            self._json("GET", self._model_path(model))
+        except TaskApiError as exc:
+            if exc.status != 404:
+                raise
+            try:
+                self._json("POST", base, json={"name": model})
+            except TaskApiError as race:
+                if race.status != 409:  # created meanwhile: fine
+                    raise
+        return self._json("POST", f"{self._model_path(model)}/versions", json=dict(body))
+
+    def set_alias(self, model: str, alias: str, version: int, reason: str) -> dict[str, Any]:
+        """Point ``alias`` of ``model`` at ``version``, recording ``reason``."""
+        path = f"{self._model_path(model)}/aliases/{_segment(alias)}"
+        return self._json("PUT", path, json={"version": int(version), "reason": reason})
+
+    def _model_path(self, model: str) -> str:
+        return f"/api/v1/projects/{self._project}/models/{_segment(model)}"
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _json(self, method: str, path: str, *, json: Any = None) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The shape of a task type (its contract) and of what a running task knows (its context).
+
+Kept apart from the registry of types in :mod:`armillary.contracts.tasks`, so that the modules
+declaring types import this one and the registry imports them, with no cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTypeContract:
+    """What a task type takes and produces.
+
+    ``dynamic_outputs`` types produce the outputs the spec declares in the task's ``outputs``
+    list (e.g. a user's Python function); the others produce the fields of ``outputs``.
+    ``server_checks`` maps a parameter to a check only the server can make (a named object
+    exists in the project); offline validation lists those checks as skipped.
+    """
+
+    name: str
+    description: str
+    params: type[BaseModel]
+    outputs: type[BaseModel]
+    dynamic_outputs: bool = False
+    server_checks: dict[str, str] = field(default_factory=dict)
+    # Parameters that name upstream tasks whose tables the task reads (``input``: one name,
+    # ``inputs``: a list): each must be upstream of the task, through ``needs``.
+    input_params: tuple[str, ...] = ()
+
+
+@dataclass
+class TaskContext:
+    """What a running task implementation knows about its attempt.
+
+    The job token stays in memory (never in the environment, argv, files or logs) and out of
+    ``repr``; implementations call the platform API with :meth:`api_headers`.
+    """
+
+    job_id: str
+    project_id: str
+    task: str
+    attempt_id: str
+    workdir: Path
+    artifacts_dir: Path
+    api_url: str
+    _token: str = field(default="", repr=False)
+    bundle_dir: Path | None = None
+
+    def token(self) -> str:
+        """The short-lived token scoped to this job."""
+        return self._token
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers that authenticate a call to the platform API as this job."""
+        return {"Authorization": f"Bearer {self._token}"}
