@@ -73,3 +73,9 @@ bench-workflows: sync-dev services
 .PHONY: bench-quality
 bench-quality: sync-dev
 	$(VENV_BIN)/python bench/quality/run.py
+
+# Training overhead: a random forest as a platform job (PostgreSQL, 2 workers) against the same
+# training as a plain Python script, in one run (about 3 min).
+.PHONY: bench-training
+bench-training: sync-dev services
+	$(VENV_BIN)/python bench/training/run.py

@@ -12,6 +12,7 @@ import httpx
 from .datasets import Datasets
 from .errors import ArmillaryError, ConnectionFailed, error_from_response
 from .jobs import Jobs
+from .models import Models
 from .types import Tokens
 
 #: Connect quickly or fail; allow a minute of silence between bytes of an answer.
@@ -60,6 +61,7 @@ class Client:
         )
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
+        self.models = Models(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -1,0 +1,190 @@
+"""``armillary models``: registered models, their versions and metrics, side by side."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from armillary.cli.session import api_client
+
+app = typer.Typer(help="Registered models, versions, metrics and aliases.", no_args_is_help=True)
+
+console = Console(soft_wrap=True)
+
+ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project slug")]
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name")]
+# Shown first, in this order, when a version has them; other metrics follow by name.
+_METRIC_ORDER = (
+    "accuracy",
+    "f1",
+    "precision",
+    "recall",
+    "roc_auc",
+    "log_loss",
+    "rmse",
+    "mae",
+    "r2",
+)
+
+
+def _when(value: str | None) -> str:
+    return "-" if not value else value[:19].replace("T", " ")
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return escape(str(value))
+
+
+def _metric_names(versions: list[dict[str, Any]]) -> list[str]:
+    present = {name for v in versions for name in (v.get("metrics") or {})}
+    ordered = [name for name in _METRIC_ORDER if name in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def _aliases_by_version(model: dict[str, Any]) -> dict[int, list[str]]:
+    found: dict[int, list[str]] = {}
+    for alias in model.get("aliases") or []:
+        found.setdefault(int(alias["version"]), []).append(str(alias["alias"]))
+    return found
+
+
+@app.command("list")
+def list_models(project: ProjectOption) -> None:
+    """The registered models of a project, with their latest version and aliases."""
+    with api_client() as client:
+        models = client.models.list(project)
+    if not models:
+        console.print(f"No registered models in project {escape(project)}.")
+        return
+    table = Table(title=f"Models of {escape(project)}")
+    table.add_column("Name", style="bold")
+    table.add_column("Latest", justify="right")
+    table.add_column("Aliases")
+    table.add_column("Description")
+    table.add_column("Updated")
+    for model in models:
+        aliases = ", ".join(f"{a['alias']}→v{a['version']}" for a in model.get("aliases") or [])
+        table.add_row(
+            escape(model["name"]),
+            _number(model.get("latest_version")),
+            escape(aliases) or "-",
+            escape(model.get("description") or ""),
+            _when(model.get("updated_at") or model.get("created_at")),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    project: ProjectOption,
+    model: ModelOption,
+    version: Annotated[
+        int | None, typer.Option("--version", "-v", min=1, help="Show one version in full")
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option("--order-by", help="Order versions, e.g. metrics.f1 or -metrics.rmse"),
+    ] = None,
+) -> None:
+    """A model's versions with their metrics, or one version in full."""
+    with api_client() as client:
+        if version is not None:
+            _show_version(client.models.version(project, model, version))
+            return
+        found = client.models.get(project, model)
+        versions = client.models.versions(project, model, order_by=order_by)
+    console.print(f"[bold]{escape(found['name'])}[/bold] in {escape(project)}")
+    if found.get("description"):
+        console.print(escape(found["description"]))
+    if not versions:
+        console.print("No versions yet.")
+        return
+    aliases = _aliases_by_version(found)
+    metrics = _metric_names(versions)
+    table = Table(title="Versions")
+    table.add_column("Version", justify="right")
+    table.add_column("Aliases")
+    table.add_column("Estimator")
+    for name in metrics:
+        table.add_column(name, justify="right")
+    table.add_column("Created")
+    for item in versions:
+        number = int(item["version"])
+        row = [str(number), escape(", ".join(aliases.get(number, []))) or "-"]
+        row.append(escape(item.get("estimator") or "-"))
+        row += [_number((item.get("metrics") or {}).get(name)) for name in metrics]
+        row.append(_when(item.get("created_at")))
+        table.add_row(*row)
+    console.print(table)
+
+
+def _show_version(item: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{escape(item['model'])}[/bold] version {item['version']} "
+        f"({escape(item.get('estimator') or '-')}, {escape(item.get('format') or '-')})"
+    )
+    if item.get("description"):
+        console.print(escape(item["description"]))
+    metrics = Table(title="Metrics")
+    metrics.add_column("Metric")
+    metrics.add_column("Value", justify="right")
+    for name in _metric_names([item]):
+        metrics.add_row(escape(name), _number(item["metrics"][name]))
+    console.print(metrics)
+    if item.get("params"):
+        console.print("[bold]Parameters[/bold]")
+        console.print_json(json.dumps(item["params"], sort_keys=True))
+    lineage = item.get("lineage") or {}
+    datasets = lineage.get("datasets") or item.get("datasets") or []
+    if datasets:
+        table = Table(title="Trained on")
+        table.add_column("Dataset")
+        table.add_column("Version", justify="right")
+        table.add_column("SHA-256")
+        for used in datasets:
+            table.add_row(
+                escape(str(used.get("dataset"))),
+                _number(used.get("version")),
+                escape(str(used.get("sha256", ""))[:12]),
+            )
+        console.print(table)
+    if lineage.get("job_id"):
+        console.print(
+            f"job {escape(str(lineage['job_id']))}, task {escape(str(lineage.get('task')))}"
+        )
+
+
+@app.command("compare")
+def compare(
+    project: ProjectOption,
+    model: ModelOption,
+    versions: Annotated[list[int], typer.Argument(help="Version numbers to compare")],
+) -> None:
+    """Versions side by side: metrics, the parameters that differ, training data."""
+    if len(versions) < 2:
+        raise typer.BadParameter("name at least two versions")
+    with api_client() as client:
+        found = [client.models.version(project, model, v) for v in versions]
+    table = Table(title=f"{escape(model)}: versions {', '.join(map(str, versions))}")
+    table.add_column("")
+    for item in found:
+        table.add_column(f"v{item['version']}", justify="right")
+    for name in _metric_names(found):
+        values = [(item.get("metrics") or {}).get(name) for item in found]
+        table.add_row(escape(name), *[_number(v) for v in values])
+    params = [item.get("params") or {} for item in found]
+    differing = sorted(
+        {key for p in params for key in p if len({json.dumps(q.get(key)) for q in params}) > 1}
+    )
+    for key in differing:
+        table.add_row(f"[dim]{escape(key)}[/dim]", *[_number(p.get(key)) for p in params])
+    console.print(table)
