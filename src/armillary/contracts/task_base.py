@@ -31,6 +31,9 @@ class TaskTypeContract:
     # Parameters that name upstream tasks whose tables the task reads (``input``: one name,
     # ``inputs``: a list): each must be upstream of the task, through ``needs``.
     input_params: tuple[str, ...] = ()
+    # Worker environment variables this type's children receive when the worker has them
+    # (cloud credentials for a remote backend); every other type's children never see them.
+    env_passthrough: tuple[str, ...] = ()
 
 
 @dataclass

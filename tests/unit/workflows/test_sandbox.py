@@ -6,14 +6,16 @@ from __future__ import annotations
 import math
 import os
 import resource
+import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from armillary.contracts.tasks import NOOP, SLEEP, TaskContext
+from armillary.contracts.tasks import NOOP, SLEEP, TASK_TYPES, TaskContext
 from armillary.workflows import tasks
 from armillary.workflows.execution import sandbox
 from armillary.workflows.execution.child import (
@@ -49,7 +51,7 @@ WORKER_ENV = {
 
 
 def test_server_env_keeps_only_the_allow_list() -> None:
-    env = sandbox.server_env(WORKER_ENV)
+    env = sandbox.server_env(WORKER_ENV, passthrough=())
     assert env == {
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -68,6 +70,88 @@ def test_server_env_adds_extra_env() -> None:
 def test_extra_env_may_not_set_platform_variables(name: str) -> None:
     with pytest.raises(ValueError, match=name):
         sandbox.server_env({}, {name: "x"})
+
+
+# -- passthrough variables (``TaskTypeContract.env_passthrough``) ---------------------------------
+
+AWS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+@pytest.fixture
+def aws_type(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A task type that, like ``train`` with SageMaker, asks for the AWS credentials."""
+    monkeypatch.setitem(TASK_TYPES, "remote", replace(NOOP, name="remote", env_passthrough=AWS))
+    return "remote"
+
+
+def test_server_env_holds_the_passthrough_variables_of_every_type(aws_type: str) -> None:
+    env = sandbox.server_env(WORKER_ENV)
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIA"
+    assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret"
+    assert env[sandbox.PASSTHROUGH_LIST] == "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY"
+    for name in ("GITHUB_TOKEN", "PGPASSWORD", "ARMILLARY_SECRET_KEY", "DATABASE_URL"):
+        assert name not in env
+
+
+def test_no_passthrough_list_without_passthrough_variables(aws_type: str) -> None:
+    assert sandbox.PASSTHROUGH_LIST not in sandbox.server_env({"PATH": "/bin"})
+
+
+@pytest.mark.parametrize("name", ["ARMILLARY_DATABASE_URL", "HOME", "TMPDIR", "PATH"])
+def test_a_type_may_not_ask_for_platform_variables(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        sandbox.server_env(WORKER_ENV, passthrough=[name])
+
+
+def _child_env(base: dict[str, str], task_type: str | None, tmp_path: Path) -> dict[str, str]:
+    return sandbox.attempt_env(
+        base, api_url="http://api", job_id="j", task="t", workdir=tmp_path, task_type=task_type
+    )
+
+
+def test_only_the_type_that_names_them_gets_passthrough_variables(
+    aws_type: str, tmp_path: Path
+) -> None:
+    base = sandbox.server_env(WORKER_ENV)
+    remote = _child_env(base, aws_type, tmp_path)
+    assert (remote["AWS_ACCESS_KEY_ID"], remote["AWS_SECRET_ACCESS_KEY"]) == ("AKIA", "aws-secret")
+    for other in ("python", "noop", "no-such-type", None):
+        env = _child_env(base, other, tmp_path)
+        assert not [name for name in env if "AWS" in name], other
+    for env in (remote, _child_env(base, "python", tmp_path)):
+        assert sandbox.PASSTHROUGH_LIST not in env
+        assert env["PATH"] == "/usr/bin:/bin"
+
+
+def test_a_listed_variable_is_withheld_even_if_no_contract_names_it(tmp_path: Path) -> None:
+    # The server was started by a worker whose contracts named a variable this child's do not:
+    # the list in the server's environment still keeps it from the child.
+    base = {"PATH": "/bin", "VENDOR_TOKEN": "t", sandbox.PASSTHROUGH_LIST: "VENDOR_TOKEN"}
+    assert _child_env(base, "python", tmp_path).keys() == ({"PATH"} | set(sandbox.ATTEMPT_ENV))
+
+
+def test_wipe_values_overwrites_the_value_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARMILLARY_TEST_WIPED", "s3cr3t-value")
+    value = os.environ._data[b"ARMILLARY_TEST_WIPED"]  # type: ignore[attr-defined]
+    sandbox.wipe_values(["ARMILLARY_TEST_WIPED", "NOT_SET_ANYWHERE"])
+    assert value == b"\0" * len("s3cr3t-value")
+
+
+def test_wipe_initial_environ_empties_proc_self_environ() -> None:
+    script = (
+        "import os\n"
+        "from armillary.workflows.execution import sandbox\n"
+        "os.environ.clear(); os.environ.update({'PATH': '/bin'})\n"
+        "sandbox.wipe_initial_environ()\n"
+        "data = open('/proc/self/environ', 'rb').read()\n"
+        "print('LEFT' if b'initial-secret' in data else 'GONE', os.environ['PATH'])\n"
+    )
+    env = {"PATH": os.environ["PATH"], "SECRET_FOR_TEST": "initial-secret"}
+    env.update({k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV")})
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["GONE", "/bin"]
 
 
 def test_attempt_env_identifies_the_attempt_without_a_token(tmp_path: Path) -> None:

@@ -177,6 +177,7 @@ def run(request: dict[str, Any], log_fd: int, result_fd: int, server_pid: int) -
         job_id=spec["job_id"],
         task=spec["task"],
         workdir=workdir.root,
+        task_type=spec["task_type"],
     )
     try:
         workdir = sandbox.enter(
@@ -188,6 +189,7 @@ def run(request: dict[str, Any], log_fd: int, result_fd: int, server_pid: int) -
             log_fd=log_fd,
             result_fd=result_fd,
             server_pid=server_pid,
+            withheld=sandbox.withheld_env(os.environ, spec["task_type"]),
         )
         result = _attempt(spec, workdir, limits)
     except Exception as exc:

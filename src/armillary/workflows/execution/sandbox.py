@@ -14,10 +14,12 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from armillary.contracts.tasks import TASK_TYPES
 
 from .protocol import ResourceLimits
 
@@ -40,6 +42,10 @@ ALLOWED_ENV = (
 )
 # Set per attempt by the child; an operator's ``extra_env`` may not override them.
 ATTEMPT_ENV = ("ARMILLARY_API_URL", "ARMILLARY_JOB_ID", "ARMILLARY_TASK", "HOME", "TMPDIR")
+# Names the fork server holds only for some task types (``TaskTypeContract.env_passthrough``):
+# the server's environment lists them here so a child withholds them even if its own view of
+# the contracts differed from the worker's.
+PASSTHROUGH_LIST = "ARMILLARY_ENV_PASSTHROUGH"
 RESULT_FD = 3  # where the child keeps the result pipe (stdin, stdout and stderr come first)
 DEFAULT_SANDBOX_UID = 65534  # "nobody"
 
@@ -47,27 +53,64 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
 
 
-def server_env(
-    environ: Mapping[str, str], extra: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The fork server's environment: the allow-listed variables of ``environ`` plus ``extra``.
+def passthrough_names() -> frozenset[str]:
+    """The variables some task type may receive from the worker (its ``env_passthrough``)."""
+    return frozenset(name for c in TASK_TYPES.values() for name in c.env_passthrough)
 
-    ``extra`` may not set ``ARMILLARY_*`` variables or the per-attempt ones.
+
+def server_env(
+    environ: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
+    passthrough: Iterable[str] | None = None,
+) -> dict[str, str]:
+    """The fork server's environment: the allow-listed variables of ``environ``, those of
+    ``passthrough`` (default: every task type's ``env_passthrough``) it has, plus ``extra``.
+
+    ``extra`` may not set ``ARMILLARY_*`` variables or the per-attempt ones, nor may a task
+    type ask for them. The children of a type get the passthrough variables only if the type
+    names them (:func:`attempt_env`).
     """
+    names = passthrough_names() if passthrough is None else frozenset(passthrough)
+    for name in names:
+        if name.startswith("ARMILLARY_") or name in ATTEMPT_ENV or name in ALLOWED_ENV:
+            raise ValueError(f"a task type may not ask for {name} as a passthrough variable")
     env = {name: environ[name] for name in ALLOWED_ENV if name in environ}
+    env.update({name: environ[name] for name in sorted(names) if name in environ})
     for name, value in (extra or {}).items():
         if name.startswith("ARMILLARY_") or name in ATTEMPT_ENV:
             raise ValueError(f"extra_env may not set {name}: the executor sets it per attempt")
         env[name] = value
+    held = sorted(name for name in names if name in env)
+    if held:
+        env[PASSTHROUGH_LIST] = ",".join(held)
     return env
 
 
+def withheld_env(base: Mapping[str, str], task_type: str | None) -> frozenset[str]:
+    """The variables of ``base`` a child of ``task_type`` must not get: every passthrough
+    variable its type does not name (unknown type: all of them), and the list itself."""
+    contract = TASK_TYPES.get(task_type) if task_type is not None else None
+    own = frozenset(contract.env_passthrough) if contract is not None else frozenset()
+    listed = frozenset(filter(None, base.get(PASSTHROUGH_LIST, "").split(",")))
+    return ((listed | passthrough_names()) - own) | {PASSTHROUGH_LIST}
+
+
 def attempt_env(
-    base: Mapping[str, str], *, api_url: str, job_id: str, task: str, workdir: Path
+    base: Mapping[str, str],
+    *,
+    api_url: str,
+    job_id: str,
+    task: str,
+    workdir: Path,
+    task_type: str | None = None,
 ) -> dict[str, str]:
-    """A child's environment: the server's plus what identifies the attempt (no token)."""
+    """A child's environment: the server's, without the passthrough variables that are not
+    for ``task_type``, plus what identifies the attempt (no token)."""
+    withheld = withheld_env(base, task_type)
+    # By key first: reading a withheld value would leave a decoded copy in this process.
+    kept = {name: base[name] for name in base if name not in withheld}
     return {
-        **base,
+        **kept,
         "ARMILLARY_API_URL": api_url,
         "ARMILLARY_JOB_ID": job_id,
         "ARMILLARY_TASK": task,
@@ -161,8 +204,12 @@ def enter(
     log_fd: int,
     result_fd: int,
     server_pid: int,
+    withheld: Collection[str] = (),
 ) -> Workdir:
-    """Turn the freshly forked child into the attempt's sandbox; returns its directories."""
+    """Turn the freshly forked child into the attempt's sandbox; returns its directories.
+
+    ``withheld`` names server variables the attempt must not get: their values are wiped from
+    this process's memory, not only left out of ``env``."""
     redirect_fds(log_fd, result_fd)  # first: from here on, fd 3 is the result pipe
     os.setsid()  # its own process group: the parent kills the whole group
     for signum in (signal.SIGCHLD, signal.SIGTERM):
@@ -179,9 +226,40 @@ def enter(
     if os.getppid() != server_pid:
         os._exit(70)  # the server died before the line above
     os.chdir(workdir.root)
+    wipe_values(withheld)
     os.environ.clear()
     os.environ.update(env)
+    wipe_initial_environ()
     return workdir
+
+
+def wipe_values(names: Collection[str]) -> None:
+    """Overwrite the values of ``names`` in this process's copy of the environment.
+
+    Clearing ``os.environ`` frees the values but leaves their bytes in freed memory, where
+    user code could find them (ctypes reads its own process's memory). The values are bytes
+    objects no one else refers to; one-byte and empty ones are shared singletons, so they are
+    left alone (a credential is longer).
+    """
+    environ: dict[bytes, bytes] = os.environ._data  # type: ignore[attr-defined]
+    for name in names:
+        value = environ.get(os.fsencode(name))
+        if value is not None and len(value) > 1:
+            address = ctypes.cast(ctypes.c_char_p(value), ctypes.c_void_p).value
+            if address is not None:
+                ctypes.memset(address, 0, len(value))
+
+
+def wipe_initial_environ() -> None:
+    """Zero the environment block the process was started with (and that forked children
+    share): it still holds every variable after ``os.environ`` is cleared, and
+    ``/proc/self/environ`` shows it. Call only once nothing points into it (the C library's
+    ``environ`` is rebuilt by clearing and refilling ``os.environ``)."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # env_start, env_end: fields 50 and 51
+    if 0 < start < end:
+        ctypes.memset(start, 0, end - start)
 
 
 _coverage: Any = None

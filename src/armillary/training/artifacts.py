@@ -1,0 +1,151 @@
+"""The files a trained model leaves among the job's artifacts.
+
+``model.skops`` (always), ``model.onnx`` (when the pipeline converts and the converted model
+predicts what the original does), ``signature.json``, ``environment.json``,
+``importances.json`` and, after a search, ``trials.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+
+from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
+from armillary.contracts.training import ESTIMATORS, Problem
+
+from .estimators import MODEL, PREPROCESS
+from .loading import load_onnx_session
+from .preprocess import output_feature_names
+
+SIGNATURE_FILE = "signature.json"
+ENVIRONMENT_FILE = "environment.json"
+IMPORTANCES_FILE = "importances.json"
+TRIALS_FILE = "trials.json"
+HOLDOUT_FILE = "holdout.parquet"
+
+_CORE_PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "skops",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+    "polars",
+)
+# How many rows the ONNX export must reproduce before it is kept.
+_PARITY_ROWS = 50
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    return path
+
+
+def save_skops(model: Any, directory: Path) -> Path:
+    path = directory / MODEL_FILE_SKOPS
+    sio.dump(model, path)
+    return path
+
+
+def environment(estimator: str) -> dict[str, str]:
+    """The Python version and the versions of the packages the model needs to load."""
+    packages = list(_CORE_PACKAGES)
+    target = ESTIMATORS[estimator].target
+    if target.startswith("xgboost:"):
+        packages.append("xgboost-cpu" if _installed("xgboost-cpu") else "xgboost")
+    elif target.startswith("lightgbm:"):
+        packages.append("lightgbm")
+    found = {"python": platform.python_version()}
+    for name in packages:
+        version = _installed(name)
+        if version is not None:
+            found[name] = version
+    return found
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def importances(pipeline: Any, features: Sequence[str]) -> dict[str, Any] | None:
+    """The fitted estimator's ``feature_importances_`` (or ``|coef_|``, averaged over classes)
+    by the name of the column it saw; None when it has neither."""
+    steps = getattr(pipeline, "named_steps", {})
+    model = steps.get(MODEL, pipeline)
+    values = getattr(model, "feature_importances_", None)
+    kind = "feature_importances"
+    if values is None and getattr(model, "coef_", None) is not None:
+        coef = np.abs(np.asarray(model.coef_, dtype=np.float64))
+        values = coef.mean(axis=0) if coef.ndim == 2 else coef
+        kind = "abs_coef"
+    if values is None:
+        return None
+    values = np.asarray(values, dtype=np.float64).ravel()
+    preprocessor = steps.get(PREPROCESS)
+    names = output_feature_names(preprocessor, features) if preprocessor is not None else None
+    if names is None or len(names) != len(values):
+        names = [f"f{i}" for i in range(len(values))]
+    ranked = sorted(zip(names, values.tolist(), strict=True), key=lambda p: -abs(p[1]))
+    return {"kind": kind, "importances": [{"feature": n, "importance": v} for n, v in ranked]}
+
+
+def export_onnx(
+    pipeline: Any, x: np.ndarray[Any, Any], problem: Problem, estimator: str, directory: Path
+) -> Path | None:
+    """``model.onnx`` when the pipeline converts and reproduces the pipeline's predictions on
+    the first rows of ``x``; otherwise None, with the reason on stderr."""
+    if ESTIMATORS[estimator].extra is not None:
+        # Their converters live in onnxmltools, which is not a dependency.
+        print(f"[train] no ONNX export for {estimator}: no converter installed", file=sys.stderr)
+        return None
+    if x.dtype != np.float64:
+        print("[train] no ONNX export: categorical (string) features", file=sys.stderr)
+        return None
+    try:
+        from skl2onnx import to_onnx
+        from skl2onnx.common.data_types import FloatTensorType
+
+        final = pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline
+        options = {id(final): {"zipmap": False}}
+        converted = to_onnx(
+            pipeline,
+            initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
+            options=options if problem == "classification" else None,
+        )
+    except Exception as exc:  # any converter failure means: skops only
+        print(f"[train] no ONNX export: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    path = directory / MODEL_FILE_ONNX
+    path.write_bytes(converted.SerializeToString())
+    if not _onnx_matches(path, pipeline, x[:_PARITY_ROWS], problem):
+        print("[train] ONNX export dropped: its predictions differ", file=sys.stderr)
+        path.unlink()
+        return None
+    return path
+
+
+def _onnx_matches(path: Path, pipeline: Any, x: np.ndarray[Any, Any], problem: Problem) -> bool:
+    try:
+        session = load_onnx_session(path)
+        got = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+    except Exception as exc:
+        print(f"[train] the ONNX export does not run: {exc}", file=sys.stderr)
+        return False
+    expected = pipeline.predict(x)
+    got = np.asarray(got).reshape(expected.shape)
+    if problem == "classification":
+        return bool(np.array_equal(got.astype(expected.dtype), expected))
+    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+    return bool(np.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale))

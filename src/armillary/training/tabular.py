@@ -1,0 +1,137 @@
+"""From a Parquet table to the arrays a pipeline is fitted on, and the model's signature.
+
+Features reach the pipeline as one 2-D NumPy array in signature order, so that evaluation and
+serving rebuild it from the signature alone: ``float64`` when every feature is numeric, else an
+``object`` array (numbers as floats, strings and booleans as themselves, nulls as ``None``
+or NaN) whose columns the pipeline's ``ColumnTransformer`` picks by index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from armillary.contracts.training import FeatureSpec, Problem, Signature, TrainParams
+
+
+class TrainingError(Exception):
+    """A training or evaluation task cannot proceed (bad input, unusable data)."""
+
+
+@dataclass(frozen=True)
+class Tabular:
+    """A table as arrays: ``x`` in ``features`` order, ``y`` the target."""
+
+    x: np.ndarray[Any, Any]
+    y: np.ndarray[Any, Any]
+    features: list[FeatureSpec]
+    target: FeatureSpec
+    categorical: list[int]
+    rows: pl.DataFrame
+
+
+def is_numeric(dtype: str | pl.DataType) -> bool:
+    """Whether a column of this (Polars) dtype is fed to the model as a number."""
+    if isinstance(dtype, str):
+        lowered = dtype.lower()
+        return lowered.startswith(("int", "uint", "float", "decimal"))
+    return dtype.is_numeric()
+
+
+def _is_supported(dtype: pl.DataType) -> bool:
+    return (
+        dtype.is_numeric()
+        or dtype in (pl.String, pl.Boolean, pl.Categorical)
+        or isinstance(dtype, pl.Enum)
+    )
+
+
+def feature_matrix(frame: pl.DataFrame, features: Sequence[FeatureSpec]) -> np.ndarray[Any, Any]:
+    """The 2-D array of ``features`` (in that order) from ``frame``."""
+    missing = [f.name for f in features if f.name not in frame.columns]
+    if missing:
+        raise TrainingError(f"the table has no column(s) {', '.join(missing)}")
+    if all(is_numeric(f.dtype) for f in features):
+        selected = frame.select([pl.col(f.name).cast(pl.Float64) for f in features])
+        return selected.to_numpy().astype(np.float64, copy=False)
+    matrix = np.empty((frame.height, len(features)), dtype=object)
+    for index, feature in enumerate(features):
+        column = frame.get_column(feature.name)
+        if is_numeric(feature.dtype):
+            matrix[:, index] = column.cast(pl.Float64).to_numpy()
+        elif column.dtype == pl.Boolean:
+            matrix[:, index] = column.to_list()
+        else:
+            matrix[:, index] = column.cast(pl.String).to_list()
+    return matrix
+
+
+def prepare(frame: pl.DataFrame, spec: TrainParams) -> Tabular:
+    """Checks the table against ``spec`` and turns it into arrays (rows without a target are
+    dropped)."""
+    if spec.target not in frame.columns:
+        raise TrainingError(f"the table has no target column {spec.target!r}")
+    names = spec.features or [c for c in frame.columns if c != spec.target]
+    if not names:
+        raise TrainingError("the table has no feature columns besides the target")
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise TrainingError(f"the table has no column(s) {', '.join(missing)}")
+    unsupported = [f"{n} ({frame.schema[n]})" for n in names if not _is_supported(frame.schema[n])]
+    if unsupported:
+        raise TrainingError(
+            "unsupported feature type(s): "
+            + ", ".join(unsupported)
+            + "; convert them to numbers or strings upstream (a transform task)"
+        )
+    frame = frame.select([*names, spec.target]).filter(pl.col(spec.target).is_not_null())
+    if frame.height < 2:
+        raise TrainingError("the table has fewer than 2 rows with a target value")
+    features = [FeatureSpec(name=n, dtype=str(frame.schema[n])) for n in names]
+    declared = spec.preprocessing.categorical
+    if declared is not None:
+        unknown = [c for c in declared if c not in names]
+        if unknown:
+            raise TrainingError(f"categorical column(s) not among the features: {unknown}")
+        categorical = [names.index(c) for c in declared]
+    else:
+        categorical = [i for i, f in enumerate(features) if not is_numeric(f.dtype)]
+    non_numeric = {i for i, f in enumerate(features) if not is_numeric(f.dtype)}
+    if not non_numeric <= set(categorical):
+        raise TrainingError("string/boolean features must be among the categorical columns")
+    target = FeatureSpec(name=spec.target, dtype=str(frame.schema[spec.target]))
+    y = target_array(frame, spec.target, spec.problem)
+    return Tabular(feature_matrix(frame, features), y, features, target, categorical, frame)
+
+
+def target_array(frame: pl.DataFrame, name: str, problem: Problem) -> np.ndarray[Any, Any]:
+    """The target column as the estimator sees it: the labels themselves for classification
+    (strings stay strings), floats for regression."""
+    column = frame.get_column(name)
+    if problem == "regression":
+        if not column.dtype.is_numeric():
+            raise TrainingError(f"a regression target must be numeric; {name} is {column.dtype}")
+        return column.cast(pl.Float64).to_numpy()
+    if column.dtype.is_float():
+        return column.to_numpy()
+    if column.dtype.is_integer() or column.dtype == pl.Boolean:
+        return column.to_numpy()
+    return np.asarray(column.cast(pl.String).to_list(), dtype=object)
+
+
+def signature(tabular: Tabular, problem: Problem, classes: Sequence[Any] | None) -> Signature:
+    return Signature(
+        inputs=tabular.features,
+        target=tabular.target,
+        problem=problem,
+        classes=[plain(c) for c in classes] if classes is not None else None,
+    )
+
+
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value JSON can carry."""
+    return value.item() if isinstance(value, np.generic) else value

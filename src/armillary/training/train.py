@@ -1,0 +1,244 @@
+"""The ``train`` task type: fit, validate, search, and store the model's artifacts.
+
+Locally: a preprocessing + estimator pipeline, validated on a hold-out split (the final model
+is the one fitted on the training split) or by k-fold cross-validation (fold means and
+standard deviations; the final model is refitted on every row). ``backend: sagemaker`` splits
+here, trains remotely on the training split, and scores the returned model here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.model_selection import train_test_split
+
+from armillary.contracts.data_tasks import DatasetRef, TableRef
+from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
+from armillary.contracts.tasks import TaskContext
+from armillary.contracts.training import ModelArtifacts, TrainOutputs, TrainParams, Trial
+
+from . import artifacts as files
+from .estimators import build_pipeline, check_labels
+from .loading import load_onnx_session, load_skops
+from .metrics import score, summarise
+from .onnx_model import OnnxModel
+from .progress import Progress
+from .search import cross_validate, run_search, splitter
+from .tabular import Tabular, TrainingError, prepare, signature
+from .task_io import fetch_input_table, task_api, workdir
+
+
+@dataclass
+class Fitted:
+    model: Any
+    metrics: dict[str, float]
+    hyperparameters: dict[str, Any]
+    metrics_std: dict[str, float] = field(default_factory=dict)
+    trials: list[Trial] = field(default_factory=list)
+    holdout: bool = False
+    format: str = "skops"
+    training_job: str | None = None
+
+
+def run_train(
+    params: dict[str, Any], inputs: dict[str, dict[str, Any]], context: TaskContext
+) -> dict[str, Any]:
+    """The ``train`` task: see the module docstring."""
+    spec = TrainParams.model_validate(params)
+    out = Path(context.artifacts_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with task_api(context) as api:
+        progress = Progress(api)
+        work = workdir(context, "train")
+        path, digest = fetch_input_table(api, inputs, spec.input, work / "input.parquet")
+        data = prepare(pl.read_parquet(path), spec)
+        check_labels(spec.estimator, data.y)
+        if spec.backend == "sagemaker":
+            fitted = _train_sagemaker(spec, data, context, work, progress)
+        else:
+            fitted = _train_local(spec, data, out, progress)
+    return _outputs(spec, data, fitted, inputs, context, digest)
+
+
+def holdout_split(data: Tabular, spec: TrainParams) -> tuple[np.ndarray[Any, Any], ...]:
+    """Indices of the training and hold-out rows (stratified by class when asked)."""
+    v = spec.validation
+    stratify = data.y if spec.problem == "classification" and v.stratify else None
+    try:
+        train, test = train_test_split(
+            np.arange(len(data.y)), test_size=v.test_size, random_state=v.seed, stratify=stratify
+        )
+    except ValueError as exc:
+        raise TrainingError(f"cannot split off the hold-out rows: {exc}") from None
+    return train, test
+
+
+def _factory(spec: TrainParams, data: Tabular) -> Any:
+    def make(extra: Mapping[str, Any] | None = None) -> Any:
+        return build_pipeline(
+            spec.estimator,
+            {**spec.hyperparameters, **(extra or {})},
+            n_features=data.x.shape[1],
+            categorical=data.categorical,
+            preprocessing=spec.preprocessing,
+            seed=spec.validation.seed,
+        )
+
+    return make
+
+
+def _fit(model: Any, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], name: str) -> Any:
+    try:
+        return model.fit(x, y)
+    except (ValueError, TypeError) as exc:
+        raise TrainingError(f"fitting {name} failed: {exc}") from None
+
+
+def _train_local(spec: TrainParams, data: Tabular, out: Path, progress: Progress) -> Fitted:
+    make = _factory(spec, data)
+    v = spec.validation
+    problem = spec.problem
+    holdout = v.method == "holdout"
+    train, test = holdout_split(data, spec) if holdout else (np.arange(len(data.y)), None)
+    hyper: dict[str, Any] = dict(spec.hyperparameters)
+    trials: list[Trial] = []
+    if spec.search is not None:
+        best, trials = run_search(
+            make,
+            data.x[train],
+            data.y[train],
+            problem,
+            spec.search,
+            stratify=v.stratify,
+            seed=v.seed,
+            progress=progress,
+        )
+        hyper.update(best)
+    std: dict[str, float] = {}
+    if test is None:
+
+        def fold_done(number: int, total: int, metrics: dict[str, float]) -> None:
+            progress(stage="cross_validation", current=number, total=total, metrics=metrics)
+
+        cv = splitter(problem, v.folds, stratify=v.stratify, seed=v.seed)
+        try:
+            folds = cross_validate(lambda: make(hyper), data.x, data.y, problem, cv, fold_done)
+        except (ValueError, TypeError) as exc:
+            raise TrainingError(f"cross-validating {spec.estimator} failed: {exc}") from None
+        metrics, std = summarise(folds)
+    progress(stage="fit", current=0, total=1, message=f"fitting {spec.estimator}")
+    model = _fit(make(hyper), data.x[train], data.y[train], spec.estimator)
+    if test is not None:
+        metrics = score(model, data.x[test], data.y[test], problem)
+        data.rows[test].write_parquet(out / files.HOLDOUT_FILE)
+    progress(stage="fit", current=1, total=1, metrics=metrics)
+    files.save_skops(model, out)
+    if spec.onnx:
+        files.export_onnx(model, data.x, problem, spec.estimator, out)
+    return Fitted(model, metrics, hyper, std, trials, holdout=test is not None)
+
+
+def _train_sagemaker(
+    spec: TrainParams, data: Tabular, context: TaskContext, work: Path, progress: Progress
+) -> Fitted:
+    # Imported here: the SageMaker backend (and boto3) is needed only by tasks that use it.
+    from armillary.training.sagemaker import train_on_sagemaker
+
+    if spec.validation.method != "holdout":
+        raise TrainingError("the sagemaker backend validates on a hold-out split: use holdout")
+    train, test = holdout_split(data, spec)
+    train_path = work / "train.parquet"
+    data.rows[train].write_parquet(train_path)
+    out = Path(context.artifacts_dir)
+    data.rows[test].write_parquet(out / files.HOLDOUT_FILE)
+    result = train_on_sagemaker(spec, train_path, context, progress.report)
+    model: Any
+    if str(result.format) == "onnx":
+        classes = np.unique(data.y[train]) if spec.problem == "classification" else None
+        model = OnnxModel(load_onnx_session(Path(result.model_path)), classes)
+        shutil.copyfile(result.model_path, out / MODEL_FILE_ONNX)
+        fmt = "onnx"
+    else:
+        model = load_skops(Path(result.model_path))
+        shutil.copyfile(result.model_path, out / MODEL_FILE_SKOPS)
+        fmt = "skops"
+        if spec.onnx:
+            files.export_onnx(model, data.x, spec.problem, spec.estimator, out)
+    metrics = score(model, data.x[test], data.y[test], spec.problem)
+    progress(stage="evaluate", current=1, total=1, metrics=metrics)
+    hyper = dict(getattr(result, "hyperparameters", None) or spec.hyperparameters)
+    return Fitted(
+        model, metrics, hyper, holdout=True, format=fmt, training_job=str(result.job_name)
+    )
+
+
+def _outputs(
+    spec: TrainParams,
+    data: Tabular,
+    fitted: Fitted,
+    inputs: Mapping[str, Any],
+    context: TaskContext,
+    digest: str | None,
+) -> dict[str, Any]:
+    out = Path(context.artifacts_dir)
+
+    def ref(name: str) -> TableRef | None:
+        if not (out / name).is_file():
+            return None
+        return TableRef(job_id=context.job_id, task=context.task, name=name)
+
+    classes = getattr(fitted.model, "classes_", None) if spec.problem == "classification" else None
+    sig = signature(data, spec.problem, list(classes) if classes is not None else None)
+    files.write_json(out / files.SIGNATURE_FILE, sig.model_dump(mode="json"))
+    files.write_json(out / files.ENVIRONMENT_FILE, files.environment(spec.estimator))
+    ranked = files.importances(fitted.model, [f.name for f in data.features])
+    if ranked is not None:
+        files.write_json(out / files.IMPORTANCES_FILE, ranked)
+    if fitted.trials:
+        trials = [t.model_dump(mode="json") for t in fitted.trials]
+        files.write_json(out / files.TRIALS_FILE, trials)
+    signature_ref, environment_ref = ref(files.SIGNATURE_FILE), ref(files.ENVIRONMENT_FILE)
+    assert signature_ref is not None  # noqa: S101 - written above
+    assert environment_ref is not None  # noqa: S101
+    dataset = (inputs.get(spec.input) or {}).get("dataset")
+    outputs = TrainOutputs(
+        estimator=spec.estimator,
+        problem=spec.problem,
+        format="onnx" if fitted.format == "onnx" else "skops",
+        artifacts=ModelArtifacts(
+            skops=ref(MODEL_FILE_SKOPS),
+            onnx=ref(MODEL_FILE_ONNX),
+            signature=signature_ref,
+            environment=environment_ref,
+            importances=ref(files.IMPORTANCES_FILE),
+            trials=ref(files.TRIALS_FILE),
+        ),
+        metrics=fitted.metrics,
+        metrics_std=fitted.metrics_std,
+        hyperparameters=fitted.hyperparameters,
+        signature=sig,
+        rows=len(data.y),
+        table_sha256=digest,
+        holdout=ref(files.HOLDOUT_FILE) if fitted.holdout else None,
+        trials=len(fitted.trials),
+        backend=spec.backend,
+        training_job=fitted.training_job,
+        dataset=_dataset(dataset),
+    )
+    return outputs.model_dump(mode="json")
+
+
+def _dataset(value: Any) -> DatasetRef | None:
+    """The dataset version the input table came from, when its task said so."""
+    if not isinstance(value, Mapping):
+        return None
+    try:
+        return DatasetRef(name=str(value["name"]), version=int(value["version"]))
+    except (KeyError, TypeError, ValueError):
+        return None

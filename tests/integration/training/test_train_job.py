@@ -1,0 +1,183 @@
+"""Training and evaluation against the real platform.
+
+A real job (ingest → train → evaluate, run by a worker process) trains on iris; then
+``run_train`` / ``run_evaluate`` are called directly with that job's token on the three
+scikit-learn data sets: hold-out and k-fold, a grid search, XGBoost and LightGBM, a missed
+threshold. Sync task code runs in a thread: the API it calls is served by this event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from tests.conftest import auth
+from tests.integration.training.conftest import Stage
+
+from armillary.contracts.training import EvaluationFailed, TrainOutputs
+from armillary.training.loading import load_skops
+from armillary.training.metrics import score
+from armillary.training.tabular import feature_matrix, target_array
+from armillary.training.tasks import run_evaluate, run_train
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def _artifact(stage: Stage, ref: dict[str, Any], dest: Path) -> Path:
+    url = f"/api/v1/jobs/{ref['job_id']}/tasks/{ref['task']}/artifacts/{ref['name']}"
+    response = await stage.steps.client.get(url, headers=auth(stage.token))
+    assert response.status_code == 200, response.text
+    dest.write_bytes(response.content)
+    return dest
+
+
+async def test_a_job_trains_and_evaluates_and_the_stored_model_reproduces_its_metrics(
+    stage: Stage, tmp_path: Path
+) -> None:
+    fit = TrainOutputs.model_validate(stage.outputs["fit"])
+    assert fit.estimator == "RandomForestClassifier"
+    assert fit.rows == 150
+    assert fit.signature.classes == ["setosa", "versicolor", "virginica"]
+    assert fit.table_sha256 == stage.outputs["iris"]["sha256"]
+    assert fit.dataset is not None
+    assert fit.dataset.name == "iris"
+    assert fit.artifacts.onnx is not None
+    assert fit.holdout is not None
+    check = stage.outputs["check"]
+    assert check["passed"] is True
+    assert check["rows"] == 30
+    assert check["metrics"] == pytest.approx(fit.metrics)
+    # The artifacts the worker uploaded: the skops model recomputes the reported metrics.
+    assert fit.artifacts.skops is not None
+    model = load_skops(
+        await _artifact(stage, fit.artifacts.skops.model_dump(), tmp_path / "m.skops")
+    )
+    holdout = pl.read_parquet(await _artifact(stage, fit.holdout.model_dump(), tmp_path / "h.pq"))
+    x = feature_matrix(holdout, fit.signature.inputs)
+    y = target_array(holdout, "species", "classification")
+    assert score(model, x, y, "classification") == pytest.approx(fit.metrics)
+    signature = await _artifact(stage, fit.artifacts.signature.model_dump(), tmp_path / "s.json")
+    assert json.loads(signature.read_text())["classes"] == fit.signature.classes
+
+
+CASES = {
+    "iris-kfold": (
+        "iris",
+        {"target": "species", "estimator": "LogisticRegression", "validation": {"method": "kfold"}},
+    ),
+    "diabetes-holdout": (
+        "diabetes",
+        {
+            "target": "progression",
+            "estimator": "GradientBoostingRegressor",
+            "hyperparameters": {"n_estimators": 50},
+        },
+    ),
+    "cancer-xgboost": (
+        "cancer",
+        {
+            "target": "malignant",
+            "estimator": "XGBClassifier",
+            "hyperparameters": {"n_estimators": 30},
+        },
+    ),
+    "cancer-lightgbm": (
+        "cancer",
+        {
+            "target": "malignant",
+            "estimator": "LGBMClassifier",
+            "hyperparameters": {"n_estimators": 30},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_direct_training_on_the_real_api(stage: Stage, case: str) -> None:
+    source, params = CASES[case]
+    context = stage.context()
+    inputs = {source: stage.outputs[source]}
+    outputs = await asyncio.to_thread(run_train, {"input": source, **params}, inputs, context)
+    out = TrainOutputs.model_validate(outputs)
+    assert out.table_sha256 == stage.outputs[source]["sha256"]
+    model = load_skops(context.artifacts_dir / "model.skops")
+    if out.problem == "classification":
+        assert out.metrics["accuracy"] > 0.85
+        assert "roc_auc" in out.metrics
+    else:
+        assert out.metrics["r2"] > 0.2
+        assert out.metrics["rmse"] > 0
+    if case == "iris-kfold":
+        assert out.holdout is None
+        assert set(out.metrics_std) == set(out.metrics)
+        assert len(model.predict(np.zeros((2, 4)))) == 2
+    else:
+        # Recompute the hold-out metrics from the stored model and the stored hold-out rows.
+        holdout = pl.read_parquet(context.artifacts_dir / "holdout.parquet")
+        x = feature_matrix(holdout, out.signature.inputs)
+        y = target_array(holdout, out.signature.target.name, out.problem)
+        assert score(model, x, y, out.problem) == pytest.approx(out.metrics)
+    boosting = params["estimator"] in {"XGBClassifier", "LGBMClassifier"}
+    assert (out.artifacts.onnx is None) == boosting
+    environment = json.loads((context.artifacts_dir / "environment.json").read_text())
+    assert ("lightgbm" in environment) == (params["estimator"] == "LGBMClassifier")
+    importances = json.loads((context.artifacts_dir / "importances.json").read_text())
+    assert len(importances["importances"]) == len(out.signature.inputs)
+
+
+async def test_a_grid_search_records_every_trial(stage: Stage) -> None:
+    context = stage.context()
+    params = {
+        "input": "cancer",
+        "target": "malignant",
+        "estimator": "DecisionTreeClassifier",
+        "search": {"space": {"max_depth": [1, 3, 5], "min_samples_leaf": [1, 10]}, "folds": 3},
+    }
+    outputs = await asyncio.to_thread(
+        run_train, params, {"cancer": stage.outputs["cancer"]}, context
+    )
+    assert outputs["trials"] == 6
+    trials = json.loads((context.artifacts_dir / "trials.json").read_text())
+    assert len(trials) == 6
+    assert sum(t["best"] for t in trials) == 1
+    best = next(t for t in trials if t["best"])
+    assert best["metrics"]["f1"] == max(t["metrics"]["f1"] for t in trials)
+    assert {**best["hyperparameters"]} == outputs["hyperparameters"]
+    assert outputs["artifacts"]["trials"]["name"] == "trials.json"
+
+
+async def test_a_missed_threshold_fails_the_evaluation_with_its_report(stage: Stage) -> None:
+    params = {
+        "model": "fit",
+        "thresholds": {"accuracy": {"min": 0.999, "max": 0.9999}, "log_loss": {"max": 5.0}},
+        "compare": {"model": "iris-model", "metric": "accuracy"},
+    }
+    with pytest.raises(EvaluationFailed) as failed:
+        await asyncio.to_thread(
+            run_evaluate, params, {"fit": stage.outputs["fit"]}, stage.context()
+        )
+    report = failed.value.report
+    assert report["passed"] is False
+    assert {t["metric"]: t["passed"] for t in report["thresholds"]} == {
+        "accuracy": False,
+        "log_loss": True,
+    }
+    # No champion registered yet: nothing to beat.
+    assert report["champion"]["version"] is None
+    assert report["champion"]["better"] is True
+    assert "accuracy" in str(failed.value)
+
+
+async def test_evaluate_on_an_explicit_input_table(stage: Stage) -> None:
+    # The whole iris table (training rows included) through the seed job's model.
+    params = {"model": "fit", "input": "iris"}
+    inputs = {"fit": stage.outputs["fit"], "iris": stage.outputs["iris"]}
+    result = await asyncio.to_thread(run_evaluate, params, inputs, stage.context())
+    assert result["rows"] == 150
+    assert result["passed"] is True
+    assert result["table_sha256"] == stage.outputs["iris"]["sha256"]
