@@ -265,7 +265,8 @@ def main():
     )
     assert result.outcome == Outcome.TIMED_OUT
     assert result.error == "timed out after 1 s"
-    assert result.exit_code == -signal.SIGKILL
+    # SIGTERM first (the grace period), which Python's default disposition dies of.
+    assert result.exit_code == -signal.SIGTERM
     line = next(line for line in log.text.splitlines() if line.startswith("PIDS"))
     child, helper = (int(pid) for pid in line.split()[1:])
     assert gone(child)  # reaped before run() returned
@@ -275,6 +276,35 @@ def main():
         await asyncio.sleep(0.02)
     assert gone(helper)
     result.cleanup()
+
+
+async def test_a_cancelled_task_may_clean_up_then_one_that_lingers_is_killed(
+    executor: LocalExecutor,
+) -> None:
+    # A task that releases something on SIGTERM (as the SageMaker backend stops its remote
+    # job) gets to do it; one that ignores SIGTERM is killed when the grace period ends.
+    source = """
+import signal, sys, time
+def main():
+    def stop(signum, frame):
+        print("released the remote job", flush=True)
+        if not IGNORE:
+            sys.exit(3)
+    signal.signal(signal.SIGTERM, stop)
+    print("running", flush=True)
+    time.sleep(60)
+"""
+    executor.stop_grace_seconds = 1.0
+    for ignore, exit_code in ((False, 1), (True, -signal.SIGKILL)):
+        log = Log()
+        code = f"IGNORE = {ignore}\n{source}"
+        result = await finished(
+            executor, python(code, limits=ResourceLimits(wall_seconds=1)), on_log=log
+        )
+        assert result.outcome == Outcome.TIMED_OUT
+        assert "released the remote job" in log.text
+        assert result.exit_code == exit_code
+        result.cleanup()
 
 
 async def test_cancel_kills_a_running_task(executor: LocalExecutor) -> None:

@@ -73,12 +73,16 @@ class LocalExecutor:
         sandbox_uid: int | None = _default_sandbox_uid(),
         extra_env: Mapping[str, str] | None = None,
         watchdog_interval: float = 0.1,
+        stop_grace_seconds: float = 5.0,
     ) -> None:
         self.work_root = Path(work_root).absolute()
         self.preload = tuple(preload)
         self.sandbox_uid = sandbox_uid
         self.env = sandbox.server_env(os.environ, extra_env)
         self.watchdog_interval = watchdog_interval
+        # A cancelled or timed-out task first gets SIGTERM, so that it can release what it
+        # holds outside this machine (a SageMaker training job); SIGKILL after the grace.
+        self.stop_grace_seconds = stop_grace_seconds
         self._process: asyncio.subprocess.Process | None = None
         self._sock: socket.socket | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -318,6 +322,8 @@ class LocalExecutor:
                             f"(resident {_mib(watch.rss_bytes)})"
                         )
                 if watch.outcome is not None:
+                    if watch.outcome in (Outcome.CANCELLED, Outcome.TIMED_OUT):
+                        await self._terminate(pid, attempt)
                     _kill_group(pid, leader_alive=True)
                     break
             try:
@@ -327,6 +333,18 @@ class LocalExecutor:
         finally:
             if cancelled is not None:
                 cancelled.cancel()
+
+
+    async def _terminate(self, pid: int, attempt: _Attempt) -> None:
+        """SIGTERM the attempt's process group and wait up to the grace period for it to go."""
+        if self.stop_grace_seconds <= 0:
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(attempt.exited), self.stop_grace_seconds)
 
 
 def _consume(attempt: _Attempt) -> None:
