@@ -32,7 +32,9 @@ from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
+from armillary.registry import app as registry_app
 from armillary.workflows import app as workflows_app
+from armillary.workflows.client import WorkflowsClient
 from armillary.workflows.components import workflows_of
 from armillary.workflows.execution.local import LocalExecutor
 from armillary.workflows.execution.worker import Worker
@@ -66,6 +68,7 @@ def create_runtime(
         settings=workflow_settings,
         run_scheduler=run_scheduler,
     )
+    registry = registry_app.install(runtime, storage_settings=storage_settings)
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -78,10 +81,14 @@ def create_runtime(
     runtime.access.subscribe_invalidations(runtime.bus)
     datasets = DataClient.in_process(data_app.create_internal_app(runtime))
     workflows_of(runtime).datasets = datasets
+    registry.datasets = datasets
+    jobs = WorkflowsClient.in_process(workflows_app.create_internal_app(runtime))
+    registry.workflows = jobs
 
     async def close_directory(_runtime: Runtime) -> None:
         await directory.aclose()
         await datasets.aclose()
+        await jobs.aclose()
 
     runtime.shutdown_hooks.append(close_directory)
     return runtime
@@ -111,7 +118,12 @@ def create_app(
         runtime,
         title="Armillary",
         description=DESCRIPTION,
-        routers=[*identity_app.ROUTERS, *data_app.ROUTERS, *workflows_app.ROUTERS],
+        routers=[
+            *identity_app.ROUTERS,
+            *data_app.ROUTERS,
+            *workflows_app.ROUTERS,
+            *registry_app.ROUTERS,
+        ],
     )
 
 

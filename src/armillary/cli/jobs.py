@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console, Group, RenderableType
@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from armillary.cli.session import api_client, fail
+from armillary.sdk import Client
 from armillary.sdk.jobs import TERMINAL_STATUSES
 from armillary.sdk.types import Job, JobDetail, TaskRun
 
@@ -123,6 +124,36 @@ def _attempt(run: TaskRun) -> str:
     return f"{run['attempt']}/{run['max_attempts']}"
 
 
+_PROGRESS_METRICS = 2
+_PROGRESS_MESSAGE = 40
+
+
+def _progress(run: TaskRun) -> str:
+    """What a running task last said about how far it got: ``fold 2/5 (40%) · message ·
+    accuracy=0.91 loss=0.25``; empty for a task that is not running or said nothing."""
+    # Older servers send no progress (the SDK's TypedDict does not name it yet).
+    progress = cast(dict[str, Any], run).get("progress")
+    if run["status"] != "running" or not isinstance(progress, dict):
+        return ""
+    text = str(progress.get("stage") or "")
+    current, total = progress.get("current"), progress.get("total")
+    if isinstance(current, int) and isinstance(total, int) and total > 0:
+        text += f" {current}/{total} ({min(current / total, 1.0):.0%})"
+    elif isinstance(current, int):
+        text += f" {current}"
+    parts = [text.strip()]
+    message = progress.get("message")
+    if isinstance(message, str) and message:
+        parts.append(_excerpt(message, _PROGRESS_MESSAGE))
+    metrics = progress.get("metrics")
+    if isinstance(metrics, dict):
+        numbers = [(k, v) for k, v in metrics.items() if isinstance(v, int | float)]
+        if numbers:
+            shown = numbers[:_PROGRESS_METRICS]
+            parts.append(" ".join(f"{name}={value:.4g}" for name, value in shown))
+    return " · ".join(part for part in parts if part)
+
+
 def _task_table(job: JobDetail, *, details: bool) -> Table:
     table = Table(title="Tasks")
     table.add_column("Task", style="bold")
@@ -133,6 +164,7 @@ def _task_table(job: JobDetail, *, details: bool) -> Table:
     if details:
         table.add_column("Started")
     table.add_column("Duration", justify="right")
+    table.add_column("Progress")
     table.add_column("Error")
     if details:
         table.add_column("Outputs")
@@ -145,6 +177,7 @@ def _task_table(job: JobDetail, *, details: bool) -> Table:
             cells.append(_when(run["started_at"]))
         cells += [
             _duration(run["started_at"], run["finished_at"]),
+            escape(_progress(run)),
             f"[red]{escape(_excerpt(run['error']))}[/red]" if run["error"] else "",
         ]
         if details:
@@ -204,6 +237,27 @@ class _ChangePrinter:
             if run["error"]:
                 line += f": {escape(_excerpt(run['error'], 200))}"
             console.print(line)
+
+
+def _follow(client: Client, job: JobDetail) -> JobDetail:
+    """Poll the job until it ends: a live table on a terminal (with each running task's
+    progress), a line per change otherwise. Ctrl-C stops watching, not the job."""
+    try:
+        if console.is_terminal:
+            view = _LiveView(job)
+            with Live(console=console, get_renderable=view.render, refresh_per_second=4) as live:
+
+                def update(latest: JobDetail) -> None:
+                    view.job = latest
+                    live.refresh()
+
+                return client.jobs.wait(job["id"], POLL_INTERVAL, on_update=update)
+        return client.jobs.wait(job["id"], POLL_INTERVAL, on_update=_ChangePrinter(job))
+    except KeyboardInterrupt:
+        err.print(
+            f"Stopped watching; the job goes on. `armillary jobs cancel {job['id']}` cancels it."
+        )
+        raise typer.Exit(130) from None
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -273,26 +327,7 @@ def run(
         )
         if not wait:
             return
-        try:
-            if console.is_terminal:
-                view = _LiveView(job)
-                with Live(
-                    console=console, get_renderable=view.render, refresh_per_second=4
-                ) as live:
-
-                    def update(latest: JobDetail) -> None:
-                        view.job = latest
-                        live.refresh()
-
-                    job = client.jobs.wait(job["id"], POLL_INTERVAL, on_update=update)
-            else:
-                job = client.jobs.wait(job["id"], POLL_INTERVAL, on_update=_ChangePrinter(job))
-        except KeyboardInterrupt:
-            err.print(
-                f"Stopped watching; the job goes on. "
-                f"`armillary jobs cancel {job['id']}` cancels it."
-            )
-            raise typer.Exit(130) from None
+        job = _follow(client, job)
     console.print(_summary(job))
     if job["status"] != "succeeded":
         raise typer.Exit(1)
@@ -354,10 +389,23 @@ def list_jobs(
 
 
 @app.command("show")
-def show(job_id: JobArgument) -> None:
+def show(
+    job_id: JobArgument,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Follow the job until it ends (a live table with each running task's "
+            "progress), then show it",
+        ),
+    ] = False,
+) -> None:
     """A job: its workflow version, state and timings, then each task's."""
     with api_client() as client:
         job = client.jobs.get(job_id)
+        if watch and job["status"] not in TERMINAL_STATUSES:
+            job = _follow(client, job)
     console.print(f"[bold]Job {job['id']}[/bold]")
     facts = {
         "workflow": f"{escape(job['workflow'])} (version {job['version']})",

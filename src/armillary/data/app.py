@@ -10,6 +10,7 @@ from armillary.kit.storage import StorageSettings
 from .components import SERVICE, Data
 from .datasets.api import router as datasets_router
 from .datasets.downloads_api import router as downloads_router
+from .holds import consumer as holds_consumer
 from .ingest.api import router as ingest_router
 from .quality.api import router as quality_router
 from .settings import DataSettings
@@ -25,6 +26,7 @@ def install(
 ) -> Data:
     data = Data.create(runtime, settings=settings, storage_settings=storage_settings)
     runtime.services[SERVICE] = data
+    holds_consumer.subscribe(runtime.bus)
 
     async def stop(_runtime: Runtime) -> None:
         await data.stop()

@@ -6,7 +6,7 @@ project only."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import quote
 
 import httpx
@@ -59,6 +59,21 @@ class DataClient:
         return [
             DatasetColumn.model_validate(column).model_dump() for column in found.get("columns", [])
         ]
+
+    async def dataset_version(
+        self, token: str, project: str, dataset: str, version: int
+    ) -> dict[str, Any] | None:
+        """Version ``version`` of ``dataset`` (name or id) in ``project`` (slug or id) as
+        ``GET .../datasets/{dataset}/versions/{version}`` shows it (size, SHA-256, columns,
+        lineage, holds, ...); None when it does not exist or the token may not see it.
+        Raises as :meth:`version_columns` does."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError("version must be a number >= 1")
+        path = (
+            f"/api/v1/projects/{_segment(project)}/datasets/{_segment(dataset)}/versions/{version}"
+        )
+        response = await self._get(path, token)
+        return None if response is None else cast(dict[str, Any], response.json())
 
     async def aclose(self) -> None:
         await self._http.aclose()

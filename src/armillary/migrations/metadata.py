@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import armillary.data.datasets.models
+import armillary.data.holds.models
 import armillary.data.quality.models
 import armillary.identity.audit.models
 import armillary.identity.auth.models
@@ -10,6 +11,9 @@ import armillary.identity.keys.models
 import armillary.identity.projects.models
 import armillary.identity.users.models
 import armillary.kit.events
+import armillary.registry.aliases.models
+import armillary.registry.catalog.models
+import armillary.registry.versions.models
 import armillary.workflows.alerts.models
 import armillary.workflows.code.models
 import armillary.workflows.definitions.models

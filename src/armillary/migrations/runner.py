@@ -17,6 +17,7 @@ VERSION_LOCATIONS = [
     _SRC / "identity" / "migrations" / "versions",
     _SRC / "data" / "migrations" / "versions",
     _SRC / "workflows" / "migrations" / "versions",
+    _SRC / "registry" / "migrations" / "versions",
 ]
 
 

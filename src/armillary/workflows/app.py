@@ -1,11 +1,11 @@
-"""Wires the workflows service into a runtime."""
+"""Wires the workflows service into a runtime, and its app for other services' clients."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from armillary.contracts.tasks import TaskTypeContract
 from armillary.kit.runtime import Runtime
@@ -68,6 +68,21 @@ def install(
         runtime.startup_hooks.append(start_scheduler)
         runtime.shutdown_hooks.append(stop_scheduler)
     return workflows
+
+
+def create_internal_app(runtime: Runtime) -> FastAPI:
+    """The workflows routes on a runtime someone else starts (the embedded composition), for
+    other services' :class:`~.client.WorkflowsClient` in-process. Never exposed to clients:
+    no edge layers (rate limits), the caller's own token still authorizes every request."""
+    from armillary.kit.app_factory import build_app
+
+    return build_app(
+        runtime,
+        title="Armillary workflows (internal)",
+        routers=ROUTERS,
+        edge=False,
+        manage_runtime=False,
+    )
 
 
 def _install_alerts(runtime: Runtime, settings: WorkflowSettings) -> None:

@@ -296,6 +296,7 @@ async def _late_result_is_refused(settings: Settings, job_id: str) -> None:
                 declared_outputs=[],
                 timeout_seconds=None,
                 bundle=None,
+                attempt_id=uuid.uuid4(),
             )
             result = AttemptResult(Outcome.SUCCEEDED, {"done": "late"}, None, 0, {}, Path("/"))
             # The second attempt finished: the run is final, and the stale token is refused.

@@ -16,8 +16,14 @@ import polars as pl
 import pytest
 import skops.io as sio
 from sklearn.datasets import load_breast_cancer
-from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 from tests.integration.workflows.engine import Engine, Steps, tasks_by_name
 from tests.integration.workflows.test_pipelines import upload
 
@@ -142,7 +148,9 @@ async def test_a_model_is_trained_evaluated_and_registered_with_its_lineage(
 
     # Recompute the metrics from the stored artifact on the same hold-out rows.
     model = _safe_load(
-        await _bytes(steps, token, f"{base}/versions/{registered['version']}/artifacts/model.skops"),
+        await _bytes(
+            steps, token, f"{base}/versions/{registered['version']}/artifacts/model.skops"
+        ),
         tmp_path / "model.skops",
     )
     holdout_ref = train["outputs"]["holdout"]
@@ -177,12 +185,11 @@ async def test_a_model_is_trained_evaluated_and_registered_with_its_lineage(
     alias = await _get(steps, token, f"{base}/aliases/challenger")
     assert alias["version"] == registered["version"]
     champion = runs["evaluate"]["outputs"]["champion"]
-    assert champion["version"] is None and champion["better"] is True
+    assert champion["version"] is None
+    assert champion["better"] is True
 
     # Lineage down to the dataset version's hash, and back.
-    lineage = await _get(
-        steps, token, f"{base}/versions/{registered['version']}/lineage"
-    )
+    lineage = await _get(steps, token, f"{base}/versions/{registered['version']}/lineage")
     datasets = [n for n in lineage["nodes"] if n["kind"] == "dataset_version"]
     assert [(n["dataset"], n["version"], n["sha256"]) for n in datasets] == [
         ("cancer", 1, dataset["sha256"])

@@ -11,6 +11,8 @@ from armillary.kit.deps import ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
 from ..components import current_data
+from ..holds import service as holds
+from ..holds.schemas import HeldVersionDetail
 from . import repository, service
 from .models import Dataset, DatasetVersion
 from .schemas import (
@@ -82,6 +84,7 @@ async def _version_out(
         fields: dict[str, Any] = {
             "id": v.id,
             "dataset": dataset.name,
+            "dataset_id": dataset.id,
             "number": v.number,
             "format": v.format,
             "size_bytes": v.size_bytes,
@@ -140,14 +143,24 @@ async def update_dataset(
     return dataset_out(found, latest.get(found.id))
 
 
+Force = Annotated[
+    bool,
+    Query(description="Delete even what model versions hold (platform admins only)"),
+]
+
+
 @router.delete(
     "/{dataset}",
     name="datasets.delete",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={400: {}},
+    responses={400: {}, 403: {}, 409: {"description": "A version is held by a model version"}},
 )
-async def delete_dataset(dataset: str, access: Writer, session: Session) -> None:
-    await service.delete_dataset(session, access, dataset)
+async def delete_dataset(
+    dataset: str, access: Writer, session: Session, force: Force = False
+) -> None:
+    """Soft delete; 409 (naming the holders) while a model version holds one of its
+    versions, unless a platform admin passes ``force=true``."""
+    await service.delete_dataset(session, access, dataset, force=force)
 
 
 @router.post(
@@ -213,20 +226,26 @@ async def list_versions(
 @router.get("/{dataset}/versions/{number}", name="datasets.version")
 async def get_version(
     dataset: str, number: Number, access: Reader, session: ReadSession
-) -> VersionDetail:
+) -> HeldVersionDetail:
+    """The version with its profile and the model versions that hold it."""
     found, version = await service.get_version(session, access, dataset, number)
     detail: VersionDetail = (await _version_out(session, found, [version], detail=True))[0]
-    return detail
+    return HeldVersionDetail(**detail.model_dump(), holds=await holds.holds_of(session, version))
 
 
 @router.delete(
     "/{dataset}/versions/{number}",
     name="datasets.version_delete",
     status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {}, 409: {"description": "The version is held by a model version"}},
 )
-async def delete_version(dataset: str, number: Number, access: Writer, session: Session) -> None:
-    """Soft delete: hidden from lists and downloads, kept for lineage and audit."""
-    await service.delete_version(session, access, dataset, number)
+async def delete_version(
+    dataset: str, number: Number, access: Writer, session: Session, force: Force = False
+) -> None:
+    """Soft delete: hidden from lists and downloads, kept for lineage and audit. 409 (naming
+    the holders) while a model version holds it, unless a platform admin passes
+    ``force=true``."""
+    await service.delete_version(session, access, dataset, number, force=force)
 
 
 @router.get(

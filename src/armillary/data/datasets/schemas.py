@@ -53,6 +53,7 @@ class ColumnSchema(BaseModel):
 class VersionOut(BaseModel):
     id: UUID
     dataset: str
+    dataset_id: UUID
     number: int
     format: DatasetFormat
     size_bytes: int

@@ -18,6 +18,7 @@ from armillary.kit.ids import parse_uuid
 from armillary.kit.storage import LocalObjectStore, ObjectClass, class_tags, dataset_object_key
 
 from ..components import SERVICE, Data
+from ..holds import service as holds
 from ..profiling.runner import InvalidDatasetFile, run_profiler
 from . import repository as repo
 from .formats import detect_format
@@ -94,15 +95,25 @@ async def update_dataset(
     return dataset
 
 
-async def delete_dataset(session: AsyncSession, access: ProjectAccess, ref: str) -> None:
-    dataset = await get_dataset(session, access, ref)
+async def delete_dataset(
+    session: AsyncSession, access: ProjectAccess, ref: str, *, force: bool = False
+) -> None:
+    """Soft delete. 409 while a model version holds one of its live versions, unless a
+    platform admin forces it (``force``; anyone else: 403)."""
+    holds.check_force(access, force)
+    # Locked: a hold being recorded for one of its versions waits, or is seen.
+    dataset = await get_dataset(session, access, ref, for_update=True)
+    held = await holds.guard_dataset_delete(session, dataset, force=force)
     dataset.deleted_at = utcnow()
+    details: dict[str, Any] = {"name": dataset.name}
+    if held:
+        details.update(forced=True, holds=held)
     audit.record(
         session,
         action="datasets.delete",
         resource_type="dataset",
         resource_id=dataset.id,
-        details={"name": dataset.name},
+        details=details,
         service=SERVICE,
     )
 
@@ -266,18 +277,27 @@ async def get_version(
 
 
 async def delete_version(
-    session: AsyncSession, access: ProjectAccess, ref: str, number: int
+    session: AsyncSession, access: ProjectAccess, ref: str, number: int, *, force: bool = False
 ) -> None:
-    """Soft delete: the bytes stay (lineage may point at them); the version is hidden."""
-    dataset, version = await get_version(session, access, ref, number)
+    """Soft delete: the bytes stay (lineage may point at them); the version is hidden. 409
+    while a model version holds it, unless a platform admin forces it (anyone else: 403)."""
+    holds.check_force(access, force)
+    dataset = await get_dataset(session, access, ref, for_update=True)
+    version = await repo.version(session, dataset.id, number)
+    if version is None:
+        raise NotFound("Dataset version not found")
+    held = await holds.guard_version_delete(session, dataset, version, force=force)
     version.deleted_at = utcnow()
     version.deleted_by = access.principal.user_id
+    details: dict[str, Any] = {"dataset": dataset.name, "number": number}
+    if held:
+        details.update(forced=True, holds=held)
     audit.record(
         session,
         action="datasets.version_delete",
         resource_type="dataset_version",
         resource_id=version.id,
-        details={"dataset": dataset.name, "number": number},
+        details=details,
         service=SERVICE,
     )
 

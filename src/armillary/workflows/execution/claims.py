@@ -51,6 +51,8 @@ class Claim:
     declared_outputs: list[str]
     timeout_seconds: float | None
     bundle: BundleRef | None
+    # The attempt's row: a running task names it when it reports progress.
+    attempt_id: uuid.UUID
 
 
 class LateResult(Exception):
@@ -81,10 +83,13 @@ async def claim(
     if not runs:
         return []
     lease = (worker_id, now + timedelta(seconds=lease_seconds))
+    attempt_ids: dict[uuid.UUID, uuid.UUID] = {}
     for run in runs:
         await transitions.apply(session, run, TaskState.RUNNING, lease=lease, now=now)
+        attempt_ids[run.id] = uuid.uuid4()
         session.add(
             TaskAttempt(
+                id=attempt_ids[run.id],
                 task_run_id=run.id,
                 number=run.attempt,
                 fencing_token=run.fencing_token,
@@ -120,6 +125,7 @@ async def claim(
                 declared_outputs=list(run.declared_outputs or []),
                 timeout_seconds=run.timeout_seconds,
                 bundle=await _bundle(session, run, job.project_id, params),
+                attempt_id=attempt_ids[run.id],
             )
         )
     return claims

@@ -334,7 +334,6 @@ class LocalExecutor:
             if cancelled is not None:
                 cancelled.cancel()
 
-
     async def _terminate(self, pid: int, attempt: _Attempt) -> None:
         """SIGTERM the attempt's process group and wait up to the grace period for it to go."""
         if self.stop_grace_seconds <= 0:

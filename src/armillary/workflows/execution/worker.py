@@ -226,7 +226,7 @@ class Worker:
             )
         memory = self.settings.task_memory_mb * 1024 * 1024
         spec = AttemptSpec(
-            attempt_id=uuid.uuid4().hex,
+            attempt_id=claimed.attempt_id.hex,
             job_id=str(claimed.job_id),
             project_id=str(claimed.project_id),
             task=claimed.task,

@@ -1,19 +1,28 @@
-"""Jobs over HTTP: start one, list a project's history, show one, cancel."""
+"""Jobs over HTTP: start one, list a project's history, show one, cancel; task progress."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 
+from armillary.kit import context
 from armillary.kit.authz import AccessControl, Caller, ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
 from . import repository, service
-from .models import Job, JobState, TaskRun, Trigger
-from .schemas import JobDetail, JobIn, JobOut, TaskAttemptOut, TaskRunOut
+from .models import Job, JobState, TaskAttempt, TaskRun, Trigger
+from .schemas import (
+    JobDetail,
+    JobIn,
+    JobOut,
+    ProgressIn,
+    ProgressOut,
+    TaskAttemptOut,
+    TaskRunOut,
+)
 
 router = APIRouter(tags=["jobs"])
 
@@ -46,8 +55,26 @@ def job_out(job: Job, workflow: str) -> JobOut:
     )
 
 
+def progress_out(attempt: TaskAttempt) -> ProgressOut | None:
+    if not attempt.progress:
+        return None
+    return ProgressOut.model_validate({**attempt.progress, "updated_at": attempt.progress_at})
+
+
 def task_run_out(run: TaskRun) -> TaskRunOut:
-    """One task run with its timings, attempt, error and outputs."""
+    """One task run with its timings, attempt, error, outputs and latest progress."""
+    attempts = [
+        TaskAttemptOut(
+            number=a.number,
+            worker=a.worker_id,
+            started_at=a.started_at,
+            finished_at=a.finished_at,
+            outcome=a.outcome,
+            reason=a.reason,
+            progress=progress_out(a),
+        )
+        for a in run.attempts
+    ]
     return TaskRunOut(
         id=run.id,
         name=run.name,
@@ -64,17 +91,9 @@ def task_run_out(run: TaskRun) -> TaskRunOut:
         artifacts=run.artifacts,
         report=run.report,
         cached_from=run.cached_from,
-        attempts=[
-            TaskAttemptOut(
-                number=a.number,
-                worker=a.worker_id,
-                started_at=a.started_at,
-                finished_at=a.finished_at,
-                outcome=a.outcome,
-                reason=a.reason,
-            )
-            for a in run.attempts
-        ],
+        attempts=attempts,
+        # Attempts come ordered by number: the last is the latest.
+        progress=attempts[-1].progress if attempts else None,
     )
 
 
@@ -192,3 +211,35 @@ async def cancel_job(job_id: str, request: Request, caller: Caller, session: Ses
         for_update=True,
     )
     return job_detail(await service.cancel_job(session, job), name)
+
+
+@router.put(
+    "/api/v1/jobs/{job_id}/tasks/{task}/progress",
+    name="jobs.task_progress",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={403: {}, 404: {}, 409: {}},
+)
+async def report_progress(
+    job_id: str,
+    task: Annotated[str, Path(max_length=64)],
+    body: ProgressIn,
+    request: Request,
+    caller: Caller,
+    session: Session,
+) -> None:
+    """How far a running attempt has got, from the job's own token (a user's token: 403).
+    409 when ``attempt_id`` is not the task's current running attempt. Reports closer than
+    0.2 s apart are accepted (204) but not stored."""
+    await service.report_progress(
+        session,
+        _control(request),
+        caller,
+        job_id,
+        task,
+        body,
+        claims=getattr(request.state, "token_claims", None),
+    )
+    ctx = context.current()
+    if ctx is not None:
+        # Telemetry, several times a second: not an audited change (refusals still are).
+        ctx.audit_recorded = True

@@ -156,3 +156,7 @@ class TaskAttempt(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the task last reported about how far it got (stage, counts, message, metrics).
+    # Kept here, not on the task run, so reports never move the run's row_version.
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from ..definitions.models import Workflow
-from .models import Job, TaskRun
+from .models import Job, TaskAttempt, TaskRun, TaskState
 
 
 @dataclass(frozen=True)
@@ -99,3 +99,79 @@ async def upstream_outputs(
     return {
         (job_id, name): outputs or {} for job_id, name, outputs in rows if (job_id, name) in wanted
     }
+
+
+async def task_run_ref(
+    session: AsyncSession, job_id: uuid.UUID, task: str
+) -> tuple[uuid.UUID, uuid.UUID | None] | None:
+    """The job's project id and the id of its run of ``task`` (None when it has no such
+    task); None when there is no such job."""
+    row = (
+        await session.execute(
+            select(Job.project_id, TaskRun.id)
+            .outerjoin(TaskRun, and_(TaskRun.job_id == Job.id, TaskRun.name == task))
+            .where(Job.id == job_id)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+@dataclass(frozen=True)
+class AttemptFence:
+    """Whether an attempt is its task's current running one, and when it last reported."""
+
+    current: bool
+    progress_at: datetime | None
+
+
+def _is_current(run_id: uuid.UUID) -> Any:
+    # The run is running under this attempt's fencing token: a re-queue moves the token on.
+    running_token = (
+        select(TaskRun.fencing_token)
+        .where(TaskRun.id == run_id, TaskRun.status == TaskState.RUNNING)
+        .scalar_subquery()
+    )
+    return and_(
+        TaskAttempt.task_run_id == run_id,
+        TaskAttempt.outcome.is_(None),
+        TaskAttempt.fencing_token == running_token,
+    )
+
+
+async def attempt_fence(
+    session: AsyncSession, run_id: uuid.UUID, attempt_id: uuid.UUID
+) -> AttemptFence | None:
+    """The attempt of run ``run_id`` and whether it is current; None if the run has no such
+    attempt."""
+    row = (
+        await session.execute(
+            select(_is_current(run_id), TaskAttempt.progress_at).where(
+                TaskAttempt.id == attempt_id, TaskAttempt.task_run_id == run_id
+            )
+        )
+    ).first()
+    return None if row is None else AttemptFence(bool(row[0]), row[1])
+
+
+async def write_progress(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    attempt_id: uuid.UUID,
+    progress: dict[str, Any],
+    now: datetime,
+    not_after: datetime,
+) -> bool:
+    """Store ``progress`` on the attempt if it is still current and last reported no later
+    than ``not_after``: one statement, so a superseded attempt cannot slip a write in. Only
+    the attempt row changes (never the run's ``row_version``). Returns whether it wrote."""
+    result = await session.execute(
+        update(TaskAttempt)
+        .where(
+            TaskAttempt.id == attempt_id,
+            _is_current(run_id),
+            or_(TaskAttempt.progress_at.is_(None), TaskAttempt.progress_at <= not_after),
+        )
+        .values(progress=progress, progress_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,38 @@ class JobIn(BaseModel):
     )
 
 
+# Counts stay exact as JSON numbers in every client.
+_Count = Annotated[int, Field(ge=0, le=2**53)]
+_Metric = Annotated[float, Field(allow_inf_nan=False)]
+_MetricName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ProgressIn(BaseModel):
+    """How far a running attempt has got, as its task reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt_id: str = Field(
+        min_length=1, max_length=64, description="The attempt reporting (its task context's)"
+    )
+    stage: str = Field(min_length=1, max_length=64, description="e.g. fold, epoch, trial")
+    current: _Count | None = None
+    total: _Count | None = None
+    message: str = Field(default="", max_length=500)
+    metrics: dict[_MetricName, _Metric] = Field(
+        default_factory=dict, max_length=50, description="Finite numbers by name"
+    )
+
+
+class ProgressOut(BaseModel):
+    stage: str
+    current: int | None
+    total: int | None
+    message: str
+    metrics: dict[str, float]
+    updated_at: datetime | None
+
+
 class TaskAttemptOut(BaseModel):
     number: int
     worker: str | None
@@ -27,6 +59,9 @@ class TaskAttemptOut(BaseModel):
         "lost (its lease expired) or refused (a late result after the lease moved on)"
     )
     reason: str | None
+    progress: ProgressOut | None = Field(
+        default=None, description="What the attempt last reported about how far it got"
+    )
 
 
 class TaskRunOut(BaseModel):
@@ -48,6 +83,7 @@ class TaskRunOut(BaseModel):
     )
     cached_from: UUID | None = None
     attempts: list[TaskAttemptOut] = []
+    progress: ProgressOut | None = Field(default=None, description="The latest attempt's progress")
 
 
 class JobOut(BaseModel):

@@ -1,8 +1,9 @@
-"""Jobs: start one from a workflow's latest version, read, cancel. Execution comes later."""
+"""Jobs: start one from a workflow's latest version, read, cancel; progress its tasks report."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +13,7 @@ from armillary.kit import audit
 from armillary.kit.authz import AccessControl, Principal, ProjectAccess
 from armillary.kit.db import Database, utcnow
 from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
+from armillary.kit.ids import parse_uuid
 
 from ..components import SERVICE
 from ..definitions import repository as workflows_repo
@@ -21,10 +23,14 @@ from ..scheduling import signals
 from . import repository as repo
 from . import transitions
 from .models import Job, JobState, TaskRun, TaskState, Trigger
+from .schemas import ProgressIn
 from .transitions import JOB_TERMINAL
 
 # Not yet running: cancelling them needs no executor.
 _IDLE_TASKS = frozenset({TaskState.PENDING, TaskState.QUEUED, TaskState.RETRYING})
+# Progress reports closer together than this are acknowledged but not written: a task that
+# reports every batch must not turn into a stream of database writes.
+PROGRESS_MIN_INTERVAL = timedelta(seconds=0.2)
 
 
 def job_parameters(declared: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -229,3 +235,60 @@ async def cancel_job(session: AsyncSession, job: Job) -> Job:
     )
     await session.flush()
     return job
+
+
+class AttemptSuperseded(Conflict):
+    title = "Attempt superseded"
+
+
+async def report_progress(
+    session: AsyncSession,
+    control: AccessControl,
+    principal: Principal,
+    job_ref: str,
+    task: str,
+    body: ProgressIn,
+    *,
+    claims: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Record what attempt ``body.attempt_id`` of ``task`` reports about its progress.
+
+    Only the job's own token may (a user's token: 403; another job's: 404, as for a job it
+    cannot see). The attempt must be the task's current running one (409 otherwise, so a
+    late or lost attempt never overwrites its successor's). Reports closer together than
+    :data:`PROGRESS_MIN_INTERVAL` are dropped; returns whether this one was written."""
+    if not principal.is_job:
+        raise Forbidden("Only the job's own tasks report its progress")
+    job_id = parse_uuid(job_ref)
+    if job_id is None or job_id != principal.job_id:
+        raise NotFound("Job not found")
+    found = await repo.task_run_ref(session, job_id, task)
+    if found is None:
+        raise NotFound("Job not found")
+    project_id, run_id = found
+    try:
+        access = await control.project_access(principal.token, str(project_id), claims)
+    except NotFound:
+        raise NotFound("Job not found") from None
+    if not access.allows("job:run"):
+        raise Forbidden("Your role in this project does not allow job:run")
+    if run_id is None:
+        raise NotFound("Task not found")
+    superseded = AttemptSuperseded("This attempt is not the task's running attempt")
+    attempt_id = parse_uuid(body.attempt_id)
+    fence = None if attempt_id is None else await repo.attempt_fence(session, run_id, attempt_id)
+    if attempt_id is None or fence is None or not fence.current:
+        raise superseded
+    now = now or utcnow()
+    not_after = now - PROGRESS_MIN_INTERVAL
+    if fence.progress_at is not None and fence.progress_at > not_after:
+        return False
+    progress = body.model_dump(exclude={"attempt_id"}, mode="json")
+    if await repo.write_progress(session, run_id, attempt_id, progress, now, not_after):
+        return True
+    # Nothing written: a concurrent report came first, or the attempt ended meanwhile.
+    again = await repo.attempt_fence(session, run_id, attempt_id)
+    if again is None or not again.current:
+        raise superseded
+    return False

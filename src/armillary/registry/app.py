@@ -1,0 +1,49 @@
+"""Wires the registry service into a runtime, and its app for other services' clients."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from armillary.kit.runtime import Runtime
+from armillary.kit.storage import ObjectStore, StorageSettings
+
+from .aliases.api import router as aliases_router
+from .catalog.api import router as catalog_router
+from .components import SERVICE, Registry
+from .settings import RegistrySettings
+from .versions.api import lineage_router
+from .versions.api import router as versions_router
+
+# The lineage query first: ``/models/lineage`` is not the model named "lineage".
+ROUTERS: list[APIRouter] = [lineage_router, catalog_router, versions_router, aliases_router]
+
+
+def install(
+    runtime: Runtime,
+    *,
+    settings: RegistrySettings | None = None,
+    storage_settings: StorageSettings | None = None,
+    store: ObjectStore | None = None,
+) -> Registry:
+    """Put the registry on ``runtime``. The composition root then sets ``workflows`` and
+    ``datasets`` (the workflows and data services' typed clients)."""
+    registry = Registry.create(
+        runtime, settings=settings, storage_settings=storage_settings, store=store
+    )
+    runtime.services[SERVICE] = registry
+    return registry
+
+
+def create_internal_app(runtime: Runtime) -> FastAPI:
+    """The registry routes on a runtime someone else starts, for other services'
+    :class:`~.client.RegistryClient` in-process. No edge layers; the caller's own token still
+    authorizes every request."""
+    from armillary.kit.app_factory import build_app
+
+    return build_app(
+        runtime,
+        title="Armillary registry (internal)",
+        routers=ROUTERS,
+        edge=False,
+        manage_runtime=False,
+    )

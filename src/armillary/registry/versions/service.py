@@ -1,0 +1,357 @@
+"""Model versions: registered from a job's artifacts or uploaded by a user, then read, compared
+and downloaded. Every model file is checked before it is stored (``model_files``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from armillary.contracts.registry import DatasetVersionUsed, ModelVersionRegistered
+from armillary.kit import audit
+from armillary.kit.authz import ProjectAccess
+from armillary.kit.db import on_rollback, utcnow
+from armillary.kit.errors import Forbidden, NotFound, Unprocessable
+from armillary.kit.events import publish
+from armillary.kit.storage import (
+    ObjectClass,
+    ObjectNotFound,
+    class_tags,
+    job_artifact_key,
+    model_artifact_key,
+)
+
+from ..access import refuse_job
+from ..catalog.models import RegisteredModel
+from ..catalog.schemas import Tags
+from ..catalog.service import get_model
+from ..components import SERVICE, Registry
+from . import lineage as lineage_of
+from . import model_files
+from . import repository as repo
+from .models import ModelVersion, VersionDataset
+from .schemas import Metrics, VersionCreate, VersionUpdate
+from .upload import SpooledModel
+
+_CHUNK = 1024 * 1024
+_JSON_ARTIFACTS = {"signature.json", "environment.json"}
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+
+
+class UploadMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(default="", max_length=10_000)
+    tags: Tags = Field(default_factory=dict)
+    metrics: Metrics = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    signature: dict[str, Any] = Field(default_factory=dict)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def create_from_job(
+    session: AsyncSession, registry: Registry, access: ProjectAccess, ref: str, body: VersionCreate
+) -> tuple[RegisteredModel, ModelVersion]:
+    """The next version of model ``ref`` from the artifacts of the caller's own job (the job
+    and project come from its token, never from the body)."""
+    principal = access.principal
+    if principal.job_id is None:
+        raise Forbidden(
+            "Only a running job registers a version from its artifacts; users upload a model "
+            "file to .../versions/upload"
+        )
+    await get_model(session, access, ref)
+    names = list(body.source.artifacts)
+    if model_files.FILE_NAMES[body.format] not in names:
+        raise Unprocessable(
+            f"format is {body.format!r} but {model_files.FILE_NAMES[body.format]} "
+            "is not among the artifacts"
+        )
+    job = await registry.require_workflows().job(principal.token, str(principal.job_id))
+    if job is None:
+        raise Unprocessable("The caller's job cannot be found")
+    plan = lineage_of.plan(job, body.source.task, body.evaluation_task)
+    datasets = await lineage_of.resolve(
+        registry.require_datasets(), principal.token, str(access.project_id), plan.datasets
+    )
+    with tempfile.TemporaryDirectory(prefix="armillary-reg-", dir=registry.settings.spool_dir) as d:
+        staged = [
+            await _stage_job_artifact(
+                registry, access, principal.job_id, body.source.task, n, Path(d)
+            )
+            for n in names
+        ]
+        environment = body.environment or await _json_artifact(registry, staged, "environment.json")
+        signature = body.signature or await _json_artifact(registry, staged, "signature.json")
+        lineage = {
+            "job_id": str(principal.job_id),
+            "task": body.source.task,
+            "workflow": plan.workflow,
+            "evaluation_task": body.evaluation_task,
+            "datasets": [used.as_json() for used in datasets],
+        }
+        model, version = await _add_version(
+            session,
+            registry,
+            access,
+            ref,
+            staged,
+            ModelVersion(
+                metrics=dict(body.metrics),
+                params=body.params,
+                signature=signature,
+                estimator=body.estimator,
+                problem=body.problem,
+                format=body.format,
+                environment={str(k): str(v) for k, v in environment.items()},
+                description=body.description,
+                tags=dict(body.tags),
+                lineage=lineage,
+                source="job",
+            ),
+        )
+    for used in datasets:
+        session.add(
+            VersionDataset(
+                model_version_id=version.id,
+                project_id=access.project_id,
+                dataset_id=used.dataset_id,
+                dataset_name=used.name,
+                dataset_version=used.version,
+                dataset_version_id=used.version_id,
+                sha256=used.sha256,
+                role=used.role,
+            )
+        )
+    _registered(session, access, model, version, datasets)
+    return model, version
+
+
+async def _stage_job_artifact(
+    registry: Registry,
+    access: ProjectAccess,
+    job_id: uuid.UUID,
+    task: str,
+    name: str,
+    directory: Path,
+) -> Staged:
+    key = job_artifact_key(access.project_id, job_id, task, name)
+    try:
+        info = await registry.store.head(key)
+        if info.size > registry.settings.max_artifact_bytes:
+            raise Unprocessable(f"Artifact {name!r} is larger than the registry accepts")
+        path = directory / name
+        await registry.store.get_to_file(key, path)
+    except ObjectNotFound:
+        raise Unprocessable(f"Task {task!r} of this job has no artifact {name!r}") from None
+    if name in model_files.FILE_NAMES.values():
+        await asyncio.to_thread(model_files.check_named, name, path)
+    return Staged(name, path, info.size, await asyncio.to_thread(_sha256, path))
+
+
+async def _json_artifact(registry: Registry, staged: list[Staged], name: str) -> dict[str, Any]:
+    """A small JSON artifact's object (signature, environment), or {} when absent."""
+    found = next((s for s in staged if s.name == name), None)
+    if found is None:
+        return {}
+    if found.size > registry.settings.max_json_artifact_bytes:
+        raise Unprocessable(f"{name} is too large")
+    try:
+        value = json.loads(await asyncio.to_thread(found.path.read_bytes))
+    except (ValueError, RecursionError) as exc:
+        raise Unprocessable(f"{name} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise Unprocessable(f"{name} must hold a JSON object")
+    return value
+
+
+async def _add_version(
+    session: AsyncSession,
+    registry: Registry,
+    access: ProjectAccess,
+    ref: str,
+    staged: list[Staged],
+    version: ModelVersion,
+) -> tuple[RegisteredModel, ModelVersion]:
+    """Allocate the next number under the model's row lock and store the staged files under
+    it; a rolled-back transaction deletes what was stored."""
+    model = await get_model(session, access, ref, for_update=True)
+    model.version_counter += 1
+    number = model.version_counter
+    artifacts: dict[str, dict[str, Any]] = {}
+    for item in staged:
+        key = model_artifact_key(access.project_id, model.id, number, item.name)
+
+        async def remove(key: str = key) -> None:
+            await registry.store.delete(key)
+
+        on_rollback(session, remove)
+        await registry.store.put_file(key, item.path, tags=class_tags(ObjectClass.MODEL))
+        artifacts[item.name] = {"key": key, "size_bytes": item.size, "sha256": item.sha256}
+    version.model_id = model.id
+    version.project_id = access.project_id
+    version.number = number
+    version.artifacts = artifacts
+    version.created_by = access.principal.user_id
+    session.add(version)
+    await session.flush()
+    return model, version
+
+
+def _registered(
+    session: AsyncSession,
+    access: ProjectAccess,
+    model: RegisteredModel,
+    version: ModelVersion,
+    datasets: list[lineage_of.ResolvedDataset],
+) -> None:
+    event = ModelVersionRegistered(
+        project_id=access.project_id,
+        model_id=model.id,
+        model=model.name,
+        model_version_id=version.id,
+        version=version.number,
+        datasets=[
+            DatasetVersionUsed(
+                dataset_id=d.dataset_id, dataset=d.name, version=d.version, sha256=d.sha256
+            )
+            for d in datasets
+        ],
+        occurred_at=utcnow(),
+    )
+    publish(session, ModelVersionRegistered.TYPE, event)
+    audit.record(
+        session,
+        action="models.version_create",
+        resource_type="model_version",
+        resource_id=version.id,
+        details={
+            "model": model.name,
+            "version": version.number,
+            "source": version.source,
+            "job_id": str(access.principal.job_id) if access.principal.job_id else None,
+            "artifacts": {n: a["sha256"] for n, a in version.artifacts.items()},
+        },
+        service=SERVICE,
+    )
+
+
+def _metadata(fields: dict[str, str]) -> UploadMetadata:
+    values: dict[str, Any] = {}
+    for name, raw in fields.items():
+        if name in {"tags", "metrics", "params", "signature"}:
+            try:
+                values[name] = json.loads(raw) if raw.strip() else {}
+            except (ValueError, RecursionError) as exc:
+                raise Unprocessable(f"'{name}' must be a JSON object") from exc
+        else:
+            values[name] = raw
+    try:
+        return UploadMetadata.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise Unprocessable(f"Invalid upload fields: {problems}") from None
+
+
+async def create_from_upload(
+    session: AsyncSession, registry: Registry, access: ProjectAccess, ref: str, upload: SpooledModel
+) -> tuple[RegisteredModel, ModelVersion]:
+    """The next version from a user's model file: ONNX or skops by content, checked first."""
+    try:
+        refuse_job(access, "upload model files; register the job's artifacts instead")
+        metadata = _metadata(upload.fields)
+        fmt = await asyncio.to_thread(model_files.detect_and_check, upload.path)
+        name = model_files.FILE_NAMES[fmt]
+        staged = [Staged(name, upload.path, upload.size, upload.sha256)]
+        model, version = await _add_version(
+            session,
+            registry,
+            access,
+            ref,
+            staged,
+            ModelVersion(
+                metrics=dict(metadata.metrics),
+                params=metadata.params,
+                signature=metadata.signature,
+                estimator=None,
+                problem=None,
+                format=fmt,
+                environment={},
+                description=metadata.description,
+                tags=dict(metadata.tags),
+                lineage={"source": "upload", "filename": upload.filename},
+                source="upload",
+            ),
+        )
+        _registered(session, access, model, version, [])
+        return model, version
+    finally:
+        upload.discard()
+
+
+async def get_version(
+    session: AsyncSession, access: ProjectAccess, ref: str, number: int
+) -> tuple[RegisteredModel, ModelVersion]:
+    model = await get_model(session, access, ref)
+    version = await repo.version(session, model.id, number)
+    if version is None:
+        raise NotFound("Model version not found")
+    return model, version
+
+
+async def update_version(
+    session: AsyncSession, access: ProjectAccess, ref: str, number: int, data: VersionUpdate
+) -> tuple[RegisteredModel, ModelVersion]:
+    refuse_job(access, "change a model version")
+    model, version = await get_version(session, access, ref, number)
+    changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if "description" in changes:
+        version.description = changes["description"]
+    if "tags" in changes:
+        version.tags = dict(changes["tags"])
+    await session.flush()
+    audit.record(
+        session,
+        action="models.version_update",
+        resource_type="model_version",
+        resource_id=version.id,
+        details={"model": model.name, "version": number, "fields": sorted(changes)},
+        service=SERVICE,
+    )
+    return model, version
+
+
+def record_download(
+    session: AsyncSession, model: RegisteredModel, version: ModelVersion, name: str
+) -> None:
+    audit.record(
+        session,
+        action="models.artifact_download",
+        resource_type="model_version",
+        resource_id=version.id,
+        details={"model": model.name, "version": version.number, "artifact": name},
+        service=SERVICE,
+    )
