@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group, RenderableType
@@ -131,9 +131,9 @@ _PROGRESS_MESSAGE = 40
 def _progress(run: TaskRun) -> str:
     """What a running task last said about how far it got: ``fold 2/5 (40%) · message ·
     accuracy=0.91 loss=0.25``; empty for a task that is not running or said nothing."""
-    # Older servers send no progress (the SDK's TypedDict does not name it yet).
-    progress = cast(dict[str, Any], run).get("progress")
-    if run["status"] != "running" or not isinstance(progress, dict):
+    # Older servers send no progress.
+    progress = run.get("progress")
+    if run["status"] != "running" or progress is None:
         return ""
     text = str(progress.get("stage") or "")
     current, total = progress.get("current"), progress.get("total")

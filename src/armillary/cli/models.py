@@ -52,8 +52,8 @@ def _metric_names(versions: list[dict[str, Any]]) -> list[str]:
 
 def _aliases_by_version(model: dict[str, Any]) -> dict[int, list[str]]:
     found: dict[int, list[str]] = {}
-    for alias in model.get("aliases") or []:
-        found.setdefault(int(alias["version"]), []).append(str(alias["alias"]))
+    for alias, version in sorted((model.get("aliases") or {}).items()):
+        found.setdefault(int(version), []).append(str(alias))
     return found
 
 
@@ -72,7 +72,8 @@ def list_models(project: ProjectOption) -> None:
     table.add_column("Description")
     table.add_column("Updated")
     for model in models:
-        aliases = ", ".join(f"{a['alias']}→v{a['version']}" for a in model.get("aliases") or [])
+        pointing = sorted((model.get("aliases") or {}).items())
+        aliases = ", ".join(f"{alias}→v{version}" for alias, version in pointing)
         table.add_row(
             escape(model["name"]),
             _number(model.get("latest_version")),
@@ -173,18 +174,22 @@ def compare(
     if len(versions) < 2:
         raise typer.BadParameter("name at least two versions")
     with api_client() as client:
-        found = [client.models.version(project, model, v) for v in versions]
-    table = Table(title=f"{escape(model)}: versions {', '.join(map(str, versions))}")
+        found = client.models.compare(project, model, versions)
+    numbers = [int(v) for v in found["versions"]]
+    table = Table(title=f"{escape(model)}: versions {', '.join(map(str, numbers))}")
     table.add_column("")
-    for item in found:
-        table.add_column(f"v{item['version']}", justify="right")
-    for name in _metric_names(found):
-        values = [(item.get("metrics") or {}).get(name) for item in found]
-        table.add_row(escape(name), *[_number(v) for v in values])
-    params = [item.get("params") or {} for item in found]
-    differing = sorted(
-        {key for p in params for key in p if len({json.dumps(q.get(key)) for q in params}) > 1}
-    )
-    for key in differing:
-        table.add_row(f"[dim]{escape(key)}[/dim]", *[_number(p.get(key)) for p in params])
+    for number in numbers:
+        table.add_column(f"v{number}", justify="right")
+    table.add_row("estimator", *[escape(e or "-") for e in found["estimators"]])
+    metrics = found["metrics"]
+    ordered = [m for m in _METRIC_ORDER if m in metrics] + sorted(set(metrics) - set(_METRIC_ORDER))
+    for name in ordered:
+        table.add_row(escape(name), *[_number(v) for v in metrics[name]])
+    for key, values in sorted(found["params"].items()):
+        table.add_row(f"[dim]{escape(key)}[/dim]", *[_number(v) for v in values])
+    datasets = [
+        ", ".join(f"{d['dataset']} v{d['version']}" for d in used) or "-"
+        for used in found["datasets"]
+    ]
+    table.add_row("trained on", *[escape(d) for d in datasets])
     console.print(table)

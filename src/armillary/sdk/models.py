@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from .errors import ArmillaryError
+from .transfer import MultipartFile
 
 if TYPE_CHECKING:
     from .client import Client
@@ -70,6 +75,46 @@ class Models:
             f"{self._model(project, model)}/compare",
             {"versions": ",".join(str(v) for v in versions)},
         )
+        return result
+
+    def create(self, project: str, model: str, description: str = "") -> dict[str, Any]:
+        """Register a model name; raises :class:`ArmillaryError` 409 if it is taken."""
+        body = {"name": model, "description": description}
+        result: dict[str, Any] = self._client.request("POST", self._base(project), json=body).json()
+        return result
+
+    def upload(
+        self,
+        project: str,
+        model: str,
+        path: str | Path,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        params: Mapping[str, Any] | None = None,
+        description: str = "",
+        create: bool = True,
+    ) -> dict[str, Any]:
+        """Upload a model trained elsewhere as the next version: an ONNX or skops file only
+        (the server reads the format from the content and refuses pickle/joblib)."""
+        if create:
+            try:
+                self.create(project, model)
+            except ArmillaryError as exc:
+                if exc.status != 409:  # the model exists already: fine
+                    raise
+        fields = {
+            "metrics": json.dumps(dict(metrics or {})),
+            "params": json.dumps(dict(params or {})),
+            "description": description,
+        }
+        multipart = MultipartFile(Path(path), fields)
+        response = self._client._send(
+            "POST",
+            f"{self._model(project, model)}/versions/upload",
+            body=lambda: multipart,
+            headers=multipart.headers,
+        )
+        result: dict[str, Any] = response.json()
         return result
 
     def lineage(self, project: str, model: str, version: int) -> dict[str, Any]:

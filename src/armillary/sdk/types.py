@@ -56,6 +56,18 @@ class VersionDetail(Version):
     profile: list[dict[str, Any]] | None
 
 
+class TaskProgress(TypedDict):
+    """How far a running attempt has got, as its task last reported (a fold, a trial, a remote
+    job's status)."""
+
+    stage: str
+    current: int | None
+    total: int | None
+    message: str
+    metrics: dict[str, float]
+    updated_at: str
+
+
 class TaskAttempt(TypedDict):
     """One attempt at a task: which worker ran it, when, and how it ended (``outcome`` is
     ``None`` while it runs)."""
@@ -66,6 +78,7 @@ class TaskAttempt(TypedDict):
     finished_at: str | None
     outcome: str | None
     reason: str | None
+    progress: NotRequired[TaskProgress | None]
 
 
 class TaskRun(TypedDict):
@@ -88,6 +101,7 @@ class TaskRun(TypedDict):
     artifacts: NotRequired[dict[str, str] | None]
     cached_from: NotRequired[str | None]
     attempts: NotRequired[list[TaskAttempt]]
+    progress: NotRequired[TaskProgress | None]
 
 
 class Job(TypedDict):

@@ -35,17 +35,10 @@ from tests.integration.workflows.test_pipelines import upload
 from armillary.app import create_app
 from armillary.contracts.tasks import TaskContext
 
-# Loaded by the fork server before a task drops its privileges: the interpreter's standard
-# library may sit where the sandbox user cannot read (here: under /root), so a module first
-# imported inside a task fails there. The task types' modules pull in what they need.
+# Loaded once by the fork server, so each attempt of these tests does not import them again.
 PRELOAD = [
     "numpy",
     "polars",
-    "importlib.readers",
-    "encodings.idna",
-    "encodings.ascii",
-    "encodings.latin_1",
-    "encodings.cp437",
     "httpx",
     "armillary.data.tasks",
     "armillary.training.tasks",
