@@ -1,0 +1,1 @@
+"""The serving service: deployments, variants, routing, predictions, feedback and A/B analysis."""
