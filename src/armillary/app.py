@@ -33,6 +33,8 @@ from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
 from armillary.registry import app as registry_app
+from armillary.registry.client import RegistryClient
+from armillary.serving import app as serving_app
 from armillary.workflows import app as workflows_app
 from armillary.workflows.client import WorkflowsClient
 from armillary.workflows.components import workflows_of
@@ -69,6 +71,7 @@ def create_runtime(
         run_scheduler=run_scheduler,
     )
     registry = registry_app.install(runtime, storage_settings=storage_settings)
+    serving = serving_app.install(runtime, storage_settings=storage_settings)
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -84,11 +87,16 @@ def create_runtime(
     registry.datasets = datasets
     jobs = WorkflowsClient.in_process(workflows_app.create_internal_app(runtime))
     registry.workflows = jobs
+    models = RegistryClient.in_process(
+        registry_app.create_internal_app(runtime), registry_app.create_private_app(runtime)
+    )
+    serving.registry = models
 
     async def close_directory(_runtime: Runtime) -> None:
         await directory.aclose()
         await datasets.aclose()
         await jobs.aclose()
+        await models.aclose()
 
     runtime.shutdown_hooks.append(close_directory)
     return runtime
@@ -123,6 +131,7 @@ def create_app(
             *data_app.ROUTERS,
             *workflows_app.ROUTERS,
             *registry_app.ROUTERS,
+            *serving_app.ROUTERS,
         ],
     )
 

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from armillary.cli import admin, datasets, engine, jobs, models, session, storage, workflows
+from armillary.cli import (
+    admin,
+    datasets,
+    engine,
+    jobs,
+    models,
+    quickstart,
+    session,
+    storage,
+    workflows,
+)
 from armillary.kit.settings import Settings
 
 app = typer.Typer(help="Armillary: self-hosted ML workflow orchestration.", no_args_is_help=True)
@@ -25,6 +35,7 @@ app.add_typer(storage.app, name="storage")
 app.add_typer(workflows.app, name="workflow")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.command("quickstart")(quickstart.quickstart)
 app.command("worker")(engine.worker)
 app.command("scheduler")(engine.scheduler)
 app.command("login")(session.login)

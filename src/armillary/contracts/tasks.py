@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from .data_tasks import DATA_TASK_TYPES
 from .quality import VALIDATE
 from .registry import REGISTRY_TASK_TYPES
+from .serving import SERVING_TASK_TYPES
 from .task_base import TaskContext, TaskTypeContract
 from .training import TRAINING_TASK_TYPES
 
@@ -116,3 +117,4 @@ TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (PYTHON, NOOP, SLE
 TASK_TYPES.update(DATA_TASK_TYPES)
 TASK_TYPES.update(TRAINING_TASK_TYPES)
 TASK_TYPES.update(REGISTRY_TASK_TYPES)
+TASK_TYPES.update(SERVING_TASK_TYPES)

@@ -14,6 +14,8 @@ import armillary.kit.events
 import armillary.registry.aliases.models
 import armillary.registry.catalog.models
 import armillary.registry.versions.models
+import armillary.serving.access.models
+import armillary.serving.deployments.models
 import armillary.workflows.alerts.models
 import armillary.workflows.code.models
 import armillary.workflows.definitions.models

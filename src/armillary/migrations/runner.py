@@ -18,6 +18,7 @@ VERSION_LOCATIONS = [
     _SRC / "data" / "migrations" / "versions",
     _SRC / "workflows" / "migrations" / "versions",
     _SRC / "registry" / "migrations" / "versions",
+    _SRC / "serving" / "migrations" / "versions",
 ]
 
 

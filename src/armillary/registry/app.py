@@ -10,12 +10,16 @@ from armillary.kit.storage import ObjectStore, StorageSettings
 from .aliases.api import router as aliases_router
 from .catalog.api import router as catalog_router
 from .components import SERVICE, Registry
+from .internal_api import internal_router
 from .settings import RegistrySettings
 from .versions.api import lineage_router
 from .versions.api import router as versions_router
 
 # The lineage query first: ``/models/lineage`` is not the model named "lineage".
 ROUTERS: list[APIRouter] = [lineage_router, catalog_router, versions_router, aliases_router]
+# Routes only other services call (resolving a deployment's variants): the private app alone
+# serves them.
+INTERNAL_ROUTERS: list[APIRouter] = [internal_router]
 
 
 def install(
@@ -44,6 +48,21 @@ def create_internal_app(runtime: Runtime) -> FastAPI:
         runtime,
         title="Armillary registry (internal)",
         routers=ROUTERS,
+        edge=False,
+        manage_runtime=False,
+    )
+
+
+def create_private_app(runtime: Runtime) -> FastAPI:
+    """The registry's internal-only routes (``/internal/v1/...``, no caller token) on a
+    runtime someone else starts, for :meth:`~.client.RegistryClient.resolve` in-process.
+    Never exposed to clients."""
+    from armillary.kit.app_factory import build_app
+
+    return build_app(
+        runtime,
+        title="Armillary registry (private)",
+        routers=INTERNAL_ROUTERS,
         edge=False,
         manage_runtime=False,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 
 import httpx
 
@@ -17,19 +18,38 @@ _NOT_VISIBLE = frozenset({400, 403, 404, 422})
 
 
 class RegistryClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, private: httpx.AsyncClient | None = None) -> None:
         self._http = http
+        # The registry's private app (internal routes, no caller token), for resolve().
+        self._private = private
 
     @classmethod
-    def in_process(cls, app: Any) -> RegistryClient:
+    def in_process(cls, app: Any, private_app: Any | None = None) -> RegistryClient:
+        """``private_app`` (``registry.app.create_private_app(runtime)``) enables
+        :meth:`resolve`."""
         transport = httpx.ASGITransport(app=app)
+        private = None
+        if private_app is not None:
+            private = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=private_app),
+                base_url="http://registry-private",
+                timeout=_TIMEOUT,
+            )
         return cls(
-            httpx.AsyncClient(transport=transport, base_url="http://registry", timeout=_TIMEOUT)
+            httpx.AsyncClient(transport=transport, base_url="http://registry", timeout=_TIMEOUT),
+            private,
         )
 
     @classmethod
-    def over_http(cls, base_url: str) -> RegistryClient:
-        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT))
+    def over_http(cls, base_url: str, private_base_url: str | None = None) -> RegistryClient:
+        """``private_base_url``: where the registry's private app listens (service-to-service
+        network only), to enable :meth:`resolve`."""
+        private = (
+            httpx.AsyncClient(base_url=private_base_url, timeout=_TIMEOUT)
+            if private_base_url
+            else None
+        )
+        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT), private)
 
     async def alias(
         self, token: str, project: str, model: str, alias: str
@@ -48,8 +68,43 @@ class RegistryClient:
             raise ValueError("version must be a number >= 1")
         return await self._get(f"{_model(project, model)}/versions/{version}", token)
 
+    async def resolve(
+        self,
+        project_id: UUID | str,
+        model: str,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The version of ``model`` in project ``project_id`` that ``version`` or ``alias``
+        (exactly one) names: ``{model_id, model_version_id, model, version, format, signature,
+        problem, artifacts: {name: {key, size_bytes, sha256}}}``, or None when there is none.
+        Asks the registry's private routes, with no caller token: for services that have
+        already authorized their caller (the prediction service)."""
+        if (version is None) == (alias is None):
+            raise ValueError("give exactly one of version and alias")
+        if self._private is None:
+            raise ServiceUnavailable("The registry's private routes are not wired")
+        params: dict[str, str | int] = {"project_id": str(project_id), "model": model}
+        if version is not None:
+            params["version"] = version
+        else:
+            params["alias"] = str(alias)
+        try:
+            response = await self._private.get("/internal/v1/model-versions/resolve", params=params)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable("The registry is unreachable") from exc
+        if response.status_code in _NOT_VISIBLE:
+            return None
+        if response.status_code != 200:
+            raise ServiceUnavailable("The registry could not answer")
+        body = response.json()
+        return body if isinstance(body, dict) else None
+
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._private is not None:
+            await self._private.aclose()
 
     async def _get(self, path: str, token: str) -> dict[str, Any] | None:
         try:

@@ -20,9 +20,9 @@ import skops.io as sio
 
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
 from armillary.contracts.training import ESTIMATORS, Problem
+from armillary.kit.model_files import onnx_session as load_onnx_session
 
 from .estimators import MODEL, PREPROCESS
-from .loading import load_onnx_session
 from .preprocess import output_feature_names
 
 SIGNATURE_FILE = "signature.json"

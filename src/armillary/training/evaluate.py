@@ -1,7 +1,7 @@
 """The ``evaluate`` task type: score a trained model on held-out rows, check thresholds (fail
 closed) and compare it with a registered model's champion.
 
-Models are loaded only through :func:`~armillary.training.loading.load_skops` (an allow-list
+Models are loaded only through :func:`~armillary.kit.model_files.load_skops` (an allow-list
 of types) or ONNX Runtime: never unpickled.
 """
 
@@ -26,9 +26,10 @@ from armillary.contracts.training import (
     Signature,
     ThresholdResult,
 )
+from armillary.kit.model_files import ModelFileRefused, load_skops
+from armillary.kit.model_files import onnx_session as load_onnx_session
 from armillary.sdk.task_api import TaskApi, TaskApiError
 
-from .loading import UntrustedModel, load_onnx_session, load_skops
 from .metrics import default_metric, is_better, score
 from .onnx_model import OnnxModel
 from .tabular import TrainingError, feature_matrix, target_array
@@ -183,7 +184,7 @@ def _champion_value(
         champion = load_skops(api.fetch_model_artifact(model, version, MODEL_FILE_SKOPS, dest))
         x, y = _arrays(frame, champion_sig)
         return score(champion, x, y, champion_sig.problem).get(metric)
-    except (TaskApiError, UntrustedModel, TrainingError, ValueError, TypeError) as exc:
+    except (TaskApiError, ModelFileRefused, TrainingError, ValueError, TypeError) as exc:
         print(f"[evaluate] the champion could not be scored: {exc}", flush=True)
         return None
 

@@ -22,10 +22,11 @@ from armillary.contracts.data_tasks import DatasetRef, TableRef
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
 from armillary.contracts.tasks import TaskContext
 from armillary.contracts.training import ModelArtifacts, TrainOutputs, TrainParams, Trial
+from armillary.kit.model_files import load_skops
+from armillary.kit.model_files import onnx_session as load_onnx_session
 
 from . import artifacts as files
 from .estimators import build_pipeline, check_labels
-from .loading import load_onnx_session, load_skops
 from .metrics import score, summarise
 from .onnx_model import OnnxModel
 from .progress import Progress

@@ -20,7 +20,7 @@ from tests.conftest import auth
 from tests.integration.training.conftest import Stage
 
 from armillary.contracts.training import EvaluationFailed, TrainOutputs
-from armillary.training.loading import load_skops
+from armillary.kit.model_files import load_skops
 from armillary.training.metrics import score
 from armillary.training.tabular import feature_matrix, target_array
 from armillary.training.tasks import run_evaluate, run_train

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from armillary.kit import model_files as kit_model_files
 from armillary.kit.errors import Unprocessable
 from armillary.registry.aliases.models import AliasMove
 from armillary.registry.aliases.service import rollback_target
@@ -102,8 +103,8 @@ def test_a_named_model_file_is_checked_as_its_name_says(tmp_path: Path) -> None:
 
 
 def test_the_trusted_types_are_explicit() -> None:
-    assert "builtins.eval" not in model_files.TRUSTED_SKOPS_TYPES
+    assert "builtins.eval" not in kit_model_files.TRUSTED_SKOPS_TYPES
     assert all(
         t.split(".")[0] in {"numpy", "scipy", "sklearn", "xgboost", "lightgbm", "collections"}
-        for t in model_files.TRUSTED_SKOPS_TYPES
+        for t in kit_model_files.TRUSTED_SKOPS_TYPES
     )

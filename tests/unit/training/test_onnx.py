@@ -10,9 +10,9 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
 from armillary.contracts.training import Preprocessing
+from armillary.kit.model_files import onnx_session as load_onnx_session
 from armillary.training import artifacts
 from armillary.training.estimators import build_pipeline
-from armillary.training.loading import load_onnx_session
 
 
 def _fit(name: str, x: Any, y: Any, **hyper: Any) -> Any:

@@ -15,8 +15,8 @@ from tests.unit.training.conftest import cancer_frame, diabetes_frame, iris_fram
 from tests.unit.training.fakes import JOB, FakePlatform
 
 from armillary.contracts.training import EvaluationFailed, TrainOutputs
+from armillary.kit.model_files import load_skops
 from armillary.training.evaluate import run_evaluate
-from armillary.training.loading import load_skops
 from armillary.training.metrics import score
 from armillary.training.tabular import TrainingError, feature_matrix, target_array
 from armillary.training.tasks import run_train
