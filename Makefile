@@ -79,3 +79,10 @@ bench-quality: sync-dev
 .PHONY: bench-training
 bench-training: sync-dev services
 	$(VENV_BIN)/python bench/training/run.py
+
+# Serving: Armillary (ONNX, API key) against `mlflow models serve` (its own venv under
+# bench/.venvs/mlflow, not uv.lock) and in-process onnxruntime, wrk at c=1/16, 1 and 100 rows.
+.PHONY: bench-serving
+bench-serving: sync-dev services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(VENV_BIN)/python bench/serving/run.py
