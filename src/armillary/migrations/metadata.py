@@ -16,6 +16,7 @@ import armillary.registry.catalog.models
 import armillary.registry.versions.models
 import armillary.serving.access.models
 import armillary.serving.deployments.models
+import armillary.serving.predict.models
 import armillary.workflows.alerts.models
 import armillary.workflows.code.models
 import armillary.workflows.definitions.models

@@ -11,9 +11,11 @@ from .access.api import router as access_router
 from .components import SERVICE, Serving
 from .deployments import consumers
 from .deployments.api import router as deployments_router
+from .predict import wiring as predict_wiring
+from .predict.api import ROUTERS as PREDICT_ROUTERS
 from .settings import ServingSettings
 
-ROUTERS: list[APIRouter] = [deployments_router, access_router]
+ROUTERS: list[APIRouter] = [deployments_router, access_router, *PREDICT_ROUTERS]
 
 
 def install(
@@ -30,6 +32,7 @@ def install(
     )
     runtime.services[SERVICE] = serving
     consumers.subscribe(runtime.bus, serving.directory)
+    predict_wiring.install(runtime)
     return serving
 
 

@@ -206,7 +206,8 @@ def _resolve(
         if deployment is None:
             raise ServingTaskError(f"deployment {spec.deployment!r} does not exist")
         variant = primary_variant(deployment)
-        version = variant.get("model_version", variant.get("version"))
+        # The version serving now (an alias-following variant's too), as the API resolved it.
+        version = (variant.get("resolved") or {}).get("model_version", variant.get("version"))
         if version is None:
             raise ServingTaskError(f"variant {variant.get('name')!r} resolves to no version")
         record = api.get_model_version(str(variant["model"]), int(version))

@@ -104,7 +104,7 @@ def test_redeploying_a_variant_replaces_it(fake: FakeServingPlatform, tmp_path: 
     _deploy(fake, tmp_path, weight=50)
     [(_, _, body)] = _writes(fake)
     assert body["variants"] == [_variant("champion", 3, 50.0), _variant("challenger", 7, 50.0)]
-    assert [v["model_version"] for v in fake.deployments["churn"]["variants"]] == [3, 7]
+    assert [v["resolved"]["model_version"] for v in fake.deployments["churn"]["variants"]] == [3, 7]
 
 
 def test_a_shadow_replaces_the_other_shadow_and_changes_no_weight(

@@ -60,7 +60,13 @@ class FakeServingPlatform(FakePlatform):
         if version is None:
             alias = self.aliases.get((variant["model"], variant["alias"]))
             version = alias["version"] if alias else None
-        return {**variant, "model_version": version, "model_version_id": f"mv-{version}"}
+        # As the deployments API answers: what the variant serves now, under `resolved`.
+        resolved = (
+            None
+            if version is None
+            else {"model_version": version, "model_version_id": f"mv-{version}"}
+        )
+        return {**variant, "resolved": resolved}
 
     def handle_serving(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path

@@ -41,7 +41,27 @@ def cancer_csv(path: Path) -> Path:
     return path
 
 
-def training_workflow(name: str, *, min_accuracy: float) -> dict[str, Any]:
+def serving_tasks() -> list[dict[str, Any]]:
+    """Put the registered version behind a deployment, then score the data set through it."""
+    return [
+        {
+            "name": "deploy",
+            "type": "deploy",
+            "needs": ["register"],
+            "params": {"registration": "register", "deployment": "cancer-live", "weight": 100},
+        },
+        {
+            "name": "score",
+            "type": "batch_predict",
+            "needs": ["deploy", "check"],
+            "params": {"deployment": "cancer-live", "input": "check", "dataset": "cancer-scored"},
+        },
+    ]
+
+
+def training_workflow(
+    name: str, *, min_accuracy: float, extra: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "tasks": [
@@ -92,6 +112,7 @@ def training_workflow(name: str, *, min_accuracy: float) -> dict[str, Any]:
                     "tags": {"stage": "test"},
                 },
             },
+            *(extra or []),
         ],
     }
 
@@ -126,7 +147,9 @@ async def test_a_model_is_trained_evaluated_and_registered_with_its_lineage(
     engine.start("worker", "worker")
     token, project = editor["token"], editor["project"]
     dataset = await upload(steps, token, project, "cancer", cancer_csv(tmp_path / "cancer.csv"))
-    await steps.workflow(token, project, training_workflow("train-cancer", min_accuracy=0.8))
+    await steps.workflow(
+        token, project, training_workflow("train-cancer", min_accuracy=0.8, extra=serving_tasks())
+    )
     job = await steps.run(token, project, "train-cancer")
     done = await steps.wait(token, job["id"], timeout=300)
     runs = tasks_by_name(done)
@@ -200,6 +223,27 @@ async def test_a_model_is_trained_evaluated_and_registered_with_its_lineage(
         steps, token, f"/api/v1/projects/{project}/models/lineage?dataset=cancer&version=1"
     )
     assert [(v["model"], v["version"]) for v in back["items"]] == [(MODEL, registered["version"])]
+
+    # The deploy task put the version behind a deployment; batch_predict scored every row
+    # through it into a new dataset version whose predictions are the model's own.
+    assert runs["deploy"]["outputs"]["model_version"] == registered["version"]
+    scored_out = runs["score"]["outputs"]
+    assert scored_out["rows"] == 569
+    scored = pl.read_parquet(
+        io.BytesIO(
+            await _bytes(
+                steps,
+                token,
+                f"/api/v1/projects/{project}/datasets/cancer-scored/versions/"
+                f"{scored_out['version']}/content",
+            )
+        )
+    )
+    everything = pl.read_csv(tmp_path / "cancer.csv")
+    assert (
+        scored["prediction"].to_list()
+        == model.predict(everything.select(FEATURES).to_numpy()).tolist()
+    )
 
     # The dataset version the model was trained on is held: its deletion is refused.
     headers = {"Authorization": f"Bearer {token}"}
