@@ -17,13 +17,16 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Final, Literal
-
-import onnx
-import onnxruntime as ort
-import skops.io
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from armillary.kit.errors import DomainError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+# skops, onnx and onnxruntime are imported where used: together they pull in scikit-learn and
+# SciPy, seconds of start-up that every process importing this module (API, CLI, workers)
+# would otherwise pay.
 
 ModelFormat = Literal["skops", "onnx"]
 
@@ -142,6 +145,8 @@ def check_skops(path: Path) -> None:
                 raise UnsafeModelFile("The skops schema is too large")
     except zipfile.BadZipFile as exc:
         raise UnsafeModelFile("The skops file is not a valid zip archive") from exc
+    import skops.io
+
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
     except Exception as exc:  # any parse failure of an attacker's file
@@ -156,6 +161,8 @@ def check_skops(path: Path) -> None:
 
 
 def check_onnx(path: Path, *, unsupported_if_unparsable: bool = False) -> None:
+    import onnx
+
     try:
         # External data would name files on this server: never followed.
         model = onnx.load(str(path), load_external_data=False)
@@ -217,6 +224,8 @@ def load_skops(path: Path) -> Any:
     if not zipfile.is_zipfile(path):
         raise UnsafeModelFile("The model file is not a skops archive")
     check_skops(path)
+    import skops.io
+
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
         return skops.io.load(path, trusted=list(untrusted))
@@ -228,6 +237,8 @@ def onnx_session(path: Path, *, threads: int | None = None) -> ort.InferenceSess
     """An ONNX Runtime session (CPU) over the model at ``path``, after :func:`check_onnx`.
     ``threads`` pins intra- and inter-op threads (serving: 1 per session, sequential)."""
     check_onnx(path)
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads

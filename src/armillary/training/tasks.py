@@ -1,9 +1,29 @@
 """Entry points of the training task types (``armillary.task_types``): ``train`` and
-``evaluate``. Their contracts are in :mod:`armillary.contracts.training`."""
+``evaluate``. Their contracts are in :mod:`armillary.contracts.training`.
+
+The fork server imports every entry point before it forks attempts; scikit-learn (and SciPy)
+would make it, and so each fork, heavier for every task type. They are imported by the
+training attempt itself instead.
+"""
 
 from __future__ import annotations
 
-from .evaluate import run_evaluate
-from .train import run_train
+from typing import Any
 
-__all__ = ["run_evaluate", "run_train"]
+from armillary.contracts.tasks import TaskContext
+
+
+def run_train(
+    params: dict[str, Any], inputs: dict[str, dict[str, Any]], context: TaskContext
+) -> dict[str, Any]:
+    from .train import run_train as train
+
+    return train(params, inputs, context)
+
+
+def run_evaluate(
+    params: dict[str, Any], inputs: dict[str, dict[str, Any]], context: TaskContext
+) -> dict[str, Any]:
+    from .evaluate import run_evaluate as evaluate
+
+    return evaluate(params, inputs, context)

@@ -16,12 +16,23 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import stats as _scipy_stats
+
+
+@functools.cache
+def _scipy() -> Any:
+    # SciPy's statistics take about a second to import: only the analysis needs them, so
+    # processes that never analyse (workers, the CLI) never pay it.
+    from scipy import stats
+
+    return stats
+
 
 DEFAULT_PERCENTILES: tuple[int, ...] = (50, 95, 99)
 
@@ -65,8 +76,8 @@ def wilson_interval(successes: int, n: int, *, confidence: float = 0.95) -> tupl
     _check_counts(successes, n)
     if n == 0:
         return (0.0, 1.0)
-    ci = _scipy_stats.binomtest(successes, n).proportion_ci(
-        confidence_level=confidence, method="wilson"
+    ci = (
+        _scipy().binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
     )
     return (float(ci.low), float(ci.high))
 
@@ -93,7 +104,7 @@ def _mean_interval(array: np.ndarray, confidence: float) -> tuple[float, float, 
     if sem == 0.0:
         # Every value equal: scipy refuses a zero scale; the interval is the point.
         return mean, mean, mean
-    low, high = _scipy_stats.t.interval(confidence, array.size - 1, loc=mean, scale=sem)
+    low, high = _scipy().t.interval(confidence, array.size - 1, loc=mean, scale=sem)
     return mean, float(low), float(high)
 
 
@@ -156,7 +167,7 @@ def two_proportion_z_test(s1: int, n1: int, s2: int, n2: int) -> Test:
     if se == 0.0:
         return Test(statistic=0.0, p_value=1.0)
     z = (s1 / n1 - s2 / n2) / se
-    return Test(statistic=z, p_value=float(2.0 * _scipy_stats.norm.sf(abs(z))))
+    return Test(statistic=z, p_value=float(2.0 * _scipy().norm.sf(abs(z))))
 
 
 def binomial_test_above(successes: int, n: int, rate: float) -> Test:
@@ -170,7 +181,7 @@ def binomial_test_above(successes: int, n: int, rate: float) -> Test:
         raise ValueError("the test needs at least one observation")
     if not 0.0 <= rate <= 1.0:
         raise ValueError("rate must be between 0 and 1")
-    result = _scipy_stats.binomtest(successes, n, p=rate, alternative="greater")
+    result = _scipy().binomtest(successes, n, p=rate, alternative="greater")
     return Test(statistic=successes / n, p_value=float(result.pvalue))
 
 
@@ -191,7 +202,7 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> Test:
         return Test(statistic=math.copysign(math.inf, difference), p_value=0.0)
     # From summary statistics: same result as ttest_ind(equal_var=False), without its spurious
     # precision-loss warning when one sample is constant (e.g. identical latencies).
-    result = _scipy_stats.ttest_ind_from_stats(
+    result = _scipy().ttest_ind_from_stats(
         float(first.mean()),
         sd1,
         first.size,
@@ -206,7 +217,7 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> Test:
 def _z_quantiles(alpha: float, power: float) -> tuple[float, float]:
     if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
         raise ValueError("alpha and power must be strictly between 0 and 1")
-    return float(_scipy_stats.norm.ppf(1.0 - alpha / 2.0)), float(_scipy_stats.norm.ppf(power))
+    return float(_scipy().norm.ppf(1.0 - alpha / 2.0)), float(_scipy().norm.ppf(power))
 
 
 def sample_size_two_proportions(p1: float, p2: float, *, alpha: float, power: float = 0.8) -> int:

@@ -9,16 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
-import onnxruntime as ort
 from pydantic import ValidationError
 
 from armillary.contracts.training import Signature
 from armillary.kit import model_files
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:  # onnxruntime is imported by kit.model_files when a model loads
+    import onnxruntime as ort
 
 Format = Literal["onnx", "skops"]
 # A classifier's second ONNX output is called "probabilities" even when it holds decision
