@@ -19,6 +19,7 @@ console = Console(soft_wrap=True)
 ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project slug")]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name")]
 # Shown first, in this order, when a version has them; other metrics follow by name.
+_TABLE_METRICS = 6
 _METRIC_ORDER = (
     "accuracy",
     "f1",
@@ -110,7 +111,8 @@ def show(
         console.print("No versions yet.")
         return
     aliases = _aliases_by_version(found)
-    metrics = _metric_names(versions)
+    # The training metrics fit a terminal; `--version N` shows every metric of one version.
+    metrics = [m for m in _metric_names(versions) if not m.startswith("eval_")][:_TABLE_METRICS]
     table = Table(title="Versions")
     table.add_column("Version", justify="right")
     table.add_column("Aliases")
