@@ -34,6 +34,9 @@ PUBLIC_PATHS = frozenset(
         "/api/v1/auth/jwks",
         # Signed, expiring object links: the token in the path is the credential.
         "/api/v1/downloads/{token}",
+        # Open Inference Protocol health, public like /healthz (models need a credential).
+        "/v2/health/live",
+        "/v2/health/ready",
     }
 )
 

@@ -13,11 +13,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Request
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from armillary.contracts.identity import PlatformRole
 from armillary.kit import context
@@ -42,22 +41,27 @@ class Caller:
     label: str  # the user's email, or the key's name
 
 
-_KEY_LOOKUP = select(ApiKey.id, ApiKey.name, ApiKey.key_hash, ApiKey.last_used_at)
+_KEY_LOOKUP = select(
+    ApiKey.id, ApiKey.name, ApiKey.key_hash, ApiKey.last_used_at, ApiKey.deployment_id
+)
 
 
-async def authorize_predict(request: Request, deployment: ResolvedDeployment) -> Caller:
-    """The caller, if they may call predict on ``deployment``; raises the problem otherwise."""
+async def require_credentials(request: Request) -> None:
+    """Authenticate before anything else is read, so that an anonymous or forged caller learns
+    nothing (which deployments exist, what the body must be): an API key must exist and be
+    live (the row is kept for :func:`authorize_predict`), a bearer token must verify."""
     runtime: Runtime = request.app.state.runtime
     key = request.headers.get(API_KEY_HEADER)
-    if key is not None:
-        return await _api_key(runtime, deployment, key)
+    if key:
+        request.state.api_key = await _live_key(runtime, key)
+        return
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized("Send an API key (X-API-Key) or a bearer token")
-    return await _account(runtime, request, deployment, token)
+    await runtime.require_access().principal(token, getattr(request.state, "token_claims", None))
 
 
-async def _api_key(runtime: Runtime, deployment: ResolvedDeployment, key: str) -> Caller:
+async def _live_key(runtime: Runtime, key: str) -> Any:
     if not key.startswith(KEY_PREFIX) or len(key) > MAX_KEY_LENGTH:
         raise Unauthorized("Invalid API key")
     digest = key_hash(key)
@@ -65,26 +69,37 @@ async def _api_key(runtime: Runtime, deployment: ResolvedDeployment, key: str) -
     async with runtime.db.read_connection() as connection:
         row = (
             await connection.execute(
-                _KEY_LOOKUP.where(
-                    ApiKey.key_hash == digest,
-                    ApiKey.deployment_id == deployment.id,
-                    ApiKey.revoked_at.is_(None),
-                )
+                _KEY_LOOKUP.where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
             )
         ).first()
-        if row is None or not hmac.compare_digest(row.key_hash, digest):
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        raise Unauthorized("Invalid API key")
+    return row
+
+
+async def authorize_predict(request: Request, deployment: ResolvedDeployment) -> Caller:
+    """The caller, if they may call predict on ``deployment``; raises the problem otherwise."""
+    runtime: Runtime = request.app.state.runtime
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        row = getattr(request.state, "api_key", None)
+        if row is None:  # a route without require_credentials in front
+            row = await _live_key(runtime, key)
+        if row.deployment_id != deployment.id:  # another deployment's key: as good as none
             raise Unauthorized("Invalid API key")
-        await _touch(runtime, connection, row.id, row.last_used_at)
-    return Caller("api_key", str(row.id), row.name)
+        await _touch(runtime, row.id, row.last_used_at)
+        return Caller("api_key", str(row.id), row.name)
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise Unauthorized("Send an API key (X-API-Key) or a bearer token")
+    return await _account(runtime, request, deployment, token)
 
 
 # Keys whose last_used_at this process wrote lately: no write, no round trip.
 _touched: dict[uuid.UUID, float] = {}
 
 
-async def _touch(
-    runtime: Runtime, connection: AsyncConnection, key_id: uuid.UUID, last: datetime | None
-) -> None:
+async def _touch(runtime: Runtime, key_id: uuid.UUID, last: datetime | None) -> None:
     """Record use at most once per interval: a write per request would double the cost of
     the hot path, and the column answers "is this key still used", not "when exactly"."""
     interval = serving_of(runtime).settings.key_touch_interval_seconds
@@ -96,14 +111,15 @@ async def _touch(
         _touched[key_id] = now
         return
     _touched[key_id] = now
-    await connection.execute(
-        update(ApiKey)
-        .where(
-            ApiKey.id == key_id,
-            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < cutoff),
+    async with runtime.db.read_connection() as connection:
+        await connection.execute(
+            update(ApiKey)
+            .where(
+                ApiKey.id == key_id,
+                or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < cutoff),
+            )
+            .values(last_used_at=utcnow())
         )
-        .values(last_used_at=utcnow())
-    )
 
 
 async def _account(

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from armillary.kit.errors import NotFound, Unprocessable
+from armillary.serving.access.predict_access import require_credentials
 
 from . import feedback as feedback_service
 from .body import check_headers, read_json
@@ -22,7 +23,11 @@ from .service import decoder
 from .v2 import router as v2_router
 from .wiring import authorize, choose_variant, current_predict, find_deployment, routing_key
 
-router = APIRouter(prefix="/api/v1/projects/{project}/deployments", tags=["predictions"])
+router = APIRouter(
+    prefix="/api/v1/projects/{project}/deployments",
+    tags=["predictions"],
+    dependencies=[Depends(require_credentials)],
+)
 
 _JSON_BODY: dict[str, Any] = {
     "requestBody": {

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from armillary.contracts.training import Signature
 from armillary.kit.errors import BadRequest, NotFound
+from armillary.serving.access.predict_access import require_credentials
 from armillary.serving.deployments.resolve import ResolvedDeployment
 from armillary.serving.runtime import decode_v2, encode_v2
 
@@ -22,6 +23,8 @@ from .service import decoder
 from .wiring import authorize, choose_variant, current_predict, find_deployment, routing_key
 
 router = APIRouter(prefix="/v2", tags=["inference-v2"])
+# Health is public (as KServe's is); everything about a model needs a credential first.
+_CREDENTIALS = [Depends(require_credentials)]
 
 PLATFORM = "armillary"
 _BINARY = (
@@ -113,7 +116,7 @@ async def ready(request: Request) -> Response:
     return _json({"ready": True})
 
 
-@router.get("/models/{name}", name="v2.model", responses={404: {}})
+@router.get("/models/{name}", name="v2.model", responses={404: {}}, dependencies=_CREDENTIALS)
 async def model_metadata(name: str, request: Request) -> Response:
     """The deployment's inputs (from its primary variant's signature) and outputs."""
     found = await _deployment(request, name)
@@ -121,7 +124,12 @@ async def model_metadata(name: str, request: Request) -> Response:
     return _json(metadata(found, model.signature))
 
 
-@router.get("/models/{name}/ready", name="v2.model_ready", responses={404: {}, 503: {}})
+@router.get(
+    "/models/{name}/ready",
+    name="v2.model_ready",
+    responses={404: {}, 503: {}},
+    dependencies=_CREDENTIALS,
+)
 async def model_ready(name: str, request: Request) -> Response:
     """Ready once every variant's model is loaded (loads them if they are not)."""
     found = await _deployment(request, name)
@@ -148,6 +156,7 @@ def _refuse_binary(request: Request, body: Any) -> None:
     "/models/{name}/infer",
     name="v2.infer",
     responses={400: {}, 404: {}, 413: {}, 415: {}, 422: {}, 500: {}},
+    dependencies=_CREDENTIALS,
 )
 async def infer(name: str, request: Request) -> Response:
     """An inference request of JSON tensors: one ``input`` tensor ``[n, k]`` or one tensor per
