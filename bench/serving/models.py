@@ -67,7 +67,13 @@ def mlflow(out: Path) -> None:
     frame = pd.DataFrame(x, columns=FEATURES)
     for name, model in fitted().items():
         signature = infer_signature(frame, model.predict(frame.values))  # type: ignore[attr-defined]
-        mlflow.sklearn.save_model(model, str(out / name), signature=signature)
+        # MLflow 3 stores scikit-learn models with skops too, and asks for the tree type.
+        mlflow.sklearn.save_model(
+            model,
+            str(out / name),
+            signature=signature,
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+        )
 
 
 if __name__ == "__main__":

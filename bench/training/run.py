@@ -78,9 +78,9 @@ def plain(data: Path, trees: int) -> dict[str, Any]:
     return {"wall_s": wall, "metrics": json.loads(done.stdout)}
 
 
-def workflow(trees: int) -> dict[str, Any]:
+def workflow(trees: int, onnx: bool = True) -> dict[str, Any]:
     return {
-        "name": f"bench-train-{trees}",
+        "name": f"bench-train-{trees}{'' if onnx else '-skops-only'}",
         "tasks": [
             {"name": "ingest", "type": "ingest", "params": {"dataset": "digits"}},
             {
@@ -94,6 +94,7 @@ def workflow(trees: int) -> dict[str, Any]:
                     "hyperparameters": {"n_estimators": trees, "random_state": SEED},
                     "preprocessing": {"impute": "median", "scale": "standard"},
                     "validation": {"method": "holdout", "test_size": 0.2, "seed": SEED},
+                    "onnx": onnx,
                 },
             },
         ],
@@ -140,55 +141,61 @@ def main() -> None:
             with Client(platform.url, token=token) as sdk:
                 sdk.datasets.upload(PROJECT, "digits", data)
             for trees in sizes:
-                spec = workflow(trees)
-                _ok(
-                    client.post(
-                        f"/api/v1/projects/{PROJECT}/workflows", json=spec, headers=headers
-                    ),
-                    {200, 201},
-                    "apply",
-                )
-                platform_run(client, headers, spec["name"])  # warm-up (imports, caches)
+                specs = {"platform": workflow(trees), "platform-no-onnx": workflow(trees, False)}
+                for spec in specs.values():
+                    _ok(
+                        client.post(
+                            f"/api/v1/projects/{PROJECT}/workflows", json=spec, headers=headers
+                        ),
+                        {200, 201},
+                        "apply",
+                    )
+                    platform_run(client, headers, spec["name"])  # warm-up (imports, caches)
                 plain(data, trees)
-                runs: dict[str, list[dict[str, Any]]] = {"plain": [], "platform": []}
+                runs: dict[str, list[dict[str, Any]]] = {"plain": [], **{k: [] for k in specs}}
                 for _ in range(args.reps):
                     runs["plain"].append(plain(data, trees))
-                    runs["platform"].append(platform_run(client, headers, spec["name"]))
+                    for kind, spec in specs.items():
+                        runs[kind].append(platform_run(client, headers, spec["name"]))
                 p = statistics.median(r["wall_s"] for r in runs["plain"])
-                a = statistics.median(r["wall_s"] for r in runs["platform"])
-                s = statistics.median(r["server_wall_s"] for r in runs["platform"])
                 budget = p * 1.1 + 2.0
-                row = {
-                    "trees": trees,
-                    "plain_wall_s": p,
-                    "platform_wall_s": a,
-                    "platform_server_wall_s": s,
-                    "ratio": a / p,
-                    "overhead_s": a - p,
-                    "budget_s": budget,
-                    "target_met": a <= budget,
-                    "plain_accuracy": runs["plain"][0]["metrics"]["accuracy"],
-                    "platform_accuracy": runs["platform"][0]["metrics"]["accuracy"],
-                    "runs": runs,
-                }
-                rows.append(row)
-                print(
-                    f"trees={trees}: plain {p:.2f}s, platform {a:.2f}s (server {s:.2f}s), "
-                    f"ratio {a / p:.2f}, overhead {a - p:+.2f}s, budget {budget:.2f}s, "
-                    f"met={a <= budget}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                for kind in specs:
+                    a = statistics.median(r["wall_s"] for r in runs[kind])
+                    s = statistics.median(r["server_wall_s"] for r in runs[kind])
+                    rows.append(
+                        {
+                            "trees": trees,
+                            "contender": kind,
+                            "plain_wall_s": p,
+                            "platform_wall_s": a,
+                            "platform_server_wall_s": s,
+                            "ratio": a / p,
+                            "overhead_s": a - p,
+                            "budget_s": budget,
+                            "target_met": a <= budget,
+                            "plain_accuracy": runs["plain"][0]["metrics"]["accuracy"],
+                            "platform_accuracy": runs[kind][0]["metrics"]["accuracy"],
+                            "runs": runs[kind],
+                        }
+                    )
+                    print(
+                        f"trees={trees} {kind}: plain {p:.2f}s, platform {a:.2f}s "
+                        f"(server {s:.2f}s), ratio {a / p:.2f}, overhead {a - p:+.2f}s, "
+                        f"budget {budget:.2f}s, met={a <= budget}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "training.json").write_text(json.dumps(rows, indent=2))
     print(
-        "| trees | plain wall | platform wall (client) | server wall | ratio | overhead | "
-        "budget (plain x 1.1 + 2 s) | met |"
+        "| trees | contender | plain wall | platform wall (client) | server wall | ratio | "
+        "overhead | budget (plain x 1.1 + 2 s) | met |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|:--:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|:--:|")
     for r in rows:
         print(
-            f"| {r['trees']} | {r['plain_wall_s']:.2f} s | {r['platform_wall_s']:.2f} s | "
+            f"| {r['trees']} | {r['contender']} | {r['plain_wall_s']:.2f} s | "
+            f"{r['platform_wall_s']:.2f} s | "
             f"{r['platform_server_wall_s']:.2f} s | {r['ratio']:.2f}x | "
             f"{r['overhead_s']:+.2f} s | {r['budget_s']:.2f} s | "
             f"{'yes' if r['target_met'] else 'no'} |"
