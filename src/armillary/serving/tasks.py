@@ -33,6 +33,7 @@ from armillary.contracts.serving import (
 )
 from armillary.contracts.tasks import TaskContext
 from armillary.contracts.training import FeatureSpec, Signature
+from armillary.kit import tabular
 from armillary.sdk.task_api import TaskApi, TaskApiError
 
 # Replaced by tests: the transport to the API.
@@ -234,30 +235,13 @@ def _model_file(record: Mapping[str, Any]) -> tuple[str, str]:
     )
 
 
-def _is_numeric(dtype: str) -> bool:
-    return dtype.lower().startswith(("int", "uint", "float", "decimal"))
-
-
 def feature_matrix(frame: pl.DataFrame, features: Sequence[FeatureSpec]) -> np.ndarray[Any, Any]:
-    """The rows of ``frame`` as the model was trained on them: the signature's inputs in
-    order, ``float64`` when all are numeric, else ``object`` (strings and booleans as
-    themselves). Mirrors how training builds its matrix (training/tabular.py)."""
-    missing = [f.name for f in features if f.name not in frame.columns]
-    if missing:
-        raise ServingTaskError(f"the input table has no column(s) {', '.join(missing)}")
-    if all(_is_numeric(f.dtype) for f in features):
-        selected = frame.select([pl.col(f.name).cast(pl.Float64) for f in features])
-        return selected.to_numpy().astype(np.float64, copy=False)
-    matrix = np.empty((frame.height, len(features)), dtype=object)
-    for index, feature in enumerate(features):
-        column = frame.get_column(feature.name)
-        if _is_numeric(feature.dtype):
-            matrix[:, index] = column.cast(pl.Float64).to_numpy()
-        elif column.dtype == pl.Boolean:
-            matrix[:, index] = column.to_list()
-        else:
-            matrix[:, index] = column.cast(pl.String).to_list()
-    return matrix
+    """The rows of ``frame`` as the model was trained on them (:mod:`armillary.kit.tabular`,
+    which training uses too)."""
+    try:
+        return tabular.feature_matrix(frame, features)
+    except tabular.MissingColumns as exc:
+        raise ServingTaskError(f"the input table has no column(s) {exc}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,8 @@ import numpy as np
 import polars as pl
 
 from armillary.contracts.training import FeatureSpec, Problem, Signature, TrainParams
+from armillary.kit import tabular
+from armillary.kit.tabular import is_numeric
 
 
 class TrainingError(Exception):
@@ -34,14 +36,6 @@ class Tabular:
     rows: pl.DataFrame
 
 
-def is_numeric(dtype: str | pl.DataType) -> bool:
-    """Whether a column of this (Polars) dtype is fed to the model as a number."""
-    if isinstance(dtype, str):
-        lowered = dtype.lower()
-        return lowered.startswith(("int", "uint", "float", "decimal"))
-    return dtype.is_numeric()
-
-
 def _is_supported(dtype: pl.DataType) -> bool:
     return (
         dtype.is_numeric()
@@ -52,22 +46,10 @@ def _is_supported(dtype: pl.DataType) -> bool:
 
 def feature_matrix(frame: pl.DataFrame, features: Sequence[FeatureSpec]) -> np.ndarray[Any, Any]:
     """The 2-D array of ``features`` (in that order) from ``frame``."""
-    missing = [f.name for f in features if f.name not in frame.columns]
-    if missing:
-        raise TrainingError(f"the table has no column(s) {', '.join(missing)}")
-    if all(is_numeric(f.dtype) for f in features):
-        selected = frame.select([pl.col(f.name).cast(pl.Float64) for f in features])
-        return selected.to_numpy().astype(np.float64, copy=False)
-    matrix = np.empty((frame.height, len(features)), dtype=object)
-    for index, feature in enumerate(features):
-        column = frame.get_column(feature.name)
-        if is_numeric(feature.dtype):
-            matrix[:, index] = column.cast(pl.Float64).to_numpy()
-        elif column.dtype == pl.Boolean:
-            matrix[:, index] = column.to_list()
-        else:
-            matrix[:, index] = column.cast(pl.String).to_list()
-    return matrix
+    try:
+        return tabular.feature_matrix(frame, features)
+    except tabular.MissingColumns as exc:
+        raise TrainingError(f"the table has no column(s) {exc}") from None
 
 
 def prepare(frame: pl.DataFrame, spec: TrainParams) -> Tabular:

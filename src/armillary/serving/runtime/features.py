@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from armillary.contracts.training import Signature
+from armillary.kit.tabular import is_numeric
 
 from .errors import BadInput
 
@@ -33,10 +34,9 @@ class Kind(enum.Enum):
 def kind_of(dtype: str) -> Kind:
     """The kind of value a feature of this (Polars) dtype takes; training supports only
     numeric, boolean and string/categorical features."""
-    lowered = dtype.lower()
-    if lowered.startswith(("int", "uint", "float", "decimal")):
+    if is_numeric(dtype):
         return Kind.NUMBER
-    if lowered == "boolean":
+    if dtype.lower() == "boolean":
         return Kind.BOOLEAN
     return Kind.STRING
 
