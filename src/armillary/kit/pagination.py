@@ -1,13 +1,26 @@
-"""Limit/offset pagination shared by every list endpoint."""
+"""Limit/offset pagination shared by every list endpoint, and the bounds of every integer a
+client puts in a query or a path."""
 
 from __future__ import annotations
 
 from typing import Annotated, Generic, TypeVar
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 from pydantic import BaseModel
 
 T = TypeVar("T")
+
+#: The largest integer a query or path parameter accepts. Numbers are 32-bit columns, and a
+#: value past what the database takes would fail there (a 500); past this it is a 422.
+MAX_PARAM_INT = 2**31 - 1
+
+#: A version number in a path (dataset, workflow, ... versions).
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_PARAM_INT, description="Version number")]
+#: An attempt number in a query; the latest attempt when omitted.
+AttemptNumber = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_PARAM_INT, description="Attempt number; the latest if omitted"),
+]
 
 
 class PageParams(BaseModel):
@@ -17,7 +30,7 @@ class PageParams(BaseModel):
 
 def _page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Items to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PARAM_INT, description="Items to skip")] = 0,
 ) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 

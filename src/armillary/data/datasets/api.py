@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit.authz import ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
-from armillary.kit.pagination import Page, Paging
+from armillary.kit.pagination import Page, Paging, VersionNumber
 
 from ..components import current_data
 from ..holds import service as holds
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1/projects/{project}/datasets", tags=["datasets
 
 Reader = Annotated[ProjectAccess, Depends(project_permission("dataset:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("dataset:write"))]
-Number = Annotated[int, Path(ge=1, description="Version number")]
+Number = VersionNumber
 
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request, status
+from fastapi import APIRouter, Depends, Header, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
@@ -11,7 +11,7 @@ from armillary.contracts.data import QualityReportIn
 from armillary.kit.authz import ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.errors import Unprocessable
-from armillary.kit.pagination import Page, Paging
+from armillary.kit.pagination import Page, Paging, VersionNumber
 
 from ..datasets.upload import PayloadTooLarge, UnsupportedMediaType
 from . import service
@@ -25,7 +25,7 @@ router = APIRouter(
 
 Reader = Annotated[ProjectAccess, Depends(project_permission("dataset:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("dataset:write"))]
-Number = Annotated[int, Path(ge=1, description="Version number")]
+Number = VersionNumber
 TaskHeader = Annotated[
     str | None,
     Header(

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from armillary.kit.authz import ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.errors import DomainError, Unprocessable
-from armillary.kit.pagination import Page, Paging
+from armillary.kit.pagination import Page, Paging, VersionNumber
 
 from ..components import current_workflows
 from ..specs.documents import MAX_DOCUMENT_BYTES, DocumentError, DocumentFormat, parse_document
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/v1/projects/{project}/workflows", tags=["workflo
 
 Reader = Annotated[ProjectAccess, Depends(project_permission("workflow:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("workflow:write"))]
-Number = Annotated[int, Path(ge=1, description="Version number")]
+Number = VersionNumber
 
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 JSON_TYPES = frozenset({"application/json"})

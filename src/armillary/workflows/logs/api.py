@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from armillary.kit.authz import Caller
 from armillary.kit.errors import NotFound
+from armillary.kit.pagination import AttemptNumber
 from armillary.kit.runtime import Runtime
 
 from ..components import current_workflows
@@ -40,9 +41,7 @@ async def task_logs(
     task: str,
     request: Request,
     caller: Caller,
-    attempt: Annotated[
-        int | None, Query(ge=1, description="Attempt number; the latest if omitted")
-    ] = None,
+    attempt: AttemptNumber = None,
     follow: Annotated[bool, Query(description="Keep streaming until the attempt ends")] = False,
 ) -> StreamingResponse:
     """stdout and stderr of one attempt of a task (404 unless the caller may read the job).

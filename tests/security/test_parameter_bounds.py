@@ -1,0 +1,62 @@
+"""Every integer a client puts in a query or a path is bounded: a huge value is a 422
+problem, never a database overflow (500). Found by a fuzzer on the list routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from tests.conftest import Api, auth
+
+HUGE = "9223372036854775808"  # 2**63: past every SQL integer type
+
+
+def _integer_schemas(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    options = [schema, *schema.get("anyOf", [])]
+    return [option for option in options if option.get("type") == "integer"]
+
+
+def test_every_integer_parameter_has_a_maximum(app: FastAPI) -> None:
+    unbounded = []
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                for schema in _integer_schemas(parameter.get("schema", {})):
+                    if "maximum" not in schema:
+                        unbounded.append(f"{method.upper()} {path} {parameter['name']}")
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/api/v1/projects?offset={huge}",
+        "/api/v1/audit?offset={huge}",
+        "/api/v1/users?offset={huge}",
+        "/api/v1/projects/{project}/datasets?offset={huge}",
+        "/api/v1/projects/{project}/workflows?offset={huge}",
+        "/api/v1/projects/{project}/code?offset={huge}",
+        "/api/v1/projects/{project}/jobs?offset={huge}",
+        "/api/v1/projects/{project}/datasets/some-data/versions/{huge}",
+        "/api/v1/projects/{project}/workflows/some-flow/versions/{huge}",
+        "/api/v1/projects/{project}/models/some-model/versions/{huge}",
+        "/api/v1/jobs/00000000-0000-0000-0000-000000000000/tasks/t/logs?attempt={huge}",
+    ],
+)
+async def test_a_huge_integer_is_a_422_problem(api: Api, route: str) -> None:
+    token = await api.admin_token()
+    project = await api.create_project(token)
+    url = route.format(project=project["slug"], huge=HUGE)
+    response = await api.client.get(url, headers=auth(token))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"][0]["type"] == "less_than_equal"
+
+
+async def test_the_largest_offset_is_answered(api: Api) -> None:
+    """The bound itself still fits the database: the page is empty, not an error."""
+    token = await api.admin_token()
+    response = await api.client.get(f"/api/v1/projects?offset={2**31 - 1}", headers=auth(token))
+    assert response.status_code == 200, response.text
+    assert response.json()["items"] == []
