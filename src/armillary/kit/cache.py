@@ -1,15 +1,29 @@
-"""A small JSON cache: Redis when configured, in process memory otherwise (embedded shape)."""
+"""A small JSON cache: Redis when configured, in process memory otherwise (embedded shape).
+
+Answers in Redis decide who may do what (kit.authz), and anything that can reach Redis could
+write them. So every value is stored with an HMAC-SHA256 under a key derived from the platform
+secret, which Redis never holds, over the entry's name and bytes: a forged, altered or moved
+entry is a miss (and a warning), never an answer.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import hmac
 import time
 from typing import Any, Protocol
 
 import orjson
+import structlog
 from redis.asyncio import Redis
 
 from armillary.kit.metrics import CACHE_LOOKUPS
+
+log = structlog.get_logger(__name__)
+
+_FORMAT = b"v1"
+_MAC_HEX = 64
 
 
 class Cache(Protocol):
@@ -58,25 +72,61 @@ class MemoryCache:
         self._data.clear()
 
 
+class EntrySigner:
+    """Seals cache entries as ``v1.<hex HMAC-SHA256(name, payload)>.<json>`` and opens them."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the cache signing key must have at least 256 bits")
+        self._key = key
+
+    def _mac(self, name: str, payload: bytes) -> bytes:
+        # The name is part of the MAC, so a genuine entry copied under another key is refused.
+        message = name.encode() + b"\x00" + payload
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest().encode()
+
+    def seal(self, name: str, value: Any) -> bytes:
+        payload = orjson.dumps(value)
+        return b".".join((_FORMAT, self._mac(name, payload), payload))
+
+    def open(self, name: str, raw: bytes) -> Any | None:
+        """The value of a genuine entry; None (logged) for a forged or malformed one."""
+        version, _, rest = raw.partition(b".")
+        mac, _, payload = rest.partition(b".")
+        if (
+            version != _FORMAT
+            or len(mac) != _MAC_HEX
+            or not hmac.compare_digest(mac, self._mac(name, payload))
+        ):
+            log.warning("cache.entry_rejected", key=name)
+            return None
+        return orjson.loads(payload)
+
+
 class RedisCache:
-    def __init__(self, url: str, *, prefix: str = "armillary:") -> None:
+    def __init__(self, url: str, signer: EntrySigner, *, prefix: str = "armillary:") -> None:
         self._redis: Redis = Redis.from_url(url)
+        self._signer = signer
         self._prefix = prefix
 
+    def _open(self, key: str, raw: bytes | str | None) -> Any | None:
+        if isinstance(raw, str):  # only with decode_responses, which this client never sets
+            raw = raw.encode()
+        value = None if raw is None else self._signer.open(self._prefix + key, raw)
+        CACHE_LOOKUPS.labels("redis", "miss" if value is None else "hit").inc()
+        return value
+
     async def get(self, key: str) -> Any | None:
-        raw = await self._redis.get(self._prefix + key)
-        CACHE_LOOKUPS.labels("redis", "miss" if raw is None else "hit").inc()
-        return None if raw is None else orjson.loads(raw)
+        return self._open(key, await self._redis.get(self._prefix + key))
 
     async def get_many(self, keys: list[str]) -> list[Any | None]:
         """One round trip for several keys (MGET)."""
         raws = await self._redis.mget([self._prefix + k for k in keys])
-        for raw in raws:
-            CACHE_LOOKUPS.labels("redis", "miss" if raw is None else "hit").inc()
-        return [None if raw is None else orjson.loads(raw) for raw in raws]
+        return [self._open(key, raw) for key, raw in zip(keys, raws, strict=True)]
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
-        await self._redis.set(self._prefix + key, orjson.dumps(value), ex=ttl)
+        name = self._prefix + key
+        await self._redis.set(name, self._signer.seal(name, value), ex=ttl)
 
     async def delete(self, *keys: str) -> None:
         if keys:
@@ -99,5 +149,6 @@ class RedisCache:
         await self._redis.aclose()
 
 
-def create_cache(redis_url: str | None) -> Cache:
-    return RedisCache(redis_url) if redis_url else MemoryCache()
+def create_cache(redis_url: str | None, signing_key: bytes) -> Cache:
+    """Redis when ``redis_url`` is set, its entries MAC'd under ``signing_key``; else memory."""
+    return RedisCache(redis_url, EntrySigner(signing_key)) if redis_url else MemoryCache()

@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from armillary.kit.cache import Cache, create_cache
+from armillary.kit.cache import Cache, MemoryCache, create_cache
 from armillary.kit.db import Database
 from armillary.kit.events import EventBus
+from armillary.kit.secretbox import derive_key
 from armillary.kit.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Runtime:
         db = Database.from_settings(settings)
         bus = EventBus(db)
         bus.attach()
-        return cls(settings=settings, db=db, bus=bus, cache=create_cache(settings.redis_url))
+        return cls(settings=settings, db=db, bus=bus, cache=_cache(settings))
 
     def require_access(self) -> AccessControl:
         if self.access is None:
@@ -67,3 +68,10 @@ class Runtime:
             await hook(self)
         await self.cache.close()
         await self.db.dispose()
+
+
+def _cache(settings: Settings) -> Cache:
+    if not settings.redis_url:
+        return MemoryCache()
+    # Derived from the platform secret, which Redis never sees: see kit.cache.
+    return create_cache(settings.redis_url, derive_key(settings.resolved_secret_key(), "cache"))
