@@ -39,6 +39,7 @@ from armillary.contracts.data_tasks import (
 )
 from armillary.contracts.tasks import TaskContext
 from armillary.sdk.task_api import TaskApi
+from armillary.sdk.task_log import TaskLog, names, plain_url, size
 
 from .ingest.ssrf import (
     FetchFailed,
@@ -48,6 +49,7 @@ from .ingest.ssrf import (
     fetch_url,
     stream_to_file,
 )
+from .table_lineage import table_lineage
 
 # Replaced by tests: the transport to the API, and to the object store's presigned URLs.
 _api_transport: httpx.BaseTransport | None = None
@@ -83,6 +85,10 @@ def _api(context: TaskContext, timeout: float = 60.0) -> TaskApi:
     return TaskApi(context, timeout=timeout, transport=_api_transport)
 
 
+def _log(task_type: str, context: TaskContext) -> TaskLog:
+    return TaskLog(task_type, hide=[context.token()])
+
+
 def _workdir(context: TaskContext, name: str) -> Path:
     path = context.workdir / name
     path.mkdir(parents=True, exist_ok=True)
@@ -97,37 +103,51 @@ def run_ingest(
 ) -> dict[str, Any]:
     """Reads a dataset version, an ``s3://`` object or an http(s) URL into ``table.parquet``."""
     spec = IngestParams.model_validate(params)
+    log = _log("ingest", context)
     work = _workdir(context, "ingest")
     dataset: DatasetRef | None = None
-    if spec.dataset is not None:
-        with _api(context, spec.timeout_seconds) as api:
-            path, meta = api.fetch_dataset_version(spec.dataset, spec.version, work)
-        if path.stat().st_size > spec.max_bytes:
-            raise IngestError(f"the dataset version is larger than max_bytes ({spec.max_bytes})")
-        fmt = spec.format or str(meta["format"])
-        dataset = DatasetRef(name=spec.dataset, version=int(meta["number"]))
-    elif spec.s3_uri is not None:
-        with _api(context, spec.timeout_seconds) as api:
-            url = api.presign_external(spec.s3_uri)
-        path, content_type = _fetch_presigned(url, work / "source", spec)
-        fmt = spec.format or guess_format(urlsplit(spec.s3_uri).path, content_type, path)
-    else:
-        assert spec.url is not None  # noqa: S101 - the params model guarantees one source
-        # A user's URL: through the SSRF guard, with the operator's allow rules if any.
-        result = fetch_url(
-            spec.url,
-            work / "source",
-            max_bytes=spec.max_bytes,
-            timeout=spec.timeout_seconds,
-            allow=allow_rules_from_env(),
-        )
-        path = result.path
-        fmt = spec.format or guess_format(
-            urlsplit(result.url).path, result.content_type, result.path
-        )
+    with log.stage("fetch"):
+        if spec.dataset is not None:
+            with _api(context, spec.timeout_seconds) as api:
+                path, meta = api.fetch_dataset_version(spec.dataset, spec.version, work)
+            if path.stat().st_size > spec.max_bytes:
+                raise IngestError(
+                    f"the dataset version is larger than max_bytes ({spec.max_bytes})"
+                )
+            fmt = spec.format or str(meta["format"])
+            dataset = DatasetRef(name=spec.dataset, version=int(meta["number"]))
+            log(
+                f"source: dataset {spec.dataset} version {dataset.version} "
+                f"(sha256 {meta['sha256']})"
+            )
+        elif spec.s3_uri is not None:
+            log(f"source: {spec.s3_uri}")
+            with _api(context, spec.timeout_seconds) as api:
+                url = api.presign_external(spec.s3_uri)
+            path, content_type = _fetch_presigned(url, work / "source", spec)
+            fmt = spec.format or guess_format(urlsplit(spec.s3_uri).path, content_type, path)
+        else:
+            assert spec.url is not None  # noqa: S101 - the params model guarantees one source
+            log(f"source: {plain_url(spec.url)}")
+            # A user's URL: through the SSRF guard, with the operator's allow rules if any.
+            result = fetch_url(
+                spec.url,
+                work / "source",
+                max_bytes=spec.max_bytes,
+                timeout=spec.timeout_seconds,
+                allow=allow_rules_from_env(),
+            )
+            path = result.path
+            fmt = spec.format or guess_format(
+                urlsplit(result.url).path, result.content_type, result.path
+            )
+        log(f"read {size(path.stat().st_size)} as {fmt}")
     out = context.artifacts_dir / TABLE_FILE
-    _convert_to_parquet(path, fmt, out)
-    return _table_outputs(out, context, dataset)
+    with log.stage("convert"):
+        _convert_to_parquet(path, fmt, out)
+    outputs = _table_outputs(out, context, dataset)
+    log(f"rows out: {_shape(out)}")
+    return outputs
 
 
 def _fetch_presigned(url: str, dest: Path, spec: IngestParams) -> tuple[Path, str | None]:
@@ -208,20 +228,29 @@ def run_transform(
 ) -> dict[str, Any]:
     """Runs one DuckDB query, or Polars steps, over upstream tables into ``table.parquet``."""
     spec = TransformParams.model_validate(params)
+    log = _log("transform", context)
     work = _workdir(context, "inputs")
     tables: dict[str, Path] = {}
-    with _api(context) as api:
+    with log.stage("fetch"), _api(context) as api:
         for name in spec.inputs:
             tables[name] = _fetch_input(api, inputs, name, work)
+            log(f"rows in from {name}: {_shape(tables[name])}")
     out = context.artifacts_dir / TABLE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     if spec.sql is not None:
-        frame = run_sql(spec.sql, {table_name(n): p for n, p in tables.items()})
-        frame.write_parquet(out)
+        log(f"query: one DuckDB SQL query over {names(table_name(n) for n in tables)}")
+        with log.stage("query"):
+            frame = run_sql(spec.sql, {table_name(n): p for n, p in tables.items()})
+            frame.write_parquet(out)
     else:
         assert spec.polars is not None  # noqa: S101 - the params model guarantees one
-        apply_steps(pl.scan_parquet(tables[spec.inputs[0]]), spec.polars).sink_parquet(out)
-    return _table_outputs(out, context)
+        log(f"steps: {names(_step_name(step) for step in spec.polars)}")
+        with log.stage("steps"):
+            steps = apply_steps(pl.scan_parquet(tables[spec.inputs[0]]), spec.polars)
+            steps.sink_parquet(out)
+    outputs = _table_outputs(out, context)
+    log(f"rows out: {_shape(out)}")
+    return outputs
 
 
 def _fetch_input(api: TaskApi, inputs: Mapping[str, Any], name: str, work: Path) -> Path:
@@ -267,6 +296,11 @@ def run_sql(sql: str, tables: Mapping[str, Path]) -> pl.DataFrame:
         con.close()
 
 
+def _step_name(step: Any) -> str:
+    # The step's key (``filter``, ``select``, ...): its expressions stay out of the log.
+    return str(next(iter(type(step).model_fields)))
+
+
 def apply_steps(frame: pl.LazyFrame, steps: Sequence[Any]) -> pl.LazyFrame:
     """``frame`` after each step; expressions are SQL, parsed by ``polars.sql_expr``."""
     for step in steps:
@@ -297,9 +331,12 @@ def run_write_dataset(
 ) -> dict[str, Any]:
     """Stores the upstream table as the next version of a dataset, with its lineage."""
     spec = WriteDatasetParams.model_validate(params)
+    log = _log("write_dataset", context)
     work = _workdir(context, "write")
     with _api(context) as api:
-        table = _fetch_input(api, inputs, spec.input, work)
+        with log.stage("fetch"):
+            table = _fetch_input(api, inputs, spec.input, work)
+            log(f"rows in from {spec.input}: {_shape(table)}")
         if spec.format == "csv":
             upload = work / f"{spec.dataset}.csv"
             pl.scan_parquet(table).sink_csv(upload)
@@ -307,30 +344,46 @@ def run_write_dataset(
             upload = work / f"{spec.dataset}.parquet"
             table.replace(upload)
             table = upload
-        source = inputs[spec.input].get("dataset")
-        lineage = {
-            "job_id": context.job_id,
-            "task": context.task,
-            "inputs": [spec.input],
-            "source": source if isinstance(source, Mapping) else None,
-        }
-        version = api.create_dataset_version(
-            spec.dataset,
-            upload,
-            format=spec.format,
-            lineage=lineage,
-            description=spec.description,
+        with log.stage("lineage"):
+            lineage = table_lineage(api, context, spec.input)
+            _log_lineage(log, lineage)
+        with log.stage("upload"):
+            version = api.create_dataset_version(
+                spec.dataset,
+                upload,
+                format=spec.format,
+                lineage=lineage,
+                description=spec.description,
+            )
+        created = bool(version.get("created", True))
+        log(
+            f"wrote {size(upload.stat().st_size)} as {spec.format}: dataset {spec.dataset} "
+            f"version {version['number']} (sha256 {version.get('sha256')})"
+            + ("" if created else ", identical bytes were already that version")
         )
     rows, columns = _describe(table)
     return WriteDatasetOutputs(
         dataset=spec.dataset,
         version=int(version["number"]),
-        created=bool(version.get("created", True)),
+        created=created,
         table=TableRef.model_validate(inputs[spec.input]["table"]),
         rows=rows,
         columns=columns,
         sha256=_sha256(table),
     ).model_dump(mode="json")
+
+
+def _log_lineage(log: TaskLog, lineage: Mapping[str, Any]) -> None:
+    workflow = lineage["workflow"]
+    sources = [
+        f"{d['dataset']} version {d['version']} (sha256 {d['sha256']}, read by {d['task']})"
+        for d in lineage["datasets"]
+    ]
+    log(
+        f"lineage: job {lineage['job_id']}, workflow {workflow['name']} version "
+        f"{workflow['version']}, task {lineage['task']}; source datasets: "
+        + (names(sources) or "none (no dataset version was ingested upstream)")
+    )
 
 
 # -- outputs ---------------------------------------------------------------------------------
@@ -347,6 +400,13 @@ def _table_outputs(
         sha256=_sha256(path),
         dataset=dataset,
     ).model_dump(mode="json", exclude_none=True)
+
+
+def _shape(path: Path) -> str:
+    """``150 rows, 5 columns: a (Float64), b (String), ...`` of a Parquet file."""
+    rows, columns = _describe(path)
+    listed = [f"{c.name} ({c.dtype})" for c in columns]
+    return f"{rows} rows, {len(listed)} columns: {names(listed)}"
 
 
 def _describe(path: Path) -> tuple[int, list[ColumnInfo]]:

@@ -136,6 +136,16 @@ class TaskApi:
             write_verified(chunks, dest, size=int(meta["size_bytes"]), sha256=str(meta["sha256"]))
         return dest, meta
 
+    def job(self) -> dict[str, Any]:
+        """This task's job as ``GET /api/v1/jobs/{id}`` shows it: its workflow and version,
+        and each task run with its type, ``needs`` and outputs."""
+        return self._json("GET", f"/api/v1/jobs/{_segment(self._context.job_id)}")
+
+    def dataset_version(self, dataset: str, version: int) -> dict[str, Any]:
+        """The record of version ``version`` of ``dataset`` (its ids, size and SHA-256)."""
+        base = f"/api/v1/projects/{self._project}/datasets/{_segment(dataset)}"
+        return self._json("GET", f"{base}/versions/{int(version)}")
+
     def presign_external(self, uri: str) -> str:
         """A short-lived URL that reads the external object ``uri`` (``s3://bucket/key``)."""
         path = f"/api/v1/projects/{self._project}/external-objects/presign"

@@ -72,6 +72,8 @@ class FakePlatform:
         self.objects: dict[str, bytes] = {}
         self.quality: dict[tuple[str, int], Any] = {}
         self.presigned: list[str] = []
+        # The job's task runs as GET /api/v1/jobs/{id} shows them (name, type, needs, outputs).
+        self.job_tasks: list[dict[str, Any]] = []
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -89,6 +91,7 @@ class FakePlatform:
         return {
             "id": f"v-{name}-{version['number']}",
             "dataset": name,
+            "dataset_id": f"d-{name}",
             "number": version["number"],
             "format": version["format"],
             "size_bytes": len(version["bytes"]),
@@ -115,6 +118,16 @@ class FakePlatform:
         assert request.headers.get("authorization") == f"Bearer {TOKEN}"
         path = request.url.path
         base = f"/api/v1/projects/{PROJECT}"
+        if path == f"/api/v1/jobs/{JOB}" and request.method == "GET":
+            return httpx.Response(
+                200,
+                json={
+                    "workflow": "flow",
+                    "workflow_id": "w-1",
+                    "version": 4,
+                    "tasks": self.job_tasks,
+                },
+            )
         if found := re.fullmatch(r"/api/v1/jobs/([^/]+)/tasks/([^/]+)/artifacts/([^/]+)", path):
             artifact = (found[1], found[2], found[3])
             if artifact not in self.artifacts:
@@ -223,6 +236,9 @@ def run(
     outputs: dict[str, Any] = function(params, inputs or {}, context)
     assert TOKEN not in json.dumps(outputs)
     platform.upload_artifacts(context)
+    kind = function.__name__.removeprefix("run_")
+    run = {"name": task, "type": kind, "needs": list(inputs or {}), "outputs": outputs}
+    platform.job_tasks.append(run)
     return outputs
 
 
@@ -275,11 +291,22 @@ def test_dataset_to_transform_to_new_dataset(platform: FakePlatform, tmp_path: P
     assert platform.datasets["iris-summary"]["description"] == "per species"
     (version,) = platform.datasets["iris-summary"]["versions"]
     assert version["format"] == "parquet"
+    # Through the transform, back to the dataset version the ingest read.
     assert version["lineage"] == {
         "job_id": JOB,
         "task": "save",
+        "workflow": {"id": "w-1", "name": "flow", "version": 4},
         "inputs": ["summarise"],
-        "source": None,
+        "datasets": [
+            {
+                "dataset_id": "d-iris",
+                "dataset": "iris",
+                "version": 1,
+                "version_id": "v-iris-1",
+                "sha256": hashlib.sha256(iris_csv()).hexdigest(),
+                "task": "load-iris",
+            }
+        ],
     }
     assert pl.read_parquet(version["bytes"]).equals(table)
 
@@ -331,7 +358,8 @@ def test_polars_steps_and_csv_dataset_with_source_lineage(
     version = platform.datasets["iris"]["versions"][-1]
     assert version["format"] == "csv"
     assert version["bytes"].decode().splitlines()[0] == ",".join(IRIS_COLUMNS)
-    assert version["lineage"]["source"] == {"name": "iris", "version": 2}
+    (source,) = version["lineage"]["datasets"]
+    assert (source["dataset"], source["version"], source["task"]) == ("iris", 2, "load")
 
 
 def test_ingest_of_an_s3_object_goes_through_the_presign_endpoint(

@@ -11,7 +11,7 @@ executor keeps the report from the exception.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +66,35 @@ def report_json(report: QualityReport, budget: int = REPORT_BUDGET_BYTES) -> dic
     return data
 
 
+def log_report(log: Callable[[str], None], source: str, report: QualityReport) -> None:
+    """One line for the table, one per check, one for the verdict."""
+    log(f"rows in from {source}: {report.rows} rows, {report.columns} columns")
+    for check in report.checks:
+        where = f" on {', '.join(check.columns)}" if check.columns else ""
+        verdict = "passed" if check.passed else f"FAILED ({check.failing_count} failing rows)"
+        observed = "" if check.observed is None else f", observed {_short(check.observed)}"
+        log(f"check {check.name} [{check.severity}]{where}: {verdict}{observed}")
+    log(
+        f"result: {'passed' if report.passed else 'FAILED'}, score {report.score:.3g}, "
+        f"{report.errors_failed} error and {report.warnings_failed} warning check(s) failed; "
+        f"rows out: {report.rows}"
+    )
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, allow_nan=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def run_validate(
     params: dict[str, Any], inputs: dict[str, dict[str, Any]], context: TaskContext
 ) -> dict[str, Any]:
     """The ``validate`` task: see the module docstring."""
     from armillary.sdk.task_api import TaskApi
+    from armillary.sdk.task_log import TaskLog
 
     spec = ValidateParams.model_validate(params)
+    log = TaskLog("validate", hide=[context.token()])
     upstream = inputs.get(spec.input)
     if upstream is None:
         raise ValueError(f"input {spec.input!r} is not one of this task's inputs")
@@ -83,18 +105,23 @@ def run_validate(
     with TaskApi(context) as api:
         digest = table.get("sha256")
         extra = {"sha256": digest} if isinstance(digest, str) else {}
-        path = api.fetch_table(table, workdir / "input.parquet", **extra)
-        reference_path, reference_format = None, "parquet"
-        if spec.reference is not None:
-            reference_path, version = api.fetch_dataset_version(
-                spec.reference.dataset, spec.reference.version, workdir / "reference"
-            )
-            reference_format = str(version.get("format", "parquet"))
-        report = validate_files(path, spec, reference_path, reference_format=reference_format)
+        with log.stage("fetch"):
+            path = api.fetch_table(table, workdir / "input.parquet", **extra)
+            reference_path, reference_format = None, "parquet"
+            if spec.reference is not None:
+                reference_path, version = api.fetch_dataset_version(
+                    spec.reference.dataset, spec.reference.version, workdir / "reference"
+                )
+                reference_format = str(version.get("format", "parquet"))
+                log(f"reference: dataset {spec.reference.dataset} version {version['number']}")
+        with log.stage("checks"):
+            report = validate_files(path, spec, reference_path, reference_format=reference_format)
+        log_report(log, spec.input, report)
         data = report_json(report)
         dataset = upstream.get("dataset")
         if isinstance(dataset, dict) and dataset.get("name") and dataset.get("version"):
             api.put_quality(str(dataset["name"]), int(dataset["version"]), data)
+            log(f"report recorded on dataset {dataset['name']} version {dataset['version']}")
     if not report.passed:
         raise QualityGateFailed(data)
     return {
