@@ -45,7 +45,7 @@ _CORE_PACKAGES = (
 # ONNX computes in float32: a row near a split threshold can land on the other side. The
 # export is kept only if it answers like the skops model on every training row (up to this
 # many), so that serving from ONNX gives the answers the registered metrics describe.
-_PARITY_ROWS = 100_000
+PARITY_ROWS = 100_000
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -132,7 +132,7 @@ def export_onnx(
         return None
     path = directory / MODEL_FILE_ONNX
     path.write_bytes(converted.SerializeToString())
-    if not _onnx_matches(path, pipeline, x[:_PARITY_ROWS], problem):
+    if not _onnx_matches(path, pipeline, x[:PARITY_ROWS], problem):
         print("[train] ONNX export dropped: its predictions differ", file=sys.stderr)
         path.unlink()
         return None
