@@ -1,18 +1,17 @@
-"""Administrative actions run straight against the database, without a server."""
+"""Administrative actions run straight against the database, without a server.
+
+The server application is imported inside each action, when it runs: importing it costs
+seconds of CPU that ``armillary --help`` and the API commands must not pay.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from pydantic import ValidationError
-
-from armillary.app import create_runtime
-from armillary.identity.audit.service import VerifyReport
-from armillary.identity.components import identity_of
-from armillary.identity.users import service as users_service
-from armillary.identity.users.schemas import UserCreate
-from armillary.kit.errors import DomainError
-from armillary.kit.settings import Settings
+if TYPE_CHECKING:
+    from armillary.identity.audit.service import VerifyReport
+    from armillary.kit.settings import Settings
 
 
 class CommandError(Exception):
@@ -20,6 +19,15 @@ class CommandError(Exception):
 
 
 async def create_user(settings: Settings, email: str, name: str, role: str, password: str) -> UUID:
+    """Create an account in the configured database; :class:`CommandError` on bad input."""
+    from pydantic import ValidationError
+
+    from armillary.app import create_runtime
+    from armillary.identity.components import identity_of
+    from armillary.identity.users import service as users_service
+    from armillary.identity.users.schemas import UserCreate
+    from armillary.kit.errors import DomainError
+
     runtime = create_runtime(settings)
     try:
         data = UserCreate.model_validate(
@@ -39,6 +47,10 @@ async def create_user(settings: Settings, email: str, name: str, role: str, pass
 
 
 async def verify_audit(settings: Settings) -> VerifyReport:
+    """Recompute the audit hash chain against its outside checkpoint."""
+    from armillary.app import create_runtime
+    from armillary.identity.components import identity_of
+
     runtime = create_runtime(settings)
     try:
         async with runtime.db.sessionmaker() as session:
@@ -48,6 +60,10 @@ async def verify_audit(settings: Settings) -> VerifyReport:
 
 
 async def rotate_keys(settings: Settings) -> str:
+    """Make a new active signing key; returns its key id."""
+    from armillary.app import create_runtime
+    from armillary.identity.components import identity_of
+
     runtime = create_runtime(settings)
     try:
         async with runtime.db.unit_of_work() as session:

@@ -12,11 +12,12 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from armillary.kit.settings import Settings
+if TYPE_CHECKING:
+    from armillary.kit.settings import Settings
 
 RESTART_DELAY_SECONDS = 2.0
 _PR_SET_PDEATHSIG = 1
@@ -32,6 +33,7 @@ def worker(
     process, until SIGTERM."""
     from armillary.app import run_worker
     from armillary.kit.logging import configure_logging
+    from armillary.kit.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -42,6 +44,7 @@ def scheduler() -> None:
     """Run the scheduler (one is active at a time: others stand by for its lock)."""
     from armillary.app import run_scheduler
     from armillary.kit.logging import configure_logging
+    from armillary.kit.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)

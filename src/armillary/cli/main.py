@@ -1,9 +1,14 @@
-"""``armillary``: run the platform and administer it from a terminal."""
+"""``armillary``: run the platform and administer it from a terminal.
+
+Start-up stays light (``tests/unit/cli/test_startup_imports.py`` keeps it so): this module and
+the command modules import only Typer, Rich and the SDK. The server application, SQLAlchemy,
+FastAPI and the ML libraries are imported inside the commands that run them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,7 +24,9 @@ from armillary.cli import (
     storage,
     workflows,
 )
-from armillary.kit.settings import Settings
+from armillary.cli.password import PasswordStdinOption, read_password
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Armillary: self-hosted ML workflow orchestration.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -45,6 +52,12 @@ console = Console()
 err = Console(stderr=True)
 
 
+def _run(action: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # only the commands that run against the database need an event loop
+
+    return asyncio.run(action)
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Bind address [ARMILLARY_HOST]")] = None,
@@ -62,6 +75,7 @@ def up(
     import uvicorn
 
     from armillary.app import create_app
+    from armillary.kit.settings import Settings
     from armillary.migrations.runner import upgrade
 
     settings = Settings()
@@ -85,6 +99,7 @@ def up(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
     """Apply migrations (every service's branch) up to REVISION."""
+    from armillary.kit.settings import Settings
     from armillary.migrations.runner import upgrade
 
     upgrade(Settings(), revision)
@@ -97,15 +112,17 @@ def users_create(
     name: Annotated[str, typer.Option(help="Display name")],
     role: Annotated[str, typer.Option(help="admin | data_scientist | user")] = "user",
     password: Annotated[
-        str,
-        typer.Option(
-            prompt=True, hide_input=True, confirmation_prompt=True, help="At least 12 characters"
-        ),
-    ] = "",
+        str | None,
+        typer.Option(help="At least 12 characters; prompted for (twice) when omitted"),
+    ] = None,
+    password_stdin: PasswordStdinOption = False,
 ) -> None:
     """Create an account (no server needed; writes to the configured database)."""
+    from armillary.kit.settings import Settings
+
+    secret = read_password(password, password_stdin, "Password", confirm=True)
     try:
-        user_id = asyncio.run(admin.create_user(Settings(), email, name, role, password))
+        user_id = _run(admin.create_user(Settings(), email, name, role, secret))
     except admin.CommandError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
@@ -115,7 +132,9 @@ def users_create(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit hash chain and compare it with the outside checkpoint."""
-    report = asyncio.run(admin.verify_audit(Settings()))
+    from armillary.kit.settings import Settings
+
+    report = _run(admin.verify_audit(Settings()))
     if report.ok:
         console.print(
             f"[green]Audit log intact:[/green] {report.records_checked} records verified."
@@ -130,5 +149,7 @@ def audit_verify() -> None:
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Make a new signing key; the old one keeps verifying for the grace period."""
-    kid = asyncio.run(admin.rotate_keys(Settings()))
+    from armillary.kit.settings import Settings
+
+    kid = _run(admin.rotate_keys(Settings()))
     console.print(f"New active signing key: {kid}")

@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.sdk import ArmillaryError, Client, Tokens
 
 CREDENTIALS_FILE = "credentials.json"
@@ -191,11 +192,18 @@ def login(
     ],
     email: Annotated[str, typer.Option(help="Sign-in email")],
     password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, help="Prompted for when omitted")
-    ],
+        str | None,
+        typer.Option(help="Prompted for when omitted; prefer --password-stdin in scripts"),
+    ] = None,
+    password_stdin: PasswordStdinOption = False,
 ) -> None:
-    """Sign in to a server and keep the tokens for the other commands."""
+    """Sign in to a server and keep the tokens for the other commands.
+
+    In scripts and CI pipe the password in: ``printf %s "$PASSWORD" | armillary login --url
+    URL --email EMAIL --password-stdin``.
+    """
     url = normalize_url(url)
+    password = read_password(password, password_stdin, "Password")
     with Client(url) as client:
         try:
             tokens = client.login(email, password)

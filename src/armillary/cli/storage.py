@@ -5,24 +5,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from armillary.cli.session import fail
-from armillary.kit.storage.settings import StorageSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import LifecycleRuleOutputTypeDef
 
     from armillary.kit.storage.admin import BucketDescription
+    from armillary.kit.storage.settings import StorageSettings
 
 app = typer.Typer(help="Object storage administration.", no_args_is_help=True)
 console = Console(soft_wrap=True)
 
 
 def _s3_settings(action: str) -> StorageSettings:
+    from pydantic import ValidationError
+
+    from armillary.kit.storage.settings import StorageSettings
+
     try:
         settings = StorageSettings()
     except ValidationError as exc:
