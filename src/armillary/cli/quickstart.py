@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from armillary.cli import jobs as jobs_cli
+from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.cli.session import (
     TOKEN_ENV,
     URL_ENV,
@@ -135,11 +136,11 @@ def workflow_spec() -> dict[str, Any]:
     }
 
 
-def _client(url: str, email: str | None, password: str | None) -> Client:
-    """Signed in with ``--email`` (password prompted for), else ``ARMILLARY_TOKEN``, else the
-    credentials ``armillary login`` stored for this server."""
+def _client(url: str, email: str | None, password: str | None, password_stdin: bool) -> Client:
+    """Signed in with ``--email`` (password prompted for or read from stdin), else
+    ``ARMILLARY_TOKEN``, else the credentials ``armillary login`` stored for this server."""
     if email:
-        secret = password or typer.prompt(f"Password for {email}", hide_input=True)
+        secret = read_password(password, password_stdin, f"Password for {email}")
         client = Client(url)
         try:
             client.login(email, secret)
@@ -281,6 +282,7 @@ def quickstart(
     password: Annotated[
         str | None, typer.Option(help="Prompted for when --email is given without it")
     ] = None,
+    password_stdin: PasswordStdinOption = False,
     project: Annotated[
         str | None,
         typer.Option("--project", "-p", help="Project slug (default: a new quickstart-xxxx)"),
@@ -289,7 +291,7 @@ def quickstart(
 ) -> None:
     """Create a demo project, train and deploy a model on real data, and send predictions."""
     url = normalize_url(url)
-    client = _client(url, email, password)
+    client = _client(url, email, password, password_stdin)
     try:
         with client, TemporaryDirectory(prefix="armillary-quickstart-") as tmp:
             slug = _project(client, project)
