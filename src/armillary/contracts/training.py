@@ -11,6 +11,7 @@ pickles: a downstream task fetches them by the :class:`ModelArtifacts` reference
 
 from __future__ import annotations
 
+import copy
 import importlib
 import math
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .data_tasks import ColumnName, DatasetRef, TableRef, TaskName
+from .hyperparameters import estimator_hyperparameters
+from .suggestions import did_you_mean
 from .task_base import TaskTypeContract
 
 Problem = Literal["classification", "regression"]
@@ -124,8 +127,9 @@ def check_hyperparameters(info: EstimatorInfo, values: dict[str, Any]) -> None:
     known = set(estimator.get_params(deep=False))
     unknown = sorted(set(values) - known)
     if unknown:
+        hint = did_you_mean(unknown[0], known) if len(unknown) == 1 else ""
         raise ValueError(
-            f"{info.name} has no hyperparameter(s) {', '.join(unknown)}; "
+            f"{info.name} has no hyperparameter(s) {', '.join(unknown)}{hint}; "
             f"it takes: {', '.join(sorted(known))}"
         )
     estimator.set_params(**values)
@@ -199,14 +203,43 @@ class SageMakerSettings(_Params):
     poll_seconds: float = Field(default=15.0, ge=0.05, le=600)
 
 
+def _hyperparameters_by_estimator(schema: dict[str, Any]) -> None:
+    """Each estimator's hyperparameters (types, ranges, defaults) in the published schema:
+    the ``hyperparameters`` and the search ``space`` of a task take only its own names."""
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"estimator": {"const": name}}, "required": ["estimator"]},
+            "then": {
+                "properties": {
+                    "hyperparameters": hyperparameters,
+                    "search": {
+                        "properties": {
+                            "space": {
+                                "propertyNames": {
+                                    "enum": sorted(hyperparameters.get("properties", {}))
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        }
+        for name, hyperparameters in copy.deepcopy(estimator_hyperparameters()).items()
+    ]
+
+
 class TrainParams(_Params):
+    # Built on demand (GET /api/v1/task-types): it imports every estimator's library.
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_hyperparameters_by_estimator)
+
     input: TaskName = Field(description="The upstream task whose table is the training data")
     target: ColumnName = Field(description="The column to predict")
     features: list[ColumnName] | None = Field(
         default=None, min_length=1, description="Feature columns (default: every other column)"
     )
     estimator: str = Field(
-        description="An estimator of the allow-list, e.g. RandomForestClassifier"
+        description="An estimator of the allow-list, e.g. RandomForestClassifier",
+        json_schema_extra={"enum": [name for name in sorted(ESTIMATORS)]},
     )
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
@@ -220,29 +253,41 @@ class TrainParams(_Params):
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:
-        info = ESTIMATORS.get(self.estimator)
-        if info is None:
-            raise ValueError(
-                f"unknown estimator {self.estimator!r}; allowed: {', '.join(sorted(ESTIMATORS))}"
-            )
         if self.features is not None and self.target in self.features:
             raise ValueError("the target must not be one of the features")
         if (self.backend == "sagemaker") != (self.sagemaker is not None):
             raise ValueError(
                 "`sagemaker` settings are needed with backend sagemaker, and only then"
             )
+        # A spec's reference (`${params.<name>}`) is checked once the job resolves it: the
+        # task validates its parameters again before it runs.
+        if _is_reference(self.estimator):
+            return self
+        info = ESTIMATORS.get(self.estimator)
+        if info is None:
+            hint = did_you_mean(self.estimator, ESTIMATORS)
+            raise ValueError(
+                f"unknown estimator {self.estimator!r}{hint}; "
+                f"allowed: {', '.join(sorted(ESTIMATORS))}"
+            )
         if self.search is not None and self.search.metric is not None:
             _check_metric(info.problem, self.search.metric)
-        check_hyperparameters(info, dict(self.hyperparameters))
+        fixed = {k: v for k, v in self.hyperparameters.items() if not _is_reference(v)}
+        check_hyperparameters(info, fixed)
         if self.search is not None:
             for name, values in self.search.space.items():
                 for value in values:
-                    check_hyperparameters(info, {**self.hyperparameters, name: value})
+                    if not _is_reference(value):
+                        check_hyperparameters(info, {**fixed, name: value})
         return self
 
     @property
     def problem(self) -> Problem:
         return ESTIMATORS[self.estimator].problem
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 
 
 def _check_metric(problem: Problem, metric: str) -> None:
@@ -265,9 +310,21 @@ class ModelArtifacts(BaseModel):
 
 
 class FeatureSpec(BaseModel):
+    """One column of a signature. ``nullable`` and ``imputed`` matter for inputs only: the
+    prediction service refuses a null in an input that is neither (an uploaded model whose
+    signature says nothing takes no nulls)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str
     dtype: str
+    nullable: bool = Field(
+        default=False, description="The model itself takes a missing value (null) here"
+    )
+    imputed: bool = Field(
+        default=False,
+        description="The model's pipeline fills in a missing value here (an imputer, or an "
+        "encoder that codes a missing category)",
+    )
 
 
 class Signature(BaseModel):

@@ -73,7 +73,10 @@ def prepare(frame: pl.DataFrame, spec: TrainParams) -> Tabular:
     frame = frame.select([*names, spec.target]).filter(pl.col(spec.target).is_not_null())
     if frame.height < 2:
         raise TrainingError("the table has fewer than 2 rows with a target value")
-    features = [FeatureSpec(name=n, dtype=str(frame.schema[n])) for n in names]
+    features = [
+        FeatureSpec(name=n, dtype=str(frame.schema[n]), nullable=_has_missing(frame, n))
+        for n in names
+    ]
     declared = spec.preprocessing.categorical
     if declared is not None:
         unknown = [c for c in declared if c not in names]
@@ -85,9 +88,31 @@ def prepare(frame: pl.DataFrame, spec: TrainParams) -> Tabular:
     non_numeric = {i for i, f in enumerate(features) if not is_numeric(f.dtype)}
     if not non_numeric <= set(categorical):
         raise TrainingError("string/boolean features must be among the categorical columns")
+    features = _with_imputation(features, categorical, spec)
     target = FeatureSpec(name=spec.target, dtype=str(frame.schema[spec.target]))
     y = target_array(frame, spec.target, spec.problem)
     return Tabular(feature_matrix(frame, features), y, features, target, categorical, frame)
+
+
+def _has_missing(frame: pl.DataFrame, name: str) -> bool:
+    column = frame.get_column(name)
+    return column.null_count() > 0 or (column.dtype.is_float() and bool(column.is_nan().any()))
+
+
+def _with_imputation(
+    features: list[FeatureSpec], categorical: Sequence[int], spec: TrainParams
+) -> list[FeatureSpec]:
+    """Marks the inputs the pipeline fills in when missing (serving takes nulls there):
+    numbers when an imputer runs, categories always (the encoders code a missing one). A
+    SageMaker image's pipeline is its author's, so nothing is assumed of it."""
+    if spec.backend != "local":
+        return features
+    imputes_numbers = spec.preprocessing.impute != "none"
+    coded = set(categorical)
+    return [
+        feature.model_copy(update={"imputed": index in coded or imputes_numbers})
+        for index, feature in enumerate(features)
+    ]
 
 
 def target_array(frame: pl.DataFrame, name: str, problem: Problem) -> np.ndarray[Any, Any]:

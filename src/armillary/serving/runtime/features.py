@@ -3,7 +3,9 @@
 Rows reach a model as one 2-D array in signature order, exactly as training built it:
 ``float64`` when every feature is numeric, else an ``object`` array with numbers as floats
 (missing: NaN), and strings and booleans as themselves (missing: ``None``). A JSON ``null`` is
-a missing value: the training pipeline imputes numbers and encodes missing categories.
+a missing value, taken only where the signature says the model takes one (``nullable``) or its
+pipeline fills one in (``imputed``: training's imputer and category encoders); elsewhere it is
+refused, naming the row and column, rather than handed to a model that would answer nonsense.
 """
 
 from __future__ import annotations
@@ -49,13 +51,18 @@ class Columns:
     kinds: tuple[Kind, ...]
     index: dict[str, int]
     numeric: bool  # every feature is a number: the matrix is float64
+    takes_null: tuple[bool, ...]  # per feature: nullable or imputed
+    refuses_null: tuple[int, ...]  # the features that take no null, by position
 
     @classmethod
     def of(cls, signature: Signature) -> Columns:
         names = tuple(f.name for f in signature.inputs)
         kinds = tuple(kind_of(f.dtype) for f in signature.inputs)
         index = {n: i for i, n in enumerate(names)}
-        return cls(names, kinds, index, all(k is Kind.NUMBER for k in kinds))
+        takes_null = tuple(f.nullable or f.imputed for f in signature.inputs)
+        refuses_null = tuple(i for i, takes in enumerate(takes_null) if not takes)
+        numeric = all(k is Kind.NUMBER for k in kinds)
+        return cls(names, kinds, index, numeric, takes_null, refuses_null)
 
     def listing(self, limit: int = 12) -> str:
         """The feature names for a message, shortened when there are many."""
@@ -106,8 +113,18 @@ def check_row_count(n: int, max_rows: int, where: str) -> None:
         raise BadInput(f"{where} has {n} rows; at most {max_rows} are allowed per request")
 
 
-def cell(value: Any, kind: Kind, column: str, where: str) -> Any:
+def null_refused(where: str, column: str) -> BadInput:
+    """The problem of a null where the model takes no missing value."""
+    return BadInput(
+        f"{where} (column {column!r}) is null, but the model takes no missing value there: "
+        "its signature marks the column neither nullable nor imputed"
+    )
+
+
+def cell(value: Any, kind: Kind, column: str, where: str, takes_null: bool = True) -> Any:
     """``value`` as the model takes it in an object matrix, or :class:`BadInput`."""
+    if value is None and not takes_null:
+        raise null_refused(where, column)
     kind_type = type(value)
     if kind is Kind.NUMBER:
         if kind_type is float:
@@ -134,10 +151,14 @@ def cell(value: Any, kind: Kind, column: str, where: str) -> Any:
 
 
 def numeric_matrix(
-    rows: Sequence[Sequence[Any]], names: Sequence[str], where: str
+    rows: Sequence[Sequence[Any]],
+    names: Sequence[str],
+    where: str,
+    refuses_null: Sequence[int] = (),
 ) -> np.ndarray[Any, Any]:
     """The float64 matrix of ``rows`` (each already of ``len(names)`` values, unchecked): only
-    numbers (not booleans) and nulls pass; the first offender is named."""
+    numbers (not booleans) and nulls pass, nulls only outside ``refuses_null`` (positions);
+    the first offender is named."""
     for r, row in enumerate(rows):
         for c, value in enumerate(row):
             value_type = type(value)
@@ -149,10 +170,18 @@ def numeric_matrix(
         matrix = np.array(rows, dtype=np.float64)
     except OverflowError:
         raise BadInput(f"{where} holds a number too large for a 64-bit float") from None
-    infinite = np.isinf(matrix)
-    if infinite.any():
-        r, c = (int(i) for i in np.argwhere(infinite)[0])
-        raise BadInput(f"{where}[{r}] (column {names[c]!r}) must be a finite number")
+    # One pass on the common path: JSON has no NaN, so a NaN here was a null.
+    if not np.isfinite(matrix).all():
+        infinite = np.isinf(matrix)
+        if infinite.any():
+            r, c = (int(i) for i in np.argwhere(infinite)[0])
+            raise BadInput(f"{where}[{r}] (column {names[c]!r}) must be a finite number")
+        if refuses_null:
+            refused = list(refuses_null)
+            nulls = np.argwhere(np.isnan(matrix[:, refused]))
+            if len(nulls):
+                r, j = (int(i) for i in nulls[0])
+                raise null_refused(f"{where}[{r}]", names[refused[j]])
     return matrix
 
 
@@ -161,10 +190,10 @@ def object_matrix(
 ) -> np.ndarray[Any, Any]:
     """The object matrix of ``rows`` (each already of the right length, unchecked)."""
     matrix = np.empty((len(rows), len(columns.names)), dtype=object)
-    pairs = tuple(zip(columns.kinds, columns.names, strict=True))
+    triples = tuple(zip(columns.kinds, columns.names, columns.takes_null, strict=True))
     for r, row in enumerate(rows):
         at = f"{where}[{r}]"
-        matrix[r, :] = [cell(v, k, n, at) for v, (k, n) in zip(row, pairs, strict=True)]
+        matrix[r, :] = [cell(v, k, n, at, t) for v, (k, n, t) in zip(row, triples, strict=True)]
     return matrix
 
 
@@ -172,5 +201,5 @@ def matrix_of(rows: Sequence[Sequence[Any]], columns: Columns, where: str) -> np
     """The matrix of positional ``rows`` in signature order, float64 or object as training
     built it."""
     if columns.numeric:
-        return numeric_matrix(rows, columns.names, where)
+        return numeric_matrix(rows, columns.names, where, columns.refuses_null)
     return object_matrix(rows, columns, where)

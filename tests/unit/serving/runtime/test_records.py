@@ -17,7 +17,7 @@ NUMERIC = Signature.model_validate(
     {
         "inputs": [
             {"name": "a", "dtype": "Float64"},
-            {"name": "b", "dtype": "Int64"},
+            {"name": "b", "dtype": "Int64", "imputed": True},
             {"name": "c", "dtype": "Float32"},
         ],
         "target": {"name": "y", "dtype": "String"},
@@ -28,9 +28,9 @@ NUMERIC = Signature.model_validate(
 MIXED = Signature.model_validate(
     {
         "inputs": [
-            {"name": "size", "dtype": "Float64"},
-            {"name": "colour", "dtype": "String"},
-            {"name": "fresh", "dtype": "Boolean"},
+            {"name": "size", "dtype": "Float64", "imputed": True},
+            {"name": "colour", "dtype": "String", "imputed": True},
+            {"name": "fresh", "dtype": "Boolean", "nullable": True},
         ],
         "target": {"name": "quality", "dtype": "String"},
         "problem": "classification",

@@ -59,7 +59,10 @@ def test_string_features_from_training_are_served_from_skops(tmp_path: Path) -> 
     ).fit(x, y)
     path = artifacts.save_skops(pipeline, tmp_path)
     signature = {
-        "inputs": [{"name": "v", "dtype": "Float64"}, {"name": "k", "dtype": "String"}],
+        "inputs": [
+            {"name": "v", "dtype": "Float64", "imputed": True},
+            {"name": "k", "dtype": "String", "imputed": True},
+        ],
         "target": {"name": "t", "dtype": "Int64"},
         "problem": "classification",
         "classes": [0, 1],

@@ -23,7 +23,10 @@ from armillary.serving.runtime import (
 
 NUMERIC = Signature.model_validate(
     {
-        "inputs": [{"name": "a", "dtype": "Float64"}, {"name": "b", "dtype": "Int64"}],
+        "inputs": [
+            {"name": "a", "dtype": "Float64", "imputed": True},
+            {"name": "b", "dtype": "Int64"},
+        ],
         "target": {"name": "y", "dtype": "Float64"},
         "problem": "regression",
     }
