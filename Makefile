@@ -9,7 +9,7 @@ endif
 VENV_BIN := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help run test lint typecheck imports services sync sync-dev bench-auth bench-datasets clean
+.PHONY: help run test test-suite lint typecheck imports services sync sync-dev bench-auth bench-datasets clean
 
 help:
 	@echo "make run    - install, migrate and start the embedded platform on http://127.0.0.1:$${ARMILLARY_PORT:-8000}"
@@ -42,10 +42,24 @@ typecheck: sync-dev
 imports: sync-dev
 	$(VENV_BIN)/lint-imports
 
-test: sync-dev services lint typecheck imports
+# `make test` runs each suite once and prints its time (scripts/timed.sh); the table at the end
+# is what CI shows. The test suite runs on both cores (pytest-xdist, one database and one Redis
+# database per worker, see tests/conftest.py).
+PYTEST_WORKERS ?= 3
+test: sync-dev services
+	@rm -f .ci-times
+	bash scripts/timed.sh lint $(MAKE) --no-print-directory lint
+	bash scripts/timed.sh typecheck $(MAKE) --no-print-directory typecheck
+	bash scripts/timed.sh imports $(MAKE) --no-print-directory imports
 	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
+	bash scripts/timed.sh pytest $(MAKE) --no-print-directory test-suite
+	@echo "=== suite times"; cat .ci-times
+
+# The unit, integration, security and e2e tests with coverage (85% overall, 80% per service).
+test-suite:
 	rm -f .coverage .coverage.*
-	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(VENV_BIN)/coverage run -m pytest --durations=15 $(PYTEST_ARGS); \
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(VENV_BIN)/coverage run -m pytest \
+	  -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS); \
 	  status=$$?; if [ $$status -ne 0 ]; then exit $$status; fi
 	$(VENV_BIN)/coverage combine -q
 	$(VENV_BIN)/coverage report

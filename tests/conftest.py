@@ -25,7 +25,21 @@ from armillary.migrations.runner import upgrade
 pytest_plugins = ["tests.moto_server"]
 
 PG_HOST = os.environ.get("ARMILLARY_TEST_PG_HOST", "127.0.0.1:5432")
-REDIS_URL = os.environ.get("ARMILLARY_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def xdist_index() -> int:
+    """This pytest-xdist worker's number (0 when not distributed)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def redis_db_url(base: int) -> str:
+    """A Redis database of this xdist worker's own: tests flush theirs, never a neighbour's.
+    Four workers at most share the 16 databases (bases 15, 11 and 7, counting down)."""
+    return f"redis://127.0.0.1:6379/{base - xdist_index()}"
+
+
+REDIS_URL = os.environ.get("ARMILLARY_TEST_REDIS", redis_db_url(15))
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
 TEST_SECRET = "test-secret-" + "x" * 40

@@ -13,7 +13,7 @@ import pytest
 import redis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for, redis_db_url
 
 from armillary.app import create_app
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE
@@ -24,7 +24,7 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 # A Redis database of these tests' own: every test of any session flushes the shared one
 # (conftest's db 15) when it starts, which would reset these counters mid-test when other
 # sessions run on the same machine.
-RATE_LIMIT_REDIS = os.environ.get("ARMILLARY_TEST_RATE_LIMIT_REDIS", "redis://127.0.0.1:6379/12")
+RATE_LIMIT_REDIS = os.environ.get("ARMILLARY_TEST_RATE_LIMIT_REDIS", redis_db_url(11))
 
 Factory = Callable[..., Settings]
 

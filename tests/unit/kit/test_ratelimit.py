@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Scope
+from tests.conftest import redis_db_url
 
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE
 from armillary.kit.ratelimit import (
@@ -27,7 +28,7 @@ from armillary.kit.ratelimit import (
 from armillary.kit.request_context import RequestContextMiddleware
 from armillary.kit.settings import Settings
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = redis_db_url(7)
 # Nothing listens there: every call to the store fails with a connection error.
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 PEER = "203.0.113.7"
