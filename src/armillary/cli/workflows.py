@@ -51,8 +51,6 @@ def validate(file: FileArgument) -> None:
     from armillary.workflows.specs.validation import validate_spec
 
     result = validate_spec(_read(file))
-    for skipped in result.skipped:
-        console.print(f"skipped: {escape(skipped.check)} ({escape(skipped.path)})")
     if result.errors:
         err.print(f"[red]{escape(str(file))}: {len(result.errors)} error(s)[/red]")
         _print_errors([e.model_dump(mode="json") for e in result.errors])
@@ -60,6 +58,11 @@ def validate(file: FileArgument) -> None:
     spec = result.spec
     assert spec is not None  # noqa: S101 - set whenever there are no errors
     console.print(f"[green]{escape(str(file))} is valid[/green]: {len(spec.tasks)} task(s)")
+    # What only the server can check, after the verdict: it is not an error.
+    for skipped in result.skipped:
+        console.print(
+            f"  [dim]checked on apply: {escape(skipped.check)} ({escape(skipped.path)})[/dim]"
+        )
 
 
 @app.command()

@@ -105,9 +105,26 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
+#: An operation's ``openapi_extra`` key whose schemas go to ``components`` (for a body the
+#: route reads itself, so FastAPI does not know its model): see :func:`component_schemas`.
+COMPONENT_SCHEMAS = "x-component-schemas"
+
+
+def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` that puts ``models`` (and the models they use) in the document's
+    ``components``, so a route's body can be ``{"$ref": "#/components/schemas/<Model>"}``."""
+    schemas: dict[str, Any] = {}
+    for model in models:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return {COMPONENT_SCHEMAS: schemas}
+
+
 def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
     """Every operation lists its problem responses: 401/403 when protected, 422 with input,
-    429 and 500 always, plus those the route declared."""
+    429 and 500 always, plus those the route declared. Schemas that routes bring with
+    :func:`component_schemas` are put in ``components``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -120,6 +137,8 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
         ref = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
+                for name, brought in operation.pop(COMPONENT_SCHEMAS, {}).items():
+                    components.setdefault(name, brought)
                 codes = {429, 500}
                 if path not in public_paths:
                     codes |= {401, 403}

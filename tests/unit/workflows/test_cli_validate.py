@@ -37,7 +37,21 @@ def test_a_valid_spec_exits_0_and_lists_skipped_checks(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "is valid" in result.stdout
     assert "2 task(s)" in result.stdout
-    assert "skipped: code bundle exists in the project (tasks[0].params.bundle)" in result.stdout
+    assert "checked on apply: code bundle exists in the project (tasks[0].params.bundle)" in (
+        result.stdout
+    )
+    assert result.stdout.index("is valid") < result.stdout.index("checked on apply")
+
+
+def test_invalid_spec_prints_only_its_errors(tmp_path: Path) -> None:
+    """What the server checks later is no news next to errors (it read like one)."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(VALID.replace("seconds: 1", "seconds: soon"))
+    result = CliRunner().invoke(app, ["workflow", "validate", str(path)], env=WIDE)
+    assert result.exit_code == 1
+    assert "tasks[1].params.seconds" in result.stderr
+    assert "code bundle exists" not in result.output
+    assert "skipped" not in result.output
 
 
 def test_errors_exit_1_with_every_path(tmp_path: Path) -> None:

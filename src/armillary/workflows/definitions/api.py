@@ -8,9 +8,11 @@ from armillary.kit.authz import ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.errors import DomainError, Unprocessable
 from armillary.kit.pagination import Page, Paging, VersionNumber
+from armillary.kit.problems import component_schemas
 
 from ..components import current_workflows
 from ..specs.documents import MAX_DOCUMENT_BYTES, DocumentError, DocumentFormat, parse_document
+from ..specs.schema import WorkflowSpec
 from . import repository, server_checks, service
 from .models import Workflow, WorkflowVersion
 from .schemas import ApplyOut, ScheduleOut, VersionDetail, VersionOut, WorkflowOut
@@ -38,12 +40,16 @@ class UnsupportedMediaType(DomainError):
 _SPEC_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "A workflow spec (GET /api/v1/workflow-spec/schema), as JSON or YAML",
+        "description": (
+            "A workflow spec, as JSON or YAML. GET /api/v1/workflow-spec/schema adds the "
+            "registered task types and each one's parameters."
+        ),
         "content": {
-            "application/json": {"schema": {"$ref": "/api/v1/workflow-spec/schema"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/WorkflowSpec"}},
             "application/yaml": {"schema": {"type": "string"}},
         },
-    }
+    },
+    **component_schemas(WorkflowSpec),
 }
 
 

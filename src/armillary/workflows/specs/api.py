@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
+from armillary.contracts.task_base import TaskTypeContract
 from armillary.kit.authz import Caller
 
 from ..components import current_workflows
@@ -24,16 +27,28 @@ class TaskTypeOut(BaseModel):
     server_checks: dict[str, str]
 
 
+# Both documents describe each estimator's hyperparameters, which imports scikit-learn and
+# the boosting libraries the first time: in a worker thread, not on the event loop.
+
+
 @router.get("/workflow-spec/schema", name="workflows.spec_schema")
-async def get_spec_schema(_caller: Caller) -> dict[str, Any]:
-    """The JSON Schema of a workflow spec (YAML or JSON)."""
-    return spec_json_schema()
+async def get_spec_schema(request: Request, _caller: Caller) -> dict[str, Any]:
+    """The JSON Schema of a workflow spec (YAML or JSON): the registered task types as an
+    ``enum``, and each type's parameters (for ``train``: the allowed estimators and their
+    hyperparameters with types and ranges)."""
+    types = current_workflows(request).task_types
+    return await run_in_threadpool(spec_json_schema, types)
 
 
 @router.get("/task-types", name="workflows.task_types")
 async def list_task_types(request: Request, _caller: Caller) -> list[TaskTypeOut]:
-    """Every registered task type with the JSON Schema of its parameters and outputs."""
+    """Every registered task type with the JSON Schema of its parameters and outputs (for
+    ``train``: the allowed estimators as an ``enum``, each with its hyperparameters)."""
     types = current_workflows(request).task_types
+    return await run_in_threadpool(_task_types_out, types)
+
+
+def _task_types_out(types: Mapping[str, TaskTypeContract]) -> list[TaskTypeOut]:
     return [
         TaskTypeOut(
             name=contract.name,

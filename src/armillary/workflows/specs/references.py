@@ -42,6 +42,15 @@ class MalformedRef:
 Reference = OutputRef | ParamRef | MalformedRef
 
 
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a reference, accepted wherever a parameter value is."""
+    return {
+        "type": "string",
+        "anyOf": [{"pattern": _OUTPUT.pattern}, {"pattern": _PARAM.pattern}],
+        "description": "A reference: ${tasks.<task>.outputs.<key>} or ${params.<name>}",
+    }
+
+
 def looks_like_reference(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 

@@ -9,9 +9,14 @@ evaluated; see :mod:`armillary.workflows.specs.references`):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from armillary.contracts.task_base import TaskTypeContract
+
+from . import references
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -75,5 +80,62 @@ class WorkflowSpec(BaseModel):
     tasks: list[TaskSpec] = Field(min_length=1, max_length=2_000)
 
 
-def spec_json_schema() -> dict[str, Any]:
-    return WorkflowSpec.model_json_schema()
+_REFERENCE = {"$ref": "#/$defs/Reference"}
+
+
+def spec_json_schema(task_types: Mapping[str, TaskTypeContract] | None = None) -> dict[str, Any]:
+    """The JSON Schema of a workflow spec. With ``task_types``, a task's ``type`` is one of
+    them and its ``params`` follow that type's parameter schema (the estimators of ``train``
+    with their hyperparameters, ...), where any value may also be a reference."""
+    schema = WorkflowSpec.model_json_schema()
+    if task_types is None:
+        return schema
+    defs: dict[str, Any] = schema["$defs"]
+    defs["Reference"] = references.json_schema()
+    task = defs["TaskSpec"]
+    task["properties"]["type"]["enum"] = sorted(task_types)
+    task["allOf"] = [
+        _params_rule(name, contract, defs) for name, contract in sorted(task_types.items())
+    ]
+    return schema
+
+
+def _params_rule(name: str, contract: TaskTypeContract, defs: dict[str, Any]) -> dict[str, Any]:
+    """``if type == name then params follow its schema``; the type's own definitions are
+    prefixed with its name, as two types may each have a model of the same name."""
+    prefix = f"{name}."
+    params = contract.params.model_json_schema(ref_template=f"#/$defs/{prefix}{{model}}")
+    for def_name, definition in params.pop("$defs", {}).items():
+        defs[prefix + def_name] = _accepting_references(definition)
+    defs[prefix + "params"] = _accepting_references(params)
+    return {
+        "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+        "then": {"properties": {"params": {"$ref": f"#/$defs/{prefix}params"}}},
+    }
+
+
+def _accepting_references(schema: Any) -> Any:
+    """``schema`` where every value a spec gives (a property, a list item, a map's value) may
+    also be a reference, as validation resolves them later. Conditions (``if``) are kept as
+    they are: a reference must not make every branch apply."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in ("properties", "patternProperties"):
+        if isinstance(schema.get(key), dict):
+            out[key] = {name: _or_reference(value) for name, value in schema[key].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            out[key] = _or_reference(schema[key])
+    for key in ("anyOf", "allOf", "oneOf", "prefixItems"):
+        if isinstance(schema.get(key), list):
+            wrap = _or_reference if key == "prefixItems" else _accepting_references
+            out[key] = [wrap(item) for item in schema[key]]
+    for key in ("then", "else"):
+        if isinstance(schema.get(key), dict):
+            out[key] = _accepting_references(schema[key])
+    return out
+
+
+def _or_reference(schema: Any) -> dict[str, Any]:
+    return {"anyOf": [_accepting_references(schema), _REFERENCE]}

@@ -15,6 +15,7 @@ from typing import Any
 from croniter import croniter  # type: ignore[import-untyped]
 from pydantic import BaseModel, ValidationError
 
+from armillary.contracts.suggestions import did_you_mean
 from armillary.contracts.tasks import TASK_TYPES, TaskTypeContract
 
 from . import references
@@ -93,9 +94,10 @@ def validate_spec(
         contract = task_types.get(task.type)
         if contract is None:
             known = ", ".join(sorted(task_types))
+            hint = did_you_mean(task.type, task_types)
             result.add(
                 f"tasks[{index}].type",
-                f"unknown task type {task.type!r} (known: {known})",
+                f"unknown task type {task.type!r}{hint}; known: {known}",
                 ErrorKind.UNKNOWN_TASK_TYPE,
             )
             continue
@@ -223,9 +225,10 @@ def _check_needs(
             if needed not in names:
                 if needed in declared:
                     continue  # a malformed task, reported already
+                hint = did_you_mean(needed, declared)
                 result.add(
                     f"tasks[{index}].needs[{position}]",
-                    f"needs {needed!r}, which is not a task of this workflow",
+                    f"needs {needed!r}, which is not a task of this workflow{hint}",
                     ErrorKind.MISSING_DEPENDENCY,
                 )
                 continue
@@ -396,7 +399,10 @@ def _check_output_reference(
 ) -> None:
     source = by_name.get(reference.task)
     if source is None:
-        message = f"refers to task {reference.task!r}, which is not a task of this workflow"
+        message = (
+            f"refers to task {reference.task!r}, which is not a task of this workflow"
+            + did_you_mean(reference.task, by_name)
+        )
     elif reference.task not in upstream:
         message = (
             f"refers to task {reference.task!r}, which is not upstream of {task.name!r}: "

@@ -1,0 +1,48 @@
+"""The OpenAPI document is self-contained: every ``$ref`` points inside it and resolves, so
+tools (Schemathesis, code generators) can read it. The workflow-spec body once pointed at a
+route (``/api/v1/workflow-spec/schema``), which no OpenAPI tool resolves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI
+
+
+def refs(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "$ref" and isinstance(item, str):
+                yield item
+            else:
+                yield from refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from refs(item)
+
+
+def resolve(document: dict[str, Any], ref: str) -> Any:
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def test_every_ref_resolves_inside_the_document(app: FastAPI) -> None:
+    document = app.openapi()
+    found = set(refs(document))
+    assert found
+    assert sorted(ref for ref in found if not ref.startswith("#/")) == []
+    for ref in found:
+        assert resolve(document, ref) is not None
+
+
+def test_the_workflow_spec_body_is_a_component(app: FastAPI) -> None:
+    document = app.openapi()
+    operation = document["paths"]["/api/v1/projects/{project}/workflows"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/WorkflowSpec"}
+    spec = document["components"]["schemas"]["WorkflowSpec"]
+    assert set(spec["required"]) == {"name", "tasks"}
+    assert "x-component-schemas" not in operation
