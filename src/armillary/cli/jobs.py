@@ -1,4 +1,8 @@
-"""``armillary jobs``: run a workflow and watch it, list history, inspect, read logs, cancel."""
+"""``armillary jobs``: run a workflow and watch it, list history, inspect, read logs, cancel.
+
+Commands that take a job id also take a unique prefix of one (``armillary jobs show 6aa0``),
+as git takes abbreviated commit hashes.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +10,39 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
+from armillary.cli.job_views import (
+    attempt,
+    duration,
+    excerpt,
+    follow,
+    status,
+    summary,
+    task_table,
+    when,
+)
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
+from armillary.cli.prefixes import PrefixError, is_whole_id, resolve
 from armillary.cli.session import api_client, fail
 from armillary.sdk import Client
 from armillary.sdk.jobs import TERMINAL_STATUSES
-from armillary.sdk.types import Job, JobDetail, TaskRun
 
 app = typer.Typer(help="Jobs: run workflows, follow them, read their logs.", no_args_is_help=True)
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-POLL_INTERVAL = 0.5
-_EXCERPT = 60
-_STATUS_STYLES = {
-    "pending": "dim",
-    "queued": "cyan",
-    "running": "yellow",
-    "retrying": "magenta",
-    "succeeded": "green",
-    "failed": "red",
-    "upstream_failed": "red",
-    "skipped": "dim",
-    "cancelled": "bright_black",
-}
+_LIST_PAGE = 200
 
 
 class JobStatus(StrEnum):
@@ -57,207 +60,53 @@ class TriggerKind(StrEnum):
 
 
 ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project slug")]
-JobArgument = Annotated[str, typer.Argument(help="Job id")]
+JobArgument = Annotated[
+    str, typer.Argument(help="Job id, or a unique prefix of one (at least a few characters)")
+]
+PrefixProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project to look a job id prefix up in (default: every project you can see)",
+    ),
+]
 
 
-# -- formatting ------------------------------------------------------------------------------
+# -- job ids by prefix -----------------------------------------------------------------------
 
 
-def _status(status: str) -> str:
-    style = _STATUS_STYLES.get(status)
-    return f"[{style}]{escape(status)}[/{style}]" if style else escape(status)
+def _pages(client: Client, path: str) -> Iterator[dict[str, Any]]:
+    offset = 0
+    while True:
+        page = client.request("GET", path, params={"limit": _LIST_PAGE, "offset": offset}).json()
+        yield from page["items"]
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            return
 
 
-def _instant(value: str | None) -> datetime | None:
-    if not value:
-        return None
+def _job_candidates(client: Client, projects: list[str]) -> Iterator[tuple[str, str]]:
+    for project in projects:
+        for job in _pages(client, f"/api/v1/projects/{quote(project, safe='')}/jobs"):
+            created = when(job["created_at"])
+            yield job["id"], f"{project}/{job['workflow']} v{job['version']} {created}"
+
+
+def _job_id(client: Client, given: str, project: str | None) -> str:
+    """The whole id of the job ``given`` names (an id, or a unique prefix of one). The API
+    takes whole ids only, so a prefix is looked up among the jobs of ``project``, or of every
+    project the caller can see."""
+    if is_whole_id(given):
+        return given
+    if project is not None:
+        projects = [project]
+    else:
+        projects = [item["slug"] for item in _pages(client, "/api/v1/projects")]
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _when(value: str | None) -> str:
-    # ISO timestamp (UTC) to the second, as the datasets commands show them.
-    return value[:19].replace("T", " ") if value else "-"
-
-
-def _seconds(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def _duration(started: str | None, finished: str | None) -> str:
-    """Time from start to finish, or to now while it runs; ``-`` before it started."""
-    start = _instant(started)
-    if start is None:
-        return "-"
-    end = _instant(finished) or datetime.now(UTC)
-    return _seconds(max((end - start).total_seconds(), 0.0))
-
-
-def _excerpt(text: str | None, width: int = _EXCERPT) -> str:
-    """The first line of ``text``, cut to ``width`` characters."""
-    if not text:
-        return ""
-    lines = text.strip().splitlines()
-    first = lines[0] if lines else ""
-    if len(first) > width or len(lines) > 1:
-        first = first[: width - 1].rstrip() + "…"
-    return first
-
-
-def _outputs(outputs: dict[str, Any] | None) -> str:
-    if not outputs:
-        return "-"
-    text = json.dumps(outputs, separators=(",", ":"), default=str, ensure_ascii=False)
-    return text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
-
-
-def _attempt(run: TaskRun) -> str:
-    return f"{run['attempt']}/{run['max_attempts']}"
-
-
-_PROGRESS_METRICS = 2
-_PROGRESS_MESSAGE = 40
-
-
-def _progress(run: TaskRun) -> str:
-    """What a running task last said about how far it got: ``fold 2/5 (40%) · message ·
-    accuracy=0.91 loss=0.25``; empty for a task that is not running or said nothing."""
-    # Older servers send no progress.
-    progress = run.get("progress")
-    if run["status"] != "running" or progress is None:
-        return ""
-    text = str(progress.get("stage") or "")
-    current, total = progress.get("current"), progress.get("total")
-    if isinstance(current, int) and isinstance(total, int) and total > 0:
-        text += f" {current}/{total} ({min(current / total, 1.0):.0%})"
-    elif isinstance(current, int):
-        text += f" {current}"
-    parts = [text.strip()]
-    message = progress.get("message")
-    if isinstance(message, str) and message:
-        parts.append(_excerpt(message, _PROGRESS_MESSAGE))
-    metrics = progress.get("metrics")
-    if isinstance(metrics, dict):
-        numbers = [(k, v) for k, v in metrics.items() if isinstance(v, int | float)]
-        if numbers:
-            shown = numbers[:_PROGRESS_METRICS]
-            parts.append(" ".join(f"{name}={value:.4g}" for name, value in shown))
-    return " · ".join(part for part in parts if part)
-
-
-def _task_table(job: JobDetail, *, details: bool) -> Table:
-    table = Table(title="Tasks")
-    table.add_column("Task", style="bold")
-    if details:
-        table.add_column("Type")
-    table.add_column("Status")
-    table.add_column("Attempt", justify="right")
-    if details:
-        table.add_column("Started")
-    table.add_column("Duration", justify="right")
-    table.add_column("Progress")
-    table.add_column("Error")
-    if details:
-        table.add_column("Outputs")
-    for run in job["tasks"]:
-        cells = [escape(run["name"])]
-        if details:
-            cells.append(escape(run["type"]))
-        cells += [_status(run["status"]), _attempt(run)]
-        if details:
-            cells.append(_when(run["started_at"]))
-        cells += [
-            _duration(run["started_at"], run["finished_at"]),
-            escape(_progress(run)),
-            f"[red]{escape(_excerpt(run['error']))}[/red]" if run["error"] else "",
-        ]
-        if details:
-            cells.append(escape(_outputs(run["outputs"])))
-        table.add_row(*cells)
-    return table
-
-
-def _summary(job: Job) -> str:
-    """``Job <id> succeeded in 3.2s`` (with the job's error when there is one)."""
-    text = f"Job {job['id']} {_status(job['status'])}"
-    if job["started_at"]:
-        text += f" in {_duration(job['started_at'], job['finished_at'])}"
-    if job["error"]:
-        text += f": {escape(_excerpt(job['error'], 200))}"
-    return text
-
-
-class _LiveView:
-    """What the Live display draws: the latest polled job, durations counted at draw time."""
-
-    def __init__(self, job: JobDetail) -> None:
-        self.job = job
-
-    def render(self) -> RenderableType:
-        job = self.job
-        line = f"[bold]{escape(job['workflow'])}[/bold] version {job['version']}: "
-        line += _status(job["status"])
-        if job["started_at"]:
-            line += f" {_duration(job['started_at'], job['finished_at'])}"
-        header = Text.from_markup(line)
-        return Group(header, _task_table(job, details=False))
-
-
-class _ChangePrinter:
-    """Plain lines for a log or a pipe: one per change of the job's or a task's state."""
-
-    def __init__(self, job: JobDetail) -> None:
-        self._job_status = job["status"]
-        self._tasks = {run["name"]: (run["status"], run["attempt"]) for run in job["tasks"]}
-
-    def __call__(self, job: JobDetail) -> None:
-        if job["status"] != self._job_status:
-            self._job_status = job["status"]
-            if job["status"] not in TERMINAL_STATUSES:  # the summary line says the end
-                console.print(f"job {_status(job['status'])}")
-        for run in job["tasks"]:
-            state = (run["status"], run["attempt"])
-            if self._tasks.get(run["name"]) == state:
-                continue
-            self._tasks[run["name"]] = state
-            line = f"task {escape(run['name'])}: {_status(run['status'])}"
-            if run["attempt"]:
-                line += f" (attempt {_attempt(run)})"
-            if run["finished_at"] and run["started_at"]:
-                line += f" in {_duration(run['started_at'], run['finished_at'])}"
-            if run["error"]:
-                line += f": {escape(_excerpt(run['error'], 200))}"
-            console.print(line)
-
-
-def _follow(client: Client, job: JobDetail) -> JobDetail:
-    """Poll the job until it ends: a live table on a terminal (with each running task's
-    progress), a line per change otherwise. Ctrl-C stops watching, not the job."""
-    try:
-        if console.is_terminal:
-            view = _LiveView(job)
-            with Live(console=console, get_renderable=view.render, refresh_per_second=4) as live:
-
-                def update(latest: JobDetail) -> None:
-                    view.job = latest
-                    live.refresh()
-
-                return client.jobs.wait(job["id"], POLL_INTERVAL, on_update=update)
-        return client.jobs.wait(job["id"], POLL_INTERVAL, on_update=_ChangePrinter(job))
-    except KeyboardInterrupt:
-        err.print(
-            f"Stopped watching; the job goes on. `armillary jobs cancel {job['id']}` cancels it."
-        )
-        raise typer.Exit(130) from None
+        return resolve(given, _job_candidates(client, projects), "job")
+    except PrefixError as exc:
+        fail(str(exc))
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -314,29 +163,38 @@ def run(
             help="Follow the job until it ends; exit status 1 unless it succeeded",
         ),
     ] = True,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Start a job of a workflow's latest version, and follow it until it ends."""
+    """Start a job of a workflow's latest version, and follow it until it ends (a live table
+    on a terminal, a plain line per change in a pipe or CI log). With ``--output json|yaml``
+    the progress goes to stderr and stdout gets the job as it ended."""
     parameters = _parameters(param or [])
+    # Scripts read the job from stdout; what happens meanwhile goes to stderr.
+    screen = console if output is OutputFormat.TABLE else err
     with api_client() as client:
         job = client.jobs.run(
             project, workflow, parameters, idempotency_key=idempotency_key, trigger="cli"
         )
-        console.print(
+        screen.print(
             f"Started job {job['id']}: {escape(job['workflow'])} version {job['version']} "
-            f"({_status(job['status'])})"
+            f"({status(job['status'])})"
         )
-        if not wait:
-            return
-        job = _follow(client, job)
-    console.print(_summary(job))
-    if job["status"] != "succeeded":
+        if wait:
+            job = follow(client, job, screen, err)
+    if print_data(output, job):
+        pass
+    elif wait:
+        console.print(summary(job))
+    if wait and job["status"] != "succeeded":
         raise typer.Exit(1)
 
 
 @app.command("list")
 def list_jobs(
     project: ProjectOption,
-    status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this state")] = None,
+    status_: Annotated[
+        JobStatus | None, typer.Option("--status", help="Only jobs in this state")
+    ] = None,
     workflow: Annotated[str | None, typer.Option(help="Only jobs of this workflow")] = None,
     trigger: Annotated[TriggerKind | None, typer.Option(help="Only jobs started so")] = None,
     since: Annotated[
@@ -347,13 +205,14 @@ def list_jobs(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=200, help="At most this many")] = 50,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many (newest first)")] = 0,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """A project's jobs, newest first."""
     since_iso, until_iso = _iso(since, "--since"), _iso(until, "--until")
     with api_client() as client:
         page = client.jobs.list(
             project,
-            status=status.value if status else None,
+            status=status_.value if status_ else None,
             workflow=workflow,
             trigger=trigger.value if trigger else None,
             since=since_iso,
@@ -361,6 +220,8 @@ def list_jobs(
             limit=limit,
             offset=offset,
         )
+    if print_data(output, page):
+        return
     jobs = page["items"]
     if not jobs:
         console.print(f"No jobs in project {escape(project)} match.")
@@ -378,11 +239,13 @@ def list_jobs(
             job["id"],
             escape(job["workflow"]),
             str(job["version"]),
-            _status(job["status"]),
+            status(job["status"]),
             escape(job["trigger"]),
-            _when(job["created_at"]),
-            _duration(job["started_at"], job["finished_at"]),
+            when(job["created_at"]),
+            duration(job["started_at"], job["finished_at"]),
         )
+    # Whole ids at 80 columns: the trigger, creation time and version give way first.
+    fit_table(table, console, optional=("Trigger", "Created", "Version"), keep_whole=("Job",))
     console.print(table)
     first = page["offset"] + 1
     console.print(f"{first}-{page['offset'] + len(jobs)} of {page['total']}")
@@ -397,38 +260,43 @@ def show(
             "--watch",
             "-w",
             help="Follow the job until it ends (a live table with each running task's "
-            "progress), then show it",
+            "progress on a terminal, plain lines otherwise), then show it",
         ),
     ] = False,
+    project: PrefixProjectOption = None,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """A job: its workflow version, state and timings, then each task's."""
+    screen = console if output is OutputFormat.TABLE else err
     with api_client() as client:
-        job = client.jobs.get(job_id)
+        job = client.jobs.get(_job_id(client, job_id, project))
         if watch and job["status"] not in TERMINAL_STATUSES:
-            job = _follow(client, job)
+            job = follow(client, job, screen, err)
+    if print_data(output, job):
+        return
     console.print(f"[bold]Job {job['id']}[/bold]")
     facts = {
         "workflow": f"{escape(job['workflow'])} (version {job['version']})",
-        "status": _status(job["status"]),
+        "status": status(job["status"]),
         "trigger": escape(job["trigger"]),
         "parameters": escape(json.dumps(job["parameters"], default=str, ensure_ascii=False)),
-        "created": _when(job["created_at"]),
-        "started": _when(job["started_at"]),
-        "finished": _when(job["finished_at"]),
-        "duration": _duration(job["started_at"], job["finished_at"]),
+        "created": when(job["created_at"]),
+        "started": when(job["started_at"]),
+        "finished": when(job["finished_at"]),
+        "duration": duration(job["started_at"], job["finished_at"]),
     }
     if job["cancel_requested_at"]:
-        facts["cancel asked"] = _when(job["cancel_requested_at"])
+        facts["cancel asked"] = when(job["cancel_requested_at"])
     if job["error"]:
         facts["error"] = f"[red]{escape(job['error'])}[/red]"
     for key, value in facts.items():
         console.print(f"{key + ':':<13} {value}")
-    console.print(_task_table(job, details=True))
-    for run in job["tasks"]:
+    console.print(task_table(job, console, details=True))
+    for task in job["tasks"]:
         # Errors the table cut short, in full.
-        if run["error"] and _excerpt(run["error"]) != run["error"]:
-            console.print(f"[bold]{escape(run['name'])}[/bold] error (attempt {_attempt(run)}):")
-            console.print(escape(run["error"]), highlight=False)
+        if task["error"] and excerpt(task["error"]) != task["error"]:
+            console.print(f"[bold]{escape(task['name'])}[/bold] error (attempt {attempt(task)}):")
+            console.print(escape(task["error"]), highlight=False)
 
 
 @app.command("logs")
@@ -442,9 +310,11 @@ def logs(
         bool,
         typer.Option("--follow", "-f", help="Keep printing new output until the attempt ends"),
     ] = False,
+    project: PrefixProjectOption = None,
 ) -> None:
     """A task's output, as written (raw text on stdout)."""
     with api_client() as client:
+        job_id = _job_id(client, job_id, project)
         try:
             if follow:
                 for chunk in client.jobs.follow_logs(job_id, task, attempt):
@@ -463,14 +333,20 @@ def logs(
 
 
 @app.command("cancel")
-def cancel(job_id: JobArgument) -> None:
+def cancel(
+    job_id: JobArgument,
+    project: PrefixProjectOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
     """Cancel a job: tasks not yet running are cancelled; running ones are stopped."""
     with api_client() as client:
-        job = client.jobs.cancel(job_id)
+        job = client.jobs.cancel(_job_id(client, job_id, project))
+    if print_data(output, job):
+        return
     if job["status"] == "cancelled":
         console.print(f"Cancelled job {job['id']}")
         return
-    running = [run["name"] for run in job["tasks"] if run["status"] == "running"]
+    running = [task["name"] for task in job["tasks"] if task["status"] == "running"]
     console.print(
         f"Cancelling job {job['id']}: waiting for {len(running)} running task(s) to stop "
         f"({escape(', '.join(running))})"

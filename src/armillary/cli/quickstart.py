@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from armillary.cli import jobs as jobs_cli
+from armillary.cli.job_views import follow, summary
 from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.cli.session import (
     TOKEN_ENV,
@@ -37,6 +37,7 @@ from armillary.cli.session import (
 from armillary.sdk import ArmillaryError, Client, Tokens
 
 console = Console(soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DATASET = "breast-cancer"
 WORKFLOW = "quickstart"
@@ -305,8 +306,8 @@ def quickstart(
             _apply(client, slug)
             job = client.jobs.run(slug, WORKFLOW, trigger="cli")
             console.print(f"Started job {job['id']}")
-            job = jobs_cli._follow(client, job)
-            console.print(jobs_cli._summary(job))
+            job = follow(client, job, console, err)
+            console.print(summary(job))
             if job["status"] != "succeeded":
                 for run in job["tasks"]:
                     if run["error"]:

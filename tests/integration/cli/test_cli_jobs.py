@@ -29,6 +29,7 @@ from armillary.sdk import Client
 
 __all__ = ["start_server"]  # a fixture, used by name
 
+LOG_JOB = "0e6f1d2c-5a4b-4c3d-8e2f-1a2b3c4d5e6f"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -294,20 +295,20 @@ def test_logs_write_raw_text(
         session, "Client", functools.partial(Client, transport=httpx.MockTransport(server))
     )
 
-    plain = runner.invoke(app, ["jobs", "logs", "j-1", "train"], env=env)
+    plain = runner.invoke(app, ["jobs", "logs", LOG_JOB, "train"], env=env)
     assert plain.exit_code == 0, plain.output
     assert plain.stdout == "[rich] markup stays as is\nstep 2\n"
     assert dict(server.requests[-1].url.params) == {"follow": "false"}
 
     followed = runner.invoke(
-        app, ["jobs", "logs", "j-1", "train", "--follow", "--attempt", "2"], env=env
+        app, ["jobs", "logs", LOG_JOB, "train", "--follow", "--attempt", "2"], env=env
     )
     assert followed.exit_code == 0, followed.output
     assert followed.stdout == "[rich] markup stays as is\nstep 2\n"
     assert dict(server.requests[-1].url.params) == {"follow": "true", "attempt": "2"}
 
     server.status = 404
-    missing = runner.invoke(app, ["jobs", "logs", "j-1", "train", "-f"], env=env)
+    missing = runner.invoke(app, ["jobs", "logs", LOG_JOB, "train", "-f"], env=env)
     assert missing.exit_code == 1
     assert "Not Found (404): No such task" in missing.stderr
 
