@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -83,24 +84,56 @@ class Datasets:
         The file is streamed from disk, never read whole; ``progress(bytes_sent, total)`` is
         called as it goes. ``format`` (``csv``, ``parquet`` or ``jsonl``) defaults to the
         server's guess from the file name; ``parent`` is the number of the version this one
-        derives from. With ``create`` a missing dataset is created first. Bytes identical to
-        an existing version return that version with ``created=False``.
+        derives from. With ``create`` a missing dataset is created first; if the upload then
+        fails (refused, cut off, interrupted), the dataset this call created is deleted again,
+        so a failed first upload leaves no empty dataset behind. Bytes identical to an
+        existing version return that version with ``created=False``.
         """
         source = Path(path)
         if not source.is_file():
             raise FileNotFoundError(f"No such file: {source}")
-        # Checking the dataset first answers a missing one (or an expired token, which the
-        # client then renews) before any byte of a possibly large body is sent.
+        created_here = self._ensure_dataset(project, name, create=create)
+        try:
+            return self._post_version(project, name, source, format, parent, progress)
+        except BaseException:
+            if created_here:
+                self._discard_if_empty(project, name)
+            raise
+
+    def _ensure_dataset(self, project: str, name: str, *, create: bool) -> bool:
+        """Whether this call created the dataset. Checking first answers a missing dataset
+        (or an expired token, which the client then renews) before any byte of a possibly
+        large body is sent."""
         try:
             self.get(project, name)
+            return False
         except ArmillaryError as exc:
             if exc.status != 404 or not create:
                 raise
-            try:
-                self.create(project, name)
-            except ArmillaryError as race:
-                if race.status != 409:  # created meanwhile by someone else: fine
-                    raise
+        try:
+            self.create(project, name)
+        except ArmillaryError as race:
+            if race.status != 409:  # created meanwhile by someone else: theirs, not ours
+                raise
+            return False
+        return True
+
+    def _discard_if_empty(self, project: str, name: str) -> None:
+        # Best effort, and only while it is still empty: a version someone else added
+        # meanwhile, or ours if the server stored it before the connection broke, keeps it.
+        with contextlib.suppress(ArmillaryError):
+            if not self.versions(project, name):
+                self._client.request("DELETE", self._dataset(project, name)).close()
+
+    def _post_version(
+        self,
+        project: str,
+        name: str,
+        source: Path,
+        format: str | None,
+        parent: int | None,
+        progress: Progress | None,
+    ) -> UploadResult:
         fields: dict[str, str] = {}
         if format is not None:
             fields["format"] = format

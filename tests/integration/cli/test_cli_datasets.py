@@ -219,3 +219,40 @@ def test_renewed_tokens_are_written_back(
     time.sleep(2.5)
     second = runner.invoke(app, ["datasets", "list", "-p", account.project])
     assert second.exit_code == 0, second.output
+
+
+def test_a_failed_first_upload_leaves_no_empty_dataset(
+    runner: CliRunner, account: Account, tmp_path: Path
+) -> None:
+    from armillary.sdk import ArmillaryError, Client
+
+    login(runner, account)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet at all")
+    p = ["-p", account.project]
+
+    refused = runner.invoke(app, ["datasets", "upload", str(bad), *p, "-n", "fresh"], env=WIDE)
+
+    assert refused.exit_code == 1
+    assert "Error:" in refused.stderr
+    with Client(account.url, account.token) as client:
+        assert [d["name"] for d in client.datasets.list(account.project)] == []
+
+        # Interrupted half-way (Ctrl-C while the bytes go out): no dataset either.
+        def interrupt(done: int, total: int) -> None:
+            raise KeyboardInterrupt
+
+        good = write_csv(tmp_path / "good.csv", rows=2_000)
+        with pytest.raises(KeyboardInterrupt):
+            client.datasets.upload(account.project, "cut", good, progress=interrupt)
+        assert client.datasets.list(account.project) == []
+
+        # A dataset that existed before the failed upload stays, with its versions.
+        client.datasets.create(account.project, "kept")
+        with pytest.raises(ArmillaryError):
+            client.datasets.upload(account.project, "kept", bad)
+        assert [d["name"] for d in client.datasets.list(account.project)] == ["kept"]
+        client.datasets.upload(account.project, "kept", good)
+        with pytest.raises(ArmillaryError):
+            client.datasets.upload(account.project, "kept", bad)
+        assert len(client.datasets.versions(account.project, "kept")) == 1
