@@ -3,12 +3,17 @@
 Counters live in Redis when one is configured (so every process of the distributed shape shares
 them) and in memory otherwise (the embedded shape). The counting itself is the library's: this
 module only picks the limit for a request, names the key, and decides what an outage means.
+
+A service whose traffic needs budgets of its own (predictions: per API key and per deployment,
+known only once the caller is authenticated) delegates its paths, which the middleware then
+leaves alone, and spends from its budgets with :meth:`RateLimiter.spend`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -109,6 +114,7 @@ class RateLimiter:
         }
         self._per_account = parse(settings.login_failures_per_account)
         self._per_address = parse(settings.login_failures_per_address)
+        self._delegated: dict[str, re.Pattern[str]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -133,6 +139,38 @@ class RateLimiter:
             return Decision(allowed=True, limit=item.amount, remaining=item.amount, reset_after=0)
         return Decision(
             allowed=allowed,
+            limit=item.amount,
+            remaining=max(0, stats.remaining),
+            reset_after=_seconds_until(stats.reset_time),
+        )
+
+    def delegate(self, path_pattern: str) -> None:
+        """Leave requests whose path matches ``path_pattern`` (a regular expression matched
+        from the start) to the service that owns them: it applies its own budgets with
+        :meth:`spend`, and the middleware's per-user and per-address limits skip them."""
+        self._delegated.setdefault(path_pattern, re.compile(path_pattern))
+
+    def delegated(self, path: str) -> bool:
+        """Whether a service applies its own budgets to ``path`` (see :meth:`delegate`)."""
+        return any(pattern.match(path) for pattern in self._delegated.values())
+
+    async def spend(self, item: RateLimitItem, *identifiers: str) -> Decision:
+        """Count one request against a service's own budget ``item`` for the bucket that
+        ``identifiers`` name. Window statistics are read only when the request is refused (for
+        ``Retry-After``): an allowed request costs one store round trip. A store failure
+        follows ``rate_limit_on_store_failure`` (raises ``RateLimitStoreUnavailable`` when it
+        is ``deny``)."""
+        try:
+            if await self._strategy.hit(item, "budget", *identifiers):
+                return Decision(allowed=True, limit=item.amount, remaining=0, reset_after=0)
+            stats = await self._strategy.get_window_stats(item, "budget", *identifiers)
+        except _STORE_ERRORS as exc:
+            _log_store_failure(exc, operation="spend")
+            if not self.fail_open:
+                raise RateLimitStoreUnavailable from exc
+            return Decision(allowed=True, limit=item.amount, remaining=item.amount, reset_after=0)
+        return Decision(
+            allowed=False,
             limit=item.amount,
             remaining=max(0, stats.remaining),
             reset_after=_seconds_until(stats.reset_time),
@@ -232,6 +270,7 @@ class RateLimitMiddleware:
             scope["type"] != "http"
             or not self.limiter.enabled
             or scope["path"] in self.exempt_paths
+            or self.limiter.delegated(scope["path"])
         ):
             await self.app(scope, receive, send)
             return

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     # What non-auth routes do when the limiter's store is unreachable: auth routes always fail
     # closed (503); the rest follow this setting.
     rate_limit_on_store_failure: Literal["allow", "deny"] = "allow"
+    # Prediction traffic (predict, feedback, the Open Inference Protocol v2 model routes) is
+    # not under the limits above but under budgets of its own, e.g. "6000/minute": per API key
+    # (per account for bearer callers) and per deployment. Unset or empty: unlimited.
+    rate_limit_predict_per_key: str | None = None
+    rate_limit_predict_per_deployment: str | None = None
     login_failures_per_account: str = "5/15minutes"
     login_failures_per_address: str = "30/15minutes"
     # Comma-separated CIDRs whose X-Forwarded-For is believed.
@@ -85,6 +90,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("rate_limit_predict_per_key", "rate_limit_predict_per_deployment")
+    @classmethod
+    def _empty_is_unlimited(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

@@ -55,7 +55,7 @@ async def _upload_imputing(pscene: PredictScene) -> int:
 
 
 def _with_null(row: int, column: str) -> list[dict[str, Any]]:
-    rows = instances(features(3, 5))
+    rows: list[dict[str, Any]] = list(instances(features(3, 5)))
     rows[row][column] = None
     return rows
 

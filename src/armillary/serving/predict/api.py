@@ -21,7 +21,14 @@ from .ports import primary_variant
 from .schemas import FeedbackIn, FeedbackOut
 from .service import decoder
 from .v2 import router as v2_router
-from .wiring import authorize, choose_variant, current_predict, find_deployment, routing_key
+from .wiring import (
+    admit,
+    authorize,
+    choose_variant,
+    current_predict,
+    find_deployment,
+    routing_key,
+)
 
 router = APIRouter(
     prefix="/api/v1/projects/{project}/deployments",
@@ -68,7 +75,7 @@ async def predict(project: str, deployment: str, request: Request) -> Response:
     component = current_predict(request)
     check_headers(request, component.max_body_bytes)
     found = await find_deployment(request, project, deployment)
-    await authorize(request, found)
+    await admit(request, found)
     body = await read_json(request, component.max_body_bytes)
     rows_for = decoder(body)
     # The body is checked against the primary variant's signature whoever answers.
@@ -94,7 +101,7 @@ async def feedback(
     each item's outcome is listed."""
     component = current_predict(request)
     found = await find_deployment(request, project, deployment)
-    await authorize(request, found)
+    await admit(request, found)
     # A prediction answered a moment ago may still be in the writer's buffer.
     await component.predictor.log.flush()
     problem = await component.problem(found)

@@ -20,7 +20,7 @@ from armillary.serving.runtime import decode_v2, encode_v2
 from .body import UnsupportedMediaType, check_headers, read_json
 from .ports import Deployment, deployment_label, primary_variant
 from .service import decoder
-from .wiring import authorize, choose_variant, current_predict, find_deployment, routing_key
+from .wiring import admit, choose_variant, current_predict, find_deployment, routing_key
 
 router = APIRouter(prefix="/v2", tags=["inference-v2"])
 # Health is public (as KServe's is); everything about a model needs a credential first.
@@ -51,7 +51,7 @@ def _split(name: str) -> tuple[str, str]:
 async def _deployment(request: Request, name: str) -> ResolvedDeployment:
     project, deployment = _split(name)
     found = await find_deployment(request, project, deployment)
-    await authorize(request, found)
+    await admit(request, found)
     return found
 
 

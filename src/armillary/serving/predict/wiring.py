@@ -12,7 +12,7 @@ from fastapi import Request
 from armillary.kit import context
 from armillary.kit.errors import NotFound
 from armillary.kit.runtime import Runtime
-from armillary.serving.access.predict_access import authorize_predict
+from armillary.serving.access.predict_access import Caller, authorize_predict
 from armillary.serving.analysis import Problem
 from armillary.serving.components import Serving, serving_of
 from armillary.serving.deployments.resolve import ResolvedDeployment, ResolvedVariant
@@ -20,6 +20,7 @@ from armillary.serving.deployments.routing import choose
 from armillary.serving.runtime import BadInput
 
 from . import analysis
+from .budget import PredictBudget
 from .log import PredictionLog
 from .ports import Deployment, primary_variant
 from .service import Batching, Predictor
@@ -36,6 +37,7 @@ class PredictComponent:
     predictor: Predictor
     settings: PredictSettings
     rollback: analysis.AutoRollback
+    budget: PredictBudget
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -54,7 +56,11 @@ class PredictComponent:
             settings,
         )
         return cls(
-            serving, predictor, settings, analysis.AutoRollback(settings.rollback_debounce_seconds)
+            serving,
+            predictor,
+            settings,
+            analysis.AutoRollback(settings.rollback_debounce_seconds),
+            PredictBudget.for_runtime(serving.runtime),
         )
 
     @property
@@ -99,6 +105,7 @@ def install(runtime: Runtime, settings: PredictSettings | None = None) -> Predic
     starts with the runtime and is flushed when the runtime stops."""
     component = PredictComponent.create(serving_of(runtime), settings)
     runtime.services[SERVICE] = component
+    component.budget.delegate_paths()
 
     async def start(_runtime: Runtime) -> None:
         component.predictor.log.start()
@@ -131,7 +138,7 @@ async def find_deployment(request: Request, project: str, name: str) -> Resolved
     return found
 
 
-async def authorize(request: Request, deployment: ResolvedDeployment) -> Any:
+async def authorize(request: Request, deployment: ResolvedDeployment) -> Caller:
     """The caller, once allowed to predict on ``deployment``. Allowed calls are recorded in
     the prediction log, not the audit chain (thousands a second; a generic audit entry would
     cost a transaction each); refusals are still audited."""
@@ -139,6 +146,14 @@ async def authorize(request: Request, deployment: ResolvedDeployment) -> Any:
     ctx = context.current()
     if ctx is not None:
         ctx.audit_recorded = True
+    return caller
+
+
+async def admit(request: Request, deployment: ResolvedDeployment) -> Caller:
+    """:func:`authorize`, then one request spent from the prediction budgets (429 when one
+    is spent): prediction traffic is not under the edge's user limits."""
+    caller = await authorize(request, deployment)
+    await current_predict(request).budget.spend(caller, deployment.id)
     return caller
 
 
