@@ -21,7 +21,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
 from armillary.cli.session import api_client
 from armillary.sdk import Progress as ProgressCallback
 from armillary.sdk import Version, VersionDetail
@@ -45,7 +47,11 @@ NameOption = Annotated[str, typer.Option("--name", "-n", help="Dataset name")]
 
 @contextmanager
 def transfer_bar(description: str) -> Iterator[ProgressCallback]:
-    """A Rich progress bar (bytes, speed, time left); yields the callback that moves it."""
+    """A Rich progress bar (bytes, speed, time left) on a terminal, plain lines every tenth
+    of the way anywhere else (a CI log); yields the callback that moves it."""
+    if not progress_console.is_terminal:
+        yield _TransferLines(Text.from_markup(description).plain)
+        return
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -60,6 +66,31 @@ def transfer_bar(description: str) -> Iterator[ProgressCallback]:
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+class _TransferLines:
+    """``Uploading x.csv: 4.2 MB of 10.5 MB (40%)``, a line each time another tenth is done."""
+
+    STEP = 10
+
+    def __init__(self, description: str) -> None:
+        self._description = description
+        self._printed = -1  # percent last printed
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        percent = min(100, done * 100 // total)
+        if percent < 100 and percent < self._printed + self.STEP:
+            return
+        if percent == self._printed:
+            return
+        self._printed = percent
+        progress_console.print(
+            f"{self._description}: {decimal(done)} of {decimal(total)} ({percent}%)",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _size(size: int | None) -> str:
@@ -93,9 +124,11 @@ def upload(
     parent: Annotated[
         int | None, typer.Option(min=1, help="Number of the version this one derives from")
     ] = None,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Upload a CSV, Parquet or JSON Lines file as the next version of a dataset (created if
-    missing). Identical bytes return the existing version."""
+    missing, and deleted again if that first upload fails). Identical bytes return the
+    existing version. Progress goes to stderr: a bar on a terminal, plain lines otherwise."""
     with api_client() as client, transfer_bar(f"Uploading {escape(path.name)}") as progress:
         result = client.datasets.upload(
             project,
@@ -106,6 +139,8 @@ def upload(
             progress=progress,
         )
     version = result.version
+    if print_data(output, {"created": result.created, "version": version}):
+        return
     where = f"{escape(project)}/{escape(name)}"
     if result.created:
         console.print(f"Uploaded {escape(path.name)} as version {version['number']} of {where}")
@@ -139,10 +174,12 @@ def download(
 
 
 @app.command("list")
-def list_datasets(project: ProjectOption) -> None:
+def list_datasets(project: ProjectOption, output: OutputOption = OutputFormat.TABLE) -> None:
     """The datasets of a project."""
     with api_client() as client:
         datasets = client.datasets.list(project)
+    if print_data(output, datasets):
+        return
     if not datasets:
         console.print(f"No datasets in project {escape(project)}.")
         return
@@ -160,6 +197,7 @@ def list_datasets(project: ProjectOption) -> None:
             escape(dataset["description"]),
             dataset["updated_at"][:19].replace("T", " "),
         )
+    fit_table(table, console, optional=("Updated", "Tags"), keep_whole=("Name",))
     console.print(table)
 
 
@@ -171,14 +209,19 @@ def show(
         int | None,
         typer.Option("--version", "-v", min=1, help="Show this version's schema and profile"),
     ] = None,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """A dataset's versions, or one version's schema and column profile."""
     with api_client() as client:
         if version is not None:
-            _show_version(client.datasets.version(project, name, version))
+            detail = client.datasets.version(project, name, version)
+            if not print_data(output, detail):
+                _show_version(detail)
             return
         dataset = client.datasets.get(project, name)
         versions = client.datasets.versions(project, name)
+    if print_data(output, {"dataset": dataset, "versions": versions}):
+        return
     console.print(f"[bold]{escape(dataset['name'])}[/bold] in {escape(project)}")
     if dataset["description"]:
         console.print(escape(dataset["description"]))
@@ -207,6 +250,7 @@ def show(
             _cell(item["parent_version"]),
             _created(item),
         )
+    fit_table(table, console, optional=("Parent", "Created", "Profile", "Format"))
     console.print(table)
 
 
@@ -243,4 +287,5 @@ def _show_version(detail: VersionDetail) -> None:
                 for key in ("null_count", "distinct_estimate", "min", "max", "mean", "std")
             ]
         table.add_row(*cells)
+    fit_table(table, console, optional=("Std", "Mean", "Distinct"), keep_whole=("Column",))
     console.print(table)

@@ -24,6 +24,7 @@ from armillary.cli import (
     storage,
     workflows,
 )
+from armillary.cli.output import OutputFormat, OutputOption, print_data
 from armillary.cli.password import PasswordStdinOption, read_password
 
 T = TypeVar("T")
@@ -116,6 +117,7 @@ def users_create(
         typer.Option(help="At least 12 characters; prompted for (twice) when omitted"),
     ] = None,
     password_stdin: PasswordStdinOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Create an account (no server needed; writes to the configured database)."""
     from armillary.kit.settings import Settings
@@ -126,15 +128,23 @@ def users_create(
     except admin.CommandError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
+    if print_data(output, {"id": str(user_id), "email": email, "name": name, "role": role}):
+        return
     console.print(f"Created {email} ({role}), id {user_id}")
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(output: OutputOption = OutputFormat.TABLE) -> None:
     """Recompute the audit hash chain and compare it with the outside checkpoint."""
+    from dataclasses import asdict
+
     from armillary.kit.settings import Settings
 
     report = _run(admin.verify_audit(Settings()))
+    if print_data(output, asdict(report)):
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     if report.ok:
         console.print(
             f"[green]Audit log intact:[/green] {report.records_checked} records verified."
@@ -147,9 +157,11 @@ def audit_verify() -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate() -> None:
+def keys_rotate(output: OutputOption = OutputFormat.TABLE) -> None:
     """Make a new signing key; the old one keeps verifying for the grace period."""
     from armillary.kit.settings import Settings
 
     kid = _run(admin.rotate_keys(Settings()))
+    if print_data(output, {"active_key": kid}):
+        return
     console.print(f"New active signing key: {kid}")

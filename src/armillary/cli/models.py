@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
 from armillary.cli.session import api_client
 
 app = typer.Typer(help="Registered models, versions, metrics and aliases.", no_args_is_help=True)
@@ -59,10 +60,12 @@ def _aliases_by_version(model: dict[str, Any]) -> dict[int, list[str]]:
 
 
 @app.command("list")
-def list_models(project: ProjectOption) -> None:
+def list_models(project: ProjectOption, output: OutputOption = OutputFormat.TABLE) -> None:
     """The registered models of a project, with their latest version and aliases."""
     with api_client() as client:
         models = client.models.list(project)
+    if print_data(output, models):
+        return
     if not models:
         console.print(f"No registered models in project {escape(project)}.")
         return
@@ -82,6 +85,7 @@ def list_models(project: ProjectOption) -> None:
             escape(model.get("description") or ""),
             _when(model.get("updated_at") or model.get("created_at")),
         )
+    fit_table(table, console, optional=("Updated", "Description"), keep_whole=("Name",))
     console.print(table)
 
 
@@ -96,14 +100,19 @@ def show(
         str | None,
         typer.Option("--order-by", help="Order versions, e.g. metrics.f1 or -metrics.rmse"),
     ] = None,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """A model's versions with their metrics, or one version in full."""
     with api_client() as client:
         if version is not None:
-            _show_version(client.models.version(project, model, version))
+            detail = client.models.version(project, model, version)
+            if not print_data(output, detail):
+                _show_version(detail)
             return
         found = client.models.get(project, model)
         versions = client.models.versions(project, model, order_by=order_by)
+    if print_data(output, {"model": found, "versions": versions}):
+        return
     console.print(f"[bold]{escape(found['name'])}[/bold] in {escape(project)}")
     if found.get("description"):
         console.print(escape(found["description"]))
@@ -127,7 +136,17 @@ def show(
         row += [_number((item.get("metrics") or {}).get(name)) for name in metrics]
         row.append(_when(item.get("created_at")))
         table.add_row(*row)
+    # At 80 columns: the creation time, estimator and aliases give way, then the last metrics.
+    hidden = fit_table(
+        table, console, optional=("Created", "Estimator", "Aliases", *reversed(metrics[1:]))
+    )
     console.print(table)
+    left_out = [name for name in metrics if name in hidden]
+    if left_out:
+        console.print(
+            f"[dim]Not shown at this width: {escape(', '.join(left_out))} "
+            "(`--version N` or `--output json` shows every metric)[/dim]"
+        )
 
 
 def _show_version(item: dict[str, Any]) -> None:
@@ -142,6 +161,7 @@ def _show_version(item: dict[str, Any]) -> None:
     metrics.add_column("Value", justify="right")
     for name in _metric_names([item]):
         metrics.add_row(escape(name), _number(item["metrics"][name]))
+    fit_table(metrics, console)
     console.print(metrics)
     if item.get("params"):
         console.print("[bold]Parameters[/bold]")
@@ -159,6 +179,7 @@ def _show_version(item: dict[str, Any]) -> None:
                 _number(used.get("version")),
                 escape(str(used.get("sha256", ""))[:12]),
             )
+        fit_table(table, console)
         console.print(table)
     if lineage.get("job_id"):
         console.print(
@@ -171,12 +192,15 @@ def compare(
     project: ProjectOption,
     model: ModelOption,
     versions: Annotated[list[int], typer.Argument(help="Version numbers to compare")],
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Versions side by side: metrics, the parameters that differ, training data."""
     if len(versions) < 2:
         raise typer.BadParameter("name at least two versions")
     with api_client() as client:
         found = client.models.compare(project, model, versions)
+    if print_data(output, found):
+        return
     numbers = [int(v) for v in found["versions"]]
     table = Table(title=f"{escape(model)}: versions {', '.join(map(str, numbers))}")
     table.add_column("")
@@ -194,4 +218,5 @@ def compare(
         for used in found["datasets"]
     ]
     table.add_row("trained on", *[escape(d) for d in datasets])
+    fit_table(table, console)
     console.print(table)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
 from armillary.cli.session import fail
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def _print_description(description: BucketDescription, created: bool | None = No
     else:
         off = ", ".join(flag for flag, on in block.items() if not on)
         table.add_row("Public access", f"[red]not fully blocked[/red] (off: {off})")
+    fit_table(table, console)
     console.print(table)
 
     rules = Table(title="Lifecycle rules")
@@ -110,6 +112,7 @@ def _print_description(description: BucketDescription, created: bool | None = No
             escape(_rule_filter(rule)),
             _rule_actions(rule),
         )
+    fit_table(rules, console)
     console.print(rules)
 
 
@@ -123,7 +126,7 @@ def _admin_errors(exc: Exception) -> str:
 
 
 @app.command("init")
-def init() -> None:
+def init(output: OutputOption = OutputFormat.TABLE) -> None:
     """Create the bucket if missing and harden it: versioning, default encryption, public
     access blocked, lifecycle rules. Safe to run again; S3 backend only."""
     settings = _s3_settings("init")
@@ -135,12 +138,14 @@ def init() -> None:
         summary = init_bucket(settings)
     except (BotoCoreError, ClientError) as exc:
         fail(_admin_errors(exc))
+    if print_data(output, summary):
+        return
     _print_description(summary, created=summary["created"])
     console.print(f"[green]Bucket {escape(summary['bucket'])} is set up.[/green]")
 
 
 @app.command("describe")
-def describe() -> None:
+def describe(output: OutputOption = OutputFormat.TABLE) -> None:
     """Show the bucket's versioning, encryption, public access block and lifecycle rules."""
     settings = _s3_settings("describe")
     from botocore.exceptions import BotoCoreError, ClientError
@@ -151,4 +156,6 @@ def describe() -> None:
         description = describe_bucket(settings)
     except (BotoCoreError, ClientError) as exc:
         fail(_admin_errors(exc))
+    if print_data(output, description):
+        return
     _print_description(description)

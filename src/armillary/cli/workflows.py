@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from armillary.cli.output import OutputFormat, OutputOption, print_data
 from armillary.cli.session import api_client, fail
 from armillary.sdk import ArmillaryError
 
@@ -45,12 +46,23 @@ def _print_errors(errors: list[dict[str, Any]]) -> None:
 
 
 @app.command()
-def validate(file: FileArgument) -> None:
+def validate(file: FileArgument, output: OutputOption = OutputFormat.TABLE) -> None:
     """Check a spec without a server: every error with its path. Checks that need the server
     (a code bundle or dataset exists) are listed as skipped. Exit status 1 on errors."""
     from armillary.workflows.specs.validation import validate_spec
 
     result = validate_spec(_read(file))
+    report = {
+        "file": str(file),
+        "valid": not result.errors,
+        "tasks": len(result.spec.tasks) if result.spec is not None else None,
+        "errors": [e.model_dump(mode="json") for e in result.errors],
+        "skipped": [{"check": s.check, "path": s.path} for s in result.skipped],
+    }
+    if print_data(output, report):
+        if result.errors:
+            raise typer.Exit(1)
+        return
     if result.errors:
         err.print(f"[red]{escape(str(file))}: {len(result.errors)} error(s)[/red]")
         _print_errors([e.model_dump(mode="json") for e in result.errors])
@@ -69,6 +81,7 @@ def validate(file: FileArgument) -> None:
 def apply(
     file: FileArgument,
     project: Annotated[str, typer.Option("--project", "-p", help="Project slug")],
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Submit a spec to a project: a new version when it changed, none when it did not."""
     document = _read(file)
@@ -85,6 +98,8 @@ def apply(
                 raise typer.Exit(1) from exc
             raise
     applied = response.json()
+    if print_data(output, applied):
+        return
     name = applied["workflow"]["name"]
     number = applied["version"]["number"]
     if applied["created"]:
