@@ -47,6 +47,8 @@ class TaskLog:
 
 def number(value: Any) -> str:
     """A metric or parameter value, short: 4 significant digits for floats."""
+    if value is None:
+        return "n/a"
     if isinstance(value, bool) or not isinstance(value, float):
         return str(value)
     return f"{value:.4g}"

@@ -29,7 +29,9 @@ from armillary.contracts.training import (
 from armillary.kit.model_files import ModelFileRefused, load_skops
 from armillary.kit.model_files import onnx_session as load_onnx_session
 from armillary.sdk.task_api import TaskApi, TaskApiError
+from armillary.sdk.task_log import TaskLog, number, pairs
 
+from . import story
 from .metrics import default_metric, is_better, score
 from .onnx_model import OnnxModel
 from .tabular import TrainingError, feature_matrix, target_array
@@ -46,17 +48,28 @@ def run_evaluate(
         sig = Signature.model_validate(trained.get("signature"))
     except ValueError:
         raise TrainingError(f"task {spec.model!r} is not a train task (no signature)") from None
+    log = story.task_log("evaluate", context)
     work = workdir(context, "evaluate")
     with task_api(context) as api:
-        model = _fetch_model(api, trained, work)
-        path, digest = _fetch_rows(api, spec, trained, inputs, work)
-        frame = pl.read_parquet(path)
-        x, y = _arrays(frame, sig)
-        metrics = _score(model, x, y, sig)
-        champion = _compare(api, spec.compare, frame, metrics, sig, work)
+        with log.stage("read"):
+            model = _fetch_model(api, trained, work, log, spec.model)
+            path, digest = _fetch_rows(api, spec, trained, inputs, work)
+            frame = pl.read_parquet(path)
+            x, y = _arrays(frame, sig)
+        where = f"task {spec.input}" if spec.input is not None else f"the hold-out of {spec.model}"
+        log(
+            f"data: {frame.height} rows from {where} (sha256 {digest}), {len(y)} with a target; "
+            f"{len(sig.inputs)} features, target {sig.target.name} ({sig.problem})"
+        )
+        with log.stage("score"):
+            metrics = _score(model, x, y, sig)
+        log(f"metrics on {len(y)} rows: {pairs(metrics)}")
+        with log.stage("compare"):
+            champion = _compare(api, spec.compare, frame, metrics, sig, work)
     results = [_threshold(m, metrics.get(m), t.min, t.max) for m, t in spec.thresholds.items()]
     beaten = spec.compare is None or not spec.compare.must_beat
     passed = all(r.passed for r in results) and (beaten or bool(champion and champion.better))
+    _log_verdict(log, results, champion, passed)
     outputs = EvaluateOutputs(
         metrics=metrics,
         rows=len(y),
@@ -71,12 +84,17 @@ def run_evaluate(
     return report
 
 
-def _fetch_model(api: TaskApi, trained: Mapping[str, Any], work: Path) -> Any:
+def _fetch_model(
+    api: TaskApi, trained: Mapping[str, Any], work: Path, log: TaskLog, task: str
+) -> Any:
     found = trained.get("artifacts")
     refs = found if isinstance(found, Mapping) else {}
+    estimator = trained.get("estimator", "model")
     if isinstance(refs.get("skops"), Mapping):
+        log(f"model: {estimator} from task {task} (model.skops)")
         return load_skops(api.fetch_table(refs["skops"], work / MODEL_FILE_SKOPS))
     if isinstance(refs.get("onnx"), Mapping):
+        log(f"model: {estimator} from task {task} (model.onnx)")
         session = load_onnx_session(api.fetch_table(refs["onnx"], work / "model.onnx"))
         classes = (trained.get("signature") or {}).get("classes")
         return OnnxModel(session, classes)
@@ -187,6 +205,34 @@ def _champion_value(
     except (TaskApiError, ModelFileRefused, TrainingError, ValueError, TypeError) as exc:
         print(f"[evaluate] the champion could not be scored: {exc}", flush=True)
         return None
+
+
+def _log_verdict(
+    log: TaskLog,
+    results: list[ThresholdResult],
+    champion: ChampionResult | None,
+    passed: bool,
+) -> None:
+    for r in results:
+        limits = []
+        if r.min is not None:
+            limits.append(f">= {r.min}")
+        if r.max is not None:
+            limits.append(f"<= {r.max}")
+        bounds = " and ".join(limits)
+        value = "not computed" if r.value is None else number(r.value)
+        log(f"threshold {r.metric} {bounds}: {value}, {'passed' if r.passed else 'MISSED'}")
+    if champion is not None:
+        if champion.version is None:
+            log(f"champion: {champion.model} has no {champion.alias} yet: nothing to beat")
+        else:
+            log(
+                f"champion: {champion.model} v{champion.version} ({champion.alias}) "
+                f"{champion.metric}={number(champion.champion_value)}, this model "
+                f"{number(champion.challenger_value)}: "
+                + ("better" if champion.better else "not better")
+            )
+    log(f"result: {'passed' if passed else 'FAILED'}")
 
 
 def _value(value: float | None) -> float:

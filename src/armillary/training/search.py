@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,7 +10,9 @@ import numpy as np
 from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold
 
 from armillary.contracts.training import Problem, Search, Trial
+from armillary.sdk.task_log import TaskLog
 
+from . import story
 from .metrics import default_metric, is_better, score, summarise
 from .progress import Progress
 from .tabular import TrainingError
@@ -78,24 +79,30 @@ def run_search(
     stratify: bool,
     seed: int,
     progress: Progress,
+    log: TaskLog | None = None,
 ) -> tuple[dict[str, Any], list[Trial]]:
     """Cross-validates every candidate on ``x``/``y``; returns the best one's hyperparameters
-    and every trial (a trial whose fit failed is recorded without metrics)."""
+    and every trial (a trial whose fit failed is recorded without metrics). Each trial is a
+    line of ``log``."""
+    log = log or TaskLog("train")
     metric = search.metric or default_metric(problem)
     cv = splitter(problem, search.folds, stratify=stratify, seed=seed)
     sets = candidates(search, seed)
+    story.search_plan(log, search, len(sets), len(y), metric)
     trials: list[Trial] = []
     best: int | None = None
     for number, hyper in enumerate(sets, start=1):
+        error: str | None = None
         try:
             folds = cross_validate(functools.partial(make, hyper), x, y, problem, cv)
             means, _ = summarise(folds)
         except TrainingError:
             raise
         except Exception as exc:  # one bad combination must not end the search
-            print(f"[train] trial {number} {hyper} failed: {exc}", file=sys.stderr)
+            error = f"{type(exc).__name__}: {exc}"
             means = {}
         trials.append(Trial(number=number, hyperparameters=hyper, metrics=means))
+        story.trial(log, trials[-1], len(sets), metric, error)
         incumbent = trials[best].metrics.get(metric) if best is not None else None
         if is_better(metric, means.get(metric), incumbent):
             best = len(trials) - 1
@@ -103,4 +110,5 @@ def run_search(
     if best is None:
         raise TrainingError(f"no search trial produced a {metric} score")
     trials[best] = trials[best].model_copy(update={"best": True})
+    story.best(log, trials[best], metric)
     return trials[best].hyperparameters, trials

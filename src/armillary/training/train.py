@@ -24,8 +24,10 @@ from armillary.contracts.tasks import TaskContext
 from armillary.contracts.training import ModelArtifacts, TrainOutputs, TrainParams, Trial
 from armillary.kit.model_files import load_skops
 from armillary.kit.model_files import onnx_session as load_onnx_session
+from armillary.sdk.task_log import TaskLog, pairs
 
 from . import artifacts as files
+from . import story
 from .estimators import build_pipeline, check_labels
 from .metrics import score, summarise
 from .onnx_model import OnnxModel
@@ -52,19 +54,26 @@ def run_train(
 ) -> dict[str, Any]:
     """The ``train`` task: see the module docstring."""
     spec = TrainParams.model_validate(params)
+    log = story.task_log("train", context)
     out = Path(context.artifacts_dir)
     out.mkdir(parents=True, exist_ok=True)
     with task_api(context) as api:
         progress = Progress(api)
         work = workdir(context, "train")
-        path, digest = fetch_input_table(api, inputs, spec.input, work / "input.parquet")
-        data = prepare(pl.read_parquet(path), spec)
-        check_labels(spec.estimator, data.y)
+        with log.stage("read"):
+            path, digest = fetch_input_table(api, inputs, spec.input, work / "input.parquet")
+            frame = pl.read_parquet(path)
+            data = prepare(frame, spec)
+            check_labels(spec.estimator, data.y)
+        story.data(log, spec, data, frame.height, digest)
         if spec.backend == "sagemaker":
-            fitted = _train_sagemaker(spec, data, context, work, progress)
+            fitted = _train_sagemaker(spec, data, context, work, progress, log)
         else:
-            fitted = _train_local(spec, data, out, progress)
-    return _outputs(spec, data, fitted, inputs, context, digest)
+            fitted = _train_local(spec, data, out, progress, log)
+    with log.stage("artifacts"):
+        outputs = _outputs(spec, data, fitted, inputs, context, digest)
+    story.artifacts(log, out)
+    return outputs
 
 
 def holdout_split(data: Tabular, spec: TrainParams) -> tuple[np.ndarray[Any, Any], ...]:
@@ -101,52 +110,80 @@ def _fit(model: Any, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], name: str
         raise TrainingError(f"fitting {name} failed: {exc}") from None
 
 
-def _train_local(spec: TrainParams, data: Tabular, out: Path, progress: Progress) -> Fitted:
+def _train_local(
+    spec: TrainParams, data: Tabular, out: Path, progress: Progress, log: TaskLog
+) -> Fitted:
     make = _factory(spec, data)
     v = spec.validation
     problem = spec.problem
     holdout = v.method == "holdout"
     train, test = holdout_split(data, spec) if holdout else (np.arange(len(data.y)), None)
+    story.split(log, spec, len(data.y), None if test is None else len(test))
     hyper: dict[str, Any] = dict(spec.hyperparameters)
     trials: list[Trial] = []
     if spec.search is not None:
-        best, trials = run_search(
-            make,
-            data.x[train],
-            data.y[train],
-            problem,
-            spec.search,
-            stratify=v.stratify,
-            seed=v.seed,
-            progress=progress,
-        )
+        with log.stage("search"):
+            best, trials = run_search(
+                make,
+                data.x[train],
+                data.y[train],
+                problem,
+                spec.search,
+                stratify=v.stratify,
+                seed=v.seed,
+                progress=progress,
+                log=log,
+            )
         hyper.update(best)
     std: dict[str, float] = {}
     if test is None:
 
         def fold_done(number: int, total: int, metrics: dict[str, float]) -> None:
             progress(stage="cross_validation", current=number, total=total, metrics=metrics)
+            log(f"fold {number}/{total}: {pairs(metrics)}")
 
         cv = splitter(problem, v.folds, stratify=v.stratify, seed=v.seed)
-        try:
-            folds = cross_validate(lambda: make(hyper), data.x, data.y, problem, cv, fold_done)
-        except (ValueError, TypeError) as exc:
-            raise TrainingError(f"cross-validating {spec.estimator} failed: {exc}") from None
+        with log.stage("cross_validation"):
+            try:
+                folds = cross_validate(lambda: make(hyper), data.x, data.y, problem, cv, fold_done)
+            except (ValueError, TypeError) as exc:
+                raise TrainingError(f"cross-validating {spec.estimator} failed: {exc}") from None
         metrics, std = summarise(folds)
     progress(stage="fit", current=0, total=1, message=f"fitting {spec.estimator}")
-    model = _fit(make(hyper), data.x[train], data.y[train], spec.estimator)
+    log(f"fit: {spec.estimator} ({story.hyperparameters(hyper)}) on {len(train)} rows")
+    with log.stage("fit"):
+        model = _fit(make(hyper), data.x[train], data.y[train], spec.estimator)
     if test is not None:
-        metrics = score(model, data.x[test], data.y[test], problem)
+        with log.stage("score"):
+            metrics = score(model, data.x[test], data.y[test], problem)
         data.rows[test].write_parquet(out / files.HOLDOUT_FILE)
+        log(f"metrics on the {len(test)} hold-out rows: {pairs(metrics)}")
+    else:
+        log(f"metrics, mean ± std over {v.folds} folds: {story.metrics_with_spread(metrics, std)}")
     progress(stage="fit", current=1, total=1, metrics=metrics)
     files.save_skops(model, out)
     if spec.onnx:
-        files.export_onnx(model, data.x, problem, spec.estimator, out)
+        _export_onnx(log, model, data.x, spec, out)
+    else:
+        log("onnx: not requested")
     return Fitted(model, metrics, hyper, std, trials, holdout=test is not None)
 
 
+def _export_onnx(
+    log: TaskLog, model: Any, x: np.ndarray[Any, Any], spec: TrainParams, out: Path
+) -> None:
+    with log.stage("onnx"):
+        kept = files.export_onnx(model, x, spec.problem, spec.estimator, out) is not None
+    story.onnx(log, kept, min(len(x), files.PARITY_ROWS))
+
+
 def _train_sagemaker(
-    spec: TrainParams, data: Tabular, context: TaskContext, work: Path, progress: Progress
+    spec: TrainParams,
+    data: Tabular,
+    context: TaskContext,
+    work: Path,
+    progress: Progress,
+    log: TaskLog,
 ) -> Fitted:
     # Imported here: the SageMaker backend (and boto3) is needed only by tasks that use it.
     from armillary.training.sagemaker import train_on_sagemaker
@@ -154,11 +191,14 @@ def _train_sagemaker(
     if spec.validation.method != "holdout":
         raise TrainingError("the sagemaker backend validates on a hold-out split: use holdout")
     train, test = holdout_split(data, spec)
+    story.split(log, spec, len(data.y), len(test))
     train_path = work / "train.parquet"
     data.rows[train].write_parquet(train_path)
     out = Path(context.artifacts_dir)
     data.rows[test].write_parquet(out / files.HOLDOUT_FILE)
-    result = train_on_sagemaker(spec, train_path, context, progress.report)
+    with log.stage("sagemaker"):
+        result = train_on_sagemaker(spec, train_path, context, progress.report)
+    log(f"sagemaker: training job {result.job_name} returned a {result.format} model")
     model: Any
     if str(result.format) == "onnx":
         classes = np.unique(data.y[train]) if spec.problem == "classification" else None
@@ -170,8 +210,10 @@ def _train_sagemaker(
         shutil.copyfile(result.model_path, out / MODEL_FILE_SKOPS)
         fmt = "skops"
         if spec.onnx:
-            files.export_onnx(model, data.x, spec.problem, spec.estimator, out)
-    metrics = score(model, data.x[test], data.y[test], spec.problem)
+            _export_onnx(log, model, data.x, spec, out)
+    with log.stage("score"):
+        metrics = score(model, data.x[test], data.y[test], spec.problem)
+    log(f"metrics on the {len(test)} hold-out rows: {pairs(metrics)}")
     progress(stage="evaluate", current=1, total=1, metrics=metrics)
     hyper = dict(getattr(result, "hyperparameters", None) or spec.hyperparameters)
     return Fitted(

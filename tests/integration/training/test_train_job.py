@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ import polars as pl
 import pytest
 from tests.conftest import auth
 from tests.integration.training.conftest import Stage
+from tests.integration.workflows.engine import tasks_by_name
 
 from armillary.contracts.training import EvaluationFailed, TrainOutputs
 from armillary.kit.model_files import load_skops
+from armillary.sdk.task_log import number, pairs, size
 from armillary.training.metrics import score
 from armillary.training.tabular import feature_matrix, target_array
 from armillary.training.tasks import run_evaluate, run_train
@@ -181,3 +184,107 @@ async def test_evaluate_on_an_explicit_input_table(stage: Stage) -> None:
     assert result["rows"] == 150
     assert result["passed"] is True
     assert result["table_sha256"] == stage.outputs["iris"]["sha256"]
+
+
+STORY_WORKFLOW = {
+    "name": "training-story",
+    "tasks": [
+        {"name": "rows", "type": "ingest", "params": {"dataset": "iris", "version": 1}},
+        {
+            "name": "tuned",
+            "type": "train",
+            "params": {
+                "input": "rows",
+                "target": "species",
+                "estimator": "DecisionTreeClassifier",
+                "search": {"space": {"max_depth": [1, 3]}, "folds": 3},
+            },
+            "needs": ["rows"],
+        },
+        {
+            "name": "folds",
+            "type": "train",
+            "params": {
+                "input": "rows",
+                "target": "species",
+                "estimator": "LogisticRegression",
+                "validation": {"method": "kfold", "folds": 3},
+            },
+            "needs": ["rows"],
+        },
+        {
+            "name": "judge",
+            "type": "evaluate",
+            "params": {"model": "tuned", "thresholds": {"accuracy": {"min": 0.5}}},
+            "needs": ["tuned"],
+        },
+    ],
+}
+STAGE_LINE = re.compile(r"^\[(\w+)\] stage (\w+): \d+\.\d\d s$", re.MULTILINE)
+
+
+def _stages(log: str) -> set[str]:
+    return {match[2] for match in STAGE_LINE.finditer(log)}
+
+
+async def test_a_training_job_tells_its_story_in_the_task_logs(
+    stage: Stage, tmp_path: Path
+) -> None:
+    steps, token = stage.steps, stage.token
+    await steps.workflow(token, stage.project, STORY_WORKFLOW)
+    job = await steps.run(token, stage.project, "training-story")
+    done = await steps.wait(token, job["id"], timeout=240)
+    runs = tasks_by_name(done)
+    assert done["status"] == "succeeded", {n: (r["status"], r["error"]) for n, r in runs.items()}
+    tuned = TrainOutputs.model_validate(runs["tuned"]["outputs"])
+    log = await steps.logs(token, done["id"], "tuned")
+
+    # The data and the split.
+    digest = runs["rows"]["outputs"]["sha256"]
+    assert f"[train] data: 150 rows read (sha256 {digest}), 150 with a target" in log
+    features = "sepal_length, sepal_width, petal_length, petal_width"
+    assert f"[train] columns: 4 features ({features}), 0 categorical" in log
+    assert "[train] target: species (String), classification, 3 classes" in log
+    assert (
+        "[train] split: hold-out, 120 training rows and 30 test rows (test_size 0.2, "
+        "stratified by class, seed 0)" in log
+    )
+    # Each trial with its parameters and score, as trials.json records them.
+    assert tuned.artifacts.trials is not None
+    trials = json.loads(
+        (
+            await _artifact(stage, tuned.artifacts.trials.model_dump(), tmp_path / "t.json")
+        ).read_text()
+    )
+    assert "[train] search: grid search over 2 candidates, 3-fold cross-validation" in log
+    for trial in trials:
+        hyper = pairs(trial["hyperparameters"])
+        f1 = number(trial["metrics"]["f1"])
+        assert f"[train] trial {trial['number']}/2: {hyper}: f1={f1} (" in log
+    assert f"[train] search: best trial {next(t for t in trials if t['best'])['number']}" in log
+    # The final metrics, the ONNX check and every artifact with its size.
+    assert f"[train] metrics on the 30 hold-out rows: {pairs(tuned.metrics)}" in log
+    assert "[train] onnx: exported; parity check passed" in log
+    for name in ("model.skops", "model.onnx", "signature.json", "trials.json"):
+        ref = {"job_id": done["id"], "task": "tuned", "name": name}
+        stored = await _artifact(stage, ref, tmp_path / name)
+        assert f"[train] artifact {name}: {size(stored.stat().st_size)}" in log
+    assert _stages(log) == {"read", "search", "fit", "score", "onnx", "artifacts"}
+
+    folds = await steps.logs(token, done["id"], "folds")
+    assert "[train] split: 3-fold cross-validation over 150 rows (stratified by class" in folds
+    assert all(f"[train] fold {n}/3: accuracy=" in folds for n in (1, 2, 3))
+    assert "[train] metrics, mean ± std over 3 folds: accuracy=" in folds
+    assert _stages(folds) == {"read", "cross_validation", "fit", "onnx", "artifacts"}
+
+    judged = runs["judge"]["outputs"]
+    evaluation = await steps.logs(token, done["id"], "judge")
+    assert "[evaluate] model: DecisionTreeClassifier from task tuned (model.skops)" in evaluation
+    assert "[evaluate] data: 30 rows from the hold-out of tuned" in evaluation
+    assert f"[evaluate] metrics on 30 rows: {pairs(judged['metrics'])}" in evaluation
+    accuracy = number(judged["metrics"]["accuracy"])
+    assert f"[evaluate] threshold accuracy >= 0.5: {accuracy}, passed" in evaluation
+    assert "[evaluate] result: passed" in evaluation
+    assert _stages(evaluation) == {"read", "score", "compare"}
+    for text in (log, folds, evaluation):
+        assert "eyJ" not in text  # no token reached a log
