@@ -222,3 +222,35 @@ async def test_watch_redraws_progress_until_the_job_ends(
         final = drawn()
         assert "status:       cancelled" in final
         assert "Progress" in final
+
+
+async def test_watch_off_a_terminal_prints_progress_as_plain_lines(
+    app: FastAPI, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a CI log sees it: stdout is not a terminal, so no live table and no control codes.
+    screen = io.StringIO()
+    monkeypatch.setattr(jobs_cli, "console", Console(file=screen, width=80))
+    assert not jobs_cli.console.is_terminal
+    job = RunningJob(app, api)
+    await job.start()
+    await job.report()
+
+    runner = CliRunner()
+    async for url in serve(app, free_port()):
+        env = {"ARMILLARY_URL": url, "ARMILLARY_TOKEN": job.user["token"], "COLUMNS": "80"}
+        watching = asyncio.ensure_future(
+            asyncio.to_thread(
+                runner.invoke, cli_app, ["jobs", "show", job.job_id, "--watch"], env=env
+            )
+        )
+        await eventually(lambda: f"task train: {SHOWN}" in screen.getvalue(), "a progress line")
+        await job.cancel()
+        result: Result = await asyncio.wait_for(watching, 60)
+        assert result.exit_code == 0, result.output
+
+    printed = screen.getvalue()
+    assert "\x1b" not in printed
+    assert "\r" not in printed
+    assert "task train: cancelled" in printed
+    assert "status:       cancelled" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 80
