@@ -157,7 +157,8 @@ class RateLimiter:
     async def spend(self, item: RateLimitItem, *identifiers: str) -> Decision:
         """Count one request against a service's own budget ``item`` for the bucket that
         ``identifiers`` name. Window statistics are read only when the request is refused (for
-        ``Retry-After``): an allowed request costs one store round trip. A store failure
+        ``Retry-After``): an allowed request costs one store round trip, and its decision says
+        nothing of what remains (``remaining`` is 0). A store failure
         follows ``rate_limit_on_store_failure`` (raises ``RateLimitStoreUnavailable`` when it
         is ``deny``)."""
         try:
