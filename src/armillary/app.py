@@ -14,11 +14,11 @@ import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from uuid import UUID
 
 import prometheus_client
 from fastapi import FastAPI
 
+from armillary.contracts.identity import JobTokenRequest
 from armillary.data import app as data_app
 from armillary.data.client import DataClient
 from armillary.data.settings import DataSettings
@@ -184,12 +184,8 @@ async def run_worker(
     if not isinstance(directory, IdentityClient):  # pragma: no cover - wired above
         raise RuntimeError("the identity client is not wired")
 
-    async def issue(
-        user_id: UUID, project_id: UUID, job_id: UUID, ttl: int
-    ) -> tuple[str, datetime]:
-        token = await directory.issue_job_token(
-            user_id=user_id, project_id=project_id, job_id=job_id, ttl_seconds=ttl
-        )
+    async def issue(request: JobTokenRequest) -> tuple[str, datetime]:
+        token = await directory.issue_job_token(**request.model_dump())
         return token.token, token.expires_at
 
     wf = workflows.settings

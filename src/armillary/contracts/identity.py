@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PlatformRole(StrEnum):
@@ -57,6 +57,17 @@ class JobTokenRequest(BaseModel):
     project_id: UUID
     job_id: UUID
     ttl_seconds: int = Field(ge=JOB_TOKEN_MIN_TTL_SECONDS, le=JOB_TOKEN_MAX_TTL_SECONDS)
+    # The attempt the token is for: it stops working when that attempt ends or loses its lease
+    # (without them, when the job ends). The task type may add actions to the token's own.
+    task: str | None = Field(default=None, min_length=1, max_length=64)
+    attempt: int | None = Field(default=None, ge=1)
+    task_type: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _attempt_with_its_task(self) -> JobTokenRequest:
+        if (self.task is None) != (self.attempt is None):
+            raise ValueError("give both `task` and `attempt`, or neither")
+        return self
 
 
 class JobToken(BaseModel):

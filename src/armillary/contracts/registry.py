@@ -98,6 +98,7 @@ REGISTER = TaskTypeContract(
     params=RegisterParams,
     outputs=RegisterOutputs,
     input_params=("model", "evaluation"),
+    job_actions=("model:alias",),
 )
 
 REGISTRY_TASK_TYPES: dict[str, TaskTypeContract] = {REGISTER.name: REGISTER}

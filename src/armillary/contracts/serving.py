@@ -180,6 +180,7 @@ DEPLOY = TaskTypeContract(
     outputs=DeployOutputs,
     input_params=("registration",),
     server_checks={},
+    job_actions=("deployment:write",),
 )
 BATCH_PREDICT = TaskTypeContract(
     name="batch_predict",

@@ -34,6 +34,9 @@ class TaskTypeContract:
     # Worker environment variables this type's children receive when the worker has them
     # (cloud credentials for a remote backend); every other type's children never see them.
     env_passthrough: tuple[str, ...] = ()
+    # Actions this type's job token holds beyond every job token's own (kit.authz
+    # JOB_TOKEN_ACTIONS), e.g. ``model:alias`` for a type that points aliases.
+    job_actions: tuple[str, ...] = ()
 
 
 @dataclass

@@ -5,11 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from armillary.contracts.events import AuditEntry, SigningKeysChanged
+from armillary.contracts.events import (
+    AuditEntry,
+    JobStatusChanged,
+    SigningKeysChanged,
+    TaskRunStatusChanged,
+)
 from armillary.kit.events import Delivery
 from armillary.kit.runtime import Runtime
 
 from .audit.api import router as audit_router
+from .auth import job_token_revocations as revocations
 from .auth.api import router as auth_router
 from .auth.internal_api import internal_router
 from .bootstrap import ensure_first_admin, ensure_signing_key
@@ -35,6 +41,18 @@ def install(runtime: Runtime) -> Identity:
         identity.keyring.forget()
 
     runtime.bus.subscribe(SigningKeysChanged.TYPE, "identity.keyring", keys_changed)
+    runtime.bus.subscribe(
+        JobStatusChanged.TYPE,
+        "identity.job_tokens",
+        revocations.job_status_changed,
+        when=revocations.wants_job_event,
+    )
+    runtime.bus.subscribe(
+        TaskRunStatusChanged.TYPE,
+        "identity.job_tokens",
+        revocations.task_run_status_changed,
+        when=revocations.wants_task_event,
+    )
 
     async def startup(_runtime: Runtime) -> None:
         await ensure_signing_key(identity)

@@ -57,15 +57,32 @@ class IdentityClient:
         return ProjectAccessInfo.model_validate(response.json())
 
     async def issue_job_token(
-        self, *, user_id: UUID, project_id: UUID, job_id: UUID, ttl_seconds: int
+        self,
+        *,
+        user_id: UUID,
+        project_id: UUID,
+        job_id: UUID,
+        ttl_seconds: int,
+        task: str | None = None,
+        attempt: int | None = None,
+        task_type: str | None = None,
     ) -> JobToken:
         """A short-lived access token for job ``job_id``'s tasks: the rights of ``user_id``
-        (who started it) capped to ``project_id``. :class:`NotFound` when the user is not a
-        member of the project, :class:`Conflict` when inactive or not allowed to run jobs
-        there; ``ttl_seconds`` must be within 30..86400 (``ValueError`` otherwise).
+        (who started it) capped to ``project_id`` and to what a job token may do (plus what
+        ``task_type`` declares). Given ``task`` and ``attempt``, it stops working when that
+        attempt ends or loses its lease; in any case when the job ends. :class:`NotFound` when
+        the user is not a member of the project, :class:`Conflict` when inactive, not allowed
+        to run jobs there, or the job or attempt has already ended; ``ttl_seconds`` must be
+        within 30..86400 (``ValueError`` otherwise).
         The token is a credential: keep it out of argv, logs and task output."""
         body = JobTokenRequest(
-            user_id=user_id, project_id=project_id, job_id=job_id, ttl_seconds=ttl_seconds
+            user_id=user_id,
+            project_id=project_id,
+            job_id=job_id,
+            ttl_seconds=ttl_seconds,
+            task=task,
+            attempt=attempt,
+            task_type=task_type,
         )
         try:
             response = await self._http.post(
@@ -76,7 +93,7 @@ class IdentityClient:
         if response.status_code == 404:
             raise NotFound("No such member of this project")
         if response.status_code == 409:
-            raise Conflict("This user may not run jobs in this project")
+            raise Conflict("No job token for this user, job or attempt")
         if response.status_code != 201:
             raise ServiceUnavailable("The identity service could not issue a job token")
         return JobToken.model_validate(response.json())

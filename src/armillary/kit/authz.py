@@ -5,13 +5,18 @@ Every service uses these dependencies. They ask the identity service through its
 role change, a deactivation or a membership change applies on the caller's next request.
 
 Job tokens (DESIGN §2: what a job's tasks call the API with) carry the claims ``scope: "job"``,
-``job`` and ``prj``. They act with the rights of the user who started the job, capped to that
-one project: every other project is the same 404 as for a non-member, and platform-level
-routes (``require_platform_role``) refuse them, so a task never acts as an admin.
+``job``, ``prj`` and ``act`` (the actions the token may perform), and ``task``/``att`` when
+minted for one attempt. They act with the rights of the user who started the job, capped to
+that one project and to ``act``: every other project is the same 404 as for a non-member,
+platform-level routes (``require_platform_role``) refuse them, and an action outside ``act``
+is a 403 whatever the starter's role. ``act`` never holds :data:`NEVER_FOR_JOB_TOKENS`: a
+leaked job token cannot edit the project, its members or workflows, nor start jobs. Identity
+refuses the token (401) once its job has ended or its attempt has lost its lease.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 from uuid import UUID
@@ -54,13 +59,49 @@ PROJECT_ACTIONS: dict[str, ProjectRole] = {
     "dataset:write": ProjectRole.EDITOR,
     "workflow:read": ProjectRole.VIEWER,
     "workflow:write": ProjectRole.EDITOR,
+    "dataset:delete": ProjectRole.EDITOR,
     "job:read": ProjectRole.VIEWER,
     "job:run": ProjectRole.EDITOR,
+    "job:report": ProjectRole.EDITOR,
     "model:read": ProjectRole.VIEWER,
     "model:write": ProjectRole.EDITOR,
+    "model:delete": ProjectRole.EDITOR,
+    "model:alias": ProjectRole.EDITOR,
     "deployment:read": ProjectRole.VIEWER,
     "deployment:write": ProjectRole.EDITOR,
 }
+
+# What every job token may do (within the starter's role): read the project's data, write its
+# outputs (dataset versions, quality reports), register model versions, report its progress.
+JOB_TOKEN_ACTIONS = frozenset(
+    {
+        "project:read",
+        "members:read",
+        "dataset:read",
+        "dataset:write",
+        "workflow:read",
+        "job:read",
+        "job:report",
+        "model:read",
+        "model:write",
+        "deployment:read",
+    }
+)
+# What no job token may do, whatever its task type declares.
+NEVER_FOR_JOB_TOKENS = frozenset(
+    {"project:update", "project:delete", "members:manage", "workflow:write", "job:run"}
+)
+
+
+def job_token_actions(extra: Iterable[str] = ()) -> frozenset[str]:
+    """The actions of a job token whose task type declares ``extra`` (e.g. ``model:alias``).
+    ``ValueError`` for an unknown action or one no job token may hold."""
+    extra = frozenset(extra)
+    unknown = extra - PROJECT_ACTIONS.keys()
+    forbidden = extra & NEVER_FOR_JOB_TOKENS
+    if unknown or forbidden:
+        raise ValueError(f"actions a job token cannot hold: {sorted(unknown | forbidden)}")
+    return JOB_TOKEN_ACTIONS | extra
 
 
 class AccessDirectory(Protocol):
@@ -70,30 +111,53 @@ class AccessDirectory(Protocol):
     async def principal(self, token: str) -> PrincipalInfo | None: ...
     async def project_access(self, token: str, project: str) -> ProjectAccessInfo | None: ...
     async def issue_job_token(
-        self, *, user_id: UUID, project_id: UUID, job_id: UUID, ttl_seconds: int
+        self,
+        *,
+        user_id: UUID,
+        project_id: UUID,
+        job_id: UUID,
+        ttl_seconds: int,
+        task: str | None = None,
+        attempt: int | None = None,
+        task_type: str | None = None,
     ) -> JobToken: ...
 
 
 @dataclass(frozen=True, slots=True)
 class TokenScope:
-    """What a job token is limited to."""
+    """What a job token is limited to: one project, some actions, and while its job (and its
+    attempt, when ``task`` is set) runs."""
 
     job_id: UUID
     project_id: UUID
+    actions: frozenset[str]
+    task: str | None = None
+    attempt: int | None = None
 
 
 def token_scope(claims: dict[str, Any]) -> TokenScope | None:
     """The job scope of a verified token, None for a user's own token. A token that names a
     scope without spelling it out completely is invalid (401), never unscoped."""
-    if not ({"scope", "job", "prj"} & claims.keys()):
+    if not ({"scope", "job", "prj", "act", "task", "att"} & claims.keys()):
         return None
     if claims.get("scope") != JOB_TOKEN_SCOPE:
         raise Unauthorized("Invalid token")
     job_id = parse_uuid(str(claims.get("job", "")))
     project_id = parse_uuid(str(claims.get("prj", "")))
-    if job_id is None or project_id is None:
+    actions = claims.get("act")
+    task, attempt = claims.get("task"), claims.get("att")
+    if (
+        job_id is None
+        or project_id is None
+        or not isinstance(actions, list)
+        or not all(isinstance(a, str) for a in actions)
+        or not frozenset(actions) <= PROJECT_ACTIONS.keys() - NEVER_FOR_JOB_TOKENS
+        or (task is None) != (attempt is None)
+        or (task is not None and not isinstance(task, str))
+        or (attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool)))
+    ):
         raise Unauthorized("Invalid token")
-    return TokenScope(job_id, project_id)
+    return TokenScope(job_id, project_id, frozenset(actions), task, attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +167,11 @@ class Principal:
     name: str
     role: PlatformRole
     token: str  # forwarded to other services on the caller's behalf; never logged
-    # Set for a job token: the job it was issued for, and the one project it may act in.
+    # Set for a job token: the job it was issued for, the one project it may act in, and the
+    # actions it may perform there.
     job_id: UUID | None = None
     scope_project_id: UUID | None = None
+    job_actions: frozenset[str] = frozenset()
 
     @property
     def is_job(self) -> bool:
@@ -125,6 +191,8 @@ class ProjectAccess:
     role: ProjectRole
 
     def allows(self, action: str) -> bool:
+        if self.principal.is_job and action not in self.principal.job_actions:
+            return False
         return _ROLE_RANK[self.role] >= _ROLE_RANK[PROJECT_ACTIONS[action]]
 
 
@@ -165,9 +233,11 @@ class AccessControl:
         if project is not None:
             keys.append(f"access:{user_id}:{project}")
         cached = await self.cache.get_many(keys)
-        if cached[0] is not None:
+        if cached[0] is not None and scope is None:
             info = PrincipalInfo.model_validate(cached[0])
         else:
+            # A job token is asked about every time: identity refuses it once its job ended or
+            # its attempt lost the lease, which no cached answer about the user would know.
             found = await self.directory.principal(token)
             if found is None:
                 raise Unauthorized("Invalid token")
@@ -183,6 +253,7 @@ class AccessControl:
             token,
             job_id=scope.job_id if scope else None,
             scope_project_id=scope.project_id if scope else None,
+            job_actions=scope.actions if scope else frozenset(),
         )
         if project is None:
             return principal, None
@@ -324,6 +395,8 @@ def project_permission(action: str) -> Any:
         if ctx is not None:
             ctx.user_id = access.principal.user_id
         if not access.allows(action):
+            if access.principal.is_job:
+                raise Forbidden(f"A job token does not allow {action}")
             raise Forbidden(f"Your role in this project does not allow {action}")
         return access
 

@@ -15,6 +15,9 @@ from armillary.kit.errors import BadRequest, Forbidden
 
 Reader = Annotated[ProjectAccess, Depends(project_permission("model:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("model:write"))]
+# Separate actions so a job token (kit.authz) holds them only when its task type declares them.
+AliasMover = Annotated[ProjectAccess, Depends(project_permission("model:alias"))]
+Deleter = Annotated[ProjectAccess, Depends(project_permission("model:delete"))]
 
 _MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 # Path segments under /models that are routes, not model names.

@@ -302,10 +302,12 @@ async def test_issuance_is_audited_without_the_token(api: Api, app: FastAPI) -> 
     issued = await issue(app, ds["id"], project["id"], job_id=job_id)
     # The token is used, including on denied calls, which are audited too.
     assert (await c.get("/api/v1/users", headers=auth(issued.token))).status_code == 403
-    response = await c.patch(
-        f"/api/v1/projects/{project['slug']}", json={"name": "By a job"}, headers=auth(issued.token)
+    response = await c.post(
+        f"/api/v1/projects/{project['slug']}/datasets",
+        json={"name": "by-a-job"},
+        headers=auth(issued.token),
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == 201, response.text
     refused_job = uuid.uuid4()
     with pytest.raises(NotFound):
         await issue(app, outsider["id"], project["id"], job_id=refused_job)

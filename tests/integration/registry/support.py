@@ -82,6 +82,7 @@ class Scene:
             project_id=uuid.UUID(self.project["id"]),
             job_id=job_id,
             ttl_seconds=600,
+            task_type="register",  # what the register task's token holds (aliases included)
         )
         return str(issued.token)
 

@@ -29,6 +29,8 @@ router = APIRouter(prefix="/api/v1/projects/{project}/datasets", tags=["datasets
 
 Reader = Annotated[ProjectAccess, Depends(project_permission("dataset:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("dataset:write"))]
+# Its own action, so that no job token (kit.authz) deletes data.
+Deleter = Annotated[ProjectAccess, Depends(project_permission("dataset:delete"))]
 Number = VersionNumber
 
 _UPLOAD_BODY: dict[str, Any] = {
@@ -156,7 +158,7 @@ Force = Annotated[
     responses={400: {}, 403: {}, 409: {"description": "A version is held by a model version"}},
 )
 async def delete_dataset(
-    dataset: str, access: Writer, session: Session, force: Force = False
+    dataset: str, access: Deleter, session: Session, force: Force = False
 ) -> None:
     """Soft delete; 409 (naming the holders) while a model version holds one of its
     versions, unless a platform admin passes ``force=true``."""
@@ -240,7 +242,7 @@ async def get_version(
     responses={403: {}, 409: {"description": "The version is held by a model version"}},
 )
 async def delete_version(
-    dataset: str, number: Number, access: Writer, session: Session, force: Force = False
+    dataset: str, number: Number, access: Deleter, session: Session, force: Force = False
 ) -> None:
     """Soft delete: hidden from lists and downloads, kept for lineage and audit. 409 (naming
     the holders) while a model version holds it, unless a platform admin passes

@@ -20,6 +20,7 @@ from armillary.kit.errors import Unauthorized
 from ..components import current_identity
 from ..users import repository as users
 from ..users.models import User
+from . import job_token_revocations as revocations
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -46,6 +47,8 @@ async def current_caller_uncached(
     scope = token_scope(claims)
     user = await users.by_id(session, user_id)
     if user is None or not user.active:
+        raise Unauthorized("Invalid token")
+    if scope is not None and await revocations.is_revoked(session, scope):
         raise Unauthorized("Invalid token")
     return DirectCaller(user, scope)
 

@@ -1,9 +1,12 @@
 """Job tokens: the short-lived access tokens a job's tasks call the API with (DESIGN §2).
 
 A job token is an ordinary access token of the user who started the job (same type, issuer,
-audience and signing key) with three more claims: ``scope: "job"``, ``job`` (the job id) and
-``prj`` (the project id). ``kit.authz`` caps it to that project and refuses it on platform-level
-routes. It is issued only while the user is active and may still run jobs in the project.
+audience and signing key) with more claims: ``scope: "job"``, ``job`` (the job id), ``prj``
+(the project id), ``act`` (what it may do: every job token's actions plus what the task type
+declares) and, when minted for one attempt, ``task`` and ``att``. ``kit.authz`` caps it to that
+project and those actions and refuses it on platform-level routes; identity refuses it once
+its job or attempt has ended (``job_token_revocations``). It is issued only while the user is
+active and may still run jobs in the project, and the job or attempt has not ended.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from armillary.contracts.identity import (
     JobTokenRequest,
     ProjectRole,
 )
+from armillary.contracts.tasks import TASK_TYPES
 from armillary.kit import audit
+from armillary.kit.authz import TokenScope, job_token_actions
 from armillary.kit.db import utcnow
 from armillary.kit.errors import Conflict, NotFound
 from armillary.kit.security import ACCESS_TOKEN_TYPE
@@ -27,6 +32,7 @@ from armillary.kit.security import ACCESS_TOKEN_TYPE
 from ..components import SERVICE, Identity
 from ..projects.service import access_for
 from ..users import repository as users
+from . import job_token_revocations as revocations
 
 # The least effective project role that may run jobs (``job:run`` in kit.authz).
 _RUNS_JOBS = {ProjectRole.EDITOR, ProjectRole.OWNER}
@@ -49,6 +55,15 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
     if not user.active or access.role not in _RUNS_JOBS:
         _refused(session, request, "inactive or may not run jobs")
         raise JobTokenRefused("This user may not run jobs in this project")
+    try:
+        actions = job_token_actions(_declared_actions(request.task_type))
+    except ValueError:
+        _refused(session, request, "the task type declares actions no job token may hold")
+        raise JobTokenRefused("This task type's token cannot be issued") from None
+    scope = TokenScope(request.job_id, request.project_id, actions, request.task, request.attempt)
+    if await revocations.is_revoked(session, scope):
+        _refused(session, request, "the job or attempt has ended")
+        raise JobTokenRefused("The job or attempt has ended")
     settings = identity.settings
     now = utcnow()
     # Whole seconds: "exp" is a NumericDate, and expires_at must say exactly when it lapses.
@@ -66,6 +81,8 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
             "scope": JOB_TOKEN_SCOPE,
             "job": str(request.job_id),
             "prj": str(request.project_id),
+            "act": sorted(actions),
+            **({"task": request.task, "att": request.attempt} if request.task else {}),
         },
         typ=ACCESS_TOKEN_TYPE,
     )
@@ -77,6 +94,9 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
         actor_id=user.id,
         details={
             "project_id": str(request.project_id),
+            "task": request.task,
+            "attempt": request.attempt,
+            "actions": sorted(actions),
             "jti": jti,
             "ttl_seconds": request.ttl_seconds,
             "expires_at": expires_at.isoformat(),
@@ -84,6 +104,11 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
         service=SERVICE,
     )
     return JobToken(token=token, expires_at=expires_at)
+
+
+def _declared_actions(task_type: str | None) -> tuple[str, ...]:
+    contract = TASK_TYPES.get(task_type) if task_type else None
+    return contract.job_actions if contract else ()
 
 
 def _refused(session: AsyncSession, request: JobTokenRequest, reason: str) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Uuid
+from sqlalchemy import ForeignKey, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from armillary.kit.db import Base, UTCDateTime, utcnow
@@ -25,3 +25,18 @@ class RefreshToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class JobTokenRevocation(Base):
+    """Job tokens that no longer work: every token of ``job_id`` when ``task`` is None (the job
+    ended), else the tokens of attempts 1..``through_attempt`` of that task (an attempt ended
+    or lost its lease). Written from the workflow service's status events."""
+
+    __tablename__ = "identity_job_token_revocations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    task: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    through_attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

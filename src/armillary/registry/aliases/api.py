@@ -10,7 +10,7 @@ from armillary.contracts.registry import ALIAS_PATTERN
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
-from ..access import Reader, Writer
+from ..access import AliasMover, Reader
 from ..catalog.models import RegisteredModel
 from ..catalog.service import get_model
 from ..versions.models import ModelVersion
@@ -63,7 +63,7 @@ async def get_alias(
 
 @router.put("/{alias}", name="models.alias_set", responses={403: {}, 404: {}})
 async def set_alias(
-    model: str, alias: AliasName, body: AliasSet, access: Writer, session: Session
+    model: str, alias: AliasName, body: AliasSet, access: AliasMover, session: Session
 ) -> AliasOut:
     """Point the alias at a version (editors; owners only where the model's
     ``alias_policies`` say so). Setting it to where it already points records nothing."""
@@ -82,7 +82,7 @@ async def set_alias(
 async def delete_alias(
     model: str,
     alias: AliasName,
-    access: Writer,
+    access: AliasMover,
     session: Session,
     reason: Annotated[str | None, Query(max_length=2_000)] = None,
     body: Annotated[AliasReason | None, Body()] = None,
@@ -125,7 +125,7 @@ async def alias_history(
     "/{alias}/rollback", name="models.alias_rollback", responses={403: {}, 404: {}, 409: {}}
 )
 async def rollback_alias(
-    model: str, alias: AliasName, body: AliasReason, access: Writer, session: Session
+    model: str, alias: AliasName, body: AliasReason, access: AliasMover, session: Session
 ) -> AliasOut:
     """Point the alias back at the version before its current one (409 when there is none)."""
     found, version = await service.rollback_alias(session, access, model, alias, body.reason)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
-from ..access import Reader, Writer
+from ..access import Deleter, Reader, Writer
 from ..versions import repository as versions_repo
 from ..versions.records import version_out
 from . import repository, service
@@ -95,6 +95,6 @@ async def update_model(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={403: {}, 404: {}},
 )
-async def delete_model(model: str, access: Writer, session: Session) -> None:
+async def delete_model(model: str, access: Deleter, session: Session) -> None:
     """Soft delete (owners): versions and history stay for lineage and audit."""
     await service.delete_model(session, access, model)

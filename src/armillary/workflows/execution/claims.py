@@ -3,6 +3,7 @@ report how an attempt ended (fenced by the attempt's token)."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import QualityGateFailed
 from armillary.kit.events import publish
+from armillary.kit.redaction import redact_tokens
 
 from ..code import repository as bundles
 from ..jobs import repository as jobs_repo
@@ -221,6 +223,7 @@ async def report(
 ) -> str:
     """Record how the attempt ended; returns the task's new state. Raises :class:`LateResult`
     when the attempt's fencing token is no longer the task's."""
+    result = _without_tokens(result)
     run = await session.scalar(
         select(TaskRun).where(TaskRun.id == claimed.run_id).with_for_update()
     )
@@ -282,6 +285,17 @@ async def report(
         attempt.outcome = str(result.outcome)
         attempt.reason = reason
     return str(run.status)
+
+
+def _without_tokens(result: AttemptResult) -> AttemptResult:
+    """What user code returned or raised, with token-shaped strings masked: outputs, errors and
+    reports are stored where every viewer of the project reads them."""
+    return dataclasses.replace(
+        result,
+        outputs=redact_tokens(result.outputs),
+        error=redact_tokens(result.error),
+        report=redact_tokens(result.report),
+    )
 
 
 async def _gate_failed(

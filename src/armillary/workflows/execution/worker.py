@@ -16,7 +16,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from armillary.contracts.identity import JOB_TOKEN_MAX_TTL_SECONDS, JobTokenRequest
 from armillary.kit.db import Database, utcnow
 from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.errors import InvalidObjectKey
@@ -42,8 +43,8 @@ from .protocol import AttemptResult, AttemptSpec, Executor, Outcome, ResourceLim
 
 log = structlog.get_logger(__name__)
 
-# (user, project, job, ttl seconds) -> (token, expires at). Identity signs it.
-JobTokenIssuer = Callable[[uuid.UUID, uuid.UUID, uuid.UUID, int], Awaitable[tuple[str, datetime]]]
+# What identity mints an attempt's job token from (a JobTokenRequest) -> (token, expires at).
+JobTokenIssuer = Callable[[JobTokenRequest], Awaitable[tuple[str, datetime]]]
 RETRYABLE = (StaleDataError, TransitionRejected, DBAPIError)
 
 
@@ -86,7 +87,6 @@ class Worker:
         self.listener = signals.Listener(dsn, signals.TASKS_QUEUED, poll_seconds=poll)
         self.running: dict[uuid.UUID, _Running] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tokens: dict[uuid.UUID, tuple[str, datetime]] = {}
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
 
@@ -246,17 +246,23 @@ class Worker:
         return await self.executor.run(spec, on_log=writer.write, cancel=cancel)
 
     async def _token(self, claimed: Claim) -> str:
-        """The job's token, reused across its tasks while it has a good while left."""
-        cached = self._tokens.get(claimed.job_id)
-        ttl = self.settings.job_token_ttl_seconds
-        if cached is not None and cached[1] - utcnow() > timedelta(seconds=ttl / 2):
-            return cached[0]
+        """A token of this attempt's own: identity stops honouring it when the attempt ends
+        or loses its lease, and it holds only what the task type may do."""
         if claimed.started_by is None:
             raise RuntimeError("the job has no user to act for")
-        token, expires = await self.issue_token(
-            claimed.started_by, claimed.project_id, claimed.job_id, ttl
+        # Long enough for the attempt's own time limit; revocation ends it sooner.
+        ttl = max(self.settings.job_token_ttl_seconds, (claimed.timeout_seconds or 0) + 60)
+        token, _expires = await self.issue_token(
+            JobTokenRequest(
+                user_id=claimed.started_by,
+                project_id=claimed.project_id,
+                job_id=claimed.job_id,
+                ttl_seconds=min(ttl, JOB_TOKEN_MAX_TTL_SECONDS),
+                task=claimed.task,
+                attempt=claimed.attempt,
+                task_type=claimed.task_type,
+            )
         )
-        self._tokens[claimed.job_id] = (token, expires)
         return token
 
     async def _bundle_dir(self, claimed: Claim) -> Path | None:

@@ -271,8 +271,8 @@ async def report_progress(
         access = await control.project_access(principal.token, str(project_id), claims)
     except NotFound:
         raise NotFound("Job not found") from None
-    if not access.allows("job:run"):
-        raise Forbidden("Your role in this project does not allow job:run")
+    if not access.allows("job:report"):
+        raise Forbidden("Your role in this project does not allow job:report")
     if run_id is None:
         raise NotFound("Task not found")
     superseded = AttemptSuperseded("This attempt is not the task's running attempt")

@@ -12,10 +12,14 @@ import asyncio
 import re
 import uuid
 
+from armillary.kit.redaction import redact_token_bytes
 from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.keys import job_artifact_key, job_prefix
 
 _CHUNK = re.compile(r"log-(\d{4})-(\d{6})\.txt$")
+# A partial last line shorter than this waits for the rest of its line before it is stored, so
+# a token split across two writes is still seen whole by the redaction (tokens are < 4 KiB).
+_HOLD_PARTIAL_LINE_BYTES = 8192
 
 
 def chunk_key(project_id: uuid.UUID, job_id: uuid.UUID, task: str, attempt: int, seq: int) -> str:
@@ -70,11 +74,13 @@ class LogWriter:
         self._timer = None
         await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, *, final: bool = False) -> None:
         async with self._lock:
-            if not self._buffer:
+            data = self._take(final)
+            if not data:
                 return
-            data, self._buffer = bytes(self._buffer), bytearray()
+            # Tasks may print a token (their own, a leaked one): viewers read these logs.
+            data = redact_token_bytes(data)
             project_id, job_id, task, attempt = self.where
             self._seq += 1
             await self.store.put_bytes(
@@ -82,11 +88,25 @@ class LogWriter:
             )
             self._written += len(data)
 
+    def _take(self, final: bool) -> bytes:
+        """The buffered output to store now: all of it at the end, else up to the last line
+        end (a short partial line stays buffered, for the redaction to see it whole)."""
+        cut = len(self._buffer)
+        if not final:
+            partial = len(self._buffer) - (self._buffer.rfind(b"\n") + 1)
+            if partial < _HOLD_PARTIAL_LINE_BYTES:
+                cut -= partial
+        data = bytes(self._buffer[:cut])
+        del self._buffer[:cut]
+        if self._buffer and self._timer is None and not final:
+            self._timer = asyncio.create_task(self._flush_later())
+        return data
+
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        await self.flush()
+        await self.flush(final=True)
 
 
 async def chunk_keys(
