@@ -55,6 +55,9 @@ async def limited_fixture(
         # Counters in memory: other test sessions flush the shared Redis, which would reset
         # them mid-test.
         "redis_url": None,
+        # Exact counts: a sliding window counter lets one more through just after a window
+        # boundary, which a test that happens to straddle one would see.
+        "rate_limit_strategy": "moving-window",
         "rate_limit_write": DEFAULT_WRITE,
         "rate_limit_read": DEFAULT_READ,
         **limits,

@@ -26,7 +26,8 @@ DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
 
 
 def _settings(**overrides: Any) -> Settings:
-    return Settings(**{"redis_url": None, **overrides})
+    # Exact counts (a sliding window counter lets one more through just after a boundary).
+    return Settings(**{"redis_url": None, "rate_limit_strategy": "moving-window", **overrides})
 
 
 @pytest.fixture
