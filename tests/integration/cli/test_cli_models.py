@@ -105,3 +105,46 @@ def test_a_pickle_is_refused_by_the_sdk_upload(account: Account, tmp_path: Path)
     ):
         client.models.upload(account.project, "iris-clf", path)
     assert refused.value.status == 415
+
+
+METRICS = {
+    "accuracy": 0.9412345,
+    "f1": 0.9387654,
+    "precision": 0.9511111,
+    "recall": 0.9276543,
+    "roc_auc": 0.9876543,
+    "log_loss": 0.1234567,
+}
+
+
+def test_show_at_80_columns_keeps_metrics_whole(
+    runner: CliRunner, account: Account, tmp_path: Path
+) -> None:
+    import json
+
+    with Client(account.url, token=account.token) as client:
+        client.models.upload(
+            account.project,
+            "many-metrics",
+            _model_file(tmp_path / "tree.skops", DecisionTreeClassifier(max_depth=2)),
+            metrics=METRICS,
+        )
+    login(runner, account)
+    base = ["models", "show", "-p", account.project, "-m", "many-metrics"]
+
+    narrow = runner.invoke(app, base, env={"COLUMNS": "80"})
+
+    assert narrow.exit_code == 0, narrow.output
+    assert "…" not in narrow.stdout
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    cells = [line.split("│") for line in narrow.stdout.splitlines() if line.count("│") > 2]
+    row = next("│".join(cell) for cell in cells if cell[1].strip() == "1")
+    shown = [name for name in METRICS if f"{METRICS[name]:.4g}" in row]
+    assert shown[0] == "accuracy"  # the first metric always stays
+    hidden = [name for name in METRICS if name not in shown]
+    if hidden:
+        assert f"Not shown at this width: {', '.join(hidden)}" in narrow.stdout
+
+    as_json = runner.invoke(app, [*base, "-o", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["versions"][0]["metrics"] == METRICS
