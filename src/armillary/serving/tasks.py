@@ -276,6 +276,7 @@ def predict_table(
 ) -> pl.DataFrame:
     """``frame``'s ``keep`` columns with the model's ``prediction`` (and ``proba_<class>``
     columns), scoring ``batch_rows`` rows per call."""
+    refuse_missing(frame, signature)
     outputs: list[Any] = []
     probas: list[dict[str, float]] = []
     has_probas = probabilities
@@ -305,6 +306,24 @@ def predict_table(
             ]
         )
     return result
+
+
+def refuse_missing(frame: pl.DataFrame, signature: Signature) -> None:
+    """As predict does: a null (or NaN) in an input the signature marks neither nullable nor
+    imputed fails the task, naming the first such row, rather than scoring it as nonsense."""
+    for feature in signature.inputs:
+        if feature.nullable or feature.imputed or feature.name not in frame.columns:
+            continue
+        column = frame.get_column(feature.name)
+        missing = column.is_null()
+        if column.dtype.is_float():
+            missing = missing | column.is_nan().fill_null(False)
+        if missing.any():
+            raise ServingTaskError(
+                f"row {missing.arg_max()} of the input table (column {feature.name!r}) is "
+                "null, but the model takes no missing value there: its signature marks the "
+                "column neither nullable nor imputed"
+            )
 
 
 def _empty_dtype(signature: Signature) -> pl.DataType:
