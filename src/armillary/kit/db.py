@@ -8,7 +8,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, event
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Dialect,
+    MetaData,
+    Select,
+    TypeDecorator,
+    event,
+    update,
+)
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -16,8 +26,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import SavepointClause
 
 from armillary.kit.settings import Settings
 
@@ -78,6 +89,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "before_execute", _sqlite_write_transaction)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -159,9 +171,55 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
+async def next_number(
+    session: AsyncSession, counter: InstrumentedAttribute[int], row: ColumnElement[bool]
+) -> int:
+    """Add one to the integer ``counter`` of the one row ``row`` selects and return the new
+    value, in one ``UPDATE ... RETURNING`` statement.
+
+    The increment happens in the database under the row's write lock, so two transactions
+    never get the same number, on PostgreSQL or SQLite, whatever either read before.
+    """
+    number = await session.scalar(
+        update(counter.class_).where(row).values({counter: counter + 1}).returning(counter)
+    )
+    if number is None:
+        raise LookupError(f"no row to allocate {counter.key} from")
+    return int(number)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_write_transaction(
+    conn: Connection, clauseelement: Any, _multiparams: Any, _params: Any, _options: Any
+) -> None:
+    """Start SQLite's write transaction before a locking read or a savepoint.
+
+    SQLite has no row locks and the dialect drops ``FOR UPDATE``; pysqlite also opens a
+    transaction only at the first INSERT/UPDATE/DELETE. So a locking read ran outside any
+    transaction (two requests both read a counter at N and wrote N+1), and a savepoint taken
+    before the first write became the outermost transaction (its RELEASE committed early).
+    ``BEGIN IMMEDIATE`` waits (busy timeout) for the one write lock: the read then sees every
+    committed write and nobody else commits until this transaction ends. A connection already
+    in a transaction has written, so it holds the write lock already.
+    """
+    if isinstance(clauseelement, Select):
+        if clauseelement._for_update_arg is None:
+            return
+    elif not isinstance(clauseelement, SavepointClause):
+        return
+    driver = conn.connection.driver_connection
+    # None is autocommit (read-only sessions): there is no transaction to protect.
+    if driver is None or driver.isolation_level is None or driver.in_transaction:
+        return
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    finally:
+        cursor.close()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,8 +107,20 @@ class Scene:
     def versions(self) -> str:
         return f"{self.base}/{self.dataset['name']}/versions"
 
-    def key_for(self, sha256: str, ext: str) -> str:
-        return f"projects/{self.project['id']}/datasets/{self.dataset['id']}/{sha256}.{ext}"
+    async def key_for(self, sha256: str, ext: str, number: int | None = None) -> str:
+        """The key the version with these bytes (and ``number``) recorded: under the dataset,
+        named by the version's own id (never shared with another upload)."""
+        query = (
+            "SELECT id, object_key FROM data_dataset_versions WHERE dataset_id = :d AND sha256 = :s"
+        )
+        if number is not None:
+            query += f" AND number = {int(number)}"
+        async with self.platform.app.state.runtime.db.sessionmaker() as session:
+            row = (await session.execute(text(query), {"d": self.dataset["id"], "s": sha256})).one()
+        version_id = uuid.UUID(str(row.id))
+        expected = f"projects/{self.project['id']}/datasets/{self.dataset['id']}/{version_id}.{ext}"
+        assert row.object_key == expected
+        return str(row.object_key)
 
     async def upload(
         self,

@@ -49,7 +49,7 @@ async def test_formats_numbering_dedup_and_content_addressed_keys(platform: Plat
         assert version["parent_version"] is None
         assert version["created_by"] == scene.user["id"]
         assert response.headers["location"].endswith(f"/versions/{number}")
-        key = scene.key_for(sha256(content), fmt)
+        key = await scene.key_for(sha256(content), fmt)
         assert await platform.store.exists(key)
         assert await platform.store.get_bytes(key) == content
         uploaded[fmt] = version
@@ -74,8 +74,8 @@ async def test_formats_numbering_dedup_and_content_addressed_keys(platform: Plat
 
     # Every object sits at its content-addressed key under the project, and nowhere else.
     expected = sorted(
-        [scene.key_for(sha256(encode(frame, fmt)), fmt) for fmt, _ in FORMATS]
-        + [scene.key_for(sha256(changed), "csv")]
+        [await scene.key_for(sha256(encode(frame, fmt)), fmt) for fmt, _ in FORMATS]
+        + [await scene.key_for(sha256(changed), "csv")]
     )
     assert platform.all_keys() == expected
     assert await platform.store.list_keys(f"projects/{scene.project['id']}") == expected
@@ -102,7 +102,7 @@ async def test_a_file_above_the_multipart_threshold_round_trips(platform: Platfo
     response = await scene.upload("big.csv", content)
     assert response.status_code == 201, response.text
     assert response.json()["row_count"] == 700_000
-    key = scene.key_for(sha256(content), "csv")
+    key = await scene.key_for(sha256(content), "csv")
     assert await platform.store.get_bytes(key) == content
     assert platform.spool_files() == []
 
@@ -242,7 +242,7 @@ async def test_download_link_fetches_without_a_token(platform: Platform) -> None
     ]
     for bad in tampered:
         assert_problem(await platform.client.get(f"/api/v1/downloads/{bad}"), 403)
-    key = scene.key_for(sha256(content), "jsonl")
+    key = await scene.key_for(sha256(content), "jsonl")
     expired = store.sign_download(key, utcnow() - timedelta(seconds=1))
     body = assert_problem(await platform.client.get(f"/api/v1/downloads/{expired}"), 403)
     assert "expired" in body["title"].lower()
@@ -287,14 +287,18 @@ async def test_soft_delete_hides_a_version(platform: Platform) -> None:
     dataset = await platform.client.get(f"{scene.base}/measurements", headers=h)
     assert dataset.json()["latest_version"] == 1
     # Soft: the bytes stay for lineage.
-    assert await platform.store.exists(scene.key_for(sha256(second), "csv"))
+    deleted_key = await scene.key_for(sha256(second), "csv")
+    assert await platform.store.exists(deleted_key)
     # Version 1 is untouched.
     assert (await platform.client.get(f"{scene.versions}/1", headers=h)).status_code == 200
-    # The same bytes as the deleted version make a new version; the object is shared.
+    # The same bytes as the deleted version make a new version with an object of its own.
     again = await scene.upload("b.csv", second)
     assert again.status_code == 201, again.text
     assert again.json()["number"] == 3
-    assert await platform.store.get_bytes(scene.key_for(sha256(second), "csv")) == second
+    new_key = await scene.key_for(sha256(second), "csv", number=3)
+    assert new_key != deleted_key
+    assert await platform.store.get_bytes(new_key) == second
+    assert await platform.store.get_bytes(deleted_key) == second
 
 
 async def test_concurrent_uploads_get_distinct_numbers_and_dedupe(platform: Platform) -> None:
@@ -311,3 +315,5 @@ async def test_concurrent_uploads_get_distinct_numbers_and_dedupe(platform: Plat
     assert {r.json()["number"] for r in twins} == {4}
     assert await platform.version_rows() == 4
     assert platform.spool_files() == []
+    # The twin that lost kept no object of its own: one object per version.
+    assert len(platform.all_keys()) == 4

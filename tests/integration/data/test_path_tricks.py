@@ -106,11 +106,12 @@ async def test_upload_filenames_that_look_like_paths_are_refused(
     good = await platform.client.post(scene.versions, content=body, headers=headers)
     assert good.status_code == 201, good.text
     assert good.json()["original_filename"] == "plain name (1).csv"
-    assert platform.all_keys() == [scene.key_for(sha256(GOOD_CSV), "csv")]
+    good_key = await scene.key_for(sha256(GOOD_CSV), "csv")
+    assert platform.all_keys() == [good_key]
     _assert_only_under_project(platform, scene)
     new_files = _files_under(tmp_path) - files_before
     if platform.backend == "local":
-        assert new_files == {f"home/objects/{scene.key_for(sha256(GOOD_CSV), 'csv')}"}
+        assert new_files == {f"home/objects/{good_key}"}
     else:
         assert new_files == set()
 

@@ -19,7 +19,7 @@ from tests.integration.registry.models_for_tests import (
     skops_bytes,
 )
 
-from armillary.kit.storage import job_artifact_key
+from armillary.kit.storage import attempt_artifact_key
 from armillary.registry.components import Registry, registry_of
 
 
@@ -86,9 +86,14 @@ class Scene:
         )
         return str(issued.token)
 
-    async def put_job_artifact(self, job_id: uuid.UUID, task: str, name: str, data: bytes) -> None:
-        key = job_artifact_key(uuid.UUID(self.project["id"]), job_id, task, name)
+    async def put_job_artifact(
+        self, job_id: uuid.UUID, task: str, name: str, data: bytes, attempt: int = 1
+    ) -> str:
+        """Write a file as the worker does for the attempt; returns its key (which the job's
+        task run records once the attempt succeeded)."""
+        key = attempt_artifact_key(uuid.UUID(self.project["id"]), job_id, task, attempt, name)
         await self.platform.registry.store.put_bytes(key, data)
+        return key
 
     async def upload_dataset(
         self, name: str, content: bytes, token: str | None = None, lineage: str | None = None
@@ -188,9 +193,14 @@ async def training_job(
     """A job of the scene's user with a ``train`` task's artifacts in the store."""
     job_id = uuid.uuid4()
     files = files if files is not None else default_files()
-    for name, data in files.items():
-        await scene.put_job_artifact(job_id, "train", name, data)
-    scene.platform.jobs.jobs[str(job_id)] = job_record(job_id, train_reads=train_reads)
+    recorded = {
+        name: await scene.put_job_artifact(job_id, "train", name, data)
+        for name, data in files.items()
+    }
+    record = job_record(job_id, train_reads=train_reads)
+    train = next(task for task in record["tasks"] if task["name"] == "train")
+    train["artifacts"] = recorded
+    scene.platform.jobs.jobs[str(job_id)] = record
     return job_id, await scene.job_token(job_id)
 
 

@@ -72,8 +72,10 @@ async def test_a_job_registers_a_version_from_its_artifacts(scene: Scene) -> Non
     model_id = uuid.UUID(
         (await scene.client.get(scene.model_base, headers=auth(token))).json()["id"]
     )
+    version_id = uuid.UUID(version["id"])
     for name, data in files.items():
-        assert await store.get_bytes(model_artifact_key(project_id, model_id, 1, name)) == data
+        key = model_artifact_key(project_id, model_id, version_id, name)
+        assert await store.get_bytes(key) == data
         download = await scene.client.get(
             f"{scene.model_base}/versions/1/artifacts/{name}", headers=auth(scene.token)
         )
@@ -172,6 +174,36 @@ async def test_artifact_names_are_allow_listed_and_a_model_file_is_required(
     response = await scene.client.post(url, json=version_body(), headers=auth(token))
     body = assert_problem(response, 422)
     assert "model.onnx" in body["detail"]
+    assert await _version_rows(scene) == 0
+
+
+async def test_the_files_of_the_attempt_the_task_run_recorded_are_registered(
+    scene: Scene,
+) -> None:
+    """A zombie attempt (lease lost, still running) writes beside the attempt that succeeded,
+    never over it; the registry copies what the task run recorded, not a recomputed key."""
+    await with_datasets(scene)
+    job_id, token = await training_job(scene)
+    await scene.put_job_artifact(job_id, "train", "model.skops", b"zombie bytes", attempt=2)
+    response = await scene.client.post(
+        f"{scene.model_base}/versions", json=version_body(), headers=auth(token)
+    )
+    assert response.status_code == 201, response.text
+    expected = default_files()["model.skops"]
+    assert response.json()["artifacts"]["model.skops"]["sha256"] == sha256(expected)
+
+
+async def test_a_recorded_key_outside_the_project_is_refused(scene: Scene) -> None:
+    await with_datasets(scene)
+    job_id, token = await training_job(scene)
+    train = next(t for t in scene.platform.jobs.jobs[str(job_id)]["tasks"] if t["name"] == "train")
+    foreign = f"projects/{uuid.uuid4()}/jobs/{job_id}/train/attempt-1/model.skops"
+    for key in (foreign, "../../etc/passwd", 7):
+        train["artifacts"]["model.skops"] = key
+        response = await scene.client.post(
+            f"{scene.model_base}/versions", json=version_body(), headers=auth(token)
+        )
+        assert "model.skops" in assert_problem(response, 422)["detail"]
     assert await _version_rows(scene) == 0
 
 

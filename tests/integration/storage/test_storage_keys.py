@@ -16,6 +16,7 @@ from armillary.kit.storage import (
     ObjectStore,
     S3ObjectStore,
     StorageSettings,
+    attempt_artifact_key,
     dataset_object_key,
     job_artifact_key,
     model_artifact_key,
@@ -66,41 +67,51 @@ def test_keys_follow_the_design_layout() -> None:
     model = UUID("16fd2706-8baf-433b-82eb-8c7fada847da")
     job = UUID("886313e1-3b8a-5372-9b90-0c9aee199e5d")
 
-    assert dataset_object_key(PROJECT, dataset, SHA, "parquet") == (
-        f"projects/{PROJECT}/datasets/{dataset}/{SHA}.parquet"
+    version = UUID("0b5a3c1e-9d2f-4e6a-8b7c-1d2e3f4a5b6c")
+
+    assert dataset_object_key(PROJECT, dataset, version, "parquet") == (
+        f"projects/{PROJECT}/datasets/{dataset}/{version}.parquet"
     )
-    assert model_artifact_key(PROJECT, model, 3, "model.onnx") == (
-        f"projects/{PROJECT}/models/{model}/3/model.onnx"
+    assert model_artifact_key(PROJECT, model, version, "model.onnx") == (
+        f"projects/{PROJECT}/models/{model}/{version}/model.onnx"
     )
-    assert job_artifact_key(PROJECT, job, "train", "metrics.json") == (
-        f"projects/{PROJECT}/jobs/{job}/train/metrics.json"
+    assert job_artifact_key(PROJECT, job, "train", "log-0001-000001.txt") == (
+        f"projects/{PROJECT}/jobs/{job}/train/log-0001-000001.txt"
+    )
+    assert attempt_artifact_key(PROJECT, job, "train", 2, "metrics.json") == (
+        f"projects/{PROJECT}/jobs/{job}/train/attempt-2/metrics.json"
     )
 
 
 @pytest.mark.parametrize(
-    ("project_id", "sha256", "ext"),
+    ("project_id", "version_id", "ext"),
     [
-        (str(PROJECT), SHA, "parquet"),  # a string that looks like a UUID is still a string
-        ("../..", SHA, "parquet"),
-        (PROJECT, SHA.upper(), "parquet"),
-        (PROJECT, SHA[:-1], "parquet"),
-        (PROJECT, "g" * 64, "parquet"),
-        (PROJECT, "../" + SHA[3:], "parquet"),
-        (PROJECT, SHA, "exe"),
-        (PROJECT, SHA, "PARQUET"),
-        (PROJECT, SHA, "parquet/../../x"),
-        (PROJECT, SHA, ""),
+        (str(PROJECT), OTHER, "parquet"),  # a string that looks like a UUID is still a string
+        ("../..", OTHER, "parquet"),
+        (PROJECT, str(OTHER), "parquet"),
+        (PROJECT, SHA, "parquet"),
+        (PROJECT, "../x", "parquet"),
+        (PROJECT, OTHER, "exe"),
+        (PROJECT, OTHER, "PARQUET"),
+        (PROJECT, OTHER, "parquet/../../x"),
+        (PROJECT, OTHER, ""),
     ],
 )
-def test_dataset_key_rejects_bad_components(project_id: Any, sha256: str, ext: str) -> None:
+def test_dataset_key_rejects_bad_components(project_id: Any, version_id: Any, ext: str) -> None:
     with pytest.raises(InvalidObjectKey):
-        dataset_object_key(project_id, uuid4(), sha256, ext)
+        dataset_object_key(project_id, uuid4(), version_id, ext)
 
 
-@pytest.mark.parametrize("version", [0, -1, True, "1", 1.0, 10**10])
-def test_model_key_rejects_bad_versions(version: Any) -> None:
+@pytest.mark.parametrize("version", [3, "3", str(OTHER), "../x", None])
+def test_model_key_takes_only_the_version_row_id(version: Any) -> None:
     with pytest.raises(InvalidObjectKey):
         model_artifact_key(PROJECT, uuid4(), version, "model.onnx")
+
+
+@pytest.mark.parametrize("attempt", [0, -1, True, "1", 1.0, 10**10])
+def test_attempt_key_rejects_bad_attempts(attempt: Any) -> None:
+    with pytest.raises(InvalidObjectKey):
+        attempt_artifact_key(PROJECT, uuid4(), "train", attempt, "model.onnx")
 
 
 @pytest.mark.parametrize(
@@ -132,7 +143,9 @@ def test_names_must_match_the_strict_pattern(name: str) -> None:
     with pytest.raises(InvalidObjectKey):
         job_artifact_key(PROJECT, uuid4(), "train", name)
     with pytest.raises(InvalidObjectKey):
-        model_artifact_key(PROJECT, uuid4(), 1, name)
+        model_artifact_key(PROJECT, uuid4(), OTHER, name)
+    with pytest.raises(InvalidObjectKey):
+        attempt_artifact_key(PROJECT, uuid4(), "train", 1, name)
 
 
 def test_longest_allowed_name_is_accepted() -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
-from armillary.kit.db import after_commit, on_rollback, utcnow
+from armillary.kit.db import after_commit, new_id, next_number, on_rollback, utcnow
 from armillary.kit.errors import BadRequest, Conflict, NotFound
 from armillary.kit.ids import parse_uuid
 from armillary.kit.storage import LocalObjectStore, ObjectClass, class_tags, dataset_object_key
@@ -124,25 +124,30 @@ async def add_version(
     """Store an uploaded file as the dataset's next version, or return the existing version
     with identical bytes (its lineage unchanged). Returns ``(version, created)``. Nothing is
     left behind on failure: the spool file is always removed and an object written for a
-    rolled-back version is deleted."""
+    rolled-back version is deleted.
+
+    The object goes under the new version's own id before the dataset's row is locked, so
+    a slow upload holds no lock, and a rollback deletes only what this request wrote. Two
+    uploads of the same bytes at once: the second to take the lock returns the first's
+    version and deletes its own object."""
     keep_spool = False
     try:
         lineage = parse_lineage(upload.fields.get(LINEAGE_FIELD), access.principal)
-        dataset = await get_dataset(session, access, ref, for_update=True)
+        dataset = await get_dataset(session, access, ref)
         existing = await repo.version_by_hash(session, dataset.id, upload.sha256)
         if existing is not None:
             return existing, False
         fmt = detect_format(upload.fields.get("format"), upload.filename, upload.path)
         parent_id = await _parent_id(session, dataset, upload.fields.get("parent"))
         inline = upload.size <= data.settings.profile_inline_max_bytes
-        key = dataset_object_key(access.project_id, dataset.id, upload.sha256, fmt.value)
-        if not await data.store.exists(key):
+        version_id = new_id()
+        key = dataset_object_key(access.project_id, dataset.id, version_id, fmt.value)
 
-            async def remove_object() -> None:
-                await data.store.delete(key)
+        async def remove_object() -> None:
+            await data.store.delete(key)
 
-            # Registered before the put starts: a failed check or a failed put removes it.
-            on_rollback(session, remove_object)
+        # Registered before the put starts: a failed check or a failed put removes it.
+        on_rollback(session, remove_object)
         # The check (or inline profile) and the upload both only read the spool file: run
         # them side by side; a refused file's object goes with the rollback.
         outcomes = await asyncio.gather(
@@ -166,11 +171,17 @@ async def add_version(
             if isinstance(outcome, BaseException):
                 raise outcome
         answer = cast(dict[str, Any], outcomes[0])
-        dataset.version_counter += 1
+        # Locked from here to commit: a twin upload committed meanwhile is seen, and waits.
+        dataset = await get_dataset(session, access, ref, for_update=True)
+        twin = await repo.version_by_hash(session, dataset.id, upload.sha256)
+        if twin is not None:
+            await remove_object()
+            return twin, False
         version = DatasetVersion(
+            id=version_id,
             dataset_id=dataset.id,
             project_id=access.project_id,
-            number=dataset.version_counter,
+            number=await next_number(session, Dataset.version_counter, Dataset.id == dataset.id),
             format=fmt.value,
             size_bytes=upload.size,
             sha256=upload.sha256,
@@ -201,7 +212,6 @@ async def add_version(
         )
         if not inline:
             keep_spool = True
-            version_id = version.id
 
             async def profile_later() -> None:
                 data.spawn(_profile_in_background(data, version_id, upload))

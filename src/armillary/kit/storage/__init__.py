@@ -22,6 +22,7 @@ from armillary.kit.storage.errors import (
     ObjectNotFound,
 )
 from armillary.kit.storage.keys import (
+    attempt_artifact_key,
     dataset_object_key,
     job_artifact_key,
     model_artifact_key,
@@ -44,6 +45,7 @@ __all__ = [
     "ObjectStore",
     "S3ObjectStore",
     "StorageSettings",
+    "attempt_artifact_key",
     "class_tags",
     "dataset_object_key",
     "default_local_root",

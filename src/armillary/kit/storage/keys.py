@@ -1,10 +1,15 @@
 """Object keys, built only from ids (DESIGN §8) and validated component by component.
 
 Layout:
-    projects/{project_id}/datasets/{dataset_id}/{sha256}.{ext}
-    projects/{project_id}/models/{model_id}/{version}/{name}
-    projects/{project_id}/jobs/{job_id}/{task}/{name}
+    projects/{project_id}/datasets/{dataset_id}/{version_id}.{ext}
+    projects/{project_id}/models/{model_id}/{version_id}/{name}
+    projects/{project_id}/jobs/{job_id}/{task}/attempt-{n}/{name}   (artifacts)
+    projects/{project_id}/jobs/{job_id}/{task}/{name}               (log chunks)
     projects/{project_id}/code/{bundle_id}/{sha256}.{py|zip}
+
+An object is written under a key that contains the id of the row that will own it (or, for
+a task's files, the attempt), so no other request can write, or on rollback delete, the same
+key (ADR 0010). Rows store the keys they own; rows written before this layout keep theirs.
 
 Every store operation re-checks its key with :func:`validate_key`, so a key that was not built
 here (a user path, a percent-encoded traversal, a Windows separator) never reaches a backend.
@@ -68,10 +73,8 @@ def _joined(*segments: str) -> str:
     return validate_key("/".join(segments))
 
 
-def dataset_object_key(project_id: UUID, dataset_id: UUID, sha256: str, ext: str) -> str:
-    """Content-addressed key of a dataset object: ``projects/{p}/datasets/{d}/{sha256}.{ext}``."""
-    if not isinstance(sha256, str) or _SHA256.fullmatch(sha256) is None:
-        raise InvalidObjectKey("sha256 must be 64 lowercase hex characters")
+def dataset_object_key(project_id: UUID, dataset_id: UUID, version_id: UUID, ext: str) -> str:
+    """Key of a dataset version's object: ``projects/{p}/datasets/{d}/{version_id}.{ext}``."""
     if ext not in DATASET_EXTENSIONS:
         raise InvalidObjectKey(f"extension not allowed: {ext!r}")
     return _joined(
@@ -79,31 +82,29 @@ def dataset_object_key(project_id: UUID, dataset_id: UUID, sha256: str, ext: str
         _uuid(project_id, "project_id"),
         "datasets",
         _uuid(dataset_id, "dataset_id"),
-        f"{sha256}.{ext}",
+        f"{_uuid(version_id, 'version_id')}.{ext}",
     )
 
 
-def model_artifact_key(project_id: UUID, model_id: UUID, version: int, name: str) -> str:
-    """Key of a model version's artifact: ``projects/{p}/models/{m}/{version}/{name}``."""
-    # bool is an int subclass; True must not become version "True" or 1.
-    if (
-        isinstance(version, bool)
-        or not isinstance(version, int)
-        or not 1 <= version <= _MAX_VERSION
-    ):
-        raise InvalidObjectKey("version must be a positive integer")
+def model_artifact_key(project_id: UUID, model_id: UUID, version_id: UUID, name: str) -> str:
+    """Key of a model version's artifact: ``projects/{p}/models/{m}/{version_id}/{name}``.
+
+    The version's row id, not its number: a number is only known, and only unique, once the
+    transaction that allocates it commits.
+    """
     return _joined(
         "projects",
         _uuid(project_id, "project_id"),
         "models",
         _uuid(model_id, "model_id"),
-        str(version),
+        _uuid(version_id, "version_id"),
         validate_segment(name, what="artifact name"),
     )
 
 
 def job_artifact_key(project_id: UUID, job_id: UUID, task: str, name: str) -> str:
-    """Key of a task's output within a job: ``projects/{p}/jobs/{j}/{task}/{name}``."""
+    """Key of a task's file within a job: ``projects/{p}/jobs/{j}/{task}/{name}`` (log chunks,
+    which carry their attempt in ``name``; artifacts use :func:`attempt_artifact_key`)."""
     return _joined(
         "projects",
         _uuid(project_id, "project_id"),
@@ -112,6 +113,31 @@ def job_artifact_key(project_id: UUID, job_id: UUID, task: str, name: str) -> st
         validate_segment(task, what="task name"),
         validate_segment(name, what="artifact name"),
     )
+
+
+def attempt_artifact_key(project_id: UUID, job_id: UUID, task: str, attempt: int, name: str) -> str:
+    """Key of a file one attempt of a task wrote:
+    ``projects/{p}/jobs/{j}/{task}/attempt-{n}/{name}``.
+
+    Per attempt, so an attempt that lost its lease (and keeps running) cannot overwrite what
+    the attempt after it wrote; the task run records the keys of the attempt that succeeded.
+    """
+    return _joined(
+        "projects",
+        _uuid(project_id, "project_id"),
+        "jobs",
+        _uuid(job_id, "job_id"),
+        validate_segment(task, what="task name"),
+        f"attempt-{_positive(attempt, 'attempt')}",
+        validate_segment(name, what="artifact name"),
+    )
+
+
+def _positive(value: int, what: str) -> int:
+    # bool is an int subclass; True must not become attempt "True" or 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_VERSION:
+        raise InvalidObjectKey(f"{what} must be a positive integer")
+    return value
 
 
 #: Extensions a code bundle object may carry: one Python file or a zip archive.

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from armillary.contracts.registry import DatasetVersionUsed, ModelVersionRegistered
 from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
-from armillary.kit.db import on_rollback, utcnow
+from armillary.kit.db import new_id, next_number, on_rollback, utcnow
 from armillary.kit.errors import Forbidden, NotFound, Unprocessable
 from armillary.kit.events import publish
 from armillary.kit.storage import (
+    InvalidObjectKey,
     ObjectClass,
     ObjectNotFound,
     class_tags,
-    job_artifact_key,
     model_artifact_key,
+    project_prefix,
+    validate_key,
 )
 
 from ..access import refuse_job
@@ -95,11 +96,10 @@ async def create_from_job(
     datasets = await lineage_of.resolve(
         registry.require_datasets(), principal.token, str(access.project_id), plan.datasets
     )
+    recorded = _recorded_artifacts(job, body.source.task)
     with tempfile.TemporaryDirectory(prefix="armillary-reg-", dir=registry.settings.spool_dir) as d:
         staged = [
-            await _stage_job_artifact(
-                registry, access, principal.job_id, body.source.task, n, Path(d)
-            )
+            await _stage_job_artifact(registry, access, body.source.task, n, recorded, Path(d))
             for n in names
         ]
         environment = body.environment or await _json_artifact(registry, staged, "environment.json")
@@ -148,15 +148,33 @@ async def create_from_job(
     return model, version
 
 
+def _recorded_artifacts(job: dict[str, Any], task: str) -> dict[str, str]:
+    """The artifact keys the workflows service recorded for ``task`` of the job: those of the
+    attempt that succeeded (another attempt's files may sit beside them)."""
+    for run in job.get("tasks") or []:
+        if isinstance(run, dict) and run.get("name") == task:
+            artifacts = run.get("artifacts") or {}
+            return artifacts if isinstance(artifacts, dict) else {}
+    return {}
+
+
 async def _stage_job_artifact(
     registry: Registry,
     access: ProjectAccess,
-    job_id: uuid.UUID,
     task: str,
     name: str,
+    recorded: dict[str, str],
     directory: Path,
 ) -> Staged:
-    key = job_artifact_key(access.project_id, job_id, task, name)
+    missing = Unprocessable(f"Task {task!r} of this job has no artifact {name!r}")
+    key = recorded.get(name)
+    # Only a job file of the caller's own project (a cached task's may be another job's).
+    if not isinstance(key, str) or not key.startswith(f"{project_prefix(access.project_id)}/jobs/"):
+        raise missing
+    try:
+        validate_key(key)
+    except InvalidObjectKey:
+        raise missing from None
     try:
         info = await registry.store.head(key)
         if info.size > registry.settings.max_artifact_bytes:
@@ -164,7 +182,7 @@ async def _stage_job_artifact(
         path = directory / name
         await registry.store.get_to_file(key, path)
     except ObjectNotFound:
-        raise Unprocessable(f"Task {task!r} of this job has no artifact {name!r}") from None
+        raise missing from None
     if name in model_files.FILE_NAMES.values():
         await asyncio.to_thread(model_files.check_named, name, path)
     return Staged(name, path, info.size, await asyncio.to_thread(_sha256, path))
@@ -194,14 +212,14 @@ async def _add_version(
     staged: list[Staged],
     version: ModelVersion,
 ) -> tuple[RegisteredModel, ModelVersion]:
-    """Allocate the next number under the model's row lock and store the staged files under
-    it; a rolled-back transaction deletes what was stored."""
-    model = await get_model(session, access, ref, for_update=True)
-    model.version_counter += 1
-    number = model.version_counter
+    """Store the staged files under the new version's own id, then allocate its number under
+    the model's row lock. Keys no other request can own mean a rolled-back transaction deletes
+    only its own files, and the (possibly slow) uploads happen before the lock is taken."""
+    model = await get_model(session, access, ref)
+    version.id = new_id()
     artifacts: dict[str, dict[str, Any]] = {}
     for item in staged:
-        key = model_artifact_key(access.project_id, model.id, number, item.name)
+        key = model_artifact_key(access.project_id, model.id, version.id, item.name)
 
         async def remove(key: str = key) -> None:
             await registry.store.delete(key)
@@ -209,6 +227,11 @@ async def _add_version(
         on_rollback(session, remove)
         await registry.store.put_file(key, item.path, tags=class_tags(ObjectClass.MODEL))
         artifacts[item.name] = {"key": key, "size_bytes": item.size, "sha256": item.sha256}
+    # Locked again: the model may have been deleted meanwhile, and aliases wait for us.
+    model = await get_model(session, access, ref, for_update=True)
+    number = await next_number(
+        session, RegisteredModel.version_counter, RegisteredModel.id == model.id
+    )
     version.model_id = model.id
     version.project_id = access.project_id
     version.number = number

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from typing import TypeGuard
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +27,8 @@ from .zipcheck import BundleSummary, UnsafeBundle, check_bundle
 log = structlog.get_logger("armillary.workflows")
 
 CONTENT_TYPES = {"py": "text/x-python", "zip": "application/zip"}
+# Concurrent uploads of one name each retry their number this often before a 409.
+_VERSION_ATTEMPTS = 5
 
 
 class PayloadTooLarge(DomainError):
@@ -90,27 +93,19 @@ async def upload_bundle(
     summary = await checked(data, kind, settings)
     sha256 = hashlib.sha256(data).hexdigest()
     latest = await repo.latest_bundle(session, access.project_id, name)
-    if latest is not None and latest.sha256 == sha256 and latest.kind == kind:
-        audit.record(
-            session,
-            action="code.upload_unchanged",
-            resource_type="code_bundle",
-            resource_id=latest.id,
-            details={"name": name, "version": latest.version, "sha256": sha256},
-            service=SERVICE,
-        )
-        return latest, False
+    if _same(latest, sha256, kind):
+        return _unchanged(session, latest, sha256), False
     bundle = CodeBundle(
         id=new_id(),
         project_id=access.project_id,
         name=name,
-        version=(latest.version if latest is not None else 0) + 1,
         kind=kind,
         sha256=sha256,
         size_bytes=len(data),
         entries=summary.entries,
         created_by=access.principal.user_id,
     )
+    # The row's own id in the key: no other upload writes (or on rollback deletes) it.
     bundle.object_key = code_bundle_key(access.project_id, bundle.id, sha256, kind)
 
     async def remove_object() -> None:
@@ -121,12 +116,21 @@ async def upload_bundle(
     await store.put_bytes(
         bundle.object_key, data, content_type=CONTENT_TYPES[kind], tags=class_tags(ObjectClass.RAW)
     )
-    try:
-        async with session.begin_nested():
-            session.add(bundle)
-            await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("The bundle was uploaded concurrently; upload again") from exc
+    for _ in range(_VERSION_ATTEMPTS):
+        bundle.version = (latest.version if latest is not None else 0) + 1
+        try:
+            async with session.begin_nested():
+                session.add(bundle)
+                await session.flush()
+            break
+        except IntegrityError:
+            # A concurrent upload took the number: read the latest again (it has committed).
+            latest = await repo.latest_bundle(session, access.project_id, name)
+            if _same(latest, sha256, kind):
+                await remove_object()
+                return _unchanged(session, latest, sha256), False
+    else:
+        raise Conflict("The bundle is being uploaded concurrently; upload again")
     audit.record(
         session,
         action="code.upload",
@@ -144,6 +148,22 @@ async def upload_bundle(
         service=SERVICE,
     )
     return bundle, True
+
+
+def _same(latest: CodeBundle | None, sha256: str, kind: str) -> TypeGuard[CodeBundle]:
+    return latest is not None and latest.sha256 == sha256 and latest.kind == kind
+
+
+def _unchanged(session: AsyncSession, latest: CodeBundle, sha256: str) -> CodeBundle:
+    audit.record(
+        session,
+        action="code.upload_unchanged",
+        resource_type="code_bundle",
+        resource_id=latest.id,
+        details={"name": latest.name, "version": latest.version, "sha256": sha256},
+        service=SERVICE,
+    )
+    return latest
 
 
 async def get_bundle(session: AsyncSession, access: ProjectAccess, name: str) -> CodeBundle:
