@@ -86,6 +86,10 @@ def up(
     application = create_app(settings, run_scheduler=True)
     if workers:
         engine.WorkerPool(workers, engine.worker_env(settings, host, port)).start()
+    if settings.metrics_port:
+        from armillary.kit.metrics import serve_metrics
+
+        serve_metrics(settings.metrics_host, settings.metrics_port)
     uvicorn.run(
         application,
         host=host,

@@ -261,7 +261,8 @@ def _where_to_look(url: str, project: str, job_id: str) -> None:
         ("deployment", f"{base}/deployments/{DEPLOYMENT}"),
         ("A/B analysis", f"{base}/deployments/{DEPLOYMENT}/analysis"),
         ("API docs", f"{url}/docs"),
-        ("metrics", f"{url}/metrics"),
+        # Not on the API's port: a listener of its own, on the server's machine by default.
+        ("metrics", "http://127.0.0.1:9464/metrics (ARMILLARY_METRICS_HOST/_PORT)"),
     ]
     console.print("\n[bold]Where to look[/bold] (send your token as Authorization: Bearer):")
     for name, where in places:

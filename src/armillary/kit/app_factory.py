@@ -12,19 +12,20 @@ from starlette.types import Scope
 
 from armillary.kit import health
 from armillary.kit.audit import AuditFallbackMiddleware
-from armillary.kit.metrics import MetricsMiddleware, metrics_endpoint
+from armillary.kit.metrics import MetricsMiddleware
 from armillary.kit.problems import install_error_handlers, install_openapi
 from armillary.kit.ratelimit import RateLimitMiddleware
 from armillary.kit.request_context import RequestContextMiddleware
 from armillary.kit.runtime import Runtime
 from armillary.kit.security import InvalidToken, bearer_token
+from armillary.kit.security_headers import SecurityHeadersMiddleware
 
 # Routes that answer without a token. Everything else must say 401 to an anonymous caller.
+# Metrics are not among them: they are served on a listener of their own (kit.metrics).
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
         "/readyz",
-        "/metrics",
         "/docs",
         "/docs/oauth2-redirect",
         "/redoc",
@@ -64,7 +65,10 @@ def build_app(
             if manage_runtime:
                 await runtime.stop()
 
-    middleware = [Middleware(RequestContextMiddleware, settings=runtime.settings)]
+    middleware = [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(RequestContextMiddleware, settings=runtime.settings),
+    ]
     middleware.append(Middleware(MetricsMiddleware))
     if edge and runtime.limiter is not None and runtime.settings.rate_limit_enabled:
         middleware.append(
@@ -82,7 +86,6 @@ def build_app(
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     for router in routers:
         app.include_router(router)
     install_openapi(app, public_paths=PUBLIC_PATHS)

@@ -1,12 +1,16 @@
-"""Prometheus metrics for every process: requests, errors and latency by route template."""
+"""Prometheus metrics for every process: requests, errors and latency by route template.
+
+They are scraped from a listener of their own (:func:`serve_metrics`, 127.0.0.1 by default),
+never from the public API port: their labels name every project's deployments.
+"""
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import start_http_server as _start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
@@ -63,5 +67,15 @@ class MetricsMiddleware:
                 ERRORS.labels(*labels).inc()
 
 
-async def metrics_endpoint(_request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def serve_metrics(host: str, port: int) -> bool:
+    """Serve ``/metrics`` of this process on ``host:port`` (a daemon thread). Returns False,
+    logged, when the port is taken: the platform runs on without its metrics."""
+    try:
+        _start_http_server(port, addr=host)
+    except OSError as exc:
+        structlog.get_logger(__name__).error(
+            "metrics.listener_failed", host=host, port=port, error=exc.strerror
+        )
+        return False
+    structlog.get_logger(__name__).info("metrics.listening", host=host, port=port)
+    return True

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None
+    # Prometheus metrics of the API process: a listener of their own, never the public port
+    # (0 turns it off). Keep it on a private interface.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65_535)
 
     database_url: str | None = None
     # Connections kept per process (as many again may open under bursts).

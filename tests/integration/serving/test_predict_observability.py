@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 from tests.integration.serving.predict_support import (  # noqa: F401 - fixtures
     PredictScene,
     features,
@@ -62,7 +63,7 @@ async def test_prometheus_counts_requests_latency_and_batches(pscene: PredictSce
     await predict_many(send, 40, concurrency=16)
     bad = await pscene.client.post(pscene.url(), json={"instances": [{}]}, headers=headers)
     assert bad.status_code == 422
-    text = (await pscene.client.get("/metrics")).text
+    text = generate_latest().decode()  # what the metrics listener serves
     label = f'deployment="{pscene.scene.slug}.churn-api"'
     ok = [
         line

@@ -28,7 +28,7 @@ from armillary.contracts.identity import JOB_TOKEN_MAX_TTL_SECONDS, JobTokenRequ
 from armillary.kit.db import Database, utcnow
 from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.errors import InvalidObjectKey
-from armillary.kit.storage.keys import job_artifact_key, validate_segment
+from armillary.kit.storage.keys import attempt_artifact_key, validate_segment
 
 from .. import metrics
 from ..code.zipcheck import extract_bundle
@@ -297,7 +297,10 @@ class Worker:
             flat = name.replace("/", "__")
             try:
                 validate_segment(flat, what="artifact name")
-                key = job_artifact_key(claimed.project_id, claimed.job_id, claimed.task, flat)
+                # Per attempt: an attempt that lost its lease cannot overwrite these.
+                key = attempt_artifact_key(
+                    claimed.project_id, claimed.job_id, claimed.task, claimed.attempt, flat
+                )
             except InvalidObjectKey:
                 log.warning("worker.artifact_skipped", task=claimed.task)
                 continue
