@@ -100,3 +100,10 @@ bench-training: sync-dev services
 bench-serving: sync-dev services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(VENV_BIN)/python bench/serving/run.py
+
+# Schemathesis against a temporary embedded platform (SQLite), as admin: every operation of
+# /openapi.json, bounded examples and under 3 min; fails on a server error or a response that
+# breaks the document. Schemathesis has its own venv in bench/.venvs/ (not uv.lock).
+.PHONY: schemathesis
+schemathesis: sync-dev
+	bash scripts/schemathesis.sh

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI
+from tests.conftest import Api, auth
 
 
 def refs(value: Any) -> Iterator[str]:
@@ -46,3 +47,18 @@ def test_the_workflow_spec_body_is_a_component(app: FastAPI) -> None:
     spec = document["components"]["schemas"]["WorkflowSpec"]
     assert set(spec["required"]) == {"name", "tasks"}
     assert "x-component-schemas" not in operation
+
+
+async def test_an_unreadable_body_is_a_documented_400_problem(app: FastAPI, api: Api) -> None:
+    """A body that is not even text: FastAPI answers 400, which every operation with a body
+    documents (Schemathesis checks the status codes against the document)."""
+    token = await api.admin_token()
+    response = await api.client.post(
+        "/api/v1/projects",
+        content=b"\xff\xfe{",
+        headers={**auth(token), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    operation = app.openapi()["paths"]["/api/v1/projects"]["post"]
+    assert "400" in operation["responses"]

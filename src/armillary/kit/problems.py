@@ -122,9 +122,9 @@ def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
 
 
 def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
-    """Every operation lists its problem responses: 401/403 when protected, 422 with input,
-    429 and 500 always, plus those the route declared. Schemas that routes bring with
-    :func:`component_schemas` are put in ``components``."""
+    """Every operation lists its problem responses: 401/403 when protected, 400 with a body,
+    422 with input, 429 and 500 always, plus those the route declared. Schemas that routes
+    bring with :func:`component_schemas` are put in ``components``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -144,6 +144,8 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
                     codes |= {401, 403}
                 if "{" in path:
                     codes.add(404)
+                if "requestBody" in operation:
+                    codes.add(400)  # a body that cannot be read at all (not UTF-8, cut off)
                 responses = operation.setdefault("responses", {})
                 # FastAPI documents a 422 exactly for operations that validate input; keep it,
                 # rendered as a problem.
