@@ -190,3 +190,28 @@ async def test_management_writes_keep_the_user_limit(limited: PredictScene) -> N
     # Predictions go on while the user's management writes are refused.
     response = await limited.client.post(limited.url(), json=_body(), headers=bearer)
     assert response.status_code == 200, response.text
+
+
+async def test_a_bearer_prediction_verifies_its_token_once(
+    limited: PredictScene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edge limiter verified the token for the route before; on the prediction routes it
+    no longer looks, and the route must not verify the token twice instead."""
+    await limited.deploy(ONE)
+    verifier = limited.platform.app.state.runtime.access.verifier
+    verify = verifier.verify
+    calls: list[str] = []
+
+    async def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(token)
+        return await verify(token, *args, **kwargs)
+
+    monkeypatch.setattr(verifier, "verify", counted)
+    bearer = auth(limited.scene.token)
+    response = await limited.client.post(limited.url(), json=_body(), headers=bearer)
+    assert response.status_code == 200, response.text
+    assert len(calls) == 1
+    v2 = f"/v2/models/{limited.scene.slug}.churn-api/infer"
+    response = await limited.client.post(v2, json=_v2(), headers=bearer)
+    assert response.status_code == 200, response.text
+    assert len(calls) == 2

@@ -58,7 +58,14 @@ async def require_credentials(request: Request) -> None:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized("Send an API key (X-API-Key) or a bearer token")
-    await runtime.require_access().principal(token, getattr(request.state, "token_claims", None))
+    control = runtime.require_access()
+    claims = getattr(request.state, "token_claims", None)
+    if claims is None:
+        # Verified once, here, and kept for authorize_predict: the edge limiter, which does
+        # it on other routes, leaves the prediction routes alone.
+        claims = await control.verifier.verify(token)
+        request.state.token_claims = claims
+    await control.principal(token, claims)
 
 
 async def _live_key(runtime: Runtime, key: str) -> Any:
