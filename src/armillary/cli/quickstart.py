@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from armillary.cli.job_views import follow, summary
+from armillary.cli.output import fit_table
 from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.cli.session import (
     TOKEN_ENV,
@@ -245,6 +246,7 @@ def _send_predictions(client: Client, project: str, rows: list[dict[str, Any]]) 
             escape(str(answer.get("prediction_id", "-"))),
         )
         feedback.append({"prediction_id": answer["prediction_id"], "actual": row[TARGET]})
+    fit_table(table, console, optional=("variant", "model", "p"), keep_whole=("prediction id",))
     console.print(table)
     console.print(f"{correct} of {len(rows)} right on rows the model never saw.")
     path = f"/api/v1/projects/{_segment(project)}/deployments/{DEPLOYMENT}/feedback"

@@ -57,7 +57,7 @@ def validate(file: FileArgument, output: OutputOption = OutputFormat.TABLE) -> N
         "valid": not result.errors,
         "tasks": len(result.spec.tasks) if result.spec is not None else None,
         "errors": [e.model_dump(mode="json") for e in result.errors],
-        "skipped": [{"check": s.check, "path": s.path} for s in result.skipped],
+        "checked_on_apply": [{"check": s.check, "path": s.path} for s in result.skipped],
     }
     if print_data(output, report):
         if result.errors:
