@@ -162,3 +162,21 @@ def test_off_a_terminal_progress_is_plain_lines(
     assert progress[-1].startswith("Uploading big.csv: ")
     assert progress[-1].endswith("(100%)")
     assert len(progress) <= 11  # a line per tenth at most, not one per chunk
+
+
+def test_dataset_tables_fit_80_columns(
+    runner: CliRunner, account: Account, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.integration.sdk.test_sdk_datasets import sha256_of
+
+    source = write_csv(tmp_path / "sales.csv", rows=200)
+    p = ["-p", account.project, "-n", "sales"]
+    assert runner.invoke(app, ["datasets", "upload", str(source), *p], env=env).exit_code == 0
+    narrow = {**env, **NARROW}
+
+    for args in (["datasets", "show", *p], ["datasets", "show", *p, "-v", "1"]):
+        result = runner.invoke(app, args, env=narrow)
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.stdout, args
+        assert max(len(line) for line in result.stdout.splitlines()) <= 80, args
+    assert sha256_of(source) in result.stdout  # the version's facts: the whole digest
