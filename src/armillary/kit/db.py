@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     DateTime,
     Dialect,
     MetaData,
     Select,
     TypeDecorator,
+    and_,
     event,
+    inspect,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import SavepointClause
 
@@ -171,20 +173,29 @@ def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(callback)
 
 
-async def next_number(
-    session: AsyncSession, counter: InstrumentedAttribute[int], row: ColumnElement[bool]
-) -> int:
-    """Add one to the integer ``counter`` of the one row ``row`` selects and return the new
-    value, in one ``UPDATE ... RETURNING`` statement.
+async def next_number(session: AsyncSession, row: Base, counter: InstrumentedAttribute[int]) -> int:
+    """Add one to ``row``'s integer ``counter`` in the database and return the new value, in
+    one ``UPDATE ... RETURNING`` statement; ``row`` then shows that value.
 
-    The increment happens in the database under the row's write lock, so two transactions
-    never get the same number, on PostgreSQL or SQLite, whatever either read before.
+    The increment happens under the row's write lock, so two transactions never get the same
+    number, on PostgreSQL or SQLite, whatever either had read before.
     """
+    state = inspect(row)
+    if state.identity is None:
+        raise LookupError("the row has no identity yet: flush it first")
+    mapper = state.mapper
+    key = and_(*(c == v for c, v in zip(mapper.primary_key, state.identity, strict=True)))
     number = await session.scalar(
-        update(counter.class_).where(row).values({counter: counter + 1}).returning(counter)
+        update(mapper.class_)
+        .where(key)
+        .values({counter: counter + 1})
+        .returning(counter)
+        .execution_options(synchronize_session=False)
     )
     if number is None:
-        raise LookupError(f"no row to allocate {counter.key} from")
+        raise LookupError(f"the row to allocate {counter.key} from is gone")
+    # What the database now holds; not a change to flush.
+    set_committed_value(row, counter.key, number)
     return int(number)
 
 

@@ -181,7 +181,7 @@ async def add_version(
             id=version_id,
             dataset_id=dataset.id,
             project_id=access.project_id,
-            number=await next_number(session, Dataset.version_counter, Dataset.id == dataset.id),
+            number=await next_number(session, dataset, Dataset.version_counter),
             format=fmt.value,
             size_bytes=upload.size,
             sha256=upload.sha256,

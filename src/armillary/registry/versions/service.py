@@ -229,9 +229,7 @@ async def _add_version(
         artifacts[item.name] = {"key": key, "size_bytes": item.size, "sha256": item.sha256}
     # Locked again: the model may have been deleted meanwhile, and aliases wait for us.
     model = await get_model(session, access, ref, for_update=True)
-    number = await next_number(
-        session, RegisteredModel.version_counter, RegisteredModel.id == model.id
-    )
+    number = await next_number(session, model, RegisteredModel.version_counter)
     version.model_id = model.id
     version.project_id = access.project_id
     version.number = number

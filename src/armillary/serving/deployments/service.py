@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from armillary.contracts.serving import DeploymentChanged
 from armillary.kit import audit, context
 from armillary.kit.authz import ProjectAccess
-from armillary.kit.db import utcnow
+from armillary.kit.db import next_number, utcnow
 from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
 from armillary.kit.events import publish
 
@@ -216,10 +216,11 @@ async def update(
     resolver: ModelResolver,
 ) -> tuple[Deployment, DeploymentConfig, Resolution]:
     check_variants(data.variants)
-    deployment = await _locked(session, access, ref)
+    # Resolved before the lock: the registry is asked outside the locked transaction.
     resolution = await resolve_variants(resolver, access.project_id, data.variants)
+    deployment = await _locked(session, access, ref)
     current = await _current(session, deployment)
-    deployment.config_version += 1
+    await next_number(session, deployment, Deployment.config_version)
     deployment.updated_at = utcnow()
     if data.description is not None:
         deployment.description = data.description
@@ -268,7 +269,7 @@ async def rollback(
     variants = [VariantIn.model_validate(v) for v in target.variants]
     resolution = await resolve_variants(resolver, access.project_id, variants)
     restored = target.restored_version or target.version
-    deployment.config_version += 1
+    await next_number(session, deployment, Deployment.config_version)
     deployment.updated_at = utcnow()
     config = _add_config(
         session,
@@ -315,7 +316,7 @@ async def auto_rollback(
         raise NotFound(f"Variant {variant!r} is not in the deployment's configuration")
     if not any(not v["shadow"] and v["weight"] > 0 for v in kept):
         raise Conflict(f"Removing variant {variant!r} would leave no variant to answer")
-    deployment.config_version += 1
+    await next_number(session, deployment, Deployment.config_version)
     deployment.updated_at = utcnow()
     config = _add_config(
         session,

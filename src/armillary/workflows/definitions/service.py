@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from armillary.contracts.tasks import TaskTypeContract
 from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
-from armillary.kit.db import utcnow
+from armillary.kit.db import next_number, utcnow
 from armillary.kit.errors import Conflict, NotFound, Unprocessable
 from armillary.kit.ids import parse_uuid
 
@@ -86,7 +86,7 @@ async def apply_spec(
                 service=SERVICE,
             )
             return workflow, latest, False
-    workflow.latest_version += 1
+    await next_number(session, workflow, Workflow.latest_version)
     workflow.description = spec.description
     schedule = spec.schedule
     workflow.schedule_cron = schedule.cron if schedule else None
