@@ -100,6 +100,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "rate_limit_auth": "1000/minute",
         "rate_limit_read": "10000/minute",
         "rate_limit_write": "10000/minute",
+        "login_failures_per_client": "1000/minute",
         "login_failures_per_account": "1000/minute",
         "login_failures_per_address": "1000/minute",
         "log_json": True,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import structlog
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse, parse_many
 from limits.aio import strategies
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConcurrentUpdateError, StorageError
@@ -112,6 +112,7 @@ class RateLimiter:
             "read": parse(settings.rate_limit_read),
             "write": parse(settings.rate_limit_write),
         }
+        self._per_client = parse_many(settings.login_failures_per_client)
         self._per_account = parse(settings.login_failures_per_account)
         self._per_address = parse(settings.login_failures_per_address)
         self._delegated: dict[str, re.Pattern[str]] = {}
@@ -178,14 +179,26 @@ class RateLimiter:
         )
 
     async def login_blocked(self, account: str, address: str | None) -> int | None:
-        """Seconds to wait when the account's or the address's failure budget is spent.
+        """Seconds this client must wait before trying ``account`` again, or None.
 
+        Waits come from this client's own failures for the account (a ladder of growing
+        windows), from the address's failures across accounts, and from the account's
+        failures everywhere, but the last only for a client that has itself failed for the
+        account: a clean client can always sign in, so failing on purpose locks nobody out.
         Only looks (``test``), never counts: a blocked attempt is not itself a failure.
         Raises ``RateLimitStoreUnavailable`` when the store is down (fail closed).
         """
+        client = _client_key(account, address)
+        checks: list[tuple[RateLimitItem, tuple[str, ...]]] = [
+            (item, ("login-client", client)) for item in self._per_client
+        ]
+        if address:
+            checks.append((self._per_address, ("login-address", address)))
         waits: list[int] = []
         try:
-            for item, identifiers in self._login_counters(account, address):
+            if await self._has_failed(client):
+                checks.append((self._per_account, ("login-account", _account_id(account))))
+            for item, identifiers in checks:
                 if not await self._strategy.test(item, *identifiers):
                     stats = await self._strategy.get_window_stats(item, *identifiers)
                     waits.append(max(1, _seconds_until(stats.reset_time)))
@@ -195,7 +208,8 @@ class RateLimiter:
         return max(waits) if waits else None
 
     async def login_failed(self, account: str, address: str | None) -> None:
-        """Count one failed login against the account and against the address."""
+        """Count one failed login against the client (for this account), the address and the
+        account."""
         try:
             for item, identifiers in self._login_counters(account, address):
                 await self._strategy.hit(item, *identifiers)
@@ -203,27 +217,44 @@ class RateLimiter:
             _log_store_failure(exc, operation="login_failed")
             raise RateLimitStoreUnavailable from exc
 
-    async def login_succeeded(self, account: str) -> None:
-        """Forget the account's failures (OWASP: reset the counter on a successful login).
+    async def login_succeeded(self, account: str, address: str | None) -> None:
+        """Forget this client's failures for the account, and the account's (OWASP: reset
+        the counter on a successful login).
 
         The per-address counter is kept, so one valid account cannot launder guesses made
         from the same address against others.
         """
+        client = _client_key(account, address)
         try:
+            for item in self._per_client:
+                await self._strategy.clear(item, "login-client", client)
             await self._strategy.clear(self._per_account, "login-account", _account_id(account))
         except _STORE_ERRORS as exc:
             _log_store_failure(exc, operation="login_succeeded")
             raise RateLimitStoreUnavailable from exc
 
+    async def _has_failed(self, client: str) -> bool:
+        # The widest window of the ladder remembers the client's failures longest.
+        widest = max(self._per_client, key=lambda item: item.get_expiry())
+        stats = await self._strategy.get_window_stats(widest, "login-client", client)
+        return stats.remaining < widest.amount
+
     def _login_counters(
         self, account: str, address: str | None
     ) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+        client = _client_key(account, address)
         counters: list[tuple[RateLimitItem, tuple[str, ...]]] = [
-            (self._per_account, ("login-account", _account_id(account)))
+            (item, ("login-client", client)) for item in self._per_client
         ]
+        counters.append((self._per_account, ("login-account", _account_id(account))))
         if address:
             counters.append((self._per_address, ("login-address", address)))
         return counters
+
+
+def _client_key(account: str, address: str | None) -> str:
+    # One key per (account, client address); hashed like the account alone.
+    return hashlib.sha256(f"{_account_id(account)}|{address or '-'}".encode()).hexdigest()
 
 
 def _account_id(account: str) -> str:

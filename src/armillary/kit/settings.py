@@ -80,7 +80,14 @@ class Settings(BaseSettings):
     # (per account for bearer callers) and per deployment. Unset or empty: unlimited.
     rate_limit_predict_per_key: str | None = None
     rate_limit_predict_per_deployment: str | None = None
-    login_failures_per_account: str = "5/15minutes"
+    # Sign-in throttling (OWASP authentication cheat sheet): failures of one account from one
+    # client meet growing waits (each limit of the ladder, ';'-separated, adds a longer one);
+    # an address is blocked after failures across accounts; and once an account has had
+    # `login_failures_per_account`, clients that already failed for it wait too. A client
+    # without failures for the account is never blocked on its account: nobody can lock the
+    # owner out by failing on purpose.
+    login_failures_per_client: str = "5/minute;10/15minutes;20/hour;50/day"
+    login_failures_per_account: str = "30/15minutes"
     login_failures_per_address: str = "30/15minutes"
     # Comma-separated CIDRs whose X-Forwarded-For is believed.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -67,8 +67,9 @@ def _settings(**overrides: Any) -> Settings:
         "rate_limit_read": "3/minute",
         "rate_limit_write": "2/minute",
         "rate_limit_on_store_failure": "allow",
-        "login_failures_per_account": "3/minute",
-        "login_failures_per_address": "5/minute",
+        "login_failures_per_client": "3/minute;5/hour",
+        "login_failures_per_account": "4/minute",
+        "login_failures_per_address": "8/minute",
     }
     values.update(overrides)
     return Settings(**values)
@@ -280,7 +281,7 @@ async def test_login_helpers_fail_closed_when_store_is_down() -> None:
         await _close(limiter)
 
 
-async def test_account_is_blocked_after_its_failure_budget(make_limiter: MakeLimiter) -> None:
+async def test_a_client_meets_growing_waits_for_an_account(make_limiter: MakeLimiter) -> None:
     limiter = await make_limiter()
     # Looking never counts.
     for _ in range(5):
@@ -290,21 +291,37 @@ async def test_account_is_blocked_after_its_failure_budget(make_limiter: MakeLim
     assert await limiter.login_blocked("alice@example.com", PEER) is None
 
     await limiter.login_failed("alice@example.com", PEER)
-
-    wait = await limiter.login_blocked("alice@example.com", PEER)
-    assert wait is not None
-    assert 1 <= wait <= 60
-    # Blocked from anywhere and however the account is spelt; other accounts are not.
-    assert await limiter.login_blocked(" Alice@Example.COM", "198.51.100.3") is not None
-    assert await limiter.login_blocked("alice@example.com", None) is not None
+    first = await limiter.login_blocked(" Alice@Example.COM", PEER)  # however it is spelt
+    assert first is not None
+    assert 1 <= first <= 60
+    # Past the next rung of the ladder the wait is the longer window's.
+    for _ in range(2):
+        await limiter.login_failed("alice@example.com", PEER)
+    longer = await limiter.login_blocked("alice@example.com", PEER)
+    assert longer is not None
+    assert 60 < longer <= 3600
+    # Other accounts from this client, and this account from other clients, are not blocked.
     assert await limiter.login_blocked("bob@example.com", PEER) is None
+    assert await limiter.login_blocked("alice@example.com", "198.51.100.3") is None
+
+
+async def test_anonymous_failures_cannot_lock_the_owner_out(make_limiter: MakeLimiter) -> None:
+    """F9: wrong passwords for the admin from many addresses. Their senders wait; the admin
+    signing in from a clean client does not."""
+    limiter = await make_limiter()
+    for n in range(40):
+        attacker = f"192.0.2.{n}"
+        for _ in range(2):
+            await limiter.login_failed("admin@example.com", attacker)
+    assert await limiter.login_blocked("admin@example.com", "192.0.2.7") is not None
+    assert await limiter.login_blocked("admin@example.com", PEER) is None
 
 
 async def test_address_is_blocked_after_failures_across_accounts(
     make_limiter: MakeLimiter,
 ) -> None:
     limiter = await make_limiter()
-    for i in range(5):
+    for i in range(8):
         await limiter.login_failed(f"user{i}@example.com", PEER)
 
     wait = await limiter.login_blocked("fresh@example.com", PEER)
@@ -314,16 +331,23 @@ async def test_address_is_blocked_after_failures_across_accounts(
     assert await limiter.login_blocked("fresh@example.com", None) is None
 
 
-async def test_success_clears_only_the_account_budget(make_limiter: MakeLimiter) -> None:
+async def test_success_clears_the_client_and_account_budgets(make_limiter: MakeLimiter) -> None:
     limiter = await make_limiter(login_failures_per_address="3/minute")
     for _ in range(3):
         await limiter.login_failed("alice@example.com", PEER)
-    assert await limiter.login_blocked("alice@example.com", "198.51.100.3") is not None
-
-    await limiter.login_succeeded("alice@example.com")
-
-    assert await limiter.login_blocked("alice@example.com", "198.51.100.3") is None
     assert await limiter.login_blocked("alice@example.com", PEER) is not None
+
+    await limiter.login_succeeded("alice@example.com", "198.51.100.3")
+    assert await limiter.login_blocked("alice@example.com", PEER) is not None  # not that client
+
+    await limiter.login_succeeded("alice@example.com", PEER)
+    # The client's budget for the account is clear; the address's, across accounts, is not.
+    assert await limiter.login_blocked("bob@example.com", PEER) is not None
+    limiter_without_address_limit = await make_limiter()
+    for _ in range(3):
+        await limiter_without_address_limit.login_failed("carol@example.com", PEER)
+    await limiter_without_address_limit.login_succeeded("carol@example.com", PEER)
+    assert await limiter_without_address_limit.login_blocked("carol@example.com", PEER) is None
 
 
 async def test_account_names_do_not_appear_in_redis_keys() -> None:

@@ -68,7 +68,7 @@ async def login(session: AsyncSession, identity: Identity, email: str, password:
         raise InvalidCredentials()
     if limiter is not None:
         try:
-            await limiter.login_succeeded(account)
+            await limiter.login_succeeded(account, address)
         except RateLimitStoreUnavailable as exc:
             raise ServiceUnavailable("Sign-in is temporarily unavailable") from exc
     if identity.passwords.needs_rehash(user.password_hash):
