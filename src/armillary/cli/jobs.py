@@ -61,7 +61,7 @@ class TriggerKind(StrEnum):
 
 ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project slug")]
 JobArgument = Annotated[
-    str, typer.Argument(help="Job id, or a unique prefix of one (at least a few characters)")
+    str, typer.Argument(help="Job id, or a unique prefix of one (as git takes short hashes)")
 ]
 PrefixProjectOption = Annotated[
     str | None,
