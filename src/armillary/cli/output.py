@@ -18,8 +18,11 @@ import typer
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 OUTPUT_ENV = "ARMILLARY_OUTPUT"
+# The narrowest a folded column may get while ids beside it stay whole.
+_FOLDED_MINIMUM = 6
 
 
 class OutputFormat(StrEnum):
@@ -88,9 +91,33 @@ def fit_table(
                 break
     for index, column in enumerate(table.columns):
         column._index = index  # Rich draws cells by the column's position
+    if _width_with_whole_ids(table) > console.width:
+        # Too narrow for whole ids beside narrow folded columns: ids fold too, rather than
+        # crowd the other columns out of sight.
+        for column in table.columns:
+            column.no_wrap = False
     return dropped
 
 
 def _natural_width(table: Table, console: Console) -> int:
     options = console.options.update_width(1_000_000)
     return Measurement.get(console, options, table).maximum
+
+
+def _width_with_whole_ids(table: Table) -> int:
+    # Each column costs its padding and a border; a folded one at least a few characters.
+    width = 1
+    for column in table.columns:
+        if column.no_wrap:
+            cells = [*column.cells, column.header]
+            width += max(_cell_width(cell) for cell in cells)
+        else:
+            width += _FOLDED_MINIMUM
+        width += 3
+    return width
+
+
+def _cell_width(cell: object) -> int:
+    if isinstance(cell, str):
+        return Text.from_markup(cell).cell_len
+    return cell.cell_len if isinstance(cell, Text) else 0

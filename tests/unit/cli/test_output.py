@@ -111,3 +111,22 @@ def test_cells_that_cannot_fit_wrap_without_an_ellipsis() -> None:
     drawn = screen.getvalue()
     assert "…" not in drawn
     assert max(len(line) for line in drawn.splitlines()) <= 40
+
+
+@pytest.mark.parametrize("width", [40, 60])
+def test_too_narrow_for_whole_ids_they_fold_but_stay_complete(width: int) -> None:
+    console, screen = _console(width)
+    job = str(uuid.uuid4())
+    table = Table()
+    for header in ("Job", "Workflow", "Status"):
+        table.add_column(header)
+    table.add_row(job, "nightly-training", "succeeded")
+
+    fit_table(table, console, keep_whole=("Job",))
+    console.print(table)
+
+    drawn = screen.getvalue()
+    assert "…" not in drawn
+    body = [line.split("│") for line in drawn.splitlines() if line.startswith("│")]
+    assert "".join(cells[1].strip() for cells in body) == job
+    assert "".join(cells[3].strip() for cells in body) == "succeeded"
