@@ -69,19 +69,46 @@ curl -fsS "$BASE/readyz" >/dev/null
 
 TOKEN="$(curl -fsS -d "username=$ADMIN_EMAIL" --data-urlencode "password=$ADMIN_PASSWORD" \
   "$BASE/api/v1/auth/token" | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
-# One real project, so that project-scoped routes get past the 404 (see the config below).
-curl -fsS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -d '{"slug": "fuzz", "name": "Fuzz"}' "$BASE/api/v1/projects" >/dev/null
+# A real project with a dataset version and a workflow version, named in the config below,
+# so that the fuzzer gets past the 404 of a made-up name into each route's own logic. The
+# deletions get rows of their own ("doomed"), or the first one would leave nothing to test.
+api() { curl -fsS -H "Authorization: Bearer $TOKEN" "$@" >/dev/null; }
+printf 'x,y,label\n1,2.5,a\n2,,b\n3,4.0,a\n' >"$WORK/table.csv"
+for project in fuzz doomed; do
+  api -H 'Content-Type: application/json' -d "{\"slug\": \"$project\", \"name\": \"$project\"}" \
+    "$BASE/api/v1/projects"
+  for dataset in table doomed; do
+    api -H 'Content-Type: application/json' -d "{\"name\": \"$dataset\"}" \
+      "$BASE/api/v1/projects/$project/datasets"
+    api -F "file=@$WORK/table.csv" "$BASE/api/v1/projects/$project/datasets/$dataset/versions"
+  done
+  for workflow in flow doomed; do
+    api -H 'Content-Type: application/json' "$BASE/api/v1/projects/$project/workflows" -d \
+      "{\"name\": \"$workflow\", \"tasks\": [{\"name\": \"w\", \"type\": \"sleep\", \"params\": {\"seconds\": 0}}]}"
+  done
+done
 
 cat >"$WORK/schemathesis.toml" <<'TOML'
 [parameters]
 "path.project" = "fuzz"
+"path.dataset" = "table"
+"path.workflow" = "flow"
+
+[[operations]]
+include-method = "DELETE"
+include-path = "/api/v1/projects/{project}"
+parameters = { "path.project" = "doomed" }
+
+[[operations]]
+include-method = "DELETE"
+include-path-regex = "^/api/v1/projects/\\{project\\}/(datasets|workflows)/"
+parameters = { "path.dataset" = "doomed", "path.workflow" = "doomed" }
 TOML
 
 echo "schemathesis $SCHEMATHESIS_VERSION on $BASE: checks $CHECKS, at most $MAX_EXAMPLES examples per operation and ${MAX_TIME}s"
 started=$(date +%s)
 # `filter_too_much` is a health check of the generator, not of the API: for free-text path
-# segments (dataset, deployment, bundle names) Hypothesis discards many candidates that do not
+# segments (deployment, model, bundle names) Hypothesis discards many candidates that do not
 # survive URL encoding, and under load it gives up on them. Nothing is excluded.
 status=0
 "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" \

@@ -62,3 +62,9 @@ async def test_an_unreadable_body_is_a_documented_400_problem(app: FastAPI, api:
     assert response.headers["content-type"].startswith("application/problem+json")
     operation = app.openapi()["paths"]["/api/v1/projects"]["post"]
     assert "400" in operation["responses"]
+
+
+def test_a_malformed_path_segment_is_a_documented_400(app: FastAPI) -> None:
+    """Services check names in the path themselves (400 with the rule), e.g. a model name."""
+    operation = app.openapi()["paths"]["/api/v1/projects/{project}/models/{model}"]["get"]
+    assert {"400", "404"} <= set(operation["responses"])

@@ -122,9 +122,10 @@ def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
 
 
 def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
-    """Every operation lists its problem responses: 401/403 when protected, 400 with a body,
-    422 with input, 429 and 500 always, plus those the route declared. Schemas that routes
-    bring with :func:`component_schemas` are put in ``components``."""
+    """Every operation lists its problem responses: 401/403 when protected, 400 and 404 with
+    path parameters, 400 with a body, 422 with input, 429 and 500 always, plus those the route
+    declared. Schemas that routes bring with :func:`component_schemas` are put in
+    ``components``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -143,7 +144,8 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
                 if path not in public_paths:
                     codes |= {401, 403}
                 if "{" in path:
-                    codes.add(404)
+                    # 400: a segment that is no valid name (services check names themselves).
+                    codes |= {400, 404}
                 if "requestBody" in operation:
                     codes.add(400)  # a body that cannot be read at all (not UTF-8, cut off)
                 responses = operation.setdefault("responses", {})
