@@ -180,3 +180,23 @@ def test_dataset_tables_fit_80_columns(
         assert "…" not in result.stdout, args
         assert max(len(line) for line in result.stdout.splitlines()) <= 80, args
     assert sha256_of(source) in result.stdout  # the version's facts: the whole digest
+
+
+def test_run_with_json_output_keeps_progress_off_stdout(
+    runner: CliRunner, account: Account, env: dict[str, str]
+) -> None:
+    with Client(account.url, account.token) as client:
+        job = client.jobs.run(account.project, "nightly", idempotency_key="json-run")
+        client.jobs.cancel(job["id"])
+
+    result = runner.invoke(
+        app,
+        ["jobs", "run", "nightly", "-p", account.project, "--idempotency-key", "json-run"],
+        env={**env, "ARMILLARY_OUTPUT": "json"},
+    )
+
+    assert result.exit_code == 1  # the job did not succeed
+    ended = json.loads(result.stdout)  # stdout is the job and nothing else
+    assert ended["id"] == job["id"]
+    assert ended["status"] == "cancelled"
+    assert f"Started job {job['id']}" in result.stderr
