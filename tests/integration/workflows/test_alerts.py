@@ -836,18 +836,21 @@ async def test_email_with_starttls_and_login(tmp_path: Path) -> None:
             job_id="1",
         )
         client_tls = ssl.create_default_context(cafile=str(cert))
-        await senders.send_email(config, "smtp-pass-123", alert, timeout=10, tls_context=client_tls)
+        local = {"allow_private": True}  # the test's server is on 127.0.0.1
+        await senders.send_email(
+            config, "smtp-pass-123", alert, timeout=10, tls_context=client_tls, **local
+        )
         assert logins == [(b"alerts", b"smtp-pass-123")]
         (envelope,) = inbox.envelopes
         assert envelope.rcpt_tos == ["oncall@example.com"]
 
         with pytest.raises(senders.SendError, match="SMTP"):
             await senders.send_email(
-                {**config, "starttls": False}, "smtp-pass-123", alert, timeout=10
+                {**config, "starttls": False}, "smtp-pass-123", alert, timeout=10, **local
             )
         with pytest.raises(senders.SendError) as refused:
             await senders.send_email(
-                config, "wrong-password", alert, timeout=10, tls_context=client_tls
+                config, "wrong-password", alert, timeout=10, tls_context=client_tls, **local
             )
         assert "wrong-password" not in str(refused.value)
         assert len(inbox.envelopes) == 1

@@ -3,6 +3,7 @@ filters, de-duplication keys, backoff, and the payloads each channel kind receiv
 
 from __future__ import annotations
 
+import socket
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -146,12 +147,17 @@ def test_errors_never_carry_channel_secrets() -> None:
     assert "x" * 20 not in scrubbed
 
 
+async def public(_host: str, _port: int) -> list[str]:
+    return ["93.184.216.34"]
+
+
 async def test_private_targets_are_refused_unless_allowed() -> None:
     with pytest.raises(senders.SendError, match="private or local"):
-        await senders.check_target("http://127.0.0.1:9/hook", False)
+        await senders.pin("http://127.0.0.1:9/hook", False, public)
     with pytest.raises(senders.SendError, match="http or https"):
-        await senders.check_target("ftp://example.com/x", True)
-    await senders.check_target("http://127.0.0.1:9/hook", True)
+        await senders.pin("ftp://example.com/x", True, public)
+    allowed = await senders.pin("http://127.0.0.1:9/hook", True, public)
+    assert allowed.url.host == "127.0.0.1"
 
 
 async def test_starttls_is_requested_when_configured(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +166,12 @@ async def test_starttls_is_requested_when_configured(monkeypatch: pytest.MonkeyP
     async def fake_send(message: Any, **kwargs: Any) -> None:
         calls.append(kwargs)
 
+    async def connected(address: Any, port: int, _timeout: float) -> socket.socket:
+        assert (str(address), port) == ("93.184.216.34", 587)  # the checked address
+        return socket.socket()
+
     monkeypatch.setattr(senders.aiosmtplib, "send", fake_send)
+    monkeypatch.setattr(senders, "_connect", connected)
     config = {
         "host": "smtp.example",
         "port": 587,
@@ -170,9 +181,12 @@ async def test_starttls_is_requested_when_configured(monkeypatch: pytest.MonkeyP
         "starttls": True,
         "use_tls": False,
     }
-    await senders.send_email(config, "pw", _alert(), timeout=5)
-    await senders.send_email({**config, "starttls": False}, None, _alert(), timeout=5)
+    await senders.send_email(config, "pw", _alert(), timeout=5, resolver=public)
+    await senders.send_email(
+        {**config, "starttls": False}, None, _alert(), timeout=5, resolver=public
+    )
     assert calls[0]["start_tls"] is True
+    assert calls[0]["hostname"] == "smtp.example"  # TLS checks the configured name
     assert calls[0]["username"] == "u"
     assert calls[0]["password"] == "pw"
     assert calls[1]["start_tls"] is False

@@ -18,7 +18,8 @@ guard here (server-side request forgery) is:
 httpx has no hook between name resolution and connect, hence the small transport below. An
 operator (or a test) may admit chosen networks with ``allow`` rules, parsed from the
 ``ARMILLARY_DATA_INGEST_ALLOW_NETWORKS`` setting by :func:`parse_allow_networks`; the metadata
-addresses are never admitted.
+addresses are never admitted. The address policy itself is :mod:`armillary.kit.egress`,
+shared with alert channels.
 """
 
 from __future__ import annotations
@@ -36,48 +37,18 @@ from pathlib import Path
 
 import httpx
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The address policy is the platform's one (kit.egress); re-exported for this module's users.
+from armillary.kit.egress import AllowRule, IPAddress, refusal
+from armillary.kit.egress import blocked_reason as blocked_reason
+from armillary.kit.egress import parse_allow_networks as parse_allow_networks
+
 #: ``(host, port) -> addresses``; the default asks the system (``socket.getaddrinfo``).
 Resolver = Callable[[str, int], list[str]]
-#: A network admitted despite the rules above, on one port or (``None``) on any.
-AllowRule = tuple[IPNetwork, int | None]
 
 ALLOWED_SCHEMES = ("http", "https")
 DEFAULT_MAX_REDIRECTS = 5
 _CHUNK = 1024 * 1024
 _USER_AGENT = "armillary-ingest"
-
-# Cloud metadata services: never admitted, not even by an allow rule.
-_METADATA = frozenset(
-    ipaddress.ip_address(a)
-    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
-)
-# Named for clear messages; ``is_global`` below catches the rest of the special ranges.
-_BLOCKED_NETWORKS: tuple[tuple[str, IPNetwork], ...] = tuple(
-    (name, ipaddress.ip_network(net))
-    for name, net in (
-        ("unspecified", "0.0.0.0/8"),
-        ("private", "10.0.0.0/8"),
-        ("CGNAT", "100.64.0.0/10"),
-        ("loopback", "127.0.0.0/8"),
-        ("link-local", "169.254.0.0/16"),
-        ("private", "172.16.0.0/12"),
-        ("IETF protocol assignments", "192.0.0.0/24"),
-        ("private", "192.168.0.0/16"),
-        ("benchmarking", "198.18.0.0/15"),
-        ("multicast", "224.0.0.0/4"),
-        ("reserved", "240.0.0.0/4"),
-        ("unspecified", "::/128"),
-        ("loopback", "::1/128"),
-        ("unique local", "fc00::/7"),
-        ("link-local", "fe80::/10"),
-        ("site-local", "fec0::/10"),
-        ("multicast", "ff00::/8"),
-    )
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 class IngestError(Exception):
@@ -119,74 +90,18 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def parse_allow_networks(value: str | None) -> list[AllowRule]:
-    """Rules from ``"127.0.0.1/32:8080, 10.1.0.0/16, [::1]:8080"`` (comma or space separated;
-    an IPv6 network with a port is written in brackets)."""
-    rules: list[AllowRule] = []
-    for item in (value or "").replace(",", " ").split():
-        port: int | None = None
-        if item.startswith("["):
-            network, _, rest = item[1:].partition("]")
-            if rest:
-                port = int(rest.removeprefix(":"))
-        elif item.count(":") == 1:
-            network, _, port_text = item.partition(":")
-            port = int(port_text)
-        else:
-            network = item
-        if port is not None and not 0 < port < 65536:
-            raise ValueError(f"bad port in allow rule {item!r}")
-        rules.append((ipaddress.ip_network(network, strict=False), port))
-    return rules
-
-
 def allow_rules_from_env(environ: dict[str, str] | None = None) -> list[AllowRule]:
     """The operator's rules, from ``ARMILLARY_DATA_INGEST_ALLOW_NETWORKS`` (none if unset)."""
     env = os.environ if environ is None else environ
     return parse_allow_networks(env.get("ARMILLARY_DATA_INGEST_ALLOW_NETWORKS"))
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address carries (mapped, compatible, 6to4, Teredo, NAT64)."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]  # the client's address (Python undoes the obfuscation)
-    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def blocked_reason(ip: IPAddress) -> str | None:
-    """Why ``ip`` may not be fetched from, or ``None`` for a public unicast address."""
-    if ip in _METADATA:
-        return "a cloud metadata address"
-    if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None and (reason := blocked_reason(embedded)):
-            return f"an IPv6 form of {embedded} ({reason})"
-    for name, network in _BLOCKED_NETWORKS:
-        if ip.version == network.version and ip in network:
-            return f"a {name} address"
-    if ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback:
-        return "a special-purpose address"
-    if ip.is_private or ip.is_link_local or not ip.is_global:
-        return "not a public address"
-    return None
-
-
 def check_address(address: str, port: int, allow: Sequence[AllowRule] = ()) -> IPAddress:
     """``address`` as an IP, or :class:`BlockedDestination` if it may not be connected to."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("%eth0")
-    reason = blocked_reason(ip)
+    reason = refusal(ip, port, allow)
     if reason is None:
         return ip
-    if ip not in _METADATA:
-        for network, allowed_port in allow:
-            if ip.version == network.version and ip in network and allowed_port in (None, port):
-                return ip
     raise BlockedDestination(f"refused to connect to {ip} port {port}: {reason}")
 
 

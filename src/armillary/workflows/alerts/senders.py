@@ -1,23 +1,39 @@
 """One sender per channel kind: Slack incoming webhooks, PagerDuty Events API v2, signed
 generic webhooks and email over SMTP. A sender raises :class:`SendError` with a message fit
-for the delivery history (never a URL, a key or a password) unless the receiver accepted."""
+for the delivery history (never a URL, a key or a password) unless the receiver accepted.
+
+Every receiver is checked against the platform's address policy (:mod:`armillary.kit.egress`,
+as ``ingest`` is): its host is resolved once, refused when any address is private, local or a
+metadata service, and the connection goes to the checked address (no second lookup for DNS
+rebinding to exploit). An SMTP server that cannot be reached fails with one message whatever
+the reason, so a channel cannot be used to tell open ports from closed ones.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import hmac
-import ipaddress
+import socket
 import ssl
 import time
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiosmtplib
 import httpx
 import orjson
+
+from armillary.kit.egress import (
+    AsyncResolver,
+    IPAddress,
+    RefusedDestination,
+    UnresolvableHost,
+    ip_literal,
+    resolve_checked,
+    system_resolver,
+)
 
 from .models import ChannelKind
 
@@ -32,6 +48,11 @@ SEVERITIES = {
 
 class SendError(Exception):
     """The receiver did not accept the message; ``str()`` is safe to store and show."""
+
+
+# Refused, timed out, closed or not speaking SMTP: the same words, so that the delivery
+# history of a channel aimed at some host cannot map its ports.
+SMTP_UNREACHABLE = "could not deliver: no SMTP server answered at the configured address"
 
 
 @dataclass(frozen=True)
@@ -98,25 +119,34 @@ async def send(
     http: httpx.AsyncClient,
     timeout: float,  # noqa: ASYNC109 - passed on to the SMTP client
     allow_private: bool = False,
+    resolver: AsyncResolver = system_resolver,
 ) -> None:
-    """Deliver ``alert`` through ``target``; returns once the receiver accepted it."""
+    """Deliver ``alert`` through ``target``; returns once the receiver accepted it.
+    ``allow_private`` admits private and local receivers (development and tests only)."""
     try:
         if target.kind is ChannelKind.EMAIL:
-            await send_email(target.config, target.secrets.get("password"), alert, timeout=timeout)
-        elif target.kind is ChannelKind.SLACK:
+            await send_email(
+                target.config,
+                target.secrets.get("password"),
+                alert,
+                timeout=timeout,
+                allow_private=allow_private,
+                resolver=resolver,
+            )
+            return
+        if target.kind is ChannelKind.SLACK:
             url = target.secrets["webhook_url"]
-            await check_target(url, allow_private)
-            await send_slack(http, url, alert)
+            body, headers = orjson.dumps(slack_body(alert)), dict[str, str]()
         elif target.kind is ChannelKind.PAGERDUTY:
             url = str(target.config["pagerduty_url"])
-            await check_target(url, allow_private)
-            await send_pagerduty(
-                http, url, target.secrets["routing_key"], alert, target.config.get("severity")
-            )
+            routing_key = target.secrets["routing_key"]
+            severity = target.config.get("severity")
+            body, headers = orjson.dumps(pagerduty_body(routing_key, alert, severity)), {}
         else:
             url = target.secrets["url"]
-            await check_target(url, allow_private)
-            await send_webhook(http, url, target.secrets["signing_secret"], alert)
+            body, headers = webhook_request(target.secrets["signing_secret"], alert)
+        pinned = await pin(url, allow_private, resolver)
+        await _post(http, pinned, body, headers)
     except SendError as exc:
         raise SendError(scrub(str(exc), target.secrets)) from None
 
@@ -129,30 +159,62 @@ def scrub(message: str, secrets: dict[str, Any]) -> str:
     return message[:500]
 
 
-async def check_target(url: str, allow_private: bool) -> None:
-    """Refuse URLs that point into the platform's own network (SSRF) unless allowed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SendError("the receiver URL must be http or https")
-    if allow_private:
-        return
+@dataclass(frozen=True)
+class PinnedRequest:
+    """Where to send: the URL with its host replaced by the checked address, plus what keeps
+    the original name for the receiver (``Host``) and for TLS (SNI and certificate check)."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+async def pin(url: str, allow_private: bool, resolver: AsyncResolver) -> PinnedRequest:
+    """Resolve the receiver's host once, check every address, and aim at the checked one."""
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443)
-    except OSError:
-        raise SendError("the receiver's host name does not resolve") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise SendError("the receiver's address is private or local (not allowed)")
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise SendError("the receiver URL must be http or https") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise SendError("the receiver URL must be http or https")
+    host = parsed.raw_host.decode("ascii")  # IDNA-encoded; IPv6 without brackets
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    address = await _checked(host, port, allow_private, resolver, "receiver")
+    extensions: dict[str, Any] = {}
+    if parsed.scheme == "https" and ip_literal(host) is None:
+        extensions["sni_hostname"] = host
+    return PinnedRequest(
+        parsed.copy_with(host=str(address)),
+        # Connection: close, so a pooled connection opened for one name never carries a
+        # request for another name served at the same address.
+        {"Host": parsed.netloc.decode("ascii"), "Connection": "close"},
+        extensions,
+    )
+
+
+async def _checked(
+    host: str, port: int, allow_private: bool, resolver: AsyncResolver, what: str
+) -> IPAddress:
+    try:
+        return await resolve_checked(host, port, allow_private=allow_private, resolver=resolver)
+    except RefusedDestination:
+        raise SendError(f"the {what}'s address is private or local (not allowed)") from None
+    except UnresolvableHost:
+        raise SendError(f"the {what}'s host name does not resolve") from None
 
 
 async def _post(
-    http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str] | None = None
+    http: httpx.AsyncClient, pinned: PinnedRequest, body: bytes, headers: dict[str, str]
 ) -> None:
+    request = http.build_request(
+        "POST",
+        pinned.url,
+        content=body,
+        headers={"Content-Type": "application/json", **headers, **pinned.headers},
+        extensions=pinned.extensions,
+    )
     try:
-        response = await http.post(
-            url, content=body, headers={"Content-Type": "application/json", **(headers or {})}
-        )
+        response = await http.send(request)
     except httpx.TimeoutException:
         raise SendError("the receiver did not answer in time") from None
     except httpx.HTTPError as exc:
@@ -178,10 +240,6 @@ def slack_body(alert: Alert) -> dict[str, Any]:
             {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)[:3000]}},
         ],
     }
-
-
-async def send_slack(http: httpx.AsyncClient, url: str, alert: Alert) -> None:
-    await _post(http, url, orjson.dumps(slack_body(alert)))
 
 
 def pagerduty_body(routing_key: str, alert: Alert, severity: str | None = None) -> dict[str, Any]:
@@ -211,16 +269,6 @@ def pagerduty_body(routing_key: str, alert: Alert, severity: str | None = None) 
     }
 
 
-async def send_pagerduty(
-    http: httpx.AsyncClient,
-    url: str,
-    routing_key: str,
-    alert: Alert,
-    severity: str | None = None,
-) -> None:
-    await _post(http, url, orjson.dumps(pagerduty_body(routing_key, alert, severity)))
-
-
 def webhook_body(alert: Alert) -> dict[str, Any]:
     return {
         "event": alert.event,
@@ -243,7 +291,8 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-async def send_webhook(http: httpx.AsyncClient, url: str, secret: str, alert: Alert) -> None:
+def webhook_request(secret: str, alert: Alert) -> tuple[bytes, dict[str, str]]:
+    """The signed webhook's body and headers."""
     body = orjson.dumps(webhook_body(alert))
     timestamp = str(int(time.time()))
     headers = {
@@ -251,7 +300,7 @@ async def send_webhook(http: httpx.AsyncClient, url: str, secret: str, alert: Al
         "X-Armillary-Signature": sign(secret, timestamp, body),
         "X-Armillary-Event": alert.event,
     }
-    await _post(http, url, body, headers)
+    return body, headers
 
 
 def email_message(config: dict[str, Any], alert: Alert) -> EmailMessage:
@@ -270,15 +319,23 @@ async def send_email(
     *,
     timeout: float,  # noqa: ASYNC109 - aiosmtplib's own per-operation timeout
     tls_context: ssl.SSLContext | None = None,
+    allow_private: bool = False,
+    resolver: AsyncResolver = system_resolver,
 ) -> None:
     """Send through the channel's SMTP server: STARTTLS when configured (or implicit TLS),
-    then login when a username is set. ``tls_context`` defaults to system trust."""
+    then login when a username is set. ``tls_context`` defaults to system trust. The server
+    is checked like any receiver (``allow_private`` admits private and local ones) and the
+    connection goes to the checked address; TLS still verifies the configured name."""
     message = email_message(config, alert)
+    host, port = str(config["host"]), int(config["port"])
+    address = await _checked(host, port, allow_private, resolver, "SMTP server")
+    # From here aiosmtplib owns the socket: its transport closes it, on failure too.
+    sock = await _connect(address, port, timeout)
     try:
         await aiosmtplib.send(
             message,
-            hostname=config["host"],
-            port=int(config["port"]),
+            hostname=host,
+            sock=sock,
             username=config.get("username"),
             password=password,
             start_tls=bool(config.get("starttls")),
@@ -287,6 +344,22 @@ async def send_email(
             timeout=timeout,
         )
     except aiosmtplib.SMTPResponseException as exc:
+        if exc.code < 0:  # no reply code: not an answer from an SMTP server
+            raise SendError(SMTP_UNREACHABLE) from None
         raise SendError(f"the SMTP server refused: {exc.code} {exc.message[:200]}") from None
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise SendError(f"SMTP failed ({type(exc).__name__})") from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        raise SendError(SMTP_UNREACHABLE) from None
+
+
+async def _connect(address: IPAddress, port: int, timeout: float) -> socket.socket:  # noqa: ASYNC109
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().sock_connect(sock, (str(address), port)), timeout
+        )
+    except (OSError, TimeoutError):
+        sock.close()
+        raise SendError(SMTP_UNREACHABLE) from None
+    return sock
