@@ -3,11 +3,17 @@ problem, never a database overflow (500). Found by a fuzzer on the list routes."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from tests.conftest import Api, auth
+from tests.conftest import Api, auth, client_for, make_settings
+
+from armillary.app import create_app
+from armillary.kit.settings import Settings
+from armillary.migrations.runner import upgrade
 
 HUGE = "9223372036854775808"  # 2**63: past every SQL integer type
 
@@ -60,3 +66,30 @@ async def test_the_largest_offset_is_answered(api: Api) -> None:
     response = await api.client.get(f"/api/v1/projects?offset={2**31 - 1}", headers=auth(token))
     assert response.status_code == 200, response.text
     assert response.json()["items"] == []
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    settings = make_settings(tmp_path / "home", database_url=None, redis_url=None)
+    upgrade(settings)  # outside the event loop: Alembic runs its own
+    return settings
+
+
+@pytest.mark.sqlite
+async def test_the_bounds_hold_on_sqlite(sqlite_settings: Settings) -> None:
+    """The embedded shape: the largest accepted values reach SQLite and answer, the next is
+    refused before it."""
+    app = create_app(sqlite_settings, configure_logs=False)
+    async with LifespanManager(app, startup_timeout=60), client_for(app) as client:
+        api = Api(client)
+        token = await api.admin_token()
+        project = (await api.create_project(token))["slug"]
+        largest = 2**31 - 1
+        for url, status in [
+            (f"/api/v1/projects/{project}/datasets?offset={largest}", 200),
+            (f"/api/v1/projects/{project}/workflows/x/versions/{largest}", 404),
+            (f"/api/v1/projects/{project}/datasets?offset={largest + 1}", 422),
+            (f"/api/v1/projects/{project}/workflows/x/versions/{HUGE}", 422),
+        ]:
+            response = await client.get(url, headers=auth(token))
+            assert response.status_code == status, (url, response.text)
