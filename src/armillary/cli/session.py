@@ -199,8 +199,8 @@ def login(
 ) -> None:
     """Sign in to a server and keep the tokens for the other commands.
 
-    In scripts and CI pipe the password in: ``printf %s "$PASSWORD" | armillary login --url
-    URL --email EMAIL --password-stdin``.
+    In scripts and CI, pipe the password in: printf %s "$PASSWORD" | armillary login --url
+    URL --email EMAIL --password-stdin
     """
     url = normalize_url(url)
     password = read_password(password, password_stdin, "Password")
