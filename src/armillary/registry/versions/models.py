@@ -16,6 +16,12 @@ class ModelVersion(Base):
     __tablename__ = "registry_model_versions"
     __table_args__ = (
         Index("uq_registry_model_versions_number", "model_id", "number", unique=True),
+        Index(
+            "uq_registry_model_versions_job_registration",
+            "model_id",
+            "job_registration_key",
+            unique=True,
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
@@ -37,6 +43,9 @@ class ModelVersion(Base):
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     source: Mapped[str] = mapped_column(String(8))  # "job" | "upload"
+    # Set for a version registered by a job (job_registrations): the same job, task and
+    # artifacts register it once.
+    job_registration_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.registry import DatasetVersionUsed, ModelVersionRegistered
 from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import new_id, next_number, on_rollback, utcnow
-from armillary.kit.errors import Forbidden, NotFound, Unprocessable
+from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
 from armillary.kit.events import publish
 from armillary.kit.storage import (
     InvalidObjectKey,
@@ -35,8 +36,8 @@ from ..catalog.models import RegisteredModel
 from ..catalog.schemas import Tags
 from ..catalog.service import get_model
 from ..components import SERVICE, Registry
+from . import job_registrations, model_files
 from . import lineage as lineage_of
-from . import model_files
 from . import repository as repo
 from .models import ModelVersion, VersionDataset
 from .schemas import Metrics, VersionCreate, VersionUpdate
@@ -44,6 +45,10 @@ from .upload import SpooledModel
 
 _CHUNK = 1024 * 1024
 _JSON_ARTIFACTS = {"signature.json", "environment.json"}
+
+
+class JobRegistrationRace(Conflict):
+    title = "Registration in progress"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,11 @@ async def create_from_job(
         ]
         environment = body.environment or await _json_artifact(registry, staged, "environment.json")
         signature = body.signature or await _json_artifact(registry, staged, "signature.json")
+        key = job_registrations.registration_key(principal.job_id, body.source.task, staged)
+        model = await get_model(session, access, ref)
+        before = await job_registrations.registered_before(session, model.id, key)
+        if before is not None:
+            return model, before
         lineage = {
             "job_id": str(principal.job_id),
             "task": body.source.task,
@@ -111,26 +121,33 @@ async def create_from_job(
             "evaluation_task": body.evaluation_task,
             "datasets": [used.as_json() for used in datasets],
         }
-        model, version = await _add_version(
-            session,
-            registry,
-            access,
-            ref,
-            staged,
-            ModelVersion(
-                metrics=dict(body.metrics),
-                params=body.params,
-                signature=signature,
-                estimator=body.estimator,
-                problem=body.problem,
-                format=body.format,
-                environment={str(k): str(v) for k, v in environment.items()},
-                description=body.description,
-                tags=dict(body.tags),
-                lineage=lineage,
-                source="job",
-            ),
-        )
+        try:
+            model, version = await _add_version(
+                session,
+                registry,
+                access,
+                ref,
+                staged,
+                ModelVersion(
+                    metrics=dict(body.metrics),
+                    params=body.params,
+                    signature=signature,
+                    estimator=body.estimator,
+                    problem=body.problem,
+                    format=body.format,
+                    environment={str(k): str(v) for k, v in environment.items()},
+                    description=body.description,
+                    tags=dict(body.tags),
+                    lineage=lineage,
+                    source="job",
+                    job_registration_key=key,
+                ),
+            )
+        except IntegrityError:
+            # The same registration committed meanwhile (unique key): a retry returns it.
+            raise JobRegistrationRace(
+                "This job is registering these artifacts in another request; retry"
+            ) from None
     for used in datasets:
         session.add(
             VersionDataset(
