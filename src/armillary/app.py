@@ -7,10 +7,8 @@ and each other's clients.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +36,7 @@ from armillary.serving import app as serving_app
 from armillary.workflows import app as workflows_app
 from armillary.workflows.client import WorkflowsClient
 from armillary.workflows.components import workflows_of
-from armillary.workflows.execution.local import LocalExecutor
+from armillary.workflows.execution.local import LocalExecutor, UidSettings
 from armillary.workflows.execution.worker import Worker
 from armillary.workflows.scheduling.scheduler import Scheduler
 from armillary.workflows.settings import WorkflowSettings
@@ -149,10 +147,9 @@ def _serve_metrics(settings: WorkflowSettings) -> None:
 
 
 def default_work_root(settings: Settings) -> Path:
-    """Attempts' private directories: outside ARMILLARY_HOME, which the sandboxed tasks must
-    not reach, and specific to this home so two platforms on one machine do not mix."""
-    digest = hashlib.sha256(str(settings.home.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"armillary-work-{digest}"
+    """Attempts' private directories: under ARMILLARY_HOME, never in a shared /tmp where
+    another user could create the directory first (each sandbox sees only its own)."""
+    return settings.home / "work"
 
 
 def _private_home(settings: Settings) -> None:
@@ -162,6 +159,20 @@ def _private_home(settings: Settings) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if home.stat().st_uid == os.getuid():
         home.chmod(0o700)
+
+
+def local_executor(work_root: Path, wf: WorkflowSettings) -> LocalExecutor:
+    """The worker's sandboxing executor, configured from the settings (it checks the work
+    root itself: the worker's own, 0700, no link)."""
+    return LocalExecutor(
+        work_root,
+        preload=wf.executor_preload,
+        prestarted=wf.executor_prestarted,
+        insecure_no_sandbox=wf.executor_insecure_no_sandbox,
+        uids=UidSettings(first=wf.executor_uid_first, count=wf.executor_uid_count),
+        pids_max=wf.executor_pids_max,
+        cgroup_root=Path(wf.executor_cgroup_root) if wf.executor_cgroup_root else None,
+    )
 
 
 async def run_worker(
@@ -190,12 +201,10 @@ async def run_worker(
 
     wf = workflows.settings
     work_root = Path(wf.work_dir) if wf.work_dir else default_work_root(settings)
-    work_root.mkdir(parents=True, exist_ok=True)
-    work_root.chmod(0o711)
     worker = Worker(
         runtime.db,
         store,
-        LocalExecutor(work_root, preload=wf.executor_preload),
+        local_executor(work_root, wf),
         wf,
         issue_token=issue,
         api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",

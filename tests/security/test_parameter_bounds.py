@@ -93,3 +93,24 @@ async def test_the_bounds_hold_on_sqlite(sqlite_settings: Settings) -> None:
         ]:
             response = await client.get(url, headers=auth(token))
             assert response.status_code == status, (url, response.text)
+
+
+@pytest.mark.parametrize("parent", [HUGE, str(2**31), "²"])
+async def test_an_upload_parent_out_of_bounds_is_a_400_problem(api: Api, parent: str) -> None:
+    """The multipart ``parent`` field: past every version number, or a digit that is not
+    ASCII, is refused with the rule (it was a 500: an overflow, or int() failing)."""
+    token = await api.admin_token()
+    slug = (await api.create_project(token))["slug"]
+    created = await api.client.post(
+        f"/api/v1/projects/{slug}/datasets", json={"name": "d"}, headers=auth(token)
+    )
+    assert created.status_code == 201, created.text
+    response = await api.client.post(
+        f"/api/v1/projects/{slug}/datasets/d/versions",
+        files={"file": ("a.csv", b"a,b\n1,2\n")},
+        data={"parent": parent},
+        headers=auth(token),
+    )
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "'parent'" in response.json()["detail"]

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit.authz import ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
-from armillary.kit.pagination import Page, Paging, VersionNumber
+from armillary.kit.pagination import MAX_PARAM_INT, Page, Paging, VersionNumber
 
 from ..components import current_data
 from ..holds import service as holds
@@ -44,7 +44,12 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "format": {"type": "string", "enum": ["csv", "parquet", "jsonl"]},
-                        "parent": {"type": "integer", "description": "Parent version number"},
+                        "parent": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_PARAM_INT,
+                            "description": "Parent version number",
+                        },
                         "lineage": {
                             "type": "string",
                             "description": (

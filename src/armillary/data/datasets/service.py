@@ -15,6 +15,7 @@ from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import after_commit, new_id, next_number, on_rollback, utcnow
 from armillary.kit.errors import BadRequest, Conflict, NotFound
 from armillary.kit.ids import parse_uuid
+from armillary.kit.pagination import MAX_PARAM_INT
 from armillary.kit.storage import LocalObjectStore, ObjectClass, class_tags, dataset_object_key
 
 from ..components import SERVICE, Data
@@ -232,7 +233,9 @@ async def _parent_id(
 ) -> uuid.UUID | None:
     if parent is None or parent == "":
         return None
-    if not parent.isdigit():
+    # ASCII digits within the bound of every number: '²' is a digit to isdigit(), and 2**63
+    # overflows the database.
+    if not (parent.isascii() and parent.isdigit()) or int(parent) > MAX_PARAM_INT:
         raise BadRequest("'parent' must be a version number of this dataset")
     found = await repo.version(session, dataset.id, int(parent))
     if found is None:
