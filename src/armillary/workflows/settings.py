@@ -22,9 +22,23 @@ class WorkflowSettings(BaseSettings):
     # Limits of one task attempt unless the task says otherwise.
     task_memory_mb: int = Field(default=2048, ge=16)
     task_cpu_seconds: int | None = Field(default=None, ge=1)
-    # Libraries the fork server imports once, so that attempts start without importing them.
+    # Libraries every sandbox imports before its attempt arrives (ADR 0011).
     executor_preload: list[str] = Field(default_factory=lambda: ["numpy", "polars"])
-    # Where workers give each attempt its private directory (default: ARMILLARY_HOME/work).
+    # Sandboxes kept started and warm, each waiting for exactly one attempt.
+    executor_prestarted: int = Field(default=2, ge=0, le=64)
+    # Development only: run attempts without bubblewrap (python tasks are refused without it
+    # unless this is set). Logged loudly at start.
+    executor_insecure_no_sandbox: bool = False
+    # A root worker gives each sandbox a uid of its own from this range.
+    executor_uid_first: int = Field(default=200_000, ge=1000)
+    executor_uid_count: int = Field(default=50_000, ge=1)
+    # Processes one attempt may have at once (cgroup pids.max).
+    executor_pids_max: int = Field(default=512, ge=16)
+    # A cgroup v2 directory delegated to the worker, with memory and pids enabled for its
+    # children; without it the v1 hierarchies are used where present, else rlimits only.
+    executor_cgroup_root: str | None = None
+    # Where workers give each attempt its private directory (default: ARMILLARY_HOME/work;
+    # it must be the worker's own, 0700, and no symbolic link).
     work_dir: str | None = None
     # The API base URL tasks call with their job token (default: the platform's own address).
     task_api_url: str | None = None

@@ -1,4 +1,6 @@
-"""LocalExecutor end to end: a real fork server, real children, real limits (no database)."""
+"""LocalExecutor end to end: real bubblewrap sandboxes, real limits (no database).
+
+As root (our machines), each attempt runs as a uid of its own from the reserved range."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from armillary.workflows.execution.local import LocalExecutor
+from armillary.workflows.execution.forwarder import API_PORT
+from armillary.workflows.execution.local import LocalExecutor, UidSettings
 from armillary.workflows.execution.protocol import (
     AttemptResult,
     AttemptSpec,
@@ -24,6 +27,8 @@ from armillary.workflows.execution.protocol import (
 
 TOKEN = "job-token-" + uuid.uuid4().hex
 IS_ROOT = os.geteuid() == 0
+SANDBOX_API = f"http://127.0.0.1:{API_PORT}"
+UIDS = UidSettings()
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +132,7 @@ def main(scale, inputs, context):
         "total": scale * inputs["prepare"]["rows"],
         "ids": [context.job_id, context.project_id, context.task, context.attempt_id],
         "api": [context.api_url, os.environ["ARMILLARY_API_URL"], os.environ["ARMILLARY_JOB_ID"]],
+        "token": context.token(),
         "auth": context.api_headers()["Authorization"] == "Bearer " + context.token(),
         "dirs": [os.getcwd(), os.environ["HOME"], str(context.workdir), os.environ["TMPDIR"]],
         "uid": os.getuid(),
@@ -141,11 +147,15 @@ def main(scale, inputs, context):
     assert outputs is not None
     assert outputs["total"] == 15
     assert outputs["ids"] == ["job-1", "project-1", "step", attempt.attempt_id]
-    assert outputs["api"] == ["http://127.0.0.1:9/api", "http://127.0.0.1:9/api", "job-1"]
+    # The task talks to its sandbox's loopback forwarder; the worker's proxy adds the token.
+    assert outputs["api"] == [SANDBOX_API, SANDBOX_API, "job-1"]
+    assert outputs["token"] == ""
     assert outputs["auth"] is True
-    workdir = str(result.workdir)
-    assert outputs["dirs"] == [workdir, workdir, workdir, f"{workdir}/tmp"]
-    assert outputs["uid"] == (65534 if IS_ROOT else os.getuid())
+    assert outputs["dirs"] == ["/attempt", "/attempt", "/attempt", "/tmp"]
+    if IS_ROOT:
+        assert UIDS.first <= outputs["uid"] < UIDS.first + UIDS.count
+    else:
+        assert outputs["uid"] == os.getuid()
     result.cleanup()
 
 
@@ -180,7 +190,7 @@ def main(context):
         try:
             action()
             found[name] = "allowed"
-        except PermissionError:
+        except OSError:  # not even there: the sandbox has no view of it
             found[name] = "denied"
     with open("/proc/self/cmdline", "rb") as f:
         cmdline = f.read().decode()
@@ -190,12 +200,12 @@ def main(context):
     except PermissionError:
         environ = ""  # not readable after the uid drop (the process is not dumpable)
     token = context.token()
-    found["token_in_cmdline"] = token in cmdline
-    found["token_in_environ"] = token in environ or token in repr(dict(os.environ))
-    found["token_known"] = len(token) > 10
+    found["token_in_cmdline"] = {TOKEN!r} in cmdline
+    found["token_in_environ"] = {TOKEN!r} in environ or {TOKEN!r} in repr(dict(os.environ))
+    found["token_known"] = len(token) > 0
     return found
 """
-    executor = LocalExecutor(base_dir / "work-secrets")
+    executor = LocalExecutor(base_dir / "work-secrets", prestarted=0)
     log = Log()
     try:
         result = await executor.run(python(source), on_log=log)
@@ -208,12 +218,10 @@ def main(context):
     for word in ("DATABASE", "SECRET", "KEY", "TOKEN", "PASSWORD", "AWS", "ARMILLARY_HOME"):
         assert word not in env_line
     assert "ARMILLARY_API_URL" in env_line
-    assert outputs["token_known"] is True
+    assert outputs["token_known"] is False  # the task never holds its token
     assert outputs["token_in_cmdline"] is False
     assert outputs["token_in_environ"] is False
     assert TOKEN not in log.text
-    if not IS_ROOT:
-        pytest.skip("the uid drop needs root")
     assert (outputs["list"], outputs["read"]) == ("denied", "denied")
     result.cleanup()
 
@@ -251,12 +259,24 @@ async def test_fail_type_and_bad_outputs(executor: LocalExecutor) -> None:
         result.cleanup()
 
 
-async def test_timeout_kills_the_whole_process_group(executor: LocalExecutor) -> None:
+def processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid and not gone(int(entry.name)):
+                    found.append(int(entry.name))
+            except FileNotFoundError:
+                continue
+    return found
+
+
+async def test_timeout_kills_every_process_of_the_sandbox(executor: LocalExecutor) -> None:
     source = """
 import os, subprocess, time
 def main():
     helper = subprocess.Popen(["sleep", "60"])
-    print("PIDS", os.getpid(), helper.pid, flush=True)
+    print("UID", os.getuid(), flush=True)
     time.sleep(60)
 """
     log = Log()
@@ -267,14 +287,9 @@ def main():
     assert result.error == "timed out after 1 s"
     # SIGTERM first (the grace period), which Python's default disposition dies of.
     assert result.exit_code == -signal.SIGTERM
-    line = next(line for line in log.text.splitlines() if line.startswith("PIDS"))
-    child, helper = (int(pid) for pid in line.split()[1:])
-    assert gone(child)  # reaped before run() returned
-    for _ in range(200):  # the helper is reaped by the fork server (a subreaper) shortly
-        if gone(helper):
-            break
-        await asyncio.sleep(0.02)
-    assert gone(helper)
+    line = next(line for line in log.text.splitlines() if line.startswith("UID"))
+    if IS_ROOT:  # the uid is the attempt's own: nothing of it may run any more
+        assert processes_of(int(line.split()[1])) == []
     result.cleanup()
 
 
@@ -437,15 +452,18 @@ async def test_attempts_run_concurrently(executor: LocalExecutor) -> None:
         result.cleanup()
 
 
-async def test_fork_server_restarts_after_it_is_killed(executor: LocalExecutor) -> None:
-    first = executor.server_pid
-    assert first is not None
-    os.kill(first, signal.SIGKILL)
-    for _ in range(500):  # until the executor has seen the socket close
-        if executor.server_pid != first:
-            break
-        await asyncio.sleep(0.01)
-    result = await finished(executor, spec("noop", {"values": {"again": True}}))
-    assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"again": True})
-    assert executor.server_pid not in (None, first)
-    result.cleanup()
+async def test_a_warm_sandbox_that_died_is_replaced(base_dir: Path) -> None:
+    executor = LocalExecutor(base_dir / "work-replaced", prestarted=1)
+    await executor.start()
+    try:
+        pool = executor._pool
+        assert pool is not None
+        warm = await asyncio.wait_for(pool._ready.get(), 120)
+        os.kill(warm.process.pid, signal.SIGKILL)
+        await warm.process.wait()
+        pool._ready.put_nowait(warm)
+        result = await finished(executor, spec("noop", {"values": {"again": True}}))
+        assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"again": True})
+        result.cleanup()
+    finally:
+        await executor.close()

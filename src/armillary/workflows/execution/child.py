@@ -1,13 +1,12 @@
-"""In the forked child: enter the sandbox, run the task type implementation, write the result.
+"""In the sandbox: run the task type implementation and check what it returns.
 
-The result is one JSON document on the result pipe: ``{"ok": true, "outputs": {...}}`` or
-``{"ok": false, "error": "...", "kind": "error" | "memory"}``; the exit code is 0 or 1.
-Anything the child prints goes to the attempt's log.
+The result is one JSON document: ``{"ok": true, "outputs": {...}}`` or
+``{"ok": false, "error": "...", "kind": "error" | "memory"}``. Anything the task prints goes
+to the attempt's log.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -29,8 +28,8 @@ MAX_OUTPUT_BYTES = 1024 * 1024  # of JSON: outputs travel through the API and th
 
 TaskFunction = Callable[[dict[str, Any], dict[str, dict[str, Any]], TaskContext], Any]
 
-# Filled by the fork server's preload: scanning the installed distributions' entry points
-# takes milliseconds, which a forked child should not spend again.
+# Filled by the launcher's preload, before the attempt arrives: scanning the installed
+# distributions' entry points takes milliseconds the attempt should not spend.
 IMPLEMENTATIONS: dict[str, TaskFunction] = {}
 
 
@@ -74,7 +73,7 @@ def check_outputs(
 
 
 def load_implementation(task_type: str) -> TaskFunction:
-    """The registered implementation of ``task_type`` (already imported by the server)."""
+    """The registered implementation of ``task_type`` (usually imported by the preload)."""
     if task_type in IMPLEMENTATIONS:
         return IMPLEMENTATIONS[task_type]
     for entry_point in entry_points(group=ENTRY_POINT_GROUP, name=task_type):
@@ -128,7 +127,8 @@ def _attempt(
         workdir=workdir.root,
         artifacts_dir=workdir.artifacts,
         api_url=spec["api_url"],
-        _token=spec["job_token"],
+        # The worker's proxy adds the token to each API request: the task holds none.
+        _token=spec.get("job_token") or "",
         bundle_dir=Path(spec["bundle_dir"]) if spec.get("bundle_dir") else None,
     )
     try:
@@ -166,39 +166,13 @@ def _failure(error: str, kind: str = "error") -> dict[str, Any]:
     return {"ok": False, "error": error, "kind": kind}
 
 
-def run(request: dict[str, Any], log_fd: int, result_fd: int, server_pid: int) -> int:
-    """Run one attempt in this (forked) process; returns the exit code."""
-    spec = request["spec"]
-    limits = ResourceLimits(**spec["limits"])
-    workdir = sandbox.Workdir.of(Path(request["work_root"]), spec["attempt_id"])
-    env = sandbox.attempt_env(
-        os.environ,
-        api_url=spec["api_url"],
-        job_id=spec["job_id"],
-        task=spec["task"],
-        workdir=workdir.root,
-        task_type=spec["task_type"],
-    )
-    try:
-        workdir = sandbox.enter(
-            work_root=Path(request["work_root"]),
-            attempt_id=spec["attempt_id"],
-            limits=limits,
-            uid=request["sandbox_uid"],
-            env=env,
-            log_fd=log_fd,
-            result_fd=result_fd,
-            server_pid=server_pid,
-            withheld=sandbox.withheld_env(os.environ, spec["task_type"]),
-        )
-        result = _attempt(spec, workdir, limits)
-    except Exception as exc:
-        result = _failure(f"the sandbox could not be set up: {type(exc).__name__}: {exc}")
-    del spec, request  # the token is no longer needed here
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # user code may have closed them
-            stream.flush()
-    with os.fdopen(sandbox.RESULT_FD, "wb") as out:
-        out.write(json.dumps(result).encode())
-    sandbox.save_coverage()
-    return 0 if result["ok"] else 1
+def run_in_sandbox(
+    spec: dict[str, Any], workdir: sandbox.Workdir, limits: ResourceLimits
+) -> dict[str, Any]:
+    """Run the attempt ``spec`` in this process (inside its sandbox); returns the result."""
+    return _attempt(spec, workdir, limits)
+
+
+def failure(error: str) -> dict[str, Any]:
+    """A result saying the attempt failed with ``error``."""
+    return _failure(error)

@@ -1,215 +1,172 @@
-"""``LocalExecutor``: runs attempts on this machine through one fork server.
+"""``LocalExecutor``: runs each attempt on this machine in a bubblewrap sandbox of its own.
 
-The asyncio side of :mod:`.forkserver`. ``run`` sends the request and two pipe write ends to
-the server, learns the child's pid, streams the log pipe to ``on_log``, and watches the
-child (wall time, RSS, cancellation) until the server reports its exit status; it then kills
-whatever is left of the child's process group and reads the result pipe.
+Per attempt: take a pre-started sandbox (:mod:`.pool`), or start one for task types that need
+their own environment or network; rename its private directory after the attempt; link the
+code bundle in; tell its API proxy whose job it serves; send the attempt over its control
+socket; stream its log; watch it (wall time, memory, cancellation) until it exits; then,
+with every process of the sandbox dead, copy its artifacts out (:mod:`.artifacts`) and free
+its uid, cgroup and socket.
+
+Without bubblewrap the executor refuses ``python`` tasks (user code) unless the operator set
+the insecure development mode, which runs every attempt unsandboxed and says so loudly.
 """
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import socket
-import sys
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from . import sandbox
-from .forkserver import CHUNK
+from armillary.contracts.tasks import TASK_TYPES
+
+from . import artifacts, isolation, sandbox, workroot
+from .cgroups import CgroupLimiter
+from .pool import (
+    Sandbox,
+    SandboxFactory,
+    SandboxFailed,
+    SandboxOptions,
+    WarmPool,
+    read_frame,
+    release,
+    write_frame,
+)
 from .protocol import AttemptResult, AttemptSpec, LogSink, Outcome
 
-# Every attempt pays for the size of the server it is forked from (page tables to copy, an
-# address space to tear down): scikit-learn doubles it and costs ~4 ms per attempt, so it is
-# imported by the tasks that use it (ARMILLARY_WORKFLOWS_EXECUTOR_PRELOAD adds it back).
+# Imported by every sandbox before its attempt arrives; scikit-learn is left to the tasks that
+# use it (ARMILLARY_WORKFLOWS_EXECUTOR_PRELOAD adds it back).
 DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "polars")
-START_TIMEOUT = 120.0  # the server's imports; polars and sklearn take a while on a cold disk
 EXIT_TIMEOUT = 10.0  # from SIGKILL to the exit status: the kernel is quick, this is a backstop
-MAX_RESULT_BYTES = 2 * 1024 * 1024  # the child caps outputs at 1 MiB of JSON
-_SERVER_MODULE = "armillary.workflows.execution.forkserver"
+USER_CODE_TYPES = frozenset({"python"})
+# Task types that reach outside hosts themselves. Their sandbox shares the host's network
+# until the worker-side CONNECT proxy of issue 13 item 1 exists (see ADR 0011).
+EGRESS_TYPES = frozenset({"ingest"})
 
 log = structlog.get_logger("armillary.workflows.execution")
 
 
-class ForkServerDied(RuntimeError):
-    """The fork server went away while an attempt was running."""
-
-
-def _default_sandbox_uid() -> int | None:
-    return sandbox.DEFAULT_SANDBOX_UID if os.geteuid() == 0 else None
-
-
-@dataclass
-class _Attempt:
-    started: asyncio.Future[int]
-    exited: asyncio.Future[dict[str, Any]]
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing and the insecure development mode is off."""
 
 
 @dataclass
 class _Watch:
-    """Why the parent killed the child, if it did."""
+    """Why the executor stopped the attempt, if it did."""
 
     outcome: Outcome | None = None
     error: str | None = None
-    rss_bytes: int = field(default=0)
+
+
+@dataclass(frozen=True, slots=True)
+class UidSettings:
+    """The reserved uid range of a root worker's sandboxes."""
+
+    first: int = 200_000
+    count: int = 50_000
+    lock_dir: Path = Path("/run/armillary/sandbox-uids")
 
 
 class LocalExecutor:
-    """Runs each attempt in a child forked from one pre-warmed server process."""
+    """Runs each attempt in a fresh bubblewrap sandbox, ``prestarted`` of them kept warm."""
 
     def __init__(
         self,
         work_root: Path,
         *,
         preload: Sequence[str] = DEFAULT_PRELOAD,
-        sandbox_uid: int | None = _default_sandbox_uid(),
+        prestarted: int = 2,
         extra_env: Mapping[str, str] | None = None,
         watchdog_interval: float = 0.1,
         stop_grace_seconds: float = 5.0,
+        insecure_no_sandbox: bool = False,
+        uids: UidSettings | None = None,
+        pids_max: int = 512,
+        cgroup_root: Path | None = None,
+        artifact_limits: artifacts.Limits | None = None,
+        redirect_origins: frozenset[str] | None = None,
     ) -> None:
         self.work_root = Path(work_root).absolute()
         self.preload = tuple(preload)
-        self.sandbox_uid = sandbox_uid
-        self.env = sandbox.server_env(os.environ, extra_env)
+        self.prestarted = prestarted
+        self.base_env = _sandbox_env(sandbox.server_env(os.environ, extra_env))
         self.watchdog_interval = watchdog_interval
         # A cancelled or timed-out task first gets SIGTERM, so that it can release what it
         # holds outside this machine (a SageMaker training job); SIGKILL after the grace.
         self.stop_grace_seconds = stop_grace_seconds
-        self._process: asyncio.subprocess.Process | None = None
-        self._sock: socket.socket | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[int] | None = None
-        self._attempts: dict[str, _Attempt] = {}
+        self.insecure = insecure_no_sandbox
+        self.uid_settings = uids or UidSettings()
+        self.pids_max = pids_max
+        self.cgroup_root = cgroup_root
+        self.artifact_limits = artifact_limits or artifacts.Limits(
+            max_files=10_000, max_file_bytes=10 * 1024**3, max_total_bytes=20 * 1024**3
+        )
+        self.redirect_origins = redirect_origins
+        self.bwrap: str | None = None
+        self._factory: SandboxFactory | None = None
+        self._pool: WarmPool | None = None
+        self._running: set[str] = set()
         self._start_lock = asyncio.Lock()
-        self._send_lock = asyncio.Lock()
 
     @property
-    def server_pid(self) -> int | None:
-        """The fork server's pid while it runs."""
-        return self._process.pid if self._alive() else None  # type: ignore[union-attr]
-
-    def _alive(self) -> bool:
-        return (
-            self._process is not None
-            and self._process.returncode is None
-            and self._reader is not None
-            and not self._reader.done()
-        )
+    def sandboxed(self) -> bool:
+        """Attempts run in bubblewrap (False only in the insecure development mode)."""
+        return self.bwrap is not None
 
     async def start(self) -> None:
-        """Start the fork server, or start it again if it died."""
+        """Check the work root, find bubblewrap and start warming sandboxes."""
         async with self._start_lock:
-            if self._alive():
+            if self._factory is not None:
                 return
-            await self._stop_server()
-            self.work_root.mkdir(parents=True, exist_ok=True)
-            if self.sandbox_uid is not None:
-                _check_reachable(self.work_root)
-            parent, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                self._process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    _SERVER_MODULE,
-                    str(server.fileno()),
-                    "--preload",
-                    ",".join(self.preload),
-                    pass_fds=(server.fileno(),),
-                    env=self.env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                )
-            finally:
-                server.close()
-            parent.setblocking(False)
-            self._sock = parent
-            loop = asyncio.get_running_loop()
-            self._ready = loop.create_future()
-            self._reader = asyncio.create_task(self._read_messages(parent, self._ready))
-            try:
-                await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
-            except BaseException:
-                await self._stop_server()
-                raise
+            workroot.ensure_private(self.work_root)
+            self.bwrap = isolation.find_bwrap()
+            if self.bwrap is None:
+                if not self.insecure:
+                    log.error(
+                        "sandbox.bubblewrap_missing",
+                        detail="python tasks are refused; install bubblewrap",
+                    )
+                else:
+                    log.warning(
+                        "sandbox.INSECURE_MODE",
+                        detail="tasks run WITHOUT a sandbox: user code can reach everything "
+                        "this worker can. For development only.",
+                    )
+            root = os.geteuid() == 0
+            uid_range = None
+            if root and self.bwrap is not None:
+                u = self.uid_settings
+                uid_range = isolation.UidRange(u.first, u.count, u.lock_dir)
+            limiter = CgroupLimiter.detect(delegated_root=self.cgroup_root, pids_max=self.pids_max)
+            if limiter is None and self.bwrap is not None:
+                log.warning("sandbox.no_cgroups", detail="memory and process limits are rlimits")
+            self._factory = SandboxFactory(
+                self.work_root,
+                bwrap=self.bwrap,
+                runtime=isolation.RuntimeView.of_this_interpreter(self.preload),
+                preload=self.preload,
+                uids=uid_range,
+                cgroups=limiter,
+                redirect_origins=self.redirect_origins,
+            )
+            if self.bwrap is not None or self.insecure:
+                self._pool = WarmPool(self._factory, SandboxOptions(self.base_env), self.prestarted)
+                self._pool.fill()
 
     async def close(self) -> None:
-        """Stop the fork server; attempts still running are killed by it."""
+        """Stop the warm sandboxes (running attempts end with their own ``run``)."""
         async with self._start_lock:
-            await self._stop_server()
-
-    async def _stop_server(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()  # its cleanup fails the attempts still in flight
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
-        if self._sock is not None:
-            self._sock.close()  # the server sees EOF, kills its children and exits
-            self._sock = None
-        process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            try:
-                await asyncio.wait_for(process.wait(), EXIT_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-    async def _read_messages(self, sock: socket.socket, ready: asyncio.Future[int]) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                try:
-                    data = await loop.sock_recv(sock, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                message = json.loads(data)
-                if message["op"] == "ready":
-                    ready.set_result(message["pid"])
-                    continue
-                attempt = self._attempts.get(message["id"])
-                if attempt is None:
-                    if message["op"] == "started":
-                        _kill_group(message["pid"])  # its run() was cancelled meanwhile
-                    continue
-                if message["op"] == "started" and not attempt.started.done():
-                    attempt.started.set_result(message["pid"])
-                elif message["op"] == "exited":
-                    if not attempt.started.done():
-                        attempt.started.set_result(message["pid"] or 0)
-                    if not attempt.exited.done():
-                        attempt.exited.set_result(message)
-        finally:
-            died = ForkServerDied("the fork server died")
-            if not ready.done():
-                ready.set_exception(died)
-            for attempt in self._attempts.values():
-                for future in (attempt.started, attempt.exited):
-                    if not future.done():
-                        future.set_exception(died)
-
-    async def _send(self, data: bytes, fds: Sequence[int] = ()) -> None:
-        sock = self._sock
-        if sock is None:
-            raise ForkServerDied("the fork server is not running")
-        ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                sock.sendmsg([data], ancillary)
-                return
-            except BlockingIOError:
-                await _writable(loop, sock)
-            except OSError as exc:
-                raise ForkServerDied(f"the fork server is not reachable: {exc}") from exc
+            if self._pool is not None:
+                await self._pool.close()
+            self._pool = None
+            self._factory = None
 
     async def run(
         self,
@@ -219,150 +176,186 @@ class LocalExecutor:
         cancel: asyncio.Event | None = None,
     ) -> AttemptResult:
         """Run one attempt to its end; see :class:`~.protocol.Executor`."""
-        if spec.attempt_id in self._attempts:
+        if spec.attempt_id in self._running:
             raise ValueError(f"attempt {spec.attempt_id} is already running")
-        await self.start()
-        loop = asyncio.get_running_loop()
         workdir = sandbox.Workdir.of(self.work_root, spec.attempt_id)
-        attempt = _Attempt(started=loop.create_future(), exited=loop.create_future())
-        self._attempts[spec.attempt_id] = attempt
-        watch = _Watch()
-        pid: int | None = None
-        log_task: asyncio.Task[None] | None = None
-        result_task: asyncio.Task[bytes | None] | None = None
+        if not spec.attempt_id or "/" in spec.attempt_id or spec.attempt_id.startswith("."):
+            raise ValueError("attempt_id must be a plain name")
+        await self.start()
+        self._running.add(spec.attempt_id)
         try:
             try:
-                log_r, result_r = await self._launch(spec)
-            except ForkServerDied:
-                # It died since the last attempt (the reader may not have noticed yet): once
-                # more with a new server. Nothing reached the old one.
-                async with self._start_lock:
-                    await self._stop_server()
-                await self.start()
-                _consume(attempt)
-                attempt.started = loop.create_future()
-                attempt.exited = loop.create_future()
-                log_r, result_r = await self._launch(spec)
-            log_task = asyncio.create_task(_pump_log(log_r, on_log))
-            result_task = asyncio.create_task(_read_all(result_r, MAX_RESULT_BYTES))
-            pid = await attempt.started
-            status = await self._watch(spec, pid, attempt, watch, cancel)
-        except ForkServerDied as exc:
-            status = {"returncode": None, "error": str(exc)}
+                box = await self._sandbox_for(spec)
+            except (SandboxUnavailable, SandboxFailed, OSError, RuntimeError) as exc:
+                workdir.root.mkdir(mode=0o700)
+                error = f"the sandbox could not be started: {exc}"
+                if on_log is not None:
+                    await on_log(f"[armillary] {error}\n".encode())
+                return AttemptResult(Outcome.CRASHED, None, error, None, {}, workdir.root)
+            return await self._run_in(box, spec, workdir, on_log, cancel)
         finally:
-            if pid:
-                _kill_group(pid, leader_alive=not attempt.exited.done())
-            self._attempts.pop(spec.attempt_id, None)
-            _consume(attempt)
-            raw_result = await _finish(result_task)
-            await _finish(log_task)
-        return _result(spec, status, raw_result, watch, workdir)
+            self._running.discard(spec.attempt_id)
 
-    async def _launch(self, spec: AttemptSpec) -> tuple[int, int]:
-        """Send the request and the pipes' write ends; returns the read ends."""
-        request = json.dumps(
-            {
-                "spec": asdict(spec),
-                "work_root": str(self.work_root),
-                "sandbox_uid": self.sandbox_uid,
-            }
-        ).encode()
-        header = json.dumps({"op": "run", "id": spec.attempt_id, "size": len(request)}).encode()
-        log_r, log_w = os.pipe()
-        result_r, result_w = os.pipe()
+    async def _sandbox_for(self, spec: AttemptSpec) -> Sandbox:
+        factory = self._factory
+        if factory is None:  # pragma: no cover - start() sets it
+            raise SandboxUnavailable("the executor is not started")
+        if self.bwrap is None and not self.insecure and spec.task_type in USER_CODE_TYPES:
+            raise SandboxUnavailable(
+                "bubblewrap is not installed, and python tasks run only in its sandbox"
+            )
+        options = self._options_for(spec)
+        if options is None and self._pool is not None:
+            return await self._pool.take()
+        return await factory.start(options or SandboxOptions(self.base_env))
+
+    def _options_for(self, spec: AttemptSpec) -> SandboxOptions | None:
+        """A sandbox of its own for types with passthrough variables or egress; None: any
+        warm one does."""
+        contract = TASK_TYPES.get(spec.task_type)
+        names = contract.env_passthrough if contract is not None else ()
+        egress = spec.task_type in EGRESS_TYPES
+        if not names and not egress:
+            return None
+        env = dict(self.base_env)
+        env.update({name: os.environ[name] for name in names if name in os.environ})
+        return SandboxOptions(env, egress=egress)
+
+    async def _run_in(
+        self,
+        box: Sandbox,
+        spec: AttemptSpec,
+        workdir: sandbox.Workdir,
+        on_log: LogSink | None,
+        cancel: asyncio.Event | None,
+    ) -> AttemptResult:
+        watch = _Watch()
+        log_task = asyncio.create_task(_pump_log(box.log_fd, on_log))
+        box.log_fd = -1  # the pump owns it now
+        answer: dict[str, Any] | None = None
+        returncode: int | None = None
+        oom_peak: int | None = None  # the group's peak, when the kernel killed for memory
         try:
-            async with self._send_lock:
-                await self._send(header, (log_w, result_w))
-                for offset in range(0, len(request), CHUNK):
-                    await self._send(request[offset : offset + CHUNK])
-        except BaseException:
-            os.close(log_r)
-            os.close(result_r)
-            raise
+            os.rename(box.workdir, workdir.root)
+            box.workdir = workdir.root
+            if spec.bundle_dir:
+                await asyncio.to_thread(_link_bundle, Path(spec.bundle_dir), workdir.root / "code")
+            if box.group is not None:
+                box.group.set_memory(spec.limits.memory_bytes)
+            box.proxy.authorize(spec.job_token, spec.api_url)
+            inside = isolation.SANDBOX_WORKDIR if self.sandboxed else workdir.root
+            await write_frame(
+                box.writer, {"spec": _sandbox_spec(spec, box, inside), "workdir": str(inside)}
+            )
+            result = asyncio.create_task(read_frame(box.reader))
+            returncode = await self._watch(box, spec, watch, cancel)
+            if box.group is not None and box.group.oom_kills():
+                oom_peak = box.group.peak_bytes()
+            answer = await _finish(result)
+        except (OSError, ConnectionError) as exc:
+            watch.outcome, watch.error = Outcome.CRASHED, f"the sandbox failed: {exc}"
         finally:
-            os.close(log_w)
-            os.close(result_w)
-        return log_r, result_r
+            box.kill()
+            await release(box)
+            await _finish(log_task)
+            collected = await asyncio.to_thread(self._collect, box, workdir)
+            if self._factory is not None and self._factory.uids is not None and box.uid:
+                self._factory.uids.release(box.uid)
+        return _result(spec, returncode, answer, watch, oom_peak, workdir, collected)
+
+    def _collect(self, box: Sandbox, workdir: sandbox.Workdir) -> dict[str, Path]:
+        """The artifacts, copied by descriptor once no process of the sandbox is left."""
+        if box.group is not None and box.group.members():
+            box.group.kill_all()
+        dest = workdir.root / f".collected-{uuid.uuid4().hex}"
+        return artifacts.collect(workdir.artifacts, dest, self.artifact_limits)
 
     async def _watch(
-        self,
-        spec: AttemptSpec,
-        pid: int,
-        attempt: _Attempt,
-        watch: _Watch,
-        cancel: asyncio.Event | None,
-    ) -> dict[str, Any]:
-        """Wait for the child's exit, killing it at the wall time, memory limit or cancel."""
+        self, box: Sandbox, spec: AttemptSpec, watch: _Watch, cancel: asyncio.Event | None
+    ) -> int | None:
+        """Wait for the sandbox to exit, stopping it at the wall time, on cancel, or when the
+        kernel killed inside it for want of memory; returns its exit status."""
         loop = asyncio.get_running_loop()
         limits = spec.limits
         deadline = None if limits.wall_seconds is None else loop.time() + limits.wall_seconds
+        exited = asyncio.ensure_future(box.process.wait())
         cancelled = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:
-            while not attempt.exited.done():
-                waiters: set[asyncio.Future[Any]] = {attempt.exited}
+            while not exited.done():
+                waiters: set[asyncio.Future[Any]] = {exited}
                 if cancelled is not None:
                     waiters.add(cancelled)
                 timeout = self.watchdog_interval
                 if deadline is not None:
                     timeout = max(0.0, min(timeout, deadline - loop.time()))
                 await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if attempt.exited.done():
+                if exited.done():
                     break
                 if cancelled is not None and cancelled.done():
                     watch.outcome, watch.error = Outcome.CANCELLED, "cancelled"
                 elif deadline is not None and loop.time() >= deadline:
                     watch.outcome = Outcome.TIMED_OUT
                     watch.error = f"timed out after {limits.wall_seconds:g} s"
-                elif limits.memory_bytes is not None:
-                    watch.rss_bytes = max(watch.rss_bytes, _rss_bytes(pid))
-                    if watch.rss_bytes > limits.memory_bytes:
-                        watch.outcome = Outcome.MEMORY_EXCEEDED
-                        watch.error = (
-                            f"memory limit of {_mib(limits.memory_bytes)} exceeded "
-                            f"(resident {_mib(watch.rss_bytes)})"
-                        )
                 if watch.outcome is not None:
-                    if watch.outcome in (Outcome.CANCELLED, Outcome.TIMED_OUT):
-                        await self._terminate(pid, attempt)
-                    _kill_group(pid, leader_alive=True)
+                    await self._terminate(box, exited)
+                    box.kill()
                     break
-            try:
-                return await asyncio.wait_for(asyncio.shield(attempt.exited), EXIT_TIMEOUT)
-            except TimeoutError:
-                return {"returncode": None, "error": "the fork server reported no exit status"}
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), EXIT_TIMEOUT)
+            return _exit_status(box.process.returncode, self.sandboxed)
         finally:
             if cancelled is not None:
                 cancelled.cancel()
 
-    async def _terminate(self, pid: int, attempt: _Attempt) -> None:
-        """SIGTERM the attempt's process group and wait up to the grace period for it to go."""
+    async def _terminate(self, box: Sandbox, exited: asyncio.Future[Any]) -> None:
+        """SIGTERM the task's processes and wait up to the grace period for them to go."""
         if self.stop_grace_seconds <= 0:
             return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        box.signal_task(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(attempt.exited), self.stop_grace_seconds)
+            await asyncio.wait_for(asyncio.shield(exited), self.stop_grace_seconds)
 
 
-def _consume(attempt: _Attempt) -> None:
-    """Mark the futures' exceptions as seen (they are reported through the result)."""
-    for future in (attempt.started, attempt.exited):
-        if future.done() and not future.cancelled():
-            future.exception()
+def _sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The warm sandboxes' environment: no passthrough variable (a type that has some gets a
+    sandbox of its own), and no coverage start-up (its files are not in the sandbox)."""
+    withheld = sandbox.withheld_env(env, None)
+    return {
+        name: value
+        for name, value in env.items()
+        if name not in withheld and not name.startswith("COVERAGE_")
+    }
+
+
+def _sandbox_spec(spec: AttemptSpec, box: Sandbox, inside: Path) -> dict[str, Any]:
+    """The attempt as the sandbox sees it: no token, its own API address and paths."""
+    data = asdict(spec)
+    data.pop("job_token")
+    data["api_url"] = box.api_url
+    if spec.bundle_dir:
+        data["bundle_dir"] = str(inside / "code")
+    return data
+
+
+def _exit_status(returncode: int | None, sandboxed: bool) -> int | None:
+    """The task's exit status as subprocess reports it (negative: killed by that signal).
+
+    bubblewrap's init exits with 128 + the signal that killed the task."""
+    if returncode is None or not sandboxed or returncode <= 128:
+        return returncode
+    signum = returncode - 128
+    return -signum if signum in signal.valid_signals() else returncode
 
 
 def _result(
     spec: AttemptSpec,
-    status: dict[str, Any],
-    raw_result: bytes | None,
+    returncode: int | None,
+    answer: dict[str, Any] | None,
     watch: _Watch,
+    oom_peak: int | None,
     workdir: sandbox.Workdir,
+    collected: dict[str, Path],
 ) -> AttemptResult:
-    returncode: int | None = status.get("returncode")
-    artifacts = _artifacts(workdir.artifacts)
-
     def ended(
         outcome: Outcome, error: str | None, outputs: dict[str, Any] | None = None
     ) -> AttemptResult:
@@ -371,15 +364,18 @@ def _result(
             outputs=outputs,
             error=error,
             exit_code=returncode,
-            artifacts=artifacts,
+            artifacts=collected,
             workdir=workdir.root,
         )
 
+    limits = spec.limits
     if watch.outcome is not None:
         return ended(watch.outcome, watch.error)
-    if "error" in status:
-        return ended(Outcome.CRASHED, status["error"])
-    answer = _parse_result(raw_result)
+    if oom_peak is not None and limits.memory_bytes is not None:
+        return ended(
+            Outcome.MEMORY_EXCEEDED,
+            f"memory limit of {_mib(limits.memory_bytes)} exceeded (resident {_mib(oom_peak)})",
+        )
     if answer is not None and returncode in (0, 1):
         if answer.get("ok") is True and isinstance(answer.get("outputs"), dict):
             return ended(Outcome.SUCCEEDED, None, answer["outputs"])
@@ -389,21 +385,8 @@ def _result(
         report = answer.get("report")
         result.report = report if isinstance(report, dict) else None
         return result
-    limits = spec.limits
-    cpu_seconds = float(status.get("cpu_seconds") or 0.0)
-    if (
-        returncode in (-signal.SIGXCPU, -signal.SIGKILL)
-        and limits.cpu_seconds is not None
-        and cpu_seconds >= limits.cpu_seconds - 0.5
-    ):
+    if returncode == -signal.SIGXCPU and limits.cpu_seconds is not None:
         return ended(Outcome.FAILED, f"CPU time limit of {limits.cpu_seconds} s exceeded")
-    max_rss = int(status.get("max_rss_bytes") or 0)
-    if (
-        returncode == -signal.SIGKILL
-        and limits.memory_bytes is not None
-        and max_rss >= limits.memory_bytes * 0.9
-    ):
-        return ended(Outcome.MEMORY_EXCEEDED, f"killed near the memory limit ({_mib(max_rss)})")
     if returncode is not None and returncode < 0:
         name = signal.Signals(-returncode).name if -returncode in signal.valid_signals() else ""
         return ended(
@@ -414,32 +397,18 @@ def _result(
     )
 
 
-def _parse_result(raw: bytes | None) -> dict[str, Any] | None:
-    if not raw:
-        return None
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def _artifacts(directory: Path) -> dict[str, Path]:
-    """Regular files under ``directory``, by relative name.
-
-    Symbolic links and hard-linked files are left out: the task runs as another user, and a
-    link could otherwise make the (root) worker upload a file the task could not read.
-    """
-    found: dict[str, Path] = {}
-    for root, _dirs, files in os.walk(directory, followlinks=False):
+def _link_bundle(bundle: Path, target: Path) -> None:
+    """The code bundle inside the attempt's directory, as hard links of the worker's
+    read-only copy (root's files, 0644: the task reads them and cannot change them)."""
+    for root, dirs, files in os.walk(bundle, followlinks=False):
+        relative = Path(root).relative_to(bundle)
+        (target / relative).mkdir(mode=0o755, exist_ok=True)
         for name in files:
-            path = Path(root, name)
-            with contextlib.suppress(OSError):
-                st = path.lstat()
-                if path.is_symlink() or not path.is_file() or st.st_nlink != 1:
-                    continue
-                found[path.relative_to(directory).as_posix()] = path
-    return dict(sorted(found.items()))
+            source = Path(root, name)
+            if source.is_symlink() or not source.is_file():
+                continue
+            os.link(source, target / relative / name, follow_symlinks=False)
+        dirs[:] = [d for d in dirs if not Path(root, d).is_symlink()]
 
 
 async def _pump_log(fd: int, on_log: LogSink | None) -> None:
@@ -447,55 +416,25 @@ async def _pump_log(fd: int, on_log: LogSink | None) -> None:
 
     The pipe is drained even if ``on_log`` fails, or the task would block on its next print.
     """
-    reader = await _open_reader(fd)
-    while chunk := await reader.read(65536):
-        if on_log is None:
-            continue
-        try:
-            await on_log(chunk)
-        except Exception:
-            log.exception("attempt_log_sink_failed")
-            on_log = None
-
-
-async def _read_all(fd: int, limit: int) -> bytes | None:
-    """The whole result pipe, or None if it is larger than ``limit`` (drained all the same,
-    so that a writer never blocks on it)."""
-    reader = await _open_reader(fd)
-    data = bytearray()
-    too_large = False
-    while chunk := await reader.read(65536):
-        if not too_large:
-            data += chunk
-            too_large = len(data) > limit
-    return None if too_large else bytes(data)
-
-
-async def _open_reader(fd: int) -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**20)
     pipe = os.fdopen(fd, "rb", buffering=0)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
-    return reader
-
-
-async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    loop.add_writer(sock, wake)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     try:
-        await ready
+        while chunk := await reader.read(65536):
+            if on_log is None:
+                continue
+            try:
+                await on_log(chunk)
+            except Exception:
+                log.exception("attempt_log_sink_failed")
+                on_log = None
     finally:
-        loop.remove_writer(sock)
+        transport.close()
 
 
 async def _finish(task: asyncio.Task[Any] | None) -> Any:
-    """A reader's result once the pipe closes; a process that escaped the group could hold
-    it open forever, so give up after a while."""
+    """A reader's result once its pipe closes, giving up after a while."""
     if task is None:
         return None
     try:
@@ -504,40 +443,5 @@ async def _finish(task: asyncio.Task[Any] | None) -> Any:
         return None
 
 
-def _kill_group(pid: int, *, leader_alive: bool = True) -> None:
-    """SIGKILL the attempt's process group (the child did ``setsid``, so its pgid is its pid).
-
-    ``leader_alive``: the child has not been reaped, so its pid cannot belong to anyone else,
-    and a child killed before its ``setsid`` is killed on its own.
-    """
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        if leader_alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def _rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
 def _mib(size: int) -> str:
     return f"{size / 1024**2:.0f} MiB"
-
-
-def _check_reachable(path: Path) -> None:
-    """The sandbox user must be able to reach its workdir (and HOME/TMPDIR inside it)."""
-    for directory in (path, *path.parents):
-        if not os.stat(directory).st_mode & 0o001:
-            raise PermissionError(
-                f"{directory} is not searchable by other users: the sandbox user could not "
-                f"reach its working directory under {path} (chmod o+x, or another work_root)"
-            )

@@ -1,0 +1,375 @@
+"""Sandboxes: started ahead of time, each handed exactly one attempt.
+
+A :class:`Sandbox` is a bubblewrap process tree (its own uid, namespaces, cgroup, private
+directory and API socket) running :mod:`.launcher`, which imports the heavy libraries and
+then waits on its control socket. :class:`WarmPool` keeps a few of them ready for the task
+types that need nothing special, so an attempt starts without paying for the interpreter and
+the imports; other types get a sandbox started for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from . import isolation, seccomp
+from . import sandbox as sandbox_rules
+from .api_proxy import ApiProxy
+from .cgroups import CgroupLimiter, SandboxGroup
+from .forwarder import API_PORT
+from .launcher import MAX_FRAME
+
+log = structlog.get_logger("armillary.workflows.execution")
+
+START_TIMEOUT = 120.0  # the imports; polars and sklearn take a while on a cold disk
+_HEADER = struct.Struct(">I")
+# The number must be followed by something, or it may still be arriving.
+_CHILD_PID = re.compile(rb'"child-pid":\s*(\d+)\D')
+
+
+class SandboxFailed(RuntimeError):
+    """A sandbox could not be started, or went away before it was ready."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxOptions:
+    """What distinguishes one kind of sandbox from another."""
+
+    env: Mapping[str, str]  # its whole environment (no secret of the platform)
+    egress: bool = False
+
+
+@dataclass
+class Sandbox:
+    """One started sandbox, for one attempt."""
+
+    slot: str
+    workdir: Path
+    uid: int | None
+    process: asyncio.subprocess.Process
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    log_fd: int  # read end of its stdout/stderr pipe
+    proxy: ApiProxy
+    api_url: str  # the API as the task sees it
+    group: SandboxGroup | None
+    init_pid: int | None = None  # host pid of the PID namespace's init
+    info: asyncio.BaseTransport | None = None  # bubblewrap's --info-fd pipe
+    released: bool = field(default=False)
+
+    async def wait_ready(self) -> None:
+        message = await read_frame(self.reader)
+        if message != {"op": "ready"}:
+            raise SandboxFailed("the sandbox exited while starting")
+
+    def task_pids(self) -> list[int]:
+        """The processes running inside (host pids), the namespace's init excluded."""
+        if self.init_pid is None:
+            return [self.process.pid] if self.process.returncode is None else []
+        found: list[int] = []
+        pending = [self.init_pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                with open(f"/proc/{pid}/task/{pid}/children") as children:
+                    kids = [int(p) for p in children.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            pending += kids
+        return found
+
+    def signal_task(self, signum: int) -> None:
+        for pid in self.task_pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox: its PID namespace, and so every process in it, dies."""
+        for pid in (self.init_pid, self.process.pid):
+            if pid is not None and self.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if self.group is not None:
+            self.group.kill_all()
+
+
+class SandboxFactory:
+    """Starts sandboxes under ``work_root``."""
+
+    def __init__(
+        self,
+        work_root: Path,
+        *,
+        bwrap: str | None,
+        runtime: isolation.RuntimeView,
+        preload: tuple[str, ...],
+        uids: isolation.UidRange | None,
+        cgroups: CgroupLimiter | None,
+        redirect_origins: frozenset[str] | None = None,
+    ) -> None:
+        self.work_root = work_root
+        self.bwrap = bwrap
+        self.runtime = runtime
+        self.preload = preload
+        self.uids = uids
+        self.cgroups = cgroups
+        self.redirect_origins = redirect_origins
+
+    async def start(self, options: SandboxOptions) -> Sandbox:
+        """A sandbox started and warmed up, waiting for its attempt."""
+        slot = "slot-" + uuid.uuid4().hex
+        uid = self.uids.acquire() if self.uids is not None else None
+        workdir = self.work_root / slot
+        group: SandboxGroup | None = None
+        proxy = ApiProxy(redirect_origins=self.redirect_origins)
+        cleanups: list[Callable[[], None]] = []
+        try:
+            sandbox_rules.make_workdir(self.work_root, slot, uid)
+            if self.bwrap is not None:
+                socket_path = self.work_root / f"{slot}.sock"
+                await proxy.listen_unix(socket_path, uid)
+                cleanups.append(lambda: socket_path.unlink(missing_ok=True))
+                api_url = f"http://127.0.0.1:{API_PORT}"
+            else:
+                socket_path = None
+                api_url = await proxy.listen_tcp()
+            if self.cgroups is not None:
+                group = self.cgroups.create(slot)
+            sandbox = await self._spawn(
+                slot, workdir, uid, options, socket_path, group, proxy, api_url
+            )
+            try:
+                await asyncio.wait_for(sandbox.wait_ready(), START_TIMEOUT)
+            except BaseException:
+                await release(sandbox)
+                raise
+            return sandbox
+        except BaseException:
+            for cleanup in cleanups:
+                cleanup()
+            if group is not None:
+                await asyncio.to_thread(group.remove)
+            await proxy.close()
+            if uid is not None and self.uids is not None:
+                self.uids.release(uid)
+            raise
+
+    async def _spawn(
+        self,
+        slot: str,
+        workdir: Path,
+        uid: int | None,
+        options: SandboxOptions,
+        socket_path: Path | None,
+        group: SandboxGroup | None,
+        proxy: ApiProxy,
+        api_url: str,
+    ) -> Sandbox:
+        parent, inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = isolation.launcher_command(self.preload, control_fd=inside.fileno())
+        info_r, info_w = os.pipe()
+        seccomp_fd = -1
+        if self.bwrap is not None:
+            seccomp_fd = seccomp.program_fd()
+            plan = isolation.SandboxPlan(
+                workdir=workdir,
+                api_socket=socket_path,
+                seccomp_fd=seccomp_fd,
+                info_fd=info_w,
+                uid=uid,
+                egress=options.egress,
+            )
+            command = isolation.bwrap_argv(self.bwrap, plan, self.runtime, command)
+        if group is not None:
+            # Join the cgroup(s) before bubblewrap starts: all it forks is counted from the
+            # first process on.
+            files = [str(p) for p in group.procs_files]
+            files += files[-1:] * (2 - len(files))
+            join = 'a=$1; b=$2; shift 2; echo $$ > "$a" && echo $$ > "$b" && exec "$@"'
+            command = ["/bin/sh", "-c", join, "sh", *files, *command]
+        log_r, log_w = os.pipe()
+        env = {**options.env, "ARMILLARY_API_URL": api_url}
+        if self.bwrap is not None and self.runtime.python_path:
+            # Packages mounted from outside the virtualenv (an editable checkout).
+            env["PYTHONPATH"] = os.pathsep.join(map(str, self.runtime.python_path))
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_w,
+                stderr=log_w,
+                pass_fds=_fds(inside.fileno(), seccomp_fd, info_w),
+                env={**env, **_attempt_env(workdir, self.bwrap is not None)},
+                cwd=str(workdir) if self.bwrap is None else "/",
+            )
+        finally:
+            for fd in (log_w, info_w, seccomp_fd):
+                if fd >= 0:
+                    os.close(fd)
+            inside.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
+        sandbox = Sandbox(
+            slot=slot,
+            workdir=workdir,
+            uid=uid,
+            process=process,
+            reader=reader,
+            writer=writer,
+            log_fd=log_r,
+            proxy=proxy,
+            api_url=api_url,
+            group=group,
+        )
+        if self.bwrap is not None:
+            sandbox.init_pid, sandbox.info = await _watch_info(info_r)
+        else:
+            os.close(info_r)
+        return sandbox
+
+
+def _attempt_env(workdir: Path, sandboxed: bool) -> dict[str, str]:
+    if sandboxed:
+        home, tmp = isolation.SANDBOX_WORKDIR, isolation.SANDBOX_TMP
+    else:
+        home, tmp = workdir, workdir / "tmp"
+    return {"HOME": str(home), "TMPDIR": str(tmp), "USER": "sandbox", "LOGNAME": "sandbox"}
+
+
+def _fds(*fds: int) -> tuple[int, ...]:
+    return tuple(fd for fd in fds if fd >= 0)
+
+
+async def _watch_info(info_fd: int) -> tuple[int | None, asyncio.BaseTransport]:
+    """The PID namespace init's host pid, from bubblewrap's ``--info-fd`` document; and the
+    pipe's transport, to keep open while the sandbox lives (bubblewrap writes more later, and
+    a closed pipe would kill it)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(info_fd, "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    data = b""
+    try:
+        while _CHILD_PID.search(data) is None:
+            chunk = await asyncio.wait_for(reader.read(4096), START_TIMEOUT)
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        pass
+    found = _CHILD_PID.search(data)
+    return (int(found.group(1)) if found else None), transport
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next length-prefixed JSON frame, or None at EOF."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+        (size,) = _HEADER.unpack(header)
+        if size > MAX_FRAME:
+            return None
+        message: Any = json.loads(await reader.readexactly(size))
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        return None
+    return message if isinstance(message, dict) else None
+
+
+async def write_frame(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    data = json.dumps(message).encode()
+    writer.write(_HEADER.pack(len(data)) + data)
+    await writer.drain()
+
+
+async def release(sandbox: Sandbox, *, uids: isolation.UidRange | None = None) -> None:
+    """Kill the sandbox (if it still runs) and free what it held, but its directory."""
+    if sandbox.released:
+        return
+    sandbox.released = True
+    sandbox.kill()
+    with contextlib.suppress(ProcessLookupError):
+        await sandbox.process.wait()
+    sandbox.writer.close()
+    if sandbox.info is not None:
+        sandbox.info.close()
+    with contextlib.suppress(OSError):
+        os.close(sandbox.log_fd)
+    await sandbox.proxy.close()
+    sandbox.workdir.with_name(f"{sandbox.slot}.sock").unlink(missing_ok=True)
+    if sandbox.group is not None:
+        sandbox.group.kill_all()
+        await asyncio.to_thread(sandbox.group.remove)
+    if uids is not None and sandbox.uid is not None:
+        uids.release(sandbox.uid)
+
+
+class WarmPool:
+    """Keeps up to ``size`` started sandboxes of one kind ready."""
+
+    def __init__(
+        self,
+        factory: SandboxFactory,
+        options: SandboxOptions,
+        size: int,
+    ) -> None:
+        self.factory = factory
+        self.options = options
+        self.size = size
+        self._ready: asyncio.Queue[Sandbox] = asyncio.Queue()
+        self._starting: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def fill(self) -> None:
+        """Start sandboxes in the background until ``size`` are ready or starting."""
+        while not self._closed and self._ready.qsize() + len(self._starting) < self.size:
+            task = asyncio.create_task(self._start_one())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start_one(self) -> None:
+        try:
+            sandbox = await self.factory.start(self.options)
+        except Exception as exc:
+            log.warning("sandbox.prestart_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        if self._closed:
+            await release(sandbox, uids=self.factory.uids)
+            return
+        self._ready.put_nowait(sandbox)
+
+    async def take(self) -> Sandbox:
+        """A ready sandbox: a warm one if there is one (whose replacement starts now), else
+        one started for this attempt."""
+        while not self._ready.empty():
+            sandbox = self._ready.get_nowait()
+            self.fill()
+            if sandbox.process.returncode is None:
+                return sandbox
+            await release(sandbox, uids=self.factory.uids)
+        self.fill()
+        return await self.factory.start(self.options)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._starting):
+            task.cancel()
+        for task in list(self._starting):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        while not self._ready.empty():
+            sandbox = self._ready.get_nowait()
+            await release(sandbox, uids=self.factory.uids)
+            shutil.rmtree(sandbox.workdir, ignore_errors=True)
