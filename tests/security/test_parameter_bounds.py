@@ -114,3 +114,18 @@ async def test_an_upload_parent_out_of_bounds_is_a_400_problem(api: Api, parent:
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "'parent'" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("versions", ["²", HUGE, f"1,{2**31}"])
+async def test_compared_version_numbers_out_of_bounds_are_a_400(api: Api, versions: str) -> None:
+    """``?versions=`` of the model comparison, parsed by hand: a non-ASCII digit failed in
+    int() (500), a huge number would overflow the database."""
+    token = await api.admin_token()
+    slug = (await api.create_project(token))["slug"]
+    response = await api.client.get(
+        f"/api/v1/projects/{slug}/models/m/compare",
+        params={"versions": versions},
+        headers=auth(token),
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("versions:")

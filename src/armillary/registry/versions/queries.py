@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.errors import BadRequest, NotFound
 from armillary.kit.ids import parse_uuid
+from armillary.kit.pagination import MAX_PARAM_INT
 
 from ..catalog.service import get_model
 from ..components import Registry
@@ -47,7 +48,8 @@ def parse_numbers(versions: str) -> list[int]:
     numbers: list[int] = []
     for part in versions.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
+        # ASCII only ('²' is a digit to isdigit()), and within what the database holds.
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= MAX_PARAM_INT:
             raise BadRequest("versions: a comma-separated list of version numbers, e.g. 1,2,3")
         if int(part) not in numbers:
             numbers.append(int(part))
