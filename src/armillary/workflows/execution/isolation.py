@@ -123,6 +123,7 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             argv += ["--ro-bind", str(path), str(path)]
+    argv += ["--perms", "0755", "--dir", "/etc"]
     for file in (*_ETC_FILES, *(_EGRESS_ETC_FILES if plan.egress else ())):
         argv += ["--ro-bind-try", file, file]
     # The directories on the way to a mount point are made by bubblewrap as root: searchable
