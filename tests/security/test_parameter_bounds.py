@@ -129,3 +129,22 @@ async def test_compared_version_numbers_out_of_bounds_are_a_400(api: Api, versio
     )
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith("versions:")
+
+
+async def test_a_huge_version_in_a_body_is_a_422(api: Api) -> None:
+    """Alias and deployment bodies name model versions: bounded like a path's (a huge one
+    overflowed the lookup: 500, and 503 through the registry client)."""
+    token = await api.admin_token()
+    slug = (await api.create_project(token))["slug"]
+    base = f"/api/v1/projects/{slug}"
+    created = await api.client.post(f"{base}/models", json={"name": "m"}, headers=auth(token))
+    assert created.status_code == 201, created.text
+    alias = await api.client.put(
+        f"{base}/models/m/aliases/champion", json={"version": int(HUGE)}, headers=auth(token)
+    )
+    assert alias.status_code == 422, alias.text
+    variant = {"name": "a", "model": "m", "version": int(HUGE), "weight": 100}
+    deployment = await api.client.post(
+        f"{base}/deployments", json={"name": "d", "variants": [variant]}, headers=auth(token)
+    )
+    assert deployment.status_code == 422, deployment.text

@@ -6,12 +6,14 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from armillary.kit.pagination import MAX_PARAM_INT
+
 from ..versions.schemas import VersionOut
 
 
 class AliasSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_PARAM_INT)
     reason: str = Field(default="", max_length=2_000)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from armillary.contracts.registry import ALIAS_PATTERN, MODEL_NAME_PATTERN
 from armillary.contracts.serving import DEPLOYMENT_NAME_PATTERN, VARIANT_NAME_PATTERN
+from armillary.kit.pagination import MAX_PARAM_INT
 
 MAX_VARIANTS = 10
 RoutingMode = Literal["sticky", "random"]
@@ -23,7 +24,9 @@ class _In(BaseModel):
 class VariantIn(_In):
     name: str = Field(pattern=VARIANT_NAME_PATTERN, description="Lower-case variant name")
     model: str = Field(pattern=MODEL_NAME_PATTERN, description="A registered model's name")
-    version: int | None = Field(default=None, ge=1, description="A pinned model version")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_PARAM_INT, description="A pinned model version"
+    )
     alias: str | None = Field(
         default=None, pattern=ALIAS_PATTERN, description="An alias to follow as it moves"
     )
