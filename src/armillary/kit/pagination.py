@@ -1,12 +1,13 @@
-"""Limit/offset pagination shared by every list endpoint, and the bounds of every integer a
-client puts in a query or a path."""
+"""Limit/offset pagination shared by every list endpoint, and the bounds of every integer and
+time a client puts in a query or a path."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Path, Query
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 T = TypeVar("T")
 
@@ -21,6 +22,20 @@ AttemptNumber = Annotated[
     int | None,
     Query(ge=1, le=MAX_PARAM_INT, description="Attempt number; the latest if omitted"),
 ]
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time in UTC is outside years 1 to 9999") from None
+
+
+#: A time in a query (``since``, ``until``, ``at``): an offset is applied here, so that
+#: ``0001-01-01T00:00+23:59`` is a 422 rather than an overflow in the database driver (500).
+Instant = Annotated[datetime, AfterValidator(_in_utc)]
 
 
 class PageParams(BaseModel):

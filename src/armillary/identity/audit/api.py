@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -9,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from armillary.kit import audit
 from armillary.kit.authz import Principal, require_platform_role
 from armillary.kit.deps import Session
-from armillary.kit.pagination import Page, Paging
+from armillary.kit.pagination import Instant, Page, Paging
 
 from ..components import SERVICE, current_identity
 from . import repository
@@ -29,8 +28,8 @@ async def query_audit(
     action: Annotated[str | None, Query(max_length=120)] = None,
     resource_type: Annotated[str | None, Query(max_length=64)] = None,
     resource_id: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[datetime | None, Query(description="Inclusive, ISO 8601")] = None,
-    until: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    since: Annotated[Instant | None, Query(description="Inclusive, ISO 8601")] = None,
+    until: Annotated[Instant | None, Query(description="Exclusive, ISO 8601")] = None,
 ) -> Page[AuditRecordOut]:
     """The audit log, newest first. Reading it is itself audited."""
     rows, total = await repository.page(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, status
@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.registry import ALIAS_PATTERN
 from armillary.kit.deps import ReadSession, Session
-from armillary.kit.pagination import Page, Paging
+from armillary.kit.pagination import Instant, Page, Paging
 
 from ..access import AliasMover, Reader
 from ..catalog.models import RegisteredModel
@@ -51,7 +51,7 @@ async def get_alias(
     access: Reader,
     session: ReadSession,
     at: Annotated[
-        datetime | None,
+        Instant | None,
         Query(description="ISO time: where the alias pointed then (UTC if no zone)"),
     ] = None,
 ) -> AliasOut:

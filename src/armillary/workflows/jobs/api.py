@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from armillary.kit import context
 from armillary.kit.authz import AccessControl, Caller, ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
-from armillary.kit.pagination import Page, Paging
+from armillary.kit.pagination import Instant, Page, Paging
 
 from . import repository, service
 from .models import Job, JobState, TaskAttempt, TaskRun, Trigger
@@ -148,8 +147,8 @@ async def list_jobs(
     status_: Annotated[JobState | None, Query(alias="status")] = None,
     workflow: Annotated[str | None, Query(max_length=64)] = None,
     trigger: Trigger | None = None,
-    since: Annotated[datetime | None, Query(description="Created at or after")] = None,
-    until: Annotated[datetime | None, Query(description="Created before")] = None,
+    since: Annotated[Instant | None, Query(description="Created at or after")] = None,
+    until: Annotated[Instant | None, Query(description="Created before")] = None,
 ) -> Page[JobOut]:
     """The project's jobs, newest first."""
     filters = repository.JobFilters(
