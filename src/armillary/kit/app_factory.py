@@ -74,7 +74,7 @@ def build_app(
         middleware.append(
             Middleware(RateLimitMiddleware, limiter=runtime.limiter, identify=_identify(runtime))
         )
-    middleware.append(Middleware(AuditFallbackMiddleware))
+    middleware.append(Middleware(AuditFallbackMiddleware, sampler=runtime.security_events))
 
     app = FastAPI(
         title=title,

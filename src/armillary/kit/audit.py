@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armillary.contracts.events import AuditEntry
-from armillary.kit import context
+from armillary.kit import context, security_events
 from armillary.kit.db import after_commit, utcnow
 from armillary.kit.events import publish
 from armillary.kit.redaction import is_secret_key, redact_mapping
+from armillary.kit.security_events import SecurityEventSampler
 
 log = structlog.get_logger("armillary.audit")
 
@@ -77,10 +78,13 @@ def outcome_for(status: int) -> str:
 
 
 class AuditFallbackMiddleware:
-    """Records a generic entry for a state-changing request or a 403 that recorded none."""
+    """Records a generic entry for a state-changing request or a 403 that recorded none, and
+    the security events of refused tokens and hidden projects (aggregated, see
+    :mod:`armillary.kit.security_events`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, sampler: SecurityEventSampler | None = None) -> None:
         self.app = app
+        self.sampler = sampler or SecurityEventSampler()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,6 +102,10 @@ class AuditFallbackMiddleware:
         ctx = context.current()
         route = scope.get("route")
         if ctx is None or ctx.audit_recorded or route is None:
+            return
+        event = security_events.event_of(status, _presented_token(scope))
+        if event is not None:
+            await self._record_security_event(scope, event, status)
             return
         if scope["method"] not in WRITE_METHODS and status != 403:
             return
@@ -121,6 +129,39 @@ class AuditFallbackMiddleware:
         except Exception:
             # The response still goes out; the missing entry is loud in the logs.
             log.exception("audit_fallback_failed", action=action)
+
+    async def _record_security_event(
+        self, scope: Scope, event: security_events.SecurityEvent, status: int
+    ) -> None:
+        suppressed = self.sampler.admit(event)
+        if suppressed is None:
+            return
+        route = scope.get("route")
+        try:
+            async with scope["app"].state.runtime.db.unit_of_work() as session:
+                record(
+                    session,
+                    action=event.action,
+                    resource_type="project" if event.resource is not None else None,
+                    resource_id=_printable(event.resource) if event.resource else None,
+                    outcome="denied",
+                    details={
+                        "status": status,
+                        "method": scope["method"],
+                        "route": getattr(route, "path", None),
+                        "suppressed_before": suppressed,
+                        "window_seconds": self.sampler.window,
+                    },
+                )
+        except Exception:
+            log.exception("audit_security_event_failed", action=event.action)
+
+
+def _presented_token(scope: Scope) -> bool:
+    return any(
+        key == b"authorization" and value[:7].lower() == b"bearer "
+        for key, value in scope.get("headers", [])
+    )
 
 
 def _printable(value: str) -> str:

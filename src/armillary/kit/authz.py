@@ -39,7 +39,7 @@ from armillary.contracts.identity import (
     ProjectAccessInfo,
     ProjectRole,
 )
-from armillary.kit import context
+from armillary.kit import context, security_events
 from armillary.kit.cache import Cache
 from armillary.kit.errors import Forbidden, NotFound, Unauthorized
 from armillary.kit.events import Delivery, EventBus
@@ -219,6 +219,7 @@ class AccessControl:
         Both answers come from the cache in one round trip when they are there."""
         principal, info = await self._lookup(token, claims, project)
         if info is None:
+            security_events.mark_denied_project(project, principal.user_id)
             raise NotFound("Project not found")
         return ProjectAccess(principal, info.project_id, info.project_slug, info.role)
 

@@ -13,6 +13,7 @@ from armillary.kit.cache import Cache, MemoryCache, create_cache
 from armillary.kit.db import Database
 from armillary.kit.events import EventBus
 from armillary.kit.secretbox import derive_key
+from armillary.kit.security_events import SecurityEventSampler
 from armillary.kit.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class Runtime:
     startup_hooks: list[Hook] = field(default_factory=list)
     shutdown_hooks: list[Hook] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Which refused tokens and hidden-project reads reach the audit log (kit.security_events).
+    security_events: SecurityEventSampler = field(default_factory=SecurityEventSampler)
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
