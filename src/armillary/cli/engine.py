@@ -97,9 +97,38 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+# What a worker reads (F16): its settings, the runtime's own variables, cloud credentials of
+# the object store and of remote backends. Not the bootstrap admin's password, nor anything
+# else `armillary up` happened to inherit (other services' tokens, an SSH agent).
+_WORKER_ENV_PREFIXES = ("ARMILLARY_", "AWS_", "LC_", "PYTHON", "COVERAGE_")
+_WORKER_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "TZ",
+        "TMPDIR",
+        "VIRTUAL_ENV",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+    }
+)
+_WORKER_ENV_WITHHELD = frozenset({"ARMILLARY_ADMIN_PASSWORD"})
+
+
+def _worker_needs(name: str) -> bool:
+    if name in _WORKER_ENV_WITHHELD:
+        return False
+    return name in _WORKER_ENV_NAMES or name.startswith(_WORKER_ENV_PREFIXES)
+
+
 def worker_env(settings: Settings, host: str, port: int) -> dict[str, str]:
-    """The workers' environment: this one, plus the address tasks call the API on."""
-    env = dict(os.environ)
+    """The workers' environment: the variables of this one a worker uses (no admin password,
+    nothing else inherited), plus the address tasks call the API on."""
+    env = {name: value for name, value in os.environ.items() if _worker_needs(name)}
     if "ARMILLARY_WORKFLOWS_TASK_API_URL" not in env:
         reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
         env["ARMILLARY_WORKFLOWS_TASK_API_URL"] = f"http://{reachable}:{port}"
