@@ -3,7 +3,7 @@
 An executor runs one *attempt* of a task (a task type implementation with resolved params and
 the outputs of its upstream tasks) in isolation, with resource limits, streaming its log, and
 reports how it ended. :class:`~armillary.workflows.execution.local.LocalExecutor` is the
-implementation for the worker's own machine.
+implementation for the worker's own machine (bubblewrap sandboxes, ADR 0011).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any, Protocol
 class ResourceLimits:
     """Limits of one attempt; ``None`` means unlimited."""
 
-    memory_bytes: int | None = 2 * 1024**3  # RLIMIT_DATA in the child + RSS watchdog in the parent
+    # The sandbox's cgroup memory limit (where there is one) and RLIMIT_DATA inside it.
+    memory_bytes: int | None = 2 * 1024**3
     cpu_seconds: int | None = None  # RLIMIT_CPU
     wall_seconds: float | None = None  # the task's timeout; the parent kills at it
 
@@ -40,8 +41,8 @@ class AttemptSpec:
     declared_outputs: list[str]  # output names the spec declares (may be empty)
     limits: ResourceLimits
     api_url: str  # the platform's API base URL for the task to call
-    # Short-lived job-scoped token: reaches the child over the fork server's socket only,
-    # never through env, argv, files or logs.
+    # Short-lived job-scoped token: held by the worker's API proxy for the sandbox, which adds
+    # it to each request; it never enters the sandbox (ADR 0011).
     job_token: str = field(repr=False)
     bundle_dir: str | None = None  # an extracted code bundle, prepared by the worker
 
