@@ -7,7 +7,8 @@
 #
 # Knobs: SCHEMATHESIS_MAX_EXAMPLES (per operation, default 20), SCHEMATHESIS_MAX_TIME
 # (seconds of testing, default 140; start-up adds about 30), SCHEMATHESIS_CHECKS,
-# SCHEMATHESIS_WORKERS; SCHEMATHESIS_KEEP=1 keeps the platform's home and log.
+# SCHEMATHESIS_WORKERS; SCHEMATHESIS_KEEP=1 keeps the platform's home and log;
+# SCHEMATHESIS_DATABASE_URL runs the platform on that (empty) database instead of SQLite.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +49,11 @@ ADMIN_EMAIL="admin@armillary.dev"
 ADMIN_PASSWORD="schemathesis-$("$PYTHON" -c 'import secrets; print(secrets.token_hex(12))')"
 
 # The user rate limits would answer most of the fuzzer's requests 429 and hide the routes.
-env ARMILLARY_HOME="$WORK/home" \
+database=()
+if [[ -n "${SCHEMATHESIS_DATABASE_URL:-}" ]]; then
+  database=(ARMILLARY_DATABASE_URL="$SCHEMATHESIS_DATABASE_URL")
+fi
+env ARMILLARY_HOME="$WORK/home" "${database[@]}" \
   ARMILLARY_ADMIN_EMAIL="$ADMIN_EMAIL" \
   ARMILLARY_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
   ARMILLARY_RATE_LIMIT_ENABLED=false \
