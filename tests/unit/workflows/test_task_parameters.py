@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -151,12 +152,17 @@ def test_no_suggestion_when_nothing_is_close() -> None:
     assert "did you mean" not in message_at(document, "tasks[1].type")
 
 
-def test_nothing_imports_scikit_learn_at_start_up() -> None:
-    """The schema imports the estimators' libraries on demand, never at import time."""
+def test_nothing_imports_scikit_learn_at_start_up(tmp_path: Path) -> None:
+    """The schema imports the estimators' libraries on demand: neither the server app nor
+    its OpenAPI document import them."""
     code = (
         "import sys\n"
-        "import armillary.contracts.tasks, armillary.workflows.specs.api\n"
-        "import armillary.workflows.specs.validation\n"
+        "from pathlib import Path\n"
+        "from armillary.app import create_app\n"
+        "from armillary.kit.settings import Settings\n"
+        f"home = Path({str(tmp_path)!r})\n"
+        "settings = Settings(home=home, secret_key='k' * 48, admin_password='p' * 20)\n"
+        "create_app(settings, configure_logs=False).openapi()\n"
         "assert 'sklearn' not in sys.modules, 'sklearn imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
