@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from armillary.workflows.execution.child import TOKEN_PLACEHOLDER
 from armillary.workflows.execution.forwarder import API_PORT
 from armillary.workflows.execution.local import LocalExecutor, UidSettings
 from armillary.workflows.execution.protocol import (
@@ -149,7 +150,7 @@ def main(scale, inputs, context):
     assert outputs["ids"] == ["job-1", "project-1", "step", attempt.attempt_id]
     # The task talks to its sandbox's loopback forwarder; the worker's proxy adds the token.
     assert outputs["api"] == [SANDBOX_API, SANDBOX_API, "job-1"]
-    assert outputs["token"] == ""
+    assert outputs["token"] == TOKEN_PLACEHOLDER
     assert outputs["auth"] is True
     assert outputs["dirs"] == ["/attempt", "/attempt", "/attempt", "/tmp"]
     if IS_ROOT:
@@ -202,7 +203,7 @@ def main(context):
     token = context.token()
     found["token_in_cmdline"] = {TOKEN!r} in cmdline
     found["token_in_environ"] = {TOKEN!r} in environ or {TOKEN!r} in repr(dict(os.environ))
-    found["token_known"] = len(token) > 0
+    found["token_known"] = token == {TOKEN!r}
     return found
 """
     executor = LocalExecutor(base_dir / "work-secrets", prestarted=0)
