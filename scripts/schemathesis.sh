@@ -116,7 +116,8 @@ started=$(date +%s)
 # segments (deployment, model, bundle names) Hypothesis discards many candidates that do not
 # survive URL encoding, and under load it gives up on them. Nothing is excluded.
 status=0
-"$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" \
+# From the temporary directory: Schemathesis keeps its crash cache in ./.schemathesis.
+(cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$BASE/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
   --checks "$CHECKS" \
   --max-examples "$MAX_EXAMPLES" \
@@ -126,7 +127,7 @@ status=0
   --seed 1 \
   --generation-database none \
   --suppress-health-check filter_too_much \
-  --no-color || status=$?
+  --no-color) || status=$?
 echo "schemathesis finished in $(($(date +%s) - started))s with status $status"
 if grep -q '"level": *"error"\|Traceback' "$WORK/server.log"; then
   echo "server errors logged during the run:" >&2
