@@ -53,6 +53,7 @@ test: sync-dev services
 	bash scripts/timed.sh imports $(MAKE) --no-print-directory imports
 	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
 	bash scripts/timed.sh pytest $(MAKE) --no-print-directory test-suite
+	bash scripts/timed.sh schemathesis bash scripts/schemathesis.sh
 	@echo "=== suite times"; cat .ci-times
 
 # The unit, integration, security and e2e tests with coverage (85% overall, 80% per service).
