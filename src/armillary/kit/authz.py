@@ -243,7 +243,8 @@ class AccessControl:
             if found is None:
                 raise Unauthorized("Invalid token")
             info = found
-            await self.cache.set(keys[0], info.model_dump(mode="json"), self.ttl)
+            if scope is None:
+                await self.cache.set(keys[0], info.model_dump(mode="json"), self.ttl)
         if not info.active or str(info.user_id) != user_id:
             raise Unauthorized("Invalid token")
         principal = Principal(
