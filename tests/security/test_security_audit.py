@@ -83,6 +83,7 @@ async def test_reads_of_another_tenants_project_are_recorded(api: Api, app: Fast
         f"/api/v1/projects/{theirs['id']}/datasets",
         f"/api/v1/projects/{theirs['slug']}/workflows",
         f"/api/v1/projects/{theirs['slug']}/models",
+        f"/api/v1/projects/{theirs['slug']}/access",
     ]
     for path in targets:
         assert (await c.get(path, headers=auth(prowler["token"]))).status_code == 404

@@ -74,7 +74,10 @@ def build_app(
         middleware.append(
             Middleware(RateLimitMiddleware, limiter=runtime.limiter, identify=_identify(runtime))
         )
-    middleware.append(Middleware(AuditFallbackMiddleware, sampler=runtime.security_events))
+    # Security events are the clients' doing: recorded at the edge, not again by the
+    # in-process apps that other services' clients call on the same request's behalf.
+    sampler = runtime.security_events if edge else None
+    middleware.append(Middleware(AuditFallbackMiddleware, sampler=sampler))
 
     app = FastAPI(
         title=title,

@@ -84,7 +84,7 @@ class AuditFallbackMiddleware:
 
     def __init__(self, app: ASGIApp, sampler: SecurityEventSampler | None = None) -> None:
         self.app = app
-        self.sampler = sampler or SecurityEventSampler()
+        self.sampler = sampler  # None: security events are not this app's to record
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,7 +105,8 @@ class AuditFallbackMiddleware:
             return
         event = security_events.event_of(status, _presented_token(scope))
         if event is not None:
-            await self._record_security_event(scope, event, status)
+            if self.sampler is not None:
+                await self._record_security_event(scope, event, self.sampler, status)
             return
         if scope["method"] not in WRITE_METHODS and status != 403:
             return
@@ -131,9 +132,13 @@ class AuditFallbackMiddleware:
             log.exception("audit_fallback_failed", action=action)
 
     async def _record_security_event(
-        self, scope: Scope, event: security_events.SecurityEvent, status: int
+        self,
+        scope: Scope,
+        event: security_events.SecurityEvent,
+        sampler: SecurityEventSampler,
+        status: int,
     ) -> None:
-        suppressed = self.sampler.admit(event)
+        suppressed = sampler.admit(event)
         if suppressed is None:
             return
         route = scope.get("route")
@@ -150,7 +155,7 @@ class AuditFallbackMiddleware:
                         "method": scope["method"],
                         "route": getattr(route, "path", None),
                         "suppressed_before": suppressed,
-                        "window_seconds": self.sampler.window,
+                        "window_seconds": sampler.window,
                     },
                 )
         except Exception:

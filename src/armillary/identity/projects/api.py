@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 
 from armillary.contracts.identity import PlatformRole, ProjectAccessInfo, ProjectRole
+from armillary.kit import security_events
 from armillary.kit.authz import (
     Caller,
     Principal,
@@ -127,5 +128,6 @@ async def project_access(project: str, caller: Direct, session: ReadSession) -> 
     token sees no project but its own."""
     info = await service.access_for(session, caller.user, project)
     if info is None or (caller.scope is not None and info.project_id != caller.scope.project_id):
+        security_events.mark_denied_project(project, caller.user.id)
         raise NotFound("Project not found")
     return info
