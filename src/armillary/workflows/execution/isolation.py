@@ -32,6 +32,7 @@ from . import forwarder
 SANDBOX_WORKDIR = Path("/attempt")
 SANDBOX_TMP = Path("/tmp")  # noqa: S108 - the sandbox's own /tmp, bound to its private directory
 SANDBOX_CODE = SANDBOX_WORKDIR / "code"
+SANDBOX_COVERAGE = Path("/coverage")
 LAUNCHER = "armillary.workflows.execution.launcher"
 # Read-only, where present: the dynamic loader's cache, time zones, CA certificates.
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs", "/etc/ca-certificates")
@@ -84,6 +85,7 @@ class SandboxPlan:
     info_fd: int
     uid: int | None  # the uid to drop to (root worker), None: the worker's own
     egress: bool = False  # share the host's network (task types that declare it)
+    coverage_dir: Path | None = None  # the test suite's measurements (see pool)
 
 
 def bwrap_argv(
@@ -139,6 +141,8 @@ def bwrap_argv(
         socket_dir = str(Path(forwarder.SOCKET_PATH).parent)
         argv += ["--perms", "0755", "--dir", socket_dir]
         argv += ["--bind", str(plan.api_socket), forwarder.SOCKET_PATH]
+    if plan.coverage_dir is not None:
+        argv += ["--bind", str(plan.coverage_dir), str(SANDBOX_COVERAGE)]
     argv += ["--chdir", str(SANDBOX_WORKDIR), "--"]
     if plan.uid is not None:
         argv += [

@@ -132,8 +132,19 @@ def main(argv: list[str]) -> int:  # pragma: no cover - runs inside the sandbox
     return 0 if result["ok"] else 1
 
 
+def _save_coverage() -> None:  # pragma: no cover - the test suite's measurements
+    """os._exit skips coverage's own save at exit."""
+    coverage = sys.modules.get("coverage")
+    current = coverage.Coverage.current() if coverage is not None else None
+    if current is not None:
+        with contextlib.suppress(Exception):
+            current.stop()
+            current.save()
+
+
 if __name__ == "__main__":  # pragma: no cover - runs inside the sandbox
     code = main(sys.argv[1:])
+    _save_coverage()
     # Not sys.exit: threads a task left behind must not keep the sandbox alive.
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

@@ -318,13 +318,10 @@ class LocalExecutor:
 
 def _sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
     """The warm sandboxes' environment: no passthrough variable (a type that has some gets a
-    sandbox of its own), and no coverage start-up (its files are not in the sandbox)."""
-    withheld = sandbox.withheld_env(env, None)
-    return {
-        name: value
-        for name, value in env.items()
-        if name not in withheld and not name.startswith("COVERAGE_")
-    }
+    sandbox of its own). Of the test suite's coverage variables only the inline configuration
+    works inside (a configuration file is not in the sandbox)."""
+    withheld = sandbox.withheld_env(env, None) | {"COVERAGE_PROCESS_START"}
+    return {name: value for name, value in env.items() if name not in withheld}
 
 
 def _sandbox_spec(spec: AttemptSpec, box: Sandbox, inside: Path) -> dict[str, Any]:

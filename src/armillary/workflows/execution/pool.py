@@ -10,6 +10,7 @@ the imports; other types get a sandbox started for them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -184,9 +185,12 @@ class SandboxFactory:
         command = isolation.launcher_command(self.preload, control_fd=inside.fileno())
         info_r, info_w = os.pipe()
         seccomp_fd = -1
+        coverage_dir: Path | None = None
         if self.bwrap is not None:
             seccomp_fd = seccomp.program_fd()
+            coverage_dir = _coverage_dir(workdir, uid, options.env)
             plan = isolation.SandboxPlan(
+                coverage_dir=coverage_dir,
                 workdir=workdir,
                 api_socket=socket_path,
                 seccomp_fd=seccomp_fd,
@@ -204,6 +208,8 @@ class SandboxFactory:
             command = ["/bin/sh", "-c", join, "sh", *files, *command]
         log_r, log_w = os.pipe()
         env = {**options.env, "ARMILLARY_API_URL": api_url}
+        if self.bwrap is not None and coverage_dir is not None:
+            env["COVERAGE_PROCESS_CONFIG"] = _coverage_config(env["COVERAGE_PROCESS_CONFIG"])
         if self.bwrap is not None and self.runtime.python_path:
             # Packages mounted from outside the virtualenv (an editable checkout).
             env["PYTHONPATH"] = os.pathsep.join(map(str, self.runtime.python_path))
@@ -275,6 +281,43 @@ async def _watch_info(info_fd: int) -> tuple[int | None, asyncio.BaseTransport]:
     return (int(found.group(1)) if found else None), transport
 
 
+def _coverage_dir(workdir: Path, uid: int | None, env: Mapping[str, str]) -> Path | None:
+    """Under the test suite (coverage measuring subprocesses), a directory the sandbox saves
+    its measurements in; they are moved beside the worker's own once the sandbox is dead."""
+    if "COVERAGE_PROCESS_CONFIG" not in env:
+        return None
+    directory = workdir.with_name(f"{workdir.name}.coverage")
+    directory.mkdir(mode=0o700)
+    if uid is not None:
+        os.chown(directory, uid, uid)
+    return directory
+
+
+def _coverage_config(serialized: str) -> str:  # pragma: no cover - test suite only
+    """coverage's inline configuration, saving into the sandbox's coverage directory."""
+    config = json.loads(base64.b64decode(serialized))
+    config["data_file"] = str(isolation.SANDBOX_COVERAGE / ".coverage")
+    return base64.b64encode(json.dumps(config).encode()).decode()
+
+
+def _collect_coverage(slot: str, work_root: Path) -> None:  # pragma: no cover - test suite only
+    directory = work_root / f"{slot}.coverage"
+    if not directory.is_dir():
+        return
+    try:
+        import coverage
+
+        current = coverage.Coverage.current()
+        target = Path(current.config.data_file if current else ".coverage").absolute().parent
+        for data in directory.iterdir():
+            if data.is_file() and not data.is_symlink() and data.name.startswith(".coverage."):
+                shutil.copyfile(data, target / data.name, follow_symlinks=False)
+    except (ImportError, OSError) as exc:
+        log.warning("sandbox.coverage_lost", error=str(exc))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     """The next length-prefixed JSON frame, or None at EOF."""
     try:
@@ -312,6 +355,7 @@ async def release(sandbox: Sandbox, *, uids: isolation.UidRange | None = None) -
     if sandbox.group is not None:
         sandbox.group.kill_all()
         await asyncio.to_thread(sandbox.group.remove)
+    await asyncio.to_thread(_collect_coverage, sandbox.slot, sandbox.workdir.parent)
     if uids is not None and sandbox.uid is not None:
         uids.release(sandbox.uid)
 
