@@ -30,6 +30,7 @@ from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
+from armillary.kit.storage.doctor import ReferenceSource
 from armillary.registry import app as registry_app
 from armillary.registry.client import RegistryClient
 from armillary.serving import app as serving_app
@@ -239,3 +240,16 @@ async def run_scheduler(
         await scheduler.run()
     finally:
         await runtime.stop()
+
+
+def storage_reference_sources() -> list[ReferenceSource]:
+    """Each service's ``storage_references`` (the objects its rows own), for ``armillary
+    doctor``: composed here, since kit knows no service."""
+    from armillary.data.storage_references import storage_references as data_references
+    from armillary.registry.storage_references import storage_references as registry_references
+    from armillary.serving.storage_references import storage_references as serving_references
+    from armillary.workflows.storage_references import (
+        storage_references as workflows_references,
+    )
+
+    return [data_references, workflows_references, registry_references, serving_references]

@@ -16,6 +16,7 @@ from rich.console import Console
 from armillary.cli import (
     admin,
     datasets,
+    doctor,
     engine,
     jobs,
     models,
@@ -48,6 +49,7 @@ app.command("worker")(engine.worker)
 app.command("scheduler")(engine.scheduler)
 app.command("login")(session.login)
 app.command("logout")(session.logout)
+app.command("doctor")(doctor.doctor)
 
 console = Console()
 err = Console(stderr=True)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from armillary.kit import context
@@ -99,8 +100,24 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # A unique constraint lost to a concurrent request that committed first: the check before
+    # the insert could not see it. Only the kind goes to the log: the statement's parameters
+    # may hold user data.
+    log.warning(
+        "integrity_conflict", path=request.url.path, error=type(getattr(exc, "orig", exc)).__name__
+    )
+    return problem_response(
+        409,
+        "Conflict",
+        "The request conflicts with a change made at the same time; retry it",
+        request=request,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

@@ -27,8 +27,9 @@ from .zipcheck import BundleSummary, UnsafeBundle, check_bundle
 log = structlog.get_logger("armillary.workflows")
 
 CONTENT_TYPES = {"py": "text/x-python", "zip": "application/zip"}
-# Concurrent uploads of one name each retry their number this often before a 409.
-_VERSION_ATTEMPTS = 5
+# An upload retries its number once per concurrent upload of the name that commits first;
+# past this many, 409.
+_VERSION_ATTEMPTS = 32
 
 
 class PayloadTooLarge(DomainError):
