@@ -4,6 +4,7 @@ number (or a clean problem), and no rollback deletes another registration's file
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from typing import Any
 
@@ -110,3 +111,29 @@ async def test_a_model_file_is_stored_under_its_version_id(platform: Platform) -
         row = await session.get(ModelVersion, uuid.UUID(response.json()["id"]))
     assert row is not None
     assert row.artifacts["model.skops"]["key"].endswith(f"/{row.id}/model.skops")
+
+
+async def test_concurrent_alias_moves_form_one_unbroken_history(platform: Platform) -> None:
+    """Each move records the version the alias left: under the model's lock the history is
+    one chain (set, then every move from where the previous one went)."""
+    scene = await _scene(platform)
+    registered = await _register_all(scene, [version_body() for _ in range(4)])
+    assert [r.status_code for r in registered] == [201] * 4
+    url = f"{scene.model_base}/aliases/champion"
+    targets = [1, 2, 3, 4, 2, 1, 4, 3]
+    responses = await asyncio.gather(
+        *(
+            scene.client.put(
+                url, json={"version": v, "reason": f"move {i}"}, headers=auth(scene.token)
+            )
+            for i, v in enumerate(targets)
+        )
+    )
+    assert [r.status_code for r in responses] == [200] * len(targets), [r.text for r in responses]
+    history = (await scene.client.get(f"{url}/history", headers=auth(scene.token))).json()
+    moves = [(m["kind"], m["from_version"], m["to_version"]) for m in reversed(history["items"])]
+    assert moves[0][:2] == ("set", None)
+    for before, after in itertools.pairwise(moves):
+        assert after == ("move", before[2], after[2])
+    current = await scene.client.get(url, headers=auth(scene.token))
+    assert current.json()["version"] == moves[-1][2]
