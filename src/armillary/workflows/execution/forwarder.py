@@ -4,7 +4,8 @@ The sandbox has its own network namespace with only a loopback interface, so
 ``ARMILLARY_API_URL=http://127.0.0.1:<port>`` works for any HTTP client (httpx, requests,
 MLflow's) while nothing outside is reachable. Each connection is relayed byte for byte to the
 Unix socket that the worker's :mod:`.api_proxy` listens on; the relay adds nothing (the
-token is added on the other side).
+token is added on the other side). A sandbox that shares the host's network (a type with
+egress) cannot own a fixed port there: its forwarder takes a free one.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
-def start(close: tuple[int, ...] = ()) -> int:
-    """Fork the forwarder (a small process: before the launcher's heavy imports); returns its
-    pid. It lives as long as the sandbox's PID namespace."""
-    server = _Server(("127.0.0.1", API_PORT), _Relay)
-    pid = os.fork()
-    if pid:
+def start(close: tuple[int, ...] = (), port: int = API_PORT) -> int:
+    """Fork the forwarder (a small process: before the launcher's heavy imports); returns the
+    port it listens on (``port``; 0: any free one). It lives as long as the sandbox's PID
+    namespace."""
+    server = _Server(("127.0.0.1", port), _Relay)
+    bound = int(server.server_address[1])
+    if os.fork():
         server.server_close()
-        return pid
+        return bound
     try:  # pragma: no cover - the forked forwarder
         for fd in close:  # the launcher's control socket is not its business
             with contextlib.suppress(OSError):

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import child, forwarder, sandbox
 from .protocol import ResourceLimits
@@ -87,6 +88,8 @@ def preload(modules: Iterable[str]) -> list[str]:
 def run_attempt(request: dict[str, Any]) -> dict[str, Any]:
     """Enter the attempt (limits, directory, environment) and run it; returns the result."""
     spec = request["spec"]
+    # The forwarder's address as it was bound (a free port where the network is shared).
+    spec["api_url"] = os.environ.get("ARMILLARY_API_URL") or spec["api_url"]
     limits = ResourceLimits(**spec["limits"])
     workdir = sandbox.Workdir.of(Path(request["workdir"]).parent, Path(request["workdir"]).name)
     try:
@@ -116,7 +119,11 @@ def main(argv: list[str]) -> int:  # pragma: no cover - runs inside the sandbox
         if reconfigure is not None:
             reconfigure(line_buffering=True)
     if os.path.exists(forwarder.SOCKET_PATH):
-        forwarder.start(close=(control_fd,))
+        wanted = urlsplit(os.environ.get("ARMILLARY_API_URL", "")).port
+        port = forwarder.start(
+            close=(control_fd,), port=forwarder.API_PORT if wanted is None else wanted
+        )
+        os.environ["ARMILLARY_API_URL"] = f"http://127.0.0.1:{port}"
     preload([m for m in modules if m])
     send_frame(control, {"op": "ready"})
     request = receive_frame(control)

@@ -145,7 +145,8 @@ class SandboxFactory:
                 socket_path = self.work_root / f"{slot}.sock"
                 await proxy.listen_unix(socket_path, uid)
                 cleanups.append(lambda: socket_path.unlink(missing_ok=True))
-                api_url = f"http://127.0.0.1:{API_PORT}"
+                # Port 0 where the host's network is shared: the forwarder takes a free one.
+                api_url = f"http://127.0.0.1:{0 if options.egress else API_PORT}"
             else:
                 socket_path = None
                 api_url = await proxy.listen_tcp()
