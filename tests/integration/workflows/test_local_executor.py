@@ -468,3 +468,15 @@ async def test_a_warm_sandbox_that_died_is_replaced(base_dir: Path) -> None:
         result.cleanup()
     finally:
         await executor.close()
+
+
+async def test_ingest_sandboxes_share_the_network_side_by_side(executor: LocalExecutor) -> None:
+    # ingest declares egress: its sandbox shares the host's network (until the CONNECT proxy),
+    # so two at once must not fight over one loopback port for the API forwarder.
+    attempts = [spec("ingest", {"url": "http://127.0.0.1:1/rows.csv"}) for _ in range(2)]
+    results = await asyncio.gather(*(executor.run(a) for a in attempts))
+    for result in results:
+        assert result.outcome == Outcome.FAILED
+        assert result.error is not None
+        assert result.error.startswith("BlockedDestination: refused to connect to 127.0.0.1")
+        result.cleanup()
