@@ -146,6 +146,8 @@ class CgroupLimiter:
                 parent.mkdir(exist_ok=True)
         except OSError:
             return None  # not ours to write: a non-root worker on a v1 host
+        if not all(os.access(p, os.W_OK) for p in (memory_parent, pids_parent)):
+            return None  # made by another (root) worker: not ours either
         return cls(1, memory_parent, pids_parent, pids_max)
 
     def create(self, name: str) -> SandboxGroup:
