@@ -183,7 +183,7 @@ async def run_worker(
     storage_settings: StorageSettings | None = None,
     workflow_settings: WorkflowSettings | None = None,
 ) -> None:
-    """A worker process: runs queued tasks on a local fork-server executor until SIGTERM."""
+    """A worker process: runs queued tasks in local bubblewrap sandboxes until SIGTERM."""
     _private_home(settings)
     runtime = create_runtime(
         settings, storage_settings=storage_settings, workflow_settings=workflow_settings

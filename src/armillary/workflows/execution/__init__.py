@@ -1,1 +1,1 @@
-"""Running task attempts: the executor interface and the local fork-server executor."""
+"""Running task attempts: the executor interface and the local bubblewrap executor."""
