@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from armillary.workflows.execution.cgroups import CgroupLimiter
 from armillary.workflows.execution.child import TOKEN_PLACEHOLDER
 from armillary.workflows.execution.forwarder import API_PORT
 from armillary.workflows.execution.local import LocalExecutor, UidSettings
@@ -480,3 +481,29 @@ async def test_ingest_sandboxes_share_the_network_side_by_side(executor: LocalEx
         assert result.error is not None
         assert result.error.startswith("BlockedDestination: refused to connect to 127.0.0.1")
         result.cleanup()
+
+
+async def test_without_cgroups_the_rss_watchdog_stops_shared_memory(
+    base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hosts without usable cgroups keep only rlimits, which shared memory escapes.
+    monkeypatch.setattr(CgroupLimiter, "detect", classmethod(lambda cls, **_: None))
+    executor = LocalExecutor(base_dir / "work-no-cgroups", prestarted=0, watchdog_interval=0.05)
+    source = """
+import mmap, time
+def main():
+    shared = mmap.mmap(-1, 1200 * 1024**2)
+    chunk = b"x" * 1024**2
+    for _ in range(1200):
+        shared.write(chunk)
+    time.sleep(60)
+"""
+    try:
+        limits = ResourceLimits(memory_bytes=500 * 1024**2)
+        result = await finished(executor, python(source, limits=limits))
+    finally:
+        await executor.close()
+    assert result.outcome == Outcome.MEMORY_EXCEEDED
+    assert result.error is not None
+    assert result.error.startswith("memory limit of 500 MiB exceeded (resident")
+    result.cleanup()

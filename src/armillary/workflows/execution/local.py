@@ -296,6 +296,15 @@ class LocalExecutor:
                 elif deadline is not None and loop.time() >= deadline:
                     watch.outcome = Outcome.TIMED_OUT
                     watch.error = f"timed out after {limits.wall_seconds:g} s"
+                elif box.group is None and limits.memory_bytes is not None:
+                    # No cgroup: shared memory escapes RLIMIT_DATA, so watch what is resident.
+                    resident = sum(_rss_bytes(pid) for pid in box.task_pids())
+                    if resident > limits.memory_bytes:
+                        watch.outcome = Outcome.MEMORY_EXCEEDED
+                        watch.error = (
+                            f"memory limit of {_mib(limits.memory_bytes)} exceeded "
+                            f"(resident {_mib(resident)})"
+                        )
                 if watch.outcome is not None:
                     await self._terminate(box, exited)
                     box.kill()
@@ -438,6 +447,17 @@ async def _finish(task: asyncio.Task[Any] | None) -> Any:
         return await asyncio.wait_for(task, EXIT_TIMEOUT)
     except TimeoutError:
         return None
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _mib(size: int) -> str:
