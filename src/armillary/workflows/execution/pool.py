@@ -158,10 +158,13 @@ class SandboxFactory:
             try:
                 await asyncio.wait_for(sandbox.wait_ready(), START_TIMEOUT)
             except BaseException:
+                # What it printed tells the operator why (a missing library, a mount).
+                log.warning("sandbox.start_failed", output=_early_output(sandbox.log_fd))
                 await release(sandbox)
                 raise
             return sandbox
         except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
             for cleanup in cleanups:
                 cleanup()
             if group is not None:
@@ -255,6 +258,15 @@ def _attempt_env(workdir: Path, sandboxed: bool) -> dict[str, str]:
     else:
         home, tmp = workdir, workdir / "tmp"
     return {"HOME": str(home), "TMPDIR": str(tmp), "USER": "sandbox", "LOGNAME": "sandbox"}
+
+
+def _early_output(fd: int) -> str:
+    """Whatever a sandbox that failed to start wrote, without waiting for more."""
+    try:
+        os.set_blocking(fd, False)
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _fds(*fds: int) -> tuple[int, ...]:
@@ -361,6 +373,12 @@ async def release(sandbox: Sandbox, *, uids: isolation.UidRange | None = None) -
         uids.release(sandbox.uid)
 
 
+async def discard(sandbox: Sandbox, uids: isolation.UidRange | None) -> None:
+    """Release a sandbox that never ran an attempt, its directory included."""
+    await release(sandbox, uids=uids)
+    await asyncio.to_thread(shutil.rmtree, sandbox.workdir, True)
+
+
 class WarmPool:
     """Keeps up to ``size`` started sandboxes of one kind ready."""
 
@@ -391,7 +409,7 @@ class WarmPool:
             log.warning("sandbox.prestart_failed", error=f"{type(exc).__name__}: {exc}")
             return
         if self._closed:
-            await release(sandbox, uids=self.factory.uids)
+            await discard(sandbox, self.factory.uids)
             return
         self._ready.put_nowait(sandbox)
 
@@ -403,7 +421,7 @@ class WarmPool:
             self.fill()
             if sandbox.process.returncode is None:
                 return sandbox
-            await release(sandbox, uids=self.factory.uids)
+            await discard(sandbox, self.factory.uids)
         self.fill()
         return await self.factory.start(self.options)
 
@@ -415,6 +433,4 @@ class WarmPool:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         while not self._ready.empty():
-            sandbox = self._ready.get_nowait()
-            await release(sandbox, uids=self.factory.uids)
-            shutil.rmtree(sandbox.workdir, ignore_errors=True)
+            await discard(self._ready.get_nowait(), self.factory.uids)
