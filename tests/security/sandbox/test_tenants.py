@@ -256,3 +256,23 @@ def main():
     assert result.error is not None
     assert result.error.startswith("memory limit of 256 MiB exceeded")
     result.cleanup()
+
+
+def test_groups_left_by_a_dead_worker_are_swept(executor: LocalExecutor) -> None:
+    factory = executor._factory
+    if factory is None or factory.cgroups is None:
+        pytest.skip("no cgroup on this host")
+    limiter = factory.cgroups
+    stale = limiter.create("slot-stale-" + uuid.uuid4().hex)
+    fresh = limiter.create("slot-fresh-" + uuid.uuid4().hex)
+    try:
+        for directory in {stale.memory, stale.pids}:
+            os.utime(directory, (0, 0))  # as if made long ago
+        limiter.sweep()
+        assert not stale.memory.exists()
+        assert not stale.pids.exists()
+        assert fresh.memory.exists()
+        assert fresh.pids.exists()
+    finally:
+        fresh.remove()
+        stale.remove()

@@ -150,6 +150,23 @@ class CgroupLimiter:
             return None  # made by another (root) worker: not ours either
         return cls(1, memory_parent, pids_parent, pids_max)
 
+    def sweep(self, *, older_than: float = 600.0) -> int:
+        """Remove empty sandbox groups left by a worker that died before removing them;
+        returns how many. Only old ones: a new, empty group may be another worker's sandbox
+        that is about to join it."""
+        removed = 0
+        now = time.time()
+        for parent in dict.fromkeys((self.memory_parent, self.pids_parent)):
+            for group in parent.glob("slot-*"):
+                try:
+                    if now - group.stat().st_mtime < older_than:
+                        continue
+                    group.rmdir()  # fails unless empty
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
+
     def create(self, name: str) -> SandboxGroup:
         """A new, empty group for one sandbox, with the process limit set."""
         memory = self.memory_parent / name

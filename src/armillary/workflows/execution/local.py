@@ -147,6 +147,8 @@ class LocalExecutor:
             limiter = CgroupLimiter.detect(delegated_root=self.cgroup_root, pids_max=self.pids_max)
             if limiter is None and self.bwrap is not None:
                 log.warning("sandbox.no_cgroups", detail="memory and process limits are rlimits")
+            elif limiter is not None:
+                await asyncio.to_thread(limiter.sweep)
             self._factory = SandboxFactory(
                 self.work_root,
                 bwrap=self.bwrap,
