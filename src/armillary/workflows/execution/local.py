@@ -190,7 +190,11 @@ class LocalExecutor:
                 box = await self._sandbox_for(spec)
             except (SandboxUnavailable, SandboxFailed, OSError, RuntimeError) as exc:
                 workdir.root.mkdir(mode=0o700)
-                error = f"the sandbox could not be started: {exc}"
+                if isinstance(exc, SandboxUnavailable):
+                    error = f"the sandbox could not be started: {exc}"
+                else:  # the details (host paths) are for the operator, not the task's viewers
+                    log.error("sandbox.start_failed", error=f"{type(exc).__name__}: {exc}")
+                    error = "the sandbox could not be started (the worker's log says why)"
                 if on_log is not None:
                     await on_log(f"[armillary] {error}\n".encode())
                 return AttemptResult(Outcome.CRASHED, None, error, None, {}, workdir.root)
