@@ -3,6 +3,8 @@ artifacts each task run recorded, and every attempt's log chunks."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,5 +38,10 @@ async def storage_references(session: AsyncSession) -> References:
         .join(TaskAttempt, TaskAttempt.task_run_id == TaskRun.id)
     )
     for project_id, job_id, task, attempt in attempts:
-        found.prefixes.add(f"{task_prefix(project_id, job_id, task)}/log-{attempt:04d}-")
+        found.prefixes.add(log_prefix(project_id, job_id, task, attempt))
     return found
+
+
+def log_prefix(project_id: uuid.UUID, job_id: uuid.UUID, task: str, attempt: int) -> str:
+    """What every log chunk key of the attempt (``logs.store.chunk_key``) starts with."""
+    return f"{task_prefix(project_id, job_id, task)}/log-{attempt:04d}-"
