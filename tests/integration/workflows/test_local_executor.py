@@ -20,6 +20,7 @@ from armillary.workflows.execution.cgroups import CgroupLimiter
 from armillary.workflows.execution.child import TOKEN_PLACEHOLDER
 from armillary.workflows.execution.forwarder import API_PORT
 from armillary.workflows.execution.local import LocalExecutor, UidSettings
+from armillary.workflows.execution.pool import SandboxOptions
 from armillary.workflows.execution.protocol import (
     AttemptResult,
     AttemptSpec,
@@ -507,3 +508,13 @@ def main():
     assert result.error is not None
     assert result.error.startswith("memory limit of 500 MiB exceeded (resident")
     result.cleanup()
+
+
+def test_only_ingest_and_remote_training_get_the_network(executor: LocalExecutor) -> None:
+    remote = spec("train", {"backend": "sagemaker"})
+    local = spec("train", {"backend": "local"})
+    assert executor._options_for(spec("ingest", {})) is not None
+    assert (executor._options_for(spec("ingest", {})) or SandboxOptions({})).egress
+    assert (executor._options_for(remote) or SandboxOptions({})).egress
+    assert not (executor._options_for(local) or SandboxOptions({})).egress
+    assert executor._options_for(spec("python", {})) is None  # a warm one: no network

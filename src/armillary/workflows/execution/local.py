@@ -220,7 +220,7 @@ class LocalExecutor:
         warm one does."""
         contract = TASK_TYPES.get(spec.task_type)
         names = contract.env_passthrough if contract is not None else ()
-        egress = spec.task_type in EGRESS_TYPES
+        egress = spec.task_type in EGRESS_TYPES or _remote_training(spec)
         if not names and not egress:
             return None
         env = dict(self.base_env)
@@ -329,6 +329,11 @@ class LocalExecutor:
         box.signal_task(signal.SIGTERM)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(exited), self.stop_grace_seconds)
+
+
+def _remote_training(spec: AttemptSpec) -> bool:
+    """`train` on SageMaker talks to AWS from its sandbox (until the worker does it for it)."""
+    return spec.task_type == "train" and spec.params.get("backend") == "sagemaker"
 
 
 def _sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
