@@ -193,6 +193,10 @@ async def _queue_or_reuse(
                 )
                 .order_by(TaskRun.finished_at.desc())
                 .limit(1)
+                # Shared lock: retention, which locks a run before deleting its objects,
+                # cannot delete the reused run's artifacts while this run starts recording
+                # them (it waits, then sees this run as one that still records them).
+                .with_for_update(read=True, of=TaskRun)
             )
         ).first()
         if hit is not None:
