@@ -73,7 +73,14 @@ def new_id() -> uuid.UUID:
 class Database:
     """Owns the engine and the session factory of one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        busy_timeout_seconds: float = 30.0,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
@@ -81,7 +88,7 @@ class Database:
             # One file, many sessions: NullPool plus WAL and a busy timeout keeps writers queued
             # instead of failing with "database is locked".
             kwargs["poolclass"] = NullPool
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": busy_timeout_seconds}
         else:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = pool_size
@@ -101,7 +108,11 @@ class Database:
     def from_settings(cls, settings: Settings) -> Database:
         if settings.database_url is None:
             settings.home.mkdir(parents=True, exist_ok=True)
-        return cls(settings.database_dsn, pool_size=settings.database_pool_size)
+        return cls(
+            settings.database_dsn,
+            pool_size=settings.database_pool_size,
+            busy_timeout_seconds=settings.database_busy_timeout_seconds,
+        )
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:

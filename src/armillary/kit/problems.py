@@ -11,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from armillary.kit import context
+from armillary.kit.database_unavailable import RETRY_AFTER_SECONDS, unavailable_reason
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 
 log = structlog.get_logger("armillary.errors")
@@ -115,9 +116,34 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    reason = unavailable_reason(exc)
+    if reason is None:
+        raise exc  # any other failure stays a 500, rendered by the request context
+    # The kind only: the exception's text carries the statement and its parameters.
+    log.warning(
+        "database_unavailable",
+        path=request.url.path,
+        reason=reason,
+        error=type(getattr(exc, "orig", None) or exc).__name__,
+    )
+    return problem_response(
+        503,
+        "Service unavailable",
+        "The database is busy or unreachable; retry shortly",
+        request=request,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
+    # Busy (SQLite's write lock) or unreachable databases are 503s; the handler re-raises
+    # every other error of these kinds. OSError: a driver that fails to connect raises it
+    # unwrapped.
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(OSError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # Connections kept per process (as many again may open under bursts).
     database_pool_size: int = 20
+    # SQLite: how long a transaction waits for the one write lock before it fails (answered
+    # 503 with Retry-After).
+    database_busy_timeout_seconds: float = Field(default=30, gt=0)
     redis_url: str | None = None
     rabbitmq_url: str | None = None
 
