@@ -166,9 +166,9 @@ def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
 
 def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
     """Every operation lists its problem responses: 401/403 when protected, 400 and 404 with
-    path parameters, 400 with a body, 422 with input, 429 and 500 always, plus those the route
-    declared. Schemas that routes bring with :func:`component_schemas` are put in
-    ``components``."""
+    path parameters, 400 with a body, 422 with input, 429, 500 and 503 (a busy or unreachable
+    database) always, plus those the route declared. Schemas that routes bring with
+    :func:`component_schemas` are put in ``components``."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -183,7 +183,7 @@ def install_openapi(app: FastAPI, *, public_paths: frozenset[str]) -> None:
             for operation in operations.values():
                 for name, brought in operation.pop(COMPONENT_SCHEMAS, {}).items():
                     components.setdefault(name, brought)
-                codes = {429, 500}
+                codes = {429, 500, 503}
                 if path not in public_paths:
                     codes |= {401, 403}
                 if "{" in path:

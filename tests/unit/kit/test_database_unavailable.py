@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from armillary.kit.database_unavailable import unavailable_reason
 from armillary.kit.db import Database
-from armillary.kit.problems import install_error_handlers
+from armillary.kit.problems import install_error_handlers, install_openapi
 
 
 def _wrapped(orig: BaseException, **kwargs: bool) -> OperationalError:
@@ -105,3 +105,16 @@ async def test_other_os_errors_stay_500() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/file")
     assert response.status_code == 500
+
+
+def test_every_operation_documents_the_503() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/things")
+    async def things() -> list[str]:
+        return []
+
+    install_openapi(app, public_paths=frozenset())
+    responses = app.openapi()["paths"]["/things"]["get"]["responses"]
+    assert "application/problem+json" in responses["503"]["content"]
