@@ -1,7 +1,7 @@
 """Which database errors mean "busy or unreachable, retry shortly" rather than a bug: SQLite's
 write lock held past the busy timeout, and PostgreSQL that cannot be connected to (refused,
 starting or shutting down, out of connections, a connection lost). ``kit.problems`` answers
-them 503 with ``Retry-After``."""
+them 503 (``ServiceUnavailable``, with ``Retry-After``)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import sqlite3
 from typing import Final, Literal
 
 from sqlalchemy.exc import DBAPIError
-
-#: What a 503 of a busy or unreachable database asks the client to wait, in seconds.
-RETRY_AFTER_SECONDS: Final = 5
 
 _SQLITE_BUSY_CODES: Final = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 _SQLITE_UNAVAILABLE_CODES: Final = frozenset({sqlite3.SQLITE_CANTOPEN})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Seconds a 503 asks the client to wait before retrying, unless it says otherwise.
+RETRY_AFTER_SECONDS = 5
 
 
 class DomainError(Exception):
@@ -72,8 +74,15 @@ class TooManyRequests(DomainError):
 
 
 class ServiceUnavailable(DomainError):
+    """Something the request needs (a database, another service) cannot answer for now."""
+
     status = 503
     title = "Service unavailable"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        # RFC 9110: a 503 may say when to retry; without one clients guess (or hammer).
+        self.headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
 
 
 def problem_body(

@@ -15,8 +15,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from armillary.kit import context
-from armillary.kit.database_unavailable import RETRY_AFTER_SECONDS, unavailable_reason
-from armillary.kit.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
+from armillary.kit.database_unavailable import unavailable_reason
+from armillary.kit.errors import (
+    PROBLEM_MEDIA_TYPE,
+    DomainError,
+    ServiceUnavailable,
+    problem_body,
+)
 
 log = structlog.get_logger("armillary.errors")
 
@@ -116,24 +121,35 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+def database_unavailable(exc: BaseException, path: str) -> ServiceUnavailable | None:
+    """The 503 problem (with ``Retry-After``) that ``exc`` stands for when it means the
+    database is busy or unreachable, logged at warning; None for any other error."""
     reason = unavailable_reason(exc)
     if reason is None:
-        raise exc  # any other failure stays a 500, rendered by the request context
+        return None
     # The kind only: the exception's text carries the statement and its parameters.
     log.warning(
         "database_unavailable",
-        path=request.url.path,
+        path=path,
         reason=reason,
         error=type(getattr(exc, "orig", None) or exc).__name__,
     )
-    return problem_response(
-        503,
-        "Service unavailable",
-        "The database is busy or unreachable; retry shortly",
-        request=request,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    return ServiceUnavailable("The database is busy or unreachable; retry shortly")
+
+
+def known_problem(exc: BaseException, path: str) -> DomainError | None:
+    """The problem an error raised outside a route (in a middleware, such as the rate
+    limiter's token check) stands for, or None when it is a bug (a 500)."""
+    if isinstance(exc, DomainError):
+        return exc
+    return database_unavailable(exc, path)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    problem = database_unavailable(exc, request.url.path)
+    if problem is None:
+        raise exc  # any other failure stays a 500, rendered by the request context
+    return await _domain_error(request, problem)
 
 
 def install_error_handlers(app: FastAPI) -> None:

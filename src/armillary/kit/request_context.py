@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armillary.kit import context
 from armillary.kit.client_address import client_address
-from armillary.kit.errors import PROBLEM_MEDIA_TYPE, problem_body
+from armillary.kit.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
+from armillary.kit.problems import known_problem
 from armillary.kit.settings import Settings
 
 log = structlog.get_logger("armillary.access")
@@ -64,10 +65,13 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             # Rendered here, inside the request context, so the body carries the request id;
-            # the stack trace goes to the log only.
-            log.error("unhandled_error", path=scope["path"], exc_info=exc)
+            # the stack trace goes to the log only. A middleware's known problem (a domain
+            # error, a busy or unreachable database) keeps its own status.
+            problem = known_problem(exc, scope["path"])
+            if problem is None:
+                log.error("unhandled_error", path=scope["path"], exc_info=exc)
             if not response_started:
-                await _send_problem_500(send_wrapper, request_id, scope["path"])
+                await _send_problem(send_wrapper, request_id, scope["path"], problem)
         finally:
             route = scope.get("route")
             log.info(
@@ -82,24 +86,22 @@ class RequestContextMiddleware:
             context.reset(token)
 
 
-async def _send_problem_500(send: Send, request_id: str, path: str) -> None:
+async def _send_problem(
+    send: Send, request_id: str, path: str, problem: DomainError | None
+) -> None:
+    if problem is None:
+        status, title, headers = 500, "Internal server error", {}
+        detail, extra = "An unexpected error occurred; quote the request id when reporting it", {}
+    else:
+        status, title, headers = problem.status, problem.title, problem.headers
+        detail, extra = problem.detail, problem.extra
     body = orjson.dumps(
-        problem_body(
-            500,
-            "Internal server error",
-            "An unexpected error occurred; quote the request id when reporting it",
-            instance=path,
-            request_id=request_id,
-        )
+        problem_body(status, title, detail, instance=path, request_id=request_id, extra=extra)
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 500,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
+    raw_headers = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

@@ -17,6 +17,7 @@ from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for, m
 from tests.integration.workflows.engine import free_port
 
 from armillary.app import create_app
+from armillary.kit.db import Database
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE
 from armillary.kit.settings import Settings
 from armillary.migrations.runner import upgrade
@@ -100,3 +101,28 @@ async def test_a_request_while_postgresql_is_unreachable_is_a_503(
     assert (logged["log_level"], logged["reason"]) == ("warning", "unreachable")
     assert ADMIN_PASSWORD not in str(logs)
     await app.state.runtime.db.dispose()
+
+
+async def test_signed_in_requests_while_postgresql_is_gone_are_503s(app: FastAPI, api: Api) -> None:
+    token = await api.admin_token()
+    runtime = app.state.runtime
+    reachable = runtime.db
+    # PostgreSQL goes away after start-up: every connection from now on is refused. The token
+    # check (run by the rate limiter, before any route) needs the database too.
+    runtime.db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/armillary")
+    try:
+        with capture_logs() as logs:
+            read = await api.client.get("/api/v1/projects", headers=auth(token))
+            write = await api.client.post(
+                "/api/v1/projects", json={"slug": "gone", "name": "Gone"}, headers=auth(token)
+            )
+    finally:
+        await runtime.db.dispose()
+        runtime.db = reachable
+    _assert_unavailable(read)
+    _assert_unavailable(write)
+    assert not [e for e in logs if e["event"] == "unhandled_error"]
+    # Back again: nothing of the refused write exists.
+    listed = await api.client.get("/api/v1/projects", headers=auth(token))
+    assert listed.status_code == 200, listed.text
+    assert "gone" not in listed.text
