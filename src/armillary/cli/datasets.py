@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.filesize import decimal
 from rich.markup import escape
 from rich.progress import (
@@ -23,16 +22,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 from armillary.cli.session import api_client
 from armillary.sdk import Progress as ProgressCallback
 from armillary.sdk import Version, VersionDetail
 
 app = typer.Typer(help="Datasets and their versions.", no_args_is_help=True)
 
-console = Console(soft_wrap=True)
+console = terminal(soft_wrap=True)
 # Progress bars go to stderr, so stdout carries only the result.
-progress_console = Console(stderr=True)
+progress_console = terminal(stderr=True)
 
 
 class Format(StrEnum):

@@ -12,18 +12,17 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 
 if TYPE_CHECKING:
     from armillary.kit.settings import Settings
     from armillary.kit.storage import StorageSettings
 
-console = Console()
-err = Console(stderr=True)
+console = terminal()
+err = terminal(stderr=True)
 
 
 async def check(

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -31,7 +30,7 @@ from armillary.cli.job_views import (
     task_table,
     when,
 )
-from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 from armillary.cli.prefixes import PrefixError, is_whole_id, resolve
 from armillary.cli.session import api_client, fail
 from armillary.sdk import Client
@@ -39,8 +38,8 @@ from armillary.sdk.jobs import TERMINAL_STATUSES
 
 app = typer.Typer(help="Jobs: run workflows, follow them, read their logs.", no_args_is_help=True)
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+console = terminal(soft_wrap=True)
+err = terminal(stderr=True, highlight=False, soft_wrap=True)
 
 _LIST_PAGE = 200
 

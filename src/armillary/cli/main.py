@@ -11,7 +11,6 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from armillary.cli import (
     admin,
@@ -25,7 +24,13 @@ from armillary.cli import (
     storage,
     workflows,
 )
-from armillary.cli.output import OutputFormat, OutputOption, print_data
+from armillary.cli.output import (
+    OutputFormat,
+    OutputOption,
+    print_data,
+    refresh_terminals,
+    terminal,
+)
 from armillary.cli.password import PasswordStdinOption, read_password
 
 T = TypeVar("T")
@@ -35,6 +40,15 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+
+
+@app.callback()
+def _before_each_command() -> None:
+    # The terminal may have changed since a command module was imported (one process can
+    # run several commands): read its width and colour again.
+    refresh_terminals()
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
@@ -51,8 +65,8 @@ app.command("login")(session.login)
 app.command("logout")(session.logout)
 app.command("doctor")(doctor.doctor)
 
-console = Console()
-err = Console(stderr=True)
+console = terminal()
+err = terminal(stderr=True)
 
 
 def _run(action: Coroutine[Any, Any, T]) -> T:

@@ -6,16 +6,15 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 from armillary.cli.session import api_client
 
 app = typer.Typer(help="Registered models, versions, metrics and aliases.", no_args_is_help=True)
 
-console = Console(soft_wrap=True)
+console = terminal(soft_wrap=True)
 
 ProjectOption = Annotated[str, typer.Option("--project", "-p", help="Project slug")]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Registered model name")]

@@ -20,6 +20,25 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+_TERMINALS: list[tuple[Console, dict[str, Any]]] = []
+
+
+def terminal(**options: Any) -> Console:
+    """A Rich console for a command module, read again from the environment (``COLUMNS``,
+    ``NO_COLOR``, whether stdout is a terminal) at the start of every command
+    (:func:`refresh_terminals`): Rich reads ``COLUMNS`` once, when a console is made, and one
+    process may run many commands (a notebook, the tests)."""
+    made = Console(**options)
+    _TERMINALS.append((made, options))
+    return made
+
+
+def refresh_terminals() -> None:
+    """Re-read the terminal for every console made by :func:`terminal`."""
+    for made, options in _TERMINALS:
+        made.__init__(**options)  # type: ignore[misc]
+
+
 OUTPUT_ENV = "ARMILLARY_OUTPUT"
 # The narrowest a folded column may get while ids beside it stay whole.
 _FOLDED_MINIMUM = 6

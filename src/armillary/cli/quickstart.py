@@ -19,12 +19,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from armillary.cli.job_views import follow, summary
-from armillary.cli.output import fit_table
+from armillary.cli.output import fit_table, terminal
 from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.cli.session import (
     TOKEN_ENV,
@@ -37,8 +36,8 @@ from armillary.cli.session import (
 )
 from armillary.sdk import ArmillaryError, Client, Tokens
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+console = terminal(soft_wrap=True)
+err = terminal(stderr=True, highlight=False, soft_wrap=True)
 
 DATASET = "breast-cancer"
 WORKFLOW = "quickstart"

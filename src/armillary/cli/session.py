@@ -19,9 +19,9 @@ from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from armillary.cli.output import terminal
 from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.sdk import ArmillaryError, Client, Tokens
 
@@ -30,8 +30,8 @@ URL_ENV = "ARMILLARY_URL"
 TOKEN_ENV = "ARMILLARY_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 CONFIG_DIR_ENV = "ARMILLARY_CONFIG_DIR"
 
-console = Console()
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+console = terminal()
+err = terminal(stderr=True, highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True)

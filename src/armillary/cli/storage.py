@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 from armillary.cli.session import fail
 
 if TYPE_CHECKING:
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     from armillary.kit.storage.settings import StorageSettings
 
 app = typer.Typer(help="Object storage administration.", no_args_is_help=True)
-console = Console(soft_wrap=True)
+console = terminal(soft_wrap=True)
 
 
 def _s3_settings(action: str) -> StorageSettings:

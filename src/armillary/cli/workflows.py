@@ -6,17 +6,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from armillary.cli.output import OutputFormat, OutputOption, print_data
+from armillary.cli.output import OutputFormat, OutputOption, print_data, terminal
 from armillary.cli.session import api_client, fail
 from armillary.sdk import ArmillaryError
 
 app = typer.Typer(help="Workflow specs: validate and apply.", no_args_is_help=True)
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+console = terminal(soft_wrap=True)
+err = terminal(stderr=True, soft_wrap=True)
 
 FileArgument = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="YAML or JSON spec")
