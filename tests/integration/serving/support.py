@@ -109,13 +109,16 @@ class Scene:
         api = self.platform.api
         return await api.create_user(await api.admin_token(), platform_role)
 
-    async def job_token(self) -> str:
+    async def job_token(self, task_type: str | None = "deploy") -> str:
+        """A job token as a task of ``task_type`` gets it (a deploy task may change
+        deployments; other task types may not)."""
         directory = self.platform.app.state.runtime.access.directory
         issued = await directory.issue_job_token(
             user_id=uuid.UUID(self.user["id"]),
             project_id=self.project_id,
             job_id=uuid.uuid4(),
             ttl_seconds=600,
+            task_type=task_type,
         )
         return str(issued.token)
 

@@ -47,6 +47,10 @@ async def test_job_tokens_create_and_reconfigure_only(scene: Scene) -> None:
     assert all(c["job_id"] is not None for c in history.json()["items"])
     assert_problem(await scene.client.post(f"{url}/rollback", json={}, headers=headers), 403)
     assert_problem(await scene.client.delete(url, headers=headers), 403)
+    # A task that does not deploy holds no deployment rights at all.
+    trainer = auth(await scene.job_token(task_type="train"))
+    assert_problem(await scene.client.put(url, json=UPDATE, headers=trainer), 403)
+    assert_problem(await scene.deploy("other", token=await scene.job_token(None)), 403)
 
 
 async def test_a_job_token_reaches_no_other_project(scene: Scene) -> None:
