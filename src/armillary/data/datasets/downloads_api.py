@@ -61,4 +61,3 @@ def _attachment(key: str) -> str:
     """Saved as a file named after the object, never shown inline by a browser."""
     name = _UNSAFE_IN_FILENAME.sub("_", key.rsplit("/", 1)[-1]) or "download"
     return f'attachment; filename="{name}"'
-
