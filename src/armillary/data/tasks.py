@@ -9,6 +9,7 @@ success; downstream tasks fetch it by the ``table`` reference in the outputs (DE
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from armillary.contracts.data_tasks import (
     table_name,
 )
 from armillary.contracts.tasks import TaskContext
+from armillary.kit.egress import PROXY_ENV
 from armillary.sdk.task_api import TaskApi
 from armillary.sdk.task_log import TaskLog, names, plain_url, size
 
@@ -136,6 +138,8 @@ def run_ingest(
                 max_bytes=spec.max_bytes,
                 timeout=spec.timeout_seconds,
                 allow=allow_rules_from_env(),
+                # In a sandbox, the only way out: the worker's proxy checks each host too.
+                proxy=os.environ.get(PROXY_ENV),
             )
             path = result.path
             fmt = spec.format or guess_format(
@@ -159,6 +163,7 @@ def _fetch_presigned(url: str, dest: Path, spec: IngestParams) -> tuple[Path, st
         with (
             httpx.Client(
                 transport=_presigned_transport,
+                proxy=os.environ.get(PROXY_ENV) if _presigned_transport is None else None,
                 trust_env=False,
                 follow_redirects=False,
                 timeout=httpx.Timeout(spec.timeout_seconds),

@@ -19,6 +19,10 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
+#: Set in a sandbox of a task type that declares egress: the URL of its only way out, the
+#: worker's egress proxy (which applies this policy to each destination it is asked for).
+PROXY_ENV = "ARMILLARY_EGRESS_PROXY"
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: A network admitted despite the rules, on one port or (``None``) on any.

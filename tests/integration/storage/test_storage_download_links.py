@@ -70,10 +70,13 @@ async def test_direct_download(store: ObjectStore) -> None:
         params = _assert_valid_sigv4(url)
         assert params["X-Amz-Expires"] == "300"
         assert urlsplit(url).path.endswith("/" + key)
+        assert params["response-content-disposition"] == 'attachment; filename="model.onnx"'
         async with httpx.AsyncClient() as client:
             response = await client.get(url)
         assert response.status_code == 200
         assert response.content == payload
+        # A browser following the link saves the file instead of rendering it.
+        assert response.headers["content-disposition"] == 'attachment; filename="model.onnx"'
     else:
         assert isinstance(store, LocalObjectStore)
         assert url is None, "the local backend has no URLs; the API serves a signed route"

@@ -472,9 +472,9 @@ async def test_a_warm_sandbox_that_died_is_replaced(base_dir: Path) -> None:
         await executor.close()
 
 
-async def test_ingest_sandboxes_share_the_network_side_by_side(executor: LocalExecutor) -> None:
-    # ingest declares egress: its sandbox shares the host's network (until the CONNECT proxy),
-    # so two at once must not fight over one loopback port for the API forwarder.
+async def test_ingest_sandboxes_run_side_by_side(executor: LocalExecutor) -> None:
+    # ingest declares egress: each sandbox has its own network namespace and egress proxy, so
+    # two at once do not fight over the forwarders' loopback ports.
     attempts = [spec("ingest", {"url": "http://127.0.0.1:1/rows.csv"}) for _ in range(2)]
     results = await asyncio.gather(*(executor.run(a) for a in attempts))
     for result in results:
@@ -510,7 +510,7 @@ def main():
     result.cleanup()
 
 
-def test_only_ingest_and_remote_training_get_the_network(executor: LocalExecutor) -> None:
+def test_only_ingest_and_remote_training_get_egress(executor: LocalExecutor) -> None:
     remote = spec("train", {"backend": "sagemaker"})
     local = spec("train", {"backend": "local"})
     assert executor._options_for(spec("ingest", {})) is not None

@@ -559,3 +559,53 @@ def test_https_to_a_pinned_address_verifies_the_original_name(tmp_path: Path) ->
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_behind_the_egress_proxy_names_are_left_to_it_but_literals_still_checked(
+    tmp_path: Path,
+) -> None:
+    """In a sandbox (no DNS) the worker's proxy resolves and checks names; the guard still
+    refuses a private literal before anything leaves the task."""
+    proxy = "http://127.0.0.1:8418"
+    network = Recorder()
+    fetch_url(
+        "https://data.example/x.csv",
+        tmp_path / "named",
+        max_bytes=1024,
+        timeout=5,
+        resolver=no_resolution,
+        inner=network.transport,
+        proxy=proxy,
+    )
+    assert [str(r.url.host) for r in network.requests] == ["data.example"]  # not pinned here
+    with pytest.raises(BlockedDestination, match="refused"):
+        fetch_url(
+            "http://10.0.0.1/x.csv",
+            tmp_path / "literal",
+            max_bytes=1024,
+            timeout=5,
+            resolver=no_resolution,
+            inner=network.transport,
+            proxy=proxy,
+        )
+    assert len(network.requests) == 1
+
+
+def test_a_refusal_by_the_egress_proxy_is_the_fetchs_error(tmp_path: Path) -> None:
+    refused = Recorder(
+        lambda request: httpx.Response(
+            403,
+            headers={"x-armillary-egress": "refused"},
+            extensions={"reason_phrase": b"egress refused: intra port 80: a private address"},
+        )
+    )
+    with pytest.raises(BlockedDestination, match="egress refused: intra port 80"):
+        fetch_url(
+            "http://intra/x.csv",
+            tmp_path / "out",
+            max_bytes=1024,
+            timeout=5,
+            resolver=no_resolution,
+            inner=refused.transport,
+            proxy="http://127.0.0.1:8418",
+        )

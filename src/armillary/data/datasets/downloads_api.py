@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
@@ -11,12 +9,11 @@ from armillary.kit import audit
 from armillary.kit.deps import Session
 from armillary.kit.errors import NotFound
 from armillary.kit.storage import DownloadTokenExpired, InvalidDownloadToken, LocalObjectStore
+from armillary.kit.storage.keys import attachment_disposition
 
 from ..components import SERVICE, current_data
 
 router = APIRouter(prefix="/api/v1/downloads", tags=["datasets"])
-# Anything but these would need quoting (or break the header) in a Content-Disposition name.
-_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 # Raised instead of the store's errors so that the denial's audit entry survives the rollback.
@@ -53,11 +50,8 @@ async def download_by_token(token: str, request: Request, session: Session) -> S
     return StreamingResponse(
         await store.open_stream(key),
         media_type="application/octet-stream",
-        headers={"Content-Length": str(info.size), "Content-Disposition": _attachment(key)},
+        headers={
+            "Content-Length": str(info.size),
+            "Content-Disposition": attachment_disposition(key),
+        },
     )
-
-
-def _attachment(key: str) -> str:
-    """Saved as a file named after the object, never shown inline by a browser."""
-    name = _UNSAFE_IN_FILENAME.sub("_", key.rsplit("/", 1)[-1]) or "download"
-    return f'attachment; filename="{name}"'

@@ -15,7 +15,10 @@ guard here (server-side request forgery) is:
 4. redirects are followed by hand (at most ``max_redirects``), each hop checked the same way;
 5. the body streams to disk and stops at ``max_bytes``; the whole fetch has one deadline.
 
-httpx has no hook between name resolution and connect, hence the small transport below. An
+httpx has no hook between name resolution and connect, hence the small transport below. In a
+sandbox (which has no network) the fetch goes through the worker's egress proxy instead
+(``proxy``, from ``ARMILLARY_EGRESS_PROXY``): the proxy resolves, checks and pins each host
+name, and the checks here stay for address literals and schemes, as defence in depth. An
 operator (or a test) may admit chosen networks with ``allow`` rules, parsed from the
 ``ARMILLARY_DATA_INGEST_ALLOW_NETWORKS`` setting by :func:`parse_allow_networks`; the metadata
 addresses are never admitted. The address policy itself is :mod:`armillary.kit.egress`,
@@ -49,6 +52,7 @@ ALLOWED_SCHEMES = ("http", "https")
 DEFAULT_MAX_REDIRECTS = 5
 _CHUNK = 1024 * 1024
 _USER_AGENT = "armillary-ingest"
+_EGRESS_HEADER = "x-armillary-egress"  # the egress proxy's own answers (not the origin's)
 
 
 class IngestError(Exception):
@@ -120,11 +124,14 @@ class GuardedTransport(httpx.BaseTransport):
         resolver: Resolver = system_resolver,
         allow: Sequence[AllowRule] = (),
         inner: httpx.BaseTransport | None = None,
+        proxy: str | None = None,
     ) -> None:
         self._resolver = resolver
         self._allow = tuple(allow)
-        # No environment proxies: a proxy would do its own resolution and defeat the pin.
-        self._inner = inner or httpx.HTTPTransport(trust_env=False, retries=0)
+        self._proxy = proxy
+        # No environment proxies: a proxy would do its own resolution and defeat the pin. The
+        # one explicit exception is the worker's egress proxy, which pins what it checks.
+        self._inner = inner or httpx.HTTPTransport(trust_env=False, retries=0, proxy=proxy)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -135,6 +142,8 @@ class GuardedTransport(httpx.BaseTransport):
         if not host:
             raise BlockedDestination("refused: the URL has no host")
         literal = _ip_literal(host)
+        if self._proxy is not None and not literal:
+            return self._inner.handle_request(request)  # the egress proxy resolves and checks
         # One resolution, whose answer is both checked and used: no second lookup follows.
         addresses = [host] if literal else self._resolver(host, port)
         if not addresses:
@@ -170,6 +179,7 @@ def fetch_url(
     allow: Sequence[AllowRule] = (),
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     inner: httpx.BaseTransport | None = None,
+    proxy: str | None = None,
 ) -> FetchResult:
     """GET ``url`` into ``dest`` through the guard; see the module's description."""
     deadline = time.monotonic() + timeout
@@ -177,7 +187,7 @@ def fetch_url(
     for _ in range(max_redirects + 1):
         remaining = _remaining(deadline)
         # A fresh transport per hop: its own resolution and check, no pooled connection.
-        transport = GuardedTransport(resolver=resolver, allow=allow, inner=inner)
+        transport = GuardedTransport(resolver=resolver, allow=allow, inner=inner, proxy=proxy)
         with (
             httpx.Client(
                 transport=transport,
@@ -189,6 +199,8 @@ def fetch_url(
             _timeouts_as_ours(),
             client.stream("GET", current) as response,
         ):
+            if proxy is not None and response.headers.get(_EGRESS_HEADER) == "refused":
+                raise BlockedDestination(response.reason_phrase)
             if response.is_redirect:
                 location = response.headers.get("Location")
                 if not location:
@@ -217,6 +229,10 @@ def _timeouts_as_ours() -> Iterator[None]:
         yield
     except httpx.TimeoutException:
         raise FetchTimeout("the source did not arrive within the time limit") from None
+    except httpx.ProxyError as exc:
+        # The egress proxy refused a CONNECT (403, its reason in the message) or failed.
+        refused = str(exc).startswith("403")
+        raise (BlockedDestination if refused else FetchFailed)(str(exc)) from None
     except httpx.HTTPError as exc:
         raise FetchFailed(f"fetch failed: {type(exc).__name__}: {exc}") from None
 

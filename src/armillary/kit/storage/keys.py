@@ -29,6 +29,8 @@ _SEGMENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_KEY_LENGTH: Final = 1024  # S3's limit on key length in bytes (keys here are ASCII).
 _MAX_VERSION: Final = 10**9
+# Anything but these would need quoting (or break the header) in a Content-Disposition name.
+_UNSAFE_IN_FILENAME: Final = re.compile(r"[^A-Za-z0-9._-]")
 
 #: Extensions a dataset object may carry; anything else is refused.
 DATASET_EXTENSIONS: Final = frozenset(
@@ -167,3 +169,13 @@ def project_prefix(project_id: UUID) -> str:
 def job_prefix(project_id: UUID, job_id: UUID) -> str:
     """Prefix of every object a job's tasks wrote (logs, artifacts): for reading or purging."""
     return _joined("projects", _uuid(project_id, "project_id"), "jobs", _uuid(job_id, "job_id"))
+
+
+def attachment_disposition(key: str) -> str:
+    """A ``Content-Disposition`` that saves the object as a file named after its last segment.
+
+    Never ``inline``: a browser must not render a user-supplied object on the platform's
+    (or the bucket's) origin.
+    """
+    name = _UNSAFE_IN_FILENAME.sub("_", key.rsplit("/", 1)[-1]) or "download"
+    return f'attachment; filename="{name}"'

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar, Final
 
-import obstore
 from obstore.store import S3Store
 
 from armillary.kit.storage.base import ObjectStore
+from armillary.kit.storage.keys import attachment_disposition
 from armillary.kit.storage.settings import StorageSettings
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
     from obstore.store import ClientConfig, S3Config
 
 # SigV4 presigned URLs cannot outlive this.
@@ -50,16 +52,32 @@ class S3ObjectStore(ObjectStore):
             client_options=_client_options(settings),
         )
         super().__init__(store, settings)
-        # Kept with its concrete type: only S3, GCS and Azure stores can sign.
-        self._signing_store = store
+
+    @cached_property
+    def _signer(self) -> S3Client:
+        # botocore signs: obstore's presign cannot add the response-content-disposition
+        # parameter, and without it a browser may render a downloaded object inline. Built on
+        # first use (a client costs tens of milliseconds) and only ever used to sign locally.
+        from armillary.kit.storage.admin import s3_client
+
+        return s3_client(self._settings)
 
     async def presigned_get_url(self, key: str, ttl: timedelta | None = None) -> str:
         """A SigV4 presigned GET URL for ``key``, valid for ``ttl`` (default from settings).
 
-        Signing is local: it neither checks that the object exists nor contacts S3.
+        The URL makes S3 answer with ``Content-Disposition: attachment``. Signing is local: it
+        neither checks that the object exists nor contacts S3.
         """
         key = self._key(key)
         chosen = self._ttl(ttl)
         if chosen > _MAX_PRESIGN_TTL:
             raise ValueError("S3 presigned URLs cannot be valid for more than 7 days")
-        return await obstore.sign_async(self._signing_store, "GET", key, chosen)
+        return self._signer.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._settings.bucket,
+                "Key": key,
+                "ResponseContentDisposition": attachment_disposition(key),
+            },
+            ExpiresIn=int(chosen.total_seconds()),
+        )

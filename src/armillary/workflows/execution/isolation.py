@@ -1,10 +1,12 @@
 """How a sandbox is built: the bubblewrap command line, its mounts, and its user.
 
-Each sandbox gets new PID, mount, IPC, UTS, cgroup and (unless its task type declares egress)
-network namespaces; a read-only view of the host's libraries (``/usr``), the Python
-installation, the virtualenv and the platform's own packages; its private working directory
-at ``/attempt`` (also ``/tmp``); the worker's API socket at ``/run/armillary/api.sock``; nothing
-else. No host socket is bound in: ``--unshare-net`` does not stop path sockets.
+Each sandbox gets new PID, mount, IPC, UTS, cgroup and network namespaces (no network, even
+for a task type that declares egress: it goes out through the worker's egress proxy, whose
+socket is bound at ``/run/armillary/egress.sock``); a read-only view of the host's libraries
+(``/usr``), the Python installation, the virtualenv and the platform's own packages; its
+private working directory at ``/attempt`` (also ``/tmp``); the worker's API socket at
+``/run/armillary/api.sock``; nothing else. No host socket is bound in: ``--unshare-net``
+does not stop path sockets.
 
 Users: a root worker runs bubblewrap as root (so it can bind directories under a 0700
 ``ARMILLARY_HOME``) with only ``CAP_SETUID``/``CAP_SETGID`` kept, and the first command inside
@@ -36,7 +38,6 @@ SANDBOX_COVERAGE = Path("/coverage")
 LAUNCHER = "armillary.workflows.execution.launcher"
 # Read-only, where present: the dynamic loader's cache, time zones, CA certificates.
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs", "/etc/ca-certificates")
-_EGRESS_ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf")
 
 
 def find_bwrap() -> str | None:
@@ -84,7 +85,7 @@ class SandboxPlan:
     seccomp_fd: int
     info_fd: int
     uid: int | None  # the uid to drop to (root worker), None: the worker's own
-    egress: bool = False  # share the host's network (task types that declare it)
+    egress_socket: Path | None = None  # host path of its egress proxy's socket (egress types)
     coverage_dir: Path | None = None  # the test suite's measurements (see pool)
 
 
@@ -111,9 +112,8 @@ def bwrap_argv(
         str(plan.seccomp_fd),
         "--info-fd",
         str(plan.info_fd),
+        "--unshare-net",
     ]
-    if not plan.egress:
-        argv.append("--unshare-net")
     if plan.uid is None:
         argv.append("--unshare-user")
     else:
@@ -126,7 +126,7 @@ def bwrap_argv(
         elif path.is_dir():
             argv += ["--ro-bind", str(path), str(path)]
     argv += ["--perms", "0755", "--dir", "/etc"]
-    for file in (*_ETC_FILES, *(_EGRESS_ETC_FILES if plan.egress else ())):
+    for file in _ETC_FILES:
         argv += ["--ro-bind-try", file, file]
     # The directories on the way to a mount point are made by bubblewrap as root: searchable
     # by the sandbox user only when they say so.
@@ -141,6 +141,8 @@ def bwrap_argv(
         socket_dir = str(Path(forwarder.SOCKET_PATH).parent)
         argv += ["--perms", "0755", "--dir", socket_dir]
         argv += ["--bind", str(plan.api_socket), forwarder.SOCKET_PATH]
+    if plan.egress_socket is not None:
+        argv += ["--bind", str(plan.egress_socket), forwarder.EGRESS_SOCKET_PATH]
     if plan.coverage_dir is not None:
         argv += ["--bind", str(plan.coverage_dir), str(SANDBOX_COVERAGE)]
     argv += ["--chdir", str(SANDBOX_WORKDIR), "--"]

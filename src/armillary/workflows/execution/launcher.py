@@ -124,6 +124,12 @@ def main(argv: list[str]) -> int:  # pragma: no cover - runs inside the sandbox
             close=(control_fd,), port=forwarder.API_PORT if wanted is None else wanted
         )
         os.environ["ARMILLARY_API_URL"] = f"http://127.0.0.1:{port}"
+    if os.path.exists(forwarder.EGRESS_SOCKET_PATH):  # only a type that declares egress
+        forwarder.start(
+            close=(control_fd,),
+            port=forwarder.EGRESS_PORT,
+            socket_path=forwarder.EGRESS_SOCKET_PATH,
+        )
     preload([m for m in modules if m])
     send_frame(control, {"op": "ready"})
     request = receive_frame(control)

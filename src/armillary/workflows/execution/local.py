@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from armillary.contracts.tasks import TASK_TYPES
+from armillary.kit.egress import parse_allow_networks
 
 from . import artifacts, isolation, sandbox, workroot
 from .cgroups import CgroupLimiter
@@ -46,9 +47,12 @@ from .protocol import AttemptResult, AttemptSpec, LogSink, Outcome
 DEFAULT_PRELOAD: tuple[str, ...] = ("numpy", "polars")
 EXIT_TIMEOUT = 10.0  # from SIGKILL to the exit status: the kernel is quick, this is a backstop
 USER_CODE_TYPES = frozenset({"python"})
-# Task types that reach outside hosts themselves. Their sandbox shares the host's network
-# until the worker-side CONNECT proxy of issue 13 item 1 exists (see ADR 0011).
+# Task types that reach outside hosts themselves, only through the worker's egress proxy
+# (their sandbox has no network either; see ADR 0011).
 EGRESS_TYPES = frozenset({"ingest"})
+# The operator's exceptions to the address policy (networks, not secrets), the setting the
+# ingest guard reads too: the proxy applies it to every egress sandbox.
+EGRESS_ALLOW_ENV = "ARMILLARY_DATA_INGEST_ALLOW_NETWORKS"
 
 log = structlog.get_logger("armillary.workflows.execution")
 
@@ -157,6 +161,7 @@ class LocalExecutor:
                 uids=uid_range,
                 cgroups=limiter,
                 redirect_origins=self.redirect_origins,
+                egress_allow=parse_allow_networks(os.environ.get(EGRESS_ALLOW_ENV)),
             )
             if self.bwrap is not None or self.insecure:
                 self._pool = WarmPool(self._factory, SandboxOptions(self.base_env), self.prestarted)

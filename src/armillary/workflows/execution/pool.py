@@ -20,18 +20,22 @@ import signal
 import socket
 import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
+
+from armillary.kit.egress import PROXY_ENV, AllowRule
 
 from . import isolation, seccomp
 from . import sandbox as sandbox_rules
 from .api_proxy import ApiProxy
 from .cgroups import CgroupLimiter, SandboxGroup
-from .forwarder import API_PORT
+from .egress_proxy import EgressProxy
+from .forwarder import API_PORT, EGRESS_PORT
 from .launcher import MAX_FRAME
 
 log = structlog.get_logger("armillary.workflows.execution")
@@ -51,7 +55,7 @@ class SandboxOptions:
     """What distinguishes one kind of sandbox from another."""
 
     env: Mapping[str, str]  # its whole environment (no secret of the platform)
-    egress: bool = False
+    egress: bool = False  # outside hosts through the worker's egress proxy
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Sandbox:
     group: SandboxGroup | None
     init_pid: int | None = None  # host pid of the PID namespace's init
     info: asyncio.BaseTransport | None = None  # bubblewrap's --info-fd pipe
+    egress: EgressProxy | None = None  # its way out, for a type that declares egress
     released: bool = field(default=False)
 
     async def wait_ready(self) -> None:
@@ -122,8 +127,10 @@ class SandboxFactory:
         uids: isolation.UidRange | None,
         cgroups: CgroupLimiter | None,
         redirect_origins: frozenset[str] | None = None,
+        egress_allow: Sequence[AllowRule] = (),
     ) -> None:
         self.work_root = work_root
+        self.egress_allow = tuple(egress_allow)
         self.bwrap = bwrap
         self.runtime = runtime
         self.preload = preload
@@ -138,6 +145,8 @@ class SandboxFactory:
         workdir = self.work_root / slot
         group: SandboxGroup | None = None
         proxy = ApiProxy(redirect_origins=self.redirect_origins)
+        egress: EgressProxy | None = None
+        egress_path: Path | None = None
         cleanups: list[Callable[[], None]] = []
         try:
             sandbox_rules.make_workdir(self.work_root, slot, uid)
@@ -145,16 +154,21 @@ class SandboxFactory:
                 socket_path = self.work_root / f"{slot}.sock"
                 await proxy.listen_unix(socket_path, uid)
                 cleanups.append(lambda: socket_path.unlink(missing_ok=True))
-                # Port 0 where the host's network is shared: the forwarder takes a free one.
-                api_url = f"http://127.0.0.1:{0 if options.egress else API_PORT}"
+                api_url = f"http://127.0.0.1:{API_PORT}"
+                if options.egress:
+                    egress = EgressProxy(allow=self.egress_allow, trusted=self._store_origins())
+                    path = egress_path = self.work_root / f"{slot}.egress.sock"
+                    await egress.listen_unix(path, uid)
+                    cleanups.append(lambda: path.unlink(missing_ok=True))
             else:
                 socket_path = None
                 api_url = await proxy.listen_tcp()
             if self.cgroups is not None:
                 group = self.cgroups.create(slot)
             sandbox = await self._spawn(
-                slot, workdir, uid, options, socket_path, group, proxy, api_url
+                slot, workdir, uid, options, (socket_path, egress_path), group, proxy, api_url
             )
+            sandbox.egress = egress
             try:
                 await asyncio.wait_for(sandbox.wait_ready(), START_TIMEOUT)
             except BaseException:
@@ -170,9 +184,22 @@ class SandboxFactory:
             if group is not None:
                 await asyncio.to_thread(group.remove)
             await proxy.close()
+            if egress is not None:
+                await egress.close()
             if uid is not None and self.uids is not None:
                 self.uids.release(uid)
             raise
+
+    def _store_origins(self) -> list[tuple[str, int]]:
+        """(host, port) of the configured object store: an ingest of an ``s3://`` source reads
+        a URL the platform presigned there, wherever the operator put the store."""
+        found: list[tuple[str, int]] = []
+        for origin in self.redirect_origins or ():
+            parts = urlsplit(origin)
+            if parts.hostname:
+                default = 443 if parts.scheme == "https" else 80
+                found.append((parts.hostname.lower(), parts.port or default))
+        return found
 
     async def _spawn(
         self,
@@ -180,7 +207,7 @@ class SandboxFactory:
         workdir: Path,
         uid: int | None,
         options: SandboxOptions,
-        socket_path: Path | None,
+        sockets: tuple[Path | None, Path | None],  # the API proxy's, the egress proxy's
         group: SandboxGroup | None,
         proxy: ApiProxy,
         api_url: str,
@@ -196,11 +223,11 @@ class SandboxFactory:
             plan = isolation.SandboxPlan(
                 coverage_dir=coverage_dir,
                 workdir=workdir,
-                api_socket=socket_path,
+                api_socket=sockets[0],
                 seccomp_fd=seccomp_fd,
                 info_fd=info_w,
                 uid=uid,
-                egress=options.egress,
+                egress_socket=sockets[1],
             )
             command = isolation.bwrap_argv(self.bwrap, plan, self.runtime, command)
         if group is not None:
@@ -212,6 +239,8 @@ class SandboxFactory:
             command = ["/bin/sh", "-c", join, "sh", *files, *command]
         log_r, log_w = os.pipe()
         env = {**options.env, "ARMILLARY_API_URL": api_url}
+        if sockets[1] is not None:
+            env.update(_proxy_env())
         if self.bwrap is not None and coverage_dir is not None:
             env["COVERAGE_PROCESS_CONFIG"] = _coverage_config(env["COVERAGE_PROCESS_CONFIG"])
         if self.bwrap is not None and self.runtime.python_path:
@@ -250,6 +279,16 @@ class SandboxFactory:
         else:
             os.close(info_r)
         return sandbox
+
+
+def _proxy_env() -> dict[str, str]:
+    """Every common spelling of the proxy variables (httpx, requests, boto3, curl); the
+    platform's own API on loopback is reached directly."""
+    proxy = f"http://127.0.0.1:{EGRESS_PORT}"
+    env = {name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")}
+    env.update({"NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    env[PROXY_ENV] = proxy  # the platform's own fetches use it explicitly (NO_PROXY aside)
+    return env
 
 
 def _attempt_env(workdir: Path, sandboxed: bool) -> dict[str, str]:
@@ -365,6 +404,9 @@ async def release(sandbox: Sandbox, *, uids: isolation.UidRange | None = None) -
         os.close(sandbox.log_fd)
     await sandbox.proxy.close()
     sandbox.workdir.with_name(f"{sandbox.slot}.sock").unlink(missing_ok=True)
+    if sandbox.egress is not None:
+        await sandbox.egress.close()
+        sandbox.workdir.with_name(f"{sandbox.slot}.egress.sock").unlink(missing_ok=True)
     if sandbox.group is not None:
         sandbox.group.kill_all()
         await asyncio.to_thread(sandbox.group.remove)
