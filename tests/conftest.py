@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 import redis
+import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -50,6 +51,9 @@ def _json_logs() -> None:
     """Logs as in production (JSON, one line per event): structlog's default console renderer
     pretty-prints tracebacks, which is slow and buries the test output."""
     configure_logging("WARNING", json=True)
+    # structlog.testing.capture_logs cannot see a logger that was cached at its first use, and
+    # which loggers an earlier test in the same process used depends on the order tests run.
+    structlog.configure(cache_logger_on_first_use=False)
 
 
 def _worker_db_name() -> str:

@@ -320,7 +320,9 @@ def apply_steps(frame: pl.LazyFrame, steps: Sequence[Any]) -> pl.LazyFrame:
         elif isinstance(step, RenameStep):
             frame = frame.rename(step.rename)
         elif isinstance(step, SortStep):
-            frame = frame.sort(step.sort, descending=step.descending)
+            # Ties keep their input order: the same input gives the same output (and the
+            # same content hash) every time, not whatever order the threads finished in.
+            frame = frame.sort(step.sort, descending=step.descending, maintain_order=True)
         elif isinstance(step, LimitStep):
             frame = frame.limit(step.limit)
         else:

@@ -128,6 +128,7 @@ def test_polars_steps() -> None:
     )
     assert spec.polars is not None
     result = apply_steps(_frame(), spec.polars).collect()
+    # y and w tie on ratio 10: the sort keeps their input order, so y comes first every time.
     assert result.to_dicts() == [{"upper_name": "Y", "ratio": 10.0, "bee": 20.0}]
 
 

@@ -47,7 +47,7 @@ _PROXY_HEADERS = (b"proxy-authorization", b"proxy-connection", b"connection", b"
 class _Refused(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
-        self.status = status
+        self.http_status = status
         self.detail = detail
 
 
@@ -103,7 +103,7 @@ class EgressProxy:
             method, target, headers = _parse_head(head)
             upstream = await self._open(method, target)
         except _Refused as refused:
-            await _answer(writer, refused.status, refused.detail)
+            await _answer(writer, refused.http_status, refused.detail)
             return
         up_reader, up_writer = upstream
         if method == b"CONNECT":
