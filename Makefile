@@ -53,7 +53,7 @@ test: sync-dev services
 	bash scripts/timed.sh imports $(MAKE) --no-print-directory imports
 	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
 	bash scripts/timed.sh pytest $(MAKE) --no-print-directory test-suite
-	bash scripts/timed.sh schemathesis bash scripts/schemathesis.sh
+	UV=$(UV) bash scripts/timed.sh schemathesis bash scripts/schemathesis.sh
 	@echo "=== suite times"; cat .ci-times
 
 # The unit, integration, security and e2e tests with coverage (85% overall, 80% per service).
@@ -107,4 +107,4 @@ bench-serving: sync-dev services
 # breaks the document. Schemathesis has its own venv in bench/.venvs/ (not uv.lock).
 .PHONY: schemathesis
 schemathesis: sync-dev
-	bash scripts/schemathesis.sh
+	UV=$(UV) bash scripts/schemathesis.sh

@@ -18,14 +18,16 @@ SCHEMATHESIS_VERSION="4.32.5"
 VENV="$ROOT/bench/.venvs/schemathesis"
 ARMILLARY="$ROOT/.venv/bin/armillary"
 PYTHON="$ROOT/.venv/bin/python"
+# The uv that `make` installed (on a fresh machine it may not be on PATH).
+UV="${UV:-$(command -v uv || echo "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/uv")}"
 MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-20}"
 MAX_TIME="${SCHEMATHESIS_MAX_TIME:-140}"
 WORKERS="${SCHEMATHESIS_WORKERS:-2}"
 CHECKS="${SCHEMATHESIS_CHECKS:-not_a_server_error,response_schema_conformance,content_type_conformance,status_code_conformance}"
 
 if [[ ! -x "$VENV/bin/schemathesis" ]]; then
-  uv venv --quiet --python 3.11 "$VENV"
-  uv pip install --quiet --python "$VENV/bin/python" "schemathesis==$SCHEMATHESIS_VERSION"
+  "$UV" venv --quiet --python 3.11 "$VENV"
+  "$UV" pip install --quiet --python "$VENV/bin/python" "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 WORK="$(mktemp -d)"
