@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -23,6 +22,8 @@ from urllib.parse import urljoin, urlsplit
 import h11
 import httpx
 import structlog
+
+from . import sandbox_socket
 
 log = structlog.get_logger("armillary.workflows.execution")
 
@@ -79,19 +80,7 @@ class ApiProxy:
     async def listen_unix(self, path: Path, owner: int | None) -> None:
         """Listen on a Unix socket at ``path`` (created here, 0600, given to the sandbox's
         uid ``owner`` when there is one: the only user that may connect)."""
-        # A socket address holds 107 bytes of path, less than a deep ARMILLARY_HOME needs.
-        # Binding through a descriptor of the directory keeps the address short whatever the
-        # directory's own path (/proc/self/fd/N resolves to it).
-        directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=f"/proc/self/fd/{directory}/{path.name}"
-            )
-        finally:
-            os.close(directory)
-        os.chmod(path, 0o600)
-        if owner is not None:
-            os.chown(path, owner, owner)
+        self._server = await sandbox_socket.listen(self._serve, path, owner)
 
     async def listen_tcp(self) -> str:
         """Listen on a loopback port; returns the base URL (insecure development mode)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +32,8 @@ from armillary.kit.egress import (
     resolve_checked,
     system_resolver,
 )
+
+from . import sandbox_socket
 
 log = structlog.get_logger("armillary.workflows.execution")
 
@@ -70,18 +71,7 @@ class EgressProxy:
 
     async def listen_unix(self, path: Path, owner: int | None) -> None:
         """Listen at ``path`` (0600, owned by the sandbox's uid ``owner`` when there is one)."""
-        # Bound through a descriptor of the directory: a deep ARMILLARY_HOME would not fit
-        # in a socket address (as for the API proxy).
-        directory = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=f"/proc/self/fd/{directory}/{path.name}"
-            )
-        finally:
-            os.close(directory)
-        os.chmod(path, 0o600)
-        if owner is not None:
-            os.chown(path, owner, owner)
+        self._server = await sandbox_socket.listen(self._serve, path, owner)
 
     async def close(self) -> None:
         """Stop listening and end every open tunnel."""
