@@ -128,6 +128,10 @@ def bwrap_argv(
     argv += ["--perms", "0755", "--dir", "/etc"]
     for file in _ETC_FILES:
         argv += ["--ro-bind-try", file, file]
+    # The private /attempt and /tmp first: a runtime that lives under /tmp (a checkout in
+    # /tmp/...) is then bound on top of the private /tmp instead of being hidden by it.
+    argv += ["--bind", str(plan.workdir), str(SANDBOX_WORKDIR)]
+    argv += ["--bind", str(plan.workdir / "tmp"), str(SANDBOX_TMP)]
     # The directories on the way to a mount point are made by bubblewrap as root: searchable
     # by the sandbox user only when they say so.
     for parent in _parents_of(runtime.directories):
@@ -135,8 +139,6 @@ def bwrap_argv(
     for directory in runtime.directories:
         argv += ["--ro-bind", str(directory), str(directory)]
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--bind", str(plan.workdir), str(SANDBOX_WORKDIR)]
-    argv += ["--bind", str(plan.workdir / "tmp"), str(SANDBOX_TMP)]
     if plan.api_socket is not None:
         socket_dir = str(Path(forwarder.SOCKET_PATH).parent)
         argv += ["--perms", "0755", "--dir", socket_dir]
