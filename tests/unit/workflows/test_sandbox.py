@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import resource
+import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -207,7 +208,9 @@ def test_limits_apply_in_a_child() -> None:
             sandbox.apply_limits(ResourceLimits(memory_bytes=300 * 1024**2, cpu_seconds=7))
             ok = (
                 resource.getrlimit(resource.RLIMIT_DATA) == (300 * 1024**2,) * 2
-                and resource.getrlimit(resource.RLIMIT_CPU) == (7, 8)
+                and resource.getrlimit(resource.RLIMIT_CPU)[0] in (7, 8)  # + what it has spent
+                and resource.getrlimit(resource.RLIMIT_CPU)[1]
+                == resource.getrlimit(resource.RLIMIT_CPU)[0] + 1
                 and resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
                 and sandbox.set_no_new_privs()
             )
@@ -215,6 +218,25 @@ def test_limits_apply_in_a_child() -> None:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_cpu_budget_starts_when_the_attempt_does() -> None:
+    """A pre-started sandbox spends CPU on its imports before the attempt: that time is not
+    the task's, so the task still gets its full budget and a clean SIGXCPU (not the hard
+    limit's SIGKILL, which a budget counted from the process's start would reach at once)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child exits without returning to pytest
+        try:
+            while resource.getrusage(resource.RUSAGE_SELF).ru_utime < 2.5:  # the warm-up
+                pass
+            sandbox.apply_limits(ResourceLimits(cpu_seconds=1))
+            while True:
+                pass
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status)
+    assert os.WTERMSIG(status) == signal.SIGXCPU
 
 
 # -- outputs -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ sandbox just before the task's code runs)."""
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import resource
 from collections.abc import Iterable, Mapping
@@ -143,8 +144,12 @@ def apply_limits(limits: ResourceLimits) -> None:
     if limits.memory_bytes is not None:
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
     if limits.cpu_seconds is not None:
-        # SIGXCPU at the soft limit, SIGKILL a second later if the program ignores it.
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
+        # RLIMIT_CPU counts the process's whole life, and a pre-started sandbox has already
+        # spent CPU on its imports: the budget starts from what is spent now. SIGXCPU at
+        # the soft limit, SIGKILL a second later if the program ignores it.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = math.ceil(usage.ru_utime + usage.ru_stime) + limits.cpu_seconds
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + 1))
 
 
 def _prctl(option: int, arg: int) -> bool:
