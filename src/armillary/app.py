@@ -162,9 +162,12 @@ def _private_home(settings: Settings) -> None:
         home.chmod(0o700)
 
 
-def local_executor(work_root: Path, wf: WorkflowSettings) -> LocalExecutor:
+def local_executor(
+    work_root: Path, wf: WorkflowSettings, storage: StorageSettings | None = None
+) -> LocalExecutor:
     """The worker's sandboxing executor, configured from the settings (it checks the work
-    root itself: the worker's own, 0700, no link)."""
+    root itself: the worker's own, 0700, no link). The sandboxes' proxies may reach the
+    configured object store's endpoint, wherever it is, for presigned transfers."""
     return LocalExecutor(
         work_root,
         preload=wf.executor_preload,
@@ -173,6 +176,7 @@ def local_executor(work_root: Path, wf: WorkflowSettings) -> LocalExecutor:
         uids=UidSettings(first=wf.executor_uid_first, count=wf.executor_uid_count),
         pids_max=wf.executor_pids_max,
         cgroup_root=Path(wf.executor_cgroup_root) if wf.executor_cgroup_root else None,
+        redirect_origins=(storage or StorageSettings()).presigned_origins(),
     )
 
 
@@ -205,7 +209,7 @@ async def run_worker(
     worker = Worker(
         runtime.db,
         store,
-        local_executor(work_root, wf),
+        local_executor(work_root, wf, storage_settings),
         wf,
         issue_token=issue,
         api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",
