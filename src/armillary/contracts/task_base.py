@@ -40,6 +40,10 @@ class TaskTypeContract:
     # Work this type asks its worker to do (``armillary.worker_calls`` entry points), for what
     # no sandbox may hold, e.g. cloud credentials: a SageMaker job is started by the worker.
     worker_calls: tuple[str, ...] = ()
+    # Parameters that name the project's datasets a task reads or writes (a name, or a list
+    # of names). A job token may touch only the datasets its job's tasks name (ADR 0014).
+    reads_datasets: tuple[str, ...] = ()
+    writes_datasets: tuple[str, ...] = ()
 
 
 @dataclass

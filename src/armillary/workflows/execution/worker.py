@@ -261,6 +261,8 @@ class Worker:
                 task=claimed.task,
                 attempt=claimed.attempt,
                 task_type=claimed.task_type,
+                datasets_read=sorted(claimed.datasets_read),
+                datasets_write=sorted(claimed.datasets_write),
             )
         )
         return token
