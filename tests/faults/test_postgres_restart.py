@@ -132,3 +132,30 @@ async def test_scheduler_and_worker_started_before_postgres_wait_for_it(
     for job_id in jobs:
         done = await steps.wait(token, job_id, timeout=120)
         assert done["status"] == "succeeded", (done, engine.output("worker")[-3000:])
+
+
+async def test_a_result_finished_while_postgres_is_down_is_kept(
+    platform: tuple[Engine, Steps], postgres: PrivatePostgres
+) -> None:
+    """The attempt ends during the outage: the worker holds its result until the database is
+    back, and the task is not run a second time."""
+    engine, steps = platform
+    admin = await steps.admin_token()
+    user = await steps.create_user(admin, "data_scientist")
+    project = (await steps.create_project(user["token"]))["slug"]
+    token = user["token"]
+    spec = {"name": "slow", "tasks": [{"name": "nap", "type": "sleep", "params": {"seconds": 2}}]}
+    await steps.workflow(token, project, spec)
+    lease = {"ARMILLARY_WORKFLOWS_LEASE_SECONDS": "15"}  # longer than the outage
+    engine.start("scheduler", "scheduler", **lease)
+    worker = engine.start("worker", "worker", **lease)
+    job = await steps.run(token, project, "slow")
+    await steps.wait_task(token, job["id"], "nap", "running")
+    postgres.stop("fast")
+    await asyncio.sleep(5.0)  # the nap ends while the database is away
+    postgres.start()
+    done = await steps.wait(token, job["id"], timeout=120)
+    assert done["status"] == "succeeded", (done, engine.output("worker")[-3000:])
+    [run] = done["tasks"]
+    assert [a["number"] for a in run["attempts"]] == [1], run
+    assert worker.poll() is None
