@@ -56,10 +56,11 @@ def create_runtime(
     data_settings: DataSettings | None = None,
     workflow_settings: WorkflowSettings | None = None,
     run_scheduler: bool = False,
+    role: str = "api",
 ) -> Runtime:
     """Every service's components on one runtime. Settings not given come from the environment.
     With ``run_scheduler`` the workflow scheduler runs in this process (``armillary up``)."""
-    runtime = Runtime.create(settings)
+    runtime = Runtime.create(settings, role=role)
     runtime.limiter = RateLimiter.from_settings(settings)
     identity_app.install(runtime)
     data_app.install(runtime, settings=data_settings, storage_settings=storage_settings)
@@ -190,7 +191,10 @@ async def run_worker(
     """A worker process: runs queued tasks in local bubblewrap sandboxes until SIGTERM."""
     _private_home(settings)
     runtime = create_runtime(
-        settings, storage_settings=storage_settings, workflow_settings=workflow_settings
+        settings,
+        storage_settings=storage_settings,
+        workflow_settings=workflow_settings,
+        role="worker",
     )
     workflows = workflows_of(runtime)
     store = workflows.store
@@ -233,7 +237,10 @@ async def run_scheduler(
 ) -> None:
     """A scheduler process (one is active at a time; others wait for its lock) until SIGTERM."""
     runtime = create_runtime(
-        settings, storage_settings=storage_settings, workflow_settings=workflow_settings
+        settings,
+        storage_settings=storage_settings,
+        workflow_settings=workflow_settings,
+        role="scheduler",
     )
     workflows = workflows_of(runtime)
     scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)
