@@ -191,6 +191,7 @@ class Scheduler:
         """Until :meth:`stop`: lead (or wait to), and tick on every wake-up. A database that
         is away (restarting, shutting down, not up yet) is waited for, never a reason to exit."""
         await self.listener.start_when_possible(self._stopping)
+        leading = False
         try:
             while not self._stopping.is_set():
                 try:
@@ -198,6 +199,10 @@ class Scheduler:
                 except DATABASE_AWAY as exc:
                     log.warning("scheduler.leadership_unavailable", error=type(exc).__name__)
                     leader = False
+                if leader != leading:
+                    # An operator running a standby sees which process leads, and when.
+                    log.info("scheduler.leading" if leader else "scheduler.standing_by")
+                    leading = leader
                 if not leader:
                     await self._sleep(self.settings.poll_seconds)
                     continue
