@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     argon2_parallelism: int = 1
 
     permission_cache_ttl_seconds: int = 300
-    jwks_cache_ttl_seconds: int = 300
+    # The latest a key rotation or retirement made by another process reaches this one (its
+    # event usually brings it sooner): the active signing key and the JWKS are re-read then.
+    jwks_cache_ttl_seconds: int = Field(default=30, ge=1, le=3600)
 
     rate_limit_enabled: bool = True
     rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
