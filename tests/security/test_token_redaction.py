@@ -95,7 +95,9 @@ async def test_outputs_errors_and_reports_are_stored_without_tokens(app: FastAPI
     async with job.runtime.db.unit_of_work() as session:
         await claims.report(session, job.claim, result, utcnow())
     async with job.runtime.db.sessionmaker() as session:
-        run = await session.scalar(select(TaskRun).where(TaskRun.job_id == job.job_id))
+        run = await session.scalar(
+            select(TaskRun).where(TaskRun.job_id == job.job_id, TaskRun.name == job.claim.task)
+        )
         assert run is not None
         assert run.outputs["tokens"] == 3
         assert JWT not in str(run.outputs)

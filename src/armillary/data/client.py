@@ -13,24 +13,24 @@ import httpx
 
 from armillary.contracts.data import DatasetColumn
 from armillary.kit.errors import ServiceUnavailable, Unauthorized
+from armillary.kit.service_client import ServiceClient
 
-_TIMEOUT = httpx.Timeout(10.0)
+_TIMEOUT = 10.0
 # Answers that mean "no such dataset or version for this caller".
 _NOT_VISIBLE = frozenset({400, 403, 404, 422})
 
 
 class DataClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    def __init__(self, service: ServiceClient) -> None:
+        self._service = service
 
     @classmethod
     def in_process(cls, app: Any) -> DataClient:
-        transport = httpx.ASGITransport(app=app)
-        return cls(httpx.AsyncClient(transport=transport, base_url="http://data", timeout=_TIMEOUT))
+        return cls(ServiceClient.in_process("data", app, timeout=_TIMEOUT))
 
     @classmethod
     def over_http(cls, base_url: str) -> DataClient:
-        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT))
+        return cls(ServiceClient.over_http("data", base_url, timeout=_TIMEOUT))
 
     async def version_columns(
         self, token: str, project: str, dataset: str, version: int | Literal["latest"]
@@ -76,17 +76,12 @@ class DataClient:
         return None if response is None else cast(dict[str, Any], response.json())
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._service.aclose()
 
     async def _get(
         self, path: str, token: str, *, params: dict[str, Any] | None = None
     ) -> httpx.Response | None:
-        try:
-            response = await self._http.get(
-                path, params=params, headers={"authorization": f"Bearer {token}"}
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The data service is unreachable") from exc
+        response = await self._service.send("GET", path, token=token, params=params)
         if response.status_code == 401:
             raise Unauthorized("Invalid token")
         if response.status_code in _NOT_VISIBLE:

@@ -17,24 +17,22 @@ from armillary.contracts.identity import (
     ProjectAccessInfo,
 )
 from armillary.kit.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized
+from armillary.kit.service_client import ServiceClient
 
-_TIMEOUT = httpx.Timeout(5.0)
+_TIMEOUT = 5.0
 
 
 class IdentityClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    def __init__(self, service: ServiceClient) -> None:
+        self._service = service
 
     @classmethod
     def in_process(cls, app: Any) -> IdentityClient:
-        transport = httpx.ASGITransport(app=app)
-        return cls(
-            httpx.AsyncClient(transport=transport, base_url="http://identity", timeout=_TIMEOUT)
-        )
+        return cls(ServiceClient.in_process("identity", app, timeout=_TIMEOUT))
 
     @classmethod
     def over_http(cls, base_url: str) -> IdentityClient:
-        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT))
+        return cls(ServiceClient.over_http("identity", base_url, timeout=_TIMEOUT))
 
     async def jwks(self) -> JWKS:
         response = await self._get("/api/v1/auth/jwks")
@@ -88,12 +86,9 @@ class IdentityClient:
             datasets_read=datasets_read,
             datasets_write=datasets_write,
         )
-        try:
-            response = await self._http.post(
-                "/internal/v1/job-tokens", json=body.model_dump(mode="json")
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The identity service is unreachable") from exc
+        response = await self._service.send(
+            "POST", "/internal/v1/job-tokens", json=body.model_dump(mode="json")
+        )
         if response.status_code == 404:
             raise NotFound("No such member of this project")
         if response.status_code == 409:
@@ -103,14 +98,10 @@ class IdentityClient:
         return JobToken.model_validate(response.json())
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._service.aclose()
 
     async def _get(self, path: str, *, token: str | None = None) -> httpx.Response:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        try:
-            response = await self._http.get(path, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The identity service is unreachable") from exc
+        response = await self._service.send("GET", path, token=token)
         if response.status_code >= 500 or response.status_code in (403, 429):
             raise ServiceUnavailable("The identity service could not answer")
         return response

@@ -9,17 +9,16 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
-import httpx
-
 from armillary.kit.errors import ServiceUnavailable, Unauthorized
+from armillary.kit.service_client import ServiceClient
 
-_TIMEOUT = httpx.Timeout(10.0)
+_TIMEOUT = 10.0
 _NOT_VISIBLE = frozenset({400, 403, 404, 422})
 
 
 class RegistryClient:
-    def __init__(self, http: httpx.AsyncClient, private: httpx.AsyncClient | None = None) -> None:
-        self._http = http
+    def __init__(self, service: ServiceClient, private: ServiceClient | None = None) -> None:
+        self._service = service
         # The registry's private app (internal routes, no caller token), for resolve().
         self._private = private
 
@@ -27,29 +26,21 @@ class RegistryClient:
     def in_process(cls, app: Any, private_app: Any | None = None) -> RegistryClient:
         """``private_app`` (``registry.app.create_private_app(runtime)``) enables
         :meth:`resolve`."""
-        transport = httpx.ASGITransport(app=app)
         private = None
         if private_app is not None:
-            private = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=private_app),
-                base_url="http://registry-private",
-                timeout=_TIMEOUT,
-            )
-        return cls(
-            httpx.AsyncClient(transport=transport, base_url="http://registry", timeout=_TIMEOUT),
-            private,
-        )
+            private = ServiceClient.in_process("registry-private", private_app, timeout=_TIMEOUT)
+        return cls(ServiceClient.in_process("registry", app, timeout=_TIMEOUT), private)
 
     @classmethod
     def over_http(cls, base_url: str, private_base_url: str | None = None) -> RegistryClient:
         """``private_base_url``: where the registry's private app listens (service-to-service
         network only), to enable :meth:`resolve`."""
-        private = (
-            httpx.AsyncClient(base_url=private_base_url, timeout=_TIMEOUT)
-            if private_base_url
-            else None
-        )
-        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT), private)
+        private = None
+        if private_base_url:
+            private = ServiceClient.over_http(
+                "registry-private", private_base_url, timeout=_TIMEOUT
+            )
+        return cls(ServiceClient.over_http("registry", base_url, timeout=_TIMEOUT), private)
 
     async def alias(
         self, token: str, project: str, model: str, alias: str
@@ -90,10 +81,9 @@ class RegistryClient:
             params["version"] = version
         else:
             params["alias"] = str(alias)
-        try:
-            response = await self._private.get("/internal/v1/model-versions/resolve", params=params)
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The registry is unreachable") from exc
+        response = await self._private.send(
+            "GET", "/internal/v1/model-versions/resolve", params=params
+        )
         if response.status_code in _NOT_VISIBLE:
             return None
         if response.status_code != 200:
@@ -102,15 +92,12 @@ class RegistryClient:
         return body if isinstance(body, dict) else None
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._service.aclose()
         if self._private is not None:
             await self._private.aclose()
 
     async def _get(self, path: str, token: str) -> dict[str, Any] | None:
-        try:
-            response = await self._http.get(path, headers={"authorization": f"Bearer {token}"})
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The registry is unreachable") from exc
+        response = await self._service.send("GET", path, token=token)
         if response.status_code == 401:
             raise Unauthorized("Invalid token")
         if response.status_code in _NOT_VISIBLE:

@@ -9,42 +9,34 @@ from __future__ import annotations
 from typing import Any, cast
 from urllib.parse import quote
 
-import httpx
-
 from armillary.kit.errors import ServiceUnavailable, Unauthorized
+from armillary.kit.service_client import ServiceClient
 
-_TIMEOUT = httpx.Timeout(10.0)
+_TIMEOUT = 10.0
 # Answers that mean "no such job for this caller".
 _NOT_VISIBLE = frozenset({403, 404})
 
 
 class WorkflowsClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    def __init__(self, service: ServiceClient) -> None:
+        self._service = service
 
     @classmethod
     def in_process(cls, app: Any) -> WorkflowsClient:
-        transport = httpx.ASGITransport(app=app)
-        return cls(
-            httpx.AsyncClient(transport=transport, base_url="http://workflows", timeout=_TIMEOUT)
-        )
+        return cls(ServiceClient.in_process("workflows", app, timeout=_TIMEOUT))
 
     @classmethod
     def over_http(cls, base_url: str) -> WorkflowsClient:
-        return cls(httpx.AsyncClient(base_url=base_url, timeout=_TIMEOUT))
+        return cls(ServiceClient.over_http("workflows", base_url, timeout=_TIMEOUT))
 
     async def job(self, token: str, job_id: str) -> dict[str, Any] | None:
         """The job as ``GET /api/v1/jobs/{id}`` shows it (its version, status, task runs with
         their outputs, artifacts and attempts), or None when it does not exist or the token
         may not see it. Raises :class:`Unauthorized` for an invalid token,
         :class:`ServiceUnavailable` when the workflows service cannot answer."""
-        try:
-            response = await self._http.get(
-                f"/api/v1/jobs/{quote(job_id, safe='')}",
-                headers={"authorization": f"Bearer {token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable("The workflows service is unreachable") from exc
+        response = await self._service.send(
+            "GET", f"/api/v1/jobs/{quote(job_id, safe='')}", token=token
+        )
         if response.status_code == 401:
             raise Unauthorized("Invalid token")
         if response.status_code in _NOT_VISIBLE:
@@ -54,4 +46,4 @@ class WorkflowsClient:
         return cast(dict[str, Any], response.json())
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._service.aclose()

@@ -260,7 +260,7 @@ async def test_issuing_is_refused_to_who_may_not_run_jobs(api: Api, app: FastAPI
         with pytest.raises(ValueError, match="ttl_seconds"):
             await issue(app, owner["id"], project["id"], ttl=ttl)
     # The internal route validates the body itself too.
-    internal = directory(app)._http
+    internal = directory(app)._service.http
     body = {"user_id": owner["id"], "project_id": project["id"], "job_id": str(uuid.uuid4())}
     for extra in ({"ttl_seconds": 29}, {"ttl_seconds": 86_401}, {"ttl_seconds": 60, "role": "x"}):
         assert (await internal.post(ISSUE, json={**body, **extra})).status_code == 422
@@ -288,7 +288,7 @@ async def test_the_public_app_has_no_internal_route(api: Api, app: FastAPI) -> N
     schema = (await api.client.get("/openapi.json")).json()
     assert not [p for p in schema["paths"] if p.startswith("/internal")]
     # The internal app, which only other services reach, does serve it.
-    response = await directory(app)._http.post(ISSUE, json=body)
+    response = await directory(app)._service.http.post(ISSUE, json=body)
     assert response.status_code == 201, response.text
 
 

@@ -186,6 +186,8 @@ async def test_task_types_and_spec_schema(api: Api) -> None:
         "bundle",
         "entrypoint",
         "args",
+        "reads",
+        "writes",
     }
     assert types["python"]["dynamic_outputs"] is True
     assert types["fail"]["params_schema"]["additionalProperties"] is False

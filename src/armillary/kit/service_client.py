@@ -1,0 +1,147 @@
+"""The one way a service calls another: in process over ASGI when embedded, over HTTP when
+distributed, and in both cases with
+
+- a timeout on every call;
+- retries only for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS), on a connection
+  failure or a 502/503/504, with exponential backoff and full jitter;
+- a circuit breaker per upstream: after ``threshold`` consecutive failures calls fail fast
+  (``ServiceUnavailable``, answered 503 with Retry-After) for ``reset_seconds``; then one
+  probe goes through, and its success closes the circuit again.
+
+The typed clients (``identity.client``, ``registry.client``, ...) hold one of these and map
+answers to their own types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+
+from armillary.kit.errors import ServiceUnavailable
+
+log = structlog.get_logger("armillary.service_client")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRIED_STATUSES = frozenset({502, 503, 504})
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed (calls go through), open (they fail fast), half-open (one probe goes through)."""
+
+    threshold: int = 5
+    reset_seconds: float = 10.0
+    failures: int = 0
+    opened_at: float | None = None
+    probing: bool = field(default=False)
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.probing else "open"
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if not self.probing and time.monotonic() - self.opened_at >= self.reset_seconds:
+            self.probing = True  # this caller is the probe; the others keep failing fast
+            return True
+        return False
+
+    def succeeded(self) -> None:
+        self.failures, self.opened_at, self.probing = 0, None, False
+
+    def failed(self) -> None:
+        self.failures += 1
+        if self.probing or self.failures >= self.threshold:
+            self.opened_at, self.probing = time.monotonic(), False
+
+
+class ServiceClient:
+    """Calls to one upstream service (``name`` appears in errors and logs)."""
+
+    def __init__(
+        self,
+        name: str,
+        http: httpx.AsyncClient,
+        *,
+        retries: int = 2,
+        backoff_seconds: float = 0.1,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.name = name
+        self._http = http
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.breaker = breaker or CircuitBreaker()
+
+    @classmethod
+    def in_process(cls, name: str, app: Any, *, timeout: float = 10.0) -> ServiceClient:
+        transport = httpx.ASGITransport(app=app)
+        http = httpx.AsyncClient(transport=transport, base_url=f"http://{name}", timeout=timeout)
+        return cls(name, http)
+
+    @classmethod
+    def over_http(cls, name: str, base_url: str, *, timeout: float = 10.0) -> ServiceClient:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
+        return cls(name, http)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        params: Any = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        """The upstream's answer (any status but 502/503/504 after retries); raises
+        :class:`ServiceUnavailable` when it cannot be reached, keeps failing, or its circuit
+        is open."""
+        if not self.breaker.allow():
+            raise ServiceUnavailable(f"The {self.name} service is unavailable")
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        tries = 1 + (self.retries if method.upper() in IDEMPOTENT else 0)
+        for attempt in range(tries):
+            last = attempt == tries - 1
+            try:
+                response = await self._http.request(
+                    method, path, headers=headers, params=params, json=json
+                )
+            except httpx.HTTPError as exc:
+                if not await self._failed(last, attempt, type(exc).__name__):
+                    raise ServiceUnavailable(f"The {self.name} service is unreachable") from exc
+                continue
+            if response.status_code in RETRIED_STATUSES:
+                if await self._failed(last, attempt, str(response.status_code)):
+                    continue
+                return response
+            self.breaker.succeeded()
+            return response
+        raise ServiceUnavailable(f"The {self.name} service is unreachable")  # pragma: no cover
+
+    async def _failed(self, last: bool, attempt: int, error: str) -> bool:
+        """Count a failure; True when the call is to be tried again (after the backoff)."""
+        self.breaker.failed()
+        log.warning("service_call.failed", service=self.name, error=error, attempt=attempt + 1)
+        if last or self.breaker.opened_at is not None:
+            return False
+        # Full jitter: many callers retrying at once spread out instead of arriving together.
+        await asyncio.sleep(random.uniform(0, self.backoff_seconds * 2**attempt))  # noqa: S311
+        return True
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The pooled client itself, without retries or breaker (tests, raw calls)."""
+        return self._http
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
