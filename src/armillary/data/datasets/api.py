@@ -15,6 +15,7 @@ from ..holds import service as holds
 from ..holds.schemas import HeldVersionDetail
 from . import repository, service
 from .models import Dataset, DatasetVersion
+from .pipelined_put import PipelinedPut
 from .schemas import (
     DatasetCreate,
     DatasetOut,
@@ -193,14 +194,27 @@ async def upload_version(
     # 404 before reading the body; a short session, so no connection is held during the upload.
     async with data.runtime.db.sessionmaker() as probe:
         found = await service.get_dataset(probe, access, dataset)
-    upload = await spool_upload(
-        request.headers.get("content-type"),
-        request.headers.get("content-length"),
-        request.stream(),
-        max_bytes=data.settings.max_upload_bytes,
-        spool_dir=data.settings.spool_dir,
+    # Big files go to the store while the body still arrives; see pipelined_put.
+    pipelined = PipelinedPut(
+        data.store,
+        access.project_id,
+        found.id,
+        threshold=data.storage_settings.multipart_threshold_bytes,
     )
-    version, created = await service.add_version(session, data, access, dataset, upload)
+    try:
+        upload = await spool_upload(
+            request.headers.get("content-type"),
+            request.headers.get("content-length"),
+            request.stream(),
+            max_bytes=data.settings.max_upload_bytes,
+            spool_dir=data.settings.spool_dir,
+            on_progress=pipelined.on_progress,
+        )
+    except BaseException:
+        # A body cut off, too large or malformed: the parts already sent are aborted.
+        await pipelined.abort()
+        raise
+    version, created = await service.add_version(session, data, access, dataset, upload, pipelined)
     if not created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = (
