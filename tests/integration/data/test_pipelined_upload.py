@@ -15,6 +15,7 @@ from tests.conftest import auth
 from tests.integration.data.conftest import PART_SIZE, StartPlatform
 from tests.integration.data.support import Platform, Scene, assert_problem, make_scene, sha256
 
+from armillary.data.profiling.runner import ProfilerProcess
 from armillary.kit.storage.admin import s3_client
 
 pytestmark = pytest.mark.parametrize("backend", ["s3"], indirect=True)
@@ -40,6 +41,21 @@ def _jsonl(size: int) -> bytes:
     while len(body) < size:
         body += rows
     return body
+
+
+@pytest.fixture
+def starts(monkeypatch: pytest.MonkeyPatch) -> list[ProfilerProcess]:
+    """Every profiler child started, in order."""
+    started: list[ProfilerProcess] = []
+    original = ProfilerProcess.start.__func__  # type: ignore[attr-defined]
+
+    async def counted(cls: type[ProfilerProcess], **kwargs: Any) -> ProfilerProcess:
+        child: ProfilerProcess = await original(cls, **kwargs)
+        started.append(child)
+        return child
+
+    monkeypatch.setattr(ProfilerProcess, "start", classmethod(counted))
+    return started
 
 
 def _open_uploads(platform: Platform) -> list[dict[str, Any]]:
@@ -140,6 +156,31 @@ async def test_a_pipelined_upload_lands_byte_identical_with_its_hash(platform: P
     assert _open_uploads(platform) == []
 
 
+async def test_the_check_starts_its_child_while_the_body_arrives(
+    platform: Platform, starts: list[ProfilerProcess]
+) -> None:
+    """The profiler child that gates completion is started with the put, not after the body:
+    at the pause midway one has started, and no other is started for this upload."""
+    scene = await make_scene(platform)
+    started_at_pause: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        async for piece in _body(platform, "big.csv", _csv(3 * PART_SIZE)):
+            if await asyncio.to_thread(_parts_stored, platform) and not started_at_pause:
+                for _ in range(600):
+                    if starts:
+                        break
+                    await asyncio.sleep(0.05)
+                started_at_pause.append(len(starts))
+            yield piece
+
+    response = await _post(scene, body())
+    assert response.status_code == 201, response.text
+    assert started_at_pause == [1]
+    assert len(starts) == 1
+    assert all(s._process.returncode is not None for s in starts)
+
+
 async def test_a_body_cut_off_by_the_size_limit_aborts_the_parts_sent(
     start_platform: StartPlatform,
 ) -> None:
@@ -160,7 +201,9 @@ async def test_a_file_refused_by_the_check_aborts_the_parts_sent(platform: Platf
     await _assert_nothing_left(scene, rows)
 
 
-async def test_a_client_that_disconnects_midway_leaves_nothing(platform: Platform) -> None:
+async def test_a_client_that_disconnects_midway_leaves_nothing(
+    platform: Platform, starts: list[ProfilerProcess]
+) -> None:
     scene = await make_scene(platform)
     rows = await platform.version_rows()
     chunks = _body(platform, "big.csv", _csv(3 * PART_SIZE), stop_at_pause=True)
@@ -198,6 +241,9 @@ async def test_a_client_that_disconnects_midway_leaves_nothing(platform: Platfor
     [start] = [m for m in sent if m["type"] == "http.response.start"]
     assert start["status"] == 400
     await _assert_nothing_left(scene, rows)
+    # The check's child, started with the put, does not outlive the upload.
+    assert len(starts) == 1
+    assert starts[0]._process.returncode is not None
 
 
 async def test_a_format_sent_after_the_file_moves_the_object_to_its_key(

@@ -13,6 +13,7 @@ from armillary.kit.pagination import MAX_PARAM_INT, Page, Paging, VersionNumber
 from ..components import current_data
 from ..holds import service as holds
 from ..holds.schemas import HeldVersionDetail
+from ..profiling.runner import ProfilerProcess
 from . import repository, service
 from .models import Dataset, DatasetVersion
 from .pipelined_put import PipelinedPut
@@ -200,6 +201,10 @@ async def upload_version(
         access.project_id,
         found.id,
         threshold=data.storage_settings.multipart_threshold_bytes,
+        start_profiler=lambda: ProfilerProcess.start(
+            threads=data.settings.profile_threads,
+            in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
+        ),
     )
     try:
         upload = await spool_upload(

@@ -159,6 +159,7 @@ async def add_version(
             time_limit=data.settings.profile_timeout_seconds,
             threads=data.settings.profile_threads,
             in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
+            started=await pipelined.take_profiler() if pipelined is not None else None,
         )
         if running is not None:
             # The parts already sent keep going while the file is checked; the upload
