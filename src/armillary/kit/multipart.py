@@ -139,7 +139,8 @@ class _Receiver:
             raise BadRequest("Too many form fields")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
+        # A view, not a copy: the hash, the spool and a field's value each take their own.
+        chunk = memoryview(data)[start:end]
         if self._part.name == FILE_FIELD:
             self.size += len(chunk)
             if self.size > self.max_bytes:
@@ -149,7 +150,7 @@ class _Receiver:
             self.hasher.update(chunk)
             self.spool.write(chunk)
             if len(self.head) < _HEAD_BYTES:
-                self.head += chunk[: _HEAD_BYTES - len(self.head)]
+                self.head += bytes(chunk[: _HEAD_BYTES - len(self.head)])
         else:
             self._part.value += chunk
             if len(self._part.value) > _MAX_FIELD_BYTES:
@@ -243,15 +244,19 @@ async def spool_multipart(
 
             # Parse and write in ~1 MiB batches on a worker thread: the event loop never
             # blocks on disk, and memory stays bounded by the batch size.
-            batch = bytearray()
+            # Chunks are joined once per batch (one copy, not one per chunk and another).
+            batch: list[bytes] = []
+            batched = 0
             async for chunk in body:
-                batch += chunk
-                if len(batch) >= _BATCH_BYTES:
-                    await asyncio.to_thread(write, bytes(batch))
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _BATCH_BYTES:
+                    await asyncio.to_thread(write, b"".join(batch))
                     batch.clear()
+                    batched = 0
                     report()
             if batch:
-                await asyncio.to_thread(write, bytes(batch))
+                await asyncio.to_thread(write, b"".join(batch))
             parser.finalize()
             report()
         if not receiver.file_seen:
