@@ -169,8 +169,8 @@ class ObjectStore(ABC):
         tags: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Upload the bytes ``chunks`` yields as one multipart upload, parts of ``part_size``
-        sent while later chunks are still being produced, at most ``upload_concurrency`` in
-        flight.
+        sent while later chunks are still being produced. At most ``upload_concurrency`` parts
+        are held: one being filled and the others in flight.
 
         The object appears when ``chunks`` ends. If ``chunks`` raises, the multipart upload
         is aborted, nothing is stored, and the exception propagates. Cancelling this call
@@ -188,7 +188,8 @@ class ObjectStore(ABC):
             tags=checked_tags,
             use_multipart=True,
             chunk_size=settings.part_size,
-            max_concurrency=settings.upload_concurrency,
+            # obstore fills the next part while this many are in flight.
+            max_concurrency=max(1, settings.upload_concurrency - 1),
         )
         return await self._head(key, result["version"])
 

@@ -2,9 +2,10 @@
 spool file: parts reach the store while the rest of the request body is still arriving.
 
 The file on disk is the buffer between the two: the writer never waits for the store, and the
-put holds at most ``upload_concurrency`` parts in memory. The upload completes only when the
-owner calls :meth:`GrowingFilePut.finish`; :meth:`GrowingFilePut.abort` aborts the multipart
-upload, so a refused or broken upload leaves no object and no pending parts.
+put holds at most ``upload_concurrency`` parts in memory (see ``ObjectStore.put_stream``).
+The upload completes only when the owner calls :meth:`GrowingFilePut.finish`;
+:meth:`GrowingFilePut.abort` aborts the multipart upload, so a refused or broken upload leaves
+no object and no pending parts.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from armillary.kit.storage.settings import MIB
 log = structlog.get_logger("armillary.storage")
 
 # Reads from the (page-cached) file; obstore gathers them into parts of ``part_size``.
-_READ_BYTES: Final = 4 * MIB
+_READ_BYTES: Final = 2 * MIB
 
 
 class UploadAbandoned(Exception):
