@@ -1,10 +1,12 @@
 """A 500 MB file uploads and downloads with bounded server memory.
 
-The platform runs as `armillary up` in its own process (embedded shape: SQLite, local storage,
-profiling backgrounded). A thread samples that process's anonymous resident memory
-(``RssAnon`` in ``/proc/<pid>/status``: heap and other private memory, not the file pages the
-spool, the store or Polars map) every 50 ms while a client streams the file up as multipart
-and streams it back down to disk. The peak may exceed the pre-upload baseline by < 100 MB.
+The platform runs as `armillary up` in its own process (embedded shape: SQLite, profiling
+backgrounded), on local storage and on S3 (a moto server), where the upload's multipart put
+runs while the body still arrives (ADR 0020) and the download streams through the server.
+A thread samples that process's anonymous resident memory (``RssAnon`` in
+``/proc/<pid>/status``: heap and other private memory, not the file pages the spool, the store
+or Polars map) every 50 ms while a client streams the file up as multipart and streams it back
+down to disk. The peak may exceed the pre-upload baseline by < 100 MB.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.moto_server import free_port
+from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="/proc")]
 
@@ -98,23 +100,65 @@ class Sampler:
         self.peak = max(self.peak, _rss_anon(self.pid))
 
 
-def _profiler_processes(marker: str) -> list[int]:
-    """Pids of profiler children working on files under ``marker`` (any parent)."""
+def _profiler_children(parent: int) -> list[int]:
+    """Pids of the profiler processes ``parent`` started (their arguments may come on stdin,
+    so they are found by parent, not by the file they read)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (entry / "status").read_text()
         except OSError:
             continue
-        if "armillary.data.profiling.profiler" in cmdline and marker in cmdline:
+        ppid = next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:")
+        )
+        if "armillary.data.profiling.profiler" in cmdline and ppid == parent:
             found.append(int(entry.name))
     return found
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is still a live process (not gone, not a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "local":
+        return {"ARMILLARY_STORAGE_BACKEND": "local"}
+    import boto3
+
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = f"armillary-memory-{os.urandom(6).hex()}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    ).create_bucket(Bucket=bucket)
+    return {
+        "ARMILLARY_STORAGE_BACKEND": "s3",
+        "ARMILLARY_STORAGE_S3_ENDPOINT_URL": endpoint,
+        "ARMILLARY_STORAGE_S3_BUCKET": bucket,
+        "ARMILLARY_STORAGE_S3_REGION": REGION,
+        "ARMILLARY_STORAGE_S3_ALLOW_HTTP": "true",
+        "ARMILLARY_STORAGE_S3_ACCESS_KEY_ID": ACCESS_KEY,
+        "ARMILLARY_STORAGE_S3_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+
+
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+def platform(
+    tmp_path: Path, storage_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
     home, spool, port = tmp_path / "home", tmp_path / "spool", free_port()
     spool.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
@@ -125,12 +169,12 @@ def platform(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Pat
         ARMILLARY_ADMIN_PASSWORD=ADMIN_PASSWORD,
         ARMILLARY_ARGON2_TIME_COST="1",
         ARMILLARY_ARGON2_MEMORY_COST_KIB="8",
-        ARMILLARY_STORAGE_BACKEND="local",
         # Profile in the background (in a child process either way).
         ARMILLARY_DATA_PROFILE_INLINE_MAX_BYTES=str(1024 * 1024),
         ARMILLARY_DATA_SPOOL_DIR=str(spool),
         ARMILLARY_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
+        **storage_env,
     )
     log = (tmp_path / "platform.log").open("wb")
     process = subprocess.Popen(
@@ -164,7 +208,7 @@ def platform(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Pat
 def test_500_mb_upload_and_download_with_bounded_memory(
     platform: tuple[subprocess.Popen[bytes], str, Path], tmp_path: Path
 ) -> None:
-    process, base_url, spool = platform
+    process, base_url, _spool = platform
     timings: dict[str, float] = {}
     started = time.monotonic()
     source = tmp_path / "big.csv"
@@ -205,7 +249,8 @@ def test_500_mb_upload_and_download_with_bounded_memory(
         with Sampler(process.pid) as download_memory:
             t = time.monotonic()
             with (
-                client.stream("GET", f"{versions}/1/content", headers=h) as stream,
+                # Streamed through the server on both backends (no presigned redirect).
+                client.stream("GET", f"{versions}/1/content?redirect=false", headers=h) as stream,
                 target.open("wb") as out,
             ):
                 assert stream.status_code == 200, stream.read()
@@ -230,9 +275,10 @@ def test_500_mb_upload_and_download_with_bounded_memory(
     assert growth < MAX_GROWTH, f"RssAnon grew by {growth / MB:.1f} MB"
 
     # Stopping the platform mid-profile leaves no profiler process behind.
+    profiling = _profiler_children(process.pid)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
     deadline = time.monotonic() + 5
-    while _profiler_processes(str(spool)) and time.monotonic() < deadline:
+    while any(_running(pid) for pid in profiling) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _profiler_processes(str(spool)) == []
+    assert not [pid for pid in profiling if _running(pid)]

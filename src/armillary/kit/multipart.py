@@ -29,6 +29,8 @@ _MAX_FIELD_BYTES = 64 * 1024
 _MAX_FIELDS = 20
 _MULTIPART_OVERHEAD = 64 * 1024
 _BATCH_BYTES = 1024 * 1024
+# Enough of the file's start to sniff its format (see ``SpoolProgress.head``).
+_HEAD_BYTES = 4096
 # The filename parameter as sent: quoted (with backslash escapes) or a bare token.
 _FILENAME_PARAM = re.compile(r'(?:^|;)\s*filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.IGNORECASE)
 
@@ -57,6 +59,23 @@ class SpooledUpload:
 
 
 @dataclass
+class SpoolProgress:
+    """How far the spool file has been written, for a reader that follows it while the body
+    is still arriving (a pipelined put). ``size`` bytes of the file part are flushed to
+    ``path``; ``fields`` and ``filename`` are those parsed so far."""
+
+    path: Path
+    size: int
+    head: bytes
+    filename: str | None
+    fields: dict[str, str]
+
+
+#: Called after each parsed batch; the spool holds ``size`` bytes of the file by then.
+ProgressListener = Callable[[SpoolProgress], None]
+
+
+@dataclass
 class _Part:
     name: str | None = None
     filename: str | None = None
@@ -75,6 +94,7 @@ class _Receiver:
         self.check_filename = check_filename
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.head = b""
         self.file_seen = False
         self.filename: str | None = None
         self.content_type: str | None = None
@@ -119,7 +139,8 @@ class _Receiver:
             raise BadRequest("Too many form fields")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        chunk = data[start:end]
+        # A view, not a copy: the hash, the spool and a field's value each take their own.
+        chunk = memoryview(data)[start:end]
         if self._part.name == FILE_FIELD:
             self.size += len(chunk)
             if self.size > self.max_bytes:
@@ -128,6 +149,8 @@ class _Receiver:
                 )
             self.hasher.update(chunk)
             self.spool.write(chunk)
+            if len(self.head) < _HEAD_BYTES:
+                self.head += bytes(chunk[: _HEAD_BYTES - len(self.head)])
         else:
             self._part.value += chunk
             if len(self._part.value) > _MAX_FIELD_BYTES:
@@ -167,10 +190,13 @@ async def spool_multipart(
     spool_dir: str | None = None,
     check_filename: Callable[[str | None], str | None] = _shortened,
     prefix: str = "armillary-upload-",
+    on_progress: ProgressListener | None = None,
 ) -> SpooledUpload:
     """Read a ``multipart/form-data`` body into a temporary file (field ``file``).
 
-    ``check_filename`` vets the file's name as sent (raise a ``DomainError`` to refuse it)."""
+    ``check_filename`` vets the file's name as sent (raise a ``DomainError`` to refuse it).
+    ``on_progress``, if given, hears after every batch how much of the file is on disk, so
+    that a reader can follow the spool file while the body is still arriving."""
     media_type, options = parse_options_header(content_type or "")
     if media_type != b"multipart/form-data" or b"boundary" not in options:
         raise UnsupportedMediaType("Upload the file as multipart/form-data in the field 'file'")
@@ -197,17 +223,42 @@ async def spool_multipart(
                     "on_headers_finished": receiver.on_headers_finished,
                 },
             )
+
+            def write(data: bytes) -> None:
+                parser.write(data)
+                if on_progress is not None:
+                    # A follower reads the spool through its own handle: flush first.
+                    spool.flush()
+
+            def report() -> None:
+                if on_progress is not None and receiver.size:
+                    on_progress(
+                        SpoolProgress(
+                            path=path,
+                            size=receiver.size,
+                            head=receiver.head,
+                            filename=receiver.filename,
+                            fields=dict(receiver.fields),
+                        )
+                    )
+
             # Parse and write in ~1 MiB batches on a worker thread: the event loop never
             # blocks on disk, and memory stays bounded by the batch size.
-            batch = bytearray()
+            # Chunks are joined once per batch (one copy, not one per chunk and another).
+            batch: list[bytes] = []
+            batched = 0
             async for chunk in body:
-                batch += chunk
-                if len(batch) >= _BATCH_BYTES:
-                    await asyncio.to_thread(parser.write, bytes(batch))
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= _BATCH_BYTES:
+                    await asyncio.to_thread(write, b"".join(batch))
                     batch.clear()
+                    batched = 0
+                    report()
             if batch:
-                await asyncio.to_thread(parser.write, bytes(batch))
+                await asyncio.to_thread(write, b"".join(batch))
             parser.finalize()
+            report()
         if not receiver.file_seen:
             raise BadRequest("No file in the 'file' field")
         if receiver.size == 0:

@@ -15,10 +15,26 @@ _BY_EXTENSION = {
     ".jsonl": DatasetFormat.JSONL,
     ".ndjson": DatasetFormat.JSONL,
 }
+#: The Content-Type each format's object is stored with.
+CONTENT_TYPES = {
+    DatasetFormat.CSV: "text/csv",
+    DatasetFormat.PARQUET: "application/vnd.apache.parquet",
+    DatasetFormat.JSONL: "application/x-ndjson",
+}
 _PARQUET_MAGIC = b"PAR1"
+_SNIFF_BYTES = 4096
 
 
 def detect_format(declared: str | None, filename: str | None, path: Path) -> DatasetFormat:
+    """The upload's format: the ``format`` field, else the file name's extension, else
+    sniffed from the file's first bytes."""
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    return format_of(declared, filename, head)
+
+
+def format_of(declared: str | None, filename: str | None, head: bytes) -> DatasetFormat:
+    """:func:`detect_format` on the file's first bytes (``head``, up to 4 KiB)."""
     if declared:
         try:
             return DatasetFormat(declared.strip().lower())
@@ -32,8 +48,7 @@ def detect_format(declared: str | None, filename: str | None, path: Path) -> Dat
             raise BadRequest(
                 f"Files ending in {suffix!r} are not supported: upload CSV, Parquet or JSON Lines"
             )
-    with path.open("rb") as handle:
-        head = handle.read(4096)
+    head = head[:_SNIFF_BYTES]
     if head.startswith(_PARQUET_MAGIC):
         return DatasetFormat.PARQUET
     if head.lstrip().startswith(b"{"):

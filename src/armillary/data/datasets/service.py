@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any, cast
 
@@ -22,20 +23,15 @@ from ..components import SERVICE, Data
 from ..holds import service as holds
 from ..profiling.runner import InvalidDatasetFile, run_profiler
 from . import repository as repo
-from .formats import detect_format
+from .formats import CONTENT_TYPES, detect_format
 from .lineage import LINEAGE_FIELD, parse_lineage
 from .models import Dataset, DatasetVersion
 from .names import check_dataset_name
-from .schemas import DatasetCreate, DatasetUpdate, ProfileStatus
+from .pipelined_put import PipelinedPut
+from .schemas import DatasetCreate, DatasetFormat, DatasetUpdate, ProfileStatus
 from .upload import SpooledUpload
 
 log = structlog.get_logger("armillary.data")
-
-_CONTENT_TYPES = {
-    "csv": "text/csv",
-    "parquet": "application/vnd.apache.parquet",
-    "jsonl": "application/x-ndjson",
-}
 
 
 async def create_dataset(
@@ -120,17 +116,23 @@ async def delete_dataset(
 
 
 async def add_version(
-    session: AsyncSession, data: Data, access: ProjectAccess, ref: str, upload: SpooledUpload
+    session: AsyncSession,
+    data: Data,
+    access: ProjectAccess,
+    ref: str,
+    upload: SpooledUpload,
+    pipelined: PipelinedPut | None = None,
 ) -> tuple[DatasetVersion, bool]:
     """Store an uploaded file as the dataset's next version, or return the existing version
     with identical bytes (its lineage unchanged). Returns ``(version, created)``. Nothing is
-    left behind on failure: the spool file is always removed and an object written for a
-    rolled-back version is deleted.
+    left behind on failure: the spool file is always removed, a put still running is
+    aborted, and an object written for a rolled-back version is deleted.
 
     The object goes under the new version's own id before the dataset's row is locked, so
     a slow upload holds no lock, and a rollback deletes only what this request wrote. Two
     uploads of the same bytes at once: the second to take the lock returns the first's
-    version and deletes its own object."""
+    version and deletes its own object. ``pipelined`` is the put that started while the
+    body arrived (:mod:`.pipelined_put`); it completes only once the file is accepted."""
     keep_spool = False
     try:
         lineage = parse_lineage(upload.fields.get(LINEAGE_FIELD), access.principal)
@@ -141,37 +143,31 @@ async def add_version(
         fmt = detect_format(upload.fields.get("format"), upload.filename, upload.path)
         parent_id = await _parent_id(session, dataset, upload.fields.get("parent"))
         inline = upload.size <= data.settings.profile_inline_max_bytes
-        version_id = new_id()
+        running = await pipelined.claim(dataset.id, fmt) if pipelined is not None else None
+        version_id = pipelined.version_id if pipelined is not None else new_id()
         key = dataset_object_key(access.project_id, dataset.id, version_id, fmt.value)
 
         async def remove_object() -> None:
             await data.store.delete(key)
 
-        # Registered before the put starts: a failed check or a failed put removes it.
+        # Registered before the put ends: a failed check or a failed put removes it.
         on_rollback(session, remove_object)
-        # The check (or inline profile) and the upload both only read the spool file: run
-        # them side by side; a refused file's object goes with the rollback.
-        outcomes = await asyncio.gather(
-            run_profiler(
-                upload.path,
-                fmt.value,
-                "profile" if inline else "check",
-                time_limit=data.settings.profile_timeout_seconds,
-                threads=data.settings.profile_threads,
-                in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
-            ),
-            data.store.put_file(
-                key,
-                upload.path,
-                content_type=_CONTENT_TYPES[fmt.value],
-                tags=class_tags(ObjectClass.RAW),
-            ),
-            return_exceptions=True,
+        check = run_profiler(
+            upload.path,
+            fmt.value,
+            "profile" if inline else "check",
+            time_limit=data.settings.profile_timeout_seconds,
+            threads=data.settings.profile_threads,
+            in_memory_max_bytes=data.settings.profile_in_memory_max_bytes,
+            started=await pipelined.take_profiler() if pipelined is not None else None,
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        answer = cast(dict[str, Any], outcomes[0])
+        if running is not None:
+            # The parts already sent keep going while the file is checked; the upload
+            # completes only if the check passes (else the finally below aborts it).
+            answer = await check
+            await running.finish(upload.size)
+        else:
+            answer = await _check_beside_put(data, check, key, upload, fmt)
         # Locked from here to commit: a twin upload committed meanwhile is seen, and waits.
         dataset = await get_dataset(session, access, ref, for_update=True)
         twin = await repo.version_by_hash(session, dataset.id, upload.sha256)
@@ -224,8 +220,36 @@ async def add_version(
             on_rollback(session, discard)
         return version, True
     finally:
+        if pipelined is not None:
+            # Refused, deduplicated or failed before the put completed: abort it.
+            await pipelined.abort()
         if not keep_spool:
             upload.discard()
+
+
+async def _check_beside_put(
+    data: Data,
+    check: Coroutine[Any, Any, dict[str, Any]],
+    key: str,
+    upload: SpooledUpload,
+    fmt: DatasetFormat,
+) -> dict[str, Any]:
+    """The check (or inline profile) and the put of the finished spool file, side by side:
+    both only read it; a refused file's object goes with the rollback."""
+    outcomes = await asyncio.gather(
+        check,
+        data.store.put_file(
+            key,
+            upload.path,
+            content_type=CONTENT_TYPES[fmt],
+            tags=class_tags(ObjectClass.RAW),
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return cast(dict[str, Any], outcomes[0])
 
 
 async def _parent_id(

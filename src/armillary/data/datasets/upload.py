@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from armillary.kit.multipart import (
     FILE_FIELD,
     PayloadTooLarge,
+    ProgressListener,
     SpooledUpload,
     UnsupportedMediaType,
     spool_multipart,
@@ -25,8 +26,10 @@ async def spool_upload(
     *,
     max_bytes: int,
     spool_dir: str | None = None,
+    on_progress: ProgressListener | None = None,
 ) -> SpooledUpload:
-    """Read a ``multipart/form-data`` body into a temporary file (field ``file``)."""
+    """Read a ``multipart/form-data`` body into a temporary file (field ``file``);
+    ``on_progress`` follows the file as it lands (see :func:`spool_multipart`)."""
     return await spool_multipart(
         content_type,
         content_length,
@@ -34,4 +37,5 @@ async def spool_upload(
         max_bytes=max_bytes,
         spool_dir=spool_dir,
         check_filename=check_filename,
+        on_progress=on_progress,
     )

@@ -1,7 +1,8 @@
 """Reads a CSV, Parquet or JSON Lines file lazily and describes it.
 
-Run as ``python -m armillary.data.profiling.profiler PATH FORMAT MODE``; prints one JSON
-object on stdout. ``check`` reads only the head (schema, format sanity); ``profile`` streams
+Run as ``python -m armillary.data.profiling.profiler PATH FORMAT MODE`` (or without
+arguments, which then come as one JSON list ``[PATH, FORMAT, MODE]`` on stdin); prints one
+JSON object on stdout. ``check`` reads only the head (schema, format sanity); ``profile`` streams
 the whole file: row count and per-column statistics in a few passes of bounded memory, so a
 file larger than memory still profiles.
 """
@@ -223,7 +224,15 @@ def _reason(exc: Exception, fmt: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    path, fmt, mode = Path(argv[1]), argv[2], argv[3]
+    if len(argv) > 1:
+        path, fmt, mode = Path(argv[1]), argv[2], argv[3]
+    else:
+        # Started ahead of its file (runner.ProfilerProcess): the arguments come on stdin.
+        line = sys.stdin.readline()
+        if not line:
+            return 1
+        raw_path, fmt, mode = json.loads(line)
+        path = Path(raw_path)
     try:
         result = check(path, fmt) if mode == "check" else profile(path, fmt)
     except ProfileError as exc:

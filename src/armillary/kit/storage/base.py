@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -106,6 +106,9 @@ class ObjectStore(ABC):
     # LocalStore refuses attributes outright and ignores tags.
     _supports_attributes: ClassVar[bool] = True
     _supports_tags: ClassVar[bool] = True
+    #: Whether an upload gains from :meth:`put_stream` while its body still arrives. A local
+    #: store copies a finished file kernel-side instead: streaming would buffer parts.
+    pipelines_puts: ClassVar[bool] = True
 
     def __init__(self, store: ObstoreStore, settings: StorageSettings) -> None:
         self._store = store
@@ -154,6 +157,39 @@ class ObjectStore(ABC):
             use_multipart=size >= settings.multipart_threshold_bytes,
             chunk_size=settings.part_size,
             max_concurrency=settings.upload_concurrency,
+        )
+        return await self._head(key, result["version"])
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ObjectInfo:
+        """Upload the bytes ``chunks`` yields as one multipart upload, parts of ``part_size``
+        sent while later chunks are still being produced. At most ``upload_concurrency`` parts
+        are held: one being filled and the others in flight.
+
+        The object appears when ``chunks`` ends. If ``chunks`` raises, the multipart upload
+        is aborted, nothing is stored, and the exception propagates. Cancelling this call
+        does not abort the upload (obstore drops it, leaving its parts to the bucket's
+        lifecycle rule): to give up, make ``chunks`` raise.
+        """
+        key = self._key(key)
+        attributes, checked_tags = self._put_options(content_type, tags)
+        settings = self._settings
+        result = await obstore.put_async(
+            self._store,
+            key,
+            chunks,
+            attributes=attributes,
+            tags=checked_tags,
+            use_multipart=True,
+            chunk_size=settings.part_size,
+            # obstore fills the next part while this many are in flight.
+            max_concurrency=max(1, settings.upload_concurrency - 1),
         )
         return await self._head(key, result["version"])
 

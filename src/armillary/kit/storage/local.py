@@ -30,6 +30,7 @@ class LocalObjectStore(ObjectStore):
     backend: ClassVar[str] = "local"
     _supports_attributes: ClassVar[bool] = False
     _supports_tags: ClassVar[bool] = False
+    pipelines_puts: ClassVar[bool] = False
 
     def __init__(self, root: Path, settings: StorageSettings, *, signing_secret: str) -> None:
         # Objects may be private data: only the platform's user may read the tree.
