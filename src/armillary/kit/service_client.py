@@ -8,6 +8,10 @@ distributed, and in both cases with
   (``ServiceUnavailable``, answered 503 with Retry-After) for ``reset_seconds``; then one
   probe goes through, and its success closes the circuit again.
 
+In process (the embedded shape) the upstream is this very process: its failures are this
+process's own (its database away), which the caller's 503 already reports, so there is no
+breaker and no retry there, only the timeout.
+
 The typed clients (``identity.client``, ``registry.client``, ...) hold one of these and map
 answers to their own types.
 """
@@ -76,23 +80,24 @@ class ServiceClient:
         backoff_seconds: float = 0.1,
         breaker: CircuitBreaker | None = None,
     ) -> None:
+        """``breaker`` None: none (calls in process)."""
         self.name = name
         self._http = http
         self.retries = retries
         self.backoff_seconds = backoff_seconds
-        self.breaker = breaker or CircuitBreaker()
+        self.breaker = breaker
 
     @classmethod
     def in_process(cls, name: str, app: Any, *, timeout: float = 10.0) -> ServiceClient:
         transport = httpx.ASGITransport(app=app)
         http = httpx.AsyncClient(transport=transport, base_url=f"http://{name}", timeout=timeout)
-        return cls(name, http)
+        return cls(name, http, retries=0)
 
     @classmethod
     def over_http(cls, name: str, base_url: str, *, timeout: float = 10.0) -> ServiceClient:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
-        return cls(name, http)
+        return cls(name, http, breaker=CircuitBreaker())
 
     async def send(
         self,
@@ -106,7 +111,7 @@ class ServiceClient:
         """The upstream's answer (any status but 502/503/504 after retries); raises
         :class:`ServiceUnavailable` when it cannot be reached, keeps failing, or its circuit
         is open."""
-        if not self.breaker.allow():
+        if self.breaker is not None and not self.breaker.allow():
             raise ServiceUnavailable(f"The {self.name} service is unavailable")
         headers = {"authorization": f"Bearer {token}"} if token else None
         tries = 1 + (self.retries if method.upper() in IDEMPOTENT else 0)
@@ -124,15 +129,17 @@ class ServiceClient:
                 if await self._failed(last, attempt, str(response.status_code)):
                     continue
                 return response
-            self.breaker.succeeded()
+            if self.breaker is not None:
+                self.breaker.succeeded()
             return response
         raise ServiceUnavailable(f"The {self.name} service is unreachable")  # pragma: no cover
 
     async def _failed(self, last: bool, attempt: int, error: str) -> bool:
         """Count a failure; True when the call is to be tried again (after the backoff)."""
-        self.breaker.failed()
+        if self.breaker is not None:
+            self.breaker.failed()
         log.warning("service_call.failed", service=self.name, error=error, attempt=attempt + 1)
-        if last or self.breaker.opened_at is not None:
+        if last or (self.breaker is not None and self.breaker.opened_at is not None):
             return False
         # Full jitter: many callers retrying at once spread out instead of arriving together.
         await asyncio.sleep(random.uniform(0, self.backoff_seconds * 2**attempt))  # noqa: S311

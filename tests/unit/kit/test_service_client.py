@@ -29,6 +29,7 @@ class Upstream:
 
 def _client(upstream: Upstream, breaker: CircuitBreaker | None = None) -> ServiceClient:
     http = httpx.AsyncClient(transport=httpx.MockTransport(upstream), base_url="http://up")
+    breaker = breaker or CircuitBreaker()
     return ServiceClient("registry", http, retries=2, backoff_seconds=0.001, breaker=breaker)
 
 
@@ -89,3 +90,11 @@ async def test_client_errors_do_not_count_against_the_upstream() -> None:
     for _ in range(4):
         await client.send("GET", "/x")
     assert breaker.state == "closed"
+
+
+def test_calls_in_process_have_no_breaker_and_no_retries() -> None:
+    client = ServiceClient.in_process("identity", object())
+    assert (client.breaker, client.retries) == (None, 0)
+    remote = ServiceClient.over_http("identity", "http://127.0.0.1:1")
+    assert remote.breaker is not None
+    assert remote.retries > 0
