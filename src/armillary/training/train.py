@@ -21,7 +21,14 @@ from sklearn.model_selection import train_test_split
 from armillary.contracts.data_tasks import DatasetRef, TableRef
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
 from armillary.contracts.tasks import TaskContext
-from armillary.contracts.training import ModelArtifacts, TrainOutputs, TrainParams, Trial
+from armillary.contracts.training import (
+    ONNX_PARITY_FILE,
+    ModelArtifacts,
+    OnnxState,
+    TrainOutputs,
+    TrainParams,
+    Trial,
+)
 from armillary.kit.model_files import load_skops
 from armillary.kit.model_files import onnx_session as load_onnx_session
 from armillary.sdk.task_log import TaskLog, pairs
@@ -47,6 +54,7 @@ class Fitted:
     holdout: bool = False
     format: str = "skops"
     training_job: str | None = None
+    onnx: OnnxState | None = None
 
 
 def run_train(
@@ -162,19 +170,25 @@ def _train_local(
         log(f"metrics, mean ± std over {v.folds} folds: {story.metrics_with_spread(metrics, std)}")
     progress(stage="fit", current=1, total=1, metrics=metrics)
     files.save_skops(model, out)
-    if spec.onnx:
-        _export_onnx(log, model, data.x, spec, out)
-    else:
+    onnx = _defer_onnx(log, data.x, spec, out)
+    return Fitted(model, metrics, hyper, std, trials, holdout=test is not None, onnx=onnx)
+
+
+def _defer_onnx(
+    log: TaskLog, x: np.ndarray[Any, Any], spec: TrainParams, out: Path
+) -> OnnxState | None:
+    """The export and its parity check run after the job (ADR 0017): here only the cheap
+    checks, and the rows the export must reproduce."""
+    if not spec.onnx:
         log("onnx: not requested")
-    return Fitted(model, metrics, hyper, std, trials, holdout=test is not None)
-
-
-def _export_onnx(
-    log: TaskLog, model: Any, x: np.ndarray[Any, Any], spec: TrainParams, out: Path
-) -> None:
-    with log.stage("onnx"):
-        kept = files.export_onnx(model, x, spec.problem, spec.estimator, out) is not None
-    story.onnx(log, kept, min(len(x), files.PARITY_ROWS))
+        return None
+    reason = files.onnx_unsupported(spec.estimator, x)
+    if reason is not None:
+        story.onnx_unsupported(log, reason)
+        return OnnxState(status="failed", reason=reason)
+    files.save_parity_rows(x, out)
+    story.onnx_deferred(log, min(len(x), files.PARITY_ROWS))
+    return OnnxState(status="pending")
 
 
 def _train_sagemaker(
@@ -200,6 +214,7 @@ def _train_sagemaker(
         result = train_on_sagemaker(spec, train_path, context, progress.report)
     log(f"sagemaker: training job {result.job_name} returned a {result.format} model")
     model: Any
+    onnx: OnnxState | None = None
     if str(result.format) == "onnx":
         classes = np.unique(data.y[train]) if spec.problem == "classification" else None
         model = OnnxModel(load_onnx_session(Path(result.model_path)), classes)
@@ -209,15 +224,20 @@ def _train_sagemaker(
         model = load_skops(Path(result.model_path))
         shutil.copyfile(result.model_path, out / MODEL_FILE_SKOPS)
         fmt = "skops"
-        if spec.onnx:
-            _export_onnx(log, model, data.x, spec, out)
+        onnx = _defer_onnx(log, data.x, spec, out)
     with log.stage("score"):
         metrics = score(model, data.x[test], data.y[test], spec.problem)
     log(f"metrics on the {len(test)} hold-out rows: {pairs(metrics)}")
     progress(stage="evaluate", current=1, total=1, metrics=metrics)
     hyper = dict(getattr(result, "hyperparameters", None) or spec.hyperparameters)
     return Fitted(
-        model, metrics, hyper, holdout=True, format=fmt, training_job=str(result.job_name)
+        model,
+        metrics,
+        hyper,
+        holdout=True,
+        format=fmt,
+        training_job=str(result.job_name),
+        onnx=onnx,
     )
 
 
@@ -257,6 +277,7 @@ def _outputs(
         artifacts=ModelArtifacts(
             skops=ref(MODEL_FILE_SKOPS),
             onnx=ref(MODEL_FILE_ONNX),
+            onnx_parity=ref(ONNX_PARITY_FILE),
             signature=signature_ref,
             environment=environment_ref,
             importances=ref(files.IMPORTANCES_FILE),
@@ -273,6 +294,7 @@ def _outputs(
         backend=spec.backend,
         training_job=fitted.training_job,
         dataset=_dataset(dataset),
+        onnx=fitted.onnx,
     )
     return outputs.model_dump(mode="json")
 
