@@ -360,6 +360,7 @@ class OnnxState(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["pending", "ready", "failed"]
     reason: str | None = Field(default=None, max_length=1000)
+    job_id: str | None = Field(default=None, description="The export job, when there is one")
 
 
 class TrainOutputs(BaseModel):
