@@ -38,4 +38,7 @@ def version_out(model: RegisteredModel, version: ModelVersion) -> VersionOut:
 def onnx_state(version: ModelVersion) -> OnnxState | None:
     if version.onnx_status is None:
         return None
-    return OnnxState.model_validate({"status": version.onnx_status, "reason": version.onnx_reason})
+    job_id = str(version.onnx_job_id) if version.onnx_job_id is not None else None
+    return OnnxState.model_validate(
+        {"status": version.onnx_status, "reason": version.onnx_reason, "job_id": job_id}
+    )
