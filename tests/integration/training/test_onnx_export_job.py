@@ -124,7 +124,8 @@ async def test_a_version_goes_from_pending_to_ready_and_then_serves_from_onnx(
     assert exported["onnx"]["status"] == "ready"
     assert exported["onnx"]["reason"] is None
     assert "model.onnx" in exported["artifacts"]
-    export_job = await stage.steps.job(stage.token, exported["onnx"]["job_id"])
+    # The version is ready once `attach` has answered; the job ends right after.
+    export_job = await stage.steps.wait(stage.token, exported["onnx"]["job_id"], timeout=120)
     assert export_job["trigger"] == "onnx_export"
     assert export_job["status"] == "succeeded"
     # It started after the training job had registered the version.
