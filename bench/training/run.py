@@ -9,16 +9,18 @@ features, 10 classes; no network), run two ways in the same run, alternating:
              80/20 split, median imputation + standard scaling + RandomForestClassifier,
              accuracy/F1 on the hold-out rows, skops file. Wall time of the whole process.
   platform   `armillary up --workers 2` on PostgreSQL (bench/workflows/armillary_graphs.py's
-             Platform), the data uploaded once as a dataset; a workflow ingest -> train ->
-             register with the same estimator, trees, seed and split; wall time from
-             `POST .../jobs` to the job seen `succeeded` by the client (polling every 50 ms),
-             plus the server's started -> finished. The train task also writes the
-             signature, the environment, the feature importances and the ONNX parity rows,
-             and reports progress. The ONNX export and its parity check run after the job,
-             in the export job the registration starts (ADR 0017): each repetition waits for
-             the version to show `onnx: ready` (and fails if it does not) before the next
-             measurement, and reports when it was ready ("onnx ready", from `POST .../jobs`).
-  platform-no-onnx  ingest -> train with `onnx: false`, no registration.
+             Platform), the data uploaded once as a dataset; a workflow ingest -> train with
+             the same estimator, trees, seed and split; wall time from `POST .../jobs` to the
+             job seen `succeeded` by the client (polling every 50 ms), plus the server's
+             started -> finished. The train task also writes the signature, the environment,
+             the feature importances and the rows the ONNX export is checked against, and
+             reports progress. The export itself runs after registration (ADR 0017).
+  platform+register  ingest -> train -> register: the registration starts the version's
+             export job (ONNX conversion and parity check, after the training job). Each
+             repetition waits for the version to show `onnx: ready` (and fails if it does
+             not) before the next measurement, and reports when it was ready ("onnx ready",
+             from `POST .../jobs`).
+  platform-no-onnx  ingest -> train with `onnx: false`.
 
 Target (issue 6): platform wall <= plain wall x 1.1 + 2 s. Results: bench/results/training.json
 and a table on stdout for docs/benchmarks.md.
@@ -83,8 +85,10 @@ def plain(data: Path, trees: int) -> dict[str, Any]:
     return {"wall_s": wall, "metrics": json.loads(done.stdout)}
 
 
-def workflow(trees: int, onnx: bool = True) -> dict[str, Any]:
-    name = f"bench-train-{trees}{'' if onnx else '-skops-only'}"
+def workflow(trees: int, onnx: bool = True, registered: bool = False) -> dict[str, Any]:
+    name = (
+        f"bench-train-{trees}{'' if onnx else '-skops-only'}{'-registered' if registered else ''}"
+    )
     register = {
         "name": "register",
         "type": "register",
@@ -109,7 +113,7 @@ def workflow(trees: int, onnx: bool = True) -> dict[str, Any]:
                     "onnx": onnx,
                 },
             },
-            *([register] if onnx else []),
+            *([register] if registered else []),
         ],
     }
 
@@ -167,7 +171,11 @@ def main() -> None:
             with Client(platform.url, token=token) as sdk:
                 sdk.datasets.upload(PROJECT, "digits", data)
             for trees in sizes:
-                specs = {"platform": workflow(trees), "platform-no-onnx": workflow(trees, False)}
+                specs = {
+                    "platform": workflow(trees),
+                    "platform+register": workflow(trees, registered=True),
+                    "platform-no-onnx": workflow(trees, False),
+                }
                 for spec in specs.values():
                     _ok(
                         client.post(
