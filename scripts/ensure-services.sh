@@ -30,6 +30,9 @@ fi
 # Tests connect as postgres without a password over TCP (trust auth on loopback).
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null
 
+# PgBouncer: only its binary (the pooler tests start their own on a free port).
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+
 # Redis
 if ! port_open 6379; then
   command -v redis-server >/dev/null || apt_install redis-server

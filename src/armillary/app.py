@@ -56,10 +56,11 @@ def create_runtime(
     data_settings: DataSettings | None = None,
     workflow_settings: WorkflowSettings | None = None,
     run_scheduler: bool = False,
+    role: str = "api",
 ) -> Runtime:
     """Every service's components on one runtime. Settings not given come from the environment.
     With ``run_scheduler`` the workflow scheduler runs in this process (``armillary up``)."""
-    runtime = Runtime.create(settings)
+    runtime = Runtime.create(settings, role=role)
     runtime.limiter = RateLimiter.from_settings(settings)
     identity_app.install(runtime)
     data_app.install(runtime, settings=data_settings, storage_settings=storage_settings)
@@ -162,9 +163,12 @@ def _private_home(settings: Settings) -> None:
         home.chmod(0o700)
 
 
-def local_executor(work_root: Path, wf: WorkflowSettings) -> LocalExecutor:
+def local_executor(
+    work_root: Path, wf: WorkflowSettings, storage: StorageSettings | None = None
+) -> LocalExecutor:
     """The worker's sandboxing executor, configured from the settings (it checks the work
-    root itself: the worker's own, 0700, no link)."""
+    root itself: the worker's own, 0700, no link). The sandboxes' proxies may reach the
+    configured object store's endpoint, wherever it is, for presigned transfers."""
     return LocalExecutor(
         work_root,
         preload=wf.executor_preload,
@@ -173,6 +177,7 @@ def local_executor(work_root: Path, wf: WorkflowSettings) -> LocalExecutor:
         uids=UidSettings(first=wf.executor_uid_first, count=wf.executor_uid_count),
         pids_max=wf.executor_pids_max,
         cgroup_root=Path(wf.executor_cgroup_root) if wf.executor_cgroup_root else None,
+        redirect_origins=(storage or StorageSettings()).presigned_origins(),
     )
 
 
@@ -186,7 +191,10 @@ async def run_worker(
     """A worker process: runs queued tasks in local bubblewrap sandboxes until SIGTERM."""
     _private_home(settings)
     runtime = create_runtime(
-        settings, storage_settings=storage_settings, workflow_settings=workflow_settings
+        settings,
+        storage_settings=storage_settings,
+        workflow_settings=workflow_settings,
+        role="worker",
     )
     workflows = workflows_of(runtime)
     store = workflows.store
@@ -205,7 +213,7 @@ async def run_worker(
     worker = Worker(
         runtime.db,
         store,
-        local_executor(work_root, wf),
+        local_executor(work_root, wf, storage_settings),
         wf,
         issue_token=issue,
         api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",
@@ -229,7 +237,10 @@ async def run_scheduler(
 ) -> None:
     """A scheduler process (one is active at a time; others wait for its lock) until SIGTERM."""
     runtime = create_runtime(
-        settings, storage_settings=storage_settings, workflow_settings=workflow_settings
+        settings,
+        storage_settings=storage_settings,
+        workflow_settings=workflow_settings,
+        role="scheduler",
     )
     workflows = workflows_of(runtime)
     scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)

@@ -29,7 +29,17 @@ from armillary.workflows.scheduling import dispatch
 
 SPEC: dict[str, Any] = {
     "name": "fit",
-    "tasks": [{"name": "train", "type": "noop", "retries": 2}],
+    "tasks": [
+        {"name": "train", "type": "noop", "retries": 2},
+        # The datasets the job names: its tokens may read `source` and write `outputs`.
+        {"name": "load", "type": "ingest", "params": {"dataset": "source"}, "needs": ["train"]},
+        {
+            "name": "save",
+            "type": "write_dataset",
+            "params": {"input": "load", "dataset": "outputs"},
+            "needs": ["load"],
+        },
+    ],
 }
 
 
@@ -54,12 +64,20 @@ class Job_:
             headers=auth(self.owner["token"]),
         )
         assert added.status_code in (200, 201), added.text
+        for name in ("source", "kept"):
+            dataset = await c.post(
+                f"{self.base}/datasets", json={"name": name}, headers=self.owner_auth
+            )
+            assert dataset.status_code == 201, dataset.text
+            version = await c.post(
+                f"{self.base}/datasets/{name}/versions",
+                files={"file": ("t.csv", b"a,b\n1,2\n", "text/csv")},
+                data={"format": "csv"},
+                headers=self.owner_auth,
+            )
+            assert version.status_code == 201, version.text
         applied = await c.post(f"{self.base}/workflows", json=SPEC, headers=self.owner_auth)
         assert applied.status_code == 201, applied.text
-        dataset = await c.post(
-            f"{self.base}/datasets", json={"name": "kept"}, headers=self.owner_auth
-        )
-        assert dataset.status_code == 201, dataset.text
         started = await c.post(f"{self.base}/workflows/fit/jobs", json={}, headers=self.owner_auth)
         assert started.status_code == 201, started.text
         self.job_id = uuid.UUID(started.json()["id"])
@@ -91,6 +109,8 @@ class Job_:
             task=claimed.task,
             attempt=claimed.attempt,
             task_type=task_type,
+            datasets_read=sorted(claimed.datasets_read),
+            datasets_write=sorted(claimed.datasets_write),
         )
         return issued.token
 
@@ -156,6 +176,45 @@ async def test_a_viewer_with_a_leaked_job_token_cannot_take_over_the_project(job
     created = await c.post(f"{job.base}/datasets", json={"name": "outputs"}, headers=leaked)
     assert created.status_code == 201, created.text
     assert (await job.progress(leaked["Authorization"][7:], job.claim)).status_code == 204
+
+
+async def test_the_token_touches_only_the_datasets_its_job_names(job: Job_) -> None:
+    assert job.claim.datasets_read == {"source"}
+    assert job.claim.datasets_write == {"outputs"}
+    c = job.api.client
+    token = auth(await job.token(job.claim))
+    claims_ = jwt.decode(token["Authorization"][7:], options={"verify_signature": False})
+    assert (claims_["dsr"], claims_["dsw"]) == (["source"], ["outputs"])
+
+    assert (await c.get(f"{job.base}/datasets/source", headers=token)).status_code == 200
+    # `kept` is the project's, and the starter may read it, but the job names it nowhere.
+    for path in ("source/versions/1", "kept/versions/1"):
+        assert (await c.get(f"{job.base}/datasets/{path}", headers=job.owner_auth)).is_success
+    assert (await c.get(f"{job.base}/datasets/source/versions/1", headers=token)).is_success
+    for path in ("kept", "kept/versions", "kept/versions/1", "kept/versions/1/content"):
+        response = await c.get(f"{job.base}/datasets/{path}", headers=token)
+        assert response.status_code == 404, (path, response.text)
+    upload = await c.post(
+        f"{job.base}/datasets/kept/versions",
+        files={"file": ("t.csv", b"a\n1\n", "text/csv")},
+        data={"format": "csv"},
+        headers=token,
+    )
+    assert upload.status_code == 404, upload.text
+    # A read-only dataset of the job is not writable, and no new name can be made up.
+    renamed = await c.patch(
+        f"{job.base}/datasets/source", json={"description": "mine"}, headers=token
+    )
+    assert renamed.status_code == 404, renamed.text
+    other = await c.post(f"{job.base}/datasets", json={"name": "elsewhere"}, headers=token)
+    assert other.status_code == 403, other.text
+    created = await c.post(f"{job.base}/datasets", json={"name": "outputs"}, headers=token)
+    assert created.status_code == 201, created.text
+    listed = (await c.get(f"{job.base}/datasets", headers=token)).json()
+    assert sorted(d["name"] for d in listed["items"]) == ["outputs", "source"]
+    # The starter's own token still sees everything.
+    mine = (await c.get(f"{job.base}/datasets", headers=job.owner_auth)).json()
+    assert sorted(d["name"] for d in mine["items"]) == ["kept", "outputs", "source"]
 
 
 async def test_only_a_type_that_declares_it_moves_aliases(job: Job_) -> None:

@@ -264,6 +264,7 @@ INGEST = TaskTypeContract(
     ),
     params=IngestParams,
     outputs=TableOutputs,
+    reads_datasets=("dataset",),
     server_checks={"dataset": "dataset exists in the project"},
 )
 TRANSFORM = TaskTypeContract(
@@ -283,6 +284,7 @@ WRITE_DATASET = TaskTypeContract(
         "job, task and inputs it came from."
     ),
     params=WriteDatasetParams,
+    writes_datasets=("dataset",),
     outputs=WriteDatasetOutputs,
     input_params=("input",),
 )

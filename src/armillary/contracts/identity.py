@@ -62,6 +62,10 @@ class JobTokenRequest(BaseModel):
     task: str | None = Field(default=None, min_length=1, max_length=64)
     attempt: int | None = Field(default=None, ge=1)
     task_type: str | None = Field(default=None, min_length=1, max_length=64)
+    # The datasets the job's tasks name (contracts.tasks.declared_datasets): the token may
+    # read those it reads or writes, and write those it writes. None: not limited by name.
+    datasets_read: list[str] | None = Field(default=None, max_length=1000)
+    datasets_write: list[str] | None = Field(default=None, max_length=1000)
 
     @model_validator(mode="after")
     def _attempt_with_its_task(self) -> JobTokenRequest:

@@ -191,6 +191,7 @@ BATCH_PREDICT = TaskTypeContract(
         "with lineage naming the job, the input and the model version."
     ),
     params=BatchPredictParams,
+    writes_datasets=("dataset",),
     outputs=BatchPredictOutputs,
     input_params=("input",),
 )

@@ -6,8 +6,11 @@ declaring types import this one and the registry imports them, with no cycle.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -31,12 +34,16 @@ class TaskTypeContract:
     # Parameters that name upstream tasks whose tables the task reads (``input``: one name,
     # ``inputs``: a list): each must be upstream of the task, through ``needs``.
     input_params: tuple[str, ...] = ()
-    # Worker environment variables this type's children receive when the worker has them
-    # (cloud credentials for a remote backend); every other type's children never see them.
-    env_passthrough: tuple[str, ...] = ()
     # Actions this type's job token holds beyond every job token's own (kit.authz
     # JOB_TOKEN_ACTIONS), e.g. ``model:alias`` for a type that points aliases.
     job_actions: tuple[str, ...] = ()
+    # Work this type asks its worker to do (``armillary.worker_calls`` entry points), for what
+    # no sandbox may hold, e.g. cloud credentials: a SageMaker job is started by the worker.
+    worker_calls: tuple[str, ...] = ()
+    # Parameters that name the project's datasets a task reads or writes (a name, or a list
+    # of names). A job token may touch only the datasets its job's tasks name (ADR 0014).
+    reads_datasets: tuple[str, ...] = ()
+    writes_datasets: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,3 +71,35 @@ class TaskContext:
     def api_headers(self) -> dict[str, str]:
         """Headers that authenticate a call to the platform API as this job."""
         return {"Authorization": f"Bearer {self._token}"}
+
+
+@dataclass(frozen=True)
+class WorkerCall:
+    """One request a task made of its worker (``TaskTypeContract.worker_calls``).
+
+    ``params`` are the attempt's own, from the worker's copy of its spec (never the task's
+    word); ``upload`` is the request body, saved in ``context.workdir``, a directory of the
+    worker's that no sandbox sees. ``context`` carries the job token, so the implementation
+    can call the API as the job. ``stop`` is set when the attempt ends: a long call (a remote
+    training job) stops its remote work and returns.
+    """
+
+    params: Mapping[str, Any]
+    context: TaskContext
+    upload: Path
+    stop: threading.Event
+
+
+@dataclass(frozen=True)
+class WorkerCallResult:
+    """What the task gets back: ``file`` as the response body, ``info`` as JSON beside it."""
+
+    file: Path
+    info: Mapping[str, Any]
+
+
+class WorkerCallFailed(Exception):
+    """The call could not be done; the message is for the task's log and the job's error."""
+
+
+WorkerCallHandler = Callable[[WorkerCall], WorkerCallResult]

@@ -7,11 +7,12 @@ the service that implements the type; implementations register under the
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .data_tasks import DATA_TASK_TYPES
+from .data_tasks import DATA_TASK_TYPES, DatasetName
 from .quality import VALIDATE
 from .registry import REGISTRY_TASK_TYPES
 from .serving import SERVING_TASK_TYPES
@@ -49,6 +50,17 @@ class PythonParams(_Params):
     )
     args: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments passed to the function"
+    )
+    reads: list[DatasetName] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Datasets of the project the function reads through the API (its job "
+        "token may read no others)",
+    )
+    writes: list[DatasetName] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Datasets of the project the function writes versions of (no others)",
     )
 
     @model_validator(mode="after")
@@ -88,6 +100,8 @@ PYTHON = TaskTypeContract(
     params=PythonParams,
     outputs=NoOutputs,
     dynamic_outputs=True,
+    reads_datasets=("reads",),
+    writes_datasets=("writes",),
     server_checks={"bundle": "code bundle exists in the project"},
 )
 NOOP = TaskTypeContract(
@@ -118,3 +132,22 @@ TASK_TYPES.update(DATA_TASK_TYPES)
 TASK_TYPES.update(TRAINING_TASK_TYPES)
 TASK_TYPES.update(REGISTRY_TASK_TYPES)
 TASK_TYPES.update(SERVING_TASK_TYPES)
+
+
+def declared_datasets(
+    tasks: Iterable[tuple[str, Mapping[str, Any]]],
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The datasets a job's tasks (type, params) name as read and as written: all its job
+    tokens may touch (ADR 0014)."""
+    reads: set[str] = set()
+    writes: set[str] = set()
+    for task_type, params in tasks:
+        contract = TASK_TYPES.get(task_type)
+        if contract is None:
+            continue
+        for names, found in ((contract.reads_datasets, reads), (contract.writes_datasets, writes)):
+            for param in names:
+                value = params.get(param)
+                values = value if isinstance(value, list) else [value]
+                found.update(v for v in values if isinstance(v, str))
+    return frozenset(reads), frozenset(writes)

@@ -498,21 +498,9 @@ TRAIN = TaskTypeContract(
     params=TrainParams,
     outputs=TrainOutputs,
     input_params=("input",),
-    # The SageMaker backend's credentials and endpoints reach `train` children only; a
-    # `python` task never sees them (ADR 0005).
-    env_passthrough=(
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_SAGEMAKER",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_CA_BUNDLE",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-    ),
+    # The SageMaker backend runs in the worker, which holds the AWS credentials: no
+    # credential enters a sandbox (ADR 0011).
+    worker_calls=("sagemaker_train",),
 )
 EVALUATE = TaskTypeContract(
     name="evaluate",

@@ -66,6 +66,8 @@ class IdentityClient:
         task: str | None = None,
         attempt: int | None = None,
         task_type: str | None = None,
+        datasets_read: list[str] | None = None,
+        datasets_write: list[str] | None = None,
     ) -> JobToken:
         """A short-lived access token for job ``job_id``'s tasks: the rights of ``user_id``
         (who started it) capped to ``project_id`` and to what a job token may do (plus what
@@ -83,6 +85,8 @@ class IdentityClient:
             task=task,
             attempt=attempt,
             task_type=task_type,
+            datasets_read=datasets_read,
+            datasets_write=datasets_write,
         )
         try:
             response = await self._http.post(

@@ -36,6 +36,7 @@ class Identity:
                 secret,
                 rotation=timedelta(days=settings.signing_key_rotation_days),
                 grace=timedelta(seconds=settings.signing_key_grace_seconds),
+                active_ttl=settings.jwks_cache_ttl_seconds,
             ),
             audit_log=AuditLog(secret, CheckpointFile(settings.home / "audit" / "checkpoint.json")),
             runtime=runtime,

@@ -120,6 +120,8 @@ class AccessDirectory(Protocol):
         task: str | None = None,
         attempt: int | None = None,
         task_type: str | None = None,
+        datasets_read: list[str] | None = None,
+        datasets_write: list[str] | None = None,
     ) -> JobToken: ...
 
 
@@ -133,6 +135,15 @@ class TokenScope:
     actions: frozenset[str]
     task: str | None = None
     attempt: int | None = None
+    # The datasets its job names (read, written); None: not limited by name.
+    datasets_read: frozenset[str] | None = None
+    datasets_write: frozenset[str] | None = None
+
+
+def _names(value: Any) -> frozenset[str] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Unauthorized("Invalid token")
+    return frozenset(value)
 
 
 def token_scope(claims: dict[str, Any]) -> TokenScope | None:
@@ -157,7 +168,11 @@ def token_scope(claims: dict[str, Any]) -> TokenScope | None:
         or (attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool)))
     ):
         raise Unauthorized("Invalid token")
-    return TokenScope(job_id, project_id, frozenset(actions), task, attempt)
+    if ("dsr" in claims) != ("dsw" in claims):
+        raise Unauthorized("Invalid token")
+    read = _names(claims["dsr"]) if "dsr" in claims else None
+    write = _names(claims["dsw"]) if "dsw" in claims else None
+    return TokenScope(job_id, project_id, frozenset(actions), task, attempt, read, write)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +187,18 @@ class Principal:
     job_id: UUID | None = None
     scope_project_id: UUID | None = None
     job_actions: frozenset[str] = frozenset()
+    # For a job token: the datasets its job names as read and written (None: any).
+    job_datasets_read: frozenset[str] | None = None
+    job_datasets_write: frozenset[str] | None = None
+
+    def may_touch_dataset(self, name: str, *, write: bool) -> bool:
+        """Whether this principal may read (or write) dataset ``name`` by name: a job token
+        only the datasets its job names; anyone else, as their role allows."""
+        if not self.is_job or self.job_datasets_write is None:
+            return True
+        if write:
+            return name in self.job_datasets_write
+        return name in self.job_datasets_write | (self.job_datasets_read or frozenset())
 
     @property
     def is_job(self) -> bool:
@@ -256,6 +283,8 @@ class AccessControl:
             job_id=scope.job_id if scope else None,
             scope_project_id=scope.project_id if scope else None,
             job_actions=scope.actions if scope else frozenset(),
+            job_datasets_read=scope.datasets_read if scope else None,
+            job_datasets_write=scope.datasets_write if scope else None,
         )
         if project is None:
             return principal, None
@@ -400,6 +429,27 @@ def project_permission(action: str) -> Any:
             if access.principal.is_job:
                 raise Forbidden(f"A job token does not allow {action}")
             raise Forbidden(f"Your role in this project does not allow {action}")
+        return access
+
+    return dependency
+
+
+def dataset_permission(action: str, *, as_reader: bool | None = None) -> Any:
+    """Like :func:`project_permission`, for a route under ``/datasets/{dataset}``: a job
+    token may also touch only the datasets its job names (read: those it reads or writes;
+    anything else: those it writes). ``as_reader``: the action needs only a read of the
+    name (a quality report on a dataset the job reads). Another dataset is a 404."""
+    project_dependency = project_permission(action)
+    write = action != "dataset:read" if as_reader is None else not as_reader
+
+    # Defaults, not Annotated: the annotations are strings here (PEP 563), and a local name
+    # in one could not be resolved by FastAPI.
+    async def dependency(
+        access: ProjectAccess = Depends(project_dependency),
+        dataset: str = Path(description="Dataset name", max_length=128),
+    ) -> ProjectAccess:
+        if not access.principal.may_touch_dataset(dataset, write=write):
+            raise NotFound("Dataset not found")
         return access
 
     return dependency

@@ -17,8 +17,12 @@ from typing import Any, Protocol
 import orjson
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from armillary.kit.metrics import CACHE_LOOKUPS
+from armillary.kit.metrics import CACHE_LOOKUPS, CACHE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 
@@ -103,9 +107,31 @@ class EntrySigner:
         return orjson.loads(payload)
 
 
+# Connection trouble: Redis restarting, a pooled connection it closed, a timeout.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def healing_client(url: str) -> Redis:
+    """A client that survives a Redis restart: a pooled connection idle for a while is
+    checked before use, a failed call is retried on a fresh connection (briefly, with
+    backoff), and no call waits long for a Redis that is gone."""
+    return Redis.from_url(
+        url,
+        health_check_interval=5,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
 class RedisCache:
+    """A cache over Redis that is only ever a cache: when Redis cannot be reached, a read
+    is a miss (the caller asks the source of truth) and a write is skipped. An invalidation
+    (delete) still fails loudly, so that whoever asked for it retries it."""
+
     def __init__(self, url: str, signer: EntrySigner, *, prefix: str = "armillary:") -> None:
-        self._redis: Redis = Redis.from_url(url)
+        self._redis: Redis = healing_client(url)
         self._signer = signer
         self._prefix = prefix
 
@@ -117,16 +143,28 @@ class RedisCache:
         return value
 
     async def get(self, key: str) -> Any | None:
-        return self._open(key, await self._redis.get(self._prefix + key))
+        try:
+            raw = await self._redis.get(self._prefix + key)
+        except _UNAVAILABLE as exc:
+            _unavailable("get", exc)
+            raw = None
+        return self._open(key, raw)
 
     async def get_many(self, keys: list[str]) -> list[Any | None]:
         """One round trip for several keys (MGET)."""
-        raws = await self._redis.mget([self._prefix + k for k in keys])
+        try:
+            raws = await self._redis.mget([self._prefix + k for k in keys])
+        except _UNAVAILABLE as exc:
+            _unavailable("get_many", exc)
+            raws = [None] * len(keys)
         return [self._open(key, raw) for key, raw in zip(keys, raws, strict=True)]
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
         name = self._prefix + key
-        await self._redis.set(name, self._signer.seal(name, value), ex=ttl)
+        try:
+            await self._redis.set(name, self._signer.seal(name, value), ex=ttl)
+        except _UNAVAILABLE as exc:
+            _unavailable("set", exc)
 
     async def delete(self, *keys: str) -> None:
         if keys:
@@ -147,6 +185,12 @@ class RedisCache:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _unavailable(operation: str, exc: BaseException) -> None:
+    # The type only: a message could carry the URL with its password.
+    CACHE_UNAVAILABLE.labels(operation).inc()
+    log.warning("cache.unavailable", operation=operation, error=type(exc).__name__)
 
 
 def create_cache(redis_url: str | None, signing_key: bytes) -> Cache:

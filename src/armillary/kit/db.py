@@ -70,6 +70,16 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+# Connections kept per process by role (as many again may open under bursts): 4 API
+# processes, a scheduler and 2 workers stay under 100 connections with room for migrations,
+# backups and a person with psql.
+POOL_SIZE_BY_ROLE = {"api": 10, "worker": 4, "scheduler": 3}
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
 class Database:
     """Owns the engine and the session factory of one process."""
 
@@ -80,6 +90,7 @@ class Database:
         pool_size: int = 10,
         echo: bool = False,
         busy_timeout_seconds: float = 30.0,
+        behind_pooler: bool = False,
     ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
@@ -95,6 +106,15 @@ class Database:
             # Recycle instead of pinging on every checkout (a round trip per request); a
             # connection the server dropped fails once and is replaced.
             kwargs["pool_recycle"] = 1800
+            if behind_pooler:
+                # A transaction pooler hands each transaction to any server connection:
+                # asyncpg's statement cache and SQLAlchemy's named prepared statements would
+                # meet statements (or their absence) of another client's session.
+                kwargs["connect_args"] = {
+                    "statement_cache_size": 0,
+                    "prepared_statement_cache_size": 0,
+                    "prepared_statement_name_func": _unique_statement_name,
+                }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -105,13 +125,16 @@ class Database:
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Database:
+    def from_settings(cls, settings: Settings, *, role: str = "api") -> Database:
+        """The process's database; ``role`` (api, worker, scheduler) sizes its pool unless
+        ``ARMILLARY_DATABASE_POOL_SIZE`` says otherwise."""
         if settings.database_url is None:
             settings.home.mkdir(parents=True, exist_ok=True)
         return cls(
             settings.database_dsn,
-            pool_size=settings.database_pool_size,
+            pool_size=settings.database_pool_size or POOL_SIZE_BY_ROLE.get(role, 10),
             busy_timeout_seconds=settings.database_busy_timeout_seconds,
+            behind_pooler=settings.database_pooler,
         )
 
     @asynccontextmanager

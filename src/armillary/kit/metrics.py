@@ -29,6 +29,11 @@ LATENCY = Histogram(
 )
 IN_PROGRESS = Gauge("armillary_http_requests_in_progress", "HTTP requests being handled")
 CACHE_LOOKUPS = Counter("armillary_cache_lookups_total", "Cache lookups", ["cache", "result"])
+CACHE_UNAVAILABLE = Counter(
+    "armillary_cache_unavailable_total",
+    "Cache calls that found Redis unreachable (served from the source of truth instead)",
+    ["operation"],
+)
 EVENTS_DELIVERED = Counter(
     "armillary_events_delivered_total", "Events handed to consumers", ["type", "outcome"]
 )

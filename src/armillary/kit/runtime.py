@@ -40,8 +40,8 @@ class Runtime:
     security_events: SecurityEventSampler = field(default_factory=SecurityEventSampler)
 
     @classmethod
-    def create(cls, settings: Settings) -> Runtime:
-        db = Database.from_settings(settings)
+    def create(cls, settings: Settings, *, role: str = "api") -> Runtime:
+        db = Database.from_settings(settings, role=role)
         bus = EventBus(db)
         bus.attach()
         return cls(settings=settings, db=db, bus=bus, cache=_cache(settings))

@@ -49,6 +49,12 @@ class KeySet:
         self._keys = {}
         self.generation += 1
 
+    async def refresh_if_stale(self) -> None:
+        """Refetch once the TTL is up, even for callers that need no key right now: a
+        verified-token cache must learn of keys retired elsewhere."""
+        if self._fetched_at and time.monotonic() - self._fetched_at > self._ttl:
+            await self._refresh()
+
     async def get(self, kid: str) -> Any | None:
         now = time.monotonic()
         expired = now - self._fetched_at > self._ttl
@@ -63,6 +69,10 @@ class KeySet:
         for jwk in jwks.keys:
             if jwk.get("alg") == ALGORITHM and jwk.get("kty") == "OKP" and "kid" in jwk:
                 keys[jwk["kid"]] = OKPAlgorithm.from_jwk(jwk)
+        if self._keys.keys() - keys.keys():
+            # A key was retired elsewhere (its event may never have reached this process):
+            # tokens verified with it must be checked again, and now fail.
+            self.generation += 1
         self._keys = keys
         self._fetched_at = time.monotonic()
 
@@ -84,6 +94,7 @@ class TokenVerifier:
         The reason stays in the server's logs, never in the response."""
         if expected_type != ACCESS_TOKEN_TYPE:
             return await self._verify(token, expected_type)
+        await self.keys.refresh_if_stale()
         if self._generation != self.keys.generation:
             self._verified.clear()
             self._generation = self.keys.generation

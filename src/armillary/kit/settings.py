@@ -36,8 +36,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65_535)
 
     database_url: str | None = None
-    # Connections kept per process (as many again may open under bursts).
-    database_pool_size: int = 20
+    # Connections kept per process (as many again may open under bursts). Unset: by role,
+    # API 10, worker 4, scheduler 3 (docs/operations.md has the budget).
+    database_pool_size: int | None = Field(default=None, ge=1, le=200)
+    # A transaction-mode pooler (PgBouncer, RDS Proxy) between the processes and PostgreSQL:
+    # no prepared statement outlives its transaction, so none is cached by name.
+    database_pooler: bool = False
     # SQLite: how long a transaction waits for the one write lock before it fails (answered
     # 503 with Retry-After).
     database_busy_timeout_seconds: float = Field(default=30, gt=0)
@@ -66,7 +70,9 @@ class Settings(BaseSettings):
     argon2_parallelism: int = 1
 
     permission_cache_ttl_seconds: int = 300
-    jwks_cache_ttl_seconds: int = 300
+    # The latest a key rotation or retirement made by another process reaches this one (its
+    # event usually brings it sooner): the active signing key and the JWKS are re-read then.
+    jwks_cache_ttl_seconds: int = Field(default=30, ge=1, le=3600)
 
     rate_limit_enabled: bool = True
     rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (

@@ -56,6 +56,11 @@ def _rebuild(status: int, title: str, detail: str, body: dict[str, Any], call: s
     return TaskApiError(status, title, detail, body, call=call)
 
 
+def _file_chunks(file: Any) -> Iterator[bytes]:
+    while chunk := file.read(CHUNK_SIZE):
+        yield chunk
+
+
 def _segment(value: str | int) -> str:
     # Names are path segments: a "/" or "%" in one must not change the route.
     return quote(str(value), safe="")
@@ -204,6 +209,25 @@ class TaskApi:
             f"/versions/{int(version)}/quality"
         )
         self._send("PUT", path, json=dict(report)).close()
+
+    def worker_call(self, name: str, upload: Path, dest: Path) -> dict[str, Any]:
+        """Ask the worker to do ``name`` (what needs something no sandbox holds, such as a
+        SageMaker job) with ``upload`` as its input; writes what it returns to ``dest`` and
+        returns its description. Waits as long as the call lasts."""
+        path = f"/_worker/{_segment(name)}"
+        forever = httpx.Timeout(None, connect=10.0)
+        with upload.open("rb") as body:
+            response = self._send(
+                "POST", path, content=_file_chunks(body), stream=True, timeout=forever
+            )
+        try:
+            info = json.loads(response.headers.get("x-armillary-result") or "{}")
+            with dest.open("wb") as out:
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    out.write(chunk)
+        finally:
+            response.close()
+        return cast(dict[str, Any], info)
 
     def report_progress(
         self,

@@ -20,7 +20,6 @@ import secrets
 import signal
 import tarfile
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,7 +28,12 @@ from types import FrameType
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from armillary.contracts.task_base import TaskContext
+from armillary.contracts.task_base import (
+    TaskContext,
+    WorkerCall,
+    WorkerCallFailed,
+    WorkerCallResult,
+)
 from armillary.contracts.training import SageMakerSettings, TrainParams
 
 ModelFormat = Literal["skops", "onnx"]
@@ -173,12 +177,15 @@ def train_on_sagemaker(
     *,
     client: Any = None,
     s3: Any = None,
+    stop: threading.Event | None = None,
 ) -> SageMakerResult:
     """Train on SageMaker: upload ``train_table``, run the job, return the model it wrote.
 
     Raises :class:`SageMakerTrainingFailed` when the job fails or is stopped, or its model
     is refused. If the attempt is interrupted (KeyboardInterrupt, SIGTERM) while the job runs,
-    the job is stopped (best effort) before the interruption propagates.
+    the job is stopped (best effort) before the interruption propagates; so it is when
+    ``stop`` is set (the worker runs this for a sandboxed task and sets it when the attempt
+    ends).
     """
     settings = params.sagemaker
     if settings is None:
@@ -197,7 +204,14 @@ def train_on_sagemaker(
     try:
         with _sigterm_unwinds():
             client.create_training_job(**request)
-            description = _wait(client, job_name, settings.poll_seconds, history, progress)
+            description = _wait(
+                client,
+                job_name,
+                settings.poll_seconds,
+                history,
+                progress,
+                stop or threading.Event(),
+            )
             finished = True
     finally:
         if not finished:  # interrupted, or the job's state could not be read: do not leave it
@@ -226,9 +240,15 @@ def train_on_sagemaker(
 
 
 def _wait(
-    client: Any, job_name: str, poll_seconds: float, history: list[str], progress: Progress
+    client: Any,
+    job_name: str,
+    poll_seconds: float,
+    history: list[str],
+    progress: Progress,
+    stop: threading.Event,
 ) -> dict[str, Any]:
-    """Poll until the job ends; report each change of (status, secondary status)."""
+    """Poll until the job ends; report each change of (status, secondary status). Raises
+    :class:`Terminated` when ``stop`` is set first."""
     while True:
         description: dict[str, Any] = client.describe_training_job(TrainingJobName=job_name)
         status = str(description["TrainingJobStatus"])
@@ -245,7 +265,37 @@ def _wait(
             )
         if status in TERMINAL:
             return description
-        time.sleep(poll_seconds)
+        if stop.wait(poll_seconds):
+            raise Terminated("the attempt ended")
+
+
+def run_for_worker(call: WorkerCall) -> WorkerCallResult:
+    """The ``sagemaker_train`` worker call: the sandboxed ``train`` task sent its training
+    table; the worker, which holds the AWS credentials, runs the job and returns the model."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from armillary.sdk.task_api import TaskApi
+    from armillary.training.progress import Progress as Reporter
+
+    try:
+        params = TrainParams.model_validate(dict(call.params))
+    except ValueError as exc:
+        raise WorkerCallFailed(f"the train task's params are not valid: {exc}") from None
+    if params.backend != "sagemaker":
+        raise WorkerCallFailed("this train task does not use the sagemaker backend")
+    with TaskApi(call.context) as api:
+        try:
+            result = train_on_sagemaker(
+                params, call.upload, call.context, Reporter(api).report, stop=call.stop
+            )
+        except (SageMakerTrainingFailed, ValueError) as exc:
+            raise WorkerCallFailed(str(exc)) from None
+        except Terminated:
+            raise WorkerCallFailed("stopped: the attempt ended") from None
+        except (BotoCoreError, ClientError) as exc:  # no credentials, access denied, a bad image
+            raise WorkerCallFailed(f"SageMaker: {exc}") from None
+    info = {"format": result.format, "job_name": result.job_name, "history": result.status_history}
+    return WorkerCallResult(file=result.model_path, info=info)
 
 
 def _final_metrics(description: dict[str, Any]) -> dict[str, float]:

@@ -31,6 +31,7 @@ from armillary.contracts.training import (
 )
 from armillary.kit.model_files import load_skops
 from armillary.kit.model_files import onnx_session as load_onnx_session
+from armillary.sdk.task_api import TaskApiError
 from armillary.sdk.task_log import TaskLog, pairs
 
 from . import artifacts as files
@@ -199,9 +200,6 @@ def _train_sagemaker(
     progress: Progress,
     log: TaskLog,
 ) -> Fitted:
-    # Imported here: the SageMaker backend (and boto3) is needed only by tasks that use it.
-    from armillary.training.sagemaker import train_on_sagemaker
-
     if spec.validation.method != "holdout":
         raise TrainingError("the sagemaker backend validates on a hold-out split: use holdout")
     train, test = holdout_split(data, spec)
@@ -210,33 +208,38 @@ def _train_sagemaker(
     data.rows[train].write_parquet(train_path)
     out = Path(context.artifacts_dir)
     data.rows[test].write_parquet(out / files.HOLDOUT_FILE)
-    with log.stage("sagemaker"):
-        result = train_on_sagemaker(spec, train_path, context, progress.report)
-    log(f"sagemaker: training job {result.job_name} returned a {result.format} model")
+    # The worker runs the SageMaker job: it holds the AWS credentials, the sandbox does not.
+    received = work / "sagemaker-model"
+    with log.stage("sagemaker"), task_api(context) as api:
+        try:
+            result = api.worker_call("sagemaker_train", train_path, received)
+        except TaskApiError as exc:
+            raise TrainingError(exc.detail or str(exc)) from None
+    job_name, fmt = str(result.get("job_name", "")), str(result.get("format", ""))
+    log(f"sagemaker: training job {job_name} returned a {fmt} model")
     model: Any
     onnx: OnnxState | None = None
-    if str(result.format) == "onnx":
+    if fmt == "onnx":
         classes = np.unique(data.y[train]) if spec.problem == "classification" else None
-        model = OnnxModel(load_onnx_session(Path(result.model_path)), classes)
-        shutil.copyfile(result.model_path, out / MODEL_FILE_ONNX)
-        fmt = "onnx"
-    else:
-        model = load_skops(Path(result.model_path))
-        shutil.copyfile(result.model_path, out / MODEL_FILE_SKOPS)
-        fmt = "skops"
+        model = OnnxModel(load_onnx_session(received), classes)
+        shutil.copyfile(received, out / MODEL_FILE_ONNX)
+    elif fmt == "skops":
+        model = load_skops(received)
+        shutil.copyfile(received, out / MODEL_FILE_SKOPS)
         onnx = _defer_onnx(log, data.x, spec, out)
+    else:
+        raise TrainingError(f"the SageMaker job returned a model of unknown format {fmt!r}")
     with log.stage("score"):
         metrics = score(model, data.x[test], data.y[test], spec.problem)
     log(f"metrics on the {len(test)} hold-out rows: {pairs(metrics)}")
     progress(stage="evaluate", current=1, total=1, metrics=metrics)
-    hyper = dict(getattr(result, "hyperparameters", None) or spec.hyperparameters)
     return Fitted(
         model,
         metrics,
-        hyper,
+        dict(spec.hyperparameters),
         holdout=True,
         format=fmt,
-        training_job=str(result.job_name),
+        training_job=job_name,
         onnx=onnx,
     )
 

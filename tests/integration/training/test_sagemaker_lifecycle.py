@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from tests.integration.training.sagemaker_support import (
     train_table,
 )
 
+from armillary.contracts.task_base import WorkerCall, WorkerCallFailed
 from armillary.training.sagemaker import (
     SageMakerTrainingFailed,
     Terminated,
+    run_for_worker,
     train_on_sagemaker,
 )
 
@@ -167,3 +170,54 @@ def test_a_model_outside_the_jobs_output_path_is_not_fetched(
                 params(), train_table(tmp_path / "t.parquet"), context(tmp_path), lambda _: None
             )
     assert not (tmp_path / "attempt" / "sagemaker").exists()
+
+
+# -- as the worker runs it for a sandboxed `train` task (worker call `sagemaker_train`) -------
+
+
+def _call(tmp_path: Path, stop: threading.Event | None = None) -> WorkerCall:
+    ctx = context(tmp_path)
+    return WorkerCall(
+        params=params().model_dump(mode="json"),
+        context=ctx,
+        upload=train_table(tmp_path / "upload"),
+        stop=stop or threading.Event(),
+    )
+
+
+def test_the_worker_call_runs_the_job_and_returns_the_model(
+    completing: FakeSageMaker, tmp_path: Path
+) -> None:
+    result = run_for_worker(_call(tmp_path))
+
+    assert result.info["format"] == "skops"
+    assert result.info["history"][-1] == "Completed:Completed"
+    assert result.info["job_name"] == next(iter(completing.jobs))
+    assert load_and_predict(result.file).shape == (150,)
+
+
+def test_the_worker_call_reports_the_jobs_failure(failing: FakeSageMaker, tmp_path: Path) -> None:
+    with pytest.raises(WorkerCallFailed, match="could not convert string to float"):
+        run_for_worker(_call(tmp_path))
+
+
+def test_the_worker_call_stops_the_job_when_the_attempt_ends(
+    endless: FakeSageMaker, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    timer = threading.Timer(0.3, stop.set)  # the attempt ends while the job runs
+    timer.start()
+    try:
+        with pytest.raises(WorkerCallFailed, match="the attempt ended"):
+            run_for_worker(_call(tmp_path, stop))
+    finally:
+        timer.cancel()
+    [job_name] = endless.jobs
+    assert ("StopTrainingJob", {"TrainingJobName": job_name}) in endless.calls
+
+
+def test_the_worker_call_refuses_a_train_task_without_sagemaker(tmp_path: Path) -> None:
+    call = _call(tmp_path)
+    local = {**call.params, "backend": "local", "sagemaker": None}
+    with pytest.raises(WorkerCallFailed, match="does not use the sagemaker backend"):
+        run_for_worker(WorkerCall(local, call.context, call.upload, call.stop))

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ class FakePlatform:
         self.aliases: dict[tuple[str, str], dict[str, Any]] = {}
         self.model_files: dict[tuple[str, int, str], bytes] = {}
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
+        # What the worker answers to a worker call: the upload -> (info, file) or a problem.
+        self.worker_calls: dict[str, Callable[[bytes], tuple[dict[str, Any], bytes] | str]] = {}
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -69,6 +72,14 @@ class FakePlatform:
     def handle(self, request: httpx.Request) -> httpx.Response:
         assert request.headers.get("authorization") == f"Bearer {TOKEN}"
         path = request.url.path
+        if found := re.fullmatch(r"/_worker/([^/]+)", path):
+            answer = self.worker_calls[found[1]](request.read())
+            if isinstance(answer, str):
+                return _problem(422, answer)
+            info, content = answer
+            return httpx.Response(
+                200, content=content, headers={"x-armillary-result": json.dumps(info)}
+            )
         if found := re.fullmatch(r"/api/v1/jobs/([^/]+)/tasks/([^/]+)/artifacts/([^/]+)", path):
             content = self.artifacts.get((found[1], found[2], found[3]))
             if content is None:
@@ -92,9 +103,9 @@ class FakePlatform:
         return _problem(404)
 
 
-def _problem(status: int) -> httpx.Response:
+def _problem(status: int, detail: str = "no") -> httpx.Response:
     return httpx.Response(
         status,
-        json={"type": "about:blank", "title": "Problem", "status": status, "detail": "no"},
+        json={"type": "about:blank", "title": "Problem", "status": status, "detail": detail},
         headers={"Content-Type": "application/problem+json"},
     )

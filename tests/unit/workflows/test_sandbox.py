@@ -9,13 +9,12 @@ import resource
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from armillary.contracts.tasks import NOOP, SLEEP, TASK_TYPES, TaskContext
+from armillary.contracts.tasks import NOOP, SLEEP, TaskContext
 from armillary.workflows import tasks
 from armillary.workflows.execution import sandbox
 from armillary.workflows.execution.child import (
@@ -51,7 +50,7 @@ WORKER_ENV = {
 
 
 def test_server_env_keeps_only_the_allow_list() -> None:
-    env = sandbox.server_env(WORKER_ENV, passthrough=())
+    env = sandbox.server_env(WORKER_ENV)  # no credential, database URL or key among them
     assert env == {
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -70,78 +69,6 @@ def test_server_env_adds_extra_env() -> None:
 def test_extra_env_may_not_set_platform_variables(name: str) -> None:
     with pytest.raises(ValueError, match=name):
         sandbox.server_env({}, {name: "x"})
-
-
-# -- passthrough variables (``TaskTypeContract.env_passthrough``) ---------------------------------
-
-AWS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-
-
-@pytest.fixture
-def aws_type(monkeypatch: pytest.MonkeyPatch) -> str:
-    """A task type that, like ``train`` with SageMaker, asks for the AWS credentials."""
-    monkeypatch.setitem(TASK_TYPES, "remote", replace(NOOP, name="remote", env_passthrough=AWS))
-    return "remote"
-
-
-def test_server_env_holds_the_passthrough_variables_of_every_type(aws_type: str) -> None:
-    env = sandbox.server_env(WORKER_ENV)
-    assert env["AWS_ACCESS_KEY_ID"] == "AKIA"
-    assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret"
-    assert env[sandbox.PASSTHROUGH_LIST] == "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY"
-    for name in ("GITHUB_TOKEN", "PGPASSWORD", "ARMILLARY_SECRET_KEY", "DATABASE_URL"):
-        assert name not in env
-
-
-def test_no_passthrough_list_without_passthrough_variables(aws_type: str) -> None:
-    assert sandbox.PASSTHROUGH_LIST not in sandbox.server_env({"PATH": "/bin"})
-
-
-@pytest.mark.parametrize("name", ["ARMILLARY_DATABASE_URL", "HOME", "TMPDIR", "PATH"])
-def test_a_type_may_not_ask_for_platform_variables(name: str) -> None:
-    with pytest.raises(ValueError, match=name):
-        sandbox.server_env(WORKER_ENV, passthrough=[name])
-
-
-def _child_env(base: dict[str, str], task_type: str | None, tmp_path: Path) -> dict[str, str]:
-    return sandbox.attempt_env(
-        base, api_url="http://api", job_id="j", task="t", workdir=tmp_path, task_type=task_type
-    )
-
-
-def test_only_the_type_that_names_them_gets_passthrough_variables(
-    aws_type: str, tmp_path: Path
-) -> None:
-    base = sandbox.server_env(WORKER_ENV)
-    remote = _child_env(base, aws_type, tmp_path)
-    assert (remote["AWS_ACCESS_KEY_ID"], remote["AWS_SECRET_ACCESS_KEY"]) == ("AKIA", "aws-secret")
-    for other in ("python", "noop", "no-such-type", None):
-        env = _child_env(base, other, tmp_path)
-        assert not [name for name in env if "AWS" in name], other
-    for env in (remote, _child_env(base, "python", tmp_path)):
-        assert sandbox.PASSTHROUGH_LIST not in env
-        assert env["PATH"] == "/usr/bin:/bin"
-
-
-def test_a_listed_variable_is_withheld_even_if_no_contract_names_it(tmp_path: Path) -> None:
-    # The server was started by a worker whose contracts named a variable this child's do not:
-    # the list in the server's environment still keeps it from the child.
-    base = {"PATH": "/bin", "VENDOR_TOKEN": "t", sandbox.PASSTHROUGH_LIST: "VENDOR_TOKEN"}
-    assert _child_env(base, "python", tmp_path).keys() == ({"PATH"} | set(sandbox.ATTEMPT_ENV))
-
-
-def test_attempt_env_identifies_the_attempt_without_a_token(tmp_path: Path) -> None:
-    env = sandbox.attempt_env(
-        {"PATH": "/bin"}, api_url="http://api", job_id="j1", task="train", workdir=tmp_path
-    )
-    assert env == {
-        "PATH": "/bin",
-        "ARMILLARY_API_URL": "http://api",
-        "ARMILLARY_JOB_ID": "j1",
-        "ARMILLARY_TASK": "train",
-        "HOME": str(tmp_path),
-        "TMPDIR": str(tmp_path / "tmp"),
-    }
 
 
 def test_the_token_is_not_in_the_spec_repr() -> None:

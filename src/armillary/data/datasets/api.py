@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from armillary.kit.authz import ProjectAccess, project_permission
+from armillary.kit.authz import ProjectAccess, dataset_permission, project_permission
 from armillary.kit.deps import ReadSession, Session
+from armillary.kit.errors import Forbidden
 from armillary.kit.pagination import MAX_PARAM_INT, Page, Paging, VersionNumber
 
 from ..components import current_data
@@ -29,6 +30,9 @@ router = APIRouter(prefix="/api/v1/projects/{project}/datasets", tags=["datasets
 
 Reader = Annotated[ProjectAccess, Depends(project_permission("dataset:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("dataset:write"))]
+# Routes of one dataset: a job token also needs its job to name the dataset (ADR 0014).
+DatasetReader = Annotated[ProjectAccess, Depends(dataset_permission("dataset:read"))]
+DatasetWriter = Annotated[ProjectAccess, Depends(dataset_permission("dataset:write"))]
 # Its own action, so that no job token (kit.authz) deletes data.
 Deleter = Annotated[ProjectAccess, Depends(project_permission("dataset:delete"))]
 Number = VersionNumber
@@ -118,6 +122,9 @@ async def list_datasets(access: Reader, session: ReadSession, paging: Paging) ->
     rows, total = await repository.datasets_page(
         session, access.project_id, limit=paging.limit, offset=paging.offset
     )
+    if access.principal.is_job:  # only the datasets its job names
+        visible = [d for d in rows if access.principal.may_touch_dataset(d.name, write=False)]
+        rows, total = visible, len(visible)
     latest = await repository.latest_numbers(session, [d.id for d in rows])
     return Page(
         items=[dataset_out(d, latest.get(d.id)) for d in rows],
@@ -131,11 +138,13 @@ async def list_datasets(access: Reader, session: ReadSession, paging: Paging) ->
     "", name="datasets.create", status_code=status.HTTP_201_CREATED, responses={400: {}, 409: {}}
 )
 async def create_dataset(body: DatasetCreate, access: Writer, session: Session) -> DatasetOut:
+    if not access.principal.may_touch_dataset(body.name, write=True):
+        raise Forbidden("A job token may create only the datasets its job writes")
     return dataset_out(await service.create_dataset(session, access, body), None)
 
 
 @router.get("/{dataset}", name="datasets.get", responses={400: {}})
-async def get_dataset(dataset: str, access: Reader, session: ReadSession) -> DatasetOut:
+async def get_dataset(dataset: str, access: DatasetReader, session: ReadSession) -> DatasetOut:
     found = await service.get_dataset(session, access, dataset)
     latest = await repository.latest_numbers(session, [found.id])
     return dataset_out(found, latest.get(found.id))
@@ -143,7 +152,7 @@ async def get_dataset(dataset: str, access: Reader, session: ReadSession) -> Dat
 
 @router.patch("/{dataset}", name="datasets.update", responses={400: {}})
 async def update_dataset(
-    dataset: str, body: DatasetUpdate, access: Writer, session: Session
+    dataset: str, body: DatasetUpdate, access: DatasetWriter, session: Session
 ) -> DatasetOut:
     found = await service.update_dataset(session, access, dataset, body)
     latest = await repository.latest_numbers(session, [found.id])
@@ -184,7 +193,7 @@ async def delete_dataset(
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_version(
-    dataset: str, request: Request, response: Response, access: Writer, session: Session
+    dataset: str, request: Request, response: Response, access: DatasetWriter, session: Session
 ) -> VersionOut:
     """Upload a CSV, Parquet or JSON Lines file (multipart field ``file``) as the next version,
     with an optional ``lineage`` field (a JSON object). Uploading bytes identical to an
@@ -213,7 +222,7 @@ async def upload_version(
 @router.get("/{dataset}/versions", name="datasets.versions")
 async def list_versions(
     dataset: str,
-    access: Reader,
+    access: DatasetReader,
     session: ReadSession,
     paging: Paging,
     include_deleted: Annotated[bool, Query()] = False,
@@ -232,7 +241,7 @@ async def list_versions(
 
 @router.get("/{dataset}/versions/{number}", name="datasets.version")
 async def get_version(
-    dataset: str, number: Number, access: Reader, session: ReadSession
+    dataset: str, number: Number, access: DatasetReader, session: ReadSession
 ) -> HeldVersionDetail:
     """The version with its profile and the model versions that hold it."""
     found, version = await service.get_version(session, access, dataset, number)
@@ -268,7 +277,7 @@ async def download_version(
     dataset: str,
     number: Number,
     request: Request,
-    access: Reader,
+    access: DatasetReader,
     session: Session,
     redirect: Annotated[
         bool, Query(description="Redirect to a presigned URL when the store has one")
@@ -298,7 +307,7 @@ async def download_version(
 
 @router.post("/{dataset}/versions/{number}/content/link", name="datasets.download_link")
 async def create_download_link(
-    dataset: str, number: Number, request: Request, access: Reader, session: Session
+    dataset: str, number: Number, request: Request, access: DatasetReader, session: Session
 ) -> DownloadLink:
     """A URL that fetches the bytes without a token until it expires (for tools like curl)."""
     data = current_data(request)

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from armillary.contracts.data import QualityReportIn
-from armillary.kit.authz import ProjectAccess, project_permission
+from armillary.kit.authz import ProjectAccess, dataset_permission
 from armillary.kit.deps import ReadSession, Session
 from armillary.kit.errors import Unprocessable
 from armillary.kit.pagination import Page, Paging, VersionNumber
@@ -23,8 +23,9 @@ router = APIRouter(
     tags=["datasets"],
 )
 
-Reader = Annotated[ProjectAccess, Depends(project_permission("dataset:read"))]
-Writer = Annotated[ProjectAccess, Depends(project_permission("dataset:write"))]
+Reader = Annotated[ProjectAccess, Depends(dataset_permission("dataset:read"))]
+# A validate task reports on the dataset its job reads: the name needs only a read.
+Writer = Annotated[ProjectAccess, Depends(dataset_permission("dataset:write", as_reader=True))]
 Number = VersionNumber
 TaskHeader = Annotated[
     str | None,

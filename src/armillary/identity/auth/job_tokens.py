@@ -83,6 +83,11 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
             "prj": str(request.project_id),
             "act": sorted(actions),
             **({"task": request.task, "att": request.attempt} if request.task else {}),
+            **(
+                {"dsr": sorted(request.datasets_read or []), "dsw": sorted(request.datasets_write)}
+                if request.datasets_write is not None
+                else {}
+            ),
         },
         typ=ACCESS_TOKEN_TYPE,
     )
@@ -97,6 +102,8 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
             "task": request.task,
             "attempt": request.attempt,
             "actions": sorted(actions),
+            "datasets_read": request.datasets_read,
+            "datasets_write": request.datasets_write,
             "jti": jti,
             "ttl_seconds": request.ttl_seconds,
             "expires_at": expires_at.isoformat(),

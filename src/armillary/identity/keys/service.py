@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,16 +31,22 @@ class ActiveKey:
 
 
 class KeyRing:
-    """Reads and changes the signing keys. The private key is decrypted once and kept."""
+    """Reads and changes the signing keys. The active private key is decrypted and kept for
+    ``active_ttl`` seconds: another process's rotation reaches this one by an event, or at
+    the latest when that time is up (the backstop when an event is lost)."""
 
-    def __init__(self, secret: str, *, rotation: timedelta, grace: timedelta) -> None:
+    def __init__(
+        self, secret: str, *, rotation: timedelta, grace: timedelta, active_ttl: float = 30.0
+    ) -> None:
         self._password = secret.encode()
         self.rotation = rotation
         self.grace = grace
+        self.active_ttl = active_ttl
         self._active: ActiveKey | None = None
+        self._loaded_at = 0.0
 
     async def active(self, session: AsyncSession) -> ActiveKey:
-        if self._active is not None:
+        if self._active is not None and time.monotonic() - self._loaded_at < self.active_ttl:
             return self._active
         row = await session.scalar(
             select(SigningKey)
@@ -51,6 +58,7 @@ class KeyRing:
         key = serialization.load_pem_private_key(row.private_key, password=self._password)
         assert isinstance(key, Ed25519PrivateKey)  # noqa: S101 - we only store Ed25519 keys
         self._active = ActiveKey(row.kid, key)
+        self._loaded_at = time.monotonic()
         return self._active
 
     def forget(self) -> None:

@@ -53,6 +53,18 @@ class StorageSettings(BaseSettings):
     noncurrent_expire_days: int = Field(default=90, ge=1)
     abort_multipart_days: int = Field(default=7, ge=1)
 
+    def presigned_origins(self) -> frozenset[str] | None:
+        """The ``scheme://host:port`` the store's presigned URLs point at, when the operator
+        configured an endpoint (a MinIO or other store, often on a private network, which a
+        sandbox's proxies may then reach); None: AWS itself, or the API (local backend)."""
+        if self.backend != "s3" or not self.s3_endpoint_url:
+            return None
+        parts = urlsplit(self.s3_endpoint_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return frozenset(
+            {f"{parts.scheme}://{parts.hostname}:{port}", f"{parts.scheme}://{parts.netloc}"}
+        )
+
     @model_validator(mode="after")
     def _check_s3(self) -> StorageSettings:
         if self.backend != "s3":

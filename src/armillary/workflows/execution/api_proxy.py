@@ -23,7 +23,7 @@ import h11
 import httpx
 import structlog
 
-from . import sandbox_socket
+from . import sandbox_socket, worker_calls
 
 log = structlog.get_logger("armillary.workflows.execution")
 
@@ -63,6 +63,7 @@ class ApiProxy:
         # chooses them); a set: only to these scheme://host:port origins.
         self.redirect_origins = redirect_origins
         self._token: str | None = None
+        self._calls: worker_calls.CallSession | None = None
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=10.0),
             follow_redirects=False,
@@ -71,11 +72,14 @@ class ApiProxy:
         self._server: asyncio.AbstractServer | None = None
         self.requests = 0
 
-    def authorize(self, token: str, upstream: str) -> None:
-        """Forward to ``upstream`` (the API's base URL) as the attempt's job; until then
-        every request is refused (503)."""
+    def authorize(
+        self, token: str, upstream: str, calls: worker_calls.CallSession | None = None
+    ) -> None:
+        """Forward to ``upstream`` (the API's base URL) as the attempt's job, and serve its
+        worker ``calls``; until then every request is refused (503)."""
         self.upstream = upstream.rstrip("/")
         self._token = token
+        self._calls = calls
 
     async def listen_unix(self, path: Path, owner: int | None) -> None:
         """Listen on a Unix socket at ``path`` (created here, 0600, given to the sandbox's
@@ -89,8 +93,11 @@ class ApiProxy:
         return f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
-        """Stop listening, end open connections and forget the token."""
+        """Stop listening, end open connections, stop the worker calls, forget the token."""
         self._token = None
+        if self._calls is not None:
+            await self._calls.close()
+            self._calls = None
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
@@ -134,6 +141,9 @@ class ApiProxy:
             await _reply(conn, writer, 503, b"the sandbox has no attempt yet")
             return
         method = request.method.decode("ascii")
+        if target.startswith(worker_calls.PREFIX):
+            await self._worker_call(conn, method, target, reader, writer)
+            return
         headers = [(k, v) for k, v in request.headers if k.lower() not in _HOP_BY_HOP]
         headers.append((b"authorization", f"Bearer {self._token}".encode()))
         upstream = self._client.build_request(
@@ -154,6 +164,43 @@ class ApiProxy:
             await _relay(conn, writer, response)
         finally:
             await response.aclose()
+
+    async def _worker_call(
+        self,
+        conn: h11.Connection,
+        method: str,
+        target: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """A call the worker answers itself (:mod:`.worker_calls`), never forwarded."""
+        name = target[len(worker_calls.PREFIX) :].split("?", 1)[0]
+        if method != "POST" or self._calls is None:
+            await _drain(conn, reader)
+            await _reply(conn, writer, 404, b"no worker calls for this task")
+            return
+        answer = await self._calls.call(name, _body(conn, reader))
+        if answer.file is None:
+            body = worker_calls.info_header(answer.info)
+            headers = [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await _send(conn, writer, h11.Response(status_code=answer.status, headers=headers))
+            await _send(conn, writer, h11.Data(data=body))
+            await _send(conn, writer, h11.EndOfMessage())
+            return
+        size = answer.file.stat().st_size
+        headers = [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(size).encode()),
+            (b"x-armillary-result", worker_calls.info_header(answer.info)),
+        ]
+        await _send(conn, writer, h11.Response(status_code=answer.status, headers=headers))
+        with answer.file.open("rb") as source:
+            while chunk := await asyncio.to_thread(source.read, CHUNK):
+                await _send(conn, writer, h11.Data(data=chunk))
+        await _send(conn, writer, h11.EndOfMessage())
 
     async def _follow(self, response: httpx.Response) -> httpx.Response:
         """The response at the redirect's target, fetched without the token; the redirect

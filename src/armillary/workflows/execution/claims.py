@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import QualityGateFailed
+from armillary.contracts.tasks import declared_datasets
 from armillary.kit.events import publish
 from armillary.kit.redaction import redact_tokens
 
@@ -55,6 +56,9 @@ class Claim:
     bundle: BundleRef | None
     # The attempt's row: a running task names it when it reports progress.
     attempt_id: uuid.UUID
+    # The datasets the job's tasks name, read and written: all its tokens may touch.
+    datasets_read: frozenset[str] = frozenset()
+    datasets_write: frozenset[str] = frozenset()
 
 
 class LateResult(Exception):
@@ -108,6 +112,7 @@ async def claim(
         )
     }
     outputs = await jobs_repo.upstream_outputs(session, runs)
+    named = await _declared_datasets(session, job_ids)
     claims = []
     for run in runs:
         job = jobs[run.job_id]
@@ -128,9 +133,24 @@ async def claim(
                 timeout_seconds=run.timeout_seconds,
                 bundle=await _bundle(session, run, job.project_id, params),
                 attempt_id=attempt_ids[run.id],
+                datasets_read=named[run.job_id][0],
+                datasets_write=named[run.job_id][1],
             )
         )
     return claims
+
+
+async def _declared_datasets(
+    session: AsyncSession, job_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, tuple[frozenset[str], frozenset[str]]]:
+    """Per job, the datasets its tasks name as read and as written."""
+    tasks: dict[uuid.UUID, list[tuple[str, dict[str, Any]]]] = {job: [] for job in job_ids}
+    rows = await session.execute(
+        select(TaskRun.job_id, TaskRun.type, TaskRun.params).where(TaskRun.job_id.in_(job_ids))
+    )
+    for job_id, task_type, params in rows:
+        tasks[job_id].append((task_type, params or {}))
+    return {job: declared_datasets(found) for job, found in tasks.items()}
 
 
 async def _bundle(

@@ -25,10 +25,10 @@ from typing import Any
 
 import structlog
 
-from armillary.contracts.tasks import TASK_TYPES
+from armillary.contracts.task_base import WorkerCallHandler
 from armillary.kit.egress import parse_allow_networks
 
-from . import artifacts, isolation, sandbox, workroot
+from . import artifacts, isolation, sandbox, worker_calls, workroot
 from .cgroups import CgroupLimiter
 from .pool import (
     Sandbox,
@@ -96,6 +96,7 @@ class LocalExecutor:
         cgroup_root: Path | None = None,
         artifact_limits: artifacts.Limits | None = None,
         redirect_origins: frozenset[str] | None = None,
+        worker_call_handlers: Mapping[str, WorkerCallHandler] | None = None,
     ) -> None:
         self.work_root = Path(work_root).absolute()
         self.preload = tuple(preload)
@@ -118,6 +119,8 @@ class LocalExecutor:
         self._pool: WarmPool | None = None
         self._running: set[str] = set()
         self._start_lock = asyncio.Lock()
+        # None: the installed ``armillary.worker_calls`` entry points, loaded at start.
+        self._worker_calls = None if worker_call_handlers is None else dict(worker_call_handlers)
 
     @property
     def sandboxed(self) -> bool:
@@ -130,6 +133,8 @@ class LocalExecutor:
             if self._factory is not None:
                 return
             workroot.ensure_private(self.work_root)
+            if self._worker_calls is None:
+                self._worker_calls = worker_calls.load_implementations()
             self.bwrap = isolation.find_bwrap()
             if self.bwrap is None:
                 if not self.insecure:
@@ -221,16 +226,10 @@ class LocalExecutor:
         return await factory.start(options or SandboxOptions(self.base_env))
 
     def _options_for(self, spec: AttemptSpec) -> SandboxOptions | None:
-        """A sandbox of its own for types with passthrough variables or egress; None: any
-        warm one does."""
-        contract = TASK_TYPES.get(spec.task_type)
-        names = contract.env_passthrough if contract is not None else ()
-        egress = spec.task_type in EGRESS_TYPES or _remote_training(spec)
-        if not names and not egress:
+        """A sandbox of its own for types with egress; None: any warm one does."""
+        if spec.task_type not in EGRESS_TYPES:
             return None
-        env = dict(self.base_env)
-        env.update({name: os.environ[name] for name in names if name in os.environ})
-        return SandboxOptions(env, egress=egress)
+        return SandboxOptions(dict(self.base_env), egress=True)
 
     async def _run_in(
         self,
@@ -253,7 +252,10 @@ class LocalExecutor:
                 await asyncio.to_thread(_link_bundle, Path(spec.bundle_dir), workdir.root / "code")
             if box.group is not None:
                 box.group.set_memory(spec.limits.memory_bytes)
-            box.proxy.authorize(spec.job_token, spec.api_url)
+            calls = worker_calls.CallSession.for_attempt(
+                spec, self._worker_calls or {}, self.work_root / f"{spec.attempt_id}.calls"
+            )
+            box.proxy.authorize(spec.job_token, spec.api_url, calls)
             inside = isolation.SANDBOX_WORKDIR if self.sandboxed else workdir.root
             await write_frame(
                 box.writer, {"spec": _sandbox_spec(spec, box, inside), "workdir": str(inside)}
@@ -336,17 +338,10 @@ class LocalExecutor:
             await asyncio.wait_for(asyncio.shield(exited), self.stop_grace_seconds)
 
 
-def _remote_training(spec: AttemptSpec) -> bool:
-    """`train` on SageMaker talks to AWS from its sandbox (until the worker does it for it)."""
-    return spec.task_type == "train" and spec.params.get("backend") == "sagemaker"
-
-
 def _sandbox_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The warm sandboxes' environment: no passthrough variable (a type that has some gets a
-    sandbox of its own). Of the test suite's coverage variables only the inline configuration
-    works inside (a configuration file is not in the sandbox)."""
-    withheld = sandbox.withheld_env(env, None) | {"COVERAGE_PROCESS_START"}
-    return {name: value for name, value in env.items() if name not in withheld}
+    """The sandboxes' environment. Of the test suite's coverage variables only the inline
+    configuration works inside (a configuration file is not in the sandbox)."""
+    return {name: value for name, value in env.items() if name != "COVERAGE_PROCESS_START"}
 
 
 def _sandbox_spec(spec: AttemptSpec, box: Sandbox, inside: Path) -> dict[str, Any]:

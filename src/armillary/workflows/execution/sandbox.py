@@ -8,11 +8,9 @@ import ctypes
 import math
 import os
 import resource
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from armillary.contracts.tasks import TASK_TYPES
 
 from .protocol import ResourceLimits
 
@@ -35,76 +33,21 @@ ALLOWED_ENV = (
 )
 # Set per attempt by the child; an operator's ``extra_env`` may not override them.
 ATTEMPT_ENV = ("ARMILLARY_API_URL", "ARMILLARY_JOB_ID", "ARMILLARY_TASK", "HOME", "TMPDIR")
-# Names held only for some task types (``TaskTypeContract.env_passthrough``): listed here so
-# that an attempt of another type withholds them even if its view of the contracts differed.
-PASSTHROUGH_LIST = "ARMILLARY_ENV_PASSTHROUGH"
 _PR_SET_NO_NEW_PRIVS = 38
 
 
-def passthrough_names() -> frozenset[str]:
-    """The variables some task type may receive from the worker (its ``env_passthrough``)."""
-    return frozenset(name for c in TASK_TYPES.values() for name in c.env_passthrough)
-
-
 def server_env(
-    environ: Mapping[str, str],
-    extra: Mapping[str, str] | None = None,
-    passthrough: Iterable[str] | None = None,
+    environ: Mapping[str, str], extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """The sandboxes' base environment: the allow-listed variables of ``environ``, those of
-    ``passthrough`` (default: every task type's ``env_passthrough``) it has, plus ``extra``.
-
-    ``extra`` may not set ``ARMILLARY_*`` variables or the per-attempt ones, nor may a task
-    type ask for them. The children of a type get the passthrough variables only if the type
-    names them (:func:`attempt_env`).
-    """
-    names = passthrough_names() if passthrough is None else frozenset(passthrough)
-    for name in names:
-        if name.startswith("ARMILLARY_") or name in ATTEMPT_ENV or name in ALLOWED_ENV:
-            raise ValueError(f"a task type may not ask for {name} as a passthrough variable")
+    """The sandboxes' base environment: the allow-listed variables of ``environ``, plus
+    ``extra``, which may not set ``ARMILLARY_*`` variables or the per-attempt ones. No
+    credential is ever passed on: work that needs one is a worker call (ADR 0011)."""
     env = {name: environ[name] for name in ALLOWED_ENV if name in environ}
-    env.update({name: environ[name] for name in sorted(names) if name in environ})
     for name, value in (extra or {}).items():
         if name.startswith("ARMILLARY_") or name in ATTEMPT_ENV:
             raise ValueError(f"extra_env may not set {name}: the executor sets it per attempt")
         env[name] = value
-    held = sorted(name for name in names if name in env)
-    if held:
-        env[PASSTHROUGH_LIST] = ",".join(held)
     return env
-
-
-def withheld_env(base: Mapping[str, str], task_type: str | None) -> frozenset[str]:
-    """The variables of ``base`` a child of ``task_type`` must not get: every passthrough
-    variable its type does not name (unknown type: all of them), and the list itself."""
-    contract = TASK_TYPES.get(task_type) if task_type is not None else None
-    own = frozenset(contract.env_passthrough) if contract is not None else frozenset()
-    listed = frozenset(filter(None, base.get(PASSTHROUGH_LIST, "").split(",")))
-    return ((listed | passthrough_names()) - own) | {PASSTHROUGH_LIST}
-
-
-def attempt_env(
-    base: Mapping[str, str],
-    *,
-    api_url: str,
-    job_id: str,
-    task: str,
-    workdir: Path,
-    task_type: str | None = None,
-) -> dict[str, str]:
-    """A child's environment: the server's, without the passthrough variables that are not
-    for ``task_type``, plus what identifies the attempt (no token)."""
-    withheld = withheld_env(base, task_type)
-    # By key first: reading a withheld value would leave a decoded copy in this process.
-    kept = {name: base[name] for name in base if name not in withheld}
-    return {
-        **kept,
-        "ARMILLARY_API_URL": api_url,
-        "ARMILLARY_JOB_ID": job_id,
-        "ARMILLARY_TASK": task,
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir / "tmp"),
-    }
 
 
 @dataclass(frozen=True, slots=True)

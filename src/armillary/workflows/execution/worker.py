@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from armillary.contracts.identity import JOB_TOKEN_MAX_TTL_SECONDS, JobTokenRequest
+from armillary.kit.database_unavailable import unavailable_reason
 from armillary.kit.db import Database, utcnow
+from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.errors import InvalidObjectKey
 from armillary.kit.storage.keys import attempt_artifact_key, validate_segment
@@ -46,6 +48,8 @@ log = structlog.get_logger(__name__)
 # What identity mints an attempt's job token from (a JobTokenRequest) -> (token, expires at).
 JobTokenIssuer = Callable[[JobTokenRequest], Awaitable[tuple[str, datetime]]]
 RETRYABLE = (StaleDataError, TransitionRejected, DBAPIError)
+# How long a finished attempt's result is retried while the database is away.
+REPORT_PATIENCE_SECONDS = 120.0
 
 
 def worker_name() -> str:
@@ -93,7 +97,7 @@ class Worker:
     async def run(self) -> None:
         """Until :meth:`stop`: claim, run, heartbeat. Running attempts finish before it returns."""
         await self.executor.start()
-        await self.listener.start()
+        await self.listener.start_when_possible(self._stopping)
         heartbeat = asyncio.create_task(self._heartbeat())
         log.info("worker.started", worker=self.name, concurrency=self.concurrency)
         try:
@@ -132,7 +136,12 @@ class Worker:
                 )
                 if taken:
                     await signals.notify(session, signals.SCHEDULER_WANTED)
-        except RETRYABLE as exc:
+        except (*RETRYABLE, OSError) as exc:
+            if unavailable_reason(exc) == "unreachable" or isinstance(exc, OSError):
+                # The database is away (restarting): wait a poll interval, not a busy loop.
+                log.warning("worker.database_unreachable", error=type(exc).__name__)
+                await asyncio.sleep(self.settings.poll_seconds)
+                return 0
             # Another worker took the same rows first (SQLite) or the database is busy.
             log.debug("worker.claim_conflict", error=type(exc).__name__)
             await asyncio.sleep(0.01)
@@ -216,7 +225,7 @@ class Worker:
     ) -> AttemptResult:
         workdir = self.work_root / "attempts" / uuid.uuid4().hex
         try:
-            token = await self._token(claimed)
+            token = await self._token_when_possible(claimed, cancel)
             bundle_dir = await self._bundle_dir(claimed)
         except Exception as exc:
             # Nothing ran: the task fails with why (not retried by the executor's limits).
@@ -245,6 +254,24 @@ class Worker:
         )
         return await self.executor.run(spec, on_log=writer.write, cancel=cancel)
 
+    async def _token_when_possible(self, claimed: Claim, cancel: asyncio.Event) -> str:
+        """:meth:`_token`, retried while identity (or its database) is away: an outage is no
+        reason to fail a task that has not started. The heartbeat keeps the lease meanwhile;
+        a refusal (not a member, the attempt ended) is final."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPORT_PATIENCE_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                return await self._token(claimed)
+            except ServiceUnavailable as exc:
+                if loop.time() >= deadline or cancel.is_set():
+                    raise
+                log.warning("worker.token_retry", task=claimed.task, error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(cancel.wait(), delay)
+                delay = min(delay * 2, 5.0)
+
     async def _token(self, claimed: Claim) -> str:
         """A token of this attempt's own: identity stops honouring it when the attempt ends
         or loses its lease, and it holds only what the task type may do."""
@@ -261,6 +288,8 @@ class Worker:
                 task=claimed.task,
                 attempt=claimed.attempt,
                 task_type=claimed.task_type,
+                datasets_read=sorted(claimed.datasets_read),
+                datasets_write=sorted(claimed.datasets_write),
             )
         )
         return token
@@ -313,7 +342,12 @@ class Worker:
     ) -> list[Claim]:
         """Record the result; returns the tasks this worker took to run next (see
         :meth:`_continue`)."""
-        for _ in range(20):
+        loop = asyncio.get_running_loop()
+        # A result is worth waiting for: through a database restart, as long as the scheduler
+        # could not have given the task to another worker meanwhile (fencing decides then).
+        deadline = loop.time() + max(REPORT_PATIENCE_SECONDS, 2 * self.settings.lease_seconds)
+        delay = 0.05
+        while True:
             try:
                 async with self.db.unit_of_work() as session:
                     now = utcnow()
@@ -345,8 +379,12 @@ class Worker:
                     reason=str(late),
                 )
                 return []
-            except (StaleDataError, DBAPIError):
-                await asyncio.sleep(0.05)
+            except (StaleDataError, DBAPIError, OSError) as exc:
+                if loop.time() >= deadline:
+                    break
+                log.info("worker.report_retry", task=claimed.task, error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         log.error("worker.report_failed", task=claimed.task, job=str(claimed.job_id))
         return []
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+import asyncpg
 import structlog
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -52,6 +53,9 @@ STEPS: tuple[Step, ...] = (
 GAUGE_INTERVAL_SECONDS = 5.0
 CRON_INTERVAL_SECONDS = 1.0
 RETRYABLE = (StaleDataError, TransitionRejected, OperationalError, DBAPIError)
+# The database restarting, shutting down or not up yet, through SQLAlchemy or raw asyncpg
+# (the leader lock and LISTEN connections are asyncpg's own).
+DATABASE_AWAY = (OSError, DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 class Scheduler:
@@ -184,21 +188,27 @@ class Scheduler:
         return await retention.delete_finished_before(self.db, self.store, cutoff)
 
     async def run(self) -> None:
-        """Until :meth:`stop`: lead (or wait to), and tick on every wake-up."""
-        await self.listener.start()
+        """Until :meth:`stop`: lead (or wait to), and tick on every wake-up. A database that
+        is away (restarting, shutting down, not up yet) is waited for, never a reason to exit."""
+        await self.listener.start_when_possible(self._stopping)
+        leading = False
         try:
             while not self._stopping.is_set():
                 try:
                     leader = await self.leadership.acquire()
-                except (OSError, DBAPIError) as exc:
+                except DATABASE_AWAY as exc:
                     log.warning("scheduler.leadership_unavailable", error=type(exc).__name__)
                     leader = False
+                if leader != leading:
+                    # An operator running a standby sees which process leads, and when.
+                    log.info("scheduler.leading" if leader else "scheduler.standing_by")
+                    leading = leader
                 if not leader:
                     await self._sleep(self.settings.poll_seconds)
                     continue
                 try:
                     more = await self._cycle()
-                except (OSError, DBAPIError) as exc:
+                except DATABASE_AWAY as exc:
                     log.warning("scheduler.tick_failed", error=type(exc).__name__)
                     await self._sleep(self.settings.poll_seconds)
                     continue

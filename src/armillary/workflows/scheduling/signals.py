@@ -13,10 +13,13 @@ import weakref
 from typing import Any
 
 import asyncpg
+import structlog
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit.db import after_commit
+
+log = structlog.get_logger("armillary.workflows.signals")
 
 # Tasks were queued (workers listen).
 TASKS_QUEUED = "armillary_tasks_queued"
@@ -87,6 +90,20 @@ class Listener:
         self._connection = await asyncpg.connect(self.dsn)
         await self._connection.add_listener(self.channel, self._notified)
 
+    async def start_when_possible(self, stopping: asyncio.Event) -> None:
+        """:meth:`start`, retried with backoff while the database is away (a process may
+        start before its database is up); returns early when ``stopping`` is set."""
+        delay = 0.2
+        while not stopping.is_set():
+            try:
+                await self.start()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("listener.database_unreachable", error=type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
+
     def _notified(self, *_args: Any) -> None:
         self._event.set()
 
@@ -98,7 +115,7 @@ class Listener:
         """Until a notification or the poll interval; True when notified."""
         if self._connection is not None and self._connection.is_closed():
             # The server dropped the listening connection: reconnect, and look now.
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await self.start()
             return True
         try:
