@@ -14,7 +14,7 @@ features, 10 classes; no network), run two ways in the same run, alternating:
              job seen `succeeded` by the client (polling every 50 ms), plus the server's
              started -> finished. The train task also writes the signature, the environment,
              the feature importances and the rows the ONNX export is checked against, and
-             reports progress. The export itself runs after registration (ADR 0017).
+             reports progress. The export itself runs after registration (ADR 0018).
   platform+register  ingest -> train -> register: the registration starts the version's
              export job (ONNX conversion and parity check, after the training job). Each
              repetition waits for the version to show `onnx: ready` (and fails if it does

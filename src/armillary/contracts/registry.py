@@ -4,7 +4,7 @@
 trained on, so that it holds them (a held version is not deleted unless an admin forces it).
 ``AliasMoved`` tells whoever follows an alias (the prediction service) to re-resolve it.
 ``OnnxExportRequested`` asks the workflows service to run a version's ONNX export as a job of
-its own, after the training job (ADR 0017); ``ModelVersionOnnxChanged`` tells the prediction
+its own, after the training job (ADR 0018); ``ModelVersionOnnxChanged`` tells the prediction
 service that a version's model files changed (``model.onnx`` arrived), so it loads them again.
 """
 
@@ -193,7 +193,7 @@ ATTACH_ONNX = TaskTypeContract(
     description=(
         "Gives version `version` of `model` the model.onnx its upstream `onnx_export` task "
         "produced (or records why there is none). Accepted only from the export job the "
-        "registry started for that version (ADR 0017)."
+        "registry started for that version (ADR 0018)."
     ),
     params=AttachOnnxParams,
     outputs=AttachOnnxOutputs,

@@ -384,7 +384,7 @@ class TrainOutputs(BaseModel):
     )
     onnx: OnnxState | None = Field(
         default=None,
-        description="`pending`: exported after the model is registered (ADR 0017); `failed`: "
+        description="`pending`: exported after the model is registered (ADR 0018); `failed`: "
         "this model cannot be exported (reason given); absent when not asked for",
     )
 
@@ -519,7 +519,7 @@ ONNX_EXPORT = TaskTypeContract(
     description=(
         "Converts version `version` of registered model `model` (its model.skops) to ONNX and "
         "keeps model.onnx only if it predicts what the skops model does on the `parity` rows. "
-        "The platform runs it after a training job registers a version (ADR 0017)."
+        "The platform runs it after a training job registers a version (ADR 0018)."
     ),
     params=OnnxExportParams,
     outputs=OnnxExportOutputs,

@@ -2,7 +2,7 @@
 a registered model, with its metrics (and an ``evaluate`` task's, as ``eval_<name>``),
 parameters, signature and artifacts; the registry records lineage from the job itself.
 ``attach_onnx`` ends a version's export job: the ``model.onnx`` its upstream ``onnx_export``
-task made, or why there is none (ADR 0017).
+task made, or why there is none (ADR 0018).
 
 Runs in a worker's task child and talks to the platform only through
 :class:`~armillary.sdk.task_api.TaskApi` (DESIGN §2)."""

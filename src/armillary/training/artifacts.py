@@ -2,7 +2,7 @@
 
 ``model.skops`` (always), ``onnx_parity.npy`` (the rows a deferred ONNX export must
 reproduce), ``signature.json``, ``environment.json``, ``importances.json`` and, after a search,
-``trials.json``. ``model.onnx`` is written by the ``onnx_export`` task, after the job (ADR 0017),
+``trials.json``. ``model.onnx`` is written by the ``onnx_export`` task, after the job (ADR 0018),
 when the pipeline converts and the converted model predicts what the original does.
 """
 

@@ -1,5 +1,5 @@
 """The ``onnx_export`` task: a registered version's ``model.skops`` converted to ONNX and kept
-only if it predicts what the skops model does on the training rows (ADR 0017).
+only if it predicts what the skops model does on the training rows (ADR 0018).
 
 It runs in the sandbox like any task, as the first task of the export job the platform starts
 after the training job, so the training job never waits for it. An export that cannot be made

@@ -178,7 +178,7 @@ def _train_local(
 def _defer_onnx(
     log: TaskLog, x: np.ndarray[Any, Any], spec: TrainParams, out: Path
 ) -> OnnxState | None:
-    """The export and its parity check run after the job (ADR 0017): here only the cheap
+    """The export and its parity check run after the job (ADR 0018): here only the cheap
     checks, and the rows the export must reproduce."""
     if not spec.onnx:
         log("onnx: not requested")

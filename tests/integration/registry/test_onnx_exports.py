@@ -1,4 +1,4 @@
-"""A version registered with its ONNX export ``pending`` (ADR 0017): only the export job the
+"""A version registered with its ONNX export ``pending`` (ADR 0018): only the export job the
 registry asked for may finish it, ``ready`` with the ``model.onnx`` of one of its tasks (checked
 like any model file) or ``failed`` with a reason; an export job that ends without saying so
 leaves the version ``failed``."""

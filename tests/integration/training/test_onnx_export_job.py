@@ -1,4 +1,4 @@
-"""The ONNX export runs after the training job, as a job of its own (ADR 0017): a registered
+"""The ONNX export runs after the training job, as a job of its own (ADR 0018): a registered
 version is ``pending`` until its export job attaches ``model.onnx`` (``ready``) or says why not
 (``failed``); predictions come from skops until then and from ONNX after, without a restart."""
 

@@ -49,7 +49,7 @@ async def test_a_job_trains_and_evaluates_and_the_stored_model_reproduces_its_me
     assert fit.table_sha256 == stage.outputs["iris"]["sha256"]
     assert fit.dataset is not None
     assert fit.dataset.name == "iris"
-    # The export runs after the job, once the model is registered (ADR 0017).
+    # The export runs after the job, once the model is registered (ADR 0018).
     assert fit.artifacts.onnx is None
     assert fit.artifacts.onnx_parity is not None
     assert fit.onnx is not None

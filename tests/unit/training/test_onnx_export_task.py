@@ -1,4 +1,4 @@
-"""The ``onnx_export`` task (ADR 0017): the train task only leaves the rows the export must
+"""The ``onnx_export`` task (ADR 0018): the train task only leaves the rows the export must
 reproduce; the export, run later on the registered version, converts and checks them."""
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ async def attach_onnx(
 ) -> VersionOut:
     """Finish the version's pending ONNX export: ``model.onnx`` from a task of the calling
     job, or the reason there is none. Only the export job the registry started for this
-    version may call it (ADR 0017)."""
+    version may call it (ADR 0018)."""
     found, row = await onnx.attach(session, current_registry(request), access, model, version, body)
     return version_out(found, row)
 

@@ -1,4 +1,4 @@
-"""Events the registry consumes: the end of a version's ONNX export job (ADR 0017)."""
+"""Events the registry consumes: the end of a version's ONNX export job (ADR 0018)."""
 
 from __future__ import annotations
 

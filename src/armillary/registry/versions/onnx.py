@@ -1,4 +1,4 @@
-"""A version's ONNX export, finished after its training job (ADR 0017): the export job the
+"""A version's ONNX export, finished after its training job (ADR 0018): the export job the
 registry asked for attaches ``model.onnx`` (copied from its own task's artifacts and checked
 like any model file) or says why there is none; an export job that ends without saying so
 leaves the version ``failed``. Either way the prediction service hears of it."""

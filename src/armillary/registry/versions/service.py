@@ -176,7 +176,7 @@ async def create_from_job(
 
 def _onnx_at_registration(body: VersionCreate, names: Sequence[str]) -> dict[str, Any]:
     """The version's ONNX state: ready when the job already made ``model.onnx``; pending (with
-    the id of the export job to come) when the train task deferred it (ADR 0017)."""
+    the id of the export job to come) when the train task deferred it (ADR 0018)."""
     if MODEL_FILE_ONNX in names:
         return {"onnx_status": "ready"}
     if body.onnx is None:

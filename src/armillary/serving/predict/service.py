@@ -106,7 +106,7 @@ class Predictor:
 
         model = await self.cache.get(variant.model_version_id, load)
         if model.format == "skops" and self.files.has_onnx(variant.model_version_id):
-            # Its ONNX export arrived since it was loaded (ADR 0017): a process that did not
+            # Its ONNX export arrived since it was loaded (ADR 0018): a process that did not
             # consume the event switches once its directory has re-read the version.
             self.cache.evict(variant.model_version_id)
             model = await self.cache.get(variant.model_version_id, load)

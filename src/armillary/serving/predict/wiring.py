@@ -121,7 +121,7 @@ def install(runtime: Runtime, settings: PredictSettings | None = None) -> Predic
 
 
 def _follow_onnx_exports(bus: EventBus, component: PredictComponent) -> None:
-    """A version's ``model.onnx`` arrived (ADR 0017): the deployments serving it re-read it
+    """A version's ``model.onnx`` arrived (ADR 0018): the deployments serving it re-read it
     from the registry first, then its loaded skops model goes, so the next request loads
     ONNX."""
 

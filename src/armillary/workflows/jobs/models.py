@@ -40,7 +40,7 @@ class Trigger(StrEnum):
     API = "api"
     CLI = "cli"
     SCHEDULE = "schedule"
-    # Started by the platform after a training job: a model version's ONNX export (ADR 0017).
+    # Started by the platform after a training job: a model version's ONNX export (ADR 0018).
     ONNX_EXPORT = "onnx_export"
 
 

@@ -1,5 +1,5 @@
 """Export jobs: a registered version's ONNX export runs as a job of its own, after the
-training job that registered it, so that job never waits for it (ADR 0017).
+training job that registered it, so that job never waits for it (ADR 0018).
 
 The job belongs to the training job's workflow and project, is started on behalf of whoever
 started that job, and runs the tasks the registry's contract lists (``onnx_export``, then

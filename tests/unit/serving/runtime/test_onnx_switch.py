@@ -1,4 +1,4 @@
-"""A version served from skops switches to ONNX once its export arrives (ADR 0017): by the
+"""A version served from skops switches to ONNX once its export arrives (ADR 0018): by the
 registry's event (the loaded model is forgotten), or, in a process that did not consume it,
 as soon as its directory lists ``model.onnx``."""
 
