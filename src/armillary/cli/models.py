@@ -125,6 +125,7 @@ def show(
     table.add_column("Version", justify="right")
     table.add_column("Aliases")
     table.add_column("Estimator")
+    table.add_column("ONNX")
     for name in metrics:
         table.add_column(name, justify="right")
     table.add_column("Created")
@@ -132,12 +133,15 @@ def show(
         number = int(item["version"])
         row = [str(number), escape(", ".join(aliases.get(number, []))) or "-"]
         row.append(escape(item.get("estimator") or "-"))
+        row.append(escape(onnx_status(item)))
         row += [_number((item.get("metrics") or {}).get(name)) for name in metrics]
         row.append(_when(item.get("created_at")))
         table.add_row(*row)
     # At 80 columns: the creation time, estimator and aliases give way, then the last metrics.
     hidden = fit_table(
-        table, console, optional=("Created", "Estimator", "Aliases", *reversed(metrics[1:]))
+        table,
+        console,
+        optional=("Created", "Estimator", "ONNX", "Aliases", *reversed(metrics[1:])),
     )
     console.print(table)
     left_out = [name for name in metrics if name in hidden]
@@ -148,11 +152,21 @@ def show(
         )
 
 
+def onnx_status(item: dict[str, Any]) -> str:
+    """``pending``, ``ready`` or ``failed``; ``-`` when no export was asked for."""
+    onnx = item.get("onnx")
+    return str(onnx.get("status") or "-") if isinstance(onnx, dict) else "-"
+
+
 def _show_version(item: dict[str, Any]) -> None:
     console.print(
         f"[bold]{escape(item['model'])}[/bold] version {item['version']} "
         f"({escape(item.get('estimator') or '-')}, {escape(item.get('format') or '-')})"
     )
+    onnx = item.get("onnx") or {}
+    if onnx:
+        reason = f" ({onnx['reason']})" if onnx.get("reason") else ""
+        console.print(escape(f"onnx: {onnx_status(item)}{reason}"))
     if item.get("description"):
         console.print(escape(item["description"]))
     metrics = Table(title="Metrics")

@@ -3,12 +3,15 @@
 ``ModelVersionRegistered`` tells the data service which dataset versions a model version was
 trained on, so that it holds them (a held version is not deleted unless an admin forces it).
 ``AliasMoved`` tells whoever follows an alias (the prediction service) to re-resolve it.
+``OnnxExportRequested`` asks the workflows service to run a version's ONNX export as a job of
+its own, after the training job (ADR 0018); ``ModelVersionOnnxChanged`` tells the prediction
+service that a version's model files changed (``model.onnx`` arrived), so it loads them again.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .data_tasks import TaskName
 from .events import Event
 from .task_base import TaskTypeContract
+from .training import OnnxExportParams
 
 #: Registered model names (as dataset names).
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -88,6 +92,89 @@ class AliasMoved(Event):
     occurred_at: datetime
 
 
+class OnnxExportRequested(Event):
+    """Version ``version`` was registered with its ONNX export ``pending``: run job
+    ``export_job_id`` (the only job the registry accepts the result from) with the tasks of
+    :func:`onnx_export_tasks`, as a job of ``source_job_id``'s workflow, started by
+    ``requested_by``."""
+
+    TYPE: ClassVar[str] = "registry.onnx_export_requested"
+    project_id: UUID
+    model_id: UUID
+    model: str
+    model_version_id: UUID
+    version: int
+    export_job_id: UUID
+    source_job_id: UUID
+    source_task: str
+    requested_by: UUID
+    occurred_at: datetime
+
+
+class ModelVersionOnnxChanged(Event):
+    """A version's ONNX export finished: ``ready`` (``model.onnx`` is among its artifacts) or
+    ``failed`` (it keeps serving from ``model.skops``)."""
+
+    TYPE: ClassVar[str] = "registry.model_version_onnx_changed"
+    project_id: UUID
+    model_id: UUID
+    model: str
+    model_version_id: UUID
+    version: int
+    status: Literal["ready", "failed"]
+    occurred_at: datetime
+
+
+#: The tasks of a version's ONNX export job: ``onnx_export`` (training) converts and checks,
+#: ``attach_onnx`` (registry) hands the result to the version.
+EXPORT_TASK = "export"
+ATTACH_TASK = "attach"
+
+
+def onnx_export_tasks(event: OnnxExportRequested, parity_file: str) -> list[dict[str, Any]]:
+    """The export job's tasks, as a workflow spec would list them."""
+    export = OnnxExportParams.model_validate(
+        {
+            "model": event.model,
+            "version": event.version,
+            "parity": {
+                "job_id": str(event.source_job_id),
+                "task": event.source_task,
+                "name": parity_file,
+            },
+        }
+    )
+    attach = AttachOnnxParams(model=event.model, version=event.version, export=EXPORT_TASK)
+    return [
+        {
+            "name": EXPORT_TASK,
+            "type": "onnx_export",
+            "params": export.model_dump(mode="json"),
+            "timeout_seconds": 3600,
+        },
+        {
+            "name": ATTACH_TASK,
+            "type": "attach_onnx",
+            "params": attach.model_dump(mode="json"),
+            "needs": [EXPORT_TASK],
+            "retries": 2,
+        },
+    ]
+
+
+class AttachOnnxParams(_Params):
+    model: str = Field(pattern=MODEL_NAME_PATTERN)
+    version: int = Field(ge=1)
+    export: TaskName = Field(description="The upstream `onnx_export` task")
+
+
+class AttachOnnxOutputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    version: int
+    onnx: Literal["ready", "failed"]
+
+
 REGISTER = TaskTypeContract(
     name="register",
     description=(
@@ -101,4 +188,16 @@ REGISTER = TaskTypeContract(
     job_actions=("model:alias",),
 )
 
-REGISTRY_TASK_TYPES: dict[str, TaskTypeContract] = {REGISTER.name: REGISTER}
+ATTACH_ONNX = TaskTypeContract(
+    name="attach_onnx",
+    description=(
+        "Gives version `version` of `model` the model.onnx its upstream `onnx_export` task "
+        "produced (or records why there is none). Accepted only from the export job the "
+        "registry started for that version (ADR 0018)."
+    ),
+    params=AttachOnnxParams,
+    outputs=AttachOnnxOutputs,
+    input_params=("export",),
+)
+
+REGISTRY_TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (REGISTER, ATTACH_ONNX)}

@@ -303,6 +303,10 @@ class ModelArtifacts(BaseModel):
     model_config = ConfigDict(extra="forbid")
     skops: TableRef | None = Field(default=None, description="The fitted pipeline (skops)")
     onnx: TableRef | None = Field(default=None, description="ONNX export, when it converts")
+    onnx_parity: TableRef | None = Field(
+        default=None,
+        description="The training rows (NumPy .npy) the deferred ONNX export must reproduce",
+    )
     signature: TableRef
     environment: TableRef
     importances: TableRef | None = None
@@ -345,6 +349,20 @@ class Trial(BaseModel):
     best: bool = False
 
 
+#: The training rows a deferred ONNX export is checked against (one of the train task's files).
+ONNX_PARITY_FILE = "onnx_parity.npy"
+
+
+class OnnxState(BaseModel):
+    """Where a model's ONNX export stands: ``pending`` (to be exported after the job),
+    ``ready`` (``model.onnx`` exists and matched), ``failed`` (``reason`` says why)."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["pending", "ready", "failed"]
+    reason: str | None = Field(default=None, max_length=1000)
+    job_id: str | None = Field(default=None, description="The export job, when there is one")
+
+
 class TrainOutputs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     estimator: str
@@ -364,6 +382,27 @@ class TrainOutputs(BaseModel):
     dataset: DatasetRef | None = Field(
         default=None, description="The dataset version the input table was read from, if known"
     )
+    onnx: OnnxState | None = Field(
+        default=None,
+        description="`pending`: exported after the model is registered (ADR 0018); `failed`: "
+        "this model cannot be exported (reason given); absent when not asked for",
+    )
+
+
+# -- onnx_export -----------------------------------------------------------------------------
+
+
+class OnnxExportParams(_Params):
+    model: str = Field(max_length=128, description="The registered model")
+    version: int = Field(ge=1, description="Its version whose model.skops is exported")
+    parity: TableRef = Field(description="The training rows the export must reproduce")
+
+
+class OnnxExportOutputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    onnx: TableRef | None = Field(description="model.onnx, when it converted and matched")
+    reason: str | None = Field(default=None, description="Why there is no model.onnx")
+    parity_rows: int = Field(ge=0, description="Rows the export reproduced (or was tried on)")
 
 
 # -- evaluate --------------------------------------------------------------------------------
@@ -452,8 +491,9 @@ TRAIN = TaskTypeContract(
         "Fits an allow-listed estimator (scikit-learn; XGBoost/LightGBM with the `boosting` "
         "extra) inside a preprocessing pipeline on the table of the upstream task `input`, "
         "with a hold-out split or k-fold cross-validation and an optional grid/random search. "
-        "Stores the model as skops (and ONNX when it converts) with its signature, environment "
-        "and feature importances. `backend: sagemaker` runs it as a SageMaker training job."
+        "Stores the model as skops with its signature, environment and feature importances; "
+        "ONNX is exported after the model is registered, off the job's path. "
+        "`backend: sagemaker` runs it as a SageMaker training job."
     ),
     params=TrainParams,
     outputs=TrainOutputs,
@@ -474,4 +514,17 @@ EVALUATE = TaskTypeContract(
     input_params=("model", "input"),
 )
 
-TRAINING_TASK_TYPES: dict[str, TaskTypeContract] = {c.name: c for c in (TRAIN, EVALUATE)}
+ONNX_EXPORT = TaskTypeContract(
+    name="onnx_export",
+    description=(
+        "Converts version `version` of registered model `model` (its model.skops) to ONNX and "
+        "keeps model.onnx only if it predicts what the skops model does on the `parity` rows. "
+        "The platform runs it after a training job registers a version (ADR 0018)."
+    ),
+    params=OnnxExportParams,
+    outputs=OnnxExportOutputs,
+)
+
+TRAINING_TASK_TYPES: dict[str, TaskTypeContract] = {
+    c.name: c for c in (TRAIN, EVALUATE, ONNX_EXPORT)
+}

@@ -12,6 +12,7 @@ from .catalog.api import router as catalog_router
 from .components import SERVICE, Registry
 from .internal_api import internal_router
 from .settings import RegistrySettings
+from .versions import consumers as version_consumers
 from .versions.api import lineage_router
 from .versions.api import router as versions_router
 
@@ -35,6 +36,7 @@ def install(
         runtime, settings=settings, storage_settings=storage_settings, store=store
     )
     runtime.services[SERVICE] = registry
+    version_consumers.subscribe(runtime.bus)
     return registry
 
 

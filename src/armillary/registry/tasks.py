@@ -1,6 +1,8 @@
 """The ``register`` task type: the upstream ``train`` task's model becomes the next version of
 a registered model, with its metrics (and an ``evaluate`` task's, as ``eval_<name>``),
 parameters, signature and artifacts; the registry records lineage from the job itself.
+``attach_onnx`` ends a version's export job: the ``model.onnx`` its upstream ``onnx_export``
+task made, or why there is none (ADR 0018).
 
 Runs in a worker's task child and talks to the platform only through
 :class:`~armillary.sdk.task_api.TaskApi` (DESIGN §2)."""
@@ -11,9 +13,14 @@ from typing import Any
 
 import httpx
 
-from armillary.contracts.registry import RegisterOutputs, RegisterParams
+from armillary.contracts.registry import (
+    AttachOnnxOutputs,
+    AttachOnnxParams,
+    RegisterOutputs,
+    RegisterParams,
+)
 from armillary.contracts.tasks import TaskContext
-from armillary.contracts.training import EvaluateOutputs, TrainOutputs
+from armillary.contracts.training import EvaluateOutputs, OnnxExportOutputs, TrainOutputs
 from armillary.sdk.task_api import TaskApi
 
 # Replaced by tests: the transport to the API.
@@ -72,6 +79,7 @@ def version_request(params: RegisterParams, inputs: dict[str, dict[str, Any]]) -
         "description": params.description,
         "tags": dict(params.tags),
         "evaluation_task": params.evaluation,
+        "onnx": train.onnx.model_dump(mode="json") if train.onnx is not None else None,
     }
 
 
@@ -95,4 +103,21 @@ def run_register(
         version=number,
         model_version_id=str(version["id"]),
         alias=spec.alias,
+    ).model_dump(mode="json")
+
+
+def run_attach_onnx(
+    params: dict[str, Any], inputs: dict[str, dict[str, Any]], context: TaskContext
+) -> dict[str, Any]:
+    spec = AttachOnnxParams.model_validate(params)
+    export = OnnxExportOutputs.model_validate(_upstream(inputs, spec.export, "of type onnx_export"))
+    if export.onnx is not None:
+        body: dict[str, Any] = {"status": "ready", "task": export.onnx.task}
+    else:
+        body = {"status": "failed", "reason": export.reason or "not exported"}
+    with TaskApi(context, transport=_api_transport) as api:
+        version = api.attach_onnx(spec.model, spec.version, body)
+    onnx = (version.get("onnx") or {}).get("status")
+    return AttachOnnxOutputs(
+        model=spec.model, version=spec.version, onnx="ready" if onnx == "ready" else "failed"
     ).model_dump(mode="json")

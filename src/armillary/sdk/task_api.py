@@ -292,6 +292,12 @@ class TaskApi:
                     raise
         return self._json("POST", f"{self._model_path(model)}/versions", json=dict(body))
 
+    def attach_onnx(self, model: str, version: int, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Finish the pending ONNX export of a model version (its export job only): ``body``
+        is ``{"status": "ready", "task"}`` or ``{"status": "failed", "reason"}``."""
+        path = f"{self._model_path(model)}/versions/{int(version)}/onnx"
+        return self._json("PUT", path, json=dict(body))
+
     def set_alias(self, model: str, alias: str, version: int, reason: str) -> dict[str, Any]:
         """Point ``alias`` of ``model`` at ``version``, recording ``reason``."""
         path = f"{self._model_path(model)}/aliases/{_segment(alias)}"

@@ -1,8 +1,9 @@
 """The files a trained model leaves among the job's artifacts.
 
-``model.skops`` (always), ``model.onnx`` (when the pipeline converts and the converted model
-predicts what the original does), ``signature.json``, ``environment.json``,
-``importances.json`` and, after a search, ``trials.json``.
+``model.skops`` (always), ``onnx_parity.npy`` (the rows a deferred ONNX export must
+reproduce), ``signature.json``, ``environment.json``, ``importances.json`` and, after a search,
+``trials.json``. ``model.onnx`` is written by the ``onnx_export`` task, after the job (ADR 0018),
+when the pipeline converts and the converted model predicts what the original does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import skops.io as sio
 
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
-from armillary.contracts.training import ESTIMATORS, Problem
+from armillary.contracts.training import ESTIMATORS, ONNX_PARITY_FILE, Problem
 from armillary.kit.model_files import onnx_session as load_onnx_session
 
 from .estimators import MODEL, PREPROCESS
@@ -104,18 +105,51 @@ def importances(pipeline: Any, features: Sequence[str]) -> dict[str, Any] | None
     return {"kind": kind, "importances": [{"feature": n, "importance": v} for n, v in ranked]}
 
 
+def onnx_unsupported(estimator: str, x: np.ndarray[Any, Any]) -> str | None:
+    """Why a model of ``estimator`` on features ``x`` cannot be exported, or None."""
+    if ESTIMATORS[estimator].extra is not None:
+        # Their converters live in onnxmltools, which is not a dependency.
+        return f"no ONNX converter installed for {estimator}"
+    if x.dtype != np.float64:
+        return "no ONNX export for categorical (string) features"
+    return None
+
+
+def save_parity_rows(x: np.ndarray[Any, Any], directory: Path) -> Path:
+    """The rows a deferred export must reproduce (at most :data:`PARITY_ROWS`), as ``.npy``:
+    read back with ``allow_pickle=False``, so the file can only ever be numbers."""
+    path = directory / ONNX_PARITY_FILE
+    np.save(path, np.ascontiguousarray(x[:PARITY_ROWS], dtype=np.float64), allow_pickle=False)
+    return path
+
+
+def load_parity_rows(path: Path) -> np.ndarray[Any, Any]:
+    rows: np.ndarray[Any, Any] = np.load(path, allow_pickle=False)
+    if rows.ndim != 2 or rows.dtype != np.float64:
+        raise ValueError("the parity rows are not a float64 matrix")
+    return rows
+
+
 def export_onnx(
     pipeline: Any, x: np.ndarray[Any, Any], problem: Problem, estimator: str, directory: Path
 ) -> Path | None:
     """``model.onnx`` when the pipeline converts and reproduces the pipeline's predictions on
     the rows of ``x``; otherwise None, with the reason on stderr."""
-    if ESTIMATORS[estimator].extra is not None:
-        # Their converters live in onnxmltools, which is not a dependency.
-        print(f"[train] no ONNX export for {estimator}: no converter installed", file=sys.stderr)
-        return None
-    if x.dtype != np.float64:
-        print("[train] no ONNX export: categorical (string) features", file=sys.stderr)
-        return None
+    path, reason = convert_onnx(pipeline, x, problem, estimator, directory)
+    if reason is not None:
+        print(f"[onnx] {reason}", file=sys.stderr)
+    return path
+
+
+def convert_onnx(
+    pipeline: Any, x: np.ndarray[Any, Any], problem: Problem, estimator: str, directory: Path
+) -> tuple[Path | None, str | None]:
+    """``(model.onnx, None)`` when the pipeline converts and reproduces the pipeline's
+    predictions on the rows of ``x`` (up to :data:`PARITY_ROWS`); ``(None, reason)``
+    otherwise."""
+    unsupported = onnx_unsupported(estimator, x)
+    if unsupported is not None:
+        return None, unsupported
     try:
         from skl2onnx import to_onnx
         from skl2onnx.common.data_types import FloatTensorType
@@ -128,27 +162,36 @@ def export_onnx(
             options=options if problem == "classification" else None,
         )
     except Exception as exc:  # any converter failure means: skops only
-        print(f"[train] no ONNX export: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return None
+        return None, f"the converter failed: {type(exc).__name__}: {exc}"[:500]
     path = directory / MODEL_FILE_ONNX
     path.write_bytes(converted.SerializeToString())
-    if not _onnx_matches(path, pipeline, x[:PARITY_ROWS], problem):
-        print("[train] ONNX export dropped: its predictions differ", file=sys.stderr)
+    mismatch = _onnx_mismatch(path, pipeline, x[:PARITY_ROWS], problem)
+    if mismatch is not None:
         path.unlink()
-        return None
-    return path
+        return None, mismatch
+    return path, None
 
 
-def _onnx_matches(path: Path, pipeline: Any, x: np.ndarray[Any, Any], problem: Problem) -> bool:
+def _onnx_mismatch(
+    path: Path, pipeline: Any, x: np.ndarray[Any, Any], problem: Problem
+) -> str | None:
+    """None when the export predicts what the pipeline does on ``x``, else why not."""
     try:
         session = load_onnx_session(path)
         got = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
     except Exception as exc:
-        print(f"[train] the ONNX export does not run: {exc}", file=sys.stderr)
-        return False
+        return f"the ONNX export does not run: {type(exc).__name__}: {exc}"[:500]
     expected = pipeline.predict(x)
     got = np.asarray(got).reshape(expected.shape)
     if problem == "classification":
-        return bool(np.array_equal(got.astype(expected.dtype), expected))
-    scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
-    return bool(np.allclose(got, expected, rtol=1e-3, atol=1e-4 * scale))
+        differ = int(np.count_nonzero(got.astype(expected.dtype) != expected))
+    else:
+        scale = max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+        close = np.isclose(got, expected, rtol=1e-3, atol=1e-4 * scale)
+        differ = int(np.count_nonzero(~close))
+    if differ:
+        return (
+            f"parity check failed: the ONNX export predicts differently on {differ} of "
+            f"{len(x)} training rows"
+        )
+    return None

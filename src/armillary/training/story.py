@@ -87,6 +87,17 @@ def metrics_with_spread(metrics: Mapping[str, float], std: Mapping[str, float]) 
     return ", ".join(one(name, value) for name, value in metrics.items())
 
 
+def onnx_deferred(log: TaskLog, rows: int) -> None:
+    log(
+        f"onnx: pending: exported and checked against model.skops on {rows} rows after the "
+        "model is registered, by the version's export job; served from model.skops until then"
+    )
+
+
+def onnx_unsupported(log: TaskLog, reason: str) -> None:
+    log(f"onnx: {reason}; the model is served from model.skops")
+
+
 def onnx(log: TaskLog, kept: bool, checked_rows: int) -> None:
     if kept:
         log(

@@ -21,7 +21,14 @@ from sklearn.model_selection import train_test_split
 from armillary.contracts.data_tasks import DatasetRef, TableRef
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
 from armillary.contracts.tasks import TaskContext
-from armillary.contracts.training import ModelArtifacts, TrainOutputs, TrainParams, Trial
+from armillary.contracts.training import (
+    ONNX_PARITY_FILE,
+    ModelArtifacts,
+    OnnxState,
+    TrainOutputs,
+    TrainParams,
+    Trial,
+)
 from armillary.kit.model_files import load_skops
 from armillary.kit.model_files import onnx_session as load_onnx_session
 from armillary.sdk.task_api import TaskApiError
@@ -48,6 +55,7 @@ class Fitted:
     holdout: bool = False
     format: str = "skops"
     training_job: str | None = None
+    onnx: OnnxState | None = None
 
 
 def run_train(
@@ -163,19 +171,25 @@ def _train_local(
         log(f"metrics, mean ± std over {v.folds} folds: {story.metrics_with_spread(metrics, std)}")
     progress(stage="fit", current=1, total=1, metrics=metrics)
     files.save_skops(model, out)
-    if spec.onnx:
-        _export_onnx(log, model, data.x, spec, out)
-    else:
+    onnx = _defer_onnx(log, data.x, spec, out)
+    return Fitted(model, metrics, hyper, std, trials, holdout=test is not None, onnx=onnx)
+
+
+def _defer_onnx(
+    log: TaskLog, x: np.ndarray[Any, Any], spec: TrainParams, out: Path
+) -> OnnxState | None:
+    """The export and its parity check run after the job (ADR 0018): here only the cheap
+    checks, and the rows the export must reproduce."""
+    if not spec.onnx:
         log("onnx: not requested")
-    return Fitted(model, metrics, hyper, std, trials, holdout=test is not None)
-
-
-def _export_onnx(
-    log: TaskLog, model: Any, x: np.ndarray[Any, Any], spec: TrainParams, out: Path
-) -> None:
-    with log.stage("onnx"):
-        kept = files.export_onnx(model, x, spec.problem, spec.estimator, out) is not None
-    story.onnx(log, kept, min(len(x), files.PARITY_ROWS))
+        return None
+    reason = files.onnx_unsupported(spec.estimator, x)
+    if reason is not None:
+        story.onnx_unsupported(log, reason)
+        return OnnxState(status="failed", reason=reason)
+    files.save_parity_rows(x, out)
+    story.onnx_deferred(log, min(len(x), files.PARITY_ROWS))
+    return OnnxState(status="pending")
 
 
 def _train_sagemaker(
@@ -204,6 +218,7 @@ def _train_sagemaker(
     job_name, fmt = str(result.get("job_name", "")), str(result.get("format", ""))
     log(f"sagemaker: training job {job_name} returned a {fmt} model")
     model: Any
+    onnx: OnnxState | None = None
     if fmt == "onnx":
         classes = np.unique(data.y[train]) if spec.problem == "classification" else None
         model = OnnxModel(load_onnx_session(received), classes)
@@ -211,8 +226,7 @@ def _train_sagemaker(
     elif fmt == "skops":
         model = load_skops(received)
         shutil.copyfile(received, out / MODEL_FILE_SKOPS)
-        if spec.onnx:
-            _export_onnx(log, model, data.x, spec, out)
+        onnx = _defer_onnx(log, data.x, spec, out)
     else:
         raise TrainingError(f"the SageMaker job returned a model of unknown format {fmt!r}")
     with log.stage("score"):
@@ -220,7 +234,13 @@ def _train_sagemaker(
     log(f"metrics on the {len(test)} hold-out rows: {pairs(metrics)}")
     progress(stage="evaluate", current=1, total=1, metrics=metrics)
     return Fitted(
-        model, metrics, dict(spec.hyperparameters), holdout=True, format=fmt, training_job=job_name
+        model,
+        metrics,
+        dict(spec.hyperparameters),
+        holdout=True,
+        format=fmt,
+        training_job=job_name,
+        onnx=onnx,
     )
 
 
@@ -260,6 +280,7 @@ def _outputs(
         artifacts=ModelArtifacts(
             skops=ref(MODEL_FILE_SKOPS),
             onnx=ref(MODEL_FILE_ONNX),
+            onnx_parity=ref(ONNX_PARITY_FILE),
             signature=signature_ref,
             environment=environment_ref,
             importances=ref(files.IMPORTANCES_FILE),
@@ -276,6 +297,7 @@ def _outputs(
         backend=spec.backend,
         training_job=fitted.training_job,
         dataset=_dataset(dataset),
+        onnx=fitted.onnx,
     )
     return outputs.model_dump(mode="json")
 

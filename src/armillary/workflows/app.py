@@ -18,6 +18,7 @@ from .artifacts.api import router as artifacts_router
 from .code.api import router as code_router
 from .components import SERVICE, Workflows
 from .definitions.api import router as workflows_router
+from .jobs import onnx_exports
 from .jobs.api import router as jobs_router
 from .logs.api import router as logs_router
 from .scheduling.scheduler import Scheduler
@@ -55,6 +56,7 @@ def install(
         signing_secret=runtime.settings.resolved_secret_key(),
     )
     runtime.services[SERVICE] = workflows
+    onnx_exports.subscribe(runtime.bus)
     _install_alerts(runtime, workflows.settings)
     if run_scheduler:
         scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)

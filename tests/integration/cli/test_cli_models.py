@@ -148,3 +148,33 @@ def test_show_at_80_columns_keeps_metrics_whole(
     as_json = runner.invoke(app, [*base, "-o", "json"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["versions"][0]["metrics"] == METRICS
+
+
+def test_show_says_where_each_versions_onnx_export_stands(
+    runner: CliRunner, account: Account, tmp_path: Path
+) -> None:
+    import numpy as np
+    from skl2onnx import to_onnx
+
+    x, y = load_iris(return_X_y=True)
+    onnx_path = tmp_path / "logreg.onnx"
+    converted = to_onnx(LogisticRegression(max_iter=500).fit(x, y), x[:1].astype(np.float32))
+    onnx_path.write_bytes(converted.SerializeToString())
+    with Client(account.url, token=account.token) as client:
+        client.models.upload(
+            account.project, "exports", _model_file(tmp_path / "t.skops", DecisionTreeClassifier())
+        )
+        client.models.upload(account.project, "exports", onnx_path)
+    login(runner, account)
+    base = ["models", "show", "-p", account.project, "-m", "exports"]
+
+    table = runner.invoke(app, base, env=WIDE)
+
+    assert table.exit_code == 0, table.output
+    assert "ONNX" in table.stdout
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if "│" in line}
+    assert "ready" in rows["2"]
+    assert "ready" not in rows["1"]
+    one = runner.invoke(app, [*base, "-v", "2"], env=WIDE)
+    assert one.exit_code == 0, one.output
+    assert "onnx: ready" in one.stdout

@@ -246,6 +246,9 @@ class FakeFiles:
     async def model_file(self, variant: Any) -> Path:
         return Path("/nonexistent")
 
+    def has_onnx(self, model_version_id: str) -> bool:
+        return False
+
 
 class FakePredictor(Predictor):
     def __init__(self, models: dict[str, FakeModel], *, sample_rate: float = 0.0) -> None:
@@ -294,6 +297,7 @@ async def test_the_shadow_is_recorded_but_never_answers() -> None:
     assert body["predictions"] == [1, 1]
     assert body["variant"] == "champion"
     assert body["model_version"] == 1
+    assert body["runtime"] == "onnx"
     assert body["prediction_id"] == str(answer.prediction_id)
     primary, copy = predictor.rows
     assert primary.id == answer.prediction_id

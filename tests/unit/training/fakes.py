@@ -30,6 +30,7 @@ class FakePlatform:
         self.progress_status = progress_status
         self.aliases: dict[tuple[str, str], dict[str, Any]] = {}
         self.model_files: dict[tuple[str, int, str], bytes] = {}
+        self.versions: dict[tuple[str, int], dict[str, Any]] = {}
         # What the worker answers to a worker call: the upload -> (info, file) or a problem.
         self.worker_calls: dict[str, Callable[[bytes], tuple[dict[str, Any], bytes] | str]] = {}
 
@@ -93,6 +94,9 @@ class FakePlatform:
         if found := re.fullmatch(rf"{base}([^/]+)/aliases/([^/]+)", path):
             alias = self.aliases.get((found[1], found[2]))
             return httpx.Response(200, json=alias) if alias else _problem(404)
+        if found := re.fullmatch(rf"{base}([^/]+)/versions/(\d+)", path):
+            record = self.versions.get((found[1], int(found[2])))
+            return httpx.Response(200, json=record) if record else _problem(404)
         if found := re.fullmatch(rf"{base}([^/]+)/versions/(\d+)/artifacts/([^/]+)", path):
             content = self.model_files.get((found[1], int(found[2]), found[3]))
             return httpx.Response(200, content=content) if content else _problem(404)

@@ -77,7 +77,10 @@ def test_a_dropped_onnx_export_and_a_champion_comparison_are_told(
     out = capsys.readouterr().out
     features = "sepal_length, sepal_width, petal_length, petal_width"
     assert f"[train] columns: 4 features ({features}), 1 categorical (sepal_length)" in out
-    assert "[train] onnx: not kept (the reason is above)" in out
+    assert (
+        "[train] onnx: no ONNX export for categorical (string) features; the model is served "
+        "from model.skops" in out
+    )
 
     context = fake.context(tmp_path, "fit")
     trained = run_train({**params, "input": "load", "onnx": False}, inputs, context)

@@ -42,7 +42,7 @@ def test_holdout_training_writes_every_artifact_and_keeps_the_holdout(
     names = {name for (_, task, name) in fake.artifacts if task == "fit"}
     assert names == {
         "model.skops",
-        "model.onnx",
+        "onnx_parity.npy",
         "signature.json",
         "environment.json",
         "importances.json",

@@ -12,13 +12,14 @@ from armillary.kit.pagination import Page, Paging
 from ..access import Reader, Writer, refuse_job
 from ..catalog.service import get_model, parse_tag_filter
 from ..components import current_registry
-from . import graph, queries, service
+from . import graph, onnx, queries, service
 from . import repository as repo
 from .records import version_out
 from .schemas import (
     ArtifactName,
     Comparison,
     LineageGraph,
+    OnnxAttach,
     TrainedOn,
     VersionCreate,
     VersionOut,
@@ -155,6 +156,26 @@ async def update_version(
     model: str, version: Number, body: VersionUpdate, access: Writer, session: Session
 ) -> VersionOut:
     found, row = await service.update_version(session, access, model, version, body)
+    return version_out(found, row)
+
+
+@router.put(
+    "/{model}/versions/{version}/onnx",
+    name="models.version_onnx",
+    responses={403: {}, 404: {}, 409: {}, 422: {}},
+)
+async def attach_onnx(
+    model: str,
+    version: Number,
+    body: OnnxAttach,
+    request: Request,
+    access: Writer,
+    session: Session,
+) -> VersionOut:
+    """Finish the version's pending ONNX export: ``model.onnx`` from a task of the calling
+    job, or the reason there is none. Only the export job the registry started for this
+    version may call it (ADR 0018)."""
+    found, row = await onnx.attach(session, current_registry(request), access, model, version, body)
     return version_out(found, row)
 
 

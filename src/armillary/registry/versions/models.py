@@ -46,6 +46,11 @@ class ModelVersion(Base):
     # Set for a version registered by a job (job_registrations): the same job, task and
     # artifacts register it once.
     job_registration_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The ONNX export (ADR 0018): None (not asked for), "pending", "ready" or "failed" (with
+    # the reason); only job ``onnx_job_id``, which the registry asked for, may finish it.
+    onnx_status: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    onnx_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    onnx_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from armillary.contracts.training import OnnxState
+
 from ..catalog.models import RegisteredModel
 from .models import ModelVersion
 from .schemas import ArtifactOut, VersionOut
@@ -22,6 +24,7 @@ def version_out(model: RegisteredModel, version: ModelVersion) -> VersionOut:
             name: ArtifactOut(size_bytes=info["size_bytes"], sha256=info["sha256"])
             for name, info in sorted(version.artifacts.items())
         },
+        onnx=onnx_state(version),
         environment=version.environment,
         lineage=version.lineage,
         source=version.source,
@@ -29,4 +32,13 @@ def version_out(model: RegisteredModel, version: ModelVersion) -> VersionOut:
         tags=version.tags,
         created_at=version.created_at,
         created_by=version.created_by,
+    )
+
+
+def onnx_state(version: ModelVersion) -> OnnxState | None:
+    if version.onnx_status is None:
+        return None
+    job_id = str(version.onnx_job_id) if version.onnx_job_id is not None else None
+    return OnnxState.model_validate(
+        {"status": version.onnx_status, "reason": version.onnx_reason, "job_id": job_id}
     )

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from armillary.contracts.data_tasks import TaskName
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
+from armillary.contracts.training import OnnxState
 
 from ..catalog.schemas import Tags
 
@@ -57,6 +58,21 @@ class VersionCreate(BaseModel):
     description: str = Field(default="", max_length=10_000)
     tags: Tags = Field(default_factory=dict)
     evaluation_task: TaskName | None = None
+    onnx: OnnxState | None = Field(
+        default=None,
+        description="From the train task: `pending` starts the export job after registration; "
+        "`failed` records why the model cannot be exported",
+    )
+
+
+class OnnxAttach(BaseModel):
+    """What the version's export job found: ``ready`` with the task whose ``model.onnx`` is
+    copied, or ``failed`` with the reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["ready", "failed"]
+    task: TaskName | None = Field(default=None, description="The task that wrote model.onnx")
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 class VersionUpdate(BaseModel):
@@ -81,6 +97,9 @@ class VersionOut(BaseModel):
     problem: str | None
     format: str
     artifacts: dict[str, ArtifactOut]
+    onnx: OnnxState | None = Field(
+        description="The ONNX export: pending (served from skops meanwhile), ready or failed"
+    )
     environment: dict[str, str]
     lineage: dict[str, Any]
     source: str

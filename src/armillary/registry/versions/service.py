@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from armillary.contracts.registry import DatasetVersionUsed, ModelVersionRegistered
+from armillary.contracts.registry import (
+    MODEL_FILE_ONNX,
+    DatasetVersionUsed,
+    ModelVersionRegistered,
+    OnnxExportRequested,
+)
 from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import new_id, next_number, on_rollback, utcnow
@@ -101,10 +107,10 @@ async def create_from_job(
     datasets = await lineage_of.resolve(
         registry.require_datasets(), principal.token, str(access.project_id), plan.datasets
     )
-    recorded = _recorded_artifacts(job, body.source.task)
+    recorded = recorded_artifacts(job, body.source.task)
     with tempfile.TemporaryDirectory(prefix="armillary-reg-", dir=registry.settings.spool_dir) as d:
         staged = [
-            await _stage_job_artifact(registry, access, body.source.task, n, recorded, Path(d))
+            await stage_job_artifact(registry, access, body.source.task, n, recorded, Path(d))
             for n in names
         ]
         environment = body.environment or await _json_artifact(registry, staged, "environment.json")
@@ -141,6 +147,7 @@ async def create_from_job(
                     lineage=lineage,
                     source="job",
                     job_registration_key=key,
+                    **_onnx_at_registration(body, names),
                 ),
             )
         except IntegrityError:
@@ -162,10 +169,48 @@ async def create_from_job(
             )
         )
     _registered(session, access, model, version, datasets)
+    if version.onnx_status == "pending":
+        _request_export(session, access, model, version, body.source.task)
     return model, version
 
 
-def _recorded_artifacts(job: dict[str, Any], task: str) -> dict[str, str]:
+def _onnx_at_registration(body: VersionCreate, names: Sequence[str]) -> dict[str, Any]:
+    """The version's ONNX state: ready when the job already made ``model.onnx``; pending (with
+    the id of the export job to come) when the train task deferred it (ADR 0018)."""
+    if MODEL_FILE_ONNX in names:
+        return {"onnx_status": "ready"}
+    if body.onnx is None:
+        return {}
+    if body.onnx.status == "pending":
+        return {"onnx_status": "pending", "onnx_job_id": new_id()}
+    return {"onnx_status": "failed", "onnx_reason": body.onnx.reason or "not exported"}
+
+
+def _request_export(
+    session: AsyncSession,
+    access: ProjectAccess,
+    model: RegisteredModel,
+    version: ModelVersion,
+    task: str,
+) -> None:
+    assert version.onnx_job_id is not None  # noqa: S101 - set with the pending state
+    assert access.principal.job_id is not None  # noqa: S101 - only jobs register from jobs
+    event = OnnxExportRequested(
+        project_id=access.project_id,
+        model_id=model.id,
+        model=model.name,
+        model_version_id=version.id,
+        version=version.number,
+        export_job_id=version.onnx_job_id,
+        source_job_id=access.principal.job_id,
+        source_task=task,
+        requested_by=access.principal.user_id,
+        occurred_at=utcnow(),
+    )
+    publish(session, OnnxExportRequested.TYPE, event)
+
+
+def recorded_artifacts(job: dict[str, Any], task: str) -> dict[str, str]:
     """The artifact keys the workflows service recorded for ``task`` of the job: those of the
     attempt that succeeded (another attempt's files may sit beside them)."""
     for run in job.get("tasks") or []:
@@ -175,7 +220,7 @@ def _recorded_artifacts(job: dict[str, Any], task: str) -> dict[str, str]:
     return {}
 
 
-async def _stage_job_artifact(
+async def stage_job_artifact(
     registry: Registry,
     access: ProjectAccess,
     task: str,
@@ -342,6 +387,7 @@ async def create_from_upload(
                 tags=dict(metadata.tags),
                 lineage={"source": "upload", "filename": upload.filename},
                 source="upload",
+                onnx_status="ready" if fmt == "onnx" else None,
             ),
         )
         _registered(session, access, model, version, [])

@@ -203,6 +203,29 @@ class DeploymentDirectory:
                 self._entries.pop(resolved.id, None)
         return len(following)
 
+    async def version_changed(self, model_version_id: str) -> int:
+        """Re-resolve the cached deployments that serve ``model_version_id`` (its model files
+        changed: its ONNX export arrived); returns how many."""
+        self._epoch += 1
+        self._versions.pop(model_version_id, None)
+        serving = [
+            entry.resolved
+            for entry in list(self._entries.values())
+            if any(v.model_version_id == model_version_id for v in entry.resolved.variants)
+        ]
+        for resolved in serving:
+            try:
+                await self._load((str(resolved.project_id), str(resolved.id)))
+            except Exception:
+                log.exception("serving.re_resolve_failed", deployment_id=str(resolved.id))
+                self._entries.pop(resolved.id, None)
+        return len(serving)
+
+    def has_onnx(self, model_version_id: str) -> bool:
+        """Whether the registry's latest answer for the version lists ``model.onnx``."""
+        answer = self._versions.get(model_version_id)
+        return answer is not None and MODEL_FILE_ONNX in answer["artifacts"]
+
     async def model_file(self, variant: ResolvedVariant) -> ModelFile:
         """The variant's model file on local disk: ``model.onnx`` when the version has one,
         else ``model.skops``; downloaded once and verified against its SHA-256."""

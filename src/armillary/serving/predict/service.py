@@ -61,6 +61,7 @@ class Answer:
     prediction_id: uuid.UUID
     variant: Variant
     prediction: Prediction
+    runtime: str  # "onnx" or "skops": which model file answered
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"predictions": self.prediction.outputs}
@@ -70,6 +71,7 @@ class Answer:
             variant=self.variant.name,
             model=self.variant.model,
             model_version=self.variant.model_version,
+            runtime=self.runtime,
             prediction_id=str(self.prediction_id),
         )
         return body
@@ -102,7 +104,17 @@ class Predictor:
                 load_model, variant.model_version_id, file.path, file.format, file.signature
             )
 
-        return await self.cache.get(variant.model_version_id, load)
+        model = await self.cache.get(variant.model_version_id, load)
+        if model.format == "skops" and self.files.has_onnx(variant.model_version_id):
+            # Its ONNX export arrived since it was loaded (ADR 0018): a process that did not
+            # consume the event switches once its directory has re-read the version.
+            self.cache.evict(variant.model_version_id)
+            model = await self.cache.get(variant.model_version_id, load)
+        return model
+
+    def version_changed(self, model_version_id: str) -> None:
+        """Forget the loaded model of a version whose model files changed."""
+        self.cache.evict(model_version_id)
 
     def _batcher(self, model: LoadedModel) -> MicroBatcher:
         batcher = self._batchers.get(model.key)
@@ -172,7 +184,7 @@ class Predictor:
         self._record(deployment, variant, prediction_id, None, key, rows, prediction, elapsed)
         metrics.REQUESTS.labels(label, variant.name, "ok").inc()
         metrics.LATENCY.labels(label, variant.name).observe(elapsed)
-        answer = Answer(prediction_id, variant, prediction)
+        answer = Answer(prediction_id, variant, prediction, model.format)
         if sampled(self._sample_rate(deployment)):
             now = datetime.now(UTC)
             self.log.sample(

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.contracts.registry import ModelVersionOnnxChanged
 from armillary.kit import context
 from armillary.kit.errors import NotFound
+from armillary.kit.events import Delivery, EventBus
 from armillary.kit.runtime import Runtime
 from armillary.serving.access.predict_access import Caller, authorize_predict
 from armillary.serving.analysis import Problem
@@ -27,6 +30,7 @@ from .service import Batching, Predictor
 from .settings import PredictSettings
 
 SERVICE = "serving.predict"
+ONNX_CONSUMER = "serving.models"
 # Sticky routing keys longer than this are refused rather than hashed.
 MAX_KEY_LENGTH = 256
 
@@ -106,6 +110,7 @@ def install(runtime: Runtime, settings: PredictSettings | None = None) -> Predic
     component = PredictComponent.create(serving_of(runtime), settings)
     runtime.services[SERVICE] = component
     component.budget.delegate_paths()
+    _follow_onnx_exports(runtime.bus, component)
 
     async def start(_runtime: Runtime) -> None:
         component.predictor.log.start()
@@ -113,6 +118,25 @@ def install(runtime: Runtime, settings: PredictSettings | None = None) -> Predic
     runtime.startup_hooks.append(start)
     runtime.shutdown_hooks.append(component.stop)
     return component
+
+
+def _follow_onnx_exports(bus: EventBus, component: PredictComponent) -> None:
+    """A version's ``model.onnx`` arrived (ADR 0018): the deployments serving it re-read it
+    from the registry first, then its loaded skops model goes, so the next request loads
+    ONNX."""
+
+    async def changed(_session: AsyncSession, delivery: Delivery) -> None:
+        event = ModelVersionOnnxChanged.model_validate(delivery.payload)
+        version_id = str(event.model_version_id)
+        await component.serving.directory.version_changed(version_id)
+        component.predictor.version_changed(version_id)
+
+    bus.subscribe(
+        ModelVersionOnnxChanged.TYPE,
+        ONNX_CONSUMER,
+        changed,
+        when=lambda payload: payload.get("status") == "ready",
+    )
 
 
 def predict_of(runtime: Runtime) -> PredictComponent:

@@ -40,6 +40,8 @@ class Trigger(StrEnum):
     API = "api"
     CLI = "cli"
     SCHEDULE = "schedule"
+    # Started by the platform after a training job: a model version's ONNX export (ADR 0018).
+    ONNX_EXPORT = "onnx_export"
 
 
 class Job(Base):
