@@ -2,7 +2,7 @@
 
 The platform runs as `armillary up` in its own process (embedded shape: SQLite, profiling
 backgrounded), on local storage and on S3 (a moto server), where the upload's multipart put
-runs while the body still arrives (ADR 0020) and the download streams through the server.
+runs while the body still arrives (ADR 0019) and the download streams through the server.
 A thread samples that process's anonymous resident memory (``RssAnon`` in
 ``/proc/<pid>/status``: heap and other private memory, not the file pages the spool, the store
 or Polars map) every 50 ms while a client streams the file up as multipart and streams it back
