@@ -29,6 +29,16 @@ LATENCY = Histogram(
 )
 IN_PROGRESS = Gauge("armillary_http_requests_in_progress", "HTTP requests being handled")
 CACHE_LOOKUPS = Counter("armillary_cache_lookups_total", "Cache lookups", ["cache", "result"])
+SERVICE_CIRCUIT_OPEN = Gauge(
+    "armillary_service_circuit_open",
+    "1 while calls to an upstream service fail fast (its circuit breaker is open), else 0",
+    ["service"],
+)
+SERVICE_CALL_FAILURES = Counter(
+    "armillary_service_call_failures_total",
+    "Calls to an upstream service that failed (connection, timeout, 502/503/504)",
+    ["service"],
+)
 CACHE_UNAVAILABLE = Counter(
     "armillary_cache_unavailable_total",
     "Cache calls that found Redis unreachable (served from the source of truth instead)",

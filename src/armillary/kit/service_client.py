@@ -28,6 +28,7 @@ import httpx
 import structlog
 
 from armillary.kit.errors import ServiceUnavailable
+from armillary.kit.metrics import SERVICE_CALL_FAILURES, SERVICE_CIRCUIT_OPEN
 
 log = structlog.get_logger("armillary.service_client")
 
@@ -37,10 +38,12 @@ RETRIED_STATUSES = frozenset({502, 503, 504})
 
 @dataclass
 class CircuitBreaker:
-    """Closed (calls go through), open (they fail fast), half-open (one probe goes through)."""
+    """Closed (calls go through), open (they fail fast), half-open (one probe goes through).
+    ``service`` names it in ``armillary_service_circuit_open``."""
 
     threshold: int = 5
     reset_seconds: float = 10.0
+    service: str = ""
     failures: int = 0
     opened_at: float | None = None
     probing: bool = field(default=False)
@@ -60,12 +63,19 @@ class CircuitBreaker:
         return False
 
     def succeeded(self) -> None:
+        if self.opened_at is not None:
+            log.info("service_circuit.closed", service=self.service)
         self.failures, self.opened_at, self.probing = 0, None, False
+        SERVICE_CIRCUIT_OPEN.labels(self.service).set(0)
 
     def failed(self) -> None:
         self.failures += 1
+        SERVICE_CALL_FAILURES.labels(self.service).inc()
         if self.probing or self.failures >= self.threshold:
+            if self.opened_at is None or self.probing:
+                log.warning("service_circuit.opened", service=self.service)
             self.opened_at, self.probing = time.monotonic(), False
+            SERVICE_CIRCUIT_OPEN.labels(self.service).set(1)
 
 
 class ServiceClient:
@@ -97,7 +107,7 @@ class ServiceClient:
     def over_http(cls, name: str, base_url: str, *, timeout: float = 10.0) -> ServiceClient:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
-        return cls(name, http, breaker=CircuitBreaker())
+        return cls(name, http, breaker=CircuitBreaker(service=name))
 
     async def send(
         self,

@@ -7,6 +7,7 @@ import asyncio
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.service_client import CircuitBreaker, ServiceClient
@@ -71,6 +72,23 @@ async def test_the_circuit_opens_fails_fast_and_probes_back() -> None:
     await asyncio.sleep(0.06)
     assert (await client.send("GET", "/x")).status_code == 200  # the probe goes through
     assert breaker.state == "closed"
+
+
+async def test_the_open_circuit_shows_in_the_metrics() -> None:
+    breaker = CircuitBreaker(threshold=1, reset_seconds=0.05, service="metrics-probe")
+    client = _client(Upstream(httpx.ConnectError("a")), breaker)
+
+    def gauge() -> float | None:
+        return REGISTRY.get_sample_value(
+            "armillary_service_circuit_open", {"service": "metrics-probe"}
+        )
+
+    with pytest.raises(ServiceUnavailable):
+        await client.send("POST", "/x")
+    assert gauge() == 1.0
+    await asyncio.sleep(0.06)
+    await client.send("GET", "/x")
+    assert gauge() == 0.0
 
 
 async def test_a_failed_probe_opens_the_circuit_again() -> None:
