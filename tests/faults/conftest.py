@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -45,3 +46,12 @@ async def platform(
                     yield engine, Steps(http)
             finally:
                 engine.stop_all()
+
+
+async def editor_with(steps: Steps, spec: dict[str, Any]) -> tuple[str, str]:
+    """A data scientist's token and a project of theirs holding workflow ``spec``."""
+    admin = await steps.admin_token()
+    user = await steps.create_user(admin, "data_scientist")
+    project = (await steps.create_project(user["token"]))["slug"]
+    await steps.workflow(user["token"], project, spec)
+    return user["token"], project

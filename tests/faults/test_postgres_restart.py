@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.faults.conftest import editor_with
 from tests.faults.private_services import PrivatePostgres
 from tests.integration.workflows.engine import Engine, Steps
 
@@ -40,11 +41,7 @@ async def test_scheduler_and_worker_outlive_a_postgres_restart(
     mode: str, platform: tuple[Engine, Steps], postgres: PrivatePostgres
 ) -> None:
     engine, steps = platform
-    admin = await steps.admin_token()
-    user = await steps.create_user(admin, "data_scientist")
-    project = (await steps.create_project(user["token"]))["slug"]
-    token = user["token"]
-    await steps.workflow(token, project, CHAIN)
+    token, project = await editor_with(steps, CHAIN)
     scheduler = engine.start("scheduler", "scheduler")
     worker = engine.start("worker", "worker", "--concurrency", "2")
 
@@ -99,11 +96,7 @@ async def test_scheduler_and_worker_started_before_postgres_wait_for_it(
     """Processes start in any order (a container platform starts them so): one whose database
     is not up yet waits for it instead of exiting."""
     engine, steps = platform
-    admin = await steps.admin_token()
-    user = await steps.create_user(admin, "data_scientist")
-    project = (await steps.create_project(user["token"]))["slug"]
-    token = user["token"]
-    await steps.workflow(token, project, CHAIN)
+    token, project = await editor_with(steps, CHAIN)
     jobs = await _submit(steps, token, project, 2)
     postgres.stop("fast")
     try:
@@ -125,12 +118,8 @@ async def test_a_result_finished_while_postgres_is_down_is_kept(
     """The attempt ends during the outage: the worker holds its result until the database is
     back, and the task is not run a second time."""
     engine, steps = platform
-    admin = await steps.admin_token()
-    user = await steps.create_user(admin, "data_scientist")
-    project = (await steps.create_project(user["token"]))["slug"]
-    token = user["token"]
     spec = {"name": "slow", "tasks": [{"name": "nap", "type": "sleep", "params": {"seconds": 2}}]}
-    await steps.workflow(token, project, spec)
+    token, project = await editor_with(steps, spec)
     lease = {"ARMILLARY_WORKFLOWS_LEASE_SECONDS": "15"}  # longer than the outage
     engine.start("scheduler", "scheduler", **lease)
     worker = engine.start("worker", "worker", **lease)

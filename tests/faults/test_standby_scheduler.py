@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from tests.faults.conftest import editor_with
 from tests.faults.private_services import PrivatePostgres
 from tests.integration.workflows.engine import Engine, Steps
 
@@ -26,11 +27,7 @@ async def test_the_standby_takes_over_when_the_leader_dies(
     platform: tuple[Engine, Steps], postgres: PrivatePostgres
 ) -> None:
     engine, steps = platform
-    admin = await steps.admin_token()
-    user = await steps.create_user(admin, "data_scientist")
-    project = (await steps.create_project(user["token"]))["slug"]
-    token = user["token"]
-    await steps.workflow(token, project, STEPS)
+    token, project = await editor_with(steps, STEPS)
     engine.start("leader", "scheduler")
     engine.start("worker", "worker", "--concurrency", "2")
     first = await steps.run(token, project, "steps")
