@@ -201,6 +201,14 @@ class Principal:
         return name in self.job_datasets_write | (self.job_datasets_read or frozenset())
 
     @property
+    def readable_dataset_names(self) -> frozenset[str] | None:
+        """The dataset names this principal may read, or None for "as the role allows"
+        (lists filter on it in the query, so pages and totals count only those)."""
+        if not self.is_job or self.job_datasets_write is None:
+            return None
+        return self.job_datasets_write | (self.job_datasets_read or frozenset())
+
+    @property
     def is_job(self) -> bool:
         return self.scope_project_id is not None
 
