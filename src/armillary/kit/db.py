@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import SavepointClause
 
+from armillary.kit.secret_sources import SecretRef
 from armillary.kit.settings import Settings
 
 NAMING_CONVENTION = {
@@ -76,6 +77,50 @@ def new_id() -> uuid.UUID:
 POOL_SIZE_BY_ROLE = {"api": 10, "worker": 4, "scheduler": 3}
 
 
+def password_refused(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused the password (SQLSTATE 28P01), through any wrapping."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "28P01" or type(seen).__name__ == (
+            "InvalidPasswordError"
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _current_password(ref: SecretRef) -> Callable[..., Any]:
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        # A cached read is cheap; the secret manager is asked only when the cache has aged
+        # or the server refused what it held (a rotated password).
+        cparams["password"] = ref.read()
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if not password_refused(exc):
+                raise
+            cparams["password"] = ref.read(fresh=True)
+            return dialect.connect(*cargs, **cparams)
+
+    return connect
+
+
+async def connect_direct(dsn: str, password_ref: SecretRef | None = None) -> Any:
+    """An asyncpg connection outside the pool (leader lock, LISTEN), with the password read
+    again from its source when the server refuses it."""
+    import asyncio
+
+    import asyncpg
+
+    if password_ref is None:
+        return await asyncpg.connect(dsn)
+    try:
+        return await asyncpg.connect(dsn, password=await asyncio.to_thread(password_ref.read))
+    except asyncpg.InvalidPasswordError:
+        fresh = await asyncio.to_thread(password_ref.read, fresh=True)
+        return await asyncpg.connect(dsn, password=fresh)
+
+
 def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
@@ -91,8 +136,12 @@ class Database:
         echo: bool = False,
         busy_timeout_seconds: float = 30.0,
         behind_pooler: bool = False,
+        password_ref: SecretRef | None = None,
     ) -> None:
         self.url = url
+        # Where the password lives when a secret manager or a file holds it: read for each
+        # new connection, and read again from the source when the server refuses it.
+        self.password_ref = password_ref
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
@@ -116,6 +165,8 @@ class Database:
                     "prepared_statement_name_func": _unique_statement_name,
                 }
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if password_ref is not None and not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "do_connect", _current_password(password_ref))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "before_execute", _sqlite_write_transaction)
@@ -135,6 +186,7 @@ class Database:
             pool_size=settings.database_pool_size or POOL_SIZE_BY_ROLE.get(role, 10),
             busy_timeout_seconds=settings.database_busy_timeout_seconds,
             behind_pooler=settings.database_pooler,
+            password_ref=settings.secret_ref("database_password"),
         )
 
     @asynccontextmanager

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import structlog
+
 from armillary.kit.cache import Cache, MemoryCache, create_cache
 from armillary.kit.db import Database
 from armillary.kit.events import EventBus
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from armillary.kit.ratelimit import RateLimiter
 
 Hook = Callable[["Runtime"], Awaitable[None]]
+
+log = structlog.get_logger("armillary.runtime")
 
 
 @dataclass
@@ -52,6 +56,11 @@ class Runtime:
         return self.access
 
     async def start(self, *, relay_interval: float = 2.0) -> None:
+        if self.settings.profile == "production":
+            # Names only: a secret manager or a file should hold these in production.
+            plain = self.settings.plain_environment_secrets()
+            if plain:
+                log.warning("secrets_from_environment", settings=plain)
         for hook in self.startup_hooks:
             await hook(self)
         self.tasks.append(asyncio.create_task(self.bus.run_relay(relay_interval)))

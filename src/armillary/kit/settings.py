@@ -6,10 +6,12 @@ import secrets
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from armillary.kit.secret_sources import SecretSourcedSettings
 
 # Values that must never protect a production deployment.
 _KNOWN_DEFAULTS = {"", "changeme", "change-me", "secret", "password", "admin", "armillary"}
@@ -20,10 +22,22 @@ class InsecureSettings(ValueError):
     """Raised when the production profile is started with missing or default secrets."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the platform. The embedded profile fills in what it can by itself."""
+class Settings(SecretSourcedSettings):
+    """Every knob of the platform. The embedded profile fills in what it can by itself.
+    Secrets may come from AWS Secrets Manager or a file (``kit.secret_sources``)."""
 
     model_config = SettingsConfigDict(env_prefix="ARMILLARY_", extra="ignore")
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "secret_key",
+            "previous_secret_keys",
+            "admin_password",
+            "database_url",
+            "database_password",
+            "redis_url",
+            "rabbitmq_url",
+        }
+    )
 
     profile: Literal["embedded", "production"] = "embedded"
     home: Path = Path(".armillary")
@@ -36,6 +50,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65_535)
 
     database_url: str | None = None
+    # The database password, kept out of the URL. From a secret manager it is read again when
+    # PostgreSQL refuses it, so a rotated password is picked up without a restart.
+    database_password: SecretStr | None = None
     # Connections kept per process (as many again may open under bursts). Unset: by role,
     # API 10, worker 4, scheduler 3 (docs/operations.md has the budget).
     database_pool_size: int | None = Field(default=None, ge=1, le=200)
@@ -138,7 +155,14 @@ class Settings(BaseSettings):
     @cached_property
     def database_dsn(self) -> str:
         if self.database_url:
-            return self.database_url
+            if self.database_password is None:
+                return self.database_url
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.database_url).set(
+                password=self.database_password.get_secret_value()
+            )
+            return url.render_as_string(hide_password=False)
         return f"sqlite+aiosqlite:///{(self.home / 'armillary.db').resolve()}"
 
     @cached_property
