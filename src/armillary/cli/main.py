@@ -14,6 +14,7 @@ import typer
 
 from armillary.cli import (
     admin,
+    backup,
     datasets,
     doctor,
     engine,
@@ -55,6 +56,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(backup.app, name="backup")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(storage.app, name="storage")
 app.add_typer(workflows.app, name="workflow")

@@ -69,9 +69,10 @@ class CheckpointFile:
         except (ValueError, KeyError, TypeError):
             return Checkpoint(-1, "", "")  # unreadable: verification reports it
 
-    def write(self, checkpoint: Checkpoint, *, resign: bool = False) -> None:
+    def write(self, checkpoint: Checkpoint, *, resign: bool = False, restore: bool = False) -> None:
         """Replace the file atomically, never with an older head than it holds. ``resign``
-        replaces only the signature of the very head it holds (a secret rotation)."""
+        replaces only the signature of the very head it holds (a secret rotation);
+        ``restore`` replaces whatever it holds (a restored backup's head)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_suffix(".lock")
         with open(lock_path, "a") as lock:
@@ -83,7 +84,7 @@ class CheckpointFile:
                     checkpoint.hash,
                 ):
                     return
-            elif current is not None and current.seq >= checkpoint.seq:
+            elif not restore and current is not None and current.seq >= checkpoint.seq:
                 return
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(
@@ -134,6 +135,18 @@ class AuditLog:
             )
             changed += 1
         return changed
+
+    async def checkpoint_restored_head(self, session: AsyncSession) -> bool:
+        """After a restore: the outside checkpoint becomes the restored chain's head (its
+        signature checked first), since the one outside may be ahead of the backup's point.
+        Returns whether a head was written."""
+        head = await session.get(AuditChainHead, _HEAD_ID)
+        if head is None or not self._signed(head.seq, head.hash, head.signature):
+            return False
+        checkpoint = Checkpoint(head.seq, head.hash, head.signature)
+        await asyncio.to_thread(self.checkpoint_file.write, checkpoint, restore=True)
+        log.warning("audit_checkpoint_restored", seq=head.seq)
+        return True
 
     def _needs_resign(self, seq: int, head_hash: str, signature: str) -> bool:
         if chain.signature_valid(self._key, seq, head_hash, signature):
