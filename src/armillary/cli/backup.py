@@ -63,6 +63,13 @@ async def restore_backup(
     from armillary.kit.storage import open_object_store
 
     secret = settings.resolved_secret_key()
+    if storage_settings.backend == "s3":
+        import asyncio
+
+        from armillary.kit.storage.admin import init_bucket
+
+        # The bucket may be gone with everything else: made again as `storage init` makes it.
+        await asyncio.to_thread(init_bucket, storage_settings)
     db = Database.from_settings(settings)
     store = open_object_store(storage_settings, home=settings.home, signing_secret=secret)
     audit = AuditLog(

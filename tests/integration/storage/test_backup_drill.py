@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.engine import make_url
 from tests.conftest import REDIS_URL, Api, auth, client_for, make_settings, xdist_index
 from tests.integration.serving.predict_support import SIGNATURE, features, instances, model_bytes
+from tests.integration.storage.conftest import S3SettingsFactory
 
 from armillary.app import create_app
 from armillary.cli import backup as backup_cli
@@ -30,6 +32,7 @@ from armillary.cli.doctor import check
 from armillary.kit.backup import BackupError, list_backups, verify
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
+from armillary.kit.storage.admin import init_bucket, s3_client
 from armillary.migrations.runner import upgrade
 
 CSV = b"a,b\n1,2\n3,4\n"
@@ -145,6 +148,9 @@ async def check_restored(api: Api, world: World, later_email: str) -> None:
     versions = (await c.get(f"{world.base}/datasets/sales/versions", headers=token)).json()
     assert [v["sha256"] for v in versions["items"]] == [world.dataset_sha]
     content = await c.get(f"{world.base}/datasets/sales/versions/1/content", headers=token)
+    if content.status_code == 307:  # S3: a presigned link to the restored object
+        async with httpx.AsyncClient() as direct:
+            content = await direct.get(content.headers["location"])
     assert content.status_code == 200, content.text
     assert content.content == CSV
     job = await c.get(f"/api/v1/jobs/{world.job_id}", headers=token)
@@ -156,7 +162,20 @@ async def check_restored(api: Api, world: World, later_email: str) -> None:
     assert later_email not in {u["email"] for u in users["items"]}
 
 
+def destroy_store(settings: Settings, storage: StorageSettings) -> None:
+    if storage.backend == "local":
+        shutil.rmtree(storage.resolved_local_root(settings.home))
+        return
+    client = s3_client(storage)
+    bucket = storage.bucket
+    listed = client.list_object_versions(Bucket=bucket)
+    for item in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]:
+        client.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+    client.delete_bucket(Bucket=bucket)
+
+
 async def drill(settings: Settings, storage: StorageSettings, tmp: Path, destroy: Any) -> None:
+    """``destroy`` removes the database and every object (and version) of the store."""
     async with platform(settings, storage) as api:
         world = await build_world(api)
         world.admin = await api.admin_token()
@@ -171,7 +190,6 @@ async def drill(settings: Settings, storage: StorageSettings, tmp: Path, destroy
         later_email = await change_after_backup(api, world)
 
     await destroy()
-    shutil.rmtree(storage.resolved_local_root(settings.home))
     restored = await backup_cli.restore_backup(settings, storage, target)
     assert restored["objects_restored"] == summary["objects"]
 
@@ -190,7 +208,10 @@ async def drill(settings: Settings, storage: StorageSettings, tmp: Path, destroy
         await backup_cli.restore_backup(settings, storage, target)
 
 
-async def test_restore_drill_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+@pytest.mark.parametrize("backend", ["local", "s3"])
+async def test_restore_drill_on_postgresql(
+    tmp_path: Path, pg_url: str, backend: str, s3_settings_factory: S3SettingsFactory
+) -> None:
     name = f"armillary_drill_{xdist_index()}_{uuid.uuid4().hex[:8]}"
     url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     admin_dsn = make_url(pg_url).set(drivername="postgresql", database="postgres")
@@ -207,10 +228,13 @@ async def test_restore_drill_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     try:
         settings = make_settings(tmp_path / "home", database_url=url, redis_url=REDIS_URL)
         await asyncio.to_thread(upgrade, settings)
-        storage = StorageSettings()
+        storage = StorageSettings() if backend == "local" else s3_settings_factory()
+        if backend == "s3":
+            await asyncio.to_thread(init_bucket, storage)
 
         async def destroy() -> None:
             await sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+            await asyncio.to_thread(destroy_store, settings, storage)
 
         await drill(settings, storage, tmp_path, destroy)
     finally:
@@ -226,6 +250,7 @@ async def test_restore_drill_on_the_embedded_shape(tmp_path: Path) -> None:
     async def destroy() -> None:
         for path in settings.home.glob("armillary.db*"):
             path.unlink()
+        destroy_store(settings, storage)
 
     await drill(settings, storage, tmp_path, destroy)
 
