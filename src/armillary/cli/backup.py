@@ -4,6 +4,7 @@ and object store directly, like ``armillary doctor``; no server needed."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -55,11 +56,8 @@ async def restore_backup(
     settings: Settings, storage_settings: StorageSettings, directory: Path
 ) -> dict[str, Any]:
     from armillary.app import storage_reference_sources
-    from armillary.identity.audit.service import AuditLog, CheckpointFile
     from armillary.kit import backup
-    from armillary.kit.cache import create_cache
     from armillary.kit.db import Database
-    from armillary.kit.secretbox import derive_key
     from armillary.kit.storage import open_object_store
 
     secret = settings.resolved_secret_key()
@@ -72,15 +70,9 @@ async def restore_backup(
         await asyncio.to_thread(init_bucket, storage_settings)
     db = Database.from_settings(settings)
     store = open_object_store(storage_settings, home=settings.home, signing_secret=secret)
-    audit = AuditLog(
-        secret,
-        CheckpointFile(_checkpoint_file(settings)),
-        previous=[key.get_secret_value() for key in settings.previous_secret_keys],
-    )
 
     async def checkpoint(restored: Database) -> None:
-        async with restored.read_only() as session:
-            await audit.checkpoint_restored_head(session)
+        await _checkpoint_from(restored, settings)
 
     try:
         counts = await backup.restore(
@@ -88,13 +80,52 @@ async def restore_backup(
         )
     finally:
         await db.dispose()
-    # Cached answers describe the state after the backup's point: none may outlive it.
-    cache = create_cache(settings.redis_url, derive_key(secret, "cache"))
+    await _clear_cache(settings)
+    return {"directory": str(directory), **counts}
+
+
+async def restore_point(
+    settings: Settings, storage_settings: StorageSettings, moment: datetime
+) -> dict[str, Any]:
+    """After pgBackRest restored the database to ``moment``: the objects as of the same
+    moment, the audit checkpoint from the restored chain, and no cached answer."""
+    import asyncio
+
+    from armillary.kit.db import Database
+    from armillary.kit.pitr import restore_objects_as_of
+
+    counts = await asyncio.to_thread(restore_objects_as_of, storage_settings, moment)
+    db = Database.from_settings(settings)
+    try:
+        await _checkpoint_from(db, settings)
+    finally:
+        await db.dispose()
+    await _clear_cache(settings)
+    return {"as_of": moment.isoformat(), **counts}
+
+
+async def _checkpoint_from(db: Any, settings: Settings) -> None:
+    from armillary.identity.audit.service import AuditLog, CheckpointFile
+
+    audit = AuditLog(
+        settings.resolved_secret_key(),
+        CheckpointFile(_checkpoint_file(settings)),
+        previous=[key.get_secret_value() for key in settings.previous_secret_keys],
+    )
+    async with db.read_only() as session:
+        await audit.checkpoint_restored_head(session)
+
+
+async def _clear_cache(settings: Settings) -> None:
+    from armillary.kit.cache import create_cache
+    from armillary.kit.secretbox import derive_key
+
+    # Cached answers describe the state after the restored moment: none may outlive it.
+    cache = create_cache(settings.redis_url, derive_key(settings.resolved_secret_key(), "cache"))
     try:
         await cache.delete_pattern("*")
     finally:
         await cache.close()
-    return {"directory": str(directory), **counts}
 
 
 def _settings() -> tuple[Settings, StorageSettings]:
@@ -203,4 +234,38 @@ def restore(
     console.print(
         f"Restored {directory}: {counts['objects_restored']} objects put back, "
         f"{counts['objects_removed']} newer objects removed."
+    )
+
+
+@app.command("restore-point")
+def restore_point_command(
+    as_of: Annotated[
+        datetime,
+        typer.Option(
+            "--as-of",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z"],
+            help="The moment pgBackRest restored the database to, with its zone",
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Change the store's current objects")] = False,
+    output_format: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """After `pgbackrest restore --type=time --target=...`: bring the S3 bucket's objects back
+    to the same moment (from their versions), set the audit checkpoint from the restored
+    chain and clear the cache."""
+    from armillary.kit.pitr import PointInTimeError
+
+    if not yes:
+        err.print("This changes the store's current objects: add --yes.")
+        raise typer.Exit(2)
+    settings, storage = _settings()
+    try:
+        counts = _run(restore_point(settings, storage, as_of))
+    except PointInTimeError as exc:
+        raise _fail(exc) from exc
+    if print_data(output_format, counts):
+        return
+    console.print(
+        f"Objects as of {counts['as_of']}: {counts['reverted']} brought back, "
+        f"{counts['deleted']} newer ones deleted, {counts['kept']} unchanged."
     )
