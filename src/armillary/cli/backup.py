@@ -121,7 +121,8 @@ async def _clear_cache(settings: Settings) -> None:
     from armillary.kit.secretbox import derive_key
 
     # Cached answers describe the state after the restored moment: none may outlive it.
-    cache = create_cache(settings.redis_url, derive_key(settings.resolved_secret_key(), "cache"))
+    key = derive_key(settings.resolved_secret_key(), "cache")
+    cache = create_cache(settings.redis_url, key, ca_file=settings.ca_file("redis"))
     try:
         await cache.delete_pattern("*")
     finally:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from ssl import SSLContext
 from typing import Any
 
 from sqlalchemy import (
@@ -105,20 +106,33 @@ def _current_password(ref: SecretRef) -> Callable[..., Any]:
     return connect
 
 
-async def connect_direct(dsn: str, password_ref: SecretRef | None = None) -> Any:
+def database_ssl(settings: Settings) -> SSLContext | None:
+    """The TLS context of PostgreSQL connections (``ARMILLARY_DATABASE_SSLMODE``)."""
+    if settings.database_sslmode != "verify-full" or settings.database_url is None:
+        return None
+    from armillary.kit.tls import client_context
+
+    return client_context(settings.ca_file("database"))
+
+
+async def connect_direct(
+    dsn: str, password_ref: SecretRef | None = None, *, ssl: SSLContext | None = None
+) -> Any:
     """An asyncpg connection outside the pool (leader lock, LISTEN), with the password read
     again from its source when the server refuses it."""
     import asyncio
 
     import asyncpg
 
+    options: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
     if password_ref is None:
-        return await asyncpg.connect(dsn)
+        return await asyncpg.connect(dsn, **options)
     try:
-        return await asyncpg.connect(dsn, password=await asyncio.to_thread(password_ref.read))
+        password = await asyncio.to_thread(password_ref.read)
+        return await asyncpg.connect(dsn, password=password, **options)
     except asyncpg.InvalidPasswordError:
         fresh = await asyncio.to_thread(password_ref.read, fresh=True)
-        return await asyncpg.connect(dsn, password=fresh)
+        return await asyncpg.connect(dsn, password=fresh, **options)
 
 
 def _unique_statement_name() -> str:
@@ -137,8 +151,11 @@ class Database:
         busy_timeout_seconds: float = 30.0,
         behind_pooler: bool = False,
         password_ref: SecretRef | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.url = url
+        # verify-full TLS to PostgreSQL: the pool and the direct connections alike.
+        self.ssl = ssl
         # Where the password lives when a secret manager or a file holds it: read for each
         # new connection, and read again from the source when the server refuses it.
         self.password_ref = password_ref
@@ -155,15 +172,20 @@ class Database:
             # Recycle instead of pinging on every checkout (a round trip per request); a
             # connection the server dropped fails once and is replaced.
             kwargs["pool_recycle"] = 1800
+            connect_args: dict[str, Any] = {}
             if behind_pooler:
                 # A transaction pooler hands each transaction to any server connection:
                 # asyncpg's statement cache and SQLAlchemy's named prepared statements would
                 # meet statements (or their absence) of another client's session.
-                kwargs["connect_args"] = {
+                connect_args = {
                     "statement_cache_size": 0,
                     "prepared_statement_cache_size": 0,
                     "prepared_statement_name_func": _unique_statement_name,
                 }
+            if ssl is not None:
+                connect_args["ssl"] = ssl
+            if connect_args:
+                kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if password_ref is not None and not self.is_sqlite:
             event.listen(self.engine.sync_engine, "do_connect", _current_password(password_ref))
@@ -187,6 +209,7 @@ class Database:
             busy_timeout_seconds=settings.database_busy_timeout_seconds,
             behind_pooler=settings.database_pooler,
             password_ref=settings.secret_ref("database_password"),
+            ssl=database_ssl(settings),
         )
 
     @asynccontextmanager

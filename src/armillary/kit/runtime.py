@@ -86,4 +86,5 @@ def _cache(settings: Settings) -> Cache:
     if not settings.redis_url:
         return MemoryCache()
     # Derived from the platform secret, which Redis never sees: see kit.cache.
-    return create_cache(settings.redis_url, derive_key(settings.resolved_secret_key(), "cache"))
+    key = derive_key(settings.resolved_secret_key(), "cache")
+    return create_cache(settings.redis_url, key, ca_file=settings.ca_file("redis"))

@@ -65,6 +65,22 @@ class Settings(SecretSourcedSettings):
     redis_url: str | None = None
     rabbitmq_url: str | None = None
 
+    # TLS (kit.tls). The server's certificate: the embedded server (and each service process)
+    # then speaks HTTPS only, with HSTS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # The CA bundle outgoing hops verify against (unset: the system's); each hop may have its
+    # own. PostgreSQL speaks TLS with `database_sslmode=verify-full`; Redis with `rediss://`;
+    # RabbitMQ with `amqps://`.
+    tls_ca_file: Path | None = None
+    database_sslmode: Literal["disable", "verify-full"] = "disable"
+    database_ca_file: Path | None = None
+    redis_ca_file: Path | None = None
+    rabbitmq_ca_file: Path | None = None
+    # Clients reach this process through a proxy that terminates TLS (a load balancer, the
+    # gateway): the production profile then accepts a plain HTTP listener.
+    tls_terminated_by_proxy: bool = False
+
     # Encrypts signing keys at rest and keys the audit checkpoint signature.
     secret_key: SecretStr | None = None
     # Secret keys this one replaced (a JSON list): values encrypted under them at rest (alert
@@ -148,6 +164,7 @@ class Settings(SecretSourcedSettings):
             problems.append("ARMILLARY_DATABASE_URL is not set")
         if self.admin_password is not None and _is_weak(self.admin_password.get_secret_value(), 12):
             problems.append("ARMILLARY_ADMIN_PASSWORD is a default or too short")
+        problems += [f"{hop} is plaintext off this machine" for hop in self.plaintext_hops()]
         if problems:
             raise InsecureSettings("; ".join(problems))
         return self
@@ -165,6 +182,27 @@ class Settings(SecretSourcedSettings):
             return url.render_as_string(hide_password=False)
         return f"sqlite+aiosqlite:///{(self.home / 'armillary.db').resolve()}"
 
+    def plaintext_hops(self) -> list[str]:
+        """The hops leaving this machine without TLS (the production profile refuses them)."""
+        from armillary.kit.tls import is_loopback
+
+        hops = []
+        if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
+            hops.append("the HTTP listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
+        database = self.database_url or ""
+        if database.startswith("postgresql") and self.database_sslmode != "verify-full":
+            hops += _off_machine("PostgreSQL (ARMILLARY_DATABASE_SSLMODE=verify-full)", database)
+        if self.redis_url and self.redis_url.startswith("redis://"):
+            hops += _off_machine("Redis (a rediss:// URL)", self.redis_url)
+        if self.rabbitmq_url and self.rabbitmq_url.startswith("amqp://"):
+            hops += _off_machine("RabbitMQ (an amqps:// URL)", self.rabbitmq_url)
+        return hops
+
+    def ca_file(self, hop: Literal["database", "redis", "rabbitmq"]) -> Path | None:
+        """The CA bundle ``hop`` verifies against: its own, else the platform's."""
+        own: Path | None = getattr(self, f"{hop}_ca_file")
+        return own or self.tls_ca_file
+
     @cached_property
     def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(p, strict=False) for p in self.trusted_proxies]
@@ -181,6 +219,12 @@ class Settings(SecretSourcedSettings):
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+
+def _off_machine(hop: str, url: str) -> list[str]:
+    from armillary.kit.tls import is_loopback, url_host
+
+    return [] if is_loopback(url_host(url)) else [hop]
 
 
 def _is_weak(value: str, min_length: int = _MIN_SECRET_LENGTH) -> bool:

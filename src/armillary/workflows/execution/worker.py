@@ -89,7 +89,11 @@ class Worker:
         dsn = signals.asyncpg_dsn(db.url)
         poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
         self.listener = signals.Listener(
-            dsn, signals.TASKS_QUEUED, poll_seconds=poll, password_ref=db.password_ref
+            dsn,
+            signals.TASKS_QUEUED,
+            poll_seconds=poll,
+            password_ref=db.password_ref,
+            ssl=db.ssl,
         )
         self.running: dict[uuid.UUID, _Running] = {}
         self._tasks: set[asyncio.Task[None]] = set()

@@ -20,9 +20,12 @@ SCHEDULER_LOCK_KEY = 0x41524D494C4C0001
 
 
 class Leadership:
-    def __init__(self, dsn: str | None, *, password_ref: SecretRef | None = None) -> None:
+    def __init__(
+        self, dsn: str | None, *, password_ref: SecretRef | None = None, ssl: Any = None
+    ) -> None:
         self.dsn = dsn
         self.password_ref = password_ref
+        self.ssl = ssl
         self._connection: Any = None
 
     async def acquire(self) -> bool:
@@ -37,7 +40,7 @@ class Leadership:
                 except (OSError, asyncpg.PostgresError):
                     pass
             await self.release()
-        connection = await connect_direct(self.dsn, self.password_ref)
+        connection = await connect_direct(self.dsn, self.password_ref, ssl=self.ssl)
         try:
             taken = await connection.fetchval("SELECT pg_try_advisory_lock($1)", SCHEDULER_LOCK_KEY)
         except BaseException:

@@ -73,9 +73,11 @@ class Listener:
         *,
         poll_seconds: float,
         password_ref: SecretRef | None = None,
+        ssl: Any = None,
     ) -> None:
         self.dsn = dsn
         self.password_ref = password_ref
+        self.ssl = ssl
         self.channel = channel
         self.poll_seconds = poll_seconds
         self._event = asyncio.Event()
@@ -96,7 +98,7 @@ class Listener:
     async def start(self) -> None:
         if self.dsn is None:
             return
-        self._connection = await connect_direct(self.dsn, self.password_ref)
+        self._connection = await connect_direct(self.dsn, self.password_ref, ssl=self.ssl)
         await self._connection.add_listener(self.channel, self._notified)
 
     async def start_when_possible(self, stopping: asyncio.Event) -> None:
