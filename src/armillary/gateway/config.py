@@ -327,6 +327,25 @@ def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -
         "merge_slashes": True,
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
         "max_request_headers_kb": settings.gateway_max_request_headers_kb,
+        # W3C trace context: a request without `traceparent` gets one, one with it keeps its
+        # trace id (the gateway's span becomes the parent). Sampled spans go to the OTLP collector.
+        "tracing": {
+            "random_sampling": {"value": settings.gateway_trace_sampling_percent},
+            "provider": {
+                "name": "envoy.tracers.opentelemetry",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                    "service_name": "armillary-gateway",
+                    "http_service": {
+                        "http_uri": {
+                            "uri": f"{settings.gateway_otlp_url.rstrip('/')}/v1/traces",
+                            "cluster": "otlp",
+                            "timeout": "2s",
+                        }
+                    },
+                },
+            },
+        },
         "stream_idle_timeout": _seconds(settings.gateway_stream_idle_timeout_seconds),
         "request_headers_timeout": "10s",
         "server_header_transformation": "PASS_THROUGH",
@@ -403,6 +422,22 @@ def cluster(service: str, settings: GatewaySettings) -> dict[str, Any]:
     return config
 
 
+def _otlp_cluster(settings: GatewaySettings) -> dict[str, Any]:
+    url = urlsplit(settings.gateway_otlp_url)
+    host = url.hostname or "127.0.0.1"
+    return {
+        "name": "otlp",
+        "type": "STRICT_DNS",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": "otlp",
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": _address(host, url.port or 4318)}}]}
+            ],
+        },
+    }
+
+
 def stats_listener(settings: GatewaySettings) -> dict[str, Any]:
     """Prometheus scrapes /stats/prometheus here: the admin interface's page, and nothing
     else of it."""
@@ -477,7 +512,11 @@ def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -
         "admin": {"address": admin},
         "static_resources": {
             "listeners": [public, stats_listener(settings)],
-            "clusters": [*(cluster(s, settings) for s in SERVICES), admin_cluster],
+            "clusters": [
+                *(cluster(s, settings) for s in SERVICES),
+                admin_cluster,
+                _otlp_cluster(settings),
+            ],
         },
         "overload_manager": {
             "resource_monitors": [
@@ -494,5 +533,12 @@ def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No anchors and aliases: the file is read by people as well as by Envoy."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -> str:
-    return yaml.safe_dump(bootstrap(settings, table), sort_keys=False)
+    return yaml.dump(bootstrap(settings, table), Dumper=_PlainDumper, sort_keys=False)

