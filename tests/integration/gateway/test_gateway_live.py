@@ -169,8 +169,10 @@ async def test_traceparent_is_generated_or_passed_on(app: FastAPI, tmp_path: Pat
             "/api/v1/auth/jwks", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
         )
     generated, passed = seen[-2:]
-    assert generated is not None and len(generated.split("-")) == 4
-    assert passed is not None and passed.split("-")[1] == trace_id
+    assert generated is not None
+    assert len(generated.split("-")) == 4
+    assert passed is not None
+    assert passed.split("-")[1] == trace_id
 
 
 async def test_an_upload_and_its_download_stream_through(api: Api, edge: Gateway) -> None:
