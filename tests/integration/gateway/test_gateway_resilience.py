@@ -1,0 +1,162 @@
+"""Circuit breaking, retries and timeouts at the gateway, against a scripted upstream that
+serves its own JWKS (every service cluster points at it; each cluster breaks on its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from tests.integration.gateway.support import Gateway, gateway_for
+from tests.security.test_tokens import ed25519_token
+
+pytestmark = pytest.mark.asyncio
+
+KID = "gateway-test-key-1"
+ISSUER = "armillary"
+AUDIENCE = "armillary-api"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Upstream:
+    """An ASGI app: JWKS, and per path a scripted status (and delay); it counts each hit."""
+
+    def __init__(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.hits: Counter[str] = Counter()
+        self.status: dict[str, int] = {}
+        self.delay: dict[str, float] = {}
+        self.state = _State()
+
+    def token(self) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": str(uuid.uuid4()),
+            "iat": now,
+            "exp": now + 300,
+            "jti": uuid.uuid4().hex,
+            "role": "admin",
+        }
+        return ed25519_token(self.key, {"alg": "EdDSA", "typ": "at+jwt", "kid": KID}, claims)
+
+    def _jwks(self) -> bytes:
+        raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(raw), "kid": KID, "alg": "EdDSA"}
+        return json.dumps({"keys": [jwk]}).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path.endswith("/jwks"):
+            status, body = 200, self._jwks()
+        else:
+            self.hits[path] += 1
+            await asyncio.sleep(self.delay.get(path, 0))
+            status, body = self.status.get(path, 200), b"{}"
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _State:
+    class runtime:
+        class settings:
+            jwt_issuer = ISSUER
+            jwt_audience = AUDIENCE
+
+
+@pytest.fixture
+async def scripted(tmp_path: Path) -> AsyncIterator[tuple[Upstream, Gateway]]:
+    upstream = Upstream()
+    async with gateway_for(
+        upstream,  # type: ignore[arg-type]
+        tmp_path,
+        gateway_ejection_seconds="1",
+        gateway_route_timeout_seconds="1",
+    ) as gateway:
+        yield upstream, gateway
+
+
+def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = dict(response.json())
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+async def test_idempotent_requests_are_retried_and_others_are_not(
+    scripted: tuple[Upstream, Gateway],
+) -> None:
+    upstream, gateway = scripted
+    headers = {"Authorization": f"Bearer {upstream.token()}"}
+    path = "/api/v1/projects/p1/datasets"
+    upstream.status[path] = 503
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        got = await client.get(path, headers=headers)
+        assert got.status_code == 503
+        assert upstream.hits[path] == 3  # the request and two retries
+        upstream.hits.clear()
+        posted = await client.post(path, json={"name": "x"}, headers=headers)
+        assert posted.status_code == 503
+        assert upstream.hits[path] == 1
+
+
+async def test_a_failing_service_is_ejected_answered_fast_and_probed_back(
+    scripted: tuple[Upstream, Gateway],
+) -> None:
+    upstream, gateway = scripted
+    headers = {"Authorization": f"Bearer {upstream.token()}"}
+    path = "/api/v1/projects/p1/models"
+    upstream.status[path] = 500
+    failures = gateway.settings.gateway_consecutive_5xx
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        for _ in range(failures):
+            response = await client.post(path, json={}, headers=headers)
+            assert response.status_code == 500
+        assert upstream.hits[path] == failures
+        # Ejected: the gateway answers by itself, with Retry-After, and the service rests.
+        fast = await client.post(path, json={}, headers=headers)
+        _problem(fast, 503)
+        assert fast.headers["retry-after"]
+        assert upstream.hits[path] == failures
+        # Another service's cluster is not affected.
+        other = await client.get("/api/v1/projects/p1/deployments", headers=headers)
+        assert other.status_code == 200
+        # After the ejection time the host is probed back, and answers again.
+        upstream.status[path] = 200
+        deadline = time.monotonic() + 15
+        while (await client.post(path, json={}, headers=headers)).status_code != 200:
+            assert time.monotonic() < deadline, "the service was never probed back"
+            await asyncio.sleep(0.2)
+        stats = await client.get(f"{gateway.stats_url}/stats/prometheus")
+        ejections = "envoy_cluster_outlier_detection_ejections_enforced_total"
+        assert f'{ejections}{{envoy_cluster_name="registry"}} 1' in stats.text
+
+
+async def test_a_slow_service_is_a_504_problem(scripted: tuple[Upstream, Gateway]) -> None:
+    upstream, gateway = scripted
+    headers = {"Authorization": f"Bearer {upstream.token()}"}
+    path = "/api/v1/projects/p1/jobs"
+    upstream.delay[path] = 3
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        response = await client.get(path, headers=headers)
+    body = _problem(response, 504)
+    assert body["title"] == "Gateway timeout"
