@@ -320,7 +320,7 @@ def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -
                 "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3"
                 ".UuidRequestIdConfig",
                 "pack_trace_reason": False,
-                "use_request_id_for_trace_sampling": False,
+                "use_request_id_for_trace_sampling": True,
             }
         },
         "normalize_path": True,

@@ -39,6 +39,7 @@ class Upstream:
         self.hits: Counter[str] = Counter()
         self.status: dict[str, int] = {}
         self.delay: dict[str, float] = {}
+        self.headers: dict[str, dict[str, str]] = {}
         self.state = _State()
 
     def token(self) -> str:
@@ -67,6 +68,7 @@ class Upstream:
             status, body = 200, self._jwks()
         else:
             self.hits[path] += 1
+            self.headers[path] = {k.decode(): v.decode() for k, v in scope["headers"]}
             await asyncio.sleep(self.delay.get(path, 0))
             status, body = self.status.get(path, 200), b"{}"
         headers = [(b"content-type", b"application/json")]
@@ -160,3 +162,32 @@ async def test_a_slow_service_is_a_504_problem(scripted: tuple[Upstream, Gateway
         response = await client.get(path, headers=headers)
     body = _problem(response, 504)
     assert body["title"] == "Gateway timeout"
+
+
+async def test_clients_cannot_steer_the_gateway_with_envoy_headers(
+    scripted: tuple[Upstream, Gateway],
+) -> None:
+    """Every client is external: its x-envoy-* headers (timeouts, retries) are ignored, and
+    the gateway appends the address it saw to X-Forwarded-For."""
+    upstream, gateway = scripted
+    path = "/api/v1/projects/p1/code"
+    upstream.delay[path] = 0.3
+    steering = {
+        "Authorization": f"Bearer {upstream.token()}",
+        "x-envoy-upstream-rq-timeout-ms": "1",
+        "x-envoy-retry-on": "5xx",
+        "x-envoy-max-retries": "5",
+        "X-Forwarded-For": "203.0.113.9",
+    }
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        response = await client.get(path, headers=steering)
+    assert response.status_code == 200, response.text
+    seen = upstream.headers[path]
+    assert not {name for name in seen if name.startswith("x-envoy-") and "internal" in name}
+    assert "x-envoy-retry-on" not in seen
+    # The gateway appends the hop it saw (for a loopback peer Envoy writes the host's own
+    # address); services read the header from the right, trusting only the gateway.
+    hops = [hop.strip() for hop in seen["x-forwarded-for"].split(",")]
+    assert len(hops) == 2
+    assert hops[0] == "203.0.113.9"
+    assert seen["x-envoy-external-address"] == "127.0.0.1"
