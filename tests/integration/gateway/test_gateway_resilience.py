@@ -40,6 +40,8 @@ class Upstream:
         self.status: dict[str, int] = {}
         self.delay: dict[str, float] = {}
         self.headers: dict[str, dict[str, str]] = {}
+        # Paths answered as a follow: a first chunk, then more only once the test says so.
+        self.follow: dict[str, asyncio.Event] = {}
         self.state = _State()
 
     def token(self) -> str:
@@ -64,6 +66,9 @@ class Upstream:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        if path in self.follow:
+            await self._follow(path, send)
+            return
         if path.endswith("/jwks"):
             status, body = 200, self._jwks()
         else:
@@ -74,6 +79,16 @@ class Upstream:
         headers = [(b"content-type", b"application/json")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _follow(self, path: str, send: Any) -> None:
+        self.hits[path] += 1
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"first line\n", "more_body": True})
+        await self.follow[path].wait()
+        # Longer than the route timeout of ordinary routes: a follow has only an idle limit.
+        await asyncio.sleep(1.5)
+        await send({"type": "http.response.body", "body": b"last line\n"})
 
 
 class _State:
@@ -191,3 +206,25 @@ async def test_clients_cannot_steer_the_gateway_with_envoy_headers(
     assert len(hops) == 2
     assert hops[0] == "203.0.113.9"
     assert seen["x-envoy-external-address"] == "127.0.0.1"
+
+
+async def test_a_log_follow_streams_through_without_buffering(
+    scripted: tuple[Upstream, Gateway],
+) -> None:
+    """The first line reaches the client while the service is still writing (a buffering
+    proxy would hold it until the end, and this test would time out)."""
+    upstream, gateway = scripted
+    path = f"/api/v1/jobs/{uuid.uuid4()}/tasks/train/logs"
+    upstream.follow[path] = asyncio.Event()
+    headers = {"Authorization": f"Bearer {upstream.token()}"}
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as client,
+        client.stream("GET", path, params={"follow": "true"}, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.aiter_bytes()
+        first = await asyncio.wait_for(anext(chunks), timeout=10)
+        assert first == b"first line\n"
+        upstream.follow[path].set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert rest == b"last line\n"
