@@ -439,8 +439,8 @@ def _otlp_cluster(settings: GatewaySettings) -> dict[str, Any]:
 
 
 def stats_listener(settings: GatewaySettings) -> dict[str, Any]:
-    """Prometheus scrapes /stats/prometheus here: the admin interface's page, and nothing
-    else of it."""
+    """Prometheus scrapes /stats/prometheus here, and probes read /ready: those two pages of
+    the admin interface, and nothing else of it."""
     hcm = {
         "@type": _T + "network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "stats",
@@ -454,6 +454,8 @@ def stats_listener(settings: GatewaySettings) -> dict[str, Any]:
                             "match": {"path": "/stats/prometheus"},
                             "route": {"cluster": "envoy_admin"},
                         },
+                        # For readiness probes: 200 once Envoy is serving.
+                        {"match": {"path": "/ready"}, "route": {"cluster": "envoy_admin"}},
                         {"match": {"prefix": "/"}, "direct_response": {"status": 404}},
                     ],
                 }

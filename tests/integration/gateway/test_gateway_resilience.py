@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -18,7 +22,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.integration.gateway.support import Gateway, gateway_for
+from tests.integration.workflows.engine import free_port, serve
 from tests.security.test_tokens import ed25519_token
+
+from armillary.gateway.settings import SERVICES
 
 pytestmark = pytest.mark.asyncio
 
@@ -228,3 +235,47 @@ async def test_a_log_follow_streams_through_without_buffering(
         upstream.follow[path].set()
         rest = b"".join([chunk async for chunk in chunks])
     assert rest == b"last line\n"
+
+
+async def test_the_gateway_command_validates_and_runs_envoy(tmp_path: Path) -> None:
+    """`armillary gateway` as operators run it: configured by the environment only."""
+    upstream = Upstream()
+    async with contextlib.asynccontextmanager(serve)(upstream, free_port()) as url:  # type: ignore[arg-type]
+        port, stats = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
+        env.update(
+            {f"ARMILLARY_{service.upper()}_URL": url for service in SERVICES},
+            ARMILLARY_HOME=str(tmp_path),
+            ARMILLARY_PORT=str(port),
+            ARMILLARY_GATEWAY_ADMIN_PORT=str(free_port()),
+            ARMILLARY_GATEWAY_STATS_PORT=str(stats),
+        )
+        log = (tmp_path / "gateway.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "armillary.cli", "gateway"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            async with httpx.AsyncClient(timeout=5) as client:
+                while True:
+                    assert process.poll() is None, (tmp_path / "gateway.log").read_text()
+                    with contextlib.suppress(httpx.TransportError):
+                        ready = await client.get(f"http://127.0.0.1:{stats}/ready")
+                        if ready.status_code == 200:
+                            break
+                    assert time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
+                    await asyncio.sleep(0.2)
+                headers = {"Authorization": f"Bearer {upstream.token()}"}
+                routed = await client.get(
+                    f"http://127.0.0.1:{port}/api/v1/projects/p1/datasets", headers=headers
+                )
+                assert routed.status_code == 200
+                assert upstream.hits["/api/v1/projects/p1/datasets"] == 1
+        finally:
+            process.terminate()
+            process.wait(15)
+            log.close()
+        assert (tmp_path / "gateway" / "envoy.yaml").is_file()
