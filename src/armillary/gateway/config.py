@@ -14,43 +14,15 @@ from urllib.parse import urlsplit
 import yaml
 
 from armillary.kit.edge import Access, EdgeRule
-from armillary.kit.security import ACCESS_TOKEN_TYPE
 
+from .auth import JWT_FILTER, RBAC_FILTER, jwt_authn, jwt_per_route, rbac_per_route
+from .replies import local_reply_config
 from .routes import IDEMPOTENT, INTERNAL_PREFIX, EdgeRoute, edge_routes
 from .settings import SERVICES, GatewaySettings
 
-JWT_FILTER = "envoy.filters.http.jwt_authn"
-RBAC_FILTER = "envoy.filters.http.rbac"
-PROVIDER = "identity"
-JWKS_PATH = "/api/v1/auth/jwks"
-API_KEY_HEADER = "x-api-key"
-JOB_SCOPE = "job"
-_T = "type.googleapis.com/envoy.extensions.filters."
+__all__ = ["JWT_FILTER", "RBAC_FILTER", "bootstrap", "render"]
 
-# Fixed titles, as the services' own problems use them (kit.problems).
-TITLES = {
-    400: "Bad request",
-    401: "Not authenticated",
-    403: "Forbidden",
-    404: "Not found",
-    408: "Request timeout",
-    413: "Content too large",
-    429: "Too many requests",
-    431: "Request header fields too large",
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-DETAILS = {
-    401: "Send a valid access token",
-    403: "Your role does not allow this",
-    404: "No such route",
-    429: "Too many requests: try again later",
-    502: "The service answered with an invalid response",
-    503: "The service is unavailable: try again later",
-    504: "The service did not answer in time",
-}
+_T = "type.googleapis.com/envoy.extensions.filters."
 
 
 def _seconds(value: float) -> str:
@@ -59,61 +31,6 @@ def _seconds(value: float) -> str:
 
 def _address(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": port}}
-
-
-def _jwt_metadata(*path: str, exact: str) -> dict[str, Any]:
-    return {
-        "filter": JWT_FILTER,
-        "path": [{"key": key} for key in path],
-        "value": {"string_match": {"exact": exact}},
-    }
-
-
-def _claim(*path: str, exact: str) -> dict[str, Any]:
-    """An RBAC principal: the verified JWT's header or payload field equals ``exact``."""
-    return {"sourced_metadata": {"metadata_matcher": _jwt_metadata(*path, exact=exact)}}
-
-
-def rbac_policy(rule: EdgeRule) -> dict[str, Any] | None:
-    """The per-route RBAC config of ``rule``: what jwt_authn alone lets through. A refresh
-    token is signed by the same key for the same audience, so its ``typ`` is checked here;
-    then the admin role and job tokens. None for public routes."""
-    if rule.access is Access.PUBLIC:
-        return None
-    checks: list[dict[str, Any]] = [_claim("jwt_header", "typ", exact=ACCESS_TOKEN_TYPE)]
-    if rule.admin_only:
-        checks.append(_claim("jwt_payload", "role", exact="admin"))
-    if not rule.job_tokens:
-        checks.append({"not_id": _claim("jwt_payload", "scope", exact=JOB_SCOPE)})
-    principals: list[dict[str, Any]] = [{"and_ids": {"ids": checks}}]
-    if rule.access is Access.API_KEY_OR_BEARER:
-        # The key itself is checked by the serving service (it owns the keys).
-        principals.insert(0, {"header": {"name": API_KEY_HEADER, "present_match": True}})
-    return {
-        "rbac": {
-            "rules": {
-                "action": "ALLOW",
-                "policies": {"edge": {"permissions": [{"any": True}], "principals": principals}},
-            }
-        }
-    }
-
-
-def _jwt_per_route(rule: EdgeRule) -> dict[str, Any]:
-    config: dict[str, Any] = {"@type": _T + "http.jwt_authn.v3.PerRouteConfig"}
-    if rule.access is Access.PUBLIC:
-        config["disabled"] = True
-    else:
-        config["requirement_name"] = rule.access.value
-    return config
-
-
-def _rbac_per_route(rule: EdgeRule) -> dict[str, Any]:
-    config: dict[str, Any] = {"@type": _T + "http.rbac.v3.RBACPerRoute"}
-    policy = rbac_policy(rule)
-    if policy is not None:
-        config.update(policy)
-    return config
 
 
 def _retry_policy(route: EdgeRoute, settings: GatewaySettings) -> dict[str, Any]:
@@ -152,8 +69,8 @@ def envoy_route(route: EdgeRoute, settings: GatewaySettings, *, any_method: bool
         "match": match,
         "route": action,
         "typed_per_filter_config": {
-            JWT_FILTER: _jwt_per_route(route.rule),
-            RBAC_FILTER: _rbac_per_route(route.rule),
+            JWT_FILTER: jwt_per_route(route.rule),
+            RBAC_FILTER: rbac_per_route(route.rule),
         },
     }
 
@@ -186,118 +103,6 @@ def virtual_host(settings: GatewaySettings, table: list[EdgeRoute]) -> dict[str,
         )
         routes.append(envoy_route(fallback, settings, any_method=True))
     return {"name": "armillary", "domains": ["*"], "routes": routes}
-
-
-def _problem(status: int, settings: GatewaySettings) -> dict[str, Any]:
-    title = TITLES[status]
-    body_format = {
-        "json_format": {
-            "type": f"https://armillary.dev/problems/{title.lower().replace(' ', '-')}",
-            "title": title,
-            "status": status,
-            "detail": DETAILS.get(status, title),
-            "instance": "%REQ(:PATH)%",
-            "request_id": "%REQ(X-REQUEST-ID)%",
-        },
-        "content_type": "application/problem+json",
-    }
-    mapper: dict[str, Any] = {
-        "filter": _status_filter(status),
-        "body_format_override": body_format,
-    }
-    if status in (429, 503):
-        mapper["headers_to_add"] = [
-            {
-                "header": {
-                    "key": "Retry-After",
-                    "value": str(settings.gateway_retry_after_seconds),
-                },
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            }
-        ]
-    return mapper
-
-
-def _status_filter(status: int) -> dict[str, Any]:
-    return {
-        "status_code_filter": {
-            "comparison": {
-                "op": "EQ",
-                "value": {"default_value": status, "runtime_key": f"gateway.reply_{status}"},
-            }
-        }
-    }
-
-
-def local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
-    """Every reply Envoy makes itself is problem+json with the request id. Its 403s are JWT
-    failures (a wrong audience) unless an access token verified: those become 401; a 403 of
-    the RBAC filter after a valid access token stays 403 (role or job token refused)."""
-    valid_access_token = {
-        "metadata_filter": {
-            "matcher": _jwt_metadata("jwt_header", "typ", exact=ACCESS_TOKEN_TYPE),
-            "match_if_key_not_found": False,
-        }
-    }
-    forbidden = _problem(403, settings)
-    forbidden["filter"] = {"and_filter": {"filters": [_status_filter(403), valid_access_token]}}
-    unauthorized = _problem(401, settings)
-    unauthorized["filter"] = _status_filter(403)
-    unauthorized["status_code"] = 401
-    mappers = [forbidden, unauthorized]
-    mappers += [_problem(status, settings) for status in TITLES if status != 403]
-    return {
-        "mappers": mappers,
-        "body_format": {
-            "json_format": {
-                "type": "about:blank",
-                "title": "Gateway error",
-                "status": "%RESPONSE_CODE%",
-                "detail": "The gateway could not complete the request",
-                "instance": "%REQ(:PATH)%",
-                "request_id": "%REQ(X-REQUEST-ID)%",
-            },
-            "content_type": "application/problem+json",
-        },
-    }
-
-
-def jwt_authn(settings: GatewaySettings) -> dict[str, Any]:
-    provider = {
-        "issuer": settings.jwt_issuer,
-        "audiences": [settings.jwt_audience],
-        "remote_jwks": {
-            "http_uri": {
-                "uri": f"{settings.identity_url.rstrip('/')}{JWKS_PATH}",
-                "cluster": "identity",
-                "timeout": "5s",
-            },
-            "cache_duration": _seconds(settings.gateway_jwks_cache_seconds),
-            "async_fetch": {},
-            "retry_policy": {"num_retries": 3},
-        },
-        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
-        # The services verify the token again and read its claims themselves.
-        "forward": True,
-        "require_expiration": True,
-        "clock_skew_seconds": 30,
-        "header_in_metadata": "jwt_header",
-        "payload_in_metadata": "jwt_payload",
-    }
-    return {
-        "@type": _T + "http.jwt_authn.v3.JwtAuthentication",
-        "providers": {PROVIDER: provider},
-        "requirement_map": {
-            Access.BEARER.value: {"provider_name": PROVIDER},
-            # No token is allowed (an API key may stand in; RBAC checks one is there), a
-            # bad one is not.
-            Access.API_KEY_OR_BEARER.value: {
-                "requires_any": {
-                    "requirements": [{"provider_name": PROVIDER}, {"allow_missing": {}}]
-                }
-            },
-        },
-    }
 
 
 def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import pytest
 from fastapi.routing import APIRoute
 from tests.conftest import Api, auth
 
-from armillary.gateway.config import JWT_FILTER, RBAC_FILTER, bootstrap, rbac_policy
+from armillary.gateway.auth import JWT_FILTER, RBAC_FILTER, rbac_policy
+from armillary.gateway.config import bootstrap
 from armillary.gateway.routes import SERVICE_ROUTERS, edge_routes
 from armillary.gateway.runner import envoy_command, write_config
 from armillary.gateway.settings import GatewaySettings
