@@ -279,3 +279,31 @@ async def test_the_gateway_command_validates_and_runs_envoy(tmp_path: Path) -> N
             process.wait(15)
             log.close()
         assert (tmp_path / "gateway" / "envoy.yaml").is_file()
+
+
+async def test_connection_and_pending_limits_shed_load_with_503s(tmp_path: Path) -> None:
+    upstream = Upstream()
+    path = "/api/v1/projects/p1/workflows"
+    upstream.delay[path] = 1
+    async with gateway_for(
+        upstream,  # type: ignore[arg-type]
+        tmp_path,
+        gateway_max_connections="1",
+        gateway_max_pending_requests="1",
+        gateway_max_requests="1",
+    ) as gateway:
+        headers = {"Authorization": f"Bearer {upstream.token()}"}
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            responses = await asyncio.gather(*(client.get(path, headers=headers) for _ in range(6)))
+            stats = await client.get(f"{gateway.stats_url}/stats/prometheus")
+    statuses = sorted(r.status_code for r in responses)
+    assert 200 in statuses
+    shed = [r for r in responses if r.status_code == 503]
+    assert shed, statuses
+    for response in shed:
+        _problem(response, 503)
+        assert response.headers["retry-after"]
+    assert upstream.hits[path] < len(responses)
+    overflow = 'envoy_cluster_upstream_rq_pending_overflow{envoy_cluster_name="workflows"}'
+    assert f"{overflow} 0" not in stats.text
+    assert overflow in stats.text
