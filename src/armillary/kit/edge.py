@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from fastapi import Depends
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from fastapi.security.base import SecurityBase
 from fastapi.security.http import HTTPBearer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,7 +80,7 @@ def edge_rule(route: APIRoute) -> EdgeRule:
     marked = [getattr(call, _ACCESS) for call in calls if hasattr(call, _ACCESS)]
     if marked:
         access = Access(marked[0])
-    elif any(isinstance(call, HTTPBearer | SecurityBase) for call in calls):
+    elif any(isinstance(call, HTTPBearer) for call in calls):
         access = Access.BEARER
     else:
         access = Access.PUBLIC
