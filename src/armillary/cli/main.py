@@ -18,6 +18,7 @@ from armillary.cli import (
     datasets,
     doctor,
     engine,
+    gateway,
     jobs,
     models,
     quickstart,
@@ -68,6 +69,7 @@ app.command("scheduler")(engine.scheduler)
 app.command("login")(session.login)
 app.command("logout")(session.logout)
 app.command("doctor")(doctor.doctor)
+app.command("gateway")(gateway.gateway)
 
 console = terminal()
 err = terminal(stderr=True)
