@@ -164,7 +164,10 @@ def _private_home(settings: Settings) -> None:
 
 
 def local_executor(
-    work_root: Path, wf: WorkflowSettings, storage: StorageSettings | None = None
+    work_root: Path,
+    wf: WorkflowSettings,
+    storage: StorageSettings | None = None,
+    api_ca_file: Path | None = None,
 ) -> LocalExecutor:
     """The worker's sandboxing executor, configured from the settings (it checks the work
     root itself: the worker's own, 0700, no link). The sandboxes' proxies may reach the
@@ -178,6 +181,7 @@ def local_executor(
         pids_max=wf.executor_pids_max,
         cgroup_root=Path(wf.executor_cgroup_root) if wf.executor_cgroup_root else None,
         redirect_origins=(storage or StorageSettings()).presigned_origins(),
+        api_ca_file=api_ca_file,
     )
 
 
@@ -213,7 +217,7 @@ async def run_worker(
     worker = Worker(
         runtime.db,
         store,
-        local_executor(work_root, wf, storage_settings),
+        local_executor(work_root, wf, storage_settings, api_ca_file=settings.tls_ca_file),
         wf,
         issue_token=issue,
         api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",

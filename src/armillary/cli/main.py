@@ -112,6 +112,8 @@ def up(
         from armillary.kit.metrics import serve_metrics
 
         serve_metrics(settings.metrics_host, settings.metrics_port)
+    from armillary.kit.tls import uvicorn_options
+
     uvicorn.run(
         application,
         host=host,
@@ -120,6 +122,7 @@ def up(
         access_log=False,
         proxy_headers=False,  # client addresses come from our own trusted-proxy rule
         server_header=False,
+        **uvicorn_options(settings.tls_cert_file, settings.tls_key_file),  # type: ignore[arg-type]
     )
 
 

@@ -40,6 +40,8 @@ class StorageSettings(SecretSourcedSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_allow_http: bool = False
+    # A private CA the S3 endpoint's certificate is signed by (added to the system's roots).
+    s3_ca_file: Path | None = None
 
     multipart_threshold_bytes: int = Field(default=64 * MIB, ge=S3_MIN_PART_SIZE)
     part_size: int = Field(default=16 * MIB, ge=S3_MIN_PART_SIZE)
