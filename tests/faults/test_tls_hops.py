@@ -23,6 +23,7 @@ import uvicorn
 from sqlalchemy import text
 
 from armillary.app import create_app
+from armillary.kit.backup import _libpq
 from armillary.kit.cache import create_cache, healing_client
 from armillary.kit.db import Database, connect_direct
 from armillary.kit.settings import Settings
@@ -123,6 +124,13 @@ async def test_postgresql_verify_full(
     finally:
         await connection.close()
         await db.dispose()
+    # libpq's tools (the backups' pg_dump) verify the same way.
+    args, env = _libpq(db)
+    dumped = subprocess.run(
+        ["pg_dump", "--schema-only", *args], env=env, capture_output=True, check=False
+    )
+    assert dumped.returncode == 0, dumped.stderr
+    assert env["PGSSLMODE"] == "verify-full"
     # Plaintext is refused by the server; a wrong CA or host name by the client.
     plain_dsn = asyncpg_dsn(tls_postgres.url("armillary"))
     assert plain_dsn is not None

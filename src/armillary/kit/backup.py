@@ -125,14 +125,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _libpq(url: str) -> tuple[list[str], dict[str, str]]:
+def _libpq(db: Database) -> tuple[list[str], dict[str, str]]:
     """Connection options for pg_dump/pg_restore, with the password in the environment
-    (never in argv, which other users can read)."""
-    parsed = make_url(url)
+    (never in argv, which other users can read) and the database's TLS settings."""
+    parsed = make_url(db.url)
     args = ["--host", parsed.host or "127.0.0.1", "--port", str(parsed.port or 5432)]
     if parsed.username:
         args += ["--username", parsed.username]
-    env = {**os.environ, "PGCONNECT_TIMEOUT": "10"}
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10", **db.libpq_env}
     if parsed.password:
         env["PGPASSWORD"] = str(parsed.password)
     return [*args, "--dbname", str(parsed.database)], env
@@ -232,7 +232,7 @@ async def _postgres_backup(
             snapshot, taken_at = str(row[0]), row[1]
             if not _SNAPSHOT_ID.match(snapshot):
                 raise BackupError("PostgreSQL returned an unexpected snapshot id")
-            args, env = _libpq(db.url)
+            args, env = _libpq(db)
             argv = [_pg_tool("pg_dump"), "--format=custom", f"--snapshot={snapshot}", "--no-owner"]
             argv += ["--file", str(output / DATABASE_DUMP), *args]
             await asyncio.to_thread(_run, argv, env, "pg_dump")
@@ -364,7 +364,7 @@ def _restore_sqlite(copy: Path, db: Database) -> None:
 
 async def _restore_postgres(dump: Path, db: Database) -> None:
     await _ensure_database(db)
-    args, env = _libpq(db.url)
+    args, env = _libpq(db)
     # Drops what the dump holds and recreates it, in one transaction: a failed restore
     # leaves the database as it was.
     argv = [_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction"]
@@ -377,7 +377,9 @@ async def _ensure_database(db: Database) -> None:
     url = make_url(db.url)
     name = str(url.database)
     maintenance = url.set(drivername="postgresql", database="postgres")
-    connection = await asyncpg.connect(maintenance.render_as_string(hide_password=False))
+    connection = await asyncpg.connect(
+        maintenance.render_as_string(hide_password=False), ssl=db.ssl
+    )
     try:
         exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:

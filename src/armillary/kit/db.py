@@ -156,6 +156,8 @@ class Database:
         self.url = url
         # verify-full TLS to PostgreSQL: the pool and the direct connections alike.
         self.ssl = ssl
+        # The same for libpq's tools (pg_dump, pg_restore in `armillary backup`).
+        self.libpq_env: dict[str, str] = {}
         # Where the password lives when a secret manager or a file holds it: read for each
         # new connection, and read again from the source when the server refuses it.
         self.password_ref = password_ref
@@ -199,6 +201,16 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, role: str = "api") -> Database:
+        db = cls._from_settings(settings, role=role)
+        if db.ssl is not None:
+            import ssl as ssl_module
+
+            ca = settings.ca_file("database") or ssl_module.get_default_verify_paths().cafile
+            db.libpq_env = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(ca or "")}
+        return db
+
+    @classmethod
+    def _from_settings(cls, settings: Settings, *, role: str) -> Database:
         """The process's database; ``role`` (api, worker, scheduler) sizes its pool unless
         ``ARMILLARY_DATABASE_POOL_SIZE`` says otherwise."""
         if settings.database_url is None:
