@@ -29,6 +29,7 @@ import structlog
 
 from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.metrics import SERVICE_CALL_FAILURES, SERVICE_CIRCUIT_OPEN
+from armillary.kit.service_auth import ServiceCredentials, is_internal
 
 log = structlog.get_logger("armillary.service_client")
 
@@ -89,13 +90,19 @@ class ServiceClient:
         retries: int = 2,
         backoff_seconds: float = 0.1,
         breaker: CircuitBreaker | None = None,
+        credentials: ServiceCredentials | None = None,
+        audience: str | None = None,
     ) -> None:
-        """``breaker`` None: none (calls in process)."""
+        """``breaker`` None: none (calls in process). ``credentials``: this service's, sent
+        (for ``audience``, by default ``name``) on calls to the upstream's ``/internal``
+        routes (ADR 0021); in process none is needed."""
         self.name = name
         self._http = http
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.breaker = breaker
+        self.credentials = credentials
+        self.audience = audience or name
 
     @classmethod
     def in_process(cls, name: str, app: Any, *, timeout: float = 10.0) -> ServiceClient:
@@ -104,10 +111,24 @@ class ServiceClient:
         return cls(name, http, retries=0)
 
     @classmethod
-    def over_http(cls, name: str, base_url: str, *, timeout: float = 10.0) -> ServiceClient:
+    def over_http(
+        cls,
+        name: str,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        credentials: ServiceCredentials | None = None,
+        audience: str | None = None,
+    ) -> ServiceClient:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
-        return cls(name, http, breaker=CircuitBreaker(service=name))
+        return cls(
+            name,
+            http,
+            breaker=CircuitBreaker(service=name),
+            credentials=credentials,
+            audience=audience,
+        )
 
     async def send(
         self,
@@ -123,6 +144,8 @@ class ServiceClient:
         is open."""
         if self.breaker is not None and not self.breaker.allow():
             raise ServiceUnavailable(f"The {self.name} service is unavailable")
+        if token is None and self.credentials is not None and is_internal(path):
+            token = self.credentials.token_for(self.audience)
         headers = {"authorization": f"Bearer {token}"} if token else None
         tries = 1 + (self.retries if method.upper() in IDEMPOTENT else 0)
         for attempt in range(tries):

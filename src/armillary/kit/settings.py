@@ -17,6 +17,16 @@ from armillary.kit.secret_sources import SecretSourcedSettings
 _KNOWN_DEFAULTS = {"", "changeme", "change-me", "secret", "password", "admin", "armillary"}
 _MIN_SECRET_LENGTH = 32
 
+# The distributed shape (ADR 0021): each service's process and its default port
+# (`armillary serve <service>`), on 127.0.0.1 unless ARMILLARY_<SERVICE>_URL says where.
+SERVICE_PORTS = {
+    "identity": 8101,
+    "data": 8102,
+    "workflows": 8103,
+    "registry": 8104,
+    "serving": 8105,
+}
+
 
 class InsecureSettings(ValueError):
     """Raised when the production profile is started with missing or default secrets."""
@@ -137,6 +147,19 @@ class Settings(SecretSourcedSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # The distributed shape (`armillary serve`, ADR 0021): where each service listens, for
+    # the other services' clients and the gateway. Unset: 127.0.0.1 on its default port.
+    identity_url: str | None = None
+    data_url: str | None = None
+    workflows_url: str | None = None
+    registry_url: str | None = None
+    serving_url: str | None = None
+    # This service process's own Ed25519 key (a PEM file mounted from the secret store,
+    # `armillary service-keys create`), and the directory of every service's public key
+    # (`<service>.pub`). Unset: `<home>/service-keys/<service>.key` and `<home>/service-keys`.
+    service_key_file: Path | None = None
+    service_public_keys_dir: Path | None = None
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -206,6 +229,19 @@ class Settings(SecretSourcedSettings):
     @cached_property
     def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(p, strict=False) for p in self.trusted_proxies]
+
+    def service_urls(self) -> dict[str, str]:
+        """Each service's base URL in the distributed shape."""
+        return {
+            service: (getattr(self, f"{service}_url") or f"http://127.0.0.1:{port}").rstrip("/")
+            for service, port in SERVICE_PORTS.items()
+        }
+
+    def service_key_path(self, service: str) -> Path:
+        return self.service_key_file or self.service_keys_dir() / f"{service}.key"
+
+    def service_keys_dir(self) -> Path:
+        return self.service_public_keys_dir or self.home / "service-keys"
 
     def resolved_secret_key(self) -> str:
         """The secret key; in the embedded profile one is generated once and kept in ``home``."""
