@@ -167,7 +167,7 @@ def create_service_app(
         workflow_settings=workflow_settings,
     )
     policy = INTERNAL_POLICY.get(service, {})
-    guard = ServiceVerifier.from_directory(service, settings.service_keys_dir(), policy)
+    guard = ServiceVerifier.from_directory(service, settings.service_keys_dir(), policy, SERVICES)
     return build_app(
         runtime,
         title=f"Armillary {service}",

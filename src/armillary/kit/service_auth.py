@@ -18,7 +18,7 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,16 +174,20 @@ class ServiceVerifier:
         self._leeway = leeway_seconds
 
     @classmethod
-    def from_directory(cls, service: str, directory: Path, policy: Policy) -> ServiceVerifier:
-        """Public keys of the callers ``policy`` names, from ``<caller>.pub`` files; a caller
-        without one is refused (and logged), never let through."""
+    def from_directory(
+        cls, service: str, directory: Path, policy: Policy, services: Iterable[str]
+    ) -> ServiceVerifier:
+        """The public keys of ``services`` from ``<service>.pub`` files: a known caller off
+        the policy is told 403, an unknown one 401. A caller the policy names without a key
+        is refused (and logged), never let through."""
         keys: dict[str, list[Ed25519PublicKey]] = {}
-        for caller in sorted(set().union(*policy.values()) if policy else set()):
+        for caller in sorted(services):
             path = directory / f"{caller}.pub"
             if path.is_file():
                 keys[caller] = load_public_keys(path.read_bytes())
-            else:
-                log.warning("service_key.public_key_missing", caller=caller, path=str(path))
+        named = set().union(*policy.values()) if policy else set()
+        for caller in sorted(named - keys.keys()):
+            log.warning("service_key.public_key_missing", caller=caller, directory=str(directory))
         return cls(service, keys, policy)
 
     def verify(self, token: str) -> str:
