@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
@@ -33,6 +34,8 @@ from armillary.workflows import app as workflows_app
 from armillary.workflows.client import WorkflowsClient
 from armillary.workflows.components import workflows_of
 from armillary.workflows.settings import WorkflowSettings
+
+log = structlog.get_logger("armillary.services")
 
 SERVICES = tuple(SERVICE_PORTS)
 
@@ -85,6 +88,10 @@ def create_service_runtime(
     _check(service)
     urls = settings.service_urls()
     credentials = own_credentials(service, settings)
+    if getattr(settings, "event_transport", "in_process") != "rabbitmq":
+        # In process, this process's bus knows its own service's consumers only: events
+        # for the others' consumers (audit entries for identity, ...) never reach them.
+        log.warning("service_process.events_in_process", service=service)
     runtime = Runtime.create(settings, role=service)
     runtime.limiter = RateLimiter.from_settings(settings)
     clients: list[Any] = []
