@@ -2,6 +2,7 @@
 of their own on the test's PostgreSQL and Redis, calling each other over HTTP (ADR 0021).
 
 - each process serves its own service's routes; a user is verified through identity over HTTP;
+  two copies of identity run side by side;
 - the internal routes take a service credential of a caller the policy names, and nothing else:
   no user token, job token or API key, no credential meant for another service;
 - `kill -9` of the registry: the calls that need it answer 503 problem+json with Retry-After
@@ -53,10 +54,13 @@ class Cluster:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-    def start(self, service: str) -> None:
-        out = (self.logs / f"{service}.log").open("ab")
-        where = ["--host", "127.0.0.1", "--port", str(self.ports[service])]
-        self.processes[service] = subprocess.Popen(
+    def start(self, service: str, copy: str | None = None) -> None:
+        """Start ``armillary serve <service>``; ``copy`` names another copy of it (on a port
+        of its own)."""
+        name = copy or service
+        out = (self.logs / f"{name}.log").open("ab")
+        where = ["--host", "127.0.0.1", "--port", str(self.ports[name])]
+        self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "armillary.cli", "serve", service, *where],
             env=self.env,
             stdout=out,
@@ -125,10 +129,10 @@ def cluster(
     logs.mkdir()
     for service in SERVICE_PORTS:
         write_key_pair(home / "service-keys", service)
-    ports = {service: free_port() for service in SERVICE_PORTS}
+    ports = {service: free_port() for service in (*SERVICE_PORTS, "identity-2")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
     env.update(
-        {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()},
+        {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICE_PORTS},
         ARMILLARY_HOME=str(home),
         ARMILLARY_DATABASE_URL=pg_url,
         ARMILLARY_REDIS_URL=REDIS_URL,
@@ -148,7 +152,9 @@ def cluster(
     try:
         for service in STARTED:
             found.start(service)
-        found.wait_ready(*STARTED)
+        # A second copy of identity, started at the same time as the first.
+        found.start("identity", copy="identity-2")
+        found.wait_ready(*STARTED, "identity-2")
         yield found
     finally:
         found.stop_all()
@@ -221,6 +227,10 @@ async def test_each_service_serves_its_routes_and_internal_routes_take_service_c
         # Data verifies the user (and their project access) through identity over HTTP.
         listed = await data.get(datasets, headers=auth(scene.token))
         assert listed.status_code == 200, listed.text
+        # Either copy of identity signs in; data accepts what the other copy issued.
+        async with cluster.client("identity-2") as copy:
+            again = await Api(copy).token(scene.user["email"], scene.user["password"])
+        assert (await data.get(datasets, headers=auth(again))).status_code == 200
         # Only the process's own service: identity has no datasets, data no users.
         assert (await identity.get(datasets, headers=auth(scene.token))).status_code == 404
         assert (await data.get("/api/v1/users", headers=auth(scene.token))).status_code == 404
