@@ -28,10 +28,20 @@ import pytest
 import redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, REDIS_URL, TEST_SECRET, Api, auth
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    REDIS_URL,
+    TEST_SECRET,
+    Api,
+    auth,
+    make_settings,
+)
 from tests.integration.registry.models_for_tests import skops_bytes
 from tests.integration.workflows.engine import free_port
 
+from armillary.identity.client import IdentityClient
+from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.service_auth import ServiceCredentials, write_key_pair
 from armillary.kit.settings import SERVICE_PORTS
 
@@ -291,6 +301,42 @@ async def test_each_service_serves_its_routes_and_internal_routes_take_service_c
         # Routed or not, /internal is guarded.
         unknown = await registry.get("/internal/v1/anything", headers=auth(scene.token))
         _assert_problem(unknown, 401)
+
+
+async def test_a_worker_mints_job_tokens_from_identitys_process_with_the_workflows_key(
+    cluster: Cluster,
+) -> None:
+    from armillary.app import job_token_issuer
+
+    scene = await _scene(cluster)
+    in_process = IdentityClient.over_http("http://127.0.0.1:9")  # stands in; never called
+    request = {
+        "user_id": uuid.UUID(scene.user["id"]),
+        "project_id": uuid.UUID(scene.project["id"]),
+        "job_id": uuid.uuid4(),
+        "ttl_seconds": 300,
+    }
+    settings = make_settings(cluster.home, identity_url=cluster.url("identity"))
+    assert job_token_issuer(make_settings(cluster.home), in_process) is in_process
+    issuer = job_token_issuer(settings, in_process)
+    try:
+        token = await issuer.issue_job_token(**request)
+    finally:
+        await issuer.aclose()
+    async with cluster.client("data") as data:
+        datasets = f"/api/v1/projects/{scene.slug}/datasets"
+        assert (await data.get(datasets, headers=auth(token.token))).status_code == 200
+    # The same worker holding serving's key instead: identity refuses it.
+    serving_key = cluster.home / "service-keys" / "serving.key"
+    wrong = job_token_issuer(
+        settings.model_copy(update={"service_key_file": serving_key}), in_process
+    )
+    try:
+        with pytest.raises(ServiceUnavailable, match="could not issue"):
+            await wrong.issue_job_token(**request)
+    finally:
+        await wrong.aclose()
+        await in_process.aclose()
 
 
 async def test_a_killed_registry_fails_its_callers_fast_and_data_keeps_answering(
