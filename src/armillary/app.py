@@ -247,7 +247,7 @@ def job_token_issuer(settings: Settings, in_process: IdentityClient) -> Identity
     otherwise ``in_process``."""
     if not settings.identity_url:
         return in_process
-    credentials = ServiceCredentials.from_file("workflows", settings.service_key_path("workflows"))
+    credentials = ServiceCredentials.from_pem("workflows", settings.service_key_pem("workflows"))
     return IdentityClient.over_http(settings.identity_url, credentials=credentials)
 
 

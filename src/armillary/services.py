@@ -66,13 +66,7 @@ def own_credentials(service: str, settings: Settings) -> ServiceCredentials | No
     key stops the process at start-up, not at its first call."""
     if not INTERNAL_CALLS.get(service):
         return None
-    path = settings.service_key_path(service)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the {service} service's key {path} is missing: "
-            f"`armillary service-keys create {service}` makes one"
-        )
-    return ServiceCredentials.from_file(service, path)
+    return ServiceCredentials.from_pem(service, settings.service_key_pem(service))
 
 
 def create_service_runtime(

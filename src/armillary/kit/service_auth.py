@@ -130,8 +130,8 @@ class ServiceCredentials:
         self._issued: dict[str, tuple[str, float]] = {}
 
     @classmethod
-    def from_file(cls, service: str, path: Path) -> ServiceCredentials:
-        return cls(service, load_private_key(path.read_bytes()))
+    def from_pem(cls, service: str, pem: bytes) -> ServiceCredentials:
+        return cls(service, load_private_key(pem))
 
     def token_for(self, audience: str) -> str:
         """A credential of this service for service ``audience``."""

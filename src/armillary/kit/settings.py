@@ -46,6 +46,7 @@ class Settings(SecretSourcedSettings):
             "database_password",
             "redis_url",
             "rabbitmq_url",
+            "service_key",
         }
     )
 
@@ -154,10 +155,11 @@ class Settings(SecretSourcedSettings):
     workflows_url: str | None = None
     registry_url: str | None = None
     serving_url: str | None = None
-    # This service process's own Ed25519 key (a PEM file mounted from the secret store,
-    # `armillary service-keys create`), and the directory of every service's public key
-    # (`<service>.pub`). Unset: `<home>/service-keys/<service>.key` and `<home>/service-keys`.
-    service_key_file: Path | None = None
+    # This service process's own Ed25519 key (PEM, `armillary service-keys create`), from the
+    # secret store like every secret (ARMILLARY_SERVICE_KEY_SECRET_ID or _FILE); unset:
+    # `<home>/service-keys/<service>.key`. Never derived from the platform secret.
+    service_key: SecretStr | None = None
+    # Every service's public key (`<service>.pub`). Unset: `<home>/service-keys`.
     service_public_keys_dir: Path | None = None
 
     @field_validator("trusted_proxies", mode="before")
@@ -237,8 +239,19 @@ class Settings(SecretSourcedSettings):
             for service, port in SERVICE_PORTS.items()
         }
 
-    def service_key_path(self, service: str) -> Path:
-        return self.service_key_file or self.service_keys_dir() / f"{service}.key"
+    def service_key_pem(self, service: str) -> bytes:
+        """``service``'s private key: ARMILLARY_SERVICE_KEY (from the secret store), else its
+        file under the keys directory; FileNotFoundError when there is none."""
+        if self.service_key is not None:
+            return self.service_key.get_secret_value().encode()
+        path = self.service_keys_dir() / f"{service}.key"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the {service} service's key is not configured (ARMILLARY_SERVICE_KEY_FILE "
+                f"or _SECRET_ID) and {path} is missing: "
+                f"`armillary service-keys create {service}` makes one"
+            )
+        return path.read_bytes()
 
     def service_keys_dir(self) -> Path:
         return self.service_public_keys_dir or self.home / "service-keys"

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from tests.conftest import (
@@ -59,6 +60,9 @@ class Cluster:
     logs: Path
     env: dict[str, str]
     ports: dict[str, int]
+    # Each service's private key, and the environment that gives it to that service alone.
+    private_keys: dict[str, Path]
+    service_env: dict[str, dict[str, str]]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str) -> str:
@@ -72,7 +76,7 @@ class Cluster:
         where = ["--host", "127.0.0.1", "--port", str(self.ports[name])]
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "armillary.cli", "serve", service, *where],
-            env=self.env,
+            env={**self.env, **self.service_env.get(service, {})},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -112,7 +116,7 @@ class Cluster:
 
     def credentials(self, service: str) -> ServiceCredentials:
         """What the test holds of ``service``: its private key, as that service would."""
-        return ServiceCredentials.from_file(service, self.home / "service-keys" / f"{service}.key")
+        return ServiceCredentials.from_pem(service, self.private_keys[service].read_bytes())
 
     def client(self, service: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url(service), timeout=CALL_TIMEOUT)
@@ -137,8 +141,13 @@ def cluster(
     root = tmp_path_factory.mktemp("serve")
     home, logs = root / "home", root / "logs"
     logs.mkdir()
-    for service in SERVICE_PORTS:
-        write_key_pair(home / "service-keys", service)
+    keys = {s: write_key_pair(home / "service-keys", s)[0] for s in SERVICE_PORTS}
+    # Serving's key comes from "the secret store" (a file of its own, as a mounted secret),
+    # not from the shared keys directory.
+    secret = root / "secrets" / "serving.pem"
+    secret.parent.mkdir()
+    keys["serving"] = keys["serving"].rename(secret)
+    service_env = {"serving": {"ARMILLARY_SERVICE_KEY_FILE": str(secret)}}
     ports = {service: free_port() for service in (*SERVICE_PORTS, "identity-2")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
     env.update(
@@ -158,7 +167,7 @@ def cluster(
         ARMILLARY_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )
-    found = Cluster(home, logs, env, ports)
+    found = Cluster(home, logs, env, ports, keys, service_env)
     try:
         for service in STARTED:
             found.start(service)
@@ -327,10 +336,8 @@ async def test_a_worker_mints_job_tokens_from_identitys_process_with_the_workflo
         datasets = f"/api/v1/projects/{scene.slug}/datasets"
         assert (await data.get(datasets, headers=auth(token.token))).status_code == 200
     # The same worker holding serving's key instead: identity refuses it.
-    serving_key = cluster.home / "service-keys" / "serving.key"
-    wrong = job_token_issuer(
-        settings.model_copy(update={"service_key_file": serving_key}), in_process
-    )
+    serving_key = SecretStr(cluster.private_keys["serving"].read_text())
+    wrong = job_token_issuer(settings.model_copy(update={"service_key": serving_key}), in_process)
     try:
         with pytest.raises(ServiceUnavailable, match="could not issue"):
             await wrong.issue_job_token(**request)
