@@ -7,11 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.routing import APIRoute
 from tests.conftest import make_settings
-from tests.security.test_route_inventory import inventory
+from tests.security.test_route_inventory import concrete, inventory
 
+from armillary.kit.app_factory import PUBLIC_PATHS
 from armillary.kit.service_auth import write_key_pair
 from armillary.services import _INTERNAL_ROUTERS, _PUBLIC_ROUTERS, SERVICES, create_service_app
 
@@ -47,3 +49,29 @@ def test_serving_needs_its_own_key(tmp_path: Path) -> None:
         create_service_app("serving", settings)
     with pytest.raises(ValueError, match="unknown service"):
         create_service_app("gateway", settings)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_every_route_of_a_service_process_refuses_an_anonymous_caller(
+    service: str, tmp_path: Path
+) -> None:
+    """As the embedded app's inventory test does, for each service's own app: internal
+    routes included (they answer 401 before any routing or body parsing)."""
+    settings = make_settings(tmp_path / "home")
+    write_key_pair(settings.service_keys_dir(), "serving")
+    app = create_service_app(service, settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    failures = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for method, template in inventory(app):
+            if template in PUBLIC_PATHS:
+                continue
+            body: dict[str, Any] = {"json": {}} if method in ("POST", "PUT", "PATCH") else {}
+            response = await client.request(method, concrete(template), **body)
+            if response.status_code != 401:
+                failures.append(f"{method} {template}: {response.status_code}")
+            elif method != "HEAD" and not response.headers["content-type"].startswith(
+                "application/problem+json"
+            ):
+                failures.append(f"{method} {template}: 401 without problem+json")
+    assert not failures, failures
