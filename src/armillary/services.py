@@ -135,14 +135,16 @@ def _keep(clients: list[Any], client: Any) -> Any:
     return client
 
 
-_PUBLIC_ROUTERS = {
+# What each service's process serves: its public routes (the gateway's routes) and its
+# internal ones (never routed by the gateway).
+PUBLIC_ROUTERS = {
     "identity": identity_app.ROUTERS,
     "data": data_app.ROUTERS,
     "workflows": workflows_app.ROUTERS,
     "registry": registry_app.ROUTERS,
     "serving": serving_app.ROUTERS,
 }
-_INTERNAL_ROUTERS = {
+INTERNAL_ROUTERS = {
     "identity": identity_app.INTERNAL_ROUTERS,
     "registry": registry_app.INTERNAL_ROUTERS,
 }
@@ -172,6 +174,6 @@ def create_service_app(
     return build_app(
         runtime,
         title=f"Armillary {service}",
-        routers=[*_PUBLIC_ROUTERS[service], *_INTERNAL_ROUTERS.get(service, [])],
+        routers=[*PUBLIC_ROUTERS[service], *INTERNAL_ROUTERS.get(service, [])],
         middleware=[Middleware(ServiceCallGuard, verifier=guard)],
     )

@@ -15,7 +15,7 @@ from tests.security.test_route_inventory import concrete, inventory
 
 from armillary.kit.app_factory import PUBLIC_PATHS
 from armillary.kit.service_auth import write_key_pair
-from armillary.services import _INTERNAL_ROUTERS, _PUBLIC_ROUTERS, SERVICES, create_service_app
+from armillary.services import INTERNAL_ROUTERS, PUBLIC_ROUTERS, SERVICES, create_service_app
 
 
 def _routes(routers: list[Any]) -> set[tuple[str, str]]:
@@ -33,11 +33,11 @@ def test_a_service_process_serves_its_own_routes_only(service: str, tmp_path: Pa
     settings = make_settings(tmp_path / "home")
     write_key_pair(settings.service_keys_dir(), "serving")
     served = set(inventory(create_service_app(service, settings)))
-    own = _routes(_PUBLIC_ROUTERS[service]) | _routes(_INTERNAL_ROUTERS.get(service, []))
+    own = _routes(PUBLIC_ROUTERS[service]) | _routes(INTERNAL_ROUTERS.get(service, []))
     assert own <= served
     for other in SERVICES:
         if other != service:
-            foreign = _routes(_PUBLIC_ROUTERS[other]) | _routes(_INTERNAL_ROUTERS.get(other, []))
+            foreign = _routes(PUBLIC_ROUTERS[other]) | _routes(INTERNAL_ROUTERS.get(other, []))
             assert not (foreign - own) & served, other
     internal = {path for _, path in served if path.startswith("/internal")}
     assert bool(internal) == (service in ("identity", "registry"))
