@@ -169,6 +169,10 @@ def create_service_app(
         data_settings=data_settings,
         workflow_settings=workflow_settings,
     )
+    if runtime.limiter is not None:
+        # Service calls are not a client's traffic: a worker fleet minting job tokens from one
+        # address must not spend a user's budget. Only a service credential gets through.
+        runtime.limiter.delegate(r"/internal(/|$)")
     policy = INTERNAL_POLICY.get(service, {})
     guard = ServiceVerifier.from_directory(service, settings.service_keys_dir(), policy, SERVICES)
     return build_app(

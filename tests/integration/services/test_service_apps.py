@@ -32,7 +32,12 @@ def _routes(routers: list[Any]) -> set[tuple[str, str]]:
 def test_a_service_process_serves_its_own_routes_only(service: str, tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home")
     write_key_pair(settings.service_keys_dir(), "serving")
-    served = set(inventory(create_service_app(service, settings)))
+    app = create_service_app(service, settings)
+    served = set(inventory(app))
+    # Service calls are outside the clients' rate limits; the clients' routes are not.
+    limiter = app.state.runtime.limiter
+    assert limiter.delegated("/internal/v1/job-tokens")
+    assert not limiter.delegated("/api/v1/internal")
     own = _routes(PUBLIC_ROUTERS[service]) | _routes(INTERNAL_ROUTERS.get(service, []))
     assert own <= served
     for other in SERVICES:
