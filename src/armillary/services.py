@@ -8,7 +8,7 @@ other services call, behind service credentials and the policy below.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI
@@ -38,6 +38,7 @@ from armillary.workflows.settings import WorkflowSettings
 log = structlog.get_logger("armillary.services")
 
 SERVICES = tuple(SERVICE_PORTS)
+C = TypeVar("C")
 
 # Who may call which internal route, per receiving service: (method, path) -> callers.
 # Anything not listed is refused, whoever asks. Workflows (its worker and scheduler) mints job
@@ -130,7 +131,8 @@ def create_service_runtime(
     return runtime
 
 
-def _keep(clients: list[Any], client: Any) -> Any:
+def _keep(clients: list[Any], client: C) -> C:
+    """``client``, closed with the runtime."""
     clients.append(client)
     return client
 
