@@ -28,6 +28,7 @@ from armillary.kit.logging import configure_logging
 from armillary.kit.ratelimit import RateLimiter
 from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
+from armillary.kit.service_auth import ServiceCredentials
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
 from armillary.kit.storage.doctor import ReferenceSource
@@ -207,9 +208,16 @@ async def run_worker(
     directory = runtime.require_access().directory
     if not isinstance(directory, IdentityClient):  # pragma: no cover - wired above
         raise RuntimeError("the identity client is not wired")
+    issuer = job_token_issuer(settings, directory)
+    if issuer is not directory:
+
+        async def close_issuer(_runtime: Runtime) -> None:
+            await issuer.aclose()
+
+        runtime.shutdown_hooks.append(close_issuer)
 
     async def issue(request: JobTokenRequest) -> tuple[str, datetime]:
-        token = await directory.issue_job_token(**request.model_dump())
+        token = await issuer.issue_job_token(**request.model_dump())
         return token.token, token.expires_at
 
     wf = workflows.settings
@@ -231,6 +239,16 @@ async def run_worker(
         await worker.run()
     finally:
         await runtime.stop()
+
+
+def job_token_issuer(settings: Settings, in_process: IdentityClient) -> IdentityClient:
+    """Who mints a worker's job tokens: with ARMILLARY_IDENTITY_URL set (the distributed
+    shape), identity's own process, asked with the workflows service's credential (ADR 0021);
+    otherwise ``in_process``."""
+    if not settings.identity_url:
+        return in_process
+    credentials = ServiceCredentials.from_pem("workflows", settings.service_key_pem("workflows"))
+    return IdentityClient.over_http(settings.identity_url, credentials=credentials)
 
 
 async def run_scheduler(

@@ -22,6 +22,7 @@ from armillary.cli import (
     jobs,
     models,
     quickstart,
+    services,
     session,
     storage,
     workflows,
@@ -70,6 +71,8 @@ app.command("login")(session.login)
 app.command("logout")(session.logout)
 app.command("doctor")(doctor.doctor)
 app.command("gateway")(gateway.gateway)
+app.command("serve")(services.serve)
+app.add_typer(services.keys_app, name="service-keys")
 
 console = terminal()
 err = terminal(stderr=True)

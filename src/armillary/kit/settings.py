@@ -17,6 +17,16 @@ from armillary.kit.secret_sources import SecretSourcedSettings
 _KNOWN_DEFAULTS = {"", "changeme", "change-me", "secret", "password", "admin", "armillary"}
 _MIN_SECRET_LENGTH = 32
 
+# The distributed shape (ADR 0021): each service's process and its default port
+# (`armillary serve <service>`), on 127.0.0.1 unless ARMILLARY_<SERVICE>_URL says where.
+SERVICE_PORTS = {
+    "identity": 8101,
+    "data": 8102,
+    "workflows": 8103,
+    "registry": 8104,
+    "serving": 8105,
+}
+
 
 class InsecureSettings(ValueError):
     """Raised when the production profile is started with missing or default secrets."""
@@ -36,6 +46,7 @@ class Settings(SecretSourcedSettings):
             "database_password",
             "redis_url",
             "rabbitmq_url",
+            "service_key",
         }
     )
 
@@ -137,6 +148,20 @@ class Settings(SecretSourcedSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # The distributed shape (`armillary serve`, ADR 0021): where each service listens, for
+    # the other services' clients and the gateway. Unset: 127.0.0.1 on its default port.
+    identity_url: str | None = None
+    data_url: str | None = None
+    workflows_url: str | None = None
+    registry_url: str | None = None
+    serving_url: str | None = None
+    # This service process's own Ed25519 key (PEM, `armillary service-keys create`), from the
+    # secret store like every secret (ARMILLARY_SERVICE_KEY_SECRET_ID or _FILE); unset:
+    # `<home>/service-keys/<service>.key`. Never derived from the platform secret.
+    service_key: SecretStr | None = None
+    # Every service's public key (`<service>.pub`). Unset: `<home>/service-keys`.
+    service_public_keys_dir: Path | None = None
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -206,6 +231,30 @@ class Settings(SecretSourcedSettings):
     @cached_property
     def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(p, strict=False) for p in self.trusted_proxies]
+
+    def service_urls(self) -> dict[str, str]:
+        """Each service's base URL in the distributed shape."""
+        return {
+            service: (getattr(self, f"{service}_url") or f"http://127.0.0.1:{port}").rstrip("/")
+            for service, port in SERVICE_PORTS.items()
+        }
+
+    def service_key_pem(self, service: str) -> bytes:
+        """``service``'s private key: ARMILLARY_SERVICE_KEY (from the secret store), else its
+        file under the keys directory; FileNotFoundError when there is none."""
+        if self.service_key is not None:
+            return self.service_key.get_secret_value().encode()
+        path = self.service_keys_dir() / f"{service}.key"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the {service} service's key is not configured (ARMILLARY_SERVICE_KEY_FILE "
+                f"or _SECRET_ID) and {path} is missing: "
+                f"`armillary service-keys create {service}` makes one"
+            )
+        return path.read_bytes()
+
+    def service_keys_dir(self) -> Path:
+        return self.service_public_keys_dir or self.home / "service-keys"
 
     def resolved_secret_key(self) -> str:
         """The secret key; in the embedded profile one is generated once and kept in ``home``."""
