@@ -22,6 +22,7 @@ from armillary.data.client import DataClient
 from armillary.data.settings import DataSettings
 from armillary.identity import app as identity_app
 from armillary.identity.client import IdentityClient
+from armillary.kit import service_client
 from armillary.kit.app_factory import build_app
 from armillary.kit.authz import AccessControl
 from armillary.kit.logging import configure_logging
@@ -247,6 +248,7 @@ def job_token_issuer(settings: Settings, in_process: IdentityClient) -> Identity
     otherwise ``in_process``."""
     if not settings.identity_url:
         return in_process
+    service_client.trust(settings.tls_ca_file)
     credentials = ServiceCredentials.from_pem("workflows", settings.service_key_pem("workflows"))
     return IdentityClient.over_http(settings.identity_url, credentials=credentials)
 

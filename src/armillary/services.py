@@ -19,6 +19,7 @@ from armillary.data.client import DataClient
 from armillary.data.settings import DataSettings
 from armillary.identity import app as identity_app
 from armillary.identity.client import IdentityClient
+from armillary.kit import service_client
 from armillary.kit.app_factory import build_app
 from armillary.kit.authz import AccessControl
 from armillary.kit.ratelimit import RateLimiter
@@ -81,6 +82,7 @@ def create_service_runtime(
     """A runtime with ``service`` alone installed; the others are reached over HTTP at
     ``settings.service_urls()``. The role names the process (pool size as an API's)."""
     _check(service)
+    service_client.trust(settings.tls_ca_file)
     urls = settings.service_urls()
     credentials = own_credentials(service, settings)
     if getattr(settings, "event_transport", "in_process") != "rabbitmq":

@@ -23,9 +23,12 @@ import uvicorn
 from sqlalchemy import text
 
 from armillary.app import create_app
+from armillary.identity.client import IdentityClient
+from armillary.kit import service_client
 from armillary.kit.backup import _libpq
 from armillary.kit.cache import create_cache, healing_client
 from armillary.kit.db import Database, connect_direct
+from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.settings import Settings
 from armillary.kit.storage import S3ObjectStore, StorageSettings
 from armillary.kit.storage.admin import init_bucket
@@ -321,3 +324,21 @@ async def test_s3_over_https_with_a_private_ca(
         await S3ObjectStore(storage(stranger)).get_bytes("hello.txt")
     with pytest.raises(Exception, match=r"(?i)certificate|ssl"):
         await asyncio.to_thread(init_bucket, storage(stranger))
+
+
+async def test_service_calls_verify_https_upstreams(
+    https_server: str, pki: tuple[Path, Path, Path, Path]
+) -> None:
+    ca, _, _, stranger = pki
+    try:
+        service_client.trust(ca)
+        trusted = IdentityClient.over_http(f"https://{https_server}")
+        assert (await trusted.jwks()).keys
+        await trusted.aclose()
+        service_client.trust(stranger)
+        refused = IdentityClient.over_http(f"https://{https_server}")
+        with pytest.raises(ServiceUnavailable):
+            await refused.jwks()
+        await refused.aclose()
+    finally:
+        service_client.trust(None)

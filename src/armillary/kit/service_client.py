@@ -23,6 +23,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,8 +32,20 @@ import structlog
 from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.metrics import SERVICE_CALL_FAILURES, SERVICE_CIRCUIT_OPEN
 from armillary.kit.service_auth import ServiceCredentials, is_internal
+from armillary.kit.tls import shared_client_context
 
 log = structlog.get_logger("armillary.service_client")
+
+# The CA bundle service calls verify against (ARMILLARY_TLS_CA_FILE), set once per process by
+# the composition root before it builds clients (``trust``); None: the system's CAs.
+_trusted_ca: Path | None = None
+
+
+def trust(ca_file: Path | None) -> None:
+    """Service calls of this process verify HTTPS upstreams against ``ca_file``."""
+    global _trusted_ca
+    _trusted_ca = ca_file
+
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRIED_STATUSES = frozenset({502, 503, 504})
@@ -126,7 +139,13 @@ class ServiceClient:
         audience: str | None = None,
     ) -> ServiceClient:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        http = httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits)
+        http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            limits=limits,
+            # https:// upstreams are verified (chain and host name) against the platform's CA.
+            verify=shared_client_context(_trusted_ca),
+        )
         return cls(
             name,
             http,
