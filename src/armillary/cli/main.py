@@ -95,9 +95,18 @@ def up(
             min=0, help="Local worker processes that run tasks", envvar="ARMILLARY_WORKERS"
         ),
     ] = 2,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            "--distributed",
+            help="The production shape: the Envoy gateway, one process per service, the "
+            "scheduler and the workers, on PostgreSQL, Redis and RabbitMQ",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded platform: every service and the scheduler in one process, and a
-    pool of local worker processes that run tasks."""
+    pool of local worker processes that run tasks. With --distributed, each in its own
+    process behind the gateway, supervised and restarted when one dies."""
     import uvicorn
 
     from armillary.app import create_app
@@ -105,9 +114,20 @@ def up(
     from armillary.migrations.runner import upgrade
 
     settings = Settings()
+    if distributed:
+        from armillary.cli import distributed as shape
+
+        try:
+            shape.check(settings)
+        except shape.NotDistributable as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
     if migrate:
         upgrade(settings)
     host, port = host or settings.host, port or settings.port
+    if distributed:
+        shape.run(settings, host, port, workers)
+        return
     application = create_app(settings, run_scheduler=True)
     if workers:
         engine.WorkerPool(workers, engine.worker_env(settings, host, port)).start()

@@ -1,0 +1,187 @@
+"""``armillary up --distributed``: the production shape on one machine. The Envoy gateway on
+ARMILLARY_PORT, one process per service, the scheduler and a pool of workers, on the
+PostgreSQL, Redis and RabbitMQ given, each process restarted with back-off when it dies.
+
+The same process layout is what the container images and the Helm chart package; this is
+the way to try it without them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from armillary.cli.engine import worker_env
+from armillary.cli.output import terminal
+
+if TYPE_CHECKING:
+    from armillary.kit.settings import Settings
+
+SERVICES = ("identity", "data", "workflows", "registry", "serving")
+FIRST_RESTART_SECONDS = 1.0
+MAX_RESTART_SECONDS = 30.0
+# A process that stayed up this long starts its back-off from the beginning again.
+HEALTHY_AFTER_SECONDS = 60.0
+
+err = terminal(stderr=True)
+
+
+class NotDistributable(Exception):
+    """The settings cannot run the distributed shape (the message says what is missing)."""
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    delay: float = FIRST_RESTART_SECONDS
+    next_start: float = 0.0
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.argv, env=self.env, start_new_session=True
+        )
+        self.started_at = time.monotonic()
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+
+@dataclass
+class Supervisor:
+    children: list[Child]
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        for child in self.children:
+            child.start()
+        while not self.stopping.wait(0.5):
+            self._tend(time.monotonic())
+
+    def _tend(self, now: float) -> None:
+        for child in self.children:
+            code = child.exited()
+            if code is None:
+                continue
+            if child.next_start == 0.0:
+                # Exponential back-off, reset by a long enough healthy run.
+                if now - child.started_at >= HEALTHY_AFTER_SECONDS:
+                    child.delay = FIRST_RESTART_SECONDS
+                child.next_start = now + child.delay
+                err.print(
+                    f"[yellow]{child.name} exited ({code}); restarting in {child.delay:.0f} s"
+                    "[/yellow]"
+                )
+                child.delay = min(child.delay * 2, MAX_RESTART_SECONDS)
+            elif now >= child.next_start:
+                child.next_start = 0.0
+                child.restarts += 1
+                child.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def check(settings: Settings) -> None:
+    problems = []
+    if not (settings.database_url or "").startswith("postgresql"):
+        problems.append("ARMILLARY_DATABASE_URL must be a PostgreSQL URL")
+    if not settings.redis_url:
+        problems.append("ARMILLARY_REDIS_URL is not set")
+    if not settings.rabbitmq_url:
+        problems.append("ARMILLARY_RABBITMQ_URL is not set")
+    if problems:
+        raise NotDistributable("; ".join(problems))
+
+
+def ensure_service_keys(settings: Settings) -> None:
+    """Each service's key pair, made once under the keys directory (every process of this
+    machine reads its own private key and the others' public keys from there)."""
+    from armillary.kit.service_auth import write_key_pair
+
+    directory = settings.service_keys_dir()
+    for service in SERVICES:
+        if not (directory / f"{service}.key").exists():
+            write_key_pair(directory, service)
+
+
+def children(settings: Settings, host: str, port: int, workers: int) -> list[Child]:
+    """The process layout: gateway, five services, a scheduler, ``workers`` workers."""
+    python = [sys.executable, "-m", "armillary.cli"]
+    base = {
+        **os.environ,
+        "ARMILLARY_EVENT_TRANSPORT": "rabbitmq",
+        # One listener per process would collide on one port: the gateway's stats listener
+        # and each service's own /metrics route are scraped instead.
+        "ARMILLARY_METRICS_PORT": "0",
+    }
+    without_admin = {k: v for k, v in base.items() if k != "ARMILLARY_ADMIN_PASSWORD"}
+    urls = settings.service_urls()
+    layout = [
+        Child(
+            "gateway",
+            [*python, "gateway"],
+            {**without_admin, "ARMILLARY_HOST": host, "ARMILLARY_PORT": str(port)},
+        )
+    ]
+    for service in SERVICES:
+        url = urls[service]
+        service_port = url.rsplit(":", 1)[-1].split("/")[0]
+        env = base if service == "identity" else without_admin  # identity makes the admin
+        layout.append(
+            Child(
+                service,
+                [*python, "serve", service, "--host", "127.0.0.1", "--port", service_port],
+                dict(env),
+            )
+        )
+    layout.append(Child("scheduler", [*python, "scheduler"], dict(without_admin)))
+    # Tasks reach the API through the gateway, as any client does.
+    tasks = {**worker_env(settings, host, port), **_keep_event_settings(base)}
+    layout += [Child(f"worker-{n + 1}", [*python, "worker"], dict(tasks)) for n in range(workers)]
+    return layout
+
+
+def _keep_event_settings(env: dict[str, str]) -> dict[str, str]:
+    return {k: env[k] for k in ("ARMILLARY_EVENT_TRANSPORT", "ARMILLARY_METRICS_PORT")}
+
+
+def run(settings: Settings, host: str, port: int, workers: int) -> None:
+    check(settings)
+    ensure_service_keys(settings)
+    supervisor = Supervisor(children(settings, host, port, workers))
+
+    def stop(_signum: int, _frame: object) -> None:
+        supervisor.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    err.print(
+        f"Armillary (distributed) on http://{host}:{port}: gateway, "
+        f"{', '.join(SERVICES)}, scheduler, {workers} workers"
+    )
+    try:
+        supervisor.run()
+    finally:
+        supervisor.stop()

@@ -1,0 +1,179 @@
+"""`armillary up --distributed` for real: the Envoy gateway on the public port, one process per
+service, the scheduler and a worker, on the test's PostgreSQL, Redis and a RabbitMQ virtual
+host of its own. A user's journey runs through the gateway (sign-in, project, dataset upload,
+a workflow job run by the worker), and a service process killed with SIGKILL is restarted by
+the supervisor without touching the others."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, REDIS_URL, TEST_SECRET
+from tests.integration.services.test_serve_processes import _clean_database
+from tests.integration.workflows.engine import free_port
+
+SERVICES = ("identity", "data", "workflows", "registry", "serving")
+SPEC = {"name": "nightly", "tasks": [{"name": "fit", "type": "noop"}]}
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of this test's own on the shared broker."""
+    name = f"armillary-up-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    yield name
+    rabbitmqctl("delete_vhost", name)
+
+
+@dataclass
+class Platform:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
+    def child_pid(self, *argv: str) -> int:
+        """The supervised child whose command line ends with ``argv``."""
+        wanted = " ".join(argv)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                status = (entry / "status").read_text()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
+            if int(parent.split()[1]) == self.process.pid and wanted in cmdline:
+                return int(entry.name)
+        raise AssertionError(f"no child runs {wanted!r}")
+
+
+@pytest.fixture
+def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iterator[Platform]:
+    _clean_database(pg_url, truncate_sql)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
+    env.update(
+        {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
+        ARMILLARY_HOME=str(tmp_path / "home"),
+        ARMILLARY_DATABASE_URL=pg_url,
+        ARMILLARY_REDIS_URL=REDIS_URL,
+        ARMILLARY_RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        ARMILLARY_SECRET_KEY=TEST_SECRET,
+        ARMILLARY_ADMIN_EMAIL=ADMIN_EMAIL,
+        ARMILLARY_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        ARMILLARY_ARGON2_TIME_COST="1",
+        ARMILLARY_ARGON2_MEMORY_COST_KIB="8",
+        ARMILLARY_GATEWAY_ADMIN_PORT=str(free_port()),
+        ARMILLARY_GATEWAY_STATS_PORT=str(free_port()),
+        ARMILLARY_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "armillary.cli",
+                "up",
+                "--distributed",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--no-migrate",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    found = Platform(process, f"http://127.0.0.1:{port}", log)
+    try:
+        yield found
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(check: object, timeout: float, what: str, platform: Platform) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert platform.process.poll() is None, platform.output()
+        try:
+            result = check()  # type: ignore[operator]
+            if result:
+                return result
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what}\n{platform.output()}"
+        time.sleep(0.25)
+
+
+def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
+    with httpx.Client(base_url=platform.url, timeout=30) as c:
+
+        def signed_in() -> str | None:
+            answer = c.post(
+                "/api/v1/auth/token", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            return str(answer.json()["access_token"]) if answer.status_code == 200 else None
+
+        token = wait_for(signed_in, 180, "the gateway and identity never answered", platform)
+        headers = {"Authorization": f"Bearer {token}"}
+        project = c.post("/api/v1/projects", json={"slug": "up", "name": "Up"}, headers=headers)
+        assert project.status_code == 201, project.text
+        base = "/api/v1/projects/up"
+        assert c.post(f"{base}/datasets", json={"name": "sales"}, headers=headers).is_success
+        uploaded = c.post(
+            f"{base}/datasets/sales/versions",
+            files={"file": ("sales.csv", b"a,b\n1,2\n", "text/csv")},
+            data={"format": "csv"},
+            headers=headers,
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        assert c.post(f"{base}/workflows", json=SPEC, headers=headers).status_code == 201
+        job = c.post(f"{base}/workflows/nightly/jobs", json={}, headers=headers)
+        assert job.status_code == 201, job.text
+
+        def finished() -> str | None:
+            status = c.get(f"/api/v1/jobs/{job.json()['id']}", headers=headers).json()["status"]
+            return status if status in ("succeeded", "failed", "cancelled") else None
+
+        assert wait_for(finished, 120, "the job never finished", platform) == "succeeded"
+        # A bad token is stopped at the gateway.
+        refused = c.get(f"{base}/datasets", headers={"Authorization": "Bearer x.y.z"})
+        assert refused.status_code == 401
+
+        # The registry dies; the supervisor brings it back, and the others never stopped.
+        registry = platform.child_pid("serve", "registry")
+        os.kill(registry, signal.SIGKILL)
+
+        def registry_back() -> bool:
+            back = c.get(f"{base}/models", headers=headers).status_code == 200
+            return back and platform.child_pid("serve", "registry") != registry
+
+        wait_for(registry_back, 90, "the registry was not restarted", platform)
+        assert c.get(f"{base}/datasets", headers=headers).status_code == 200
