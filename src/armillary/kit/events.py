@@ -314,13 +314,15 @@ class EventBus:
             rows = (await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(ids)))).all()
         return sorted(rows, key=lambda r: ids.index(r.id))
 
-    async def run_relay(self, interval: float = 2.0) -> None:
+    async def run_relay(
+        self, interval: float = 2.0, older_than: timedelta = timedelta(seconds=5)
+    ) -> None:
         """Background loop of :meth:`relay_once`; cancelled at shutdown. A full batch is
         followed at once by the next (a backlog after a broker outage drains quickly)."""
         delay = interval
         while True:
             try:
-                if await self.relay_once() >= _RELAY_BATCH:
+                if await self.relay_once(older_than=older_than) >= _RELAY_BATCH:
                     await asyncio.sleep(0)
                     continue
                 delay = interval

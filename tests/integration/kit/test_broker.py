@@ -1,0 +1,271 @@
+"""Events over RabbitMQ (ADR 0020) on a private node and the real PostgreSQL: the relay marks a
+row published only once confirmed, each consumer applies each event once (redeliveries
+included), a failing event climbs the retry ladder into the dead letters and replay brings
+it back, a broker outage loses nothing, and broadcasts reach every process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import aio_pika
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from tests.conftest import make_settings
+from tests.faults.private_rabbitmq import PrivateRabbit, private_rabbitmq
+
+from armillary.kit.broker import (
+    DEAD_LETTERS,
+    BrokerConfig,
+    RabbitTransport,
+    consumer_queue,
+    delay_queue,
+)
+from armillary.kit.db import Database
+from armillary.kit.dead_letters import list_dead_letters, replay
+from armillary.kit.events import Delivery, EventBus, OutboxEvent, ProcessedEvent, publish
+
+PING = "tests.broker.ping"
+
+
+class Ping(BaseModel):
+    n: int
+
+
+@pytest.fixture(scope="module")
+def rabbit() -> Iterator[PrivateRabbit]:
+    server = private_rabbitmq()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def make_db(clean_pg: str, tmp_path: Path) -> Iterator[Callable[[], Database]]:
+    made: list[Database] = []
+
+    def factory() -> Database:
+        settings = make_settings(tmp_path / "home", database_url=clean_pg)
+        made.append(Database.from_settings(settings, role="api"))
+        return made[-1]
+
+    yield factory
+
+
+class Node:
+    """One process's bus on the broker (tests run several in one loop, as copies)."""
+
+    def __init__(self, db: Database, url: str) -> None:
+        self.db = db
+        self.bus = EventBus(db)
+        self.bus.attach()
+        config = BrokerConfig(url=url, retry_delays=(0.2, 0.4), delivery_limit=3)
+        self.transport = RabbitTransport(self.bus, config)
+        self.bus.transport = self.transport
+        self.relay: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.transport.start()
+        await asyncio.wait_for(self.transport.connected.wait(), 30)
+        self.relay = asyncio.create_task(
+            self.bus.run_relay(0.2, older_than=timedelta(milliseconds=100))
+        )
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            self.relay.cancel()
+        await self.transport.stop()
+        await self.db.dispose()
+
+    async def emit(self, n: int) -> uuid.UUID:
+        async with self.db.unit_of_work() as session:
+            return publish(session, PING, Ping(n=n))
+
+
+@pytest.fixture
+async def nodes(
+    rabbit: PrivateRabbit, make_db: Callable[[], Database]
+) -> AsyncIterator[Callable[[], Node]]:
+    made: list[Node] = []
+
+    def factory() -> Node:
+        made.append(Node(make_db(), rabbit.url))
+        return made[-1]
+
+    yield factory
+    for node in made:
+        await node.stop()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.handled: list[uuid.UUID] = []
+        self.calls = 0
+        self.broken = False
+
+    async def __call__(self, _session: AsyncSession, delivery: Delivery) -> None:
+        self.calls += 1
+        if self.broken:
+            raise RuntimeError("poison")
+        self.handled.append(delivery.id)
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result if isinstance(result, bool) else await result:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def unpublished(db: Database) -> int:
+    async with db.sessionmaker() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+        )
+    return int(count or 0)
+
+
+async def unpublished_is(db: Database, count: int) -> bool:
+    return await unpublished(db) == count
+
+
+def consumer_name() -> str:
+    return f"tests.c{uuid.uuid4().hex[:8]}"
+
+
+async def test_topology_is_durable_quorum_with_a_retry_ladder(
+    nodes: Callable[[], Node], rabbit: PrivateRabbit
+) -> None:
+    node, name = nodes(), consumer_name()
+    node.bus.subscribe(PING, name, Recorder())
+    await node.start()
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        # Passive declarations fail (closing the channel) when a queue is missing.
+        for queue in [consumer_queue(name), delay_queue(name, 0), delay_queue(name, 1)]:
+            await channel.declare_queue(queue, passive=True)
+        await channel.declare_queue(DEAD_LETTERS, passive=True)
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            await channel.declare_queue(delay_queue(name, 2), passive=True)
+        # Re-declaring with other arguments is refused: the queues are quorum queues.
+        channel = await connection.channel()
+        with pytest.raises(aio_pika.exceptions.ChannelPreconditionFailed):
+            await channel.declare_queue(consumer_queue(name), durable=True)
+
+
+async def test_each_event_is_applied_once_and_marked_published_after_its_confirm(
+    nodes: Callable[[], Node],
+) -> None:
+    node, name, recorder = nodes(), consumer_name(), Recorder()
+    # Serial: prefetch 1, so the messages are handled in the order they were sent.
+    node.bus.subscribe(PING, name, recorder, serial=True)
+    await node.start()
+    ids = [await node.emit(n) for n in range(20)]
+    await until(lambda: len(recorder.handled) == 20)
+    await until(lambda: unpublished_is(node.db, 0))
+    # The same events again (a relay that crashed before marking them): no second effect.
+    rows = await node.bus.load(ids)
+    assert len(await node.transport.publish(rows)) == 20
+    sentinel = await node.emit(99)
+    await until(lambda: sentinel in recorder.handled)
+    assert sorted(recorder.handled) == sorted([*ids, sentinel])
+    async with node.db.sessionmaker() as session:
+        records = await session.scalar(
+            select(func.count()).select_from(ProcessedEvent).where(ProcessedEvent.consumer == name)
+        )
+    assert records == 21
+
+
+async def test_a_poison_event_is_dead_lettered_after_its_retries_and_replayed_once_fixed(
+    nodes: Callable[[], Node], rabbit: PrivateRabbit
+) -> None:
+    node, name, recorder = nodes(), consumer_name(), Recorder()
+    node.bus.subscribe(PING, name, recorder)
+    recorder.broken = True
+    await node.start()
+    event_id = await node.emit(1)
+
+    async def dead() -> bool:
+        return any(d.event_id == str(event_id) for d in await list_dead_letters(rabbit.url))
+
+    await until(dead)
+    assert recorder.calls == 3  # the first try and one per delay queue
+    (letter,) = [d for d in await list_dead_letters(rabbit.url) if d.event_id == str(event_id)]
+    assert (letter.consumer, letter.event_type, letter.error) == (name, PING, "RuntimeError")
+    assert recorder.handled == []
+    # Listing left it there; replaying another id leaves it too.
+    assert await replay(rabbit.url, {str(uuid.uuid4())}) == []
+    recorder.broken = False
+    replayed = await replay(rabbit.url, {str(event_id)})
+    assert [d.event_id for d in replayed] == [str(event_id)]
+    await until(lambda: recorder.handled == [event_id])
+    assert not await dead()
+    await asyncio.sleep(0.5)
+    assert recorder.handled == [event_id]
+
+
+async def test_events_written_while_the_broker_is_away_arrive_once_it_is_back(
+    nodes: Callable[[], Node], rabbit: PrivateRabbit
+) -> None:
+    node, name, recorder = nodes(), consumer_name(), Recorder()
+    node.bus.subscribe(PING, name, recorder)
+    dropped: list[int] = []
+
+    async def drop_all() -> None:
+        dropped.append(1)
+
+    async def ignore(_delivery: Delivery) -> None:
+        return None
+
+    node.bus.broadcast(PING, "tests.cache", ignore, drop_all=drop_all)
+    await node.start()
+    before = await node.emit(0)
+    await until(lambda: recorder.handled == [before])
+    rabbit.stop()
+    try:
+        ids = [await node.emit(n) for n in range(1, 31)]  # writes go on without the broker
+        assert await unpublished(node.db) == 30
+    finally:
+        rabbit.start()
+    await until(lambda: len(recorder.handled) == 31, timeout=60)
+    assert sorted(recorder.handled) == sorted([before, *ids])
+    await until(lambda: dropped == [1])  # the reconnect dropped the process's caches
+    await until(lambda: unpublished_is(node.db, 0))
+
+
+async def test_broadcasts_reach_every_process_within_a_second(nodes: Callable[[], Node]) -> None:
+    a, b = nodes(), nodes()
+    seen: dict[str, dict[uuid.UUID, float]] = {"a": {}, "b": {}}
+
+    def handler(copy: str) -> Callable[[Delivery], Awaitable[None]]:
+        async def run(delivery: Delivery) -> None:
+            seen[copy][delivery.id] = time.monotonic()
+
+        return run
+
+    async def nothing() -> None:
+        return None
+
+    a.bus.broadcast(PING, "tests.cache", handler("a"), drop_all=nothing)
+    b.bus.broadcast(PING, "tests.cache", handler("b"), drop_all=nothing)
+    await a.start()
+    await b.start()
+    delays = []
+    for n in range(50):
+        sent = time.monotonic()
+        event_id = await a.emit(n)
+        await until(lambda e=event_id: e in seen["a"] and e in seen["b"], timeout=5)
+        delays.append(seen["b"][event_id] - sent)
+    delays.sort()
+    assert delays[int(len(delays) * 0.99) - 1] < 1.0
