@@ -191,6 +191,15 @@ class RabbitTransport:
         self._up = False
 
     async def _connect(self) -> None:
+        try:
+            await self._connect_and_declare()
+        except Exception:
+            # Topology refused (e.g. a queue declared earlier with other arguments): say so;
+            # events wait in the outbox meanwhile.
+            log.exception("broker_setup_failed")
+            raise
+
+    async def _connect_and_declare(self) -> None:
         delay = 0.5
         name = f"armillary {socket.gethostname()} pid {os.getpid()}"
         while True:
