@@ -6,6 +6,7 @@ it back, a broker outage loses nothing, and broadcasts reach every process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 import uuid
@@ -14,12 +15,15 @@ from pathlib import Path
 
 import aio_pika
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.conftest import make_settings
 from tests.faults.event_nodes import PING, Node, unpublished, unpublished_is, until
 from tests.faults.private_rabbitmq import PrivateRabbit, private_rabbitmq
+from typer.testing import CliRunner
 
+from armillary.cli.main import app as cli_app
 from armillary.kit.broker import (
     DEAD_LETTERS,
     consumer_queue,
@@ -77,6 +81,17 @@ class Recorder:
         if self.broken:
             raise RuntimeError("poison")
         self.handled.append(delivery.id)
+
+
+def gauge(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def cli(*args: str) -> str:
+    # In a thread: the command runs its own event loop.
+    result = await asyncio.to_thread(CliRunner().invoke, cli_app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def consumer_name() -> str:
@@ -144,11 +159,19 @@ async def test_a_poison_event_is_dead_lettered_after_its_retries_and_replayed_on
     (letter,) = [d for d in await list_dead_letters(rabbit.url) if d.event_id == str(event_id)]
     assert (letter.consumer, letter.event_type, letter.error) == (name, PING, "RuntimeError")
     assert recorder.handled == []
-    # Listing left it there; replaying another id leaves it too.
+    await node.transport.refresh_metrics()
+    assert gauge("armillary_event_dead_letters") >= 1
+    # The operator's view: listed (and left there), then replayed once fixed.
+    listed = await cli("events", "dead-letters", "list", "--url", rabbit.url, "-o", "json")
+    assert {"event_id": str(event_id), "consumer": name, "error": "RuntimeError"}.items() <= next(
+        d for d in json.loads(listed) if d["event_id"] == str(event_id)
+    ).items()
     assert await replay(rabbit.url, {str(uuid.uuid4())}) == []
     recorder.broken = False
-    replayed = await replay(rabbit.url, {str(event_id)})
-    assert [d.event_id for d in replayed] == [str(event_id)]
+    out = await cli(
+        "events", "dead-letters", "replay", "--id", str(event_id), "--url", rabbit.url, "-o", "json"
+    )
+    assert [d["event_id"] for d in json.loads(out)] == [str(event_id)]
     await until(lambda: recorder.handled == [event_id])
     assert not await dead()
     await asyncio.sleep(0.5)
@@ -176,12 +199,19 @@ async def test_events_written_while_the_broker_is_away_arrive_once_it_is_back(
     try:
         ids = [await node.emit(n) for n in range(1, 31)]  # writes go on without the broker
         assert await unpublished(node.db) == 30
+        await node.transport.refresh_metrics()
+        assert gauge("armillary_outbox_lag_seconds") > 0
+        published = gauge("armillary_events_published_total", type=PING)
     finally:
         rabbit.start()
     await until(lambda: len(recorder.handled) == 31, timeout=60)
     assert sorted(recorder.handled) == sorted([before, *ids])
     await until(lambda: dropped == [1])  # the reconnect dropped the process's caches
     await until(lambda: unpublished_is(node.db, 0))
+    assert gauge("armillary_events_published_total", type=PING) >= published + 30
+    await node.transport.refresh_metrics()
+    assert gauge("armillary_outbox_lag_seconds") == 0
+    assert gauge("armillary_event_consumer_lag_messages", consumer=name) == 0
 
 
 async def test_broadcasts_reach_every_process_within_a_second(nodes: Callable[[], Node]) -> None:
