@@ -162,6 +162,7 @@ class RabbitTransport:
         self._pending: asyncio.Queue[list[uuid.UUID]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: dict[str, AbstractQueue] = {}
+        # Held here: a robust connection restores only the channels still referenced.
         self._consumer_channels: list[AbstractChannel] = []
         self.connected = asyncio.Event()
 
@@ -236,6 +237,7 @@ class RabbitTransport:
         if not types:
             return
         channel = await connection.channel()
+        self._consumer_channels.append(channel)  # the connection keeps only weak references
         fanout = await channel.declare_exchange(BROADCAST, ExchangeType.FANOUT, durable=True)
         for event_type in sorted(types):
             await fanout.bind(EXCHANGE, event_type)
@@ -300,12 +302,24 @@ class RabbitTransport:
 
     def _consumer(self, consumer: str) -> Any:
         async def on_message(message: AbstractIncomingMessage) -> None:
-            delivery = _delivery(message)
+            try:
+                delivery = _delivery(message)
+            except (ValueError, TypeError):
+                # Not an event of ours: straight to the dead letters (the queue's DLX).
+                log.error("event_malformed", consumer=consumer)
+                await message.reject(requeue=False)
+                return
             try:
                 await self._bus.handle(consumer, delivery)
             except Exception as exc:
-                # Not acked if this fails: the broker redelivers (the delivery limit bounds it).
-                await self._retry(consumer, message, delivery, exc)
+                try:
+                    await self._retry(consumer, message, delivery, exc)
+                except Exception:
+                    # The retry was not confirmed: the broker redelivers the original (its
+                    # delivery limit bounds how often).
+                    log.exception("event_retry_failed", consumer=consumer)
+                    await message.nack(requeue=True)
+                    return
             await message.ack()
 
         return on_message

@@ -48,14 +48,17 @@ def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
     # the routing key is the consumer's name.
     consumer = str(headers.get(CONSUMER) or message.routing_key or "")
     error = str(headers.get(ERROR) or "")
-    if not error:
-        error = "delivery-limit" if "x-death" in headers else "unknown"
+    deaths = headers.get("x-death")
+    if not error and isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        # Dead-lettered by the broker: "rejected" (malformed) or "delivery_limit" (crash loop).
+        reason = deaths[0].get("reason", "unknown")
+        error = f"broker: {reason.decode() if isinstance(reason, bytes) else reason}"
     attempts = headers.get(ATTEMPT, 0)
     return DeadLetter(
         event_id=message.message_id or "",
         event_type=message.type or "",
         consumer=consumer,
-        error=error,
+        error=error or "unknown",
         attempts=attempts if isinstance(attempts, int) else 0,
     )
 

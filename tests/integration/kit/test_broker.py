@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import pytest
@@ -26,8 +27,13 @@ from typer.testing import CliRunner
 from armillary.cli.main import app as cli_app
 from armillary.kit.broker import (
     DEAD_LETTERS,
+    EXCHANGE,
+    BrokerConfig,
     consumer_queue,
+    declare_consumer,
+    declare_core,
     delay_queue,
+    event_message,
 )
 from armillary.kit.db import Database
 from armillary.kit.dead_letters import list_dead_letters, replay
@@ -239,3 +245,53 @@ async def test_broadcasts_reach_every_process_within_a_second(nodes: Callable[[]
         delays.append(seen["b"][event_id] - sent)
     delays.sort()
     assert delays[math.ceil(len(delays) * 0.99) - 1] < 1.0  # nearest-rank p99
+
+
+async def test_a_malformed_message_goes_straight_to_the_dead_letters(
+    nodes: Callable[[], Node], rabbit: PrivateRabbit
+) -> None:
+    node, name, recorder = nodes(), consumer_name(), Recorder()
+    node.bus.subscribe(PING, name, recorder)
+    await node.start()
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EXCHANGE)
+        body = aio_pika.Message(b"not json", message_id="not-a-uuid", type=PING)
+        await exchange.publish(body, PING)
+
+    async def dead() -> list[Any]:
+        return [d for d in await list_dead_letters(rabbit.url) if d.event_id == "not-a-uuid"]
+
+    await until(lambda: _nonempty(dead()))
+    (letter,) = await dead()
+    assert (letter.consumer, letter.error) == (name, "broker: rejected")
+    assert recorder.calls == 0
+
+
+async def _nonempty(found: Awaitable[list[Any]]) -> bool:
+    return bool(await found)
+
+
+async def test_a_message_that_keeps_crashing_its_consumer_is_dead_lettered_at_the_limit(
+    rabbit: PrivateRabbit,
+) -> None:
+    name = consumer_name()
+    config = BrokerConfig(url=rabbit.url, delivery_limit=3)
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        await declare_core(channel)
+        queue = await declare_consumer(channel, name, {PING}, config)
+        event_id = uuid.uuid4()
+        exchange = await channel.get_exchange(EXCHANGE)
+        await exchange.publish(event_message(event_id, PING, {"n": 1}), PING)
+        # Each crash returns the message unacked (a nack with requeue, as a closed channel).
+        deliveries = 0
+        while (message := await queue.get(fail=False, timeout=5)) is not None:
+            deliveries += 1
+            await message.nack(requeue=True)
+            assert deliveries <= 10
+    assert deliveries == 4  # the first delivery and the limit's three redeliveries
+    letters = [d for d in await list_dead_letters(rabbit.url) if d.event_id == str(event_id)]
+    assert [(d.consumer, d.error) for d in letters] == [(name, "broker: delivery_limit")]
