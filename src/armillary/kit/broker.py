@@ -22,6 +22,7 @@ import json
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ from aio_pika.abc import (
 from sqlalchemy import func, select
 
 from armillary.kit.db import utcnow
-from armillary.kit.events import Delivery, EventBus, OutboxEvent
+from armillary.kit.events import Delivery, EventBus, OutboxEvent, Outgoing
 from armillary.kit.metrics import (
     EVENT_CONSUMER_LAG,
     EVENT_DEAD_LETTERS,
@@ -159,7 +160,7 @@ class RabbitTransport:
         self._channel: AbstractChannel | None = None  # publisher confirms
         self._events: AbstractExchange | None = None
         self._up = False
-        self._pending: asyncio.Queue[list[uuid.UUID]] = asyncio.Queue()
+        self._pending: asyncio.Queue[list[Outgoing]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: dict[str, AbstractQueue] = {}
         # Held here: a robust connection restores only the channels still referenced.
@@ -262,28 +263,28 @@ class RabbitTransport:
 
     # -- publishing ------------------------------------------------------------------------
 
-    def enqueue(self, ids: list[uuid.UUID]) -> None:
+    def enqueue(self, events: list[Outgoing]) -> None:
         # While the broker is away the relay picks these rows up later: nothing waits here.
         if self._up:
-            self._pending.put_nowait(ids)
+            self._pending.put_nowait(events)
 
     async def _run_publisher(self) -> None:
         while True:
-            ids = await self._pending.get()
-            while not self._pending.empty() and len(ids) < 500:
-                ids = ids + self._pending.get_nowait()
+            batch = await self._pending.get()
+            while not self._pending.empty() and len(batch) < 500:
+                batch = batch + self._pending.get_nowait()
             try:
-                await self._bus.publish_rows(await self._bus.load(ids))
+                await self._bus.publish_rows(batch)
             except Exception:
                 log.exception("event_publish_failed")
 
-    async def publish(self, rows: list[OutboxEvent]) -> list[uuid.UUID]:
+    async def publish(self, rows: Sequence[Outgoing | OutboxEvent]) -> list[uuid.UUID]:
         """Publish ``rows`` persistently; the ids the broker confirmed."""
         events = self._events
         if not self._up or events is None or not rows:
             return []
 
-        async def one(row: OutboxEvent) -> uuid.UUID:
+        async def one(row: Outgoing | OutboxEvent) -> uuid.UUID:
             message = event_message(row.id, row.type, row.payload)
             await events.publish(
                 message, row.type, mandatory=False, timeout=self._config.publish_timeout

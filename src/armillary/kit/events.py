@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +23,9 @@ from typing import Any, Protocol
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy import JSON, Integer, String, Uuid, select, update
+from sqlalchemy import JSON, Integer, String, Uuid, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -53,6 +55,15 @@ BroadcastHandler = Callable[[Delivery], Awaitable[None]]
 DropAll = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A committed outbox row as the transport needs it (no reload after the commit)."""
+
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+
+
 class Transport(Protocol):
     """Where committed events go when they leave the process (``kit.broker``)."""
 
@@ -60,10 +71,10 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    def enqueue(self, ids: list[uuid.UUID]) -> None:
+    def enqueue(self, events: list[Outgoing]) -> None:
         """Publish these committed rows soon, without making the caller wait."""
 
-    async def publish(self, rows: list[OutboxEvent]) -> list[uuid.UUID]:
+    async def publish(self, rows: Sequence[Outgoing | OutboxEvent]) -> list[uuid.UUID]:
         """Publish ``rows``; return the ids the broker confirmed."""
 
 
@@ -107,6 +118,8 @@ def publish(session: AsyncSession, event_type: str, event: BaseModel) -> uuid.UU
     if not pending and isinstance(bus, EventBus):
         after_commit(session, lambda: bus._dispatch_pending(session))
     pending.append(row.id)
+    if isinstance(bus, EventBus) and bus.transport is not None:
+        session.info.setdefault("outbox_outgoing", []).append(Outgoing(row.id, event_type, payload))
     return row.id
 
 
@@ -200,8 +213,9 @@ class EventBus:
 
     async def _dispatch_pending(self, session: AsyncSession) -> None:
         ids: list[uuid.UUID] = session.info.pop("outbox_pending", [])
-        if ids and self.transport is not None:
-            self.transport.enqueue(ids)
+        outgoing: list[Outgoing] = session.info.pop("outbox_outgoing", [])
+        if outgoing and self.transport is not None:
+            self.transport.enqueue(outgoing)
         elif ids:
             await self._dispatch_ids(ids)
 
@@ -259,12 +273,17 @@ class EventBus:
     async def _already_handled(
         self, session: AsyncSession, consumer: str, event_id: uuid.UUID
     ) -> bool:
-        if await session.get(ProcessedEvent, (consumer, event_id)) is not None:
-            return True
-        # Recorded in the consumer's transaction: its effect and this row commit together.
-        session.add(ProcessedEvent(consumer=consumer, event_id=event_id))
-        await session.flush()
-        return False
+        # Recorded in the consumer's transaction: its effect and this row commit together. One
+        # statement: a copy handling the same event at the same time waits for its commit.
+        dialect = session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        stmt = (
+            insert(ProcessedEvent)
+            .values(consumer=consumer, event_id=event_id, processed_at=utcnow())
+            .on_conflict_do_nothing()
+            .returning(ProcessedEvent.event_id)
+        )
+        return (await session.execute(stmt)).first() is None
 
     async def _handled_elsewhere(self, consumer: str, event_id: uuid.UUID) -> bool:
         async with self._db.sessionmaker() as session:
@@ -290,22 +309,28 @@ class EventBus:
             delivered += int(await self.deliver(row))
         return delivered
 
-    async def publish_rows(self, rows: list[OutboxEvent]) -> int:
+    async def publish_rows(self, rows: Sequence[Outgoing | OutboxEvent]) -> int:
         """Publish through the transport; a row is marked published only once confirmed."""
         if self.transport is None or not rows:
             return 0
         confirmed = await self.transport.publish(rows)
+        done = set(confirmed)
+        failed = [row.id for row in rows if row.id not in done]
         async with self._db.unit_of_work() as session:
-            await session.execute(
-                update(OutboxEvent)
-                .where(OutboxEvent.id.in_([row.id for row in rows]))
-                .values(attempts=OutboxEvent.attempts + 1)
-            )
             if confirmed:
                 await session.execute(
                     update(OutboxEvent)
-                    .where(OutboxEvent.id.in_(confirmed), OutboxEvent.published_at.is_(None))
-                    .values(published_at=utcnow())
+                    .where(OutboxEvent.id.in_(confirmed))
+                    .values(
+                        attempts=OutboxEvent.attempts + 1,
+                        published_at=func.coalesce(OutboxEvent.published_at, utcnow()),
+                    )
+                )
+            if failed:
+                await session.execute(
+                    update(OutboxEvent)
+                    .where(OutboxEvent.id.in_(failed))
+                    .values(attempts=OutboxEvent.attempts + 1)
                 )
         return len(confirmed)
 
