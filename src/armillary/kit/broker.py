@@ -161,6 +161,7 @@ class RabbitTransport:
         self._events: AbstractExchange | None = None
         self._up = False
         self._pending: asyncio.Queue[list[Outgoing]] = asyncio.Queue()
+        self._inflight: set[uuid.UUID] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: dict[str, AbstractQueue] = {}
         # Held here: a robust connection restores only the channels still referenced.
@@ -266,7 +267,11 @@ class RabbitTransport:
     def enqueue(self, events: list[Outgoing]) -> None:
         # While the broker is away the relay picks these rows up later: nothing waits here.
         if self._up:
+            self._inflight.update(event.id for event in events)
             self._pending.put_nowait(events)
+
+    def in_flight(self) -> set[uuid.UUID]:
+        return self._inflight
 
     async def _run_publisher(self) -> None:
         while True:
@@ -277,6 +282,8 @@ class RabbitTransport:
                 await self._bus.publish_rows(batch)
             except Exception:
                 log.exception("event_publish_failed")
+            finally:
+                self._inflight.difference_update(event.id for event in batch)
 
     async def publish(self, rows: Sequence[Outgoing | OutboxEvent]) -> list[uuid.UUID]:
         """Publish ``rows`` persistently; the ids the broker confirmed."""

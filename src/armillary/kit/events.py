@@ -74,6 +74,9 @@ class Transport(Protocol):
     def enqueue(self, events: list[Outgoing]) -> None:
         """Publish these committed rows soon, without making the caller wait."""
 
+    def in_flight(self) -> set[uuid.UUID]:
+        """Rows enqueued and not yet through: the relay leaves them alone."""
+
     async def publish(self, rows: Sequence[Outgoing | OutboxEvent]) -> list[uuid.UUID]:
         """Publish ``rows``; return the ids the broker confirmed."""
 
@@ -303,7 +306,8 @@ class EventBus:
             )
             rows = (await session.scalars(stmt)).all()
         if self.transport is not None:
-            return await self.publish_rows(list(rows))
+            busy = self.transport.in_flight()
+            return await self.publish_rows([row for row in rows if row.id not in busy])
         delivered = 0
         for row in rows:
             delivered += int(await self.deliver(row))
