@@ -32,6 +32,8 @@ psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null
 
 # PgBouncer: only its binary (the pooler tests start their own on a free port).
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+# pgBackRest: only its binary (the point-in-time drill archives a private cluster's WAL).
+command -v pgbackrest >/dev/null || apt_install pgbackrest
 
 # Redis
 if ! port_open 6379; then

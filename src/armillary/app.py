@@ -22,12 +22,14 @@ from armillary.data.client import DataClient
 from armillary.data.settings import DataSettings
 from armillary.identity import app as identity_app
 from armillary.identity.client import IdentityClient
+from armillary.kit import service_client
 from armillary.kit.app_factory import build_app
 from armillary.kit.authz import AccessControl
 from armillary.kit.logging import configure_logging
 from armillary.kit.ratelimit import RateLimiter
 from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
+from armillary.kit.service_auth import ServiceCredentials
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
 from armillary.kit.storage.doctor import ReferenceSource
@@ -164,7 +166,10 @@ def _private_home(settings: Settings) -> None:
 
 
 def local_executor(
-    work_root: Path, wf: WorkflowSettings, storage: StorageSettings | None = None
+    work_root: Path,
+    wf: WorkflowSettings,
+    storage: StorageSettings | None = None,
+    api_ca_file: Path | None = None,
 ) -> LocalExecutor:
     """The worker's sandboxing executor, configured from the settings (it checks the work
     root itself: the worker's own, 0700, no link). The sandboxes' proxies may reach the
@@ -178,6 +183,7 @@ def local_executor(
         pids_max=wf.executor_pids_max,
         cgroup_root=Path(wf.executor_cgroup_root) if wf.executor_cgroup_root else None,
         redirect_origins=(storage or StorageSettings()).presigned_origins(),
+        api_ca_file=api_ca_file,
     )
 
 
@@ -203,9 +209,16 @@ async def run_worker(
     directory = runtime.require_access().directory
     if not isinstance(directory, IdentityClient):  # pragma: no cover - wired above
         raise RuntimeError("the identity client is not wired")
+    issuer = job_token_issuer(settings, directory)
+    if issuer is not directory:
+
+        async def close_issuer(_runtime: Runtime) -> None:
+            await issuer.aclose()
+
+        runtime.shutdown_hooks.append(close_issuer)
 
     async def issue(request: JobTokenRequest) -> tuple[str, datetime]:
-        token = await directory.issue_job_token(**request.model_dump())
+        token = await issuer.issue_job_token(**request.model_dump())
         return token.token, token.expires_at
 
     wf = workflows.settings
@@ -213,7 +226,7 @@ async def run_worker(
     worker = Worker(
         runtime.db,
         store,
-        local_executor(work_root, wf, storage_settings),
+        local_executor(work_root, wf, storage_settings, api_ca_file=settings.tls_ca_file),
         wf,
         issue_token=issue,
         api_url=wf.task_api_url or f"http://{settings.host}:{settings.port}",
@@ -227,6 +240,17 @@ async def run_worker(
         await worker.run()
     finally:
         await runtime.stop()
+
+
+def job_token_issuer(settings: Settings, in_process: IdentityClient) -> IdentityClient:
+    """Who mints a worker's job tokens: with ARMILLARY_IDENTITY_URL set (the distributed
+    shape), identity's own process, asked with the workflows service's credential (ADR 0021);
+    otherwise ``in_process``."""
+    if not settings.identity_url:
+        return in_process
+    service_client.trust(settings.tls_ca_file)
+    credentials = ServiceCredentials.from_pem("workflows", settings.service_key_pem("workflows"))
+    return IdentityClient.over_http(settings.identity_url, credentials=credentials)
 
 
 async def run_scheduler(

@@ -212,6 +212,13 @@ async def test_the_token_touches_only_the_datasets_its_job_names(job: Job_) -> N
     assert created.status_code == 201, created.text
     listed = (await c.get(f"{job.base}/datasets", headers=token)).json()
     assert sorted(d["name"] for d in listed["items"]) == ["outputs", "source"]
+    assert listed["total"] == 2
+    # Filtered in the query, not after paging: a page of one still finds both, and the
+    # total counts only what the token may see ("kept" sorts first among the project's).
+    first = (await c.get(f"{job.base}/datasets?limit=1", headers=token)).json()
+    second = (await c.get(f"{job.base}/datasets?limit=1&offset=1", headers=token)).json()
+    assert [d["name"] for d in first["items"] + second["items"]] == ["outputs", "source"]
+    assert first["total"] == second["total"] == 2
     # The starter's own token still sees everything.
     mine = (await c.get(f"{job.base}/datasets", headers=job.owner_auth)).json()
     assert sorted(d["name"] for d in mine["items"]) == ["kept", "outputs", "source"]

@@ -70,3 +70,30 @@ async def rotate_keys(settings: Settings) -> str:
             return await identity_of(runtime).keyring.rotate(session)
     finally:
         await runtime.stop()
+
+
+async def rotate_secrets(settings: Settings) -> dict[str, int]:
+    """Re-encrypt and re-sign under the current platform secret everything a previous one
+    (``ARMILLARY_PREVIOUS_SECRET_KEYS``) protects. Each kind commits on its own: a run cut
+    short is resumed by running it again, and a second run changes nothing."""
+    from armillary.app import create_runtime
+    from armillary.identity.components import identity_of
+    from armillary.workflows.alerts.delivery import alerts_of
+    from armillary.workflows.alerts.service import reseal_channels
+
+    runtime = create_runtime(settings)
+    try:
+        identity = identity_of(runtime)
+        async with runtime.db.unit_of_work() as session:
+            signing_keys = await identity.keyring.reencrypt(session)
+        async with runtime.db.unit_of_work() as session:
+            channels = await reseal_channels(session, alerts_of(runtime).box)
+        async with runtime.db.unit_of_work() as session:
+            checkpoints = await identity.audit_log.resign(session)
+        return {
+            "signing_keys": signing_keys,
+            "alert_channels": channels,
+            "audit_checkpoints": checkpoints,
+        }
+    finally:
+        await runtime.stop()

@@ -131,6 +131,7 @@ def worker_env(settings: Settings, host: str, port: int) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if _worker_needs(name)}
     if "ARMILLARY_WORKFLOWS_TASK_API_URL" not in env:
         reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
-        env["ARMILLARY_WORKFLOWS_TASK_API_URL"] = f"http://{reachable}:{port}"
+        scheme = "https" if settings.tls_cert_file else "http"
+        env["ARMILLARY_WORKFLOWS_TASK_API_URL"] = f"{scheme}://{reachable}:{port}"
     env["ARMILLARY_HOME"] = str(settings.home.resolve())
     return env

@@ -14,13 +14,16 @@ import typer
 
 from armillary.cli import (
     admin,
+    backup,
     datasets,
     doctor,
     engine,
     events,
+    gateway,
     jobs,
     models,
     quickstart,
+    services,
     session,
     storage,
     workflows,
@@ -41,6 +44,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+secrets_app = typer.Typer(help="The platform secret.", no_args_is_help=True)
 
 
 @app.callback()
@@ -54,6 +58,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(backup.app, name="backup")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(storage.app, name="storage")
 app.add_typer(workflows.app, name="workflow")
@@ -66,6 +72,9 @@ app.command("scheduler")(engine.scheduler)
 app.command("login")(session.login)
 app.command("logout")(session.logout)
 app.command("doctor")(doctor.doctor)
+app.command("gateway")(gateway.gateway)
+app.command("serve")(services.serve)
+app.add_typer(services.keys_app, name="service-keys")
 
 console = terminal()
 err = terminal(stderr=True)
@@ -108,6 +117,8 @@ def up(
         from armillary.kit.metrics import serve_metrics
 
         serve_metrics(settings.metrics_host, settings.metrics_port)
+    from armillary.kit.tls import uvicorn_options
+
     uvicorn.run(
         application,
         host=host,
@@ -116,6 +127,7 @@ def up(
         access_log=False,
         proxy_headers=False,  # client addresses come from our own trusted-proxy rule
         server_header=False,
+        **uvicorn_options(settings.tls_cert_file, settings.tls_key_file),  # type: ignore[arg-type]
     )
 
 
@@ -187,3 +199,27 @@ def keys_rotate(output: OutputOption = OutputFormat.TABLE) -> None:
     if print_data(output, {"active_key": kid}):
         return
     console.print(f"New active signing key: {kid}")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(output: OutputOption = OutputFormat.TABLE) -> None:
+    """After changing ARMILLARY_SECRET_KEY (the old one listed in
+    ARMILLARY_PREVIOUS_SECRET_KEYS): encrypt the signing keys and alert channel secrets again
+    under the new secret and sign the audit checkpoints with it. Safe to run again; once it
+    reports nothing left, the old secret can leave ARMILLARY_PREVIOUS_SECRET_KEYS."""
+    from armillary.identity.keys.service import SigningKeyLocked
+    from armillary.kit.secretbox import SecretBoxError
+    from armillary.kit.settings import Settings
+
+    try:
+        counts = _run(admin.rotate_secrets(Settings()))
+    except (SigningKeyLocked, SecretBoxError) as exc:
+        err.print(f"[red]Cannot rotate:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if print_data(output, counts):
+        return
+    console.print(
+        f"Encrypted again under the current secret: {counts['signing_keys']} signing keys, "
+        f"{counts['alert_channels']} alert channels; "
+        f"{counts['audit_checkpoints']} audit checkpoints signed again."
+    )

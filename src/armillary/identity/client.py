@@ -17,6 +17,7 @@ from armillary.contracts.identity import (
     ProjectAccessInfo,
 )
 from armillary.kit.errors import Conflict, NotFound, ServiceUnavailable, Unauthorized
+from armillary.kit.service_auth import ServiceCredentials
 from armillary.kit.service_client import ServiceClient
 
 _TIMEOUT = 5.0
@@ -31,8 +32,13 @@ class IdentityClient:
         return cls(ServiceClient.in_process("identity", app, timeout=_TIMEOUT))
 
     @classmethod
-    def over_http(cls, base_url: str) -> IdentityClient:
-        return cls(ServiceClient.over_http("identity", base_url, timeout=_TIMEOUT))
+    def over_http(
+        cls, base_url: str, *, credentials: ServiceCredentials | None = None
+    ) -> IdentityClient:
+        """``credentials``: the calling service's, for the internal routes (job tokens)."""
+        return cls(
+            ServiceClient.over_http("identity", base_url, timeout=_TIMEOUT, credentials=credentials)
+        )
 
     async def jwks(self) -> JWKS:
         response = await self._get("/api/v1/auth/jwks")

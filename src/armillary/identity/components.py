@@ -29,6 +29,7 @@ class Identity:
     def create(cls, runtime: Runtime) -> Identity:
         settings = runtime.settings
         secret = settings.resolved_secret_key()
+        previous = [key.get_secret_value() for key in settings.previous_secret_keys]
         return cls(
             settings=settings,
             passwords=Passwords(settings),
@@ -37,8 +38,13 @@ class Identity:
                 rotation=timedelta(days=settings.signing_key_rotation_days),
                 grace=timedelta(seconds=settings.signing_key_grace_seconds),
                 active_ttl=settings.jwks_cache_ttl_seconds,
+                previous=previous,
             ),
-            audit_log=AuditLog(secret, CheckpointFile(settings.home / "audit" / "checkpoint.json")),
+            audit_log=AuditLog(
+                secret,
+                CheckpointFile(settings.home / "audit" / "checkpoint.json"),
+                previous=previous,
+            ),
             runtime=runtime,
         )
 

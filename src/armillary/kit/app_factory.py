@@ -51,9 +51,11 @@ def build_app(
     manage_runtime: bool = True,
     description: str = "",
     version: str = "0.1.0",
+    middleware: Iterable[Middleware] = (),
 ) -> FastAPI:
     """An app serving ``routers`` on ``runtime``. ``edge`` adds the client-facing layers (rate
-    limits); ``manage_runtime`` makes the app's lifespan start and stop the runtime."""
+    limits); ``manage_runtime`` makes the app's lifespan start and stop the runtime;
+    ``middleware`` goes innermost (its domain errors are rendered as problems)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -65,26 +67,27 @@ def build_app(
             if manage_runtime:
                 await runtime.stop()
 
-    middleware = [
+    layers = [
         Middleware(SecurityHeadersMiddleware),
         Middleware(RequestContextMiddleware, settings=runtime.settings),
     ]
-    middleware.append(Middleware(MetricsMiddleware))
+    layers.append(Middleware(MetricsMiddleware))
     if edge and runtime.limiter is not None and runtime.settings.rate_limit_enabled:
-        middleware.append(
+        layers.append(
             Middleware(RateLimitMiddleware, limiter=runtime.limiter, identify=_identify(runtime))
         )
     # Security events are the clients' doing: recorded at the edge, not again by the
     # in-process apps that other services' clients call on the same request's behalf.
     sampler = runtime.security_events if edge else None
-    middleware.append(Middleware(AuditFallbackMiddleware, sampler=sampler))
+    layers.append(Middleware(AuditFallbackMiddleware, sampler=sampler))
+    layers.extend(middleware)
 
     app = FastAPI(
         title=title,
         description=description,
         version=version,
         lifespan=lifespan,
-        middleware=middleware,
+        middleware=layers,
     )
     app.state.runtime = runtime
     install_error_handlers(app)

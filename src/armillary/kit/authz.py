@@ -39,7 +39,7 @@ from armillary.contracts.identity import (
     ProjectAccessInfo,
     ProjectRole,
 )
-from armillary.kit import context, security_events
+from armillary.kit import context, edge, security_events
 from armillary.kit.cache import Cache
 from armillary.kit.errors import Forbidden, NotFound, Unauthorized
 from armillary.kit.events import Delivery, EventBus
@@ -199,6 +199,14 @@ class Principal:
         if write:
             return name in self.job_datasets_write
         return name in self.job_datasets_write | (self.job_datasets_read or frozenset())
+
+    @property
+    def readable_dataset_names(self) -> frozenset[str] | None:
+        """The dataset names this principal may read, or None for "as the role allows"
+        (lists filter on it in the query, so pages and totals count only those)."""
+        if not self.is_job or self.job_datasets_write is None:
+            return None
+        return self.job_datasets_write | (self.job_datasets_read or frozenset())
 
     @property
     def is_job(self) -> bool:
@@ -390,6 +398,7 @@ async def authenticated(
 def require_platform_role(*roles: PlatformRole) -> Any:
     """Dependency factory: the caller must hold one of ``roles`` (admins always may)."""
 
+    @edge.mark(admin_only=not roles, job_tokens=False)
     async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
         if principal.is_job:
             raise Forbidden("Job tokens cannot call platform-level routes")
@@ -404,6 +413,7 @@ def refuse_job_tokens(activity: str) -> Any:
     """Dependency factory: the caller, unless it holds a job token (403 "Job tokens cannot
     ``activity``"). For routes that act on the account itself, such as a password change."""
 
+    @edge.mark(job_tokens=False)
     async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
         if principal.is_job:
             raise Forbidden(f"Job tokens cannot {activity}")
@@ -419,6 +429,7 @@ def project_permission(action: str) -> Any:
     if action not in PROJECT_ACTIONS:
         raise KeyError(f"unknown project action {action!r}")
 
+    @edge.mark(job_tokens=action not in NEVER_FOR_JOB_TOKENS)
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

@@ -11,7 +11,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import ssl
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -111,12 +113,28 @@ class EntrySigner:
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def healing_client(url: str) -> Redis:
+def redis_tls_options(url: str, ca_file: Path | None) -> dict[str, Any]:
+    """``rediss://``: the certificate and host name verified against ``ca_file`` (or the
+    system's CAs), TLS 1.2 at least."""
+    if not url.startswith("rediss://"):
+        return {}
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": "required",
+        "ssl_check_hostname": True,
+        "ssl_min_version": ssl.TLSVersion.TLSv1_2,
+    }
+    if ca_file is not None:
+        options["ssl_ca_certs"] = str(ca_file)
+    return options
+
+
+def healing_client(url: str, ca_file: Path | None = None) -> Redis:
     """A client that survives a Redis restart: a pooled connection idle for a while is
     checked before use, a failed call is retried on a fresh connection (briefly, with
     backoff), and no call waits long for a Redis that is gone."""
     return Redis.from_url(
         url,
+        **redis_tls_options(url, ca_file),
         health_check_interval=5,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
@@ -130,8 +148,15 @@ class RedisCache:
     is a miss (the caller asks the source of truth) and a write is skipped. An invalidation
     (delete) still fails loudly, so that whoever asked for it retries it."""
 
-    def __init__(self, url: str, signer: EntrySigner, *, prefix: str = "armillary:") -> None:
-        self._redis: Redis = healing_client(url)
+    def __init__(
+        self,
+        url: str,
+        signer: EntrySigner,
+        *,
+        prefix: str = "armillary:",
+        ca_file: Path | None = None,
+    ) -> None:
+        self._redis: Redis = healing_client(url, ca_file)
         self._signer = signer
         self._prefix = prefix
 
@@ -193,6 +218,10 @@ def _unavailable(operation: str, exc: BaseException) -> None:
     log.warning("cache.unavailable", operation=operation, error=type(exc).__name__)
 
 
-def create_cache(redis_url: str | None, signing_key: bytes) -> Cache:
+def create_cache(
+    redis_url: str | None, signing_key: bytes, *, ca_file: Path | None = None
+) -> Cache:
     """Redis when ``redis_url`` is set, its entries MAC'd under ``signing_key``; else memory."""
-    return RedisCache(redis_url, EntrySigner(signing_key)) if redis_url else MemoryCache()
+    if not redis_url:
+        return MemoryCache()
+    return RedisCache(redis_url, EntrySigner(signing_key), ca_file=ca_file)

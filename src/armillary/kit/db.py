@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from ssl import SSLContext
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import SavepointClause
 
+from armillary.kit.secret_sources import SecretRef
 from armillary.kit.settings import Settings
 
 NAMING_CONVENTION = {
@@ -76,6 +78,63 @@ def new_id() -> uuid.UUID:
 POOL_SIZE_BY_ROLE = {"api": 10, "worker": 4, "scheduler": 3}
 
 
+def password_refused(exc: BaseException) -> bool:
+    """Whether PostgreSQL refused the password (SQLSTATE 28P01), through any wrapping."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "28P01" or type(seen).__name__ == (
+            "InvalidPasswordError"
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _current_password(ref: SecretRef) -> Callable[..., Any]:
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        # A cached read is cheap; the secret manager is asked only when the cache has aged
+        # or the server refused what it held (a rotated password).
+        cparams["password"] = ref.read()
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            if not password_refused(exc):
+                raise
+            cparams["password"] = ref.read(fresh=True)
+            return dialect.connect(*cargs, **cparams)
+
+    return connect
+
+
+def database_ssl(settings: Settings) -> SSLContext | None:
+    """The TLS context of PostgreSQL connections (``ARMILLARY_DATABASE_SSLMODE``)."""
+    if settings.database_sslmode != "verify-full" or settings.database_url is None:
+        return None
+    from armillary.kit.tls import client_context
+
+    return client_context(settings.ca_file("database"))
+
+
+async def connect_direct(
+    dsn: str, password_ref: SecretRef | None = None, *, ssl: SSLContext | None = None
+) -> Any:
+    """An asyncpg connection outside the pool (leader lock, LISTEN), with the password read
+    again from its source when the server refuses it."""
+    import asyncio
+
+    import asyncpg
+
+    options: dict[str, Any] = {} if ssl is None else {"ssl": ssl}
+    if password_ref is None:
+        return await asyncpg.connect(dsn, **options)
+    try:
+        password = await asyncio.to_thread(password_ref.read)
+        return await asyncpg.connect(dsn, password=password, **options)
+    except asyncpg.InvalidPasswordError:
+        fresh = await asyncio.to_thread(password_ref.read, fresh=True)
+        return await asyncpg.connect(dsn, password=fresh, **options)
+
+
 def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
@@ -91,8 +150,17 @@ class Database:
         echo: bool = False,
         busy_timeout_seconds: float = 30.0,
         behind_pooler: bool = False,
+        password_ref: SecretRef | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.url = url
+        # verify-full TLS to PostgreSQL: the pool and the direct connections alike.
+        self.ssl = ssl
+        # The same for libpq's tools (pg_dump, pg_restore in `armillary backup`).
+        self.libpq_env: dict[str, str] = {}
+        # Where the password lives when a secret manager or a file holds it: read for each
+        # new connection, and read again from the source when the server refuses it.
+        self.password_ref = password_ref
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
@@ -106,16 +174,23 @@ class Database:
             # Recycle instead of pinging on every checkout (a round trip per request); a
             # connection the server dropped fails once and is replaced.
             kwargs["pool_recycle"] = 1800
+            connect_args: dict[str, Any] = {}
             if behind_pooler:
                 # A transaction pooler hands each transaction to any server connection:
                 # asyncpg's statement cache and SQLAlchemy's named prepared statements would
                 # meet statements (or their absence) of another client's session.
-                kwargs["connect_args"] = {
+                connect_args = {
                     "statement_cache_size": 0,
                     "prepared_statement_cache_size": 0,
                     "prepared_statement_name_func": _unique_statement_name,
                 }
+            if ssl is not None:
+                connect_args["ssl"] = ssl
+            if connect_args:
+                kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if password_ref is not None and not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "do_connect", _current_password(password_ref))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "before_execute", _sqlite_write_transaction)
@@ -126,6 +201,16 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, role: str = "api") -> Database:
+        db = cls._from_settings(settings, role=role)
+        if db.ssl is not None:
+            import ssl as ssl_module
+
+            ca = settings.ca_file("database") or ssl_module.get_default_verify_paths().cafile
+            db.libpq_env = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(ca or "")}
+        return db
+
+    @classmethod
+    def _from_settings(cls, settings: Settings, *, role: str) -> Database:
         """The process's database; ``role`` (api, worker, scheduler) sizes its pool unless
         ``ARMILLARY_DATABASE_POOL_SIZE`` says otherwise."""
         if settings.database_url is None:
@@ -135,6 +220,8 @@ class Database:
             pool_size=settings.database_pool_size or POOL_SIZE_BY_ROLE.get(role, 10),
             busy_timeout_seconds=settings.database_busy_timeout_seconds,
             behind_pooler=settings.database_pooler,
+            password_ref=settings.secret_ref("database_password"),
+            ssl=database_ssl(settings),
         )
 
     @asynccontextmanager

@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armillary.kit import context
+from armillary.kit.cache import redis_tls_options
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE, problem_body
 from armillary.kit.settings import Settings
 
@@ -95,6 +96,7 @@ def create_rate_limit_storage(settings: Settings) -> Storage:
             implementation="redispy",
             socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
             socket_timeout=_REDIS_TIMEOUT_SECONDS,
+            **redis_tls_options(settings.redis_url, settings.ca_file("redis")),
         )
     return MemoryStorage()
 

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import structlog
+
 from armillary.kit.cache import Cache, MemoryCache, create_cache
 from armillary.kit.db import Database
 from armillary.kit.events import EventBus
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from armillary.kit.ratelimit import RateLimiter
 
 Hook = Callable[["Runtime"], Awaitable[None]]
+
+log = structlog.get_logger("armillary.runtime")
 
 
 @dataclass
@@ -57,6 +61,11 @@ class Runtime:
         return self.access
 
     async def start(self, *, relay_interval: float = 2.0) -> None:
+        if self.settings.profile == "production":
+            # Names only: a secret manager or a file should hold these in production.
+            plain = self.settings.plain_environment_secrets()
+            if plain:
+                log.warning("secrets_from_environment", settings=plain)
         if self.bus.transport is not None:
             # Consumers are all subscribed by now (services install before the start).
             await self.bus.transport.start()
@@ -87,4 +96,5 @@ def _cache(settings: Settings) -> Cache:
     if not settings.redis_url:
         return MemoryCache()
     # Derived from the platform secret, which Redis never sees: see kit.cache.
-    return create_cache(settings.redis_url, derive_key(settings.resolved_secret_key(), "cache"))
+    key = derive_key(settings.resolved_secret_key(), "cache")
+    return create_cache(settings.redis_url, key, ca_file=settings.ca_file("redis"))

@@ -82,6 +82,22 @@ class SecretBox:
                 continue
         raise SecretBoxError("secret does not decrypt with this key")
 
+    def reseal(self, token: str, *, associated_data: bytes = b"") -> str | None:
+        """``token`` encrypted again under the current key when a previous key wrote it;
+        None when the current key already opens it (``armillary secrets rotate``)."""
+        version, _, body = token.partition(".")
+        if version == VERSION:
+            try:
+                raw = base64.urlsafe_b64decode(body.encode())
+                self._current.decrypt(
+                    raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], self._aad(associated_data)
+                )
+                return None
+            except (binascii.Error, ValueError, InvalidTag):
+                pass
+        plaintext = self.decrypt(token, associated_data=associated_data)
+        return self.encrypt(plaintext, associated_data=associated_data)
+
     def decrypt_text(self, token: str, *, associated_data: bytes = b"") -> str:
         return self.decrypt(token, associated_data=associated_data).decode()
 

@@ -6,24 +6,49 @@ import secrets
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from armillary.kit.secret_sources import SecretSourcedSettings
 
 # Values that must never protect a production deployment.
 _KNOWN_DEFAULTS = {"", "changeme", "change-me", "secret", "password", "admin", "armillary"}
 _MIN_SECRET_LENGTH = 32
+
+# The distributed shape (ADR 0021): each service's process and its default port
+# (`armillary serve <service>`), on 127.0.0.1 unless ARMILLARY_<SERVICE>_URL says where.
+SERVICE_PORTS = {
+    "identity": 8101,
+    "data": 8102,
+    "workflows": 8103,
+    "registry": 8104,
+    "serving": 8105,
+}
 
 
 class InsecureSettings(ValueError):
     """Raised when the production profile is started with missing or default secrets."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the platform. The embedded profile fills in what it can by itself."""
+class Settings(SecretSourcedSettings):
+    """Every knob of the platform. The embedded profile fills in what it can by itself.
+    Secrets may come from AWS Secrets Manager or a file (``kit.secret_sources``)."""
 
     model_config = SettingsConfigDict(env_prefix="ARMILLARY_", extra="ignore")
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "secret_key",
+            "previous_secret_keys",
+            "admin_password",
+            "database_url",
+            "database_password",
+            "redis_url",
+            "rabbitmq_url",
+            "service_key",
+        }
+    )
 
     profile: Literal["embedded", "production"] = "embedded"
     home: Path = Path(".armillary")
@@ -36,6 +61,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65_535)
 
     database_url: str | None = None
+    # The database password, kept out of the URL. From a secret manager it is read again when
+    # PostgreSQL refuses it, so a rotated password is picked up without a restart.
+    database_password: SecretStr | None = None
     # Connections kept per process (as many again may open under bursts). Unset: by role,
     # API 10, worker 4, scheduler 3 (docs/operations.md has the budget).
     database_pool_size: int | None = Field(default=None, ge=1, le=200)
@@ -56,6 +84,22 @@ class Settings(BaseSettings):
     event_retry_delays_seconds: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0])
     # Deliveries of one message (crash loops) before the broker dead-letters it.
     event_delivery_limit: int = Field(default=5, ge=1, le=1000)
+
+    # TLS (kit.tls). The server's certificate: the embedded server (and each service process)
+    # then speaks HTTPS only, with HSTS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # The CA bundle outgoing hops verify against (unset: the system's); each hop may have its
+    # own. PostgreSQL speaks TLS with `database_sslmode=verify-full`; Redis with `rediss://`;
+    # RabbitMQ with `amqps://`.
+    tls_ca_file: Path | None = None
+    database_sslmode: Literal["disable", "verify-full"] = "disable"
+    database_ca_file: Path | None = None
+    redis_ca_file: Path | None = None
+    rabbitmq_ca_file: Path | None = None
+    # Clients reach this process through a proxy that terminates TLS (a load balancer, the
+    # gateway): the production profile then accepts a plain HTTP listener.
+    tls_terminated_by_proxy: bool = False
 
     # Encrypts signing keys at rest and keys the audit checkpoint signature.
     secret_key: SecretStr | None = None
@@ -113,6 +157,20 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # The distributed shape (`armillary serve`, ADR 0021): where each service listens, for
+    # the other services' clients and the gateway. Unset: 127.0.0.1 on its default port.
+    identity_url: str | None = None
+    data_url: str | None = None
+    workflows_url: str | None = None
+    registry_url: str | None = None
+    serving_url: str | None = None
+    # This service process's own Ed25519 key (PEM, `armillary service-keys create`), from the
+    # secret store like every secret (ARMILLARY_SERVICE_KEY_SECRET_ID or _FILE); unset:
+    # `<home>/service-keys/<service>.key`. Never derived from the platform secret.
+    service_key: SecretStr | None = None
+    # Every service's public key (`<service>.pub`). Unset: `<home>/service-keys`.
+    service_public_keys_dir: Path | None = None
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -148,6 +206,7 @@ class Settings(BaseSettings):
             problems.append("ARMILLARY_DATABASE_URL is not set")
         if self.admin_password is not None and _is_weak(self.admin_password.get_secret_value(), 12):
             problems.append("ARMILLARY_ADMIN_PASSWORD is a default or too short")
+        problems += [f"{hop} is plaintext off this machine" for hop in self.plaintext_hops()]
         if problems:
             raise InsecureSettings("; ".join(problems))
         return self
@@ -155,12 +214,64 @@ class Settings(BaseSettings):
     @cached_property
     def database_dsn(self) -> str:
         if self.database_url:
-            return self.database_url
+            if self.database_password is None:
+                return self.database_url
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.database_url).set(
+                password=self.database_password.get_secret_value()
+            )
+            return url.render_as_string(hide_password=False)
         return f"sqlite+aiosqlite:///{(self.home / 'armillary.db').resolve()}"
+
+    def plaintext_hops(self) -> list[str]:
+        """The hops leaving this machine without TLS (the production profile refuses them)."""
+        from armillary.kit.tls import is_loopback
+
+        hops = []
+        if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
+            hops.append("the HTTP listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
+        database = self.database_url or ""
+        if database.startswith("postgresql") and self.database_sslmode != "verify-full":
+            hops += _off_machine("PostgreSQL (ARMILLARY_DATABASE_SSLMODE=verify-full)", database)
+        if self.redis_url and self.redis_url.startswith("redis://"):
+            hops += _off_machine("Redis (a rediss:// URL)", self.redis_url)
+        if self.rabbitmq_url and self.rabbitmq_url.startswith("amqp://"):
+            hops += _off_machine("RabbitMQ (an amqps:// URL)", self.rabbitmq_url)
+        return hops
+
+    def ca_file(self, hop: Literal["database", "redis", "rabbitmq"]) -> Path | None:
+        """The CA bundle ``hop`` verifies against: its own, else the platform's."""
+        own: Path | None = getattr(self, f"{hop}_ca_file")
+        return own or self.tls_ca_file
 
     @cached_property
     def trusted_proxy_networks(self) -> list[IPv4Network | IPv6Network]:
         return [ip_network(p, strict=False) for p in self.trusted_proxies]
+
+    def service_urls(self) -> dict[str, str]:
+        """Each service's base URL in the distributed shape."""
+        return {
+            service: (getattr(self, f"{service}_url") or f"http://127.0.0.1:{port}").rstrip("/")
+            for service, port in SERVICE_PORTS.items()
+        }
+
+    def service_key_pem(self, service: str) -> bytes:
+        """``service``'s private key: ARMILLARY_SERVICE_KEY (from the secret store), else its
+        file under the keys directory; FileNotFoundError when there is none."""
+        if self.service_key is not None:
+            return self.service_key.get_secret_value().encode()
+        path = self.service_keys_dir() / f"{service}.key"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the {service} service's key is not configured (ARMILLARY_SERVICE_KEY_FILE "
+                f"or _SECRET_ID) and {path} is missing: "
+                f"`armillary service-keys create {service}` makes one"
+            )
+        return path.read_bytes()
+
+    def service_keys_dir(self) -> Path:
+        return self.service_public_keys_dir or self.home / "service-keys"
 
     def resolved_secret_key(self) -> str:
         """The secret key; in the embedded profile one is generated once and kept in ``home``."""
@@ -174,6 +285,12 @@ class Settings(BaseSettings):
         path.touch(mode=0o600)
         path.write_text(key)
         return key
+
+
+def _off_machine(hop: str, url: str) -> list[str]:
+    from armillary.kit.tls import is_loopback, url_host
+
+    return [] if is_loopback(url_host(url)) else [hop]
 
 
 def _is_weak(value: str, min_length: int = _MIN_SECRET_LENGTH) -> bool:

@@ -37,7 +37,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=NullPool)
+    # TLS to PostgreSQL, when configured, reaches the migrations too (runner.upgrade).
+    engine = create_async_engine(
+        config.get_main_option("sqlalchemy.url") or "",
+        poolclass=NullPool,
+        connect_args=config.attributes.get("connect_args", {}),
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

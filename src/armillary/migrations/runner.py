@@ -8,6 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from armillary.kit.db import database_ssl
 from armillary.kit.settings import Settings
 
 _HERE = Path(__file__).resolve().parent
@@ -35,7 +36,11 @@ def upgrade(settings: Settings, revision: str = "heads") -> None:
     """Bring the database to the newest schema of every service."""
     if settings.database_url is None:
         settings.home.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(settings.database_dsn), revision)
+    config = alembic_config(settings.database_dsn)
+    ssl = database_ssl(settings)
+    if ssl is not None:
+        config.attributes["connect_args"] = {"ssl": ssl}
+    command.upgrade(config, revision)
 
 
 async def upgrade_async(settings: Settings, revision: str = "heads") -> None:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 from armillary.kit.errors import ServiceUnavailable, Unauthorized
+from armillary.kit.service_auth import ServiceCredentials
 from armillary.kit.service_client import ServiceClient
 
 _TIMEOUT = 10.0
@@ -32,15 +33,32 @@ class RegistryClient:
         return cls(ServiceClient.in_process("registry", app, timeout=_TIMEOUT), private)
 
     @classmethod
-    def over_http(cls, base_url: str, private_base_url: str | None = None) -> RegistryClient:
-        """``private_base_url``: where the registry's private app listens (service-to-service
-        network only), to enable :meth:`resolve`."""
+    def over_http(
+        cls,
+        base_url: str,
+        private_base_url: str | None = None,
+        *,
+        credentials: ServiceCredentials | None = None,
+    ) -> RegistryClient:
+        """``private_base_url``: where the registry's internal routes listen (``/internal``,
+        on its own port in the distributed shape), to enable :meth:`resolve`; the calls there
+        carry ``credentials``, the calling service's (ADR 0021). The same URL as
+        ``base_url`` shares one connection pool and one circuit breaker."""
+        public = ServiceClient.over_http(
+            "registry", base_url, timeout=_TIMEOUT, credentials=credentials
+        )
+        if private_base_url == base_url:
+            return cls(public, public)
         private = None
         if private_base_url:
             private = ServiceClient.over_http(
-                "registry-private", private_base_url, timeout=_TIMEOUT
+                "registry-private",
+                private_base_url,
+                timeout=_TIMEOUT,
+                credentials=credentials,
+                audience="registry",
             )
-        return cls(ServiceClient.over_http("registry", base_url, timeout=_TIMEOUT), private)
+        return cls(public, private)
 
     async def alias(
         self, token: str, project: str, model: str, alias: str
@@ -93,7 +111,7 @@ class RegistryClient:
 
     async def aclose(self) -> None:
         await self._service.aclose()
-        if self._private is not None:
+        if self._private is not None and self._private is not self._service:
             await self._private.aclose()
 
     async def _get(self, path: str, token: str) -> dict[str, Any] | None:

@@ -99,3 +99,19 @@ def test_alert_secrets_survive_a_rotation_of_the_platform_secret(tmp_path: Path)
         Alerts.create(SimpleNamespace(settings=forgotten, db=None), WorkflowSettings()).box.decrypt(  # type: ignore[arg-type]
             sealed
         )
+
+
+def test_reseal_moves_a_value_to_the_current_key_once() -> None:
+    old = SecretBox("o" * 48, "purpose")
+    sealed = old.encrypt("value", associated_data=b"row-1")
+    box = SecretBox("n" * 48, "purpose", previous=["o" * 48])
+    resealed = box.reseal(sealed, associated_data=b"row-1")
+    assert resealed is not None
+    assert resealed != sealed
+    # Now the current key alone opens it, and there is nothing left to do.
+    current = SecretBox("n" * 48, "purpose")
+    assert current.decrypt_text(resealed, associated_data=b"row-1") == "value"
+    assert box.reseal(resealed, associated_data=b"row-1") is None
+    # Bound to its row: resealing under other associated data fails like decrypting does.
+    with pytest.raises(SecretBoxError):
+        box.reseal(sealed, associated_data=b"row-2")

@@ -116,3 +116,21 @@ def test_calls_in_process_have_no_breaker_and_no_retries() -> None:
     remote = ServiceClient.over_http("identity", "http://127.0.0.1:1")
     assert remote.breaker is not None
     assert remote.retries > 0
+
+
+async def test_a_hung_upstream_costs_one_timeout_retries_included() -> None:
+    """A server that accepts and never answers: the idempotent call is retried, but all its
+    tries share the one timeout (three full timeouts would overrun the bound below)."""
+
+    async def never_answer(reader: asyncio.StreamReader, _writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = ServiceClient.over_http("registry", f"http://127.0.0.1:{port}", timeout=1.0)
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await asyncio.wait_for(client.send("GET", "/slow"), timeout=2.5)
+    finally:
+        await client.aclose()
+        server.close()

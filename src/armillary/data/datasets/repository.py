@@ -23,9 +23,17 @@ async def dataset(
 
 
 async def datasets_page(
-    session: AsyncSession, project_id: uuid.UUID, *, limit: int, offset: int
+    session: AsyncSession,
+    project_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+    names: frozenset[str] | None = None,
 ) -> tuple[list[Dataset], int]:
+    """One page of the project's datasets; ``names``, when given, keeps only those."""
     stmt = select(Dataset).where(Dataset.project_id == project_id, Dataset.deleted_at.is_(None))
+    if names is not None:
+        stmt = stmt.where(Dataset.name.in_(sorted(names)))
     total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = await session.scalars(stmt.order_by(Dataset.name).limit(limit).offset(offset))
     return list(rows), total

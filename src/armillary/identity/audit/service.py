@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,22 @@ class CheckpointFile:
         except (ValueError, KeyError, TypeError):
             return Checkpoint(-1, "", "")  # unreadable: verification reports it
 
-    def write(self, checkpoint: Checkpoint) -> None:
-        """Replace the file atomically, never with an older head than it holds."""
+    def write(self, checkpoint: Checkpoint, *, resign: bool = False, restore: bool = False) -> None:
+        """Replace the file atomically, never with an older head than it holds. ``resign``
+        replaces only the signature of the very head it holds (a secret rotation);
+        ``restore`` replaces whatever it holds (a restored backup's head)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.path.with_suffix(".lock")
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             current = self.read()
-            if current is not None and current.seq >= checkpoint.seq:
+            if resign:
+                if current is None or (current.seq, current.hash) != (
+                    checkpoint.seq,
+                    checkpoint.hash,
+                ):
+                    return
+            elif not restore and current is not None and current.seq >= checkpoint.seq:
                 return
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(
@@ -92,9 +101,57 @@ class CheckpointFile:
 
 
 class AuditLog:
-    def __init__(self, secret: str, checkpoint_file: CheckpointFile) -> None:
+    def __init__(
+        self, secret: str, checkpoint_file: CheckpointFile, *, previous: Iterable[str] = ()
+    ) -> None:
         self._key = chain.derive_key(secret)
+        # Checkpoints signed under a platform secret this one replaced still verify until
+        # `armillary secrets rotate` signs them again.
+        self._previous_keys = [chain.derive_key(old) for old in previous]
         self.checkpoint_file = checkpoint_file
+
+    def _signed(self, seq: int, head_hash: str, signature: str) -> bool:
+        return any(
+            chain.signature_valid(key, seq, head_hash, signature)
+            for key in (self._key, *self._previous_keys)
+        )
+
+    async def resign(self, session: AsyncSession) -> int:
+        """Sign the database head and the outside checkpoint again under the current secret
+        when a previous one signed them; returns how many were signed again. A signature no
+        configured secret made is left alone, for verification to report."""
+        changed = 0
+        head = await session.get(AuditChainHead, _HEAD_ID, with_for_update=True)
+        if head is not None and self._needs_resign(head.seq, head.hash, head.signature):
+            head.signature = chain.checkpoint_signature(self._key, head.seq, head.hash)
+            changed += 1
+        outside = await asyncio.to_thread(self.checkpoint_file.read)
+        if outside is not None and self._needs_resign(outside.seq, outside.hash, outside.signature):
+            signature = chain.checkpoint_signature(self._key, outside.seq, outside.hash)
+            await asyncio.to_thread(
+                self.checkpoint_file.write,
+                Checkpoint(outside.seq, outside.hash, signature),
+                resign=True,
+            )
+            changed += 1
+        return changed
+
+    async def checkpoint_restored_head(self, session: AsyncSession) -> bool:
+        """After a restore: the outside checkpoint becomes the restored chain's head (its
+        signature checked first), since the one outside may be ahead of the backup's point.
+        Returns whether a head was written."""
+        head = await session.get(AuditChainHead, _HEAD_ID)
+        if head is None or not self._signed(head.seq, head.hash, head.signature):
+            return False
+        checkpoint = Checkpoint(head.seq, head.hash, head.signature)
+        await asyncio.to_thread(self.checkpoint_file.write, checkpoint, restore=True)
+        log.warning("audit_checkpoint_restored", seq=head.seq)
+        return True
+
+    def _needs_resign(self, seq: int, head_hash: str, signature: str) -> bool:
+        if chain.signature_valid(self._key, seq, head_hash, signature):
+            return False
+        return self._signed(seq, head_hash, signature)
 
     async def append(self, session: AsyncSession, delivery: Delivery) -> None:
         """Event consumer: append one entry. Callers serialise appends (row lock, and the bus
@@ -197,7 +254,7 @@ class AuditLog:
             report.last_seq = record.seq
         head = await session.get(AuditChainHead, _HEAD_ID)
         if head is not None:
-            if not chain.signature_valid(self._key, head.seq, head.hash, head.signature):
+            if not self._signed(head.seq, head.hash, head.signature):
                 report.fail("the database checkpoint's signature is invalid")
             elif head.seq != report.last_seq or head.hash != prev:
                 report.fail(
@@ -209,7 +266,7 @@ class AuditLog:
                 report.fail("the checkpoint outside the database is missing")
             return report
         report.checkpoint_seq = outside.seq
-        if not chain.signature_valid(self._key, outside.seq, outside.hash, outside.signature):
+        if not self._signed(outside.seq, outside.hash, outside.signature):
             report.fail("the checkpoint outside the database is invalid or was tampered with")
         elif outside.seq > report.last_seq:
             report.fail(

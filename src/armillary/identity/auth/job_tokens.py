@@ -79,6 +79,7 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
             "exp": expires_at,
             "jti": jti,
             "scope": JOB_TOKEN_SCOPE,
+            "role": user.role,
             "job": str(request.job_id),
             "prj": str(request.project_id),
             "act": sorted(actions),

@@ -176,7 +176,9 @@ async def _issue_pair(
     access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     access = await identity.keyring.sign(
         session,
-        {**base, "exp": now + access_ttl, "jti": uuid.uuid4().hex},
+        # "role" lets the gateway refuse non-admins on admin routes at the edge (ADR 0022); the
+        # services still check the current role themselves.
+        {**base, "exp": now + access_ttl, "jti": uuid.uuid4().hex, "role": user.role},
         typ=ACCESS_TOKEN_TYPE,
     )
     refresh_jti = uuid.uuid4()

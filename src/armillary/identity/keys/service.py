@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,17 @@ from armillary.kit.security import ALGORITHM
 from .models import SigningKey
 
 
+class SigningKeyLocked(Exception):
+    """No configured platform secret (current or previous) opens this signing key."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(
+            f"signing key {kid} does not open with ARMILLARY_SECRET_KEY or any of "
+            "ARMILLARY_PREVIOUS_SECRET_KEYS"
+        )
+        self.kid = kid
+
+
 @dataclass(frozen=True)
 class ActiveKey:
     kid: str
@@ -36,9 +48,18 @@ class KeyRing:
     the latest when that time is up (the backstop when an event is lost)."""
 
     def __init__(
-        self, secret: str, *, rotation: timedelta, grace: timedelta, active_ttl: float = 30.0
+        self,
+        secret: str,
+        *,
+        rotation: timedelta,
+        grace: timedelta,
+        active_ttl: float = 30.0,
+        previous: Iterable[str] = (),
     ) -> None:
         self._password = secret.encode()
+        # Platform secrets this one replaced: keys they encrypted still load until
+        # `armillary secrets rotate` has encrypted them again under the current one.
+        self._previous = [old.encode() for old in previous]
         self.rotation = rotation
         self.grace = grace
         self.active_ttl = active_ttl
@@ -55,14 +76,48 @@ class KeyRing:
         )
         if row is None:
             row = await self._create(session)
-        key = serialization.load_pem_private_key(row.private_key, password=self._password)
-        assert isinstance(key, Ed25519PrivateKey)  # noqa: S101 - we only store Ed25519 keys
+        key, _ = self._load(row)
         self._active = ActiveKey(row.kid, key)
         self._loaded_at = time.monotonic()
         return self._active
 
     def forget(self) -> None:
         self._active = None
+
+    def _load(self, row: SigningKey) -> tuple[Ed25519PrivateKey, bool]:
+        """The row's private key, and whether the current secret encrypted it."""
+        for password in (self._password, *self._previous):
+            try:
+                key = serialization.load_pem_private_key(row.private_key, password=password)
+            except ValueError:  # wrong password (or not this key's): try the next one
+                continue
+            assert isinstance(key, Ed25519PrivateKey)  # noqa: S101 - we only store Ed25519 keys
+            return key, password == self._password
+        raise SigningKeyLocked(row.kid)
+
+    async def reencrypt(self, session: AsyncSession) -> int:
+        """Encrypt under the current secret every unretired key a previous secret encrypted;
+        returns how many. Each row is locked, so concurrent runs do each key once."""
+        rows = (
+            await session.scalars(
+                select(SigningKey).where(SigningKey.retired_at.is_(None)).with_for_update()
+            )
+        ).all()
+        changed = 0
+        for row in rows:
+            key, current = self._load(row)
+            if current:
+                continue
+            row.private_key = self._encrypt(key)
+            changed += 1
+        return changed
+
+    def _encrypt(self, key: Ed25519PrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(self._password),
+        )
 
     async def ensure(self, session: AsyncSession) -> None:
         """Make sure an active key exists, rotate it when it is due, retire expired ones."""
@@ -136,11 +191,7 @@ class KeyRing:
         jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
         row = SigningKey(
             kid=kid,
-            private_key=private.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.BestAvailableEncryption(self._password),
-            ),
+            private_key=self._encrypt(private),
             public_jwk=jwk,
             active=True,
         )

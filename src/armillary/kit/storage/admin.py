@@ -72,6 +72,7 @@ def s3_client(settings: StorageSettings) -> S3Client:
         endpoint_url=settings.s3_endpoint_url,
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=secret.get_secret_value() if secret is not None else None,
+        verify=str(settings.s3_ca_file) if settings.s3_ca_file else None,
         config=Config(
             signature_version="s3v4",
             # S3-compatible servers behind a custom endpoint rarely support virtual hosts.

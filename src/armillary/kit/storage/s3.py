@@ -31,12 +31,15 @@ def _s3_config(settings: StorageSettings) -> S3Config:
 
 
 def _client_options(settings: StorageSettings) -> ClientConfig:
-    return {
+    options: ClientConfig = {
         "allow_http": settings.s3_allow_http,
         "connect_timeout": timedelta(seconds=settings.connect_timeout_seconds),
         "read_timeout": timedelta(seconds=settings.read_timeout_seconds),
         "timeout": timedelta(seconds=settings.request_timeout_seconds),
     }
+    if settings.s3_ca_file is not None:
+        options["root_certificate"] = settings.s3_ca_file.read_bytes()
+    return options
 
 
 class S3ObjectStore(ObjectStore):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from armillary.kit.secret_sources import SecretSourcedSettings
 
 MIB = 1024 * 1024
 # S3 rejects multipart parts smaller than this (except the last one).
@@ -19,10 +21,14 @@ def default_local_root(home: Path) -> Path:
     return home / "objects"
 
 
-class StorageSettings(BaseSettings):
-    """Which object store to use and how; passed explicitly to the storage factory and admin."""
+class StorageSettings(SecretSourcedSettings):
+    """Which object store to use and how; passed explicitly to the storage factory and admin.
+    The S3 keys may come from AWS Secrets Manager or a file (``kit.secret_sources``)."""
 
     model_config = SettingsConfigDict(env_prefix="ARMILLARY_STORAGE_", extra="ignore")
+    SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"s3_access_key_id", "s3_secret_access_key"}
+    )
 
     backend: Literal["local", "s3"] = "local"
     local_root: Path | None = None
@@ -34,6 +40,8 @@ class StorageSettings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_allow_http: bool = False
+    # A private CA the S3 endpoint's certificate is signed by (added to the system's roots).
+    s3_ca_file: Path | None = None
 
     multipart_threshold_bytes: int = Field(default=64 * MIB, ge=S3_MIN_PART_SIZE)
     part_size: int = Field(default=16 * MIB, ge=S3_MIN_PART_SIZE)

@@ -19,7 +19,7 @@ from fastapi import Request
 from sqlalchemy import or_, select, update
 
 from armillary.contracts.identity import PlatformRole
-from armillary.kit import context
+from armillary.kit import context, edge
 from armillary.kit.authz import Principal
 from armillary.kit.db import utcnow
 from armillary.kit.errors import Forbidden, NotFound, Unauthorized
@@ -46,6 +46,7 @@ _KEY_LOOKUP = select(
 )
 
 
+@edge.mark(access=edge.Access.API_KEY_OR_BEARER)
 async def require_credentials(request: Request) -> None:
     """Authenticate before anything else is read, so that an anonymous or forged caller learns
     nothing (which deployments exist, what the body must be): an API key must exist and be

@@ -13,6 +13,7 @@ import orjson
 import structlog
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit import audit
@@ -64,6 +65,22 @@ def unseal(box: SecretBox, channel: AlertChannel) -> dict[str, Any]:
         box.decrypt(channel.secrets_ciphertext, associated_data=channel.id.bytes)
     )
     return data
+
+
+async def reseal_channels(session: AsyncSession, box: SecretBox) -> int:
+    """Encrypt again under the current platform secret every channel's secrets that a
+    previous secret encrypted (``armillary secrets rotate``); returns how many. Rows are
+    locked, so concurrent runs re-encrypt each channel once."""
+    channels = (
+        await session.scalars(select(AlertChannel).order_by(AlertChannel.id).with_for_update())
+    ).all()
+    changed = 0
+    for channel in channels:
+        resealed = box.reseal(channel.secrets_ciphertext, associated_data=channel.id.bytes)
+        if resealed is not None:
+            channel.secrets_ciphertext = resealed
+            changed += 1
+    return changed
 
 
 def target_of(box: SecretBox, channel: AlertChannel) -> senders.Target:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import RedirectResponse, StreamingResponse
 
 from armillary.kit.authz import Caller
+from armillary.kit.edge import TASK_ROUTE
 from armillary.kit.errors import NotFound
 from armillary.kit.runtime import Runtime
 
@@ -22,6 +23,7 @@ router = APIRouter(tags=["jobs"])
     "/api/v1/jobs/{job_id}/tasks/{task}/artifacts/{name}",
     name="jobs.task_artifact",
     response_class=StreamingResponse,
+    dependencies=[TASK_ROUTE],
     responses={
         200: {"content": {"application/octet-stream": {}}},
         307: {"description": "Presigned URL"},

@@ -23,6 +23,8 @@ import h11
 import httpx
 import structlog
 
+from armillary.kit.tls import shared_client_context
+
 from . import sandbox_socket, worker_calls
 
 log = structlog.get_logger("armillary.workflows.execution")
@@ -57,6 +59,7 @@ class ApiProxy:
         *,
         redirect_origins: frozenset[str] | None = None,
         timeout: float = 300.0,
+        ca_file: Path | None = None,
     ) -> None:
         self.upstream = ""
         # None: follow the API's redirects wherever they point (the API, not the task,
@@ -68,6 +71,8 @@ class ApiProxy:
             timeout=httpx.Timeout(timeout, connect=10.0),
             follow_redirects=False,
             trust_env=False,
+            # An HTTPS API is verified (chain and host name), against its own CA if given.
+            verify=shared_client_context(ca_file),
         )
         self._server: asyncio.AbstractServer | None = None
         self.requests = 0

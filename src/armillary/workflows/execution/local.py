@@ -96,6 +96,7 @@ class LocalExecutor:
         cgroup_root: Path | None = None,
         artifact_limits: artifacts.Limits | None = None,
         redirect_origins: frozenset[str] | None = None,
+        api_ca_file: Path | None = None,
         worker_call_handlers: Mapping[str, WorkerCallHandler] | None = None,
     ) -> None:
         self.work_root = Path(work_root).absolute()
@@ -114,6 +115,7 @@ class LocalExecutor:
             max_files=10_000, max_file_bytes=10 * 1024**3, max_total_bytes=20 * 1024**3
         )
         self.redirect_origins = redirect_origins
+        self.api_ca_file = api_ca_file
         self.bwrap: str | None = None
         self._factory: SandboxFactory | None = None
         self._pool: WarmPool | None = None
@@ -166,6 +168,7 @@ class LocalExecutor:
                 uids=uid_range,
                 cgroups=limiter,
                 redirect_origins=self.redirect_origins,
+                api_ca_file=self.api_ca_file,
                 egress_allow=parse_allow_networks(os.environ.get(EGRESS_ALLOW_ENV)),
             )
             if self.bwrap is not None or self.insecure:

@@ -128,6 +128,7 @@ class SandboxFactory:
         cgroups: CgroupLimiter | None,
         redirect_origins: frozenset[str] | None = None,
         egress_allow: Sequence[AllowRule] = (),
+        api_ca_file: Path | None = None,
     ) -> None:
         self.work_root = work_root
         self.egress_allow = tuple(egress_allow)
@@ -137,6 +138,8 @@ class SandboxFactory:
         self.uids = uids
         self.cgroups = cgroups
         self.redirect_origins = redirect_origins
+        # The API's CA when it speaks HTTPS with a private certificate (ARMILLARY_TLS_CA_FILE).
+        self.api_ca_file = api_ca_file
 
     async def start(self, options: SandboxOptions) -> Sandbox:
         """A sandbox started and warmed up, waiting for its attempt."""
@@ -144,7 +147,7 @@ class SandboxFactory:
         uid = self.uids.acquire() if self.uids is not None else None
         workdir = self.work_root / slot
         group: SandboxGroup | None = None
-        proxy = ApiProxy(redirect_origins=self.redirect_origins)
+        proxy = ApiProxy(redirect_origins=self.redirect_origins, ca_file=self.api_ca_file)
         egress: EgressProxy | None = None
         egress_path: Path | None = None
         cleanups: list[Callable[[], None]] = []

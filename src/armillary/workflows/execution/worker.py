@@ -88,7 +88,13 @@ class Worker:
         self.name = name or worker_name()
         dsn = signals.asyncpg_dsn(db.url)
         poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
-        self.listener = signals.Listener(dsn, signals.TASKS_QUEUED, poll_seconds=poll)
+        self.listener = signals.Listener(
+            dsn,
+            signals.TASKS_QUEUED,
+            poll_seconds=poll,
+            password_ref=db.password_ref,
+            ssl=db.ssl,
+        )
         self.running: dict[uuid.UUID, _Running] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from armillary.kit import context
 from armillary.kit.authz import AccessControl, Caller, ProjectAccess, project_permission
 from armillary.kit.deps import ReadSession, Session
+from armillary.kit.edge import TASK_ROUTE
 from armillary.kit.pagination import Instant, Page, Paging
 
 from . import repository, service
@@ -165,7 +166,9 @@ async def list_jobs(
     )
 
 
-@router.get("/api/v1/jobs/{job_id}", name="jobs.get", responses={404: {}})
+@router.get(
+    "/api/v1/jobs/{job_id}", name="jobs.get", responses={404: {}}, dependencies=[TASK_ROUTE]
+)
 async def get_job(job_id: str, request: Request, caller: Caller, session: ReadSession) -> JobDetail:
     """A job with its version, timings and task runs (404 unless the caller is a member of
     its project)."""
@@ -180,7 +183,12 @@ async def get_job(job_id: str, request: Request, caller: Caller, session: ReadSe
     return job_detail(job, name)
 
 
-@router.get("/api/v1/jobs/{job_id}/tasks", name="jobs.tasks", responses={404: {}})
+@router.get(
+    "/api/v1/jobs/{job_id}/tasks",
+    name="jobs.tasks",
+    responses={404: {}},
+    dependencies=[TASK_ROUTE],
+)
 async def get_job_tasks(
     job_id: str, request: Request, caller: Caller, session: ReadSession
 ) -> list[TaskRunOut]:
@@ -216,6 +224,7 @@ async def cancel_job(job_id: str, request: Request, caller: Caller, session: Ses
     "/api/v1/jobs/{job_id}/tasks/{task}/progress",
     name="jobs.task_progress",
     status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[TASK_ROUTE],
     responses={403: {}, 404: {}, 409: {}},
 )
 async def report_progress(

@@ -12,13 +12,20 @@ from typing import Any
 
 import asyncpg
 
+from armillary.kit.db import connect_direct
+from armillary.kit.secret_sources import SecretRef
+
 # A fixed 64-bit key for "the Armillary scheduler" in pg_advisory_lock's key space.
 SCHEDULER_LOCK_KEY = 0x41524D494C4C0001
 
 
 class Leadership:
-    def __init__(self, dsn: str | None) -> None:
+    def __init__(
+        self, dsn: str | None, *, password_ref: SecretRef | None = None, ssl: Any = None
+    ) -> None:
         self.dsn = dsn
+        self.password_ref = password_ref
+        self.ssl = ssl
         self._connection: Any = None
 
     async def acquire(self) -> bool:
@@ -33,7 +40,7 @@ class Leadership:
                 except (OSError, asyncpg.PostgresError):
                     pass
             await self.release()
-        connection = await asyncpg.connect(self.dsn)
+        connection = await connect_direct(self.dsn, self.password_ref, ssl=self.ssl)
         try:
             taken = await connection.fetchval("SELECT pg_try_advisory_lock($1)", SCHEDULER_LOCK_KEY)
         except BaseException:

@@ -72,9 +72,15 @@ class Scheduler:
         self.store = store
         self.clock = clock
         dsn = signals.asyncpg_dsn(db.url)
-        self.leadership = Leadership(dsn)
+        self.leadership = Leadership(dsn, password_ref=db.password_ref, ssl=db.ssl)
         poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
-        self.listener = signals.Listener(dsn, signals.SCHEDULER_WANTED, poll_seconds=poll)
+        self.listener = signals.Listener(
+            dsn,
+            signals.SCHEDULER_WANTED,
+            poll_seconds=poll,
+            password_ref=db.password_ref,
+            ssl=db.ssl,
+        )
         self._next_sweep = 0.0
         self._next_gauges = 0.0
         self._next_cron = 0.0

@@ -17,7 +17,8 @@ import structlog
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from armillary.kit.db import after_commit
+from armillary.kit.db import after_commit, connect_direct
+from armillary.kit.secret_sources import SecretRef
 
 log = structlog.get_logger("armillary.workflows.signals")
 
@@ -65,8 +66,18 @@ class Listener:
     """Waits for notifications on one channel, or for ``poll_seconds`` at most (with no
     notifications, backing off towards :data:`IDLE_POLL_SECONDS` while nothing happens)."""
 
-    def __init__(self, dsn: str | None, channel: str, *, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        dsn: str | None,
+        channel: str,
+        *,
+        poll_seconds: float,
+        password_ref: SecretRef | None = None,
+        ssl: Any = None,
+    ) -> None:
         self.dsn = dsn
+        self.password_ref = password_ref
+        self.ssl = ssl
         self.channel = channel
         self.poll_seconds = poll_seconds
         self._event = asyncio.Event()
@@ -87,7 +98,7 @@ class Listener:
     async def start(self) -> None:
         if self.dsn is None:
             return
-        self._connection = await asyncpg.connect(self.dsn)
+        self._connection = await connect_direct(self.dsn, self.password_ref, ssl=self.ssl)
         await self._connection.add_listener(self.channel, self._notified)
 
     async def start_when_possible(self, stopping: asyncio.Event) -> None:

@@ -1,0 +1,91 @@
+"""``armillary serve <service>`` (one service per process, the distributed shape) and
+``armillary service-keys`` (each service's own key for service credentials, ADR 0021)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from armillary.cli.output import terminal
+
+keys_app = typer.Typer(help="Service keys: how services prove who calls.", no_args_is_help=True)
+console = terminal()
+err = terminal(stderr=True)
+
+
+class Service(StrEnum):
+    identity = "identity"
+    data = "data"
+    workflows = "workflows"
+    registry = "registry"
+    serving = "serving"
+
+
+def serve(
+    service: Annotated[Service, typer.Argument(help="The service this process serves")],
+    host: Annotated[str | None, typer.Option(help="Bind address [ARMILLARY_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: 8101-8105 by service)")] = None,
+) -> None:
+    """Serve one service: its public routes and its /internal routes (service credentials
+    only). The other services are reached at ARMILLARY_<SERVICE>_URL. Migrations are not
+    applied here: run `armillary db upgrade` first. Any number of copies may run."""
+    import uvicorn
+
+    from armillary.kit.logging import configure_logging
+    from armillary.kit.settings import SERVICE_PORTS, Settings
+    from armillary.services import create_service_app
+
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    try:
+        application = create_service_app(service.value, settings)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if settings.metrics_port:
+        from armillary.kit.metrics import serve_metrics
+
+        serve_metrics(settings.metrics_host, settings.metrics_port)
+    from armillary.kit.tls import uvicorn_options
+
+    uvicorn.run(
+        application,
+        host=host or settings.host,
+        port=port or SERVICE_PORTS[service.value],
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,  # client addresses come from our own trusted-proxy rule
+        server_header=False,
+        # HTTPS only with ARMILLARY_TLS_CERT_FILE / _KEY_FILE, as `armillary up`.
+        **uvicorn_options(settings.tls_cert_file, settings.tls_key_file),  # type: ignore[arg-type]
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    service: Annotated[Service, typer.Argument(help="The service the key belongs to")],
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Where to write <service>.key and <service>.pub "
+            "[ARMILLARY_SERVICE_PUBLIC_KEYS_DIR, default <home>/service-keys]",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing key")] = False,
+) -> None:
+    """Make SERVICE's Ed25519 key pair. Put <service>.key in that service's secret store
+    only; every service that receives its calls needs <service>.pub."""
+    from armillary.kit.service_auth import write_key_pair
+    from armillary.kit.settings import Settings
+
+    target = directory or Settings().service_keys_dir()
+    try:
+        private, public = write_key_pair(target, service.value, overwrite=force)
+    except FileExistsError as exc:
+        err.print(f"[red]{exc}; --force replaces it[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"Private key: {private}\nPublic key:  {public}")

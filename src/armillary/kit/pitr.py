@@ -1,0 +1,149 @@
+"""Point-in-time recovery: PostgreSQL through pgBackRest (full backups plus continuous WAL
+archiving, encrypted, with retention), and the object store's versions as of the same moment.
+
+pgBackRest runs on the database host as the server's user; :func:`pgbackrest_config` renders
+its configuration for an S3 repository (or a directory), and the operations guide lists the
+commands. :func:`restore_objects_as_of` then brings a versioned S3 bucket back to the moment
+the database was restored to: every key's newest version at or before it becomes current
+again, and keys that did not exist yet are deleted (a delete marker: nothing is lost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from armillary.kit.storage import StorageSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
+
+
+class PointInTimeError(Exception):
+    """The store cannot be brought back to a moment (no versions, or a bad moment)."""
+
+
+@dataclass(frozen=True)
+class Repository:
+    """Where pgBackRest keeps backups and WAL: an S3 bucket (production) or a directory."""
+
+    path: str = "/pgbackrest"
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
+    # "auto": the instance or pod role's credentials (IRSA); "shared": keys in the file.
+    s3_key_type: str = "auto"
+    s3_key: str | None = None
+    s3_key_secret: str | None = None
+
+
+def pgbackrest_config(
+    *,
+    stanza: str,
+    pg_data: Path,
+    pg_port: int,
+    pg_socket_dir: Path | None,
+    repo: Repository,
+    cipher_pass: str,
+    retention_full: int = 2,
+    work_dir: Path,
+) -> str:
+    """pgbackrest.conf for one cluster: AES-256 encrypted repository, ``retention_full``
+    full backups kept (with the WAL they need), logs and locks under ``work_dir``."""
+    if len(cipher_pass) < 32:
+        raise ValueError("the repository cipher pass must be at least 32 characters")
+    lines = [
+        "[global]",
+        "repo1-cipher-type=aes-256-cbc",
+        f"repo1-cipher-pass={cipher_pass}",
+        f"repo1-retention-full={retention_full}",
+        f"repo1-path={repo.path}",
+        "start-fast=y",
+        "compress-type=zst",
+        "log-level-console=warn",
+        "log-level-file=info",
+        f"log-path={work_dir / 'log'}",
+        f"lock-path={work_dir / 'lock'}",
+        f"spool-path={work_dir / 'spool'}",
+    ]
+    if repo.s3_bucket:
+        lines += [
+            "repo1-type=s3",
+            f"repo1-s3-bucket={repo.s3_bucket}",
+            f"repo1-s3-region={repo.s3_region}",
+            f"repo1-s3-endpoint={repo.s3_endpoint or f's3.{repo.s3_region}.amazonaws.com'}",
+            f"repo1-s3-key-type={repo.s3_key_type}",
+        ]
+        if repo.s3_key_type == "shared":
+            lines += [f"repo1-s3-key={repo.s3_key}", f"repo1-s3-key-secret={repo.s3_key_secret}"]
+    else:
+        lines.append("repo1-type=posix")
+    lines += ["", f"[{stanza}]", f"pg1-path={pg_data}", f"pg1-port={pg_port}"]
+    if pg_socket_dir is not None:
+        lines.append(f"pg1-socket-path={pg_socket_dir}")
+    return "\n".join(lines) + "\n"
+
+
+def pgbackrest_target(moment: datetime) -> str:
+    """``moment`` as ``restore --target`` takes it: UTC, to the millisecond."""
+    if moment.tzinfo is None:
+        raise PointInTimeError("give the moment with its time zone (e.g. ...Z)")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}+00"
+
+
+def archive_settings(config: Path, stanza: str) -> dict[str, str]:
+    """The postgresql.conf settings that archive every WAL segment through pgBackRest."""
+    return {
+        "wal_level": "replica",
+        "archive_mode": "on",
+        "archive_command": f"pgbackrest --config={config} --stanza={stanza} archive-push %p",
+        # A quiet database still archives at least this often: the RPO's upper bound.
+        "archive_timeout": "60",
+    }
+
+
+def restore_objects_as_of(settings: StorageSettings, moment: datetime) -> dict[str, int]:
+    """Make each key's newest version at or before ``moment`` current again, and delete keys
+    that had no version yet (or were deleted) by then. Returns counts of each."""
+    if settings.backend != "s3":
+        raise PointInTimeError(
+            "objects can be brought back to a moment only on a versioned S3 bucket"
+        )
+    if moment.tzinfo is None:
+        raise PointInTimeError("give the moment with its time zone (e.g. ...Z)")
+    from armillary.kit.storage.admin import s3_client
+
+    client = s3_client(settings)
+    bucket = settings.bucket
+    history: dict[str, list[dict[str, Any]]] = {}
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
+    for page in pages:
+        for version in page.get("Versions", []):
+            history.setdefault(version["Key"], []).append({**version, "marker": False})
+        for marker in page.get("DeleteMarkers", []):
+            history.setdefault(marker["Key"], []).append({**marker, "marker": True})
+    counts = {"kept": 0, "reverted": 0, "deleted": 0}
+    for key, versions in sorted(history.items()):
+        current = next(v for v in versions if v["IsLatest"])
+        before = [v for v in versions if v["LastModified"] <= moment]
+        wanted = max(before, key=lambda v: v["LastModified"]) if before else None
+        if wanted is not None and wanted["VersionId"] == current["VersionId"]:
+            counts["kept"] += 1
+        elif wanted is None or wanted["marker"]:
+            if not current["marker"]:
+                client.delete_object(Bucket=bucket, Key=key)
+                counts["deleted"] += 1
+            else:
+                counts["kept"] += 1
+        else:
+            source: CopySourceTypeDef = {
+                "Bucket": bucket,
+                "Key": key,
+                "VersionId": wanted["VersionId"],
+            }
+            client.copy_object(Bucket=bucket, Key=key, CopySource=source)
+            counts["reverted"] += 1
+    return counts
