@@ -108,3 +108,13 @@ bench-serving: sync-dev services
 .PHONY: schemathesis
 schemathesis: sync-dev
 	UV=$(UV) bash scripts/schemathesis.sh
+
+# Events over RabbitMQ: commit-to-effect latency and throughput on a private node (ADR 0020).
+.PHONY: bench-events
+bench-events: sync-dev services
+	$(VENV_BIN)/python bench/events/run.py
+
+# Fault tests at soak length: RabbitMQ held down 60 s instead of CI's 20 s (ADR 0020).
+.PHONY: soak
+soak: sync-dev services
+	ARMILLARY_FAULT_RABBITMQ_OUTAGE_SECONDS=60 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_rabbitmq.py

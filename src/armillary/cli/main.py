@@ -18,6 +18,7 @@ from armillary.cli import (
     datasets,
     doctor,
     engine,
+    events,
     gateway,
     jobs,
     models,
@@ -64,6 +65,7 @@ app.add_typer(storage.app, name="storage")
 app.add_typer(workflows.app, name="workflow")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(events.app, name="events")
 app.command("quickstart")(quickstart.quickstart)
 app.command("worker")(engine.worker)
 app.command("scheduler")(engine.scheduler)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import (
     AuditEntry,
@@ -37,10 +36,16 @@ def install(runtime: Runtime) -> Identity:
         AuditEntry.TYPE, "identity.audit_chain", identity.audit_log.append, serial=True
     )
 
-    async def keys_changed(_session: AsyncSession, _delivery: Delivery) -> None:
+    async def keys_changed(_delivery: Delivery) -> None:
         identity.keyring.forget()
 
-    runtime.bus.subscribe(SigningKeysChanged.TYPE, "identity.keyring", keys_changed)
+    async def forget_key() -> None:
+        identity.keyring.forget()
+
+    # Every process keeps its own copy of the active key: broadcast (ADR 0020).
+    runtime.bus.broadcast(
+        SigningKeysChanged.TYPE, "identity.keyring", keys_changed, drop_all=forget_key
+    )
     runtime.bus.subscribe(
         JobStatusChanged.TYPE,
         "identity.job_tokens",

@@ -336,32 +336,40 @@ class AccessControl:
         return access
 
     def subscribe_invalidations(self, bus: EventBus) -> None:
-        """Drop cached answers when identity says they changed."""
+        """Drop cached answers when identity says they changed: broadcast, so every process
+        drops its own (ADR 0020)."""
 
-        async def user_changed(_session: Any, delivery: Delivery) -> None:
+        async def user_changed(delivery: Delivery) -> None:
             event = UserChanged.model_validate(delivery.payload)
             await self.cache.delete(f"principal:{event.user_id}")
             await self.cache.delete_pattern(f"access:{event.user_id}:*")
 
-        async def membership_changed(_session: Any, delivery: Delivery) -> None:
+        async def membership_changed(delivery: Delivery) -> None:
             event = MembershipChanged.model_validate(delivery.payload)
             await self.cache.delete(
                 f"access:{event.user_id}:{event.project_slug}",
                 f"access:{event.user_id}:{event.project_id}",
             )
 
-        async def project_deleted(_session: Any, delivery: Delivery) -> None:
+        async def project_deleted(delivery: Delivery) -> None:
             event = ProjectDeleted.model_validate(delivery.payload)
             await self.cache.delete_pattern(f"access:*:{event.project_slug}")
             await self.cache.delete_pattern(f"access:*:{event.project_id}")
 
-        async def keys_changed(_session: Any, _delivery: Delivery) -> None:
+        async def keys_changed(_delivery: Delivery) -> None:
             self.verifier.keys.invalidate()
 
-        bus.subscribe(SigningKeysChanged.TYPE, "kit.jwks_cache", keys_changed)
-        bus.subscribe(UserChanged.TYPE, "kit.access_cache", user_changed)
-        bus.subscribe(MembershipChanged.TYPE, "kit.access_cache", membership_changed)
-        bus.subscribe(ProjectDeleted.TYPE, "kit.access_cache", project_deleted)
+        async def drop_all() -> None:
+            self.verifier.keys.invalidate()
+            await self.cache.delete_pattern("principal:*")
+            await self.cache.delete_pattern("access:*")
+
+        bus.broadcast(SigningKeysChanged.TYPE, "kit.jwks_cache", keys_changed, drop_all=drop_all)
+        bus.broadcast(UserChanged.TYPE, "kit.access_cache", user_changed, drop_all=drop_all)
+        bus.broadcast(
+            MembershipChanged.TYPE, "kit.access_cache", membership_changed, drop_all=drop_all
+        )
+        bus.broadcast(ProjectDeleted.TYPE, "kit.access_cache", project_deleted, drop_all=drop_all)
 
 
 def _access_control(request: Request) -> AccessControl:

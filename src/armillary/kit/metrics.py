@@ -47,6 +47,24 @@ CACHE_UNAVAILABLE = Counter(
 EVENTS_DELIVERED = Counter(
     "armillary_events_delivered_total", "Events handed to consumers", ["type", "outcome"]
 )
+# Events over RabbitMQ (kit.broker, ADR 0020).
+EVENTS_PUBLISHED = Counter(
+    "armillary_events_published_total", "Events the broker confirmed", ["type"]
+)
+OUTBOX_LAG = Gauge(
+    "armillary_outbox_lag_seconds", "Age of the oldest committed event not yet published"
+)
+EVENT_CONSUMER_LAG = Gauge(
+    "armillary_event_consumer_lag_messages", "Messages ready in a consumer's queue", ["consumer"]
+)
+EVENT_DEAD_LETTERS = Gauge(
+    "armillary_event_dead_letters", "Messages waiting in the dead-letter queue"
+)
+EVENTS_RETRIED = Counter(
+    "armillary_events_retried_total",
+    "Failed deliveries sent to a delay queue or, past the ladder, to the dead letters",
+    ["consumer", "outcome"],
+)
 
 # Unmatched paths share one label so that scanners cannot blow up the series count.
 UNMATCHED = "<unmatched>"

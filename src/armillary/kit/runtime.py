@@ -48,6 +48,11 @@ class Runtime:
         db = Database.from_settings(settings, role=role)
         bus = EventBus(db)
         bus.attach()
+        if settings.event_transport == "rabbitmq":
+            # Imported here: aio-pika stays out of processes (and CLI commands) that never use it.
+            from armillary.kit.broker import BrokerConfig, RabbitTransport
+
+            bus.transport = RabbitTransport(bus, BrokerConfig.from_settings(settings))
         return cls(settings=settings, db=db, bus=bus, cache=_cache(settings))
 
     def require_access(self) -> AccessControl:
@@ -61,6 +66,9 @@ class Runtime:
             plain = self.settings.plain_environment_secrets()
             if plain:
                 log.warning("secrets_from_environment", settings=plain)
+        if self.bus.transport is not None:
+            # Consumers are all subscribed by now (services install before the start).
+            await self.bus.transport.start()
         for hook in self.startup_hooks:
             await hook(self)
         self.tasks.append(asyncio.create_task(self.bus.run_relay(relay_interval)))
@@ -78,6 +86,8 @@ class Runtime:
         self.tasks.clear()
         for hook in reversed(self.shutdown_hooks):
             await hook(self)
+        if self.bus.transport is not None:
+            await self.bus.transport.stop()
         await self.cache.close()
         await self.db.dispose()
 

@@ -75,6 +75,15 @@ class Settings(SecretSourcedSettings):
     database_busy_timeout_seconds: float = Field(default=30, gt=0)
     redis_url: str | None = None
     rabbitmq_url: str | None = None
+    # Where committed events go (ADR 0020): the embedded shape's in-process bus, or RabbitMQ
+    # (needs ARMILLARY_RABBITMQ_URL) for processes that must see each other's events.
+    event_transport: Literal["in_process", "rabbitmq"] = "in_process"
+    # Unacknowledged messages a consumer queue hands one process at a time.
+    event_prefetch: int = Field(default=32, ge=1, le=10_000)
+    # The retry ladder: a failed event waits in each delay queue in turn, then dead-letters.
+    event_retry_delays_seconds: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0])
+    # Deliveries of one message (crash loops) before the broker dead-letters it.
+    event_delivery_limit: int = Field(default=5, ge=1, le=1000)
 
     # TLS (kit.tls). The server's certificate: the embedded server (and each service process)
     # then speaks HTTPS only, with HSTS.
@@ -173,6 +182,14 @@ class Settings(SecretSourcedSettings):
     @classmethod
     def _empty_is_unlimited(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _transport_needs_broker(self) -> Settings:
+        if self.event_transport == "rabbitmq" and not self.rabbitmq_url:
+            raise ValueError("ARMILLARY_EVENT_TRANSPORT=rabbitmq needs ARMILLARY_RABBITMQ_URL")
+        if any(delay <= 0 for delay in self.event_retry_delays_seconds):
+            raise ValueError("ARMILLARY_EVENT_RETRY_DELAYS_SECONDS must all be positive")
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

@@ -73,3 +73,20 @@ def test_redaction_masks_secret_keys_and_token_values() -> None:
     assert out["nested"]["api_key"] == REDACTED
     assert out["nested"]["list"][1] == 3
     assert out["email"] == "ada@example.com"
+
+
+def test_the_rabbitmq_event_transport_needs_a_broker_url() -> None:
+    with pytest.raises(ValidationError, match="ARMILLARY_EVENT_TRANSPORT=rabbitmq needs"):
+        Settings(event_transport="rabbitmq")
+    chosen = Settings(event_transport="rabbitmq", rabbitmq_url="amqp://guest:guest@mq:5672/")
+    assert chosen.event_transport == "rabbitmq"
+    assert Settings().event_transport == "in_process"  # the embedded shape keeps its bus
+
+
+def test_retry_delays_come_from_a_json_list_and_must_be_positive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ARMILLARY_EVENT_RETRY_DELAYS_SECONDS", "[0.5, 2]")
+    assert Settings().event_retry_delays_seconds == [0.5, 2.0]
+    with pytest.raises(ValidationError, match="must all be positive"):
+        Settings(event_retry_delays_seconds=[1, 0])

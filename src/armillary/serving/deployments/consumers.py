@@ -18,10 +18,11 @@ PROJECTS = "serving.projects"
 
 
 def subscribe(bus: EventBus, directory: DeploymentDirectory) -> None:
-    async def deployment_changed(_session: AsyncSession, delivery: Delivery) -> None:
+    # The directory lives in each process's memory: its changes are broadcast (ADR 0020).
+    async def deployment_changed(delivery: Delivery) -> None:
         directory.invalidate(DeploymentChanged.model_validate(delivery.payload).deployment_id)
 
-    async def alias_moved(_session: AsyncSession, delivery: Delivery) -> None:
+    async def alias_moved(delivery: Delivery) -> None:
         event = AliasMoved.model_validate(delivery.payload)
         await directory.alias_moved(event.project_id, event.model, event.alias)
 
@@ -29,6 +30,9 @@ def subscribe(bus: EventBus, directory: DeploymentDirectory) -> None:
         event = ProjectDeleted.model_validate(delivery.payload)
         await service.project_deleted(session, event.project_id)
 
-    bus.subscribe(DeploymentChanged.TYPE, DIRECTORY, deployment_changed)
-    bus.subscribe(AliasMoved.TYPE, DIRECTORY, alias_moved)
+    async def drop_all() -> None:
+        directory.clear()
+
+    bus.broadcast(DeploymentChanged.TYPE, DIRECTORY, deployment_changed, drop_all=drop_all)
+    bus.broadcast(AliasMoved.TYPE, DIRECTORY, alias_moved, drop_all=drop_all)
     bus.subscribe(ProjectDeleted.TYPE, PROJECTS, project_deleted)

@@ -185,6 +185,12 @@ class DeploymentDirectory:
         self._epoch += 1
         self._entries.pop(deployment_id, None)
 
+    def clear(self) -> None:
+        """Drop every deployment and version answer (this process may have missed changes)."""
+        self._epoch += 1
+        self._entries.clear()
+        self._versions.clear()
+
     async def alias_moved(self, project_id: uuid.UUID, model: str, alias: str) -> int:
         """Re-resolve the cached deployments that follow ``alias`` of ``model``; returns how
         many. Each is swapped for its new object in one assignment."""

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.registry import ModelVersionOnnxChanged
 from armillary.kit import context
@@ -125,18 +124,20 @@ def _follow_onnx_exports(bus: EventBus, component: PredictComponent) -> None:
     from the registry first, then its loaded skops model goes, so the next request loads
     ONNX."""
 
-    async def changed(_session: AsyncSession, delivery: Delivery) -> None:
+    async def changed(delivery: Delivery) -> None:
+        if delivery.payload.get("status") != "ready":
+            return
         event = ModelVersionOnnxChanged.model_validate(delivery.payload)
         version_id = str(event.model_version_id)
         await component.serving.directory.version_changed(version_id)
         component.predictor.version_changed(version_id)
 
-    bus.subscribe(
-        ModelVersionOnnxChanged.TYPE,
-        ONNX_CONSUMER,
-        changed,
-        when=lambda payload: payload.get("status") == "ready",
-    )
+    async def drop_all() -> None:
+        # A missed export only delays ONNX: the loaded skops model still answers.
+        component.serving.directory.clear()
+
+    # Every serving process holds its own loaded models: broadcast (ADR 0020).
+    bus.broadcast(ModelVersionOnnxChanged.TYPE, ONNX_CONSUMER, changed, drop_all=drop_all)
 
 
 def predict_of(runtime: Runtime) -> PredictComponent:
