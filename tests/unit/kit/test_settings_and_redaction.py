@@ -32,7 +32,10 @@ def test_production_refuses_missing_database_and_weak_admin_password() -> None:
 
 def test_production_accepts_strong_configuration() -> None:
     settings = Settings(
-        profile="production", secret_key=STRONG, database_url="postgresql+asyncpg://db/x"
+        profile="production",
+        secret_key=STRONG,
+        database_url="postgresql+asyncpg://db/x",
+        database_sslmode="verify-full",  # a database on another host is reached over TLS
     )
     assert settings.database_dsn == "postgresql+asyncpg://db/x"
 
