@@ -100,14 +100,16 @@ class PrivateRabbit:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def private_rabbitmq() -> PrivateRabbit:
+def private_rabbitmq(extra_config: str = "") -> PrivateRabbit:
+    """A node on free loopback ports; ``extra_config`` is appended to its rabbitmq.conf
+    (``{port}`` in it is a further free port, e.g. a TLS listener's)."""
     root = Path(tempfile.mkdtemp(prefix="armillary-fault-rabbit-"))
     (root / "home").mkdir()
     cookie = root / "home" / ".erlang.cookie"
     cookie.write_text(uuid.uuid4().hex.upper())
     cookie.chmod(0o400)
     (root / "enabled_plugins").write_text("[].\n")
-    (root / "rabbitmq.conf").write_text("loopback_users = none\n")
+    (root / "rabbitmq.conf").write_text("loopback_users = none\n" + extra_config)
     (root / "advanced.config").write_text("[].\n")
     (root / "rabbitmq-env.conf").write_text("")
     server = PrivateRabbit(root, free_port(), free_port())

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from armillary.app import create_app
 from armillary.identity.client import IdentityClient
 from armillary.kit import service_client
 from armillary.kit.backup import _libpq
+from armillary.kit.broker import amqp_ssl_context, declare_core
 from armillary.kit.cache import create_cache, healing_client
 from armillary.kit.db import Database, connect_direct
 from armillary.kit.errors import ServiceUnavailable
@@ -35,6 +37,7 @@ from armillary.kit.storage.admin import init_bucket
 from armillary.kit.tls import HSTS, uvicorn_options
 from armillary.workflows.scheduling.signals import asyncpg_dsn
 from tests.conftest import make_settings
+from tests.faults.private_rabbitmq import private_rabbitmq
 from tests.faults.private_services import PrivatePostgres, private_postgres
 from tests.integration.workflows.engine import free_port
 
@@ -342,3 +345,27 @@ async def test_service_calls_verify_https_upstreams(
         await refused.aclose()
     finally:
         service_client.trust(None)
+
+
+async def test_rabbitmq_over_tls(pki: tuple[Path, Path, Path, Path]) -> None:
+    ca, cert, key, stranger = pki
+    tls_port = free_port()
+    node = private_rabbitmq(
+        f"listeners.ssl.default = {tls_port}\n"
+        f"ssl_options.cacertfile = {ca}\nssl_options.certfile = {cert}\n"
+        f"ssl_options.keyfile = {key}\nssl_options.verify = verify_none\n"
+        "ssl_options.fail_if_no_peer_cert = false\n"
+    )
+    try:
+        url = f"amqps://guest:guest@127.0.0.1:{tls_port}/"
+        connection = await aio_pika.connect(url, ssl_context=amqp_ssl_context(url, ca))
+        channel = await connection.channel()
+        await declare_core(channel)  # the events exchange, over TLS
+        await connection.close()
+        with pytest.raises(Exception, match=r"(?i)certificate verify failed"):
+            await aio_pika.connect(url, ssl_context=amqp_ssl_context(url, stranger), timeout=5)
+        by_name = f"amqps://guest:guest@localhost:{tls_port}/"
+        with pytest.raises(Exception, match=r"(?i)certificate verify failed|mismatch"):
+            await aio_pika.connect(by_name, ssl_context=amqp_ssl_context(by_name, ca), timeout=5)
+    finally:
+        node.remove()

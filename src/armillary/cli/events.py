@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,6 +31,12 @@ UrlOption = Annotated[
 ]
 
 
+def _ca_file() -> Path | None:
+    from armillary.kit.settings import Settings
+
+    return Settings().ca_file("rabbitmq")
+
+
 def _url(url: str | None) -> str:
     if not url:
         fail("Set ARMILLARY_RABBITMQ_URL or pass --url")
@@ -48,7 +55,7 @@ def list_(url: UrlOption = None, output: OutputOption = OutputFormat.TABLE) -> N
 
     broker = _url(url)
     try:
-        letters = asyncio.run(list_dead_letters(broker))
+        letters = asyncio.run(list_dead_letters(broker, ca_file=_ca_file()))
     except Exception as exc:
         _unreachable(exc)
         return
@@ -86,7 +93,8 @@ def replay(
         fail("Pass --id EVENT_ID (one or more) or --all")
     broker = _url(url)
     try:
-        done = asyncio.run(replay_letters(broker, None if all_ else set(event_id or ())))
+        wanted = None if all_ else set(event_id or ())
+        done = asyncio.run(replay_letters(broker, wanted, ca_file=_ca_file()))
     except Exception as exc:
         _unreachable(exc)
         return

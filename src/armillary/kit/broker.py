@@ -21,9 +21,11 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
@@ -84,6 +86,12 @@ class BrokerConfig:
     delivery_limit: int = 5
     publish_timeout: float = 5.0
     metrics_interval: float = 5.0
+    # amqps://: the broker's certificate and host name checked against this CA (or the
+    # system's).
+    ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return amqp_ssl_context(self.url, self.ca_file)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BrokerConfig:
@@ -94,7 +102,18 @@ class BrokerConfig:
             prefetch=settings.event_prefetch,
             retry_delays=tuple(settings.event_retry_delays_seconds),
             delivery_limit=settings.event_delivery_limit,
+            ca_file=settings.ca_file("rabbitmq"),
         )
+
+
+def amqp_ssl_context(url: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """verify-full TLS for an ``amqps://`` URL; None for plain ``amqp://`` (loopback only in
+    production, see Settings.plaintext_hops)."""
+    if not url.startswith("amqps://"):
+        return None
+    from armillary.kit.tls import client_context
+
+    return client_context(ca_file)
 
 
 async def declare_core(channel: AbstractChannel) -> tuple[AbstractExchange, AbstractQueue]:
@@ -209,6 +228,7 @@ class RabbitTransport:
             try:
                 connection = await aio_pika.connect_robust(
                     self._config.url,
+                    ssl_context=self._config.ssl_context(),
                     reconnect_interval=1,
                     client_properties={"connection_name": name},
                 )

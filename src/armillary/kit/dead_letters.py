@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -21,6 +22,7 @@ from armillary.kit.broker import (
     DEAD_LETTERS,
     ERROR,
     EXCHANGE,
+    amqp_ssl_context,
     declare_core,
     event_message,
     retry_key,
@@ -63,8 +65,8 @@ def _dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
     )
 
 
-async def _drain(url: str, limit: int, act: Any) -> list[DeadLetter]:
-    connection = await aio_pika.connect(url)
+async def _drain(url: str, limit: int, act: Any, ca_file: Path | None = None) -> list[DeadLetter]:
+    connection = await aio_pika.connect(url, ssl_context=amqp_ssl_context(url, ca_file))
     try:
         channel = await connection.channel(publisher_confirms=True)
         await declare_core(channel)
@@ -82,14 +84,18 @@ async def _drain(url: str, limit: int, act: Any) -> list[DeadLetter]:
         await connection.close()  # un-acked messages go back to the queue
 
 
-async def list_dead_letters(url: str, limit: int = MAX_LISTED) -> list[DeadLetter]:
+async def list_dead_letters(
+    url: str, limit: int = MAX_LISTED, *, ca_file: Path | None = None
+) -> list[DeadLetter]:
     async def keep(*_args: Any) -> None:
         return None
 
-    return await _drain(url, limit, keep)
+    return await _drain(url, limit, keep, ca_file)
 
 
-async def replay(url: str, event_ids: set[str] | None) -> list[DeadLetter]:
+async def replay(
+    url: str, event_ids: set[str] | None, *, ca_file: Path | None = None
+) -> list[DeadLetter]:
     """Send the dead letters with these event ids (all when None) back to their consumer's
     queue only (``retry.<consumer>``), with a fresh retry ladder. Returns those replayed."""
     replayed: list[DeadLetter] = []
@@ -107,5 +113,5 @@ async def replay(url: str, event_ids: set[str] | None) -> list[DeadLetter]:
         await message.ack()
         replayed.append(letter)
 
-    await _drain(url, MAX_LISTED, send)
+    await _drain(url, MAX_LISTED, send, ca_file)
     return replayed
