@@ -163,6 +163,16 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
             return status if status in ("succeeded", "failed", "cancelled") else None
 
         assert wait_for(finished, 120, "the job never finished", platform) == "succeeded"
+        # Audit entries of every service reach identity's chain over RabbitMQ: the upload
+        # (data) and the job (workflows) are there, and the chain verifies.
+
+        def audited() -> bool:
+            entries = c.get("/api/v1/audit?limit=200", headers=headers).json()["items"]
+            actions = {entry["action"] for entry in entries}
+            return {"datasets.version_create", "jobs.create"} <= actions
+
+        wait_for(audited, 60, "other services' audit entries never reached identity", platform)
+        assert c.get("/api/v1/audit/verify", headers=headers).json()["ok"]
         # A bad token is stopped at the gateway.
         refused = c.get(f"{base}/datasets", headers={"Authorization": "Bearer x.y.z"})
         assert refused.status_code == 401
