@@ -187,6 +187,36 @@ def local_executor(
     )
 
 
+def distributed(settings: Settings) -> bool:
+    """The distributed shape: events over RabbitMQ and identity in a process of its own."""
+    return settings.event_transport == "rabbitmq" and bool(settings.identity_url)
+
+
+def engine_runtime(
+    settings: Settings,
+    role: str,
+    *,
+    storage_settings: StorageSettings | None = None,
+    workflow_settings: WorkflowSettings | None = None,
+) -> Runtime:
+    """A worker's or scheduler's runtime. Distributed: the workflows service alone, the
+    others over HTTP, events to their consumers over RabbitMQ. Embedded: every service, since
+    the events this process commits are dispatched here, to consumers of every service."""
+    if distributed(settings):
+        from armillary.services import create_service_runtime  # it imports this module's peers
+
+        return create_service_runtime(
+            "workflows",
+            settings,
+            storage_settings=storage_settings,
+            workflow_settings=workflow_settings,
+            role=role,
+        )
+    return create_runtime(
+        settings, storage_settings=storage_settings, workflow_settings=workflow_settings, role=role
+    )
+
+
 async def run_worker(
     settings: Settings,
     *,
@@ -196,11 +226,8 @@ async def run_worker(
 ) -> None:
     """A worker process: runs queued tasks in local bubblewrap sandboxes until SIGTERM."""
     _private_home(settings)
-    runtime = create_runtime(
-        settings,
-        storage_settings=storage_settings,
-        workflow_settings=workflow_settings,
-        role="worker",
+    runtime = engine_runtime(
+        settings, "worker", storage_settings=storage_settings, workflow_settings=workflow_settings
     )
     workflows = workflows_of(runtime)
     store = workflows.store
@@ -260,11 +287,11 @@ async def run_scheduler(
     workflow_settings: WorkflowSettings | None = None,
 ) -> None:
     """A scheduler process (one is active at a time; others wait for its lock) until SIGTERM."""
-    runtime = create_runtime(
+    runtime = engine_runtime(
         settings,
+        "scheduler",
         storage_settings=storage_settings,
         workflow_settings=workflow_settings,
-        role="scheduler",
     )
     workflows = workflows_of(runtime)
     scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)

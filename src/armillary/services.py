@@ -78,9 +78,11 @@ def create_service_runtime(
     storage_settings: StorageSettings | None = None,
     data_settings: DataSettings | None = None,
     workflow_settings: WorkflowSettings | None = None,
+    role: str | None = None,
 ) -> Runtime:
     """A runtime with ``service`` alone installed; the others are reached over HTTP at
-    ``settings.service_urls()``. The role names the process (pool size as an API's)."""
+    ``settings.service_urls()``. ``role`` names the process (its pool size): the service's
+    name by default, ``worker`` or ``scheduler`` for the workflow engine's processes."""
     _check(service)
     service_client.trust(settings.tls_ca_file)
     urls = settings.service_urls()
@@ -89,7 +91,7 @@ def create_service_runtime(
         # In process, this process's bus knows its own service's consumers only: events
         # for the others' consumers (audit entries for identity, ...) never reach them.
         log.warning("service_process.events_in_process", service=service)
-    runtime = Runtime.create(settings, role=service)
+    runtime = Runtime.create(settings, role=role or service)
     runtime.limiter = RateLimiter.from_settings(settings)
     clients: list[Any] = []
     if service == "identity":

@@ -80,3 +80,25 @@ async def test_every_route_of_a_service_process_refuses_an_anonymous_caller(
             ):
                 failures.append(f"{method} {template}: 401 without problem+json")
     assert not failures, failures
+
+
+@pytest.mark.parametrize(("transport", "alone"), [("rabbitmq", True), ("in_process", False)])
+def test_the_engine_processes_build_the_workflows_service_alone_when_distributed(
+    transport: str, alone: bool, tmp_path: Path
+) -> None:
+    """Distributed (events over RabbitMQ, identity elsewhere), a worker or scheduler runs the
+    workflows service only; embedded it keeps every service, since the events it commits are
+    dispatched to consumers in its own process."""
+    from armillary.app import engine_runtime
+
+    settings = make_settings(
+        tmp_path / "home",
+        event_transport=transport,
+        rabbitmq_url="amqp://guest:guest@127.0.0.1:5672/",
+        identity_url="http://127.0.0.1:8101",
+    )
+    write_key_pair(settings.service_keys_dir(), "workflows")
+    for role in ("worker", "scheduler"):
+        runtime = engine_runtime(settings, role)
+        installed = {"identity", "data", "registry", "serving"} & set(runtime.services)
+        assert (installed == set()) is alone, installed
