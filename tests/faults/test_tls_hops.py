@@ -6,6 +6,7 @@ connect; a wrong CA or a wrong host name fails closed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import ssl
@@ -24,6 +25,9 @@ import uvicorn
 from sqlalchemy import text
 
 from armillary.app import create_app
+from armillary.gateway.runner import envoy_command, write_config
+from armillary.gateway.settings import SERVICES as GATEWAY_SERVICES
+from armillary.gateway.settings import GatewaySettings
 from armillary.identity.client import IdentityClient
 from armillary.kit import service_client
 from armillary.kit.backup import _libpq
@@ -369,3 +373,62 @@ async def test_rabbitmq_over_tls(pki: tuple[Path, Path, Path, Path]) -> None:
             await aio_pika.connect(by_name, ssl_context=amqp_ssl_context(by_name, ca), timeout=5)
     finally:
         node.remove()
+
+
+async def start_envoy(settings: GatewaySettings, tmp_path: Path) -> subprocess.Popen[bytes]:
+    config = write_config(settings, tmp_path / f"envoy-{settings.port}.yaml")
+    log = (tmp_path / f"envoy-{settings.port}.log").open("wb")
+    return subprocess.Popen(envoy_command(settings, config), stdout=log, stderr=subprocess.STDOUT)
+
+
+async def test_the_gateway_speaks_https_and_verifies_https_upstreams(
+    https_server: str, pki: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    ca, cert, key, stranger = pki
+
+    def gateway(upstream_ca: Path) -> GatewaySettings:
+        return GatewaySettings.model_validate(
+            {
+                **{f"{s}_url": f"https://{https_server}" for s in GATEWAY_SERVICES},
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "gateway_admin_port": free_port(),
+                "gateway_stats_port": free_port(),
+                "tls_cert_file": cert,
+                "tls_key_file": key,
+                "tls_ca_file": upstream_ca,
+            }
+        )
+
+    trusting, foreign = gateway(ca), gateway(stranger)
+    processes = [await start_envoy(s, tmp_path) for s in (trusting, foreign)]
+    verify = ssl.create_default_context(cafile=str(ca))
+    try:
+        async with httpx.AsyncClient(verify=verify, timeout=5) as client:
+            url = f"https://127.0.0.1:{trusting.port}"
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    answer = await client.get(f"{url}/api/v1/auth/jwks")
+                    if answer.status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["strict-transport-security"] == HSTS
+            refused = await client.get(f"{url}/api/v1/projects")
+            assert refused.status_code == 401
+            assert refused.headers["strict-transport-security"] == HSTS
+            # An upstream whose certificate the gateway cannot verify is never reached.
+            bad = f"https://127.0.0.1:{foreign.port}"
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    answer = await client.get(f"{bad}/api/v1/auth/jwks")
+                    break
+                await asyncio.sleep(0.1)
+            assert answer.status_code == 503
+        async with httpx.AsyncClient(timeout=5) as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get(f"http://127.0.0.1:{trusting.port}/api/v1/auth/jwks")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(15)

@@ -15,6 +15,7 @@ import yaml
 
 from armillary.kit.edge import Access, EdgeRule
 
+from . import tls
 from .auth import JWT_FILTER, RBAC_FILTER, jwt_authn, jwt_per_route, rbac_per_route
 from .replies import local_reply_config
 from .routes import IDEMPOTENT, INTERNAL_PREFIX, EdgeRoute, edge_routes
@@ -157,6 +158,8 @@ def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -
         "route_config": {
             "name": "armillary",
             "virtual_hosts": [virtual_host(settings, table)],
+            # HSTS on every answer, local replies included, when the listener speaks TLS.
+            "response_headers_to_add": tls.hsts_headers(settings),
         },
         "local_reply_config": local_reply_config(settings),
         "http_filters": [
@@ -216,14 +219,7 @@ def cluster(service: str, settings: GatewaySettings) -> dict[str, Any]:
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
     }
     if url.scheme == "https":
-        config["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
-                ".UpstreamTlsContext",
-                "sni": host,
-            },
-        }
+        config["transport_socket"] = tls.upstream(host, settings)
     return config
 
 
@@ -298,20 +294,23 @@ def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": admin}}]}],
         },
     }
+    chain: dict[str, Any] = {
+        "filters": [
+            {
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": http_connection_manager(settings, table),
+            }
+        ]
+    }
+    downstream_tls = tls.downstream(settings)
+    if downstream_tls is not None:
+        # HTTPS only: a plain HTTP client fails the handshake and gets no answer.
+        chain["transport_socket"] = downstream_tls
     public = {
         "name": "public",
         "address": _address(settings.host, settings.port),
         "per_connection_buffer_limit_bytes": 1 << 20,
-        "filter_chains": [
-            {
-                "filters": [
-                    {
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": http_connection_manager(settings, table),
-                    }
-                ]
-            }
-        ],
+        "filter_chains": [chain],
     }
     return {
         "node": {"id": "armillary-gateway", "cluster": "armillary-gateway"},

@@ -3,6 +3,8 @@ same environment variables the services use, so one environment configures both.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +23,12 @@ class GatewaySettings(BaseSettings):
     workflows_url: str = "http://127.0.0.1:8103"
     registry_url: str = "http://127.0.0.1:8104"
     serving_url: str = "http://127.0.0.1:8105"
+
+    # HTTPS on the public listener (the same variables as the services'), and the CA that
+    # https:// upstreams are verified against (unset: the system's).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
 
     jwt_issuer: str = "armillary"
     jwt_audience: str = "armillary-api"
