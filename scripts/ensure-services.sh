@@ -34,6 +34,8 @@ psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
 # pgBackRest: only its binary (the point-in-time drill archives a private cluster's WAL).
 command -v pgbackrest >/dev/null || apt_install pgbackrest
+# nginx: TLS in front of the moto server that holds the drill's pgBackRest repository.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
 
 # Redis
 if ! port_open 6379; then

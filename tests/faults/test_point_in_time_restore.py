@@ -1,24 +1,30 @@
 """Point-in-time recovery between two changes: a private PostgreSQL cluster archives its WAL
-through pgBackRest (an encrypted repository), the objects live in a versioned S3 bucket on
-moto. The database is restored to a moment T' between two changes with pgBackRest, then
+through pgBackRest to an encrypted repository in an S3 bucket (moto behind nginx for TLS, its
+certificate from a local CA), the objects live in a versioned S3 bucket on moto. The database
+is restored to a moment T' between two changes with pgBackRest, then
 `armillary backup restore-point` brings the objects, the audit checkpoint and the cache to T'.
 The first change is there, the second is gone, and no row points at a missing object."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import boto3
 import pytest
+import trustme
 from asgi_lifespan import LifespanManager
 
 from armillary.app import create_app
@@ -32,11 +38,15 @@ from armillary.migrations.runner import upgrade
 from armillary.workflows.scheduling.signals import asyncpg_dsn
 from tests.conftest import REDIS_URL, Api, auth, client_for, make_settings
 from tests.faults.private_services import PrivatePostgres, _as_postgres, private_postgres
+from tests.integration.workflows.engine import free_port
 from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
 STANZA = "armillary"
 
-pytestmark = pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="needs pgbackrest")
+pytestmark = pytest.mark.skipif(
+    shutil.which("pgbackrest") is None or shutil.which("nginx") is None,
+    reason="needs pgbackrest and nginx (scripts/ensure-services.sh installs both)",
+)
 
 
 def pgbackrest(config: Path, *args: str) -> None:
@@ -76,6 +86,95 @@ async def upload(api: Api, token: str, base: str, body: bytes) -> dict[str, obje
     return dict(response.json())
 
 
+@contextlib.contextmanager
+def s3_repository(work: Path) -> Iterator[Repository]:
+    """An S3 bucket for pgBackRest's repository on a moto server speaking HTTPS, and the
+    repository settings that reach it (the CA file readable by PostgreSQL's user)."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("localhost")
+    ca_file, cert, key = work / "repo-ca.pem", work / "repo-cert.pem", work / "repo-key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    issued.private_key_pem.write_to_path(str(key))
+    cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    moto_port, port = free_port(), free_port()
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # pgBackRest's OpenSSL 3 refuses a server that closes without close_notify (moto's own
+    # TLS does): nginx terminates TLS in front of it, as a real S3 endpoint would.
+    (work / "nginx").mkdir()
+    conf = work / "nginx" / "nginx.conf"
+    conf.write_text(
+        NGINX.format(root=work / "nginx", port=port, moto=moto_port, cert=cert, key=key)
+    )
+    nginx = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(work / "nginx")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    processes = (moto, nginx)
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"https://localhost:{port}",
+            region_name=REGION,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            verify=str(ca_file),
+        )
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket="pitr-repository")
+                break
+            except Exception:
+                time.sleep(0.1)
+        yield Repository(
+            path="/pgbackrest",
+            s3_bucket="pitr-repository",
+            s3_endpoint="localhost",
+            s3_region=REGION,
+            s3_key_type="shared",
+            s3_key=ACCESS_KEY,
+            s3_key_secret=SECRET_KEY,
+            s3_uri_style="path",
+            s3_port=port,
+            s3_ca_file=ca_file,
+        )
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+NGINX = """daemon off;
+user root;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    server_name localhost;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://127.0.0.1:{moto};
+      proxy_set_header Host $http_host;
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_buffering off;
+    }}
+  }}
+}}
+"""
+
+
 async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> None:
     server = private_postgres()
     work = Path(tempfile.mkdtemp(prefix="armillary-pitr-"))
@@ -83,6 +182,7 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
         directory.mkdir(exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(directory, "postgres", "postgres")
+    repository = s3_repository(work)
     try:
         config = work / "pgbackrest.conf"
         config.write_text(
@@ -91,11 +191,14 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
                 pg_data=server.data,
                 pg_port=server.port,
                 pg_socket_dir=server.root,
-                repo=Repository(path=str(work / "repo")),
+                repo=repository.__enter__(),
                 cipher_pass="c" * 40,
                 work_dir=work,
             )
         )
+        for path in work.glob("repo-*.pem"):
+            if os.geteuid() == 0:
+                shutil.chown(path, "postgres", "postgres")
         with (server.data / "postgresql.conf").open("a") as conf:
             for name, value in archive_settings(config, STANZA).items():
                 conf.write(f"{name} = '{value}'\n")
@@ -171,5 +274,6 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
         assert doctor["missing"] == []
         assert doctor["orphans"] == []
     finally:
+        repository.__exit__(None, None, None)
         server.remove()
         shutil.rmtree(work, ignore_errors=True)

@@ -37,6 +37,11 @@ class Repository:
     s3_key_type: str = "auto"
     s3_key: str | None = None
     s3_key_secret: str | None = None
+    # "path" for S3-compatible servers without virtual-host buckets; a port and a CA for a
+    # private endpoint.
+    s3_uri_style: str = "host"
+    s3_port: int | None = None
+    s3_ca_file: Path | None = None
 
 
 def pgbackrest_config(
@@ -75,7 +80,12 @@ def pgbackrest_config(
             f"repo1-s3-region={repo.s3_region}",
             f"repo1-s3-endpoint={repo.s3_endpoint or f's3.{repo.s3_region}.amazonaws.com'}",
             f"repo1-s3-key-type={repo.s3_key_type}",
+            f"repo1-s3-uri-style={repo.s3_uri_style}",
         ]
+        if repo.s3_port is not None:
+            lines.append(f"repo1-storage-port={repo.s3_port}")
+        if repo.s3_ca_file is not None:
+            lines.append(f"repo1-storage-ca-file={repo.s3_ca_file}")
         if repo.s3_key_type == "shared":
             lines += [f"repo1-s3-key={repo.s3_key}", f"repo1-s3-key-secret={repo.s3_key_secret}"]
     else:
