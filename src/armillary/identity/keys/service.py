@@ -187,7 +187,19 @@ class KeyRing:
         """Make a new key, published now and signing after the publish lead (at once when
         ``immediately``: gateways may refuse its tokens until they refetch the JWKS). Every
         older key keeps verifying until the grace period after that activation."""
-        activates_at = utcnow() + (timedelta(0) if immediately else self.publish_lead)
+        now = utcnow()
+        activates_at = now + (timedelta(0) if immediately else self.publish_lead)
+        # A key still pending that would activate after this one never signs (else it would
+        # take over from an emergency key): retire it at once.
+        await session.execute(
+            update(SigningKey)
+            .where(
+                SigningKey.active.is_(True),
+                SigningKey.retired_at.is_(None),
+                SigningKey.activates_at > activates_at,
+            )
+            .values(active=False, retires_at=now, retired_at=now)
+        )
         await session.execute(
             update(SigningKey)
             .where(SigningKey.active.is_(True))
