@@ -75,6 +75,20 @@ async def rotate_keys(settings: Settings, *, immediately: bool = False) -> tuple
         await runtime.stop()
 
 
+async def retire_key(settings: Settings, kid: str) -> bool:
+    """Retire an older signing key now (a leaked one, after `keys rotate --now`); False when
+    ``kid`` is the newest key or not an unretired one."""
+    from armillary.app import create_runtime
+    from armillary.identity.components import identity_of
+
+    runtime = create_runtime(settings)
+    try:
+        async with runtime.db.unit_of_work() as session:
+            return await identity_of(runtime).keyring.retire(session, kid)
+    finally:
+        await runtime.stop()
+
+
 async def rotate_secrets(settings: Settings) -> dict[str, int]:
     """Re-encrypt and re-sign under the current platform secret everything a previous one
     (``ARMILLARY_PREVIOUS_SECRET_KEYS``) protects. Each kind commits on its own: a run cut

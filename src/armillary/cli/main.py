@@ -238,6 +238,21 @@ def keys_rotate(
         )
 
 
+@keys_app.command("retire")
+def keys_retire(
+    kid: Annotated[str, typer.Argument(help="The key id to retire (not the newest key).")],
+) -> None:
+    """Retire an older signing key now, before its grace period ends (a leaked key, after
+    `keys rotate --now`): every process refuses its tokens at once, gateways within their
+    JWKS cache duration."""
+    from armillary.kit.settings import Settings
+
+    if not _run(admin.retire_key(Settings(), kid)):
+        err.print(f"[red]Not retired:[/red] {kid} is the newest key, retired, or unknown.")
+        raise typer.Exit(1)
+    console.print(f"Retired signing key {kid}")
+
+
 @secrets_app.command("rotate")
 def secrets_rotate(output: OutputOption = OutputFormat.TABLE) -> None:
     """After changing ARMILLARY_SECRET_KEY (the old one listed in

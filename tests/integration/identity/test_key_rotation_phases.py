@@ -109,7 +109,8 @@ async def test_keys_rotate_prints_the_activation_and_now_warns(
     monkeypatch.setenv("ARMILLARY_SECRET_KEY", settings.resolved_secret_key())
     monkeypatch.setenv("ARMILLARY_HOME", str(tmp_path / "cli-home"))
     monkeypatch.setenv("ARMILLARY_SIGNING_KEY_PUBLISH_LEAD_SECONDS", "600")
-    old_kid = _kid((await api.login(ADMIN_EMAIL, ADMIN_PASSWORD))["access_token"])
+    old_token = (await api.login(ADMIN_EMAIL, ADMIN_PASSWORD))["access_token"]
+    old_kid = _kid(old_token)
     runner = CliRunner()
 
     planned = await asyncio.to_thread(runner.invoke, cli, ["keys", "rotate"])
@@ -132,3 +133,14 @@ async def test_keys_rotate_prints_the_activation_and_now_warns(
         superseded = await session.scalar(select(SigningKey).where(SigningKey.kid == planned_kid))
         assert superseded is not None
         assert superseded.retired_at is not None
+
+    # The leaked key is retired by hand; the newest key cannot be.
+    retired = await asyncio.to_thread(runner.invoke, cli, ["keys", "retire", old_kid])
+    assert retired.exit_code == 0, retired.output
+    assert await _published_kids(api.client) == {new_kid}
+    # (its event went to the CLI's own process: this one's JWKS cache is emptied here)
+    app.state.runtime.require_access().verifier.keys.invalidate()
+    assert_401_problem(await api.client.get(ME, headers=auth(old_token)), "retired by hand")
+    refused = await asyncio.to_thread(runner.invoke, cli, ["keys", "retire", new_kid])
+    assert refused.exit_code == 1
+    assert await _published_kids(api.client) == {new_kid}

@@ -210,7 +210,8 @@ class KeyRing:
         publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=row.kid))
         return Rotation(row.kid, activates_at)
 
-    async def retire(self, session: AsyncSession, kid: str) -> None:
+    async def retire(self, session: AsyncSession, kid: str) -> bool:
+        """Retire an older key now; False (nothing done) for the newest key or a retired one."""
         result = await session.execute(
             update(SigningKey)
             .where(
@@ -221,10 +222,11 @@ class KeyRing:
             .values(retired_at=utcnow())
         )
         if not getattr(result, "rowcount", 1):
-            return  # the newest key, or retired already (perhaps by another process)
+            return False  # the newest key, or retired already (perhaps by another process)
         self._active = None
         active = await self.active(session)
         publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=active.kid))
+        return True
 
     async def retire_expired(self, session: AsyncSession) -> None:
         now = utcnow()
