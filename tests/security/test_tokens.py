@@ -440,7 +440,7 @@ async def test_rotated_key_verifies_during_grace_and_retired_key_is_refused(
     old_kid = _kid(before["access_token"])
 
     async with runtime.db.unit_of_work() as session:
-        new_kid = await identity.keyring.rotate(session)
+        new_kid = await identity.keyring.rotate(session, immediately=True)
     assert new_kid != old_kid
 
     # Grace period: the old key still verifies, and both keys are published.
@@ -476,7 +476,7 @@ async def test_retired_key_refused_for_refresh_tokens_too(app: FastAPI, api: Api
     before = await api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
     old_kid = _kid(before["refresh_token"])
     async with runtime.db.unit_of_work() as session:
-        await identity.keyring.rotate(session)
+        await identity.keyring.rotate(session, immediately=True)
     async with runtime.db.unit_of_work() as session:
         await identity.keyring.retire(session, old_kid)
     assert_401_problem(await _refresh(api.client, before["refresh_token"]), "retired refresh")
@@ -512,7 +512,7 @@ async def test_a_rotation_in_one_process_reaches_another_without_its_event(
                 b.state.runtime.bus._handlers.clear()
                 identity_a = identity_of(a.state.runtime)
                 async with a.state.runtime.db.unit_of_work() as session:
-                    new_kid = await identity_a.keyring.rotate(session)
+                    new_kid = await identity_a.keyring.rotate(session, immediately=True)
                 await asyncio.sleep(ttl)
                 after = await api_b.login(ADMIN_EMAIL, ADMIN_PASSWORD)
                 assert _kid(after["access_token"]) == new_kid != old_kid

@@ -6,6 +6,7 @@ seconds of CPU that ``armillary --help`` and the API commands must not pay.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -59,15 +60,31 @@ async def verify_audit(settings: Settings) -> VerifyReport:
         await runtime.stop()
 
 
-async def rotate_keys(settings: Settings) -> str:
-    """Make a new active signing key; returns its key id."""
+async def rotate_keys(settings: Settings, *, immediately: bool = False) -> tuple[str, datetime]:
+    """Make a new signing key, published now and signing after the publish lead (at once
+    when ``immediately``); returns its key id and activation instant."""
     from armillary.app import create_runtime
     from armillary.identity.components import identity_of
 
     runtime = create_runtime(settings)
     try:
         async with runtime.db.unit_of_work() as session:
-            return await identity_of(runtime).keyring.rotate(session)
+            rotation = await identity_of(runtime).keyring.schedule(session, immediately=immediately)
+            return rotation.kid, rotation.activates_at
+    finally:
+        await runtime.stop()
+
+
+async def retire_key(settings: Settings, kid: str) -> bool:
+    """Retire an older signing key now (a leaked one, after `keys rotate --now`); False when
+    ``kid`` is the newest key or not an unretired one."""
+    from armillary.app import create_runtime
+    from armillary.identity.components import identity_of
+
+    runtime = create_runtime(settings)
+    try:
+        async with runtime.db.unit_of_work() as session:
+            return await identity_of(runtime).keyring.retire(session, kid)
     finally:
         await runtime.stop()
 

@@ -211,14 +211,46 @@ def audit_verify(output: OutputOption = OutputFormat.TABLE) -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(output: OutputOption = OutputFormat.TABLE) -> None:
-    """Make a new signing key; the old one keeps verifying for the grace period."""
+def keys_rotate(
+    output: OutputOption = OutputFormat.TABLE,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Sign with the new key at once (a leaked key): gateways may refuse new "
+            "tokens until they refetch the JWKS.",
+        ),
+    ] = False,
+) -> None:
+    """Make a new signing key: published at once, signing after
+    ARMILLARY_SIGNING_KEY_PUBLISH_LEAD_SECONDS; the old one keeps verifying for the grace
+    period after that."""
     from armillary.kit.settings import Settings
 
-    kid = _run(admin.rotate_keys(Settings()))
-    if print_data(output, {"active_key": kid}):
+    kid, activates_at = _run(admin.rotate_keys(Settings(), immediately=now))
+    if print_data(output, {"new_key": kid, "activates_at": activates_at.isoformat()}):
         return
-    console.print(f"New active signing key: {kid}")
+    console.print(f"New signing key {kid}: published now, signs from {activates_at.isoformat()}")
+    if now:
+        err.print(
+            "[yellow]Signing with it at once:[/yellow] gateways may refuse new tokens for up to "
+            "their JWKS cache duration (ARMILLARY_GATEWAY_JWKS_CACHE_SECONDS, at most 30 s)."
+        )
+
+
+@keys_app.command("retire")
+def keys_retire(
+    kid: Annotated[str, typer.Argument(help="The key id to retire (not the newest key).")],
+) -> None:
+    """Retire an older signing key now, before its grace period ends (a leaked key, after
+    `keys rotate --now`): every process refuses its tokens at once, gateways within their
+    JWKS cache duration."""
+    from armillary.kit.settings import Settings
+
+    if not _run(admin.retire_key(Settings(), kid)):
+        err.print(f"[red]Not retired:[/red] {kid} is the newest key, retired, or unknown.")
+        raise typer.Exit(1)
+    console.print(f"Retired signing key {kid}")
 
 
 @secrets_app.command("rotate")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, FastAPI
 
 from armillary.contracts.events import (
@@ -19,6 +21,7 @@ from .auth.api import router as auth_router
 from .auth.internal_api import internal_router
 from .bootstrap import ensure_first_admin, ensure_signing_key
 from .components import SERVICE, Identity
+from .keys.schedule import KeySchedule
 from .projects.api import router as projects_router
 from .users.api import router as users_router
 
@@ -36,11 +39,15 @@ def install(runtime: Runtime) -> Identity:
         AuditEntry.TYPE, "identity.audit_chain", identity.audit_log.append, serial=True
     )
 
+    schedule = KeySchedule(runtime.db, identity.keyring)
+
     async def keys_changed(_delivery: Delivery) -> None:
         identity.keyring.forget()
+        schedule.poke()  # a rotation elsewhere sets retirement instants to wake for
 
     async def forget_key() -> None:
         identity.keyring.forget()
+        schedule.poke()
 
     # Every process keeps its own copy of the active key: broadcast (ADR 0020).
     runtime.bus.broadcast(
@@ -59,11 +66,16 @@ def install(runtime: Runtime) -> Identity:
         when=revocations.wants_task_event,
     )
 
-    async def startup(_runtime: Runtime) -> None:
+    async def startup(rt: Runtime) -> None:
         await ensure_signing_key(identity)
         await ensure_first_admin(identity)
+        rt.tasks.append(asyncio.create_task(schedule.run(), name="identity.key_schedule"))
+
+    async def shutdown(_rt: Runtime) -> None:
+        schedule.stop()
 
     runtime.startup_hooks.append(startup)
+    runtime.shutdown_hooks.append(shutdown)
     return identity
 
 

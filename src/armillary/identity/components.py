@@ -37,6 +37,7 @@ class Identity:
                 secret,
                 rotation=timedelta(days=settings.signing_key_rotation_days),
                 grace=timedelta(seconds=settings.signing_key_grace_seconds),
+                publish_lead=timedelta(seconds=settings.signing_key_publish_lead_seconds),
                 active_ttl=settings.jwks_cache_ttl_seconds,
                 previous=previous,
             ),

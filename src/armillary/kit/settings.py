@@ -116,6 +116,10 @@ class Settings(SecretSourcedSettings):
     signing_key_rotation_days: int = 30
     # A rotated-out key keeps verifying for this long, then is retired.
     signing_key_grace_seconds: int = 3600
+    # A new key is published in the JWKS this long before anything signs with it: more than
+    # the gateway's JWKS cache_duration (ARMILLARY_GATEWAY_JWKS_CACHE_SECONDS, <= 30), since
+    # Envoy does not refetch on an unknown kid (ADR 0023).
+    signing_key_publish_lead_seconds: int = Field(default=35, ge=0, le=3600)
 
     # OWASP password storage cheat sheet: argon2id, m=19 MiB, t=2, p=1.
     argon2_time_cost: int = 2

@@ -10,7 +10,9 @@ from armillary.kit.db import Base, UTCDateTime, utcnow
 
 
 class SigningKey(Base):
-    """An Ed25519 key pair. Active signs; previous keys only verify until ``retires_at``."""
+    """An Ed25519 key pair. The newest one is ``active``: published at once, it signs from
+    ``activates_at`` on (two-phase rotation, ADR 0023); previous keys only verify until
+    ``retires_at``."""
 
     __tablename__ = "identity_signing_keys"
 
@@ -20,5 +22,7 @@ class SigningKey(Base):
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     active: Mapped[bool] = mapped_column(default=True)
+    # Null for keys made before two-phase rotation: they signed from ``created_at``.
+    activates_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     retires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

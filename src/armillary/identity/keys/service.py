@@ -7,7 +7,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -42,10 +42,26 @@ class ActiveKey:
     private_key: Ed25519PrivateKey
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """A key made by :meth:`KeyRing.schedule`: published at once, signing from ``activates_at``."""
+
+    kid: str
+    activates_at: datetime
+
+
+def activation(row: SigningKey) -> datetime:
+    # Keys made before two-phase rotation signed from their creation.
+    return row.activates_at or row.created_at
+
+
 class KeyRing:
-    """Reads and changes the signing keys. The active private key is decrypted and kept for
-    ``active_ttl`` seconds: another process's rotation reaches this one by an event, or at
-    the latest when that time is up (the backstop when an event is lost)."""
+    """Reads and changes the signing keys. Rotation is two-phase (ADR 0023): a new key is
+    published in the JWKS ``publish_lead`` before it signs, so gateways that cache the JWKS
+    know it first. The signing key is decrypted and kept for ``active_ttl`` seconds, and
+    until the next key's activation instant, whichever comes first: another process's
+    rotation reaches this one by an event, or at the latest when that time is up (the
+    backstop when an event is lost)."""
 
     def __init__(
         self,
@@ -53,6 +69,7 @@ class KeyRing:
         *,
         rotation: timedelta,
         grace: timedelta,
+        publish_lead: timedelta = timedelta(0),
         active_ttl: float = 30.0,
         previous: Iterable[str] = (),
     ) -> None:
@@ -62,24 +79,43 @@ class KeyRing:
         self._previous = [old.encode() for old in previous]
         self.rotation = rotation
         self.grace = grace
+        self.publish_lead = publish_lead
         self.active_ttl = active_ttl
         self._active: ActiveKey | None = None
         self._loaded_at = 0.0
+        # When a pending key starts signing: the cached key is stale from then on.
+        self._next_activation: datetime | None = None
 
     async def active(self, session: AsyncSession) -> ActiveKey:
-        if self._active is not None and time.monotonic() - self._loaded_at < self.active_ttl:
+        if (
+            self._active is not None
+            and time.monotonic() - self._loaded_at < self.active_ttl
+            and (self._next_activation is None or utcnow() < self._next_activation)
+        ):
             return self._active
-        row = await session.scalar(
-            select(SigningKey)
-            .where(SigningKey.active.is_(True))
-            .order_by(SigningKey.created_at.desc())
-        )
-        if row is None:
-            row = await self._create(session)
+        now = utcnow()
+        rows = await self._unretired(session)
+        signing = [row for row in rows if activation(row) <= now]
+        pending = [row for row in rows if activation(row) > now]
+        if signing:
+            row = max(signing, key=activation)
+        elif pending:
+            # Nothing may sign yet (every older key was retired by hand): better a key the
+            # gateways may not know for a few seconds than no token at all.
+            row = min(pending, key=activation)
+            pending.remove(row)
+        else:
+            row = await self._create(session, activates_at=now)
         key, _ = self._load(row)
         self._active = ActiveKey(row.kid, key)
         self._loaded_at = time.monotonic()
+        self._next_activation = min((activation(p) for p in pending), default=None)
         return self._active
+
+    async def _unretired(self, session: AsyncSession) -> list[SigningKey]:
+        return list(
+            (await session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None)))).all()
+        )
 
     def forget(self) -> None:
         self._active = None
@@ -119,38 +155,78 @@ class KeyRing:
             serialization.BestAvailableEncryption(self._password),
         )
 
-    async def ensure(self, session: AsyncSession) -> None:
-        """Make sure an active key exists, rotate it when it is due, retire expired ones."""
-        row = await session.scalar(
-            select(SigningKey)
-            .where(SigningKey.active.is_(True))
-            .order_by(SigningKey.created_at.desc())
-        )
-        if row is None or row.created_at + self.rotation <= utcnow():
-            await self.rotate(session)
+    async def ensure(self, session: AsyncSession) -> datetime | None:
+        """Make sure a key exists, schedule the next one when rotation is due (two-phase,
+        like any rotation), retire expired ones. Returns when there is next something to do
+        (a retirement or a rotation), or None."""
+        newest = await self._newest(session, lock=True)
+        if newest is None:
+            await self.schedule(session, immediately=True)  # nothing can have cached a key yet
+        elif activation(newest) + self.rotation <= utcnow():
+            await self.schedule(session)
         await self.retire_expired(session)
+        rows = await self._unretired(session)
+        newest = max(rows, key=activation)
+        due = [row.retires_at for row in rows if row.retires_at is not None]
+        return min([*due, activation(newest) + self.rotation])
 
-    async def rotate(self, session: AsyncSession) -> str:
-        """Make a new active key; the old one keeps verifying for the grace period."""
+    async def _newest(self, session: AsyncSession, *, lock: bool = False) -> SigningKey | None:
+        """The newest unretired key. ``lock`` first locks every unretired row, so processes
+        that check rotation at once take turns, and the later one sees the earlier's key."""
+        if lock:
+            await session.execute(
+                select(SigningKey.kid).where(SigningKey.retired_at.is_(None)).with_for_update()
+            )
+        return max(await self._unretired(session), key=activation, default=None)
+
+    async def rotate(self, session: AsyncSession, *, immediately: bool = False) -> str:
+        """Schedule a new key (see :meth:`schedule`); returns its kid."""
+        return (await self.schedule(session, immediately=immediately)).kid
+
+    async def schedule(self, session: AsyncSession, *, immediately: bool = False) -> Rotation:
+        """Make a new key, published now and signing after the publish lead (at once when
+        ``immediately``: gateways may refuse its tokens until they refetch the JWKS). Every
+        older key keeps verifying until the grace period after that activation."""
         now = utcnow()
+        activates_at = now + (timedelta(0) if immediately else self.publish_lead)
+        # A key still pending that would activate after this one never signs (else it would
+        # take over from an emergency key): retire it at once.
+        await session.execute(
+            update(SigningKey)
+            .where(
+                SigningKey.active.is_(True),
+                SigningKey.retired_at.is_(None),
+                SigningKey.activates_at > activates_at,
+            )
+            .values(active=False, retires_at=now, retired_at=now)
+        )
         await session.execute(
             update(SigningKey)
             .where(SigningKey.active.is_(True))
-            .values(active=False, retires_at=now + self.grace)
+            .values(active=False, retires_at=activates_at + self.grace)
         )
-        row = await self._create(session)
+        row = await self._create(session, activates_at=activates_at)
         self._active = None
         publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=row.kid))
-        return row.kid
+        return Rotation(row.kid, activates_at)
 
-    async def retire(self, session: AsyncSession, kid: str) -> None:
-        await session.execute(
+    async def retire(self, session: AsyncSession, kid: str) -> bool:
+        """Retire an older key now; False (nothing done) for the newest key or a retired one."""
+        result = await session.execute(
             update(SigningKey)
-            .where(SigningKey.kid == kid, SigningKey.active.is_(False))
+            .where(
+                SigningKey.kid == kid,
+                SigningKey.active.is_(False),
+                SigningKey.retired_at.is_(None),
+            )
             .values(retired_at=utcnow())
         )
+        if not getattr(result, "rowcount", 1):
+            return False  # the newest key, or retired already (perhaps by another process)
+        self._active = None
         active = await self.active(session)
         publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=active.kid))
+        return True
 
     async def retire_expired(self, session: AsyncSession) -> None:
         now = utcnow()
@@ -167,7 +243,8 @@ class KeyRing:
             await self.retire(session, row.kid)
 
     async def jwks(self, session: AsyncSession) -> list[dict[str, Any]]:
-        """Public keys that still verify: the active one and those in their grace period."""
+        """Public keys that verify: the newest (pending ones too, so verifiers know a key
+        before it signs), and older ones until their grace period ends."""
         now = utcnow()
         rows = (
             await session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None)))
@@ -184,7 +261,7 @@ class KeyRing:
             claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": typ}
         )
 
-    async def _create(self, session: AsyncSession) -> SigningKey:
+    async def _create(self, session: AsyncSession, *, activates_at: datetime) -> SigningKey:
         private = Ed25519PrivateKey.generate()
         kid = secrets.token_urlsafe(16)
         jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
@@ -194,6 +271,7 @@ class KeyRing:
             private_key=self._encrypt(private),
             public_jwk=jwk,
             active=True,
+            activates_at=activates_at,
         )
         session.add(row)
         await session.flush()
