@@ -114,6 +114,13 @@ schemathesis: sync-dev
 bench-events: sync-dev services
 	$(VENV_BIN)/python bench/events/run.py
 
+# Gateway overhead: the authenticated GET and a single-row predict, direct to the embedded
+# platform, through the Envoy gateway and through a bare Envoy (wrk, c=1 and c=32, ~4 min).
+.PHONY: bench-gateway
+bench-gateway: sync-dev services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(VENV_BIN)/python bench/gateway/run.py
+
 # Fault tests at soak length: RabbitMQ held down 60 s instead of CI's 20 s (ADR 0020).
 .PHONY: soak
 soak: sync-dev services

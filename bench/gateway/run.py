@@ -55,14 +55,15 @@ def _load(name: str, path: Path) -> ModuleType:
     """bench/ is not a package and two of its scripts are called run.py: load by path."""
     sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-common = _load("auth_get_common", BENCH / "auth_get" / "common.py")
+common: Any = _load("auth_get_common", BENCH / "auth_get" / "common.py")
 # A database and Redis db of our own, so this run and `make bench-auth` (db 13) or the test
 # suite (dbs 15 down) never clear each other's data. The helpers read these at call time.
 common.DB_NAME = "armillary_gwbench"
@@ -70,8 +71,8 @@ common.PG_BENCH_DSN = f"postgresql://postgres@127.0.0.1:5432/{common.DB_NAME}"
 common.DATABASE_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{common.DB_NAME}"
 common.REDIS_URL = "redis://127.0.0.1:6379/10"
 sys.modules["common"] = common  # auth_get/run.py imports it by that name
-auth_run = _load("auth_get_run", BENCH / "auth_get" / "run.py")
-models = _load("serving_models", BENCH / "serving" / "models.py")
+auth_run: Any = _load("auth_get_run", BENCH / "auth_get" / "run.py")
+models: Any = _load("serving_models", BENCH / "serving" / "models.py")
 
 from armillary.gateway.config import render  # noqa: E402
 from armillary.gateway.runner import envoy_command  # noqa: E402
@@ -339,17 +340,31 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
+    # CPU time per request of the upstream process and of the Envoy measured (none: direct).
+    # Less disturbed by the shared machine's load than wall-clock latency is.
+    upstream_cpu_us: float
+    envoy_cpu_us: float
     # Cores busy during the measurement: ours (upstream, the Envoy measured, wrk) and every
     # other process on the machine (PostgreSQL, Redis, other people's work).
     ours_cores: float
     others_cores: float
 
 
-def wrk(
-    url: str, request: Request, concurrency: int, duration: int, pids: list[int]
-) -> tuple[int, float, float, float, float, float]:
+@dataclass
+class Load:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_us: list[float]  # per request, for each of ``pids``
+    ours_cores: float
+    others_cores: float
+
+
+def wrk(url: str, request: Request, concurrency: int, duration: int, pids: list[int]) -> Load:
     cmd = ["wrk", *CONCURRENCY[concurrency], f"-d{duration}s", "--latency", "-s", str(LUA), url]
-    ours_before = sum(_pid_cpu_seconds(p) for p in pids) + _children_cpu_seconds()
+    pids_before = [_pid_cpu_seconds(p) for p in pids]
+    ours_before = sum(pids_before) + _children_cpu_seconds()
     busy_before, started = auth_run._system_busy_seconds(), time.monotonic()
     done = subprocess.run(
         cmd,
@@ -360,7 +375,8 @@ def wrk(
         timeout=duration + 60,
     )
     elapsed = time.monotonic() - started
-    ours = sum(_pid_cpu_seconds(p) for p in pids) + _children_cpu_seconds() - ours_before
+    pids_cpu = [_pid_cpu_seconds(p) - before for p, before in zip(pids, pids_before, strict=True)]
+    ours = sum(pids_cpu) + sum(pids_before) + _children_cpu_seconds() - ours_before
     busy = auth_run._system_busy_seconds() - busy_before
     out = done.stdout
     if done.returncode != 0:
@@ -369,13 +385,14 @@ def wrk(
     requests = int(_search(r"(\d+) requests in", out))
     if non2xx or requests == 0:
         raise SystemExit(f"{url} c={concurrency}: {non2xx} non-2xx of {requests}\n{out}")
-    return (
-        requests,
-        float(_search(r"Requests/sec:\s+([\d.]+)", out)),
-        _ms(_search(r"^\s+50%\s+(\S+)", out)),
-        _ms(_search(r"^\s+99%\s+(\S+)", out)),
-        ours / elapsed,
-        max(0.0, (busy - ours) / elapsed),
+    return Load(
+        requests=requests,
+        rps=float(_search(r"Requests/sec:\s+([\d.]+)", out)),
+        p50_ms=_ms(_search(r"^\s+50%\s+(\S+)", out)),
+        p99_ms=_ms(_search(r"^\s+99%\s+(\S+)", out)),
+        cpu_us=[cpu / requests * 1e6 for cpu in pids_cpu],
+        ours_cores=ours / elapsed,
+        others_cores=max(0.0, (busy - ours) / elapsed),
     )
 
 
@@ -391,6 +408,8 @@ def medians(samples: list[Sample]) -> dict[tuple[str, str, int], dict[str, float
             "rps": statistics.median(s.rps for s in group),
             "p50_ms": statistics.median(s.p50_ms for s in group),
             "p99_ms": statistics.median(s.p99_ms for s in group),
+            "upstream_cpu_us": statistics.median(s.upstream_cpu_us for s in group),
+            "envoy_cpu_us": statistics.median(s.envoy_cpu_us for s in group),
             "others_cores": statistics.median(s.others_cores for s in group),
             "n": len(group),
         }
@@ -398,18 +417,53 @@ def medians(samples: list[Sample]) -> dict[tuple[str, str, int], dict[str, float
     }
 
 
-def ratios(m: dict[tuple[str, str, int], dict[str, float]], request: str) -> dict[str, float]:
-    def get(path: str, c: int, what: str) -> float:
-        return m[(request, path, c)][what]
+def ratios(samples: list[Sample], request: str) -> dict[str, float]:
+    """Paired within each repetition (the three paths measured back to back), then the median
+    over repetitions: drift in the machine's load between repetitions cancels out."""
+    by = {(s.path, s.concurrency, s.repetition): s for s in samples if s.request == request}
+    reps = sorted({rep for (_, _, rep) in by})
 
-    return {
-        "gateway_minus_direct_p50_ms": get("gateway", 1, "p50_ms") - get("direct", 1, "p50_ms"),
-        "bare_minus_direct_p50_ms": get("bare", 1, "p50_ms") - get("direct", 1, "p50_ms"),
-        "gateway_minus_bare_p50_ms": get("gateway", 1, "p50_ms") - get("bare", 1, "p50_ms"),
-        "gateway_over_direct_rps_c32": get("gateway", 32, "rps") / get("direct", 32, "rps"),
-        "bare_over_direct_rps_c32": get("bare", 32, "rps") / get("direct", 32, "rps"),
-        "gateway_over_bare_rps_c32": get("gateway", 32, "rps") / get("bare", 32, "rps"),
+    def diff(a: str, b: str) -> list[float]:
+        return sorted(by[(a, 1, r)].p50_ms - by[(b, 1, r)].p50_ms for r in reps)
+
+    def ratio(a: str, b: str) -> list[float]:
+        return sorted(by[(a, 32, r)].rps / by[(b, 32, r)].rps for r in reps)
+
+    def envoy_cpu(path: str) -> float:
+        return statistics.median(by[(path, c, r)].envoy_cpu_us for c in (1, 32) for r in reps)
+
+    paired = {
+        "gateway_minus_direct_p50_ms": diff("gateway", "direct"),
+        "bare_minus_direct_p50_ms": diff("bare", "direct"),
+        "gateway_minus_bare_p50_ms": diff("gateway", "bare"),
+        "gateway_over_direct_rps_c32": ratio("gateway", "direct"),
+        "bare_over_direct_rps_c32": ratio("bare", "direct"),
+        "gateway_over_bare_rps_c32": ratio("gateway", "bare"),
     }
+    # The spread over repetitions says how far the machine's load lets one trust the median.
+    return {
+        **{name: statistics.median(values) for name, values in paired.items()},
+        **{f"{name}_min": values[0] for name, values in paired.items()},
+        **{f"{name}_max": values[-1] for name, values in paired.items()},
+        "gateway_envoy_cpu_us": envoy_cpu("gateway"),
+        "bare_envoy_cpu_us": envoy_cpu("bare"),
+    }
+
+
+def _cell(r: dict[str, float], name: str, fmt: str) -> str:
+    return f"{r[name]:{fmt}} ({r[name + '_min']:{fmt}} to {r[name + '_max']:{fmt}})"
+
+
+def _spans(r: dict[str, float], name: str, target: float) -> str:
+    """Whether the repetitions fall on both sides of the target: then the median alone
+    decides, and the verdict says so."""
+    low, high = r[name + "_min"], r[name + "_max"]
+    if low <= target <= high:
+        return (
+            f"; the repetitions range from {low:.2f} to {high:.2f}, on both sides of the "
+            "target, so this run does not settle it"
+        )
+    return ""
 
 
 def render_report(
@@ -421,15 +475,17 @@ def render_report(
         "# Gateway overhead: direct, through the gateway, through a bare Envoy",
         "",
         f"Run {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}, {elapsed:.0f} s in total; "
-        f"{args.repetitions} repetitions of {args.duration} s per measurement, medians shown. "
+        f"{args.repetitions} repetitions of {args.duration} s per measurement; medians over "
+        "repetitions, ratios paired within a repetition. "
         f"Machine: {machine['nproc']} cores, {machine['cpu']}; Linux {machine['kernel']}; "
         f"Python {machine['python']}; {machine['wrk']}; {machine['envoy']}. The machine is "
         "shared: wrk, Envoy, the upstream, PostgreSQL, Redis and other people's work share the "
         f"same cores. 1-minute load average {machine['loadavg_start']} at the start, "
         f"{machine['loadavg_end']} at the end. Code: {machine['code']}.",
         "",
-        "| request | path | c | requests/s | p50 (ms) | p99 (ms) | others busy (cores) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| request | path | c | requests/s | p50 (ms) | p99 (ms) | upstream CPU/request (µs) "
+        "| Envoy CPU/request (µs) | others busy (cores) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for request in requests:
         for c in CONCURRENCY:
@@ -437,33 +493,41 @@ def render_report(
                 r = m[(request, path, c)]
                 lines.append(
                     f"| {request} | {path} | {c} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
-                    f"| {r['p99_ms']:.2f} | {r['others_cores']:.2f} |"
+                    f"| {r['p99_ms']:.2f} | {r['upstream_cpu_us']:,.0f} "
+                    f"| {r['envoy_cpu_us']:,.0f} | {r['others_cores']:.2f} |"
                 )
     lines += [
         "",
-        "| request | gateway − direct p50, c=1 (ms) | bare − direct p50 (ms) "
-        "| gateway − bare p50 (ms) | gateway / direct req/s, c=32 | bare / direct req/s "
-        "| gateway / bare req/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "Paired ratios: median over repetitions (lowest to highest in brackets).",
+        "",
+        "| request | gateway - direct p50, c=1 (ms) | bare - direct p50 (ms) "
+        "| gateway - bare p50 (ms) | gateway / direct req/s, c=32 | bare / direct req/s "
+        "| gateway / bare req/s | Envoy CPU/request, gateway - bare (µs) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary: dict[str, Any] = {}
     verdicts = []
     for request in requests:
-        r = ratios(m, request)
+        r = ratios(samples, request)
         summary[request] = r
         lines.append(
-            f"| {request} | {r['gateway_minus_direct_p50_ms']:+.2f} "
-            f"| {r['bare_minus_direct_p50_ms']:+.2f} | {r['gateway_minus_bare_p50_ms']:+.2f} "
-            f"| {r['gateway_over_direct_rps_c32']:.2f} | {r['bare_over_direct_rps_c32']:.2f} "
-            f"| {r['gateway_over_bare_rps_c32']:.2f} |"
+            f"| {request} | {_cell(r, 'gateway_minus_direct_p50_ms', '+.2f')} "
+            f"| {_cell(r, 'bare_minus_direct_p50_ms', '+.2f')} "
+            f"| {_cell(r, 'gateway_minus_bare_p50_ms', '+.2f')} "
+            f"| {_cell(r, 'gateway_over_direct_rps_c32', '.2f')} "
+            f"| {_cell(r, 'bare_over_direct_rps_c32', '.2f')} "
+            f"| {_cell(r, 'gateway_over_bare_rps_c32', '.2f')} "
+            f"| {r['gateway_envoy_cpu_us'] - r['bare_envoy_cpu_us']:+,.0f} |"
         )
         added, ratio = r["gateway_minus_direct_p50_ms"], r["gateway_over_direct_rps_c32"]
         verdicts += [
             f"- {request}: gateway adds {added:+.2f} ms p50 (target ≤ {TARGET_P50_ADDED_MS} ms) — "
-            f"**{'met' if added <= TARGET_P50_ADDED_MS else 'NOT met'}**",
-            f"- {request}: gateway throughput {ratio:.2f}× direct at c=32 (target ≥ "
-            f"{TARGET_THROUGHPUT_RATIO}×) — "
-            f"**{'met' if ratio >= TARGET_THROUGHPUT_RATIO else 'NOT met'}**",
+            f"**{'met' if added <= TARGET_P50_ADDED_MS else 'NOT met'}**"
+            + _spans(r, "gateway_minus_direct_p50_ms", TARGET_P50_ADDED_MS),
+            f"- {request}: gateway throughput {ratio:.2f}x direct at c=32 (target ≥ "
+            f"{TARGET_THROUGHPUT_RATIO}x) — "
+            f"**{'met' if ratio >= TARGET_THROUGHPUT_RATIO else 'NOT met'}**"
+            + _spans(r, "gateway_over_direct_rps_c32", TARGET_THROUGHPUT_RATIO),
         ]
     lines += ["", "Targets:", "", *verdicts]
     data = {
@@ -487,8 +551,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk measurement")
-    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk measurement")
+    # Many short repetitions rather than few long ones: on a shared machine the load drifts,
+    # and each repetition measures the three paths back to back.
+    parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per path")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -514,9 +580,7 @@ def main() -> None:
                 body = json.dumps(
                     {"dataframe_split": {"columns": models.FEATURES, "data": models.rows(1)}}
                 ).encode()
-                predict_path = (
-                    f"/api/v1/projects/{common.PROJECT_SLUG}/deployments/{MODEL}/predict"
-                )
+                predict_path = f"/api/v1/projects/{common.PROJECT_SLUG}/deployments/{MODEL}/predict"
                 expected_predict: dict[str, Any] = _ok(
                     client.post(
                         predict_path,
@@ -573,16 +637,31 @@ def main() -> None:
                         for c in CONCURRENCY:
                             for path in PATHS:
                                 pids = [upstream.proc.pid, *own[path]]
-                                n, rps, p50, p99, ours, others = wrk(
+                                load = wrk(
                                     bases[path] + request.path, request, c, args.duration, pids
                                 )
-                                samples.append(
-                                    Sample(request.name, path, c, rep, n, rps, p50, p99, ours, others)
+                                sample = Sample(
+                                    request=request.name,
+                                    path=path,
+                                    concurrency=c,
+                                    repetition=rep,
+                                    requests=load.requests,
+                                    rps=load.rps,
+                                    p50_ms=load.p50_ms,
+                                    p99_ms=load.p99_ms,
+                                    upstream_cpu_us=load.cpu_us[0],
+                                    envoy_cpu_us=sum(load.cpu_us[1:]),
+                                    ours_cores=load.ours_cores,
+                                    others_cores=load.others_cores,
                                 )
+                                samples.append(sample)
                                 print(
                                     f"  rep {rep} {request.name:<8} {path:<7} c={c:<2} "
-                                    f"{rps:>8.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  "
-                                    f"others {others:.2f} cores",
+                                    f"{load.rps:>8.0f} req/s  p50 {load.p50_ms:6.2f} ms  "
+                                    f"p99 {load.p99_ms:6.2f} ms  CPU/req upstream "
+                                    f"{sample.upstream_cpu_us:5.0f} us envoy "
+                                    f"{sample.envoy_cpu_us:4.0f} us  others "
+                                    f"{load.others_cores:.2f} cores",
                                     flush=True,
                                 )
     finally:
