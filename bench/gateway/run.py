@@ -432,6 +432,15 @@ def ratios(samples: list[Sample], request: str) -> dict[str, float]:
     def envoy_cpu(path: str) -> float:
         return statistics.median(by[(path, c, r)].envoy_cpu_us for c in (1, 32) for r in reps)
 
+    def envoy_share(path: str) -> float:
+        # Envoy's CPU per request over the upstream's, in the same measurement: contention
+        # inflates both alike, so this share moves far less with the machine's load.
+        return statistics.median(
+            by[(path, c, r)].envoy_cpu_us / by[(path, c, r)].upstream_cpu_us
+            for c in (1, 32)
+            for r in reps
+        )
+
     paired = {
         "gateway_minus_direct_p50_ms": diff("gateway", "direct"),
         "bare_minus_direct_p50_ms": diff("bare", "direct"),
@@ -447,6 +456,8 @@ def ratios(samples: list[Sample], request: str) -> dict[str, float]:
         **{f"{name}_max": values[-1] for name, values in paired.items()},
         "gateway_envoy_cpu_us": envoy_cpu("gateway"),
         "bare_envoy_cpu_us": envoy_cpu("bare"),
+        "gateway_envoy_cpu_share": envoy_share("gateway"),
+        "bare_envoy_cpu_share": envoy_share("bare"),
     }
 
 
@@ -502,8 +513,9 @@ def render_report(
         "",
         "| request | gateway - direct p50, c=1 (ms) | bare - direct p50 (ms) "
         "| gateway - bare p50 (ms) | gateway / direct req/s, c=32 | bare / direct req/s "
-        "| gateway / bare req/s | Envoy CPU/request, gateway - bare (µs) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| gateway / bare req/s | Envoy CPU/request, gateway - bare (µs) "
+        "| Envoy CPU / upstream CPU, gateway; bare |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     summary: dict[str, Any] = {}
     verdicts = []
@@ -517,7 +529,8 @@ def render_report(
             f"| {_cell(r, 'gateway_over_direct_rps_c32', '.2f')} "
             f"| {_cell(r, 'bare_over_direct_rps_c32', '.2f')} "
             f"| {_cell(r, 'gateway_over_bare_rps_c32', '.2f')} "
-            f"| {r['gateway_envoy_cpu_us'] - r['bare_envoy_cpu_us']:+,.0f} |"
+            f"| {r['gateway_envoy_cpu_us'] - r['bare_envoy_cpu_us']:+,.0f} "
+            f"| {r['gateway_envoy_cpu_share']:.0%}; {r['bare_envoy_cpu_share']:.0%} |"
         )
         added, ratio = r["gateway_minus_direct_p50_ms"], r["gateway_over_direct_rps_c32"]
         verdicts += [
