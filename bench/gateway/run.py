@@ -573,6 +573,10 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
 
+    # GatewaySettings reads ARMILLARY_* from the environment: the caller's (a TLS certificate,
+    # another upstream) must not change what is measured. The upstream gets clean_env() too.
+    for name in [n for n in os.environ if n.startswith("ARMILLARY_")]:
+        del os.environ[name]
     started = time.monotonic()
     RESULTS.mkdir(parents=True, exist_ok=True)
     config = common.BenchConfig()
