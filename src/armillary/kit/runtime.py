@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from armillary.kit.cache import Cache, MemoryCache, create_cache
+from armillary.kit.database_unavailable import unavailable_reason
 from armillary.kit.db import Database
 from armillary.kit.events import EventBus
 from armillary.kit.secretbox import derive_key
@@ -70,12 +71,28 @@ class Runtime:
             # Consumers are all subscribed by now (services install before the start).
             await self.bus.transport.start()
         for hook in self.startup_hooks:
-            await hook(self)
+            await self._when_database_answers(hook)
         self.tasks.append(asyncio.create_task(self.bus.run_relay(relay_interval)))
         # Everything imported and built at start-up lives for the whole process: move it out
         # of the collector's sight, so collections during requests scan only request garbage.
         gc.collect()
         gc.freeze()
+
+    async def _when_database_answers(self, hook: Hook) -> None:
+        """Run a start-up hook, again with back-off while the database is away: a process
+        may start before its database is up, or while it restarts, and must then wait for it
+        rather than exit. (The hooks that touch the database are idempotent.)"""
+        delay = 0.2
+        while True:
+            try:
+                await hook(self)
+                return
+            except Exception as exc:
+                if unavailable_reason(exc) is None:
+                    raise
+                log.warning("startup_waiting_for_database", retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
         for task in self.tasks:
