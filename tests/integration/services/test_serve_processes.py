@@ -52,6 +52,7 @@ JOB_TOKENS = "/internal/v1/job-tokens"
 RESOLVE = "/internal/v1/model-versions/resolve"
 # Longer than the services' own client timeouts (10 s): a call that outlives it has hung.
 CALL_TIMEOUT = 15.0
+SETUP_TIMEOUT = 60.0
 
 
 @dataclass
@@ -118,8 +119,8 @@ class Cluster:
         """What the test holds of ``service``: its private key, as that service would."""
         return ServiceCredentials.from_pem(service, self.private_keys[service].read_bytes())
 
-    def client(self, service: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url(service), timeout=CALL_TIMEOUT)
+    def client(self, service: str, timeout: float = CALL_TIMEOUT) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url(service), timeout=timeout)
 
 
 def _clean_database(pg_url: str, truncate_sql: str) -> None:
@@ -196,7 +197,12 @@ class Scene:
 
 
 async def _scene(cluster: Cluster) -> Scene:
-    async with cluster.client("identity") as identity, cluster.client("registry") as registry:
+    # Set-up, not under test: a first request to a process just started may be slow on a
+    # loaded machine (the registry imports its model loaders on first use).
+    async with (
+        cluster.client("identity", SETUP_TIMEOUT) as identity,
+        cluster.client("registry", SETUP_TIMEOUT) as registry,
+    ):
         api = Api(identity)
         user = await api.create_user(await api.admin_token(), "data_scientist")
         project = await api.create_project(user["token"])
