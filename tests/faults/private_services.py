@@ -31,6 +31,7 @@ def _as_postgres(argv: list[str]) -> list[str]:
 class PrivatePostgres:
     root: Path
     port: int
+    max_connections: int = 200
 
     @property
     def data(self) -> Path:
@@ -50,7 +51,7 @@ class PrivatePostgres:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=200"
+            f"-c max_connections={self.max_connections}"
         )
         self._ctl("-o", options, "-l", str(self.root / "server.log"), "-w", "start")
 
@@ -82,11 +83,11 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def private_postgres() -> PrivatePostgres:
+def private_postgres(max_connections: int = 200) -> PrivatePostgres:
     root = Path(tempfile.mkdtemp(prefix="armillary-fault-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    server = PrivatePostgres(root, free_port())
+    server = PrivatePostgres(root, free_port(), max_connections)
     subprocess.run(
         _as_postgres(
             [
