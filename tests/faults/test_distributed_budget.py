@@ -1,13 +1,15 @@
 """The connection budget of the distributed shape: 2 copies of each of the 5 services, 2
 schedulers and 4 workers, with the documented pool sizes (kit.db.POOL_SIZE_BY_ROLE), on a
-private PostgreSQL with ``max_connections=100``. Under c = 16 reads aimed at each service
-process in turn (driving its pool to its burst) and a few jobs, the peak count of client
-connections in pg_stat_activity stays within 100 less the superuser slots, every read is
-served and every job succeeds."""
+private PostgreSQL with ``max_connections=100`` (`make soak`; CI runs one copy of each
+service, a scheduler and 2 workers on a cluster sized to their burst). Under c = 16 reads
+aimed at each service process in turn (driving its pool to its burst) and a few jobs, the
+peak count of client connections in pg_stat_activity stays within max_connections less the
+superuser slots, every read is served and every job succeeds."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +35,27 @@ from tests.integration.services.test_up_distributed import rabbitmqctl
 
 pytestmark = pytest.mark.slow
 
-MAX_CONNECTIONS = 100
 RESERVED = 3  # PostgreSQL's superuser_reserved_connections
-COPIES, SCHEDULERS, WORKERS = 2, 2, 4
+# The issue's layout on PostgreSQL's default max_connections; it takes about 4 minutes on 2
+# cores, so `make soak` runs it (ARMILLARY_FAULT_BUDGET_FULL=1) and CI runs a smaller layout
+# on a cluster with just its burst budget plus the superuser slots.
+FULL_LAYOUT = (2, 2, 4)
+FULL = os.environ.get("ARMILLARY_FAULT_BUDGET_FULL") == "1"
+COPIES, SCHEDULERS, WORKERS = FULL_LAYOUT if FULL else (1, 1, 2)
+
+
+def burst(copies: int, schedulers: int, workers: int) -> int:
+    """At a burst each process opens twice its pool; a scheduler also holds its leader lock
+    and LISTEN connections, a worker its LISTEN connection."""
+    services = sum(2 * POOL_SIZE_BY_ROLE[s] for s in SERVICES) * copies
+    return (
+        services
+        + schedulers * (2 * POOL_SIZE_BY_ROLE["scheduler"] + 2)
+        + workers * (2 * POOL_SIZE_BY_ROLE["worker"] + 1)
+    )
+
+
+MAX_CONNECTIONS = 100 if FULL else burst(COPIES, SCHEDULERS, WORKERS) + RESERVED
 READERS = 16
 READS_PER_PROCESS = 96
 JOBS = 6
@@ -78,12 +98,8 @@ def layout(small_postgres: PrivatePostgres, vhost: str, tmp_path: Path) -> Itera
 
 
 def test_the_documented_pool_sizes_add_up_within_the_budget() -> None:
-    """At a burst each process opens twice its pool; a scheduler also holds its leader lock
-    and LISTEN connections, a worker its LISTEN connection."""
-    services = sum(2 * POOL_SIZE_BY_ROLE[s] for s in SERVICES) * COPIES
-    schedulers = SCHEDULERS * (2 * POOL_SIZE_BY_ROLE["scheduler"] + 2)
-    workers = WORKERS * (2 * POOL_SIZE_BY_ROLE["worker"] + 1)
-    assert services + schedulers + workers <= MAX_CONNECTIONS - RESERVED
+    """2 copies of each service, 2 schedulers and 4 workers within the default 100."""
+    assert burst(*FULL_LAYOUT) <= 100 - RESERVED
 
 
 async def test_the_distributed_layout_stays_within_max_connections(
@@ -140,4 +156,4 @@ async def test_the_distributed_layout_stays_within_max_connections(
         await watcher.close()
     # Something was measured: at least one connection of each process at some point.
     assert peak >= len(layout.processes), peak
-    assert peak <= MAX_CONNECTIONS - RESERVED, peak
+    assert peak <= MAX_CONNECTIONS - RESERVED, (peak, MAX_CONNECTIONS)
