@@ -121,7 +121,9 @@ bench-gateway: sync-dev services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(VENV_BIN)/python bench/gateway/run.py
 
-# Fault tests at soak length: RabbitMQ held down 60 s instead of CI's 20 s (ADR 0020).
+# Fault tests at soak length: RabbitMQ held down 60 s instead of CI's 20 s (ADR 0020); the
+# connection budget of the full distributed layout (ADR 0025).
 .PHONY: soak
 soak: sync-dev services
 	ARMILLARY_FAULT_RABBITMQ_OUTAGE_SECONDS=60 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_rabbitmq.py
+	ARMILLARY_FAULT_BUDGET_FULL=1 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_distributed_budget.py

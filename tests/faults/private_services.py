@@ -31,6 +31,7 @@ def _as_postgres(argv: list[str]) -> list[str]:
 class PrivatePostgres:
     root: Path
     port: int
+    max_connections: int = 200
 
     @property
     def data(self) -> Path:
@@ -50,7 +51,7 @@ class PrivatePostgres:
     def start(self) -> None:
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c max_connections=200"
+            f"-c max_connections={self.max_connections}"
         )
         self._ctl("-o", options, "-l", str(self.root / "server.log"), "-w", "start")
 
@@ -82,11 +83,11 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def private_postgres() -> PrivatePostgres:
+def private_postgres(max_connections: int = 200) -> PrivatePostgres:
     root = Path(tempfile.mkdtemp(prefix="armillary-fault-pg-"))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    server = PrivatePostgres(root, free_port())
+    server = PrivatePostgres(root, free_port(), max_connections)
     subprocess.run(
         _as_postgres(
             [
@@ -166,3 +167,56 @@ def private_redis() -> PrivateRedis:
     server = PrivateRedis(Path(tempfile.mkdtemp(prefix="armillary-fault-redis-")), free_port())
     server.start()
     return server
+
+
+@dataclass
+class PrivatePgBouncer:
+    """Debian's PgBouncer in transaction mode in front of a private cluster."""
+
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def remove(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def private_pgbouncer(postgres_port: int, pool_size: int = 20) -> PrivatePgBouncer:
+    import time
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        raise RuntimeError("pgbouncer is not installed (scripts/ensure-services.sh installs it)")
+    root = Path(tempfile.mkdtemp(prefix="armillary-fault-pgbouncer-"))
+    port = free_port()
+    (root / "users.txt").write_text('"postgres" ""\n')
+    (root / "pgbouncer.ini").write_text(
+        f"[databases]\n* = host=127.0.0.1 port={postgres_port}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {root}/users.txt\n"
+        f"pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = {pool_size}\n"
+        "ignore_startup_parameters = extra_float_digits\n"
+        f"logfile = {root}/pgbouncer.log\n"
+    )
+    argv = [binary, str(root / "pgbouncer.ini")]
+    if os.geteuid() == 0:  # it refuses to run as root
+        shutil.chown(root, "postgres", "postgres")
+        for file in root.iterdir():
+            shutil.chown(file, "postgres", "postgres")
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    bouncer = PrivatePgBouncer(root, port, process)
+    deadline = time.monotonic() + 20
+    ready = ["pg_isready", "-h", "127.0.0.1", "-p", str(port)]
+    while subprocess.run(ready, capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            bouncer.remove()
+            raise RuntimeError("pgbouncer did not start")
+        time.sleep(0.1)
+    return bouncer

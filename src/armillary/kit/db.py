@@ -72,10 +72,18 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-# Connections kept per process by role (as many again may open under bursts): 4 API
-# processes, a scheduler and 2 workers stay under 100 connections with room for migrations,
-# backups and a person with psql.
-POOL_SIZE_BY_ROLE = {"api": 10, "worker": 4, "scheduler": 3}
+# Connections kept per process by role (as many again may open under bursts). The embedded
+# shape is one "api" process. A service process (role = its service name) gets 3: 2 copies of
+# each of the 5 services (60 at a burst), 2 schedulers (2x(4 + leader lock + LISTEN)) and 4
+# workers (4x(4 + LISTEN), a burst covering 4 slots) need 92 of PostgreSQL's default 100 less
+# its 3 superuser slots (docs/operations.md, tests/faults/test_distributed_budget.py).
+SERVICE_POOL_SIZE = 3
+POOL_SIZE_BY_ROLE = {
+    "api": 10,
+    "worker": 2,
+    "scheduler": 2,
+    **dict.fromkeys(("identity", "data", "workflows", "registry", "serving"), SERVICE_POOL_SIZE),
+}
 
 
 def password_refused(exc: BaseException) -> bool:
