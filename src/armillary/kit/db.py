@@ -160,7 +160,6 @@ class Database:
         behind_pooler: bool = False,
         password_ref: SecretRef | None = None,
         ssl: SSLContext | None = None,
-        application_name: str | None = None,
     ) -> None:
         self.url = url
         # verify-full TLS to PostgreSQL: the pool and the direct connections alike.
@@ -195,12 +194,6 @@ class Database:
                 }
             if ssl is not None:
                 connect_args["ssl"] = ssl
-            if application_name and not behind_pooler:
-                # pg_stat_activity then says which kind of process holds each connection.
-                # Not through a transaction pooler: its server connections serve every
-                # client, so the name would say nothing (and the PgBouncer fault test's
-                # journey failed with it set).
-                connect_args["server_settings"] = {"application_name": application_name}
             if connect_args:
                 kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -237,7 +230,6 @@ class Database:
             behind_pooler=settings.database_pooler,
             password_ref=settings.secret_ref("database_password"),
             ssl=database_ssl(settings),
-            application_name=f"armillary-{role}",
         )
 
     @asynccontextmanager
