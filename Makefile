@@ -9,7 +9,7 @@ endif
 VENV_BIN := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help run test test-suite lint typecheck imports services sync sync-dev bench-auth bench-datasets clean
+.PHONY: help run test test-suite deploy-check lint typecheck imports services sync sync-dev bench-auth bench-datasets clean
 
 help:
 	@echo "make run    - install, migrate and start the embedded platform on http://127.0.0.1:$${ARMILLARY_PORT:-8000}"
@@ -53,6 +53,7 @@ test: sync-dev services
 	bash scripts/timed.sh imports $(MAKE) --no-print-directory imports
 	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
 	bash scripts/timed.sh pytest $(MAKE) --no-print-directory test-suite
+	UV=$(UV) bash scripts/timed.sh deploy-check $(MAKE) --no-print-directory deploy-check
 	UV=$(UV) bash scripts/timed.sh schemathesis bash scripts/schemathesis.sh
 	@echo "=== suite times"; cat .ci-times
 
@@ -60,11 +61,17 @@ test: sync-dev services
 test-suite:
 	rm -f .coverage .coverage.*
 	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(VENV_BIN)/coverage run -m pytest \
-	  -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS); \
+	  -n $(PYTEST_WORKERS) --dist loadfile --durations=25 --ignore=tests/deploy $(PYTEST_ARGS); \
 	  status=$$?; if [ $$status -ne 0 ]; then exit $$status; fi
 	$(VENV_BIN)/coverage combine -q
 	$(VENV_BIN)/coverage report
 	$(VENV_BIN)/python scripts/coverage_gate.py --overall 85 --per-service 80
+
+# Static checks of deploy/ (Helm chart, Terraform, Dockerfile, compose, CI files) with the
+# checkers scripts/deploy-tools.sh installs into .tools/ (outside uv.lock).
+deploy-check: sync-dev
+	UV=$(UV) bash scripts/deploy-tools.sh
+	$(VENV_BIN)/pytest -q -p no:cacheprovider -n 0 tests/deploy
 
 bench-auth: sync-dev services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -97,14 +97,14 @@ async def test_the_distributed_shape_outlives_a_postgres_restart(
         for n in range(READERS)
     ]
     await asyncio.sleep(1.0)
-    postgres.stop("fast")
+    await asyncio.to_thread(postgres.stop, "fast")
     # Submissions while it is down: refused for now (503 with Retry-After) or accepted.
     during: list[httpx.Response] = []
     async with http(layout, "workflows") as client:
         for _ in range(3):
             during.append(await submit(client, found))
             await asyncio.sleep(OUTAGE_SECONDS / 3)
-    postgres.start()
+    await asyncio.to_thread(postgres.start)
     jobs += [await _submit_until_accepted(layout, found) for _ in range(3)]
     await asyncio.sleep(2.0)  # reads after the restart too
     stop.set()

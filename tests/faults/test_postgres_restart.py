@@ -52,14 +52,14 @@ async def test_scheduler_and_worker_outlive_a_postgres_restart(
         asyncio.create_task(_read_until(steps, token, project, stop_reading)) for _ in range(16)
     ]
     await asyncio.sleep(0.5)
-    postgres.stop(mode)
+    await asyncio.to_thread(postgres.stop, mode)  # the API in this loop keeps answering
     # While it is down the API says so, and asks to be retried.
     down = await steps.client.get(f"/api/v1/projects/{project}", headers=_auth(token))
     assert down.status_code == 503, down.text
     assert down.headers["content-type"].startswith("application/problem+json")
     assert int(down.headers["retry-after"]) > 0
     await asyncio.sleep(4.0)  # a few seconds of outage
-    postgres.start()
+    await asyncio.to_thread(postgres.start)
     jobs += await _submit(steps, token, project, 4)
     stop_reading.set()
     seen = [status for statuses in await asyncio.gather(*readers) for status in statuses]
@@ -98,7 +98,7 @@ async def test_scheduler_and_worker_started_before_postgres_wait_for_it(
     engine, steps = platform
     token, project = await editor_with(steps, CHAIN)
     jobs = await _submit(steps, token, project, 2)
-    postgres.stop("fast")
+    await asyncio.to_thread(postgres.stop, "fast")
     try:
         scheduler = engine.start("scheduler", "scheduler")
         worker = engine.start("worker", "worker", "--concurrency", "2")
@@ -106,7 +106,7 @@ async def test_scheduler_and_worker_started_before_postgres_wait_for_it(
         assert scheduler.poll() is None, engine.output("scheduler")[-3000:]
         assert worker.poll() is None, engine.output("worker")[-3000:]
     finally:
-        postgres.start()
+        await asyncio.to_thread(postgres.start)
     for job_id in jobs:
         done = await steps.wait(token, job_id, timeout=120)
         assert done["status"] == "succeeded", (done, engine.output("worker")[-3000:])
@@ -121,15 +121,20 @@ async def test_a_result_finished_while_postgres_is_down_is_kept(
     spec = {"name": "slow", "tasks": [{"name": "nap", "type": "sleep", "params": {"seconds": 2}}]}
     token, project = await editor_with(steps, spec)
     lease = {"ARMILLARY_WORKFLOWS_LEASE_SECONDS": "15"}  # longer than the outage
-    engine.start("scheduler", "scheduler", **lease)
+    scheduler = engine.start("scheduler", "scheduler", **lease)
     worker = engine.start("worker", "worker", **lease)
     job = await steps.run(token, project, "slow")
     await steps.wait_task(token, job["id"], "nap", "running")
-    postgres.stop("fast")
+    await asyncio.to_thread(postgres.stop, "fast")
     await asyncio.sleep(5.0)  # the nap ends while the database is away
-    postgres.start()
+    await asyncio.to_thread(postgres.start)
     done = await steps.wait(token, job["id"], timeout=120)
-    assert done["status"] == "succeeded", (done, engine.output("worker")[-3000:])
+    assert done["status"] == "succeeded", (
+        done,
+        engine.output("scheduler")[-3000:],
+        engine.output("worker")[-3000:],
+    )
     [run] = done["tasks"]
     assert [a["number"] for a in run["attempts"]] == [1], run
     assert worker.poll() is None
+    assert scheduler.poll() is None

@@ -137,18 +137,9 @@ def up(
         from armillary.kit.metrics import serve_metrics
 
         serve_metrics(settings.metrics_host, settings.metrics_port)
-    from armillary.kit.tls import uvicorn_options
+    from armillary.kit.http_server import server_options
 
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # client addresses come from our own trusted-proxy rule
-        server_header=False,
-        **uvicorn_options(settings.tls_cert_file, settings.tls_key_file),  # type: ignore[arg-type]
-    )
+    uvicorn.run(application, host=host, port=port, **server_options(settings))
 
 
 @db_app.command("upgrade")

@@ -49,18 +49,13 @@ def serve(
         from armillary.kit.metrics import serve_metrics
 
         serve_metrics(settings.metrics_host, settings.metrics_port)
-    from armillary.kit.tls import uvicorn_options
+    from armillary.kit.http_server import server_options
 
     uvicorn.run(
         application,
         host=host or settings.host,
         port=port or SERVICE_PORTS[service.value],
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,  # client addresses come from our own trusted-proxy rule
-        server_header=False,
-        # HTTPS only with ARMILLARY_TLS_CERT_FILE / _KEY_FILE, as `armillary up`.
-        **uvicorn_options(settings.tls_cert_file, settings.tls_key_file),  # type: ignore[arg-type]
+        **server_options(settings),
     )
 
 

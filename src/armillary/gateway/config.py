@@ -217,6 +217,19 @@ def cluster(service: str, settings: GatewaySettings) -> dict[str, Any]:
         # No panic routing: with every host ejected, answer 503 at once instead of sending
         # traffic to hosts known to fail.
         "common_lb_config": {"healthy_panic_threshold": {"value": 0}},
+        # The gateway closes idle upstream connections before the service would
+        # (ARMILLARY_HTTP_KEEP_ALIVE_SECONDS is longer), so it never sends a request on a
+        # connection the service is closing.
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3"
+                ".HttpProtocolOptions",
+                "common_http_protocol_options": {
+                    "idle_timeout": _seconds(settings.gateway_upstream_idle_timeout_seconds)
+                },
+                "explicit_http_config": {"http_protocol_options": {}},
+            }
+        },
     }
     if url.scheme == "https":
         config["transport_socket"] = tls.upstream(host, settings)

@@ -46,6 +46,9 @@ class GatewaySettings(BaseSettings):
     gateway_route_timeout_seconds: float = Field(default=60, gt=0)
     gateway_stream_idle_timeout_seconds: float = Field(default=300, gt=0)
     gateway_connect_timeout_seconds: float = Field(default=2, gt=0)
+    # Idle upstream connections close after this, before the services' own keep-alive
+    # (ARMILLARY_HTTP_KEEP_ALIVE_SECONDS, 75 s) would close them under a request in flight.
+    gateway_upstream_idle_timeout_seconds: float = Field(default=60, gt=0)
     # Circuit breaking per upstream cluster.
     gateway_max_connections: int = Field(default=1024, ge=1)
     gateway_max_pending_requests: int = Field(default=1024, ge=1)

@@ -55,6 +55,10 @@ class Settings(SecretSourcedSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None
+    # How long an idle client connection stays open. Longer than the gateway's (or any load
+    # balancer's) upstream idle timeout, so the proxy always closes first: a server closing a
+    # pooled connection just as the proxy reuses it turns a good request into a reset.
+    http_keep_alive_seconds: float = Field(default=75, gt=0)
     # Prometheus metrics of the API process: a listener of their own, never the public port
     # (0 turns it off). Keep it on a private interface.
     metrics_host: str = "127.0.0.1"

@@ -21,6 +21,8 @@ from armillary.gateway.runner import envoy_command, write_config
 from armillary.gateway.settings import GatewaySettings
 from armillary.identity import app as identity_app
 from armillary.kit.edge import Access, edge_rule
+from armillary.kit.http_server import server_options
+from armillary.kit.settings import Settings
 from armillary.registry import app as registry_app
 
 PARAM = re.compile(r"\{[^}]+\}")
@@ -159,6 +161,21 @@ def test_each_cluster_breaks_circuits_and_fails_fast(service: str) -> None:
     thresholds = cluster["circuit_breakers"]["thresholds"][0]
     assert thresholds["max_pending_requests"] >= 1
     assert thresholds["retry_budget"]["budget_percent"]["value"] > 0
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_ROUTERS))
+def test_the_gateway_closes_idle_upstream_connections_before_the_service_does(
+    service: str,
+) -> None:
+    """Otherwise the service may close a pooled connection just as the gateway reuses it,
+    and a good request comes back as a reset."""
+    config = bootstrap(GatewaySettings())
+    clusters = {item["name"]: item for item in config["static_resources"]["clusters"]}
+    options = clusters[service]["typed_extension_protocol_options"]
+    [protocol] = options.values()
+    idle = float(protocol["common_http_protocol_options"]["idle_timeout"].rstrip("s"))
+    keep_alive = server_options(Settings())["timeout_keep_alive"]
+    assert 0 < idle < keep_alive
 
 
 def test_render_only_prints_the_configuration() -> None:

@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 from tests.conftest import REDIS_URL, TEST_SECRET, Api, auth
 
+from armillary.kit.http_server import server_options
 from armillary.kit.settings import Settings
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -92,7 +93,9 @@ def engine_env(settings: Settings, base_url: str, **extra: str) -> dict[str, str
 
 async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
     """Serve ``app`` (already started) on 127.0.0.1:``port`` in this event loop."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    # The product's own server options (its keep-alive above all), minus TLS and lifespan.
+    options = {**server_options(Settings(tls_cert_file=None)), "lifespan": "off"}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
