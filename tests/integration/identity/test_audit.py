@@ -8,7 +8,8 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_SECRET, Api, auth
 
-from armillary.identity.audit import chain
+from armillary.contracts.events import AuditEntry
+from armillary.identity.audit import chain, service
+from armillary.identity.components import identity_of
+from armillary.kit.events import Delivery
 from armillary.kit.settings import Settings
 
 AGENT = "audit-tests/1.0"
@@ -555,3 +559,61 @@ async def test_verify_detects_rewritten_hash_fields(api: Api, app: FastAPI, colu
     log = await _seed(api, users=1)
     await _sql(app, f"UPDATE identity_audit_records SET {column} = :h WHERE seq = 2", h="f" * 64)  # noqa: S608
     assert "record 2" in _problems(await log.verify())
+
+
+async def test_entries_appended_during_verification_are_not_tampering(
+    api: Api, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verification reads the rows, then the database checkpoint: entries committed in
+    between move the checkpoint past the rows read. They are read and linked on, not reported
+    as a mismatch (which is what a busy distributed platform saw)."""
+    log = await _seed(api)
+    runtime = app.state.runtime
+    original = service._ChainWalk.read
+    appended: list[int] = []
+
+    async def read_then_append(walk: service._ChainWalk, session: Any) -> None:
+        await original(walk, session)
+        if not appended:
+            for _ in range(2):
+                async with runtime.db.sessionmaker() as other, other.begin():
+                    await identity_of(runtime).audit_log.append(other, _delivery())
+            appended.append(await _last_seq(app))
+
+    monkeypatch.setattr(service._ChainWalk, "read", read_then_append)
+    report = await log.verify()
+    assert report["ok"] is True, report
+    assert report["last_seq"] == appended[0]  # read on to the checkpoint that moved
+
+
+async def test_rows_past_the_database_checkpoint_fail_verification(api: Api, app: FastAPI) -> None:
+    """Reading on stops at the signed checkpoint: rows added after it without moving it (no
+    key to sign it) are a mismatch."""
+    log = await _seed(api)
+    last = await _last_seq(app)
+    await _sql(
+        app,
+        "INSERT INTO identity_audit_records (seq, event_id, occurred_at, recorded_at, service, "
+        "action, outcome, prev_hash, hash, details) SELECT seq + 1, :event, occurred_at, "
+        "recorded_at, service, action, outcome, hash, hash, details "
+        "FROM identity_audit_records WHERE seq = :s",
+        event=str(uuid.uuid4()),
+        s=last,
+    )
+    assert "does not match the log's end" in _problems(await log.verify())
+
+
+def _delivery() -> Delivery:
+    entry = AuditEntry(
+        occurred_at=datetime.now(UTC),
+        service="identity",
+        actor_id=None,
+        action="test.concurrent",
+        resource_type=None,
+        resource_id=None,
+        outcome="success",
+        client_address=None,
+        user_agent=None,
+        request_id=None,
+    )
+    return Delivery(id=uuid.uuid4(), type=AuditEntry.TYPE, payload=entry.model_dump(mode="json"))

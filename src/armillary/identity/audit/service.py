@@ -231,36 +231,37 @@ class AuditLog:
         return recorded == outside.hash
 
     async def verify(self, session: AsyncSession) -> VerifyReport:
-        report = VerifyReport()
-        prev = chain.GENESIS
-        expected = 1
-        hashes_at: dict[int, str] = {}
-        outside = self.checkpoint_file.read()
-        result = await session.stream_scalars(
-            select(AuditRecord).order_by(AuditRecord.seq).execution_options(yield_per=1000)
-        )
-        async for record in result:
-            if record.seq != expected:
-                report.fail(f"records {expected}..{record.seq - 1} are missing")
-            if record.prev_hash != prev:
-                report.fail(f"record {record.seq} does not link to the record before it")
-            if chain.link_hash(record.prev_hash, _fields_of(record)) != record.hash:
-                report.fail(f"record {record.seq} was altered")
-            if outside is not None and record.seq == outside.seq:
-                hashes_at[record.seq] = record.hash
-            prev = record.hash
-            expected = record.seq + 1
-            report.records_checked += 1
-            report.last_seq = record.seq
+        """Recompute the chain and compare its end with both checkpoints.
+
+        Entries may be appended while this runs, and each statement sees the rows committed
+        when it starts: the database checkpoint, read after the rows, may be ahead of them.
+        An append moves the checkpoint in the transaction that adds the row, so the rows that
+        were missing are read and linked on (bounded rounds). A log that ends before its
+        checkpoint once everything committed is read was truncated; rows past it fail."""
+        walk = _ChainWalk(self.checkpoint_file.read())
+        await walk.read(session)
         head = await session.get(AuditChainHead, _HEAD_ID)
+        for _ in range(VERIFY_CATCH_UP_ROUNDS):
+            if head is None or head.seq <= walk.report.last_seq:
+                break
+            await walk.read(session)
+            await session.refresh(head)
         if head is not None:
-            if not self._signed(head.seq, head.hash, head.signature):
-                report.fail("the database checkpoint's signature is invalid")
-            elif head.seq != report.last_seq or head.hash != prev:
-                report.fail(
-                    f"the database checkpoint (record {head.seq}) does not match the log's end "
-                    f"(record {report.last_seq})"
-                )
+            self._compare_head(walk, head)
+        return self._compare_outside(walk)
+
+    def _compare_head(self, walk: _ChainWalk, head: AuditChainHead) -> None:
+        report = walk.report
+        if not self._signed(head.seq, head.hash, head.signature):
+            report.fail("the database checkpoint's signature is invalid")
+        elif head.seq != report.last_seq or head.hash != walk.prev:
+            report.fail(
+                f"the database checkpoint (record {head.seq}) does not match the log's end "
+                f"(record {report.last_seq})"
+            )
+
+    def _compare_outside(self, walk: _ChainWalk) -> VerifyReport:
+        report, outside = walk.report, walk.outside
         if outside is None:
             if report.last_seq > 0:
                 report.fail("the checkpoint outside the database is missing")
@@ -273,9 +274,45 @@ class AuditLog:
                 f"the log was truncated: it ends at record {report.last_seq}, the checkpoint "
                 f"outside the database is at record {outside.seq}"
             )
-        elif hashes_at.get(outside.seq) != outside.hash:
+        elif walk.hash_at_outside != outside.hash:
             report.fail(f"records up to {outside.seq} differ from the checkpointed chain")
         return report
+
+
+# How many times verification reads on to reach a checkpoint that appends moved meanwhile.
+VERIFY_CATCH_UP_ROUNDS = 5
+
+
+@dataclass
+class _ChainWalk:
+    """The chain checked so far: each :meth:`read` links on from where the last one ended."""
+
+    outside: Checkpoint | None
+    report: VerifyReport = field(default_factory=VerifyReport)
+    prev: str = chain.GENESIS
+    hash_at_outside: str | None = None
+
+    async def read(self, session: AsyncSession) -> None:
+        report = self.report
+        result = await session.stream_scalars(
+            select(AuditRecord)
+            .where(AuditRecord.seq > report.last_seq)
+            .order_by(AuditRecord.seq)
+            .execution_options(yield_per=1000)
+        )
+        async for record in result:
+            expected = report.last_seq + 1
+            if record.seq != expected:
+                report.fail(f"records {expected}..{record.seq - 1} are missing")
+            if record.prev_hash != self.prev:
+                report.fail(f"record {record.seq} does not link to the record before it")
+            if chain.link_hash(record.prev_hash, _fields_of(record)) != record.hash:
+                report.fail(f"record {record.seq} was altered")
+            if self.outside is not None and record.seq == self.outside.seq:
+                self.hash_at_outside = record.hash
+            self.prev = record.hash
+            report.records_checked += 1
+            report.last_seq = record.seq
 
 
 def _fields_of(record: AuditRecord) -> dict[str, Any]:
