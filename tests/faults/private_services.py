@@ -77,6 +77,25 @@ class PrivatePostgres:
             timeout=60,
         )
 
+    def activity(self) -> str:
+        """Who is connected and doing what, with the locks they hold: for a failing test's
+        message (a stuck transaction shows here)."""
+        query = (
+            "SELECT a.pid, a.application_name, a.state, a.xact_start, left(a.query, 160), "
+            "(SELECT string_agg(l.locktype || ':' || l.mode, ',') FROM pg_locks l "
+            "WHERE l.pid = a.pid AND l.granted) FROM pg_stat_activity a "
+            "WHERE a.datname IS NOT NULL AND a.pid <> pg_backend_pid()"
+        )
+        psql = [str(_pg_bin() / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U"]
+        result = subprocess.run(
+            _as_postgres([*psql, "postgres", "-d", "postgres", "-AtX", "-c", query]),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
     def remove(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")

@@ -70,7 +70,12 @@ async def test_scheduler_and_worker_outlive_a_postgres_restart(
 
     for job_id in jobs:
         done = await steps.wait(token, job_id, timeout=120)
-        assert done["status"] == "succeeded", (done, engine.output("worker")[-3000:])
+        assert done["status"] == "succeeded", (
+            done,
+            postgres.activity(),
+            engine.output("scheduler")[-3000:],
+            engine.output("worker")[-3000:],
+        )
     assert scheduler.poll() is None, engine.output("scheduler")[-3000:]
     assert worker.poll() is None, engine.output("worker")[-3000:]
 
@@ -131,6 +136,7 @@ async def test_a_result_finished_while_postgres_is_down_is_kept(
     done = await steps.wait(token, job["id"], timeout=120)
     assert done["status"] == "succeeded", (
         done,
+        postgres.activity(),
         engine.output("scheduler")[-3000:],
         engine.output("worker")[-3000:],
     )
