@@ -249,6 +249,17 @@ def test_seccomp_profile_adds_only_the_namespace_syscalls(
     assert json.loads(installed["worker.json"]) == profile
 
 
+def test_no_pod_shares_the_node_but_the_profile_installer(docs: list[dict[str, Any]]) -> None:
+    for where, spec in pod_specs(docs):
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(field), (where, field)
+        for container in spec["containers"]:
+            assert not container["securityContext"].get("privileged"), where
+        host_paths = [v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v]
+        expected = ["/var/lib/kubelet/seccomp"] if where == INSTALLER else []
+        assert host_paths == expected, where
+
+
 def test_read_only_pods_get_an_empty_dir_for_tmp(docs: list[dict[str, Any]]) -> None:
     for where, spec in pod_specs(docs):
         if where == INSTALLER:
@@ -530,7 +541,7 @@ def checkov_failures(default_manifest: str, full_manifest: str, tmp_path_factory
     return {
         (check["check_id"], check["resource"])
         for part in reports
-        for check in part["results"]["failed_checks"]
+        for check in part.get("results", {}).get("failed_checks", [])
     }
 
 

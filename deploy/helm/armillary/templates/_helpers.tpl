@@ -230,3 +230,47 @@ failureThreshold: 4
     {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* A CPU HorizontalPodAutoscaler for the component's Deployment of the same name. */}}
+{{- define "armillary.cpuAutoscaler" -}}
+{{- $name := include "armillary.componentName" . -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "armillary.labels" . | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ $name }}
+  minReplicas: {{ .autoscaling.minReplicas }}
+  maxReplicas: {{ .autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ .autoscaling.targetCPUUtilizationPercentage }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget over the component's pods (minAvailable or maxUnavailable). */}}
+{{- define "armillary.disruptionBudget" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "armillary.componentName" . }}
+  labels:
+    {{- include "armillary.labels" . | nindent 4 }}
+spec:
+  {{- if hasKey .budget "minAvailable" }}
+  minAvailable: {{ .budget.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ .budget.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "armillary.selectorLabels" . | nindent 6 }}
+{{- end -}}
