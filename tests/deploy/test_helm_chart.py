@@ -386,6 +386,22 @@ def test_external_secrets_feed_every_pod_that_reads_secrets(docs: list[dict[str,
         assert keys == [f"{name(owner)}-key"], component
 
 
+def test_every_database_client_verifies_against_the_given_ca(
+    full_docs: list[dict[str, Any]],
+) -> None:
+    clients = 0
+    for where, spec in pod_specs(full_docs):
+        (container,) = spec["containers"]
+        env = {v["name"]: v.get("value") for v in container.get("env", [])}
+        if "ARMILLARY_DATABASE_URL_FILE" not in env:
+            continue
+        clients += 1
+        assert env["ARMILLARY_DATABASE_CA_FILE"] == "/etc/armillary/database-ca/ca.pem", where
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["database-ca"]["configMap"]["name"] == "rds-ca-bundle", where
+    assert clients == len(SERVICES) + 3  # the services, scheduler, worker and migrations
+
+
 def test_existing_secrets_replace_external_secrets(helm_env: dict[str, str]) -> None:
     docs = documents(
         render(helm_env, "--set", "secrets.source=existingSecret,secrets.existingSecret=mine")

@@ -111,6 +111,7 @@ file (ARMILLARY_<SETTING>_FILE), so no secret value sits in the environment. */}
 - name: {{ printf "ARMILLARY_%s_FILE" (upper $setting) }}
   value: {{ printf "/var/run/armillary/secrets/%s" $setting }}
 {{- end }}
+{{- include "armillary.databaseCaEnv" .root }}
 {{- if .keyOf }}
 - name: ARMILLARY_SERVICE_KEY_FILE
   value: /var/run/armillary/service-key/service.key
@@ -134,6 +135,7 @@ file (ARMILLARY_<SETTING>_FILE), so no secret value sits in the environment. */}
 - name: service-public-keys
   mountPath: /etc/armillary/service-keys
   readOnly: true
+{{- include "armillary.databaseCaMount" .root }}
 {{- if .keyOf }}
 - name: service-key
   mountPath: /var/run/armillary/service-key
@@ -155,6 +157,7 @@ file (ARMILLARY_<SETTING>_FILE), so no secret value sits in the environment. */}
 - name: service-public-keys
   configMap:
     name: {{ include "armillary.fullname" .root }}-service-public-keys
+{{- include "armillary.databaseCaVolume" .root }}
 {{- if .keyOf }}
 - name: service-key
   secret:
@@ -273,4 +276,28 @@ spec:
   selector:
     matchLabels:
       {{- include "armillary.selectorLabels" . | nindent 6 }}
+{{- end -}}
+
+{{/* PostgreSQL's CA bundle (verify-full), when the operator gives one. */}}
+{{- define "armillary.databaseCaEnv" -}}
+{{- with .Values.config.databaseCa.configMap }}
+- name: ARMILLARY_DATABASE_CA_FILE
+  value: /etc/armillary/database-ca/{{ $.Values.config.databaseCa.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "armillary.databaseCaMount" -}}
+{{- with .Values.config.databaseCa.configMap }}
+- name: database-ca
+  mountPath: /etc/armillary/database-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "armillary.databaseCaVolume" -}}
+{{- with .Values.config.databaseCa.configMap }}
+- name: database-ca
+  configMap:
+    name: {{ . }}
+{{- end }}
 {{- end -}}
