@@ -566,3 +566,17 @@ def test_checkov_finds_nothing_beyond_the_justified_exceptions(checkov_failures:
     assert not unexpected, sorted(unexpected)
     # An exception that no longer fires is stale: remove it rather than keep a blanket excuse.
     assert set(CHECKOV_EXCEPTIONS) <= checkov_failures
+
+
+def test_security_profiles_operator_path_replaces_the_installer(helm_env: dict[str, str]) -> None:
+    profile = "operator/armillary/armillary-worker.json"
+    docs = documents(
+        render(
+            helm_env,
+            "--set",
+            f"worker.seccomp.installer=none,worker.seccomp.localhostProfile={profile}",
+        )
+    )
+    assert not of_kind(docs, "DaemonSet")
+    spec = of_kind(docs, "Deployment")[name("worker")]["spec"]["template"]["spec"]
+    assert spec["securityContext"]["seccompProfile"]["localhostProfile"] == profile
