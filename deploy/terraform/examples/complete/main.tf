@@ -41,9 +41,10 @@ module "eks" {
 # Who reaches the data stores: the EKS cluster security group, ECS tasks when enabled, and
 # the rotation function (PostgreSQL only).
 locals {
-  compute_security_groups = concat(
-    [module.eks.cluster_security_group_id],
-    var.enable_ecs ? [module.ecs[0].tasks_security_group_id] : [],
+  # Keys are known at plan time, as for_each needs; the group ids are not.
+  compute_security_groups = merge(
+    { eks = module.eks.cluster_security_group_id },
+    var.enable_ecs ? { ecs = module.ecs[0].tasks_security_group_id } : {},
   )
 }
 
@@ -52,7 +53,7 @@ module "rds" {
   name                       = var.name
   vpc_id                     = module.network.vpc_id
   subnet_ids                 = module.network.data_subnet_ids
-  allowed_security_group_ids = concat(local.compute_security_groups, [module.secrets.rotation_security_group_id])
+  allowed_security_group_ids = merge(local.compute_security_groups, { rotation = module.secrets.rotation_security_group_id })
   kms_key_arn                = module.kms.key_arn
   instance_class             = var.database_instance_class
 }

@@ -79,7 +79,7 @@ resource "aws_vpc_security_group_ingress_rule" "between_tasks" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "gateway" {
-  for_each                     = toset(var.load_balancer_security_group_ids)
+  for_each                     = var.load_balancer_security_group_ids
   security_group_id            = aws_security_group.tasks.id
   description                  = "The gateway from the load balancer"
   referenced_security_group_id = each.value

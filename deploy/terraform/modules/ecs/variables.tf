@@ -40,9 +40,9 @@ variable "subnet_ids" {
 }
 
 variable "load_balancer_security_group_ids" {
-  description = "Security groups of the load balancer in front of the gateway."
-  type        = list(string)
-  default     = []
+  description = "Security groups of the load balancer in front of the gateway, by a name known at plan time."
+  type        = map(string)
+  default     = {}
 }
 
 variable "gateway_target_group_arn" {

@@ -4,6 +4,12 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
+locals {
+  # The service-linked role must exist before the key policy names it (any earlier Auto
+  # Scaling group, or `aws iam create-service-linked-role --aws-service-name autoscaling.amazonaws.com`).
+  autoscaling_role = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+}
+
 data "aws_iam_policy_document" "key" {
   # In a key policy, Resource "*" means this key and nothing else:
   #checkov:skip=CKV_AWS_109:a key policy's "*" resource is the key itself
@@ -33,6 +39,31 @@ data "aws_iam_policy_document" "key" {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
       values   = ["arn:${data.aws_partition.current.partition}:logs:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:*"]
+    }
+  }
+
+  # EC2 Auto Scaling launches the EKS nodes, whose volumes this key encrypts.
+  statement {
+    sid       = "AutoScalingUsesKeyForNodeVolumes"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.autoscaling_role]
+    }
+  }
+  statement {
+    sid       = "AutoScalingGrantsForNodeVolumes"
+    actions   = ["kms:CreateGrant"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.autoscaling_role]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
     }
   }
 

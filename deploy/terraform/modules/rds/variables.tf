@@ -30,8 +30,8 @@ variable "subnet_ids" {
 }
 
 variable "allowed_security_group_ids" {
-  description = "Security groups (EKS nodes, ECS tasks) allowed to connect on 5432."
-  type        = list(string)
+  description = "Security groups (EKS nodes, ECS tasks) allowed to connect on 5432, by a name known at plan time (eks, ecs, ...): for_each keys cannot wait for apply."
+  type        = map(string)
 }
 
 variable "kms_key_arn" {

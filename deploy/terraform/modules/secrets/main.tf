@@ -139,6 +139,9 @@ resource "aws_serverlessapplicationrepository_cloudformation_stack" "rotation" {
 resource "aws_secretsmanager_secret_rotation" "database" {
   secret_id           = aws_secretsmanager_secret.this["database"].id
   rotation_lambda_arn = aws_serverlessapplicationrepository_cloudformation_stack.rotation.outputs["RotationLambdaARN"]
+  # The application user exists only once an operator has created it (README), so the
+  # first rotation waits for the schedule instead of failing at apply.
+  rotate_immediately = false
 
   rotation_rules {
     automatically_after_days = var.database_rotation_days
