@@ -220,9 +220,7 @@ def test_s3_lifecycle_is_the_one_storage_init_writes(config: Config) -> None:
 
 
 def test_elasticache_has_tls_auth_and_multi_az(config: Config) -> None:
-    redis = config.resource(
-        MODULES / "elasticache", "aws_elasticache_replication_group", "this"
-    )
+    redis = config.resource(MODULES / "elasticache", "aws_elasticache_replication_group", "this")
     assert redis["transit_encryption_enabled"] is True
     assert redis["auth_token"] == "${var.auth_token}"
     assert redis["at_rest_encryption_enabled"] is True
@@ -270,11 +268,13 @@ def test_only_data_and_workers_touch_datasets(config: Config) -> None:
 
 def test_only_workers_may_pass_the_sagemaker_role(config: Config) -> None:
     worker = _policy(config, "worker")
-    assert "iam:PassRole" in worker and "aws_iam_role.sagemaker_execution.arn" in worker
+    assert "iam:PassRole" in worker
+    assert "aws_iam_role.sagemaker_execution.arn" in worker
     assert "sagemaker.amazonaws.com" in worker
     for process in ["base", "identity", "data", "workflows", "registry", "serving", "scheduler"]:
         policy = _policy(config, process)
-        assert "PassRole" not in policy and "sagemaker:" not in policy, process
+        assert "PassRole" not in policy, process
+        assert "sagemaker:" not in policy, process
 
 
 def test_irsa_trust_names_one_service_account(config: Config) -> None:
@@ -288,11 +288,14 @@ def test_irsa_trust_names_one_service_account(config: Config) -> None:
 
 
 def test_example_calls_every_module_with_declared_inputs(config: Config) -> None:
-    calls = {name: body for _, block in config.blocks("module", EXAMPLE) for name, body in block.items()}
+    calls = {
+        name: body for _, block in config.blocks("module", EXAMPLE) for name, body in block.items()
+    }
     used = set()
     for name, call in calls.items():
         source = (EXAMPLE / call["source"]).resolve()
-        assert source.parent == MODULES.resolve() and source.is_dir(), f"{name}: {source}"
+        assert source.parent == MODULES.resolve(), f"{name}: {source}"
+        assert source.is_dir(), f"{name}: {source}"
         used.add(source.name)
         declared = {n: body for _, n, body in config.variables(source)}
         meta = {"source", "count", "for_each", "depends_on", "providers"}
@@ -311,7 +314,8 @@ def test_checkov_finds_no_failed_check(checkov: dict) -> None:
         f"{f['check_id']} {f['resource']} ({f['file_path']}): {f['check_name']}"
         for f in checkov["results"].get("failed_checks", [])
     ]
-    assert summary["failed"] == 0 and not failed, "\n".join(failed)
+    assert not failed, "\n".join(failed)
+    assert summary["failed"] == 0
 
 
 def test_every_checkov_skip_is_justified(checkov: dict) -> None:
