@@ -30,8 +30,14 @@ locals {
   }
   # Each process reads its own signing key (worker-side roles use the workflows key).
   service_key_of = {
-    identity = "identity", data = "data", workflows = "workflows", registry = "registry",
-    serving = "serving", scheduler = "workflows", gateway = null, migrations = null
+    identity   = "identity"
+    data       = "data"
+    workflows  = "workflows"
+    registry   = "registry"
+    serving    = "serving"
+    scheduler  = "workflows"
+    gateway    = null
+    migrations = null
   }
 
   # The images' own probe script (deploy/docker/healthcheck.py); the gateway answers /ready

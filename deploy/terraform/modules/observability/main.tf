@@ -83,42 +83,60 @@ resource "aws_sns_topic_subscription" "email" {
 }
 
 locals {
-  # name => metric, namespace, dimensions, statistic, comparison, threshold
+  # One alarm per name; each notifies the alarm topic when it fires and when it clears.
   alarms = {
     rds-cpu-high = {
-      namespace = "AWS/RDS", metric = "CPUUtilization", statistic = "Average"
-      dimensions = { DBInstanceIdentifier = var.rds_instance_identifier }
-      comparison = "GreaterThanThreshold", threshold = 80
+      namespace   = "AWS/RDS"
+      metric      = "CPUUtilization"
+      statistic   = "Average"
+      dimensions  = { DBInstanceIdentifier = var.rds_instance_identifier }
+      comparison  = "GreaterThanThreshold"
+      threshold   = 80
       description = "PostgreSQL CPU above 80% for 15 minutes"
     }
     rds-free-storage-low = {
-      namespace = "AWS/RDS", metric = "FreeStorageSpace", statistic = "Minimum"
-      dimensions = { DBInstanceIdentifier = var.rds_instance_identifier }
-      comparison = "LessThanThreshold", threshold = var.rds_free_storage_bytes_threshold
+      namespace   = "AWS/RDS"
+      metric      = "FreeStorageSpace"
+      statistic   = "Minimum"
+      dimensions  = { DBInstanceIdentifier = var.rds_instance_identifier }
+      comparison  = "LessThanThreshold"
+      threshold   = var.rds_free_storage_bytes_threshold
       description = "PostgreSQL free storage below the threshold"
     }
     rds-connections-high = {
-      namespace = "AWS/RDS", metric = "DatabaseConnections", statistic = "Maximum"
-      dimensions = { DBInstanceIdentifier = var.rds_instance_identifier }
-      comparison = "GreaterThanThreshold", threshold = var.rds_connections_threshold
+      namespace   = "AWS/RDS"
+      metric      = "DatabaseConnections"
+      statistic   = "Maximum"
+      dimensions  = { DBInstanceIdentifier = var.rds_instance_identifier }
+      comparison  = "GreaterThanThreshold"
+      threshold   = var.rds_connections_threshold
       description = "PostgreSQL connections near the budget of ADR 0025"
     }
     redis-cpu-high = {
-      namespace = "AWS/ElastiCache", metric = "EngineCPUUtilization", statistic = "Average"
-      dimensions = { ReplicationGroupId = var.redis_replication_group_id }
-      comparison = "GreaterThanThreshold", threshold = 80
+      namespace   = "AWS/ElastiCache"
+      metric      = "EngineCPUUtilization"
+      statistic   = "Average"
+      dimensions  = { ReplicationGroupId = var.redis_replication_group_id }
+      comparison  = "GreaterThanThreshold"
+      threshold   = 80
       description = "Redis engine CPU above 80% for 15 minutes"
     }
     redis-memory-high = {
-      namespace = "AWS/ElastiCache", metric = "DatabaseMemoryUsagePercentage", statistic = "Maximum"
-      dimensions = { ReplicationGroupId = var.redis_replication_group_id }
-      comparison = "GreaterThanThreshold", threshold = 85
+      namespace   = "AWS/ElastiCache"
+      metric      = "DatabaseMemoryUsagePercentage"
+      statistic   = "Maximum"
+      dimensions  = { ReplicationGroupId = var.redis_replication_group_id }
+      comparison  = "GreaterThanThreshold"
+      threshold   = 85
       description = "Redis memory above 85%"
     }
     rabbitmq-cpu-high = {
-      namespace = "AWS/AmazonMQ", metric = "SystemCpuUtilization", statistic = "Average"
-      dimensions = { Broker = var.mq_broker_name }
-      comparison = "GreaterThanThreshold", threshold = 80
+      namespace   = "AWS/AmazonMQ"
+      metric      = "SystemCpuUtilization"
+      statistic   = "Average"
+      dimensions  = { Broker = var.mq_broker_name }
+      comparison  = "GreaterThanThreshold"
+      threshold   = 80
       description = "RabbitMQ CPU above 80% for 15 minutes"
     }
   }

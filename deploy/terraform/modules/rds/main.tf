@@ -95,13 +95,13 @@ resource "aws_db_instance" "this" {
   parameter_group_name   = aws_db_parameter_group.this.name
 
   # Automated backups give point-in-time restore within the retention window.
-  backup_retention_period  = var.backup_retention_days
-  backup_window            = "02:00-03:00"
-  maintenance_window       = "sun:03:30-sun:04:30"
-  copy_tags_to_snapshot    = true
-  delete_automated_backups = false
-  deletion_protection      = true
-  skip_final_snapshot      = false
+  backup_retention_period   = var.backup_retention_days
+  backup_window             = "02:00-03:00"
+  maintenance_window        = "sun:03:30-sun:04:30"
+  copy_tags_to_snapshot     = true
+  delete_automated_backups  = false
+  deletion_protection       = true
+  skip_final_snapshot       = false
   final_snapshot_identifier = "${var.name}-final"
 
   iam_database_authentication_enabled = true
