@@ -75,6 +75,7 @@ JUSTIFIED_SKIPS = {
     "CKV_AWS_145": "S3 server access logs can only be delivered to an SSE-S3 bucket",
     "CKV2_AWS_57": "only the database secret can rotate by Lambda; the secret key and service "
     "keys rotate in two phases by hand (docs/operations.md)",
+    "CKV_AWS_209": "Amazon MQ for RabbitMQ encrypts at rest with an AWS-owned key only",
     "CKV2_AWS_5": "the rotation Lambda's security group is attached through the SAR stack's "
     "parameters, which checkov cannot follow",
 }
@@ -233,7 +234,8 @@ def test_mq_is_a_private_multi_az_rabbitmq_cluster(config: Config) -> None:
     assert broker["engine_type"] == "RabbitMQ"
     assert broker["deployment_mode"] == "CLUSTER_MULTI_AZ"
     assert broker["publicly_accessible"] is False
-    assert one(broker["encryption_options"])["use_aws_owned_key"] is False
+    assert broker["auto_minor_version_upgrade"] is True
+    assert one(broker["logs"])["general"] is True
 
 
 def test_ecr_scans_on_push_with_immutable_tags(config: Config) -> None:

@@ -44,7 +44,7 @@ locals {
   # Keys are known at plan time, as for_each needs; the group ids are not.
   compute_security_groups = merge(
     { eks = module.eks.cluster_security_group_id },
-    var.enable_ecs ? { ecs = module.ecs[0].tasks_security_group_id } : {},
+    { for key, id in { ecs = one(module.ecs[*].tasks_security_group_id) } : key => id if var.enable_ecs },
   )
 }
 
@@ -84,7 +84,6 @@ module "mq" {
   vpc_id                     = module.network.vpc_id
   subnet_ids                 = module.network.data_subnet_ids
   allowed_security_group_ids = local.compute_security_groups
-  kms_key_arn                = module.kms.key_arn
   password                   = random_password.rabbitmq.result
 }
 

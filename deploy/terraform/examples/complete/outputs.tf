@@ -40,5 +40,5 @@ output "alarm_topic_arn" {
 
 output "ecs_migrations_task_definition_arn" {
   description = "ECS task definition that runs `armillary db upgrade` (null unless enable_ecs)."
-  value       = var.enable_ecs ? module.ecs[0].migrations_task_definition_arn : null
+  value       = one(module.ecs[*].migrations_task_definition_arn)
 }

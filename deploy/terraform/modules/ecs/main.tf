@@ -201,8 +201,9 @@ resource "aws_ecs_task_definition" "this" {
         var.environment,
         local.service_urls,
         lookup(var.process_environment, each.key, {}),
-        local.service_key_of[each.key] == null ? {} : {
-          ARMILLARY_SERVICE_KEY_SECRET_ID = var.service_key_secret_arns[local.service_key_of[each.key]]
+        {
+          for key, service in { ARMILLARY_SERVICE_KEY_SECRET_ID = local.service_key_of[each.key] } :
+          key => var.service_key_secret_arns[service] if service != null
         },
       ) : { name = key, value = value }
     ]

@@ -1,5 +1,6 @@
 # Amazon MQ for RabbitMQ, the event transport of the distributed shape (ADR 0020):
-# a three-node cluster across zones, private, reached over amqps:// on 5671.
+# a three-node cluster across zones, private, reached over amqps:// on 5671. Data at rest is
+# encrypted with an AWS-owned key: RabbitMQ brokers accept no customer-managed key.
 resource "aws_security_group" "this" {
   name        = "${var.name}-rabbitmq"
   description = "RabbitMQ: AMQPS only from the platform's compute"
@@ -18,6 +19,7 @@ resource "aws_vpc_security_group_ingress_rule" "clients" {
 }
 
 resource "aws_mq_broker" "this" {
+  #checkov:skip=CKV_AWS_209:Amazon MQ for RabbitMQ encrypts at rest with an AWS-owned key only; encryption_options apply to ActiveMQ
   broker_name                = var.name
   engine_type                = "RabbitMQ"
   engine_version             = var.engine_version
@@ -27,11 +29,6 @@ resource "aws_mq_broker" "this" {
   auto_minor_version_upgrade = true
   subnet_ids                 = var.subnet_ids
   security_groups            = [aws_security_group.this.id]
-
-  encryption_options {
-    use_aws_owned_key = false
-    kms_key_id        = var.kms_key_arn
-  }
 
   logs {
     general = true

@@ -34,16 +34,6 @@ variable "allowed_security_group_ids" {
   type        = map(string)
 }
 
-variable "kms_key_arn" {
-  description = "KMS key the broker encrypts its data with."
-  type        = string
-
-  validation {
-    condition     = can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
-    error_message = "kms_key_arn must be a KMS key ARN."
-  }
-}
-
 variable "engine_version" {
   description = "RabbitMQ version offered by Amazon MQ."
   type        = string
