@@ -264,7 +264,6 @@ def test_only_data_and_workers_touch_datasets(config: Config) -> None:
         assert datasets in _policy(config, process), process
     for process in ["base", "identity", "workflows", "registry", "serving", "scheduler"]:
         assert "datasets" not in _policy(config, process), f"{process} reaches datasets"
-    assert "datasets" not in _policy(config, "migrations")
     assert "datasets" not in _policy(config, "sagemaker_execution")
 
 

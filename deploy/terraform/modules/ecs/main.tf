@@ -133,7 +133,7 @@ data "aws_iam_policy_document" "tasks_assume" {
 }
 
 # The execution role pulls images and writes logs; it reads no secret, since processes
-# fetch their own secrets with their task role.
+# fetch their own secrets with their task role (the iam module's policies).
 resource "aws_iam_role" "execution" {
   name               = "${var.name}-ecs-execution"
   assume_role_policy = data.aws_iam_policy_document.tasks_assume.json
@@ -146,7 +146,7 @@ resource "aws_iam_role_policy_attachment" "execution" {
 }
 
 resource "aws_iam_role" "task" {
-  for_each           = { for name in keys(local.tasks) : name => name if name != "gateway" }
+  for_each           = local.tasks
   name               = "${var.name}-ecs-${each.key}"
   assume_role_policy = data.aws_iam_policy_document.tasks_assume.json
   tags               = var.tags
@@ -167,7 +167,7 @@ resource "aws_ecs_task_definition" "this" {
   cpu                      = var.sizes[each.key].cpu
   memory                   = var.sizes[each.key].memory
   execution_role_arn       = aws_iam_role.execution.arn
-  task_role_arn            = each.key == "gateway" ? null : aws_iam_role.task[each.key].arn
+  task_role_arn            = aws_iam_role.task[each.key].arn
 
   runtime_platform {
     operating_system_family = "LINUX"
@@ -202,8 +202,8 @@ resource "aws_ecs_task_definition" "this" {
         local.service_urls,
         lookup(var.process_environment, each.key, {}),
         {
-          for key, service in { ARMILLARY_SERVICE_KEY_SECRET_ID = local.service_key_of[each.key] } :
-          key => var.service_key_secret_arns[service] if service != null
+          for setting, service in { ARMILLARY_SERVICE_KEY_SECRET_ID = local.service_key_of[each.key] } :
+          setting => var.service_key_secret_arns[service] if service != null
         },
       ) : { name = key, value = value }
     ]

@@ -12,7 +12,9 @@
 # | serving   |          |      |      | read   | rw          |            |
 #
 # Only data and worker ever name the dataset prefix, and only worker may pass the SageMaker
-# execution role (docs/training-image.md). Identity touches no object at all.
+# execution role (docs/training-image.md). Identity, the gateway and migrations touch no
+# object. Every process reads the shared secrets, because every `armillary` command loads
+# the settings, which resolve each *_SECRET_ID of the shared environment at start.
 data "aws_partition" "current" {}
 data "aws_region" "current" {}
 data "aws_caller_identity" "current" {}
@@ -41,6 +43,9 @@ locals {
     # builds the workflows service.
     worker    = var.service_key_secret_arns["workflows"]
     scheduler = var.service_key_secret_arns["workflows"]
+    # No service key: the gateway calls no internal route, migrations call no service.
+    gateway    = null
+    migrations = null
   }
 
   policies = {
@@ -51,7 +56,8 @@ locals {
     serving    = data.aws_iam_policy_document.serving.json
     scheduler  = data.aws_iam_policy_document.scheduler.json
     worker     = data.aws_iam_policy_document.worker.json
-    migrations = data.aws_iam_policy_document.migrations.json
+    gateway    = data.aws_iam_policy_document.base["gateway"].json
+    migrations = data.aws_iam_policy_document.base["migrations"].json
   }
 }
 
@@ -62,7 +68,7 @@ data "aws_iam_policy_document" "base" {
   statement {
     sid       = "ReadOwnSecrets"
     actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    resources = concat(local.shared_secrets, [each.value])
+    resources = concat(local.shared_secrets, each.value == null ? [] : [each.value])
   }
   statement {
     sid       = "UsePlatformKey"
@@ -225,20 +231,6 @@ data "aws_iam_policy_document" "worker" {
       variable = "iam:PassedToService"
       values   = ["sagemaker.amazonaws.com"]
     }
-  }
-}
-
-# Migrations need the database secrets only, no object.
-data "aws_iam_policy_document" "migrations" {
-  statement {
-    sid       = "ReadDatabaseSecrets"
-    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    resources = [var.secret_arns["database"], var.secret_arns["secret-key"]]
-  }
-  statement {
-    sid       = "UsePlatformKey"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
   }
 }
 
