@@ -16,9 +16,9 @@ TOOLS = ROOT / ".tools"
 
 
 def tool(name: str) -> str:
-    """The path of checker ``name``: helm in .tools/bin, checkov in .tools/checkov/bin (its
-    HCL parser clashes with python-hcl2's), the rest in .tools/venv/bin."""
-    for folder in (TOOLS / "bin", TOOLS / "checkov" / "bin", TOOLS / "venv" / "bin"):
+    """The path of checker ``name``: helm in .tools/bin, the rest in .tools/venv/bin, checkov
+    in .tools/checkov/bin (its HCL parser clashes with python-hcl2's, whose hcl2tojson wins)."""
+    for folder in (TOOLS / "bin", TOOLS / "venv" / "bin", TOOLS / "checkov" / "bin"):
         path = folder / name
         if path.exists():
             return str(path)
