@@ -12,6 +12,7 @@ import signal
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from fastapi import FastAPI
@@ -144,10 +145,14 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
         loop.add_signal_handler(signum, stop)
 
 
-def _serve_metrics(settings: WorkflowSettings) -> None:
-    # Processes without an HTTP API of their own still need to be scraped.
-    if settings.metrics_port is not None:
-        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
+def serve_engine_metrics(settings: WorkflowSettings, host: str) -> WSGIServer | None:
+    """Processes without an HTTP API of their own (scheduler, worker) still need to be
+    scraped: on ARMILLARY_WORKFLOWS_METRICS_PORT, bound to ARMILLARY_METRICS_HOST (loopback
+    unless a pod's scraper must reach it)."""
+    if settings.metrics_port is None:
+        return None
+    server, _thread = prometheus_client.start_http_server(settings.metrics_port, addr=host)
+    return server
 
 
 def default_work_root(settings: Settings) -> Path:
@@ -260,7 +265,7 @@ async def run_worker(
         work_root=work_root,
         concurrency=concurrency,
     )
-    _serve_metrics(wf)
+    serve_engine_metrics(wf, settings.metrics_host)
     await runtime.start()
     _stop_on_signals(worker.stop)
     try:
@@ -295,7 +300,7 @@ async def run_scheduler(
     )
     workflows = workflows_of(runtime)
     scheduler = Scheduler(runtime.db, workflows.settings, store=workflows.store)
-    _serve_metrics(workflows.settings)
+    serve_engine_metrics(workflows.settings, settings.metrics_host)
     await runtime.start()
     _stop_on_signals(scheduler.stop)
     try:
