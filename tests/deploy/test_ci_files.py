@@ -3,6 +3,7 @@ must do) and the Jenkinsfile's stages."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,24 @@ def test_workflows_pass_actionlint() -> None:
 def test_workflows_match_githubs_schema() -> None:
     files = sorted(map(str, WORKFLOWS.glob("*.yml")))
     run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files)
+
+
+def test_workflows_pass_checkov() -> None:
+    files = [arg for path in (CI, RELEASE) for arg in ("-f", str(path))]
+    result = run(
+        tool("checkov"),
+        "--skip-download",
+        "--compact",
+        "--quiet",
+        "-o",
+        "json",
+        *files,
+        check=False,
+    )
+    reports = json.loads(result.stdout)
+    for report in reports if isinstance(reports, list) else [reports]:
+        assert report["summary"]["failed"] == 0, result.stdout
+        assert report["summary"]["skipped"] == 0  # nothing skipped: nothing to justify
 
 
 @pytest.mark.parametrize("path", [CI, RELEASE], ids=lambda p: p.name)

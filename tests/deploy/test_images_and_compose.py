@@ -61,6 +61,25 @@ def test_hadolint_passes_with_only_justified_ignores() -> None:
     assert rules <= JUSTIFIED_IGNORES.keys(), f"unjustified hadolint ignores: {rules}"
 
 
+def test_checkov_passes_with_only_justified_skips() -> None:
+    result = run(
+        tool("checkov"),
+        "--skip-download",
+        "--compact",
+        "--quiet",
+        "-o",
+        "json",
+        "-f",
+        str(DOCKERFILE),
+        check=False,
+    )
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["failed"] == 0, result.stdout
+    assert summary["parsing_errors"] == 0
+    for reason in re.findall(r"checkov:skip=CKV\w+:(.*)", DOCKERFILE.read_text()):
+        assert reason.strip(), "a checkov skip without its reason"
+
+
 def test_base_image_is_an_argument_declared_before_the_first_from(dockerfile: Dockerfile) -> None:
     args = [i.args for i in dockerfile.preamble if i.keyword == "ARG"]
     assert "BASE_IMAGE=python:3.11-slim" in args
