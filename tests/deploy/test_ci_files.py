@@ -139,6 +139,7 @@ def test_jenkinsfile_has_the_same_stages_on_a_kubernetes_agent() -> None:
     assert stages == list(JENKINS_STAGES)
     assert re.search(r"agent\s*\{\s*kubernetes\s*\{", text)
     assert "disableConcurrentBuilds(abortPrevious: true)" in text
-    for service in ("postgres", "redis", "rabbitmq"):
+    # RabbitMQ runs in the build container: the tests need rabbitmqctl and its binaries.
+    for service in ("postgres", "redis"):
         assert re.search(rf"- name: {service}\n\s+image: {service}:", text), service
     assert "sh 'make test'" in text
