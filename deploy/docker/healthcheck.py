@@ -2,7 +2,8 @@
 
 The python slim base has no curl or wget, so the standard library does it. The URL is
 ARMILLARY_HEALTHCHECK_URL (or the first argument); without one, the API image tries the five
-services' default ports (8101-8105): a container serves one service, whichever it is.
+services' default ports (8101-8105) and the gateway's stats listener (9902): a container runs
+one of them, whichever it is.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import os
 import sys
 import urllib.request
 
-SERVICE_PORTS = (8101, 8102, 8103, 8104, 8105)
+DEFAULT_URLS = [
+    *(f"http://127.0.0.1:{port}/healthz" for port in (8101, 8102, 8103, 8104, 8105)),
+    "http://127.0.0.1:9902/ready",  # Envoy, `armillary gateway`
+]
 TIMEOUT_SECONDS = 3
 
 
@@ -25,7 +29,7 @@ def answers(url: str) -> bool:
 
 def main() -> int:
     url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("ARMILLARY_HEALTHCHECK_URL")
-    urls = [url] if url else [f"http://127.0.0.1:{port}/healthz" for port in SERVICE_PORTS]
+    urls = [url] if url else DEFAULT_URLS
     return 0 if any(answers(candidate) for candidate in urls) else 1
 
 

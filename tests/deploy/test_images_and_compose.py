@@ -140,6 +140,15 @@ def test_dependencies_come_from_the_lock_without_dev(dockerfile: Dockerfile) -> 
     assert all("--frozen --no-dev" in s for s in syncs)
 
 
+@pytest.mark.parametrize("role", ["api", "gateway"])
+def test_image_carries_envoy_for_the_gateway(dockerfile: Dockerfile, role: str) -> None:
+    """The Helm chart runs `gateway` from the api image by default: both carry Envoy."""
+    copies = [i.args for i in dockerfile.effective(role, "COPY") if i.args.startswith("--from=")]
+    assert copies[-1].startswith("--from=build-gateway ")
+    groups = " ".join(i.args for i in dockerfile.stages["build-gateway"].instructions)
+    assert "--group gateway" in groups
+
+
 def test_the_ca_reaches_builds_only_as_a_secret_mount(dockerfile: Dockerfile) -> None:
     instructions = [i for stage in dockerfile.stages.values() for i in stage.instructions]
     uses = [i for i in instructions if "/run/secrets/ca" in i.args]
