@@ -1,4 +1,4 @@
-# One repository per image target of deploy/Dockerfile: tags are immutable (a deployed tag
+# One repository per image target of deploy/docker/Dockerfile: tags are immutable (a deployed tag
 # always names the same bytes), every push is scanned, layers are KMS-encrypted, and old
 # untagged images expire.
 resource "aws_ecr_repository" "this" {
