@@ -4,9 +4,11 @@ A missing checker fails the suite: it is never a reason to skip."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,24 @@ def run(*args: str, check: bool = True, **kwargs: object) -> subprocess.Complete
     if check:
         assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def checkov_reports(*args: str) -> list[dict[str, Any]]:
+    """checkov's JSON reports (one per framework) for ``args`` (targets and options), offline
+    and quiet; it exits non-zero on findings, so the tests read the reports instead."""
+    result = run(
+        tool("checkov"),
+        "--skip-download",
+        "--compact",
+        "--quiet",
+        "-o",
+        "json",
+        *args,
+        check=False,
+    )
+    assert result.stdout.strip(), result.stderr
+    report = json.loads(result.stdout)
+    return report if isinstance(report, list) else [report]
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ must do) and the Jenkinsfile's stages."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT, run, tool
+from tests.deploy.conftest import ROOT, checkov_reports, run, tool
 from tests.deploy.dockerfile import parse
 
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -51,19 +50,8 @@ def test_workflows_match_githubs_schema() -> None:
 
 def test_workflows_pass_checkov() -> None:
     files = [arg for path in (CI, RELEASE) for arg in ("-f", str(path))]
-    result = run(
-        tool("checkov"),
-        "--skip-download",
-        "--compact",
-        "--quiet",
-        "-o",
-        "json",
-        *files,
-        check=False,
-    )
-    reports = json.loads(result.stdout)
-    for report in reports if isinstance(reports, list) else [reports]:
-        assert report["summary"]["failed"] == 0, result.stdout
+    for report in checkov_reports(*files):
+        assert report["summary"]["failed"] == 0, report["results"]
         assert report["summary"]["skipped"] == 0  # nothing skipped: nothing to justify
 
 

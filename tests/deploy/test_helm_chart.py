@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.conftest import DEPLOY, run, tool
+from tests.deploy.conftest import DEPLOY, checkov_reports, run, tool
 
 CHART = DEPLOY / "helm" / "armillary"
 ALL_FEATURES = CHART / "ci" / "all-features-values.yaml"
@@ -538,22 +538,9 @@ def checkov_failures(default_manifest: str, full_manifest: str, tmp_path_factory
         path = folder / f"{variant}.yaml"
         path.write_text(manifest)
         files += ["-f", str(path)]
-    result = run(
-        tool("checkov"),
-        *files,
-        "--framework",
-        "kubernetes",
-        "--skip-download",
-        "--compact",
-        "--quiet",
-        "--skip-check",
-        ",".join(CHECKOV_SKIPS),
-        "-o",
-        "json",
-        check=False,
+    reports = checkov_reports(
+        *files, "--framework", "kubernetes", "--skip-check", ",".join(CHECKOV_SKIPS)
     )
-    report = json.loads(result.stdout)
-    reports = report if isinstance(report, list) else [report]
     return {
         (check["check_id"], check["resource"])
         for part in reports

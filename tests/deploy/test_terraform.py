@@ -16,7 +16,7 @@ from armillary.kit.storage.admin import (
     RULE_EXPIRE_NONCURRENT,
     RULE_PROCESSED_TO_IA,
 )
-from tests.deploy.conftest import run, tool
+from tests.deploy.conftest import checkov_reports
 from tests.deploy.terraform_config import TERRAFORM, Config, one, parse
 
 MODULES = TERRAFORM / "modules"
@@ -92,22 +92,8 @@ def config() -> Config:
 
 @pytest.fixture(scope="module")
 def checkov() -> dict:
-    result = run(
-        tool("checkov"),
-        "-d",
-        str(TERRAFORM),
-        "--framework",
-        "terraform",
-        "--skip-download",
-        "--compact",
-        "--quiet",
-        "-o",
-        "json",
-        check=False,
-    )
-    assert result.stdout.strip(), result.stderr
-    report = json.loads(result.stdout)
-    return report[0] if isinstance(report, list) else report
+    [report] = checkov_reports("-d", str(TERRAFORM), "--framework", "terraform")
+    return report
 
 
 def test_every_module_exists_with_pinned_providers(config: Config) -> None:
