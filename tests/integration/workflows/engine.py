@@ -79,7 +79,10 @@ def engine_env(settings: Settings, base_url: str, **extra: str) -> dict[str, str
         ARMILLARY_REDIS_URL=REDIS_URL,
         ARMILLARY_SECRET_KEY=TEST_SECRET,
         ARMILLARY_LOG_JSON="true",
-        ARMILLARY_WORKFLOWS_LEASE_SECONDS="3",
+        # Twelve heartbeats: a worker starved by a loaded two-core CI machine still renews in
+        # time (at 3 s, attempts being killed or cancelled were closed as lost), and a killed
+        # worker's task still comes back within seconds.
+        ARMILLARY_WORKFLOWS_LEASE_SECONDS="6",
         ARMILLARY_WORKFLOWS_HEARTBEAT_SECONDS="0.5",
         ARMILLARY_WORKFLOWS_POLL_SECONDS="0.5",
         ARMILLARY_WORKFLOWS_LOG_FLUSH_SECONDS="0.2",
