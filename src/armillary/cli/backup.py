@@ -154,16 +154,16 @@ def _run(action: Any) -> Any:
 
 @app.command("create")
 def create(
-    output: Annotated[Path, typer.Option("--output", help="A new or empty directory")],
+    to: Annotated[Path, typer.Option("--to", "-t", help="A new or empty directory")],
     output_format: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Back up the database and every object its rows reference, as of one moment."""
     settings, storage = _settings()
-    summary = _run(create_backup(settings, storage, output))
+    summary = _run(create_backup(settings, storage, to))
     if print_data(output_format, summary):
         return
     console.print(
-        f"Backup of {summary['taken_at']} in {output}: {summary['database']} database "
+        f"Backup of {summary['taken_at']} in {to}: {summary['database']} database "
         f"({summary['database_bytes']} bytes), {summary['objects']} objects "
         f"({summary['object_bytes']} bytes)."
     )

@@ -160,15 +160,30 @@ def download(
     project: ProjectOption,
     name: NameOption,
     version: Annotated[int, typer.Option("--version", "-v", min=1, help="Version number")],
-    output: Annotated[
+    to: Annotated[
         Path,
-        typer.Option("--output", "-o", help="File to write, or a directory to write into"),
-    ],
+        typer.Option(
+            "--to",
+            "-t",
+            help="File to write, or a directory to write <dataset>-v<n>.<format> into",
+        ),
+    ] = Path("."),
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Download a version's bytes; the file appears only once its SHA-256 checks out."""
+    """Download a version's bytes to --to (the current directory by default); the file
+    appears only once its SHA-256 checks out. --output is what is printed, as everywhere."""
     with api_client() as client, transfer_bar(f"Downloading {escape(name)} v{version}") as bar:
-        written = client.datasets.download(project, name, version, output, progress=bar)
+        written = client.datasets.download(project, name, version, to, progress=bar)
     size = written.stat().st_size
+    saved = {
+        "project": project,
+        "dataset": name,
+        "version": version,
+        "path": str(written),
+        "size_bytes": size,
+    }
+    if print_data(output, saved):
+        return
     console.print(f"Saved {escape(str(written))} ({_size(size)}, sha256 verified)")
 
 

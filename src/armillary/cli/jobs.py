@@ -30,7 +30,15 @@ from armillary.cli.job_views import (
     task_table,
     when,
 )
-from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
+from armillary.cli.log_lines import LogPrinter
+from armillary.cli.output import (
+    OUTPUT_ENV,
+    OutputFormat,
+    OutputOption,
+    fit_table,
+    print_data,
+    terminal,
+)
 from armillary.cli.prefixes import PrefixError, is_whole_id, resolve
 from armillary.cli.session import api_client, fail
 from armillary.sdk import Client
@@ -310,18 +318,29 @@ def logs(
         typer.Option("--follow", "-f", help="Keep printing new output until the attempt ends"),
     ] = False,
     project: PrefixProjectOption = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--output",
+            "-o",
+            case_sensitive=False,
+            envvar=OUTPUT_ENV,
+            help='table: the output as written; json: JSON Lines, {"line": n, "text": ...} '
+            "per line as it arrives; yaml: a list of the same objects",
+        ),
+    ] = OutputFormat.TABLE,
 ) -> None:
-    """A task's output, as written (raw text on stdout)."""
+    """A task's output: as written (raw text on stdout), or a record per line for scripts."""
+    printer = LogPrinter(output)
     with api_client() as client:
         job_id = _job_id(client, job_id, project)
         try:
             if follow:
                 for chunk in client.jobs.follow_logs(job_id, task, attempt):
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
+                    printer.write(chunk)
             else:
-                sys.stdout.write(client.jobs.logs(job_id, task, attempt))
-                sys.stdout.flush()
+                printer.write(client.jobs.logs(job_id, task, attempt))
+            printer.close()
         except BrokenPipeError:
             # The reader went away (`| head`): not an error. Later flushes must not fail too.
             with contextlib.suppress(OSError, ValueError):

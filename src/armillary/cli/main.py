@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from armillary.cli import (
     admin,
@@ -143,12 +144,21 @@ def up(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "heads") -> None:
-    """Apply migrations (every service's branch) up to REVISION."""
+def db_upgrade(
+    revision: Annotated[str, typer.Argument()] = "heads",
+    output: OutputOption = OutputFormat.TABLE,
+) -> None:
+    """Apply migrations (every service's branch) up to REVISION; prints the ones applied."""
+    from dataclasses import asdict
+
     from armillary.kit.settings import Settings
     from armillary.migrations.runner import upgrade
 
-    upgrade(Settings(), revision)
+    applied = upgrade(Settings(), revision)
+    if print_data(output, {"target": revision, "applied": [asdict(step) for step in applied]}):
+        return
+    for step in applied:
+        console.print(f"Applied {step.revision}: {escape(step.description)}", highlight=False)
     console.print("[green]Database is up to date.[/green]")
 
 
@@ -232,6 +242,7 @@ def keys_rotate(
 @keys_app.command("retire")
 def keys_retire(
     kid: Annotated[str, typer.Argument(help="The key id to retire (not the newest key).")],
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Retire an older signing key now, before its grace period ends (a leaked key, after
     `keys rotate --now`): every process refuses its tokens at once, gateways within their
@@ -241,6 +252,8 @@ def keys_retire(
     if not _run(admin.retire_key(Settings(), kid)):
         err.print(f"[red]Not retired:[/red] {kid} is the newest key, retired, or unknown.")
         raise typer.Exit(1)
+    if print_data(output, {"retired": kid}):
+        return
     console.print(f"Retired signing key {kid}")
 
 

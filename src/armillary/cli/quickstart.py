@@ -3,9 +3,10 @@
 Creates a demo project, uploads scikit-learn's bundled breast-cancer data, applies a workflow
 ingest → validate → train → evaluate → register → deploy, runs it with a live display, sends
 predictions for held-out rows to the deployment it made, records their true labels as feedback
-and prints where to look next. Run it again with ``--project`` to reuse a project: identical
-data is not uploaded twice, an unchanged workflow keeps its version, and the new model version
-replaces the deployment's variant.
+and prints where to look next (with ``--output json|yaml``: the progress on stderr, and on
+stdout what was made, each prediction and those places). Run it again with ``--project`` to
+reuse a project: identical data is not uploaded twice, an unchanged workflow keeps its
+version, and the new model version replaces the deployment's variant.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from armillary.cli.job_views import follow, summary
-from armillary.cli.output import fit_table, terminal
+from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.cli.session import (
     TOKEN_ENV,
@@ -174,28 +176,30 @@ def _client(url: str, email: str | None, password: str | None, password_stdin: b
     )
 
 
-def _project(client: Client, slug: str | None) -> str:
+def _project(client: Client, slug: str | None, screen: Console) -> dict[str, Any]:
     """The project to use: ``slug`` (created when missing), or a new ``quickstart-xxxx``."""
     if slug is None:
         slug = f"quickstart-{secrets.token_hex(2)}"
     body = {"slug": slug, "name": f"Quickstart {slug}", "description": "armillary quickstart"}
     try:
         client.request("POST", "/api/v1/projects", json=body)
-        console.print(f"Created project [bold]{escape(slug)}[/bold]")
+        screen.print(f"Created project [bold]{escape(slug)}[/bold]")
+        return {"slug": slug, "created": True}
     except ArmillaryError as exc:
         if exc.status != 409:
             raise
         client.request("GET", f"/api/v1/projects/{_segment(slug)}")
-        console.print(f"Using project [bold]{escape(slug)}[/bold]")
-    return slug
+        screen.print(f"Using project [bold]{escape(slug)}[/bold]")
+        return {"slug": slug, "created": False}
 
 
-def _apply(client: Client, project: str) -> None:
+def _apply(client: Client, project: str, screen: Console) -> dict[str, Any]:
     path = f"/api/v1/projects/{_segment(project)}/workflows"
     applied = client.request("POST", path, json=workflow_spec()).json()
     number = applied["version"]["number"]
     state = "applied" if applied["created"] else "unchanged"
-    console.print(f"Workflow [bold]{WORKFLOW}[/bold] {state}: version {number}")
+    screen.print(f"Workflow [bold]{WORKFLOW}[/bold] {state}: version {number}")
+    return {"name": WORKFLOW, "version": number, "created": applied["created"]}
 
 
 def _predict(client: Client, project: str, row: dict[str, Any], key: str) -> dict[str, Any]:
@@ -217,56 +221,77 @@ def _predict(client: Client, project: str, row: dict[str, Any], key: str) -> dic
         delay = min(delay * 2, 2.0)
 
 
-def _probability(answer: dict[str, Any], label: Any) -> str:
+def _probability(answer: dict[str, Any], label: Any) -> str | None:
     probabilities = answer.get("probabilities")
     if not isinstance(probabilities, list) or not probabilities:
-        return "-"
+        return None
     value = probabilities[0].get(str(label)) if isinstance(probabilities[0], dict) else None
-    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+    return f"{value:.3f}" if isinstance(value, int | float) else None
 
 
-def _send_predictions(client: Client, project: str, rows: list[dict[str, Any]]) -> None:
+def _send_predictions(
+    client: Client, project: str, rows: list[dict[str, Any]], screen: Console
+) -> list[dict[str, Any]]:
+    """Predict each held-out row, send the true labels as feedback; returns the predictions."""
+    sent = []
+    for index, row in enumerate(rows):
+        answer = _predict(client, project, row, key=f"quickstart-{index}")
+        sent.append(
+            {
+                "prediction_id": answer["prediction_id"],
+                "actual": row[TARGET],
+                "predicted": answer["predictions"][0],
+                "probability": _probability(answer, answer["predictions"][0]),
+                "variant": answer.get("variant"),
+                "model": answer.get("model", MODEL),
+                "model_version": answer.get("model_version"),
+            }
+        )
+    _print_predictions(sent, screen)
+    path = f"/api/v1/projects/{_segment(project)}/deployments/{DEPLOYMENT}/feedback"
+    feedback = [{"prediction_id": p["prediction_id"], "actual": p["actual"]} for p in sent]
+    client.request("POST", path, json={"items": feedback})
+    screen.print(f"Sent the true labels of those {len(feedback)} predictions as feedback.")
+    return sent
+
+
+def _print_predictions(sent: list[dict[str, Any]], screen: Console) -> None:
     table = Table(title=f"Predictions from deployment {DEPLOYMENT}")
     for column in ("#", "actual", "predicted", "p", "variant", "model", "prediction id"):
         table.add_column(column)
-    feedback = []
-    correct = 0
-    for index, row in enumerate(rows):
-        answer = _predict(client, project, row, key=f"quickstart-{index}")
-        predicted = answer["predictions"][0]
-        correct += predicted == row[TARGET]
+    for index, item in enumerate(sent):
         table.add_row(
             str(index + 1),
-            escape(str(row[TARGET])),
-            escape(str(predicted)),
-            _probability(answer, predicted),
-            escape(str(answer.get("variant", "-"))),
-            f"{escape(str(answer.get('model', MODEL)))} v{answer.get('model_version', '?')}",
-            escape(str(answer.get("prediction_id", "-"))),
+            escape(str(item["actual"])),
+            escape(str(item["predicted"])),
+            item["probability"] or "-",
+            escape(str(item["variant"] or "-")),
+            f"{escape(str(item['model']))} v{item['model_version'] or '?'}",
+            escape(str(item["prediction_id"])),
         )
-        feedback.append({"prediction_id": answer["prediction_id"], "actual": row[TARGET]})
-    fit_table(table, console, optional=("variant", "model", "p"), keep_whole=("prediction id",))
-    console.print(table)
-    console.print(f"{correct} of {len(rows)} right on rows the model never saw.")
-    path = f"/api/v1/projects/{_segment(project)}/deployments/{DEPLOYMENT}/feedback"
-    client.request("POST", path, json={"items": feedback})
-    console.print(f"Sent the true labels of those {len(feedback)} predictions as feedback.")
+    fit_table(table, screen, optional=("variant", "model", "p"), keep_whole=("prediction id",))
+    screen.print(table)
+    correct = sum(item["predicted"] == item["actual"] for item in sent)
+    screen.print(f"{correct} of {len(sent)} right on rows the model never saw.")
 
 
-def _where_to_look(url: str, project: str, job_id: str) -> None:
+def _places(url: str, project: str, job_id: str) -> dict[str, str]:
     base = f"{url}/api/v1/projects/{project}"
-    places = [
-        ("project", base),
-        ("job", f"{url}/api/v1/jobs/{job_id}"),
-        ("models", f"{base}/models/{MODEL}/versions"),
-        ("deployment", f"{base}/deployments/{DEPLOYMENT}"),
-        ("A/B analysis", f"{base}/deployments/{DEPLOYMENT}/analysis"),
-        ("API docs", f"{url}/docs"),
+    return {
+        "project": base,
+        "job": f"{url}/api/v1/jobs/{job_id}",
+        "models": f"{base}/models/{MODEL}/versions",
+        "deployment": f"{base}/deployments/{DEPLOYMENT}",
+        "A/B analysis": f"{base}/deployments/{DEPLOYMENT}/analysis",
+        "API docs": f"{url}/docs",
         # Not on the API's port: a listener of its own, on the server's machine by default.
-        ("metrics", "http://127.0.0.1:9464/metrics (ARMILLARY_METRICS_HOST/_PORT)"),
-    ]
+        "metrics": "http://127.0.0.1:9464/metrics (ARMILLARY_METRICS_HOST/_PORT)",
+    }
+
+
+def _where_to_look(places: dict[str, str], project: str, job_id: str) -> None:
     console.print("\n[bold]Where to look[/bold] (send your token as Authorization: Bearer):")
-    for name, where in places:
+    for name, where in places.items():
         console.print(f"  {name + ':':<14} {escape(where)}")
     console.print(
         f"  {'CLI:':<14} armillary jobs show {job_id} · "
@@ -291,31 +316,50 @@ def quickstart(
         typer.Option("--project", "-p", help="Project slug (default: a new quickstart-xxxx)"),
     ] = None,
     predictions: Annotated[int, typer.Option(min=1, max=HELD_OUT, help="Predictions to send")] = 5,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Create a demo project, train and deploy a model on real data, and send predictions."""
+    """Create a demo project, train and deploy a model on real data, and send predictions.
+    With --output json|yaml the progress goes to stderr and stdout gets what was made."""
     url = normalize_url(url)
     client = _client(url, email, password, password_stdin)
+    # Scripts read the result from stdout; what happens meanwhile goes to stderr.
+    screen = console if output is OutputFormat.TABLE else err
     try:
         with client, TemporaryDirectory(prefix="armillary-quickstart-") as tmp:
-            slug = _project(client, project)
+            made = _project(client, project, screen)
+            slug = made["slug"]
             csv, held_out = demo_data(Path(tmp))
             uploaded = client.datasets.upload(slug, DATASET, csv, format="csv")
             state = "uploaded" if uploaded.created else "already there"
-            console.print(
+            screen.print(
                 f"Dataset [bold]{DATASET}[/bold] version {uploaded.version['number']} {state} "
                 "(scikit-learn's breast-cancer data)"
             )
-            _apply(client, slug)
+            result: dict[str, Any] = {
+                "project": made,
+                "dataset": {
+                    "name": DATASET,
+                    "version": uploaded.version["number"],
+                    "uploaded": uploaded.created,
+                },
+                "workflow": _apply(client, slug, screen),
+            }
             job = client.jobs.run(slug, WORKFLOW, trigger="cli")
-            console.print(f"Started job {job['id']}")
-            job = follow(client, job, console, err)
-            console.print(summary(job))
+            screen.print(f"Started job {job['id']}")
+            job = follow(client, job, screen, err)
+            screen.print(summary(job))
+            result["job"] = {"id": job["id"], "status": job["status"]}
             if job["status"] != "succeeded":
-                for run in job["tasks"]:
-                    if run["error"]:
-                        console.print(f"[red]{escape(run['name'])}:[/red] {escape(run['error'])}")
+                result["job"]["errors"] = {
+                    t["name"]: t["error"] for t in job["tasks"] if t["error"]
+                }
+                if not print_data(output, result):
+                    for name, error in result["job"]["errors"].items():
+                        console.print(f"[red]{escape(name)}:[/red] {escape(error)}")
                 raise typer.Exit(1)
-            _send_predictions(client, slug, held_out[:predictions])
-            _where_to_look(url, slug, job["id"])
+            result["predictions"] = _send_predictions(client, slug, held_out[:predictions], screen)
+            result["where_to_look"] = _places(url, slug, job["id"])
+            if not print_data(output, result):
+                _where_to_look(result["where_to_look"], slug, job["id"])
     except ArmillaryError as exc:
         fail(error_message(exc))

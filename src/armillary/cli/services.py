@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from armillary.cli.output import terminal
+from armillary.cli.output import OutputFormat, OutputOption, print_data, terminal
 
 keys_app = typer.Typer(help="Service keys: how services prove who calls.", no_args_is_help=True)
 console = terminal()
@@ -71,6 +71,7 @@ def keys_create(
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing key")] = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Make SERVICE's Ed25519 key pair. Put <service>.key in that service's secret store
     only; every service that receives its calls needs <service>.pub."""
@@ -83,4 +84,7 @@ def keys_create(
     except FileExistsError as exc:
         err.print(f"[red]{exc}; --force replaces it[/red]")
         raise typer.Exit(1) from exc
+    paths = {"service": service.value, "private_key": str(private), "public_key": str(public)}
+    if print_data(output, paths):
+        return
     console.print(f"Private key: {private}\nPublic key:  {public}")

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.markup import escape
 
-from armillary.cli.output import terminal
+from armillary.cli.output import OutputFormat, OutputOption, print_data, terminal
 from armillary.cli.password import PasswordStdinOption, read_password
 from armillary.sdk import ArmillaryError, Client, Tokens
 
@@ -196,8 +197,10 @@ def login(
         typer.Option(help="Prompted for when omitted; prefer --password-stdin in scripts"),
     ] = None,
     password_stdin: PasswordStdinOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Sign in to a server and keep the tokens for the other commands.
+    """Sign in to a server and keep the tokens for the other commands (the tokens are never
+    printed, in any output format).
 
     In scripts and CI, pipe the password in: printf %s "$PASSWORD" | armillary login --url
     URL --email EMAIL --password-stdin
@@ -218,20 +221,39 @@ def login(
             expires_at=tokens.expires_at,
         )
     )
+    signed_in = {
+        "url": url,
+        "email": email,
+        "credentials_file": str(path),
+        "expires_at": _instant(tokens.expires_at),
+    }
+    if print_data(output, signed_in):
+        return
     console.print(f"Signed in to {escape(url)} as {escape(email)}; credentials in {path}")
 
 
-def logout() -> None:
+def _instant(epoch_seconds: float | None) -> str | None:
+    if epoch_seconds is None:
+        return None
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="seconds")
+
+
+def logout(output: OutputOption = OutputFormat.TABLE) -> None:
     """Revoke the stored refresh token on the server and delete the credentials file."""
     stored = load_credentials()
     if stored is None:
-        console.print("Not signed in.")
+        if not print_data(output, {"signed_out": False, "url": None, "revoked": False}):
+            console.print("Not signed in.")
         return
+    revoked = True
     with Client(stored.url, stored.access_token, refresh_token=stored.refresh_token) as client:
         try:
             client.logout()
         except ArmillaryError as exc:
             # The file goes either way: a token the server no longer takes is worthless.
+            revoked = False
             err.print(f"[yellow]Warning:[/yellow] {escape(error_message(exc))}")
     credentials_path().unlink(missing_ok=True)
+    if print_data(output, {"signed_out": True, "url": stored.url, "revoked": revoked}):
+        return
     console.print(f"Signed out of {escape(stored.url)}.")

@@ -31,6 +31,8 @@ def _run(connection: Connection) -> None:
         include_object=_include_object,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # `armillary db upgrade` reports which revisions it applied (runner.upgrade).
+        on_version_apply=config.attributes.get("on_version_apply"),
     )
     with context.begin_transaction():
         context.run_migrations()

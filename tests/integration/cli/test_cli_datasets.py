@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.integration.sdk.test_sdk_datasets import (  # the live-server helpers
     Account,
     StartServer,
@@ -79,6 +80,36 @@ def test_login_writes_owner_only_credentials(
     assert not path.exists()
 
 
+def test_login_and_logout_report_as_json_without_tokens(
+    runner: CliRunner, account: Account, config_dir: Path
+) -> None:
+    signed_in = runner.invoke(
+        app,
+        ["login", "--url", account.url, "--email", account.email, "-o", "json"],
+        input=account.password + "\n",
+    )
+
+    assert signed_in.exit_code == 0, signed_in.output
+    report = json.loads(signed_in.stdout)
+    assert report["url"] == account.url
+    assert report["email"] == account.email
+    assert report["credentials_file"] == str(config_dir / "credentials.json")
+    assert report["expires_at"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    stored = json.loads((config_dir / "credentials.json").read_text())
+    for secret in (stored["access_token"], stored["refresh_token"], account.password):
+        assert secret not in signed_in.output
+
+    signed_out = runner.invoke(app, ["logout", "--output", "yaml"])
+    assert signed_out.exit_code == 0, signed_out.output
+    assert yaml.safe_load(signed_out.stdout) == {
+        "signed_out": True,
+        "url": account.url,
+        "revoked": True,
+    }
+    again = runner.invoke(app, ["logout", "-o", "json"])
+    assert json.loads(again.stdout) == {"signed_out": False, "url": None, "revoked": False}
+
+
 def test_login_with_a_wrong_password_fails_cleanly(
     runner: CliRunner, account: Account, config_dir: Path
 ) -> None:
@@ -136,11 +167,28 @@ def test_upload_list_show_download(runner: CliRunner, account: Account, tmp_path
 
     target = tmp_path / "downloads" / "sales-copy.csv"
     downloaded = runner.invoke(
-        app, ["datasets", "download", *p, "--version", "1", "--output", str(target)], env=WIDE
+        app, ["datasets", "download", *p, "--version", "1", "--to", str(target)], env=WIDE
     )
     assert downloaded.exit_code == 0, downloaded.output
     assert "sha256 verified" in downloaded.stdout
     assert sha256_of(target) == digest
+
+    # --output is the format here too; into a directory, the file is named for the version.
+    folder = tmp_path / "into"
+    folder.mkdir()
+    as_json = runner.invoke(
+        app, ["datasets", "download", *p, "-v", "2", "-t", str(folder), "-o", "json"], env=WIDE
+    )
+    assert as_json.exit_code == 0, as_json.output
+    saved = json.loads(as_json.stdout)
+    assert saved == {
+        "project": account.project,
+        "dataset": "sales",
+        "version": 2,
+        "path": str(folder / "sales-v2.csv"),
+        "size_bytes": second.stat().st_size,
+    }
+    assert sha256_of(folder / "sales-v2.csv") == sha256_of(second)
 
 
 def _rows(output: str) -> list[str]:
@@ -173,7 +221,7 @@ def test_api_errors_are_one_line_and_exit_non_zero(
 
     missing = runner.invoke(
         app,
-        ["datasets", "download", "-p", account.project, "-n", "d", "-v", "9", "-o", "x"],
+        ["datasets", "download", "-p", account.project, "-n", "d", "-v", "9", "--to", "x"],
         env=WIDE,
     )
     assert missing.exit_code == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import re
 import threading
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from rich.console import Console
 from rich.text import Text
 from tests.integration.sdk.test_sdk_datasets import Account, StartServer, provision, start_server
@@ -306,6 +308,15 @@ def test_logs_write_raw_text(
     assert followed.exit_code == 0, followed.output
     assert followed.stdout == "[rich] markup stays as is\nstep 2\n"
     assert dict(server.requests[-1].url.params) == {"follow": "true", "attempt": "2"}
+
+    # For scripts: a record per line, whether the log is read whole or followed.
+    records = [{"line": 1, "text": "[rich] markup stays as is"}, {"line": 2, "text": "step 2"}]
+    as_json = runner.invoke(app, ["jobs", "logs", LOG_JOB, "train", "-f", "-o", "json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == records
+    as_yaml = runner.invoke(app, ["jobs", "logs", LOG_JOB, "train", "-o", "yaml"], env=env)
+    assert as_yaml.exit_code == 0, as_yaml.output
+    assert yaml.safe_load(as_yaml.stdout) == records
 
     server.status = 404
     missing = runner.invoke(app, ["jobs", "logs", LOG_JOB, "train", "-f"], env=env)

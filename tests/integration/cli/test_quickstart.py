@@ -7,6 +7,7 @@ registers version 2 and puts it into the same deployment."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -135,11 +136,20 @@ def test_quickstart_runs_to_completion_twice(
         [variant] = deployment.json()["variants"]
         assert (variant["name"], variant["resolved"]["model_version"]) == ("champion", 1)
 
-        second = _quickstart(url, env, log, "--project", "qs-demo", "--predictions", "3")
-        assert "Using project qs-demo" in second
-        assert "already there" in second
-        assert "unchanged: version 1" in second
-        assert "v2" in second  # the answers came from the new version
+        # For a script: the progress on stderr, what was made on stdout.
+        second = json.loads(
+            _quickstart(url, env, log, "--project", "qs-demo", "--predictions", "3", "-o", "json")
+        )
+        assert second["project"] == {"slug": "qs-demo", "created": False}
+        assert second["dataset"] == {"name": "breast-cancer", "version": 1, "uploaded": False}
+        assert second["workflow"] == {"name": "quickstart", "version": 1, "created": False}
+        assert second["job"]["status"] == "succeeded"
+        assert len(second["predictions"]) == 3
+        for prediction in second["predictions"]:
+            assert prediction["model_version"] == 2  # the answers came from the new version
+            assert prediction["prediction_id"]
+            assert prediction["actual"] in ("malignant", "benign")
+        assert second["where_to_look"]["A/B analysis"].endswith("/deployments/demo/analysis")
 
         deployment = client.get("/api/v1/projects/qs-demo/deployments/demo", headers=headers)
         body = deployment.json()
