@@ -41,6 +41,7 @@ def _home_excluded(settings: Settings, storage_settings: StorageSettings) -> lis
         default_work_root(settings),
         Path(cache) if cache else settings.home / "serving",
         _checkpoint_file(settings).parent,
+        *([settings.backup_dir] if settings.backup_dir else []),  # the other backups
     ]
     if storage_settings.backend == "local":
         excluded.append(storage_settings.resolved_local_root(settings.home))

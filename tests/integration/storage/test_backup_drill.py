@@ -450,6 +450,9 @@ async def test_the_home_directorys_keys_are_backed_up_but_caches_are_not(
         (home / scratch).parent.mkdir(parents=True)
         (home / scratch).write_text("rebuilt on its own")
     (home / "elsewhere").symlink_to(tmp_path)
+    (home / "backups" / "older").mkdir(parents=True)  # ARMILLARY_BACKUP_DIR's earlier ones
+    (home / "backups" / "older" / MANIFEST).write_text("{}")
+    settings.backup_dir = home / "backups"
 
     summary = await backup_cli.create_backup(settings, StorageSettings(), tmp_path / "backup")
     manifest = json.loads((tmp_path / "backup" / MANIFEST).read_text())
@@ -465,6 +468,24 @@ async def test_the_home_directorys_keys_are_backed_up_but_caches_are_not(
     (tmp_path / "backup" / "home" / "service-keys" / "data.key").write_bytes(b"other")
     report = verify(tmp_path / "backup")
     assert report.problems == ["home file service-keys/data.key was changed"]
+    # A manifest that would write outside the home directory is not read at all.
+    manifest["home_files"][0]["path"] = "../outside"
+    (tmp_path / "backup" / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BackupError, match="outside the home directory"):
+        verify(tmp_path / "backup")
+
+
+def test_the_command_line_needs_a_backup_directory_when_none_is_configured(
+    tmp_path: Path,
+) -> None:
+    env: dict[str, str | None] = {
+        name: None for name in os.environ if name.startswith("ARMILLARY_")
+    }
+    env["ARMILLARY_HOME"] = str(tmp_path / "home")
+    for args in (["list"], ["create"]):
+        done = CliRunner().invoke(cli_app, ["backup", *args], env=env)
+        assert done.exit_code == 2, done.output
+        assert "ARMILLARY_BACKUP_DIR" in done.stderr
 
 
 def test_a_backup_into_a_directory_that_is_not_empty_is_refused(
