@@ -1,6 +1,7 @@
-"""``armillary backup``: back up, list, verify and restore the database and the objects it
-references, at one consistent point (``kit.backup``). Runs against the configured database
-and object store directly, like ``armillary doctor``; no server needed."""
+"""``armillary backup``: back up, list, verify and restore the database, the objects it
+references and the home directory's files, at one consistent point (``kit.backup``), with the
+audit checkpoint kept apart as the evidence of truncation. Runs against the configured
+database and object store directly, like ``armillary doctor``; no server needed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import typer
 from armillary.cli.output import OUTPUT_ENV, OutputFormat, OutputOption, print_data, terminal
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from armillary.kit.backup import ChainHead
     from armillary.kit.settings import Settings
     from armillary.kit.storage import StorageSettings
 
@@ -51,7 +55,7 @@ def _home_excluded(settings: Settings, storage_settings: StorageSettings) -> lis
     return excluded
 
 
-async def _read_chain_head(session: Any) -> Any:
+async def _read_chain_head(session: AsyncSession) -> ChainHead | None:
     from armillary.identity.audit.service import read_head
     from armillary.kit.backup import ChainHead
 
