@@ -102,6 +102,7 @@ async def main() -> None:
             admin_password=ADMIN[1],  # type: ignore[arg-type]
             log_json=True,
             log_level="WARNING",
+            backup_checkpoint_dir=work / "checkpoints",
         )
         storage = StorageSettings()
         await asyncio.to_thread(upgrade, settings)

@@ -1,6 +1,7 @@
-"""``armillary backup``: back up, list, verify and restore the database and the objects it
-references, at one consistent point (``kit.backup``). Runs against the configured database
-and object store directly, like ``armillary doctor``; no server needed."""
+"""``armillary backup``: back up, list, verify and restore the database, the objects it
+references and the home directory's files, at one consistent point (``kit.backup``), with the
+audit checkpoint kept apart as the evidence of truncation. Runs against the configured
+database and object store directly, like ``armillary doctor``; no server needed."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from armillary.cli.output import OutputFormat, OutputOption, print_data, terminal
+from armillary.cli.output import OUTPUT_ENV, OutputFormat, OutputOption, print_data, terminal
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from armillary.kit.backup import ChainHead
     from armillary.kit.settings import Settings
     from armillary.kit.storage import StorageSettings
 
@@ -27,9 +31,47 @@ def _checkpoint_file(settings: Settings) -> Path:
     return settings.home / "audit" / "checkpoint.json"
 
 
+def _home_excluded(settings: Settings, storage_settings: StorageSettings) -> list[Path]:
+    """What of the home directory a backup leaves out: kept by other means (the database,
+    the local store's objects, the audit checkpoint kept apart) or rebuilt on its own (the
+    attempts' work directories, the serving model cache)."""
+    from sqlalchemy.engine import make_url
+
+    from armillary.app import default_work_root
+    from armillary.serving.settings import ServingSettings
+
+    cache = ServingSettings().cache_dir
+    excluded = [
+        default_work_root(settings),
+        Path(cache) if cache else settings.home / "serving",
+        _checkpoint_file(settings).parent,
+        *([settings.backup_dir] if settings.backup_dir else []),  # the other backups
+    ]
+    if storage_settings.backend == "local":
+        excluded.append(storage_settings.resolved_local_root(settings.home))
+    database = make_url(settings.database_dsn).database
+    if settings.database_dsn.startswith("sqlite") and database:
+        excluded += [Path(database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return excluded
+
+
+async def _read_chain_head(session: AsyncSession) -> ChainHead | None:
+    from armillary.identity.audit.service import read_head
+    from armillary.kit.backup import ChainHead
+
+    head = await read_head(session)
+    return ChainHead(head.seq, head.hash) if head is not None else None
+
+
 async def create_backup(
-    settings: Settings, storage_settings: StorageSettings, output: Path
+    settings: Settings,
+    storage_settings: StorageSettings,
+    output: Path,
+    *,
+    checkpoint_output: Path | None = None,
 ) -> dict[str, Any]:
+    """Back up into ``output``, the audit checkpoint into ``checkpoint_output`` (default:
+    ARMILLARY_BACKUP_CHECKPOINT_DIR)."""
     from armillary.app import storage_reference_sources
     from armillary.kit import backup
     from armillary.kit.db import Database
@@ -45,7 +87,11 @@ async def create_backup(
             store,
             storage_reference_sources(),
             output,
+            home=settings.home,
+            home_excluded=_home_excluded(settings, storage_settings),
             checkpoint_file=_checkpoint_file(settings),
+            checkpoint_dir=checkpoint_output or settings.backup_checkpoint_dir,
+            read_chain_head=_read_chain_head,
         )
     finally:
         await db.dispose()
@@ -53,14 +99,20 @@ async def create_backup(
 
 
 async def restore_backup(
-    settings: Settings, storage_settings: StorageSettings, directory: Path
+    settings: Settings,
+    storage_settings: StorageSettings,
+    directory: Path,
+    *,
+    checkpoint_dir: Path | None = None,
+    accept_truncation: bool = False,
 ) -> dict[str, Any]:
+    """Restore ``directory``, checking its audit chain against the checkpoint kept apart in
+    ``checkpoint_dir`` (default: ARMILLARY_BACKUP_CHECKPOINT_DIR)."""
     from armillary.app import storage_reference_sources
     from armillary.kit import backup
     from armillary.kit.db import Database
-    from armillary.kit.storage import open_object_store
+    from armillary.kit.storage import ObjectStore, open_object_store
 
-    secret = settings.resolved_secret_key()
     if storage_settings.backend == "s3":
         import asyncio
 
@@ -69,14 +121,35 @@ async def restore_backup(
         # The bucket may be gone with everything else: made again as `storage init` makes it.
         await asyncio.to_thread(init_bucket, storage_settings)
     db = Database.from_settings(settings)
-    store = open_object_store(storage_settings, home=settings.home, signing_secret=secret)
 
-    async def checkpoint(restored: Database) -> None:
+    def open_store() -> ObjectStore:
+        # After the home files are back: the secret is the backup's, not a new one.
+        secret = settings.resolved_secret_key()
+        return open_object_store(storage_settings, home=settings.home, signing_secret=secret)
+
+    async def checkpoint(restored: Database, evidence: Path | None) -> str | None:
+        problem = None
+        if evidence is not None:
+            problem = await _check_restored_chain(restored, settings, evidence)
+            if problem is not None and not accept_truncation:
+                await _keep_evidence(settings, evidence)
+                raise backup.BackupError(
+                    f"{problem}: the database is restored, and the audit checkpoint keeps the "
+                    "evidence; restore again with --accept-truncation to accept the chain"
+                )
         await _checkpoint_from(restored, settings)
+        return problem
 
     try:
         counts = await backup.restore(
-            directory, db, store, storage_reference_sources(), after_restore=checkpoint
+            directory,
+            db,
+            open_store,
+            storage_reference_sources(),
+            home=settings.home,
+            checkpoint_dir=checkpoint_dir or settings.backup_checkpoint_dir,
+            accept_truncation=accept_truncation,
+            after_restore=checkpoint,
         )
     finally:
         await db.dispose()
@@ -104,16 +177,46 @@ async def restore_point(
     return {"as_of": moment.isoformat(), **counts}
 
 
-async def _checkpoint_from(db: Any, settings: Settings) -> None:
+def _audit_log(settings: Settings, checkpoint: Path) -> Any:
     from armillary.identity.audit.service import AuditLog, CheckpointFile
 
-    audit = AuditLog(
+    return AuditLog(
         settings.resolved_secret_key(),
-        CheckpointFile(_checkpoint_file(settings)),
+        CheckpointFile(checkpoint),
         previous=[key.get_secret_value() for key in settings.previous_secret_keys],
     )
+
+
+async def _checkpoint_from(db: Any, settings: Settings) -> None:
     async with db.read_only() as session:
-        await audit.checkpoint_restored_head(session)
+        await _audit_log(settings, _checkpoint_file(settings)).checkpoint_restored_head(session)
+
+
+async def _check_restored_chain(db: Any, settings: Settings, evidence: Path) -> str | None:
+    """Why the restored chain does not verify against the checkpoint kept apart, if it does
+    not (the manifest's head, checked before the restore, could have been rewritten with
+    the dump)."""
+    # In a transaction: verification streams the records through a server-side cursor.
+    async with db.sessionmaker() as session:
+        report = await _audit_log(settings, evidence).verify(session)
+    if report.ok:
+        return None
+    return "the restored audit chain does not verify against the checkpoint kept apart (" + (
+        "; ".join(report.problems[:3]) + ")"
+    )
+
+
+async def _keep_evidence(settings: Settings, evidence: Path) -> None:
+    # The outside checkpoint becomes the one kept apart: `armillary audit verify` then keeps
+    # reporting what the restored chain lacks.
+    import asyncio
+
+    from armillary.identity.audit.service import CheckpointFile
+
+    kept = CheckpointFile(evidence).read()
+    if kept is not None:
+        live = CheckpointFile(_checkpoint_file(settings))
+        await asyncio.to_thread(live.write, kept, restore=True)
 
 
 async def _clear_cache(settings: Settings) -> None:
@@ -152,20 +255,68 @@ def _run(action: Any) -> Any:
         raise _fail(exc) from exc
 
 
+# `backup create --output DIR` names the backup's directory (issue 17's command line), so
+# there the output format is `-o` or `--format` (ARMILLARY_OUTPUT as everywhere).
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-o",
+        case_sensitive=False,
+        envvar=OUTPUT_ENV,
+        help="table (for people), or json or yaml (for scripts)",
+    ),
+]
+
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint-dir",
+        help="Where the audit checkpoint is kept apart from the backups "
+        "[ARMILLARY_BACKUP_CHECKPOINT_DIR]",
+    ),
+]
+
+
 @app.command("create")
 def create(
-    to: Annotated[Path, typer.Option("--to", "-t", help="A new or empty directory")],
-    output_format: OutputOption = OutputFormat.TABLE,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "--to",
+            "-t",
+            help="A new or empty directory [a new one under ARMILLARY_BACKUP_DIR]",
+        ),
+    ] = None,
+    checkpoint_output: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint-output",
+            help="Where the audit checkpoint is copied, apart from the backup "
+            "[ARMILLARY_BACKUP_CHECKPOINT_DIR]",
+        ),
+    ] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """Back up the database and every object its rows reference, as of one moment."""
+    """Back up the database, every object its rows reference and the home directory's
+    files (platform secret, service keys), as of one moment; the audit checkpoint goes
+    apart."""
     settings, storage = _settings()
-    summary = _run(create_backup(settings, storage, to))
+    if output is None:
+        if settings.backup_dir is None:
+            err.print("Give --output DIR, or set ARMILLARY_BACKUP_DIR.")
+            raise typer.Exit(2)
+        from armillary.kit.db import utcnow
+
+        output = settings.backup_dir / utcnow().strftime("%Y%m%dT%H%M%SZ")
+    summary = _run(create_backup(settings, storage, output, checkpoint_output=checkpoint_output))
     if print_data(output_format, summary):
         return
     console.print(
-        f"Backup of {summary['taken_at']} in {to}: {summary['database']} database "
+        f"Backup of {summary['taken_at']} in {output}: {summary['database']} database "
         f"({summary['database_bytes']} bytes), {summary['objects']} objects "
-        f"({summary['object_bytes']} bytes)."
+        f"({summary['object_bytes']} bytes), {summary['home_files']} home files."
     )
     if summary["missing_objects"]:
         err.print(
@@ -176,12 +327,20 @@ def create(
 
 @app.command("list")
 def list_(
-    root: Annotated[Path, typer.Argument(help="The directory holding backups")],
+    root: Annotated[
+        Path | None,
+        typer.Argument(help="The directory holding backups [ARMILLARY_BACKUP_DIR]"),
+    ] = None,
     output_format: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """The backups under a directory, newest first."""
     from armillary.kit.backup import describe, list_backups
 
+    if root is None:
+        root = _settings()[0].backup_dir
+        if root is None:
+            err.print("Give the directory holding backups, or set ARMILLARY_BACKUP_DIR.")
+            raise typer.Exit(2)
     rows = [{"directory": str(path), **describe(m)} for path, m in list_backups(root)]
     if print_data(output_format, rows):
         return
@@ -221,20 +380,44 @@ def restore(
     yes: Annotated[
         bool, typer.Option("--yes", help="Replace the configured database and store's contents")
     ] = False,
+    checkpoint_dir: CheckpointOption = None,
+    accept_truncation: Annotated[
+        bool,
+        typer.Option(
+            "--accept-truncation",
+            help="Restore even when the backup's audit chain ends before the checkpoint kept "
+            "apart (or that checkpoint is missing), and set the checkpoint from it",
+        ),
+    ] = False,
     output_format: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Replace the configured database and object store's contents with a backup's. Stop
-    every Armillary process first."""
+    """Replace the configured database, object store and home files with a backup's, after
+    checking its audit chain against the checkpoint kept apart. Stop every Armillary process
+    first."""
     if not yes:
         err.print("Restoring replaces the database and removes newer objects: add --yes.")
         raise typer.Exit(2)
     settings, storage = _settings()
-    counts = _run(restore_backup(settings, storage, directory))
+    counts = _run(
+        restore_backup(
+            settings,
+            storage,
+            directory,
+            checkpoint_dir=checkpoint_dir,
+            accept_truncation=accept_truncation,
+        )
+    )
+    if counts["audit_truncation_accepted"]:
+        err.print(
+            "[red]The audit chain was accepted short of its checkpoint:[/red] "
+            f"{counts['audit_truncation_accepted']}."
+        )
     if print_data(output_format, counts):
         return
     console.print(
         f"Restored {directory}: {counts['objects_restored']} objects put back, "
-        f"{counts['objects_removed']} newer objects removed."
+        f"{counts['objects_removed']} newer objects removed, "
+        f"{counts['home_files_restored']} home files."
     )
 
 

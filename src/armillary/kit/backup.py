@@ -10,12 +10,17 @@ the same moment T (``armillary backup``).
   rows own (log chunks, request samples) written up to T, are copied into the backup with
   their SHA-256. Objects are immutable under their keys (ADR 0010), so copying after T
   copies what T saw.
-* The audit checkpoint kept outside the database is copied as evidence; a restore sets it
-  from the restored chain head, which the dump holds signed.
+* The home directory's own files (the platform secret, service keys): ``kit.backup_home``.
+* The audit checkpoint kept outside the database is copied apart from the backup (another
+  directory, ideally another volume or account), before the database: it is then a lower
+  bound of the chain the backup holds, and the evidence if the database was truncated or
+  rolled back. A restore refuses a backup whose chain ends before that checkpoint unless
+  told to accept it, and then sets the checkpoint from the restored chain head.
 
-A restore brings back the database, puts the objects back, and deletes the objects no
-restored row owns (those written after T), so no row points at a missing object and nothing
-after T survives. Which objects rows own comes from each service (``kit.storage.doctor``).
+A restore puts the home files back, brings back the database, puts the objects back, and
+deletes the objects no restored row owns (those written after T), so no row points at a
+missing object and nothing after T survives. Which objects rows own comes from each service
+(``kit.storage.doctor``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -39,6 +45,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.kit.backup_home import HomeFile, check_home, copy_home, escapes_home, restore_home
 from armillary.kit.db import Database, utcnow
 from armillary.kit.storage import ObjectStore
 from armillary.kit.storage.doctor import (
@@ -49,17 +56,29 @@ from armillary.kit.storage.doctor import (
     repair,
 )
 
-FORMAT = 1
+FORMAT = 2  # 2: home files, and the audit checkpoint kept apart
 MANIFEST = "manifest.json"
 DATABASE_DUMP = "database.dump"
 DATABASE_SQLITE = "database.sqlite"
-CHECKPOINT = "audit-checkpoint.json"
+CHECKPOINT_SUFFIX = ".audit-checkpoint.json"
 OBJECTS = "objects"
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+-[0-9]+$")
 _CHUNK = 1024 * 1024
 
-# Sets the outside audit checkpoint from the restored database (identity's chain head).
-AfterRestore = Callable[[Database], Awaitable[None]]
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the audit chain ends: its last record's number and hash."""
+
+    seq: int
+    hash: str
+
+
+# Reads the audit chain's head in a session (identity's table; kit imports no service).
+ReadChainHead = Callable[[AsyncSession], Awaitable[ChainHead | None]]
+# After the restore: checks the restored chain against the checkpoint kept apart (its path,
+# or None) and sets the outside audit checkpoint from it; returns the accepted problem.
+AfterRestore = Callable[[Database, Path | None], Awaitable[str | None]]
 
 
 class BackupError(Exception):
@@ -75,6 +94,7 @@ class ObjectEntry:
 
 @dataclass
 class Manifest:
+    id: str
     taken_at: datetime
     database_kind: str  # "postgresql" or "sqlite"
     database_file: str
@@ -83,7 +103,11 @@ class Manifest:
     objects: list[ObjectEntry] = field(default_factory=list)
     # Referenced objects the store no longer held when the backup was made.
     missing: list[str] = field(default_factory=list)
+    # The platform's own files of the home directory (secret, service keys).
+    home_files: list[HomeFile] = field(default_factory=list)
+    # Whether the audit checkpoint was copied apart, and the chain head the database held.
     checkpoint: bool = False
+    audit_head: ChainHead | None = None
     format: int = FORMAT
 
     def write(self, directory: Path) -> None:
@@ -95,13 +119,18 @@ class Manifest:
     def read(cls, directory: Path) -> Manifest:
         try:
             data = json.loads((directory / MANIFEST).read_text())
+            if data.get("format") != FORMAT:
+                raise BackupError(f"backup format {data.get('format')} is not supported")
             data["taken_at"] = datetime.fromisoformat(data["taken_at"])
             data["objects"] = [ObjectEntry(**entry) for entry in data["objects"]]
+            data["home_files"] = [HomeFile(**entry) for entry in data["home_files"]]
+            if data["audit_head"] is not None:
+                data["audit_head"] = ChainHead(**data["audit_head"])
             manifest = cls(**data)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise BackupError(f"{directory} holds no readable backup manifest") from exc
-        if manifest.format != FORMAT:
-            raise BackupError(f"backup format {manifest.format} is not supported")
+        if any(escapes_home(entry) for entry in manifest.home_files):
+            raise BackupError(f"{directory}'s manifest names a file outside the home directory")
         return manifest
 
     @property
@@ -180,21 +209,37 @@ async def create(
     sources: Iterable[ReferenceSource],
     output: Path,
     *,
+    home: Path,
+    home_excluded: Iterable[Path] = (),
     checkpoint_file: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    read_chain_head: ReadChainHead | None = None,
 ) -> Manifest:
-    """Back up the database and the objects it references into ``output`` (new or empty)."""
+    """Back up the database and the objects it references into ``output`` (new or empty),
+    with the home directory's files but ``home_excluded``; the audit checkpoint
+    (``checkpoint_file``) goes to ``checkpoint_dir``, apart from ``output``."""
     await asyncio.to_thread(_prepare_output, output)
+    backup_id = utcnow().strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(4)
+    # Copied before the database, so the chain the backup holds cannot end before it.
+    has_checkpoint = await asyncio.to_thread(
+        _keep_checkpoint_apart, checkpoint_file, checkpoint_dir, backup_id, output
+    )
     sources = list(sources)
     if db.is_sqlite:
-        taken_at, references, database_file = await _sqlite_backup(db, sources, output)
+        taken_at, references, head, database_file = await _sqlite_backup(
+            db, sources, output, read_chain_head
+        )
     else:
-        taken_at, references, database_file = await _postgres_backup(db, sources, output)
+        taken_at, references, head, database_file = await _postgres_backup(
+            db, sources, output, read_chain_head
+        )
     objects, missing = await _copy_objects(store, references, taken_at, output)
-    has_checkpoint = checkpoint_file is not None and await asyncio.to_thread(
-        _copy_checkpoint, checkpoint_file, output
-    )
+    # Neither the backup nor the checkpoint's copy is backed up into itself.
+    excluded = [*home_excluded, output, *([checkpoint_dir] if checkpoint_dir else [])]
+    home_files = await asyncio.to_thread(copy_home, home, excluded, output)
     dump = output / database_file
     manifest = Manifest(
+        id=backup_id,
         taken_at=taken_at,
         database_kind="sqlite" if db.is_sqlite else "postgresql",
         database_file=database_file,
@@ -202,7 +247,9 @@ async def create(
         database_size=dump.stat().st_size,
         objects=objects,
         missing=missing,
+        home_files=home_files,
         checkpoint=has_checkpoint,
+        audit_head=head,
     )
     manifest.write(output)
     return manifest
@@ -214,17 +261,39 @@ def _prepare_output(output: Path) -> None:
     output.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
-def _copy_checkpoint(checkpoint_file: Path | None, output: Path) -> bool:
-    # Kept as evidence of the chain's head outside the database at the time of the backup.
+def checkpoint_copy(checkpoint_dir: Path, backup_id: str) -> Path:
+    """Where a backup's audit checkpoint is kept apart."""
+    return checkpoint_dir / f"{backup_id}{CHECKPOINT_SUFFIX}"
+
+
+def _keep_checkpoint_apart(
+    checkpoint_file: Path | None, checkpoint_dir: Path | None, backup_id: str, output: Path
+) -> bool:
     if checkpoint_file is None or not checkpoint_file.exists():
-        return False
-    shutil.copyfile(checkpoint_file, output / CHECKPOINT)
+        return False  # no audit record was ever written: nothing to vouch for
+    if checkpoint_dir is None:
+        raise BackupError(
+            "the audit checkpoint is kept apart from the backup: give --checkpoint-output DIR "
+            "or set ARMILLARY_BACKUP_CHECKPOINT_DIR (on another volume or account)"
+        )
+    apart, backup = checkpoint_dir.resolve(), output.resolve()
+    if apart == backup or backup in apart.parents or apart in backup.parents:
+        raise BackupError(
+            "the audit checkpoint's directory must be apart from the backup's, neither inside "
+            "the other: whoever can rewrite the backup must not also rewrite its evidence"
+        )
+    checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = checkpoint_copy(checkpoint_dir, backup_id)
+    content = checkpoint_file.read_bytes()
+    # Never replaces a file: a checkpoint kept apart is evidence.
+    with os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+        out.write(content)
     return True
 
 
 async def _postgres_backup(
-    db: Database, sources: list[ReferenceSource], output: Path
-) -> tuple[datetime, References, str]:
+    db: Database, sources: list[ReferenceSource], output: Path, read_head: ReadChainHead | None
+) -> tuple[datetime, References, ChainHead | None, str]:
     async with db.engine.connect() as connection:
         conn = await connection.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
@@ -239,7 +308,8 @@ async def _postgres_backup(
             # The references in the same snapshot as the dump: exactly its rows' objects.
             session = AsyncSession(bind=conn)
             references = await gather_references(session, sources)
-    return taken_at, references, DATABASE_DUMP
+            head = await read_head(session) if read_head else None
+    return taken_at, references, head, DATABASE_DUMP
 
 
 def _sqlite_path(db: Database) -> Path:
@@ -250,8 +320,8 @@ def _sqlite_path(db: Database) -> Path:
 
 
 async def _sqlite_backup(
-    db: Database, sources: list[ReferenceSource], output: Path
-) -> tuple[datetime, References, str]:
+    db: Database, sources: list[ReferenceSource], output: Path, read_head: ReadChainHead | None
+) -> tuple[datetime, References, ChainHead | None, str]:
     target = output / DATABASE_SQLITE
 
     def copy() -> None:
@@ -267,9 +337,10 @@ async def _sqlite_backup(
     try:
         async with copy_db.read_only() as session:
             references = await gather_references(session, sources)
+            head = await read_head(session) if read_head else None
     finally:
         await copy_db.dispose()
-    return taken_at, references, DATABASE_SQLITE
+    return taken_at, references, head, DATABASE_SQLITE
 
 
 def verify(directory: Path) -> VerifyReport:
@@ -298,6 +369,7 @@ def verify(directory: Path) -> VerifyReport:
             problems.append(f"object {entry.key} is missing from the backup")
         elif _sha256(path) != entry.sha256:
             problems.append(f"object {entry.key} was changed")
+    problems += check_home(directory, manifest.home_files)
     problems += [f"object {key} was already missing from the store" for key in manifest.missing]
     return VerifyReport(
         not problems, problems, len(manifest.objects), manifest.taken_at.isoformat()
@@ -317,14 +389,22 @@ def list_backups(root: Path) -> list[tuple[Path, Manifest]]:
 async def restore(
     directory: Path,
     db: Database,
-    store: ObjectStore,
+    open_store: Callable[[], ObjectStore],
     sources: Iterable[ReferenceSource],
     *,
+    home: Path,
+    checkpoint_dir: Path | None,
+    accept_truncation: bool = False,
     after_restore: AfterRestore | None = None,
-) -> dict[str, int]:
-    """Bring the database and the store back to the backup's moment T (see the module
-    docstring). The database and store are those of the settings: a database dropped
-    since is created again."""
+) -> dict[str, Any]:
+    """Bring the home directory's files, the database and the store back to the backup's
+    moment T (see the module docstring). The database and store are those of the settings:
+    a database dropped since is created again; the store is opened (``open_store``) once
+    the home files, which may hold its signing secret, are back.
+
+    The audit checkpoint kept apart (in ``checkpoint_dir``) is compared with the chain the
+    backup holds before anything is replaced: a chain that ends before it was truncated or
+    rolled back before the backup, and is refused unless ``accept_truncation``."""
     report = await asyncio.to_thread(verify, directory)
     if not report.ok:
         raise BackupError("the backup does not verify: " + "; ".join(report.problems[:5]))
@@ -333,11 +413,16 @@ async def restore(
         raise BackupError(
             f"a {manifest.database_kind} backup cannot be restored into this database"
         )
+    evidence, problem = _check_against_checkpoint(manifest, checkpoint_dir)
+    if problem is not None and not accept_truncation:
+        raise BackupError(problem + "; restore anyway with --accept-truncation")
+    home_restored = await asyncio.to_thread(restore_home, directory, manifest.home_files, home)
     await db.dispose()  # nothing of ours may hold the database while it is replaced
     if db.is_sqlite:
         await asyncio.to_thread(_restore_sqlite, directory / manifest.database_file, db)
     else:
         await _restore_postgres(directory / manifest.database_file, db)
+    store = open_store()
     restored = 0
     for entry in manifest.objects:
         await store.put_file(entry.key, directory / OBJECTS / entry.key)
@@ -348,8 +433,49 @@ async def restore(
     findings = await examine(store, references, now=utcnow(), grace=timedelta(0))
     removed = await repair(store, findings, references) if findings.orphans else None
     if after_restore is not None:
-        await after_restore(db)
-    return {"objects_restored": restored, "objects_removed": len(removed.deleted) if removed else 0}
+        problem = problem or await after_restore(db, evidence)
+    return {
+        "objects_restored": restored,
+        "objects_removed": len(removed.deleted) if removed else 0,
+        "home_files_restored": home_restored,
+        "audit_truncation_accepted": problem,
+    }
+
+
+def _check_against_checkpoint(
+    manifest: Manifest, checkpoint_dir: Path | None
+) -> tuple[Path | None, str | None]:
+    """The checkpoint kept apart for this backup (if there is one) and, if the backup's
+    chain does not reach it, why."""
+    if not manifest.checkpoint:
+        return None, None
+    if checkpoint_dir is None:
+        return None, (
+            "the backup's audit checkpoint was kept apart, and no directory to find it in was "
+            "given (--checkpoint-dir or ARMILLARY_BACKUP_CHECKPOINT_DIR): the restored chain "
+            "cannot be checked for truncation"
+        )
+    path = checkpoint_copy(checkpoint_dir, manifest.id)
+    try:
+        data = json.loads(path.read_text())
+        evidence = ChainHead(int(data["seq"]), str(data["hash"]))
+    except FileNotFoundError:
+        return None, f"the backup's audit checkpoint {path.name} is not in {checkpoint_dir}"
+    except (OSError, ValueError, TypeError, KeyError):
+        return path, f"the backup's audit checkpoint {path} is unreadable"
+    head = manifest.audit_head
+    if head is None or head.seq < evidence.seq:
+        return path, (
+            f"the backup's audit chain ends at record {head.seq if head else 0}, but the "
+            f"checkpoint kept apart when it was made is at record {evidence.seq}: the "
+            "database was truncated or rolled back before the backup"
+        )
+    if head.seq == evidence.seq and head.hash != evidence.hash:
+        return path, (
+            f"the backup's audit chain differs from the checkpoint kept apart at record "
+            f"{head.seq}: records were rewritten before the backup"
+        )
+    return path, None
 
 
 def _restore_sqlite(copy: Path, db: Database) -> None:
@@ -391,11 +517,13 @@ async def _ensure_database(db: Database) -> None:
 
 def describe(manifest: Manifest) -> dict[str, Any]:
     return {
+        "id": manifest.id,
         "taken_at": manifest.taken_at.isoformat(),
         "database": manifest.database_kind,
         "database_bytes": manifest.database_size,
         "objects": len(manifest.objects),
         "object_bytes": manifest.object_bytes,
         "missing_objects": len(manifest.missing),
+        "home_files": len(manifest.home_files),
         "audit_checkpoint": manifest.checkpoint,
     }

@@ -105,6 +105,14 @@ class Settings(SecretSourcedSettings):
     # gateway): the production profile then accepts a plain HTTP listener.
     tls_terminated_by_proxy: bool = False
 
+    # `armillary backup`: the directory backups go under (`backup create` without --output
+    # makes one per backup there; `backup list` lists it), and the directory the audit
+    # checkpoint is copied to, apart from the backups (another volume or account): it is the
+    # evidence that a backed-up database was truncated, so whoever can rewrite the backups
+    # should not be able to rewrite it too.
+    backup_dir: Path | None = None
+    backup_checkpoint_dir: Path | None = None
+
     # Encrypts signing keys at rest and keys the audit checkpoint signature.
     secret_key: SecretStr | None = None
     # Secret keys this one replaced (a JSON list): values encrypted under them at rest (alert

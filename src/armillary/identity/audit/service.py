@@ -100,6 +100,12 @@ class CheckpointFile:
             os.replace(tmp, self.path)
 
 
+async def read_head(session: AsyncSession) -> Checkpoint | None:
+    """The chain head the database holds (None before the first record)."""
+    head = await session.get(AuditChainHead, _HEAD_ID)
+    return Checkpoint(head.seq, head.hash, head.signature) if head is not None else None
+
+
 class AuditLog:
     def __init__(
         self, secret: str, checkpoint_file: CheckpointFile, *, previous: Iterable[str] = ()
