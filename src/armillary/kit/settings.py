@@ -234,7 +234,7 @@ class Settings(SecretSourcedSettings):
 
     def plaintext_hops(self) -> list[str]:
         """The hops leaving this machine without TLS (the production profile refuses them)."""
-        from armillary.kit.tls import is_loopback
+        from armillary.kit.tls import is_loopback, plaintext_service_urls
 
         hops = []
         if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
@@ -246,7 +246,8 @@ class Settings(SecretSourcedSettings):
             hops += _off_machine("Redis (a rediss:// URL)", self.redis_url)
         if self.rabbitmq_url and self.rabbitmq_url.startswith("amqp://"):
             hops += _off_machine("RabbitMQ (an amqps:// URL)", self.rabbitmq_url)
-        return hops
+        # Calls to the other services of the distributed shape carry bearer tokens and data.
+        return hops + plaintext_service_urls(self.service_urls())
 
     def ca_file(self, hop: Literal["database", "redis", "rabbitmq"]) -> Path | None:
         """The CA bundle ``hop`` verifies against: its own, else the platform's."""
