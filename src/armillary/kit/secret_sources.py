@@ -64,7 +64,9 @@ class _SecretsManager:
         if self._client is None:
             self._client = boto3.client("secretsmanager")
         try:
-            answer = self._client.get_secret_value(SecretId=secret_id)
+            # AWSCURRENT by name: a rotation's AWSPENDING value may not be in use yet, and the
+            # label (not a default version) is what its finishSecret step moves.
+            answer = self._client.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "error")
             raise SecretSourceError(f"Secrets Manager refused {secret_id!r}: {code}") from None
