@@ -67,7 +67,9 @@ def test_tls_on_each_hop_is_accepted(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
 def test_a_plaintext_service_url_off_the_machine_is_refused(tmp_path: Path, service: str) -> None:
-    with pytest.raises(ValueError, match=f"the {service} service .*ARMILLARY_{service.upper()}_URL"):
+    with pytest.raises(
+        ValueError, match=f"the {service} service .*ARMILLARY_{service.upper()}_URL"
+    ):
         production(tmp_path, **{f"{service}_url": f"http://{service}.internal:8000"})
     # A proxy terminating TLS for this process's clients says nothing of its outgoing calls.
     with pytest.raises(ValueError, match=f"the {service} service"):
