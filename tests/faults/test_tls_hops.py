@@ -46,7 +46,6 @@ from tests.faults.private_rabbitmq import private_rabbitmq
 from tests.faults.private_services import PrivatePostgres, private_postgres
 from tests.integration.workflows.engine import free_port
 
-
 # OpenSSL's and rustls's (the object store client's) words for a certificate that does not
 # name the host asked for.
 HOSTNAME_MISMATCH = re.compile(r"(?i)hostname mismatch|doesn't match|NotValidForName")
@@ -339,10 +338,10 @@ async def test_s3_over_https_with_a_private_ca(
         await asyncio.to_thread(init_bucket, storage(stranger))
     # The right CA, but the certificate is for 127.0.0.1, not for the name asked for.
     misnamed = tls_moto.replace("127.0.0.1", "localhost")
-    with pytest.raises(Exception) as wrong_name:  # noqa: PT011 - the message is checked
+    with pytest.raises(Exception) as wrong_name:
         await S3ObjectStore(storage(ca, misnamed)).get_bytes("hello.txt")
     assert HOSTNAME_MISMATCH.search(str(wrong_name.value))
-    with pytest.raises(Exception) as wrong_name:  # noqa: PT011 - the message is checked
+    with pytest.raises(Exception) as wrong_name:
         await asyncio.to_thread(init_bucket, storage(ca, misnamed))
     assert HOSTNAME_MISMATCH.search(str(wrong_name.value))
 

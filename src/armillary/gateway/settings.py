@@ -79,7 +79,7 @@ class GatewaySettings(BaseSettings):
     def _refuse_plaintext_in_production(self) -> GatewaySettings:
         hops = self.plaintext_hops()
         if self.profile == "production" and hops:
-            raise InsecureSettings("; ".join(f"{hop} is plaintext off this machine" for hop in hops))
+            raise InsecureSettings("; ".join(f"{h} is plaintext off this machine" for h in hops))
         return self
 
     def plaintext_hops(self) -> list[str]:

@@ -96,7 +96,7 @@ def gateway(**values: Any) -> GatewaySettings:
 
 
 def test_the_gateway_refuses_plaintext_upstreams_off_the_machine() -> None:
-    with pytest.raises(ValueError, match="the serving service .*ARMILLARY_SERVING_URL"):
+    with pytest.raises(ValueError, match=r"the serving service .*ARMILLARY_SERVING_URL"):
         gateway(serving_url="http://10.0.3.7:8105")
     # Its listener is refused too unless it has a certificate or sits behind a TLS proxy,
     # and that proxy does not excuse a plaintext upstream.

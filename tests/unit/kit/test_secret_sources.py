@@ -97,7 +97,8 @@ def test_a_secret_is_found_by_its_arn(secretsmanager: Any, monkeypatch: pytest.M
     arn = secretsmanager.create_secret(
         Name=name, SecretString=json.dumps({"key": "a" * 40, "other": "b" * 40})
     )["ARN"]
-    assert arn.startswith("arn:aws:secretsmanager:") and name in arn
+    assert arn.startswith("arn:aws:secretsmanager:")
+    assert name in arn
     monkeypatch.setenv("ARMILLARY_SECRET_KEY_SECRET_ID", f"{arn}#key")
     assert Settings().resolved_secret_key() == "a" * 40
     # The whole ARN, without a key, is the secret string itself.
