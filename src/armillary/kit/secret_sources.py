@@ -88,6 +88,11 @@ class _SecretsManager:
 SECRETS_MANAGER = _SecretsManager()
 
 
+#: How a secret reference is written as one string (alert channels take these), by kind.
+REFERENCE_SCHEMES = {"secretsmanager": "aws-secretsmanager:", "file": "file:"}
+REFERENCE_FORMS = "aws-secretsmanager:NAME_OR_ARN[#key] or file:/absolute/path"
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """Where one secret setting's value lives; :meth:`read` fetches it (again)."""
@@ -95,6 +100,43 @@ class SecretRef:
     setting: str
     kind: str  # "secretsmanager" or "file"
     location: str
+
+    @classmethod
+    def parse(cls, setting: str, reference: str) -> SecretRef:
+        """A reference written as one string (:data:`REFERENCE_FORMS`). ValueError, naming
+        the accepted forms, for anything else; a file's path must be absolute and normal (no
+        ``..``, no ``//``), so that where it points can be checked by its text."""
+        for kind, scheme in REFERENCE_SCHEMES.items():
+            if not reference.startswith(scheme):
+                continue
+            location = reference.removeprefix(scheme)
+            name, _, key = location.partition("#")
+            if any(c.isspace() or ord(c) < 32 for c in location) or not name:
+                break
+            if "#" in location and not key:
+                break
+            if kind == "file" and (
+                "#" in location
+                or not name.startswith("/")
+                or os.path.normpath(name) != name.rstrip("/")
+            ):
+                break
+            return cls(setting, kind, location)
+        raise ValueError(f"a secret reference is written {REFERENCE_FORMS}")
+
+    @property
+    def reference(self) -> str:
+        """The reference as one string, as :meth:`parse` reads it."""
+        return REFERENCE_SCHEMES[self.kind] + self.location
+
+    @property
+    def secret_name(self) -> str:
+        """Secrets Manager: the secret's name, also when given by ARN (its 6-character
+        version suffix included); a file: its path."""
+        name = self.location.partition("#")[0]
+        if self.kind == "secretsmanager" and name.startswith("arn:"):
+            return name.partition(":secret:")[2] or name
+        return name
 
     def read(self, *, fresh: bool = False) -> str:
         if self.kind == "file":
