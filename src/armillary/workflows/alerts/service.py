@@ -173,9 +173,11 @@ def _audit(
 
 
 def _referenced(hidden: dict[str, Any]) -> dict[str, Any]:
-    """Audit details of the secrets given by reference: where they are (never a value)."""
+    """Audit details of the secrets given by reference: where they are (never a value). A
+    list of pairs, since the audit log hides values under secret-looking keys."""
     refs = secret_refs.references(hidden)
-    return {"secret_refs": refs} if refs else {}
+    pairs = [{"setting": name, "reference": ref} for name, ref in sorted(refs.items())]
+    return {"referenced": pairs} if pairs else {}
 
 
 async def create_channel(
