@@ -38,6 +38,9 @@ class GatewaySettings(BaseSettings):
     # Clients reach the gateway through a load balancer that terminates TLS: the production
     # profile then accepts a plain HTTP public listener (never plain HTTP upstreams).
     tls_terminated_by_proxy: bool = False
+    # The gateway's calls to the services pass through a service mesh's sidecars, which
+    # encrypt them (mTLS): the production profile then accepts http:// upstreams.
+    tls_service_mesh: bool = False
 
     jwt_issuer: str = "armillary"
     jwt_audience: str = "armillary-api"
@@ -88,6 +91,8 @@ class GatewaySettings(BaseSettings):
         hops = []
         if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
             hops.append("the public listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
+        if self.tls_service_mesh:
+            return hops
         return hops + plaintext_service_urls({s: self.upstream(s) for s in SERVICES})
 
     def upstream(self, service: str) -> str:

@@ -104,6 +104,10 @@ class Settings(SecretSourcedSettings):
     # Clients reach this process through a proxy that terminates TLS (a load balancer, the
     # gateway): the production profile then accepts a plain HTTP listener.
     tls_terminated_by_proxy: bool = False
+    # The services' calls to each other pass through a service mesh's sidecars, which
+    # encrypt them (mTLS): the production profile then accepts http:// service URLs. Nothing
+    # else (the database, Redis, RabbitMQ) is excused.
+    tls_service_mesh: bool = False
 
     # Encrypts signing keys at rest and keys the audit checkpoint signature.
     secret_key: SecretStr | None = None
@@ -246,6 +250,8 @@ class Settings(SecretSourcedSettings):
             hops += _off_machine("Redis (a rediss:// URL)", self.redis_url)
         if self.rabbitmq_url and self.rabbitmq_url.startswith("amqp://"):
             hops += _off_machine("RabbitMQ (an amqps:// URL)", self.rabbitmq_url)
+        if self.tls_service_mesh:
+            return hops
         # Calls to the other services of the distributed shape carry bearer tokens and data.
         return hops + plaintext_service_urls(self.service_urls())
 

@@ -81,6 +81,18 @@ def test_a_plaintext_service_url_off_the_machine_is_refused(tmp_path: Path, serv
         )
 
 
+def test_a_declared_service_mesh_excuses_plaintext_service_urls_only(tmp_path: Path) -> None:
+    remote = {f"{s}_url": f"http://{s}.internal:8000" for s in SERVICE_PORTS}
+    meshed = production(tmp_path, tls_service_mesh=True, **remote)
+    assert meshed.plaintext_hops() == []
+    with pytest.raises(ValueError, match="Redis"):
+        production(
+            tmp_path, tls_service_mesh=True, redis_url="redis://cache.internal:6379/0", **remote
+        )
+    upstreams = {f"{s}_url": f"http://{s}.internal:8000" for s in GATEWAY_SERVICES}
+    assert gateway(tls_service_mesh=True, **upstreams).plaintext_hops() == []
+
+
 def test_service_urls_over_https_or_on_loopback_are_accepted(tmp_path: Path) -> None:
     remote = {f"{s}_url": f"https://{s}.internal:8443" for s in SERVICE_PORTS}
     assert production(tmp_path, **remote).plaintext_hops() == []
