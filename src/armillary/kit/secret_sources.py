@@ -20,6 +20,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,14 +48,16 @@ class _SecretsManager:
         self._lock = threading.Lock()
         self._client: Any = None
         self._cache: dict[str, tuple[float, str]] = {}
+        # What the TTL is measured with (tests move it forward instead of sleeping).
+        self.clock: Callable[[], float] = time.monotonic
 
     def read(self, secret_id: str, *, fresh: bool = False) -> str:
         with self._lock:
             cached = self._cache.get(secret_id)
-            if cached is not None and not fresh and time.monotonic() - cached[0] < _cache_ttl():
+            if cached is not None and not fresh and self.clock() - cached[0] < _cache_ttl():
                 return cached[1]
             value = self._fetch(secret_id)
-            self._cache[secret_id] = (time.monotonic(), value)
+            self._cache[secret_id] = (self.clock(), value)
             return value
 
     def _fetch(self, secret_id: str) -> str:

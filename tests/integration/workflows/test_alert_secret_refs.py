@@ -8,25 +8,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import select, text
 from tests.conftest import Api, auth
 from tests.integration.workflows.test_alerts import Receiver, add_channel, setup
+from tests.moto_server import SecretsClock
 
 from armillary.app import create_app
 from armillary.contracts.events import AuditEntry
 from armillary.kit.events import OutboxEvent
 from armillary.kit.runtime import Runtime
-from armillary.kit.secret_sources import SECRETS_MANAGER
 from armillary.kit.settings import Settings
 from armillary.workflows.settings import WorkflowSettings
 
@@ -38,15 +36,6 @@ def secret_files(tmp_path: Path) -> Path:
     root = tmp_path / "alert-secrets"
     root.mkdir()
     return root
-
-
-@pytest.fixture
-def secretsmanager(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
-    monkeypatch.setenv("ARMILLARY_SECRETS_CACHE_TTL_SECONDS", "1")
-    SECRETS_MANAGER.forget()
-    yield boto3.client("secretsmanager", endpoint_url=moto_endpoint)
-    SECRETS_MANAGER.forget()
 
 
 @pytest.fixture
@@ -96,7 +85,12 @@ def hook_channel(url: str, signing_secret: Any, name: str = "hook") -> dict[str,
 
 
 async def test_referenced_secrets_are_read_at_send_time_and_rotations_picked_up(
-    api: Api, app: FastAPI, receiver: Receiver, secretsmanager: Any, secret_files: Path
+    api: Api,
+    app: FastAPI,
+    receiver: Receiver,
+    secretsmanager: Any,
+    secrets_clock: SecretsClock,
+    secret_files: Path,
 ) -> None:
     _admin, token, slug = await setup(api)
     name = f"armillary/alerts/{slug}/hook"
@@ -115,12 +109,12 @@ async def test_referenced_secrets_are_read_at_send_time_and_rotations_picked_up(
     (first,) = receiver.accepted("/hook")
     assert signed_with(FIRST, first)
 
-    # Rotated in Secrets Manager: the cached value is used until the TTL (1 s) has passed.
+    # Rotated in Secrets Manager: the cached value is used until the TTL (300 s) has passed.
     secretsmanager.put_secret_value(
         SecretId=name, SecretString=json.dumps({"signing_secret": SECOND})
     )
     await send_test(api, token, slug, created["id"])
-    time.sleep(1.2)
+    secrets_clock.advance(301)
     await send_test(api, token, slug, created["id"])
     _, cached, rotated = receiver.accepted("/hook")
     assert signed_with(FIRST, cached)
@@ -191,9 +185,9 @@ async def test_referenced_secrets_are_read_at_send_time_and_rotations_picked_up(
 
 
 async def test_a_refused_send_reads_a_rotated_reference_again_at_once(
-    api: Api, app: FastAPI, receiver: Receiver, secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+    api: Api, app: FastAPI, receiver: Receiver, secretsmanager: Any, secrets_clock: SecretsClock
 ) -> None:
-    monkeypatch.setenv("ARMILLARY_SECRETS_CACHE_TTL_SECONDS", "300")
+    # The cache's clock stands still: only the refusal can make the secret be read again.
     _admin, token, slug = await setup(api)
     name = f"armillary/alerts/{slug}/signing"
     secretsmanager.create_secret(Name=name, SecretString=FIRST)

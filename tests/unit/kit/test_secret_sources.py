@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+from tests.moto_server import SecretsClock
 
-from armillary.kit.secret_sources import SECRETS_MANAGER, SecretRef, SecretSourceError
+from armillary.kit.secret_sources import SecretRef, SecretSourceError
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
 
@@ -84,15 +82,13 @@ def test_a_missing_file_names_the_setting_not_the_path_contents(
 
 
 @pytest.fixture
-def secretsmanager(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def no_armillary_env(monkeypatch: pytest.MonkeyPatch) -> None:
     clear_armillary_env(monkeypatch)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
-    SECRETS_MANAGER.forget()
-    yield boto3.client("secretsmanager", endpoint_url=moto_endpoint)
-    SECRETS_MANAGER.forget()
 
 
-def test_a_secret_is_found_by_its_arn(secretsmanager: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_secret_is_found_by_its_arn(
+    secretsmanager: Any, no_armillary_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = f"armillary/platform-{uuid.uuid4().hex}"
     arn = secretsmanager.create_secret(
         Name=name, SecretString=json.dumps({"key": "a" * 40, "other": "b" * 40})
@@ -107,16 +103,17 @@ def test_a_secret_is_found_by_its_arn(secretsmanager: Any, monkeypatch: pytest.M
 
 
 def test_a_cached_value_is_read_again_once_its_ttl_has_passed(
-    secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+    secretsmanager: Any, secrets_clock: SecretsClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ARMILLARY_SECRETS_CACHE_TTL_SECONDS", "1")
+    monkeypatch.setenv("ARMILLARY_SECRETS_CACHE_TTL_SECONDS", "60")
     name = f"armillary/ttl-{uuid.uuid4().hex}"
     secretsmanager.create_secret(Name=name, SecretString="first-value")
     ref = SecretRef("ARMILLARY_ADMIN_PASSWORD", "secretsmanager", name)
     assert ref.read() == "first-value"
     secretsmanager.put_secret_value(SecretId=name, SecretString="second-value")
+    secrets_clock.advance(59)
     assert ref.read() == "first-value"  # within the TTL: the cache answers
-    time.sleep(1.2)
+    secrets_clock.advance(2)
     assert ref.read() == "second-value"
     # fresh=True (an authentication failure) skips the cache at once.
     secretsmanager.put_secret_value(SecretId=name, SecretString="third-value")
@@ -125,12 +122,11 @@ def test_a_cached_value_is_read_again_once_its_ttl_has_passed(
 
 
 def test_rotation_stages_are_followed_awscurrent_only(
-    secretsmanager: Any, monkeypatch: pytest.MonkeyPatch
+    secretsmanager: Any, secrets_clock: SecretsClock
 ) -> None:
     """A rotation as Secrets Manager's rotation function does it: RotateSecret opens it, the
     new value is written as AWSPENDING, then AWSCURRENT moves to it (finishSecret). Only the
     AWSCURRENT value is ever used."""
-    monkeypatch.setenv("ARMILLARY_SECRETS_CACHE_TTL_SECONDS", "1")
     name = f"armillary/rotated-{uuid.uuid4().hex}"
     first = secretsmanager.create_secret(
         Name=name, SecretString=json.dumps({"password": "old-password-1"})
@@ -155,8 +151,8 @@ def test_rotation_stages_are_followed_awscurrent_only(
     )
     assert stage_version(secretsmanager, name, "AWSCURRENT") == token
     assert first != token
-    assert ref.read() == "old-password-1"  # cached until the TTL passes
-    time.sleep(1.2)
+    assert ref.read() == "old-password-1"  # cached until the TTL (300 s by default) passes
+    secrets_clock.advance(301)
     assert ref.read() == "new-password-2"
 
 
