@@ -9,7 +9,8 @@ Every secret setting ``X`` of a settings class (its ``SECRET_FIELDS``) can be gi
 - ``ARMILLARY_X_FILE``: a file's content (a Kubernetes secret volume), trailing newline removed;
 - ``ARMILLARY_X``: the environment, which the production profile warns about.
 
-Only one of them may be set. Values read from Secrets Manager are cached for
+Only one of them may be set. :meth:`SecretRef.parse` reads a reference written as one string
+(``aws-secretsmanager:NAME_OR_ARN[#key]`` or ``file:/path``), as alert channels take them. Values read from Secrets Manager are cached for
 ``ARMILLARY_SECRETS_CACHE_TTL_SECONDS`` (300 by default); :class:`SecretRef` re-reads one on
 demand, so the database password is picked up again when PostgreSQL refuses the old one.
 """
@@ -134,8 +135,8 @@ class SecretRef:
 
     @property
     def secret_name(self) -> str:
-        """Secrets Manager: the secret's name, also when given by ARN (its 6-character
-        version suffix included); a file: its path."""
+        """Secrets Manager: the secret's name, also when given by ARN (then with the six
+        random characters AWS appends to it); a file: its path."""
         name = self.location.partition("#")[0]
         if self.kind == "secretsmanager" and name.startswith("arn:"):
             return name.partition(":secret:")[2] or name
