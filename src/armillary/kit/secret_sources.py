@@ -9,10 +9,11 @@ Every secret setting ``X`` of a settings class (its ``SECRET_FIELDS``) can be gi
 - ``ARMILLARY_X_FILE``: a file's content (a Kubernetes secret volume), trailing newline removed;
 - ``ARMILLARY_X``: the environment, which the production profile warns about.
 
-Only one of them may be set. :meth:`SecretRef.parse` reads a reference written as one string
-(``aws-secretsmanager:NAME_OR_ARN[#key]`` or ``file:/path``), as alert channels take them. Values read from Secrets Manager are cached for
-``ARMILLARY_SECRETS_CACHE_TTL_SECONDS`` (300 by default); :class:`SecretRef` re-reads one on
-demand, so the database password is picked up again when PostgreSQL refuses the old one.
+Only one of them may be set. Values read from Secrets Manager (its ``AWSCURRENT`` stage) are
+cached for ``ARMILLARY_SECRETS_CACHE_TTL_SECONDS`` (300 by default); :class:`SecretRef`
+re-reads one on demand, so the database password is picked up again when PostgreSQL refuses
+the old one. :meth:`SecretRef.parse` reads a reference written as one string
+(``aws-secretsmanager:NAME_OR_ARN[#key]`` or ``file:/path``), as alert channels take them.
 """
 
 from __future__ import annotations
