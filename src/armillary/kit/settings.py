@@ -104,6 +104,10 @@ class Settings(SecretSourcedSettings):
     # Clients reach this process through a proxy that terminates TLS (a load balancer, the
     # gateway): the production profile then accepts a plain HTTP listener.
     tls_terminated_by_proxy: bool = False
+    # The services' calls to each other pass through a service mesh's sidecars, which
+    # encrypt them (mTLS): the production profile then accepts http:// service URLs. Nothing
+    # else (the database, Redis, RabbitMQ) is excused.
+    tls_service_mesh: bool = False
 
     # `armillary backup`: the directory backups go under (`backup create` without --output
     # makes one per backup there; `backup list` lists it), and the directory the audit
@@ -242,7 +246,7 @@ class Settings(SecretSourcedSettings):
 
     def plaintext_hops(self) -> list[str]:
         """The hops leaving this machine without TLS (the production profile refuses them)."""
-        from armillary.kit.tls import is_loopback
+        from armillary.kit.tls import is_loopback, plaintext_service_urls
 
         hops = []
         if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
@@ -254,7 +258,10 @@ class Settings(SecretSourcedSettings):
             hops += _off_machine("Redis (a rediss:// URL)", self.redis_url)
         if self.rabbitmq_url and self.rabbitmq_url.startswith("amqp://"):
             hops += _off_machine("RabbitMQ (an amqps:// URL)", self.rabbitmq_url)
-        return hops
+        if self.tls_service_mesh:
+            return hops
+        # Calls to the other services of the distributed shape carry bearer tokens and data.
+        return hops + plaintext_service_urls(self.service_urls())
 
     def ca_file(self, hop: Literal["database", "redis", "rabbitmq"]) -> Path | None:
         """The CA bundle ``hop`` verifies against: its own, else the platform's."""

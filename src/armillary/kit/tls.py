@@ -68,3 +68,14 @@ def is_loopback(host: str | None) -> bool:
 
 def url_host(url: str) -> str | None:
     return urlsplit(url).hostname
+
+
+def plaintext_service_urls(urls: dict[str, str]) -> list[str]:
+    """The services of ``urls`` (service name to base URL) reached over plain ``http://`` on
+    another machine. A TLS-terminating proxy in front of a service does not change this: the
+    caller reaches the proxy, so its URL is then ``https://``."""
+    return [
+        f"the {service} service (an https:// ARMILLARY_{service.upper()}_URL)"
+        for service, url in urls.items()
+        if urlsplit(url).scheme != "https" and not is_loopback(url_host(url))
+    ]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from armillary.kit.secret_sources import SecretRef
 
 
 class WorkflowSettings(BaseSettings):
@@ -68,3 +72,27 @@ class WorkflowSettings(BaseSettings):
     alert_deadline_lookback_hours: float = Field(default=24.0, gt=0)
     # Webhook-style channels may target loopback/private addresses (off: no SSRF by alert).
     alert_allow_private_targets: bool = False
+    # Where channel secrets given by reference may live (comma-separated), each the start of
+    # a reference: `aws-secretsmanager:armillary/alerts/{project}/` (names, or ARNs whose name
+    # starts so) or `file:/run/secrets/alerts/{project}/` (a directory); `{project}` is the
+    # channel's project. Empty: no references. Never a prefix holding the platform's own
+    # secrets: whoever edits a channel chooses where its secret is sent.
+    alert_secret_ref_prefixes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("alert_secret_ref_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("alert_secret_ref_prefixes")
+    @classmethod
+    def _prefixes_are_references(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            ref = SecretRef.parse("ARMILLARY_WORKFLOWS_ALERT_SECRET_REF_PREFIXES", prefix)
+            if "#" in ref.location:
+                raise ValueError(f"{prefix!r}: a prefix names secrets, not a key in one")
+            if ref.kind == "file" and not prefix.endswith("/"):
+                raise ValueError(f"{prefix!r}: a file prefix is a directory, ending with /")
+        return prefixes

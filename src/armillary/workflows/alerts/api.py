@@ -89,8 +89,12 @@ async def create_channel(
     body: ChannelIn, access: Writer, session: Session, alerts: CurrentAlerts
 ) -> ChannelOut:
     """Add a notification channel (email, Slack, PagerDuty or signed webhook). Its secrets are
-    encrypted at rest and answered only as masked hints."""
-    return channel_out(await service.create_channel(session, alerts.box, access, body))
+    encrypted at rest and answered only as masked hints; each may instead be a reference,
+    ``{"secret_ref": "aws-secretsmanager:NAME_OR_ARN#key"}`` or ``{"secret_ref":
+    "file:/path"}``, read at each send from where the operator allows."""
+    return channel_out(
+        await service.create_channel(session, alerts.box, alerts.settings, access, body)
+    )
 
 
 @router.get("/channels", name="alerts.channel_list")
@@ -121,7 +125,9 @@ async def update_channel(
 ) -> ChannelOut:
     """Rename, enable or disable, or change settings; ``config`` is merged into the current
     settings, so secrets not given stay as they are."""
-    channel = await service.update_channel(session, alerts.box, access, channel_id, body)
+    channel = await service.update_channel(
+        session, alerts.box, alerts.settings, access, channel_id, body
+    )
     return channel_out(channel)
 
 

@@ -57,7 +57,8 @@ class AlertChannel(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The secret settings as one JSON object, encrypted (never returned, never logged).
     secrets_ciphertext: Mapped[str] = mapped_column(Text)
-    secret_hints: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # A masked hint per secret, or {"secret_ref": ...} for one given by reference.
+    secret_hints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,7 +1,9 @@
 """Request and response models of alert channels, rules and deliveries.
 
 A channel's settings are split by :data:`SECRET_FIELDS`: those are encrypted at rest and only
-ever answered with a masked hint; the others are stored and returned as they are.
+ever answered with a masked hint; the others are stored and returned as they are. A secret
+setting may instead be a :class:`SecretReference` to a secret manager or a file, read at each
+send (:mod:`.secret_refs`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    EmailStr,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from armillary.kit.secret_sources import SecretRef
 
 from .models import ChannelKind, DeliveryStatus, RuleKind
 
@@ -31,13 +45,48 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SecretReference(_Strict):
+    """A secret setting kept elsewhere: ``aws-secretsmanager:NAME_OR_ARN[#key]`` (``#key``
+    picks a key of a JSON secret) or ``file:/absolute/path``; which ones a project may use is
+    the operator's choice (``ARMILLARY_WORKFLOWS_ALERT_SECRET_REF_PREFIXES``)."""
+
+    secret_ref: Annotated[str, Field(min_length=1, max_length=2048)]
+
+    @field_validator("secret_ref")
+    @classmethod
+    def _known_form(cls, value: str) -> str:
+        SecretRef.parse("secret_ref", value)  # ValueError names the accepted forms
+        return value
+
+
+def _form(value: Any) -> str:
+    return "reference" if isinstance(value, dict | SecretReference) else "value"
+
+
+# Each secret setting: its value inline, or a SecretReference. Told apart by shape, so a bad
+# one is reported against its own form only.
+_REFERENCE = Annotated[SecretReference, Tag("reference")]
+SecretUrl = Annotated[Annotated[AnyHttpUrl, Tag("value")] | _REFERENCE, Discriminator(_form)]
+SmtpPassword = Annotated[
+    Annotated[str, Field(max_length=1024), Tag("value")] | _REFERENCE, Discriminator(_form)
+]
+RoutingKey = Annotated[
+    Annotated[str, Field(min_length=1, max_length=128), Tag("value")] | _REFERENCE,
+    Discriminator(_form),
+]
+SigningSecret = Annotated[
+    Annotated[str, Field(min_length=16, max_length=256), Tag("value")] | _REFERENCE,
+    Discriminator(_form),
+]
+
+
 class EmailConfig(_Strict):
     host: Annotated[str, Field(min_length=1, max_length=255)]
     port: Annotated[int, Field(ge=1, le=65_535)] = 587
     from_address: EmailStr
     to: Annotated[list[EmailStr], Field(min_length=1, max_length=50)]
     username: Annotated[str | None, Field(max_length=255)] = None
-    password: Annotated[str | None, Field(max_length=1024)] = None
+    password: SmtpPassword | None = None
     starttls: bool = True
     # Implicit TLS from the first byte (port 465) instead of STARTTLS.
     use_tls: bool = False
@@ -52,19 +101,19 @@ class EmailConfig(_Strict):
 
 
 class SlackConfig(_Strict):
-    webhook_url: AnyHttpUrl
+    webhook_url: SecretUrl
 
 
 class PagerDutyConfig(_Strict):
-    routing_key: Annotated[str, Field(min_length=1, max_length=128)]
+    routing_key: RoutingKey
     pagerduty_url: AnyHttpUrl = AnyHttpUrl(PAGERDUTY_URL)
     # Overrides the severity chosen by the rule kind.
     severity: Literal["critical", "error", "warning", "info"] | None = None
 
 
 class WebhookConfig(_Strict):
-    url: AnyHttpUrl
-    signing_secret: Annotated[str, Field(min_length=16, max_length=256)]
+    url: SecretUrl
+    signing_secret: SigningSecret
 
 
 CONFIG_MODELS: dict[ChannelKind, type[BaseModel]] = {
@@ -121,8 +170,9 @@ class ChannelOut(BaseModel):
     kind: ChannelKind
     enabled: bool
     config: dict[str, Any]
-    # Each secret setting as a masked hint ("…abcd"), never whole.
-    secrets: dict[str, str]
+    # Each secret setting as a masked hint ("…abcd"), never whole; one given by reference as
+    # that reference (it names where the secret is, not what it is).
+    secrets: dict[str, str | SecretReference]
     created_at: datetime
     updated_at: datetime
 

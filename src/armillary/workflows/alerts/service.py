@@ -1,5 +1,6 @@
-"""Alert channels and rules: create, change, delete (audited), secrets sealed at rest, the
-test message, and queueing deliveries for the consumers."""
+"""Alert channels and rules: create, change, delete (audited), secrets sealed at rest (or
+referenced in a secret manager, :mod:`.secret_refs`), the test message, and queueing
+deliveries for the consumers."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from armillary.kit.secretbox import SecretBox, SecretBoxError, mask
 from ..components import SERVICE
 from ..settings import WorkflowSettings
 from . import repository as repo
-from . import senders
+from . import secret_refs, senders
 from .models import (
     TEST_EVENT,
     AlertChannel,
@@ -53,11 +54,15 @@ def split_config(kind: ChannelKind, config: BaseModel) -> tuple[dict[str, Any], 
 
 
 def seal(box: SecretBox, channel: AlertChannel, secrets: dict[str, Any]) -> None:
-    """Encrypt ``secrets`` into the channel, bound to its id, and keep masked hints."""
+    """Encrypt ``secrets`` into the channel, bound to its id, and keep masked hints (a
+    reference is its own hint: it names where the secret is, not what it is)."""
     channel.secrets_ciphertext = box.encrypt(
         orjson.dumps(secrets), associated_data=channel.id.bytes
     )
-    channel.secret_hints = {k: mask(str(v)) for k, v in secrets.items()}
+    refs = secret_refs.references(secrets)
+    channel.secret_hints = {
+        k: {"secret_ref": refs[k]} if k in refs else mask(str(v)) for k, v in secrets.items()
+    }
 
 
 def unseal(box: SecretBox, channel: AlertChannel) -> dict[str, Any]:
@@ -83,8 +88,14 @@ async def reseal_channels(session: AsyncSession, box: SecretBox) -> int:
     return changed
 
 
-def target_of(box: SecretBox, channel: AlertChannel) -> senders.Target:
-    return senders.Target(ChannelKind(channel.kind), dict(channel.config), unseal(box, channel))
+async def target_of(
+    sealed: dict[str, Any], settings: WorkflowSettings, channel: AlertChannel, *, fresh: bool
+) -> senders.Target:
+    """The channel ready to send, its secret references read (``fresh``: past the cache)."""
+    secrets = await secret_refs.resolve(
+        sealed, settings.alert_secret_ref_prefixes, channel.project_slug, fresh=fresh
+    )
+    return senders.Target(ChannelKind(channel.kind), dict(channel.config), secrets)
 
 
 async def send_now(
@@ -95,15 +106,32 @@ async def send_now(
     alert: senders.Alert,
 ) -> str | None:
     """Send ``alert`` through ``channel`` once: None when the receiver accepted it, else an
-    error message fit for the delivery history (no secrets in it)."""
-    try:
+    error message fit for the delivery history (no secrets in it). When the receiver refuses
+    and a secret given by reference has changed since it was cached (rotated), the send is
+    tried again at once with the new value."""
+
+    async def attempt(target: senders.Target) -> None:
         await senders.send(
-            target_of(box, channel),
+            target,
             alert,
             http=http,
             timeout=settings.alert_send_timeout_seconds,
             allow_private=settings.alert_allow_private_targets,
         )
+
+    try:
+        sealed = unseal(box, channel)
+        target = await target_of(sealed, settings, channel, fresh=False)
+        try:
+            await attempt(target)
+        except senders.SendError:
+            if not secret_refs.references(sealed):
+                raise
+            current = await target_of(sealed, settings, channel, fresh=True)
+            if current.secrets == target.secrets:
+                raise
+            log.info("alert_channel_secret_reread", channel_id=str(channel.id))
+            await attempt(current)
     except senders.SendError as exc:
         return str(exc)
     except SecretBoxError:
@@ -144,12 +172,25 @@ def _audit(
     )
 
 
+def _referenced(hidden: dict[str, Any]) -> dict[str, Any]:
+    """Audit details of the secrets given by reference: where they are (never a value). A
+    list of pairs, since the audit log hides values under secret-looking keys."""
+    refs = secret_refs.references(hidden)
+    pairs = [{"setting": name, "reference": ref} for name, ref in sorted(refs.items())]
+    return {"referenced": pairs} if pairs else {}
+
+
 async def create_channel(
-    session: AsyncSession, box: SecretBox, access: ProjectAccess, body: ChannelIn
+    session: AsyncSession,
+    box: SecretBox,
+    settings: WorkflowSettings,
+    access: ProjectAccess,
+    body: ChannelIn,
 ) -> AlertChannel:
     await _check_name_free(session, access, body.name)
     kind = ChannelKind(body.kind)
     plain, hidden = split_config(kind, body.config)
+    secret_refs.check_allowed(hidden, settings.alert_secret_ref_prefixes, access.project_slug)
     channel = AlertChannel(
         id=new_id(),
         project_id=access.project_id,
@@ -168,7 +209,7 @@ async def create_channel(
         "alerts.channel_create",
         "alert_channel",
         channel.id,
-        {"project": access.project_slug, "name": channel.name, "kind": kind},
+        {"project": access.project_slug, "name": channel.name, "kind": kind, **_referenced(hidden)},
     )
     return channel
 
@@ -185,12 +226,14 @@ async def get_channel(
 async def update_channel(
     session: AsyncSession,
     box: SecretBox,
+    settings: WorkflowSettings,
     access: ProjectAccess,
     channel_id: uuid.UUID,
     patch: ChannelPatch,
 ) -> AlertChannel:
     channel = await get_channel(session, access, channel_id)
     changed: list[str] = []
+    referenced: dict[str, Any] = {}
     if patch.name is not None and patch.name != channel.name:
         await _check_name_free(session, access, patch.name, channel.id)
         channel.name = patch.name
@@ -202,6 +245,9 @@ async def update_channel(
         kind = ChannelKind(channel.kind)
         merged = {**channel.config, **unseal(box, channel), **patch.config}
         plain, hidden = split_config(kind, _validated(kind, merged))
+        prefixes = settings.alert_secret_ref_prefixes
+        secret_refs.check_allowed(hidden, prefixes, access.project_slug)
+        referenced = _referenced(hidden)
         channel.config = plain
         seal(box, channel, hidden)
         changed.extend(f"config.{k}" for k in sorted(patch.config))
@@ -211,7 +257,12 @@ async def update_channel(
         "alerts.channel_update",
         "alert_channel",
         channel.id,
-        {"project": access.project_slug, "name": channel.name, "changed": changed},
+        {
+            "project": access.project_slug,
+            "name": channel.name,
+            "changed": changed,
+            **referenced,
+        },
     )
     return channel
 
