@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.integration.storage.conftest import S3SettingsFactory
 from typer.testing import CliRunner
 
 from armillary.cli import backup as backup_cli
@@ -14,7 +15,6 @@ from armillary.kit.object_history import backup_entries, backup_settings, sync
 from armillary.kit.pitr import restore_objects_as_of
 from armillary.kit.storage import StorageSettings
 from armillary.kit.storage.admin import init_bucket, s3_client
-from tests.integration.storage.conftest import S3SettingsFactory
 
 
 def test_the_copy_holds_every_version_and_deletion_once(
