@@ -27,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from armillary.kit.pitr import Repository, archive_conf, pgbackrest_config, pgbackrest_target
 from tests.faults.private_services import PrivatePostgres, _as_postgres, private_postgres
+
+from armillary.kit.pitr import Repository, archive_conf, pgbackrest_config, pgbackrest_target
 
 STANZA = "bench"
 
@@ -101,7 +102,7 @@ def main() -> None:
         moment = psql(
             server, "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
         )
-        # Recovery knows it reached T′ only from a commit after it.
+        # Recovery knows it reached the target only from a commit after it.
         time.sleep(0.1)
         psql(server, "CREATE TABLE after_the_target (id int)")
         run([*pgbackrest, "check"], env)
@@ -146,7 +147,7 @@ def main() -> None:
     print("| step | seconds |\n|---|---|")
     print(f"| `pgbackrest backup --type=full` | {backup_seconds:.1f} |")
     print(f"| `pgbackrest restore --type=time` into an empty directory | {restore_seconds:.1f} |")
-    print(f"| start, WAL replay to T′ and promotion | {replay_seconds:.1f} |")
+    print(f"| start, WAL replay to the target and promotion | {replay_seconds:.1f} |")
     print(f"| RTO of the database (restore + replay) | {restore_seconds + replay_seconds:.1f} |")
 
 

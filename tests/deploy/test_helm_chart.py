@@ -596,7 +596,10 @@ def test_scheduled_backups_run_full_diff_and_the_object_copy(
     assert full["schedule"] == "0 1 * * 0"
     diff = jobs[name("backup-diff")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert diff["containers"][0]["args"][-1] == "--type=diff"
-    assert "--config-include-path=/etc/pgbackrest/conf.d" in container["args"]
+    assert "--config-path=/etc/pgbackrest" in container["args"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["config"] == "/etc/pgbackrest/pgbackrest.conf"
+    assert mounts["secrets"] == "/etc/pgbackrest/conf.d"
     volumes = full["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
     secrets = next(v for v in volumes if v["name"] == "secrets")["secret"]
     assert secrets["secretName"] == "armillary-pgbackrest"

@@ -35,7 +35,14 @@ import trustme
 from armillary.cli import backup as backup_cli
 from armillary.cli.doctor import check
 from armillary.kit.object_history import backup_settings
-from armillary.kit.pitr import Repository, archive_conf, pgbackrest_config, pgbackrest_target
+from armillary.kit.pitr import (
+    Repository,
+    archive_conf,
+    cipher_pass_conf,
+    config_option,
+    pgbackrest_config,
+    pgbackrest_target,
+)
 from armillary.kit.storage import StorageSettings
 from armillary.kit.storage.admin import init_bucket
 from armillary.migrations.runner import upgrade
@@ -63,7 +70,7 @@ pytestmark = pytest.mark.skipif(
 
 def pgbackrest(config: Path, *args: str) -> None:
     done = subprocess.run(
-        _as_postgres(["pgbackrest", f"--config={config}", f"--stanza={STANZA}", *args]),
+        _as_postgres(["pgbackrest", config_option(config), f"--stanza={STANZA}", *args]),
         capture_output=True,
         text=True,
         timeout=180,
@@ -186,10 +193,7 @@ REGIONS = b"region,share\nnorth,0.4\nsouth,0.6\n"
 BACKUP_REGION = "eu-west-1"
 
 
-async def test_point_in_time_restore_from_nothing_but_the_backups(
-    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started = time.monotonic()
+async def test_point_in_time_restore_from_nothing_but_the_backups(moto_endpoint: str) -> None:
     server = private_postgres()
     work = Path(tempfile.mkdtemp(prefix="armillary-pitr-"))
     for directory in (work, work / "log", work / "lock", work / "spool"):
@@ -199,9 +203,15 @@ async def test_point_in_time_restore_from_nothing_but_the_backups(
     repository = s3_repository(work)
     try:
         config = work / "pgbackrest.conf"
-        # The file holds no secret: pgBackRest (and the archive_command of the server started
-        # below) read the cipher pass from the environment.
-        monkeypatch.setenv("PGBACKREST_REPO1_CIPHER_PASS", "c" * 40)
+        # The rendered file holds no secret: the cipher pass is in conf.d/secrets.conf beside
+        # it, which pgbackrest (and the server's archive_command) read too.
+        secrets = work / "conf.d" / "secrets.conf"
+        secrets.parent.mkdir()
+        secrets.write_text(cipher_pass_conf("c" * 40))
+        secrets.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(secrets.parent, "postgres", "postgres")
+            shutil.chown(secrets, "postgres", "postgres")
         config.write_text(
             pgbackrest_config(
                 stanza=STANZA,
@@ -308,7 +318,6 @@ async def test_point_in_time_restore_from_nothing_but_the_backups(
         doctor = await check(settings, storage, repair=False, grace=timedelta(0))
         assert doctor["missing"] == []
         assert doctor["orphans"] == []
-        assert time.monotonic() - started < 90, "the drill is past its CI budget"
     finally:
         repository.__exit__(None, None, None)
         server.remove()

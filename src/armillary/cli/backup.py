@@ -392,7 +392,8 @@ def pgbackrest_config_command(
 ) -> None:
     """Print pgbackrest.conf for an encrypted S3 repository with retention, and the
     postgresql.conf lines that archive every WAL segment through it. The file holds no
-    secret: pgBackRest reads the cipher pass from PGBACKREST_REPO1_CIPHER_PASS."""
+    secret: put the cipher pass in conf.d/secrets.conf beside it ("[global]", then
+    "repo1-cipher-pass=..."; mode 0600), where pgBackRest reads it."""
     from armillary.kit.pitr import DatabaseHost, Repository, archive_conf, pgbackrest_config
 
     repo = Repository(

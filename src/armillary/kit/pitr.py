@@ -57,6 +57,14 @@ class DatabaseHost:
     port: int = 8432
 
 
+def cipher_pass_conf(cipher_pass: str) -> str:
+    """``conf.d/secrets.conf``: the repository's cipher pass, in a file of its own (0600,
+    PostgreSQL's user) or a Kubernetes Secret, so the rendered configuration holds none."""
+    if len(cipher_pass) < 32:
+        raise ValueError("the repository cipher pass must be at least 32 characters")
+    return f"[global]\nrepo1-cipher-pass={cipher_pass}\n"
+
+
 def pgbackrest_config(
     *,
     stanza: str,
@@ -73,7 +81,8 @@ def pgbackrest_config(
     """pgbackrest.conf for one cluster: AES-256 encrypted repository, ``retention_full``
     full and ``retention_diff`` differential backups kept (with the WAL they need), logs and
     locks under ``work_dir``. Without ``cipher_pass`` the file holds no secret: pgBackRest
-    then reads it from ``PGBACKREST_REPO1_CIPHER_PASS`` (as it reads S3 keys from
+    then reads it from ``conf.d/secrets.conf`` (:func:`cipher_pass_conf`) or from
+    ``PGBACKREST_REPO1_CIPHER_PASS`` (as it reads S3 keys from
     ``PGBACKREST_REPO1_S3_KEY``/``_SECRET``). ``pg_host``: this file is for a backup job that
     reaches the database host over TLS."""
     if cipher_pass is not None and len(cipher_pass) < 32:
@@ -81,7 +90,7 @@ def pgbackrest_config(
     secret = (
         [f"repo1-cipher-pass={cipher_pass}"]
         if cipher_pass is not None
-        else ["# repo1-cipher-pass: from PGBACKREST_REPO1_CIPHER_PASS"]
+        else ["# repo1-cipher-pass: in conf.d/secrets.conf, or PGBACKREST_REPO1_CIPHER_PASS"]
     )
     lines = [
         "[global]",
@@ -147,12 +156,22 @@ def pgbackrest_target(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}+00"
 
 
+def config_option(config: Path) -> str:
+    """How a pgbackrest command names its configuration: for a ``pgbackrest.conf``, its
+    directory, so that ``conf.d/*.conf`` beside it (the cipher pass, kept apart from the
+    rendered file) is read too; any other file alone."""
+    if config.name == "pgbackrest.conf":
+        return f"--config-path={config.parent}"
+    return f"--config={config}"
+
+
 def archive_settings(config: Path, stanza: str) -> dict[str, str]:
     """The postgresql.conf settings that archive every WAL segment through pgBackRest."""
+    command = f"pgbackrest {config_option(config)} --stanza={stanza} archive-push %p"
     return {
         "wal_level": "replica",
         "archive_mode": "on",
-        "archive_command": f"pgbackrest --config={config} --stanza={stanza} archive-push %p",
+        "archive_command": command,
         # A quiet database still archives at least this often: the RPO's upper bound.
         "archive_timeout": "60",
     }

@@ -7,11 +7,18 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from armillary.cli.main import app
 from armillary.kit.object_history import Entry, needed
-from armillary.kit.pitr import DatabaseHost, Repository, archive_conf, pgbackrest_config
+from armillary.kit.pitr import (
+    DatabaseHost,
+    Repository,
+    archive_conf,
+    cipher_pass_conf,
+    pgbackrest_config,
+)
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -52,10 +59,17 @@ def test_a_backup_job_elsewhere_reaches_the_database_host_over_tls() -> None:
 def test_archive_settings_as_postgresql_conf_lines_quote_their_values() -> None:
     text = archive_conf(Path("/etc/it's/pgbackrest.conf"), "armillary")
     assert "archive_mode = 'on'" in text
+    # The directory, so conf.d/secrets.conf beside the file is read too.
     assert (
-        "archive_command = 'pgbackrest --config=/etc/it''s/pgbackrest.conf "
-        "--stanza=armillary archive-push %p'"
+        "archive_command = 'pgbackrest --config-path=/etc/it''s --stanza=armillary archive-push %p'"
     ) in text
+    assert "--config=/srv/other.conf " in archive_conf(Path("/srv/other.conf"), "armillary")
+
+
+def test_the_cipher_pass_lives_in_a_file_of_its_own() -> None:
+    assert cipher_pass_conf("p" * 32) == "[global]\nrepo1-cipher-pass=" + "p" * 32 + "\n"
+    with pytest.raises(ValueError, match="32 characters"):
+        cipher_pass_conf("short")
 
 
 def test_the_command_prints_both_files_and_no_secret() -> None:
