@@ -198,8 +198,9 @@ def restore_objects_as_of(
     bucket = settings.bucket
     live = source_history(client, bucket)
     history: dict[str, dict[str, tuple[Entry, bool]]] = {}
-    backup_client = s3_client(backup) if backup is not None else None
-    if backup is not None and backup_client is not None:
+    backup_client = None
+    if backup is not None:
+        backup_client = s3_client(backup)
         for entry in backup_entries(backup_client, backup.bucket):
             history.setdefault(entry.key, {})[entry.version_id] = (entry, True)
     for entry in live.entries:
