@@ -29,6 +29,7 @@ from pathlib import Path
 
 import asyncpg
 import boto3
+import httpx
 import pytest
 import trustme
 
@@ -315,6 +316,14 @@ async def test_point_in_time_restore_from_nothing_but_the_backups(moto_endpoint:
             listed = await api.client.get(f"{world.base}/datasets/regions/versions", headers=token)
             assert [v["sha256"] for v in listed.json()["items"]] == [regions["sha256"]]
             assert regions["sha256"] == hashlib.sha256(REGIONS).hexdigest()
+            # The bytes themselves came back from the backup bucket.
+            content = await api.client.get(
+                f"{world.base}/datasets/regions/versions/1/content", headers=token
+            )
+            assert content.status_code == 307, content.text  # a presigned link to S3
+            async with httpx.AsyncClient() as direct:
+                restored = (await direct.get(content.headers["location"])).content
+            assert hashlib.sha256(restored).hexdigest() == regions["sha256"]
         doctor = await check(settings, storage, repair=False, grace=timedelta(0))
         assert doctor["missing"] == []
         assert doctor["orphans"] == []
