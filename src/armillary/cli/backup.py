@@ -312,8 +312,6 @@ def sync_objects(
     from armillary.kit.object_history import backup_settings, sync
     from armillary.kit.storage.admin import init_bucket
 
-    if storage.backend != "s3":
-        raise typer.BadParameter("objects-sync copies an S3 store; this store is local")
     backup = backup_settings(storage, bucket, region)
     init_bucket(backup)
     retention = timedelta(days=retention_days) if retention_days > 0 else None
@@ -340,8 +338,16 @@ def objects_sync(
     if not backup_bucket:
         err.print("Name the backup bucket: --backup-bucket or ARMILLARY_STORAGE_BACKUP_BUCKET.")
         raise typer.Exit(2)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     _, storage = _settings()
-    report = sync_objects(storage, backup_bucket, backup_region, retention_days)
+    if storage.backend != "s3":
+        err.print("objects-sync copies an S3 store; this one is local (back it up with `create`).")
+        raise typer.Exit(2)
+    try:
+        report = sync_objects(storage, backup_bucket, backup_region, retention_days)
+    except (BotoCoreError, ClientError) as exc:
+        raise _fail(exc) from exc
     if print_data(output_format, report):
         return
     console.print(

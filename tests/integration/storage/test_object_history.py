@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from tests.integration.storage.conftest import S3SettingsFactory
 from typer.testing import CliRunner
 
@@ -92,3 +93,10 @@ def test_objects_sync_needs_a_backup_bucket() -> None:
     result = CliRunner().invoke(app, ["backup", "objects-sync"])
     assert result.exit_code == 2
     assert "backup bucket" in result.output
+
+
+def test_objects_sync_refuses_a_local_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARMILLARY_STORAGE_BACKEND", "local")
+    result = CliRunner().invoke(app, ["backup", "objects-sync", "--backup-bucket", "copy"])
+    assert result.exit_code == 2
+    assert "local" in result.output
