@@ -567,3 +567,67 @@ def test_security_profiles_operator_path_replaces_the_installer(helm_env: dict[s
     assert not of_kind(docs, "DaemonSet")
     spec = of_kind(docs, "Deployment")[name("worker")]["spec"]["template"]["spec"]
     assert spec["securityContext"]["seccompProfile"]["localhostProfile"] == profile
+
+
+def test_scheduled_backups_are_off_by_default(default_docs: list[dict[str, Any]]) -> None:
+    assert not of_kind(default_docs, "CronJob")
+
+
+def test_scheduled_backups_run_full_diff_and_the_object_copy(
+    full_docs: list[dict[str, Any]],
+) -> None:
+    jobs = of_kind(full_docs, "CronJob")
+    assert set(jobs) == {name("backup-full"), name("backup-diff"), name("backup-objects")}
+    for job in jobs.values():
+        assert job["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == name("backup")
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            # No secret in the environment: the cipher pass is a file from the Secret.
+            names = [e["name"] for e in container.get("env", [])]
+            assert not [n for n in names if "PASS" in n and not n.endswith("_FILE")]
+    full = jobs[name("backup-full")]["spec"]
+    container = full["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][-2:] == ["backup", "--type=full"]
+    assert full["schedule"] == "0 1 * * 0"
+    diff = jobs[name("backup-diff")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert diff["containers"][0]["args"][-1] == "--type=diff"
+    assert "--config-path=/etc/pgbackrest" in container["args"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["config"] == "/etc/pgbackrest/pgbackrest.conf"
+    assert mounts["secrets"] == "/etc/pgbackrest/conf.d"
+    volumes = full["jobTemplate"]["spec"]["template"]["spec"]["volumes"]
+    secrets = next(v for v in volumes if v["name"] == "secrets")["secret"]
+    assert secrets["secretName"] == "armillary-pgbackrest"
+    assert secrets["items"] == [{"key": "secrets.conf", "path": "secrets.conf"}]
+    objects = jobs[name("backup-objects")]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    sync = objects["containers"][0]
+    assert sync["args"] == ["backup", "objects-sync"]
+    env = {e["name"]: e.get("value") for e in sync["env"]}
+    assert env["ARMILLARY_STORAGE_BACKUP_BUCKET"] == "armillary-prod-datasets-backup"
+    assert env["ARMILLARY_STORAGE_BACKUP_REGION"] == "eu-west-1"
+    config = of_kind(full_docs, "ConfigMap")[name("backup-pgbackrest")]
+    assert "pg1-host-type=tls" in config["data"]["pgbackrest.conf"]
+    policy = of_kind(full_docs, "NetworkPolicy")[name("backup")]
+    ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {443, 8432}
+
+
+def test_a_pgbackrest_schedule_needs_its_image_config_and_secret(
+    helm_env: dict[str, str],
+) -> None:
+    failed = helm(
+        helm_env,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "backup.pgbackrest.enabled=true",
+        check=False,
+    )
+    assert failed.returncode != 0
+    assert "backup/pgbackrest/image" in failed.stderr

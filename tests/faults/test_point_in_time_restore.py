@@ -1,14 +1,21 @@
-"""Point-in-time recovery between two changes: a private PostgreSQL cluster archives its WAL
-through pgBackRest to an encrypted repository in an S3 bucket (moto behind nginx for TLS, its
-certificate from a local CA), the objects live in a versioned S3 bucket on moto. The database
-is restored to a moment T' between two changes with pgBackRest, then
-`armillary backup restore-point` brings the objects, the audit checkpoint and the cache to T'.
-The first change is there, the second is gone, and no row points at a missing object."""
+"""The point-in-time restore drill: a private PostgreSQL cluster archives its WAL through
+pgBackRest to an encrypted repository in an S3 bucket (moto behind nginx for TLS, its
+certificate from a local CA); the objects live in a versioned S3 bucket on moto, which
+`armillary backup objects-sync` copies into a backup bucket in another region.
+
+Users, a dataset, a job, a model and a deployment; a full backup; a change; the moment T';
+another change. Then the cluster's data directory is deleted and the platform's bucket with
+every version in it. pgBackRest restores the database to T' into an empty directory and
+`armillary backup restore-point` brings the objects back from the backup bucket as of T',
+sets the audit checkpoint and clears the cache: the audit chain verifies, every dataset's
+SHA-256 matches, the model serves the same predictions, the first change is there, the
+second is gone, and no row points at a missing object."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -16,28 +23,41 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import boto3
+import httpx
 import pytest
 import trustme
-from asgi_lifespan import LifespanManager
 
-from armillary.app import create_app
 from armillary.cli import backup as backup_cli
 from armillary.cli.doctor import check
-from armillary.kit.pitr import Repository, archive_settings, pgbackrest_config, pgbackrest_target
-from armillary.kit.settings import Settings
+from armillary.kit.object_history import backup_settings
+from armillary.kit.pitr import (
+    Repository,
+    archive_conf,
+    cipher_pass_conf,
+    config_option,
+    pgbackrest_config,
+    pgbackrest_target,
+)
 from armillary.kit.storage import StorageSettings
 from armillary.kit.storage.admin import init_bucket
 from armillary.migrations.runner import upgrade
 from armillary.workflows.scheduling.signals import asyncpg_dsn
-from tests.conftest import REDIS_URL, Api, auth, client_for, make_settings
+from tests.conftest import REDIS_URL, Api, auth, make_settings
 from tests.faults.private_services import PrivatePostgres, _as_postgres, private_postgres
+from tests.integration.storage.test_backup_drill import (
+    CSV,
+    build_world,
+    change_after_backup,
+    check_restored,
+    destroy_store,
+    platform,
+)
 from tests.integration.workflows.engine import free_port
 from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
 
@@ -51,20 +71,13 @@ pytestmark = pytest.mark.skipif(
 
 def pgbackrest(config: Path, *args: str) -> None:
     done = subprocess.run(
-        _as_postgres(["pgbackrest", f"--config={config}", f"--stanza={STANZA}", *args]),
+        _as_postgres(["pgbackrest", config_option(config), f"--stanza={STANZA}", *args]),
         capture_output=True,
         text=True,
         timeout=180,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-
-
-@asynccontextmanager
-async def platform(settings: Settings, storage: StorageSettings) -> AsyncIterator[Api]:
-    application = create_app(settings, configure_logs=False, storage_settings=storage)
-    async with LifespanManager(application, startup_timeout=60), client_for(application) as c:
-        yield Api(c)
 
 
 async def sql(server: PrivatePostgres, statement: str) -> object:
@@ -75,9 +88,11 @@ async def sql(server: PrivatePostgres, statement: str) -> object:
         await connection.close()
 
 
-async def upload(api: Api, token: str, base: str, body: bytes) -> dict[str, object]:
+async def upload(api: Api, token: str, base: str, name: str, body: bytes) -> dict[str, object]:
+    created = await api.client.post(f"{base}/datasets", json={"name": name}, headers=auth(token))
+    assert created.status_code == 201, created.text
     response = await api.client.post(
-        f"{base}/datasets/sales/versions",
+        f"{base}/datasets/{name}/versions",
         files={"file": ("sales.csv", body, "text/csv")},
         data={"format": "csv"},
         headers=auth(token),
@@ -175,7 +190,11 @@ http {{
 """
 
 
-async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> None:
+REGIONS = b"region,share\nnorth,0.4\nsouth,0.6\n"
+BACKUP_REGION = "eu-west-1"
+
+
+async def test_point_in_time_restore_from_nothing_but_the_backups(moto_endpoint: str) -> None:
     server = private_postgres()
     work = Path(tempfile.mkdtemp(prefix="armillary-pitr-"))
     for directory in (work, work / "log", work / "lock", work / "spool"):
@@ -185,6 +204,15 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
     repository = s3_repository(work)
     try:
         config = work / "pgbackrest.conf"
+        # The rendered file holds no secret: the cipher pass is in conf.d/secrets.conf beside
+        # it, which pgbackrest (and the server's archive_command) read too.
+        secrets = work / "conf.d" / "secrets.conf"
+        secrets.parent.mkdir()
+        secrets.write_text(cipher_pass_conf("c" * 40))
+        secrets.chmod(0o600)
+        if os.geteuid() == 0:
+            shutil.chown(secrets.parent, "postgres", "postgres")
+            shutil.chown(secrets, "postgres", "postgres")
         config.write_text(
             pgbackrest_config(
                 stanza=STANZA,
@@ -192,16 +220,16 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
                 pg_port=server.port,
                 pg_socket_dir=server.root,
                 repo=repository.__enter__(),
-                cipher_pass="c" * 40,
+                cipher_pass=None,
                 work_dir=work,
             )
         )
+        assert "c" * 40 not in config.read_text()
         for path in work.glob("repo-*.pem"):
             if os.geteuid() == 0:
                 shutil.chown(path, "postgres", "postgres")
         with (server.data / "postgresql.conf").open("a") as conf:
-            for name, value in archive_settings(config, STANZA).items():
-                conf.write(f"{name} = '{value}'\n")
+            conf.write(archive_conf(config, STANZA))
         server.stop()
         server.start()
         server.create_database("armillary")
@@ -217,34 +245,48 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
             s3_secret_access_key=SECRET_KEY,  # type: ignore[arg-type]
             s3_allow_http=True,
         )
+        backup = backup_settings(storage, f"{storage.bucket}-backup", BACKUP_REGION)
         await asyncio.to_thread(init_bucket, storage)
         pgbackrest(config, "stanza-create")
+
+        # 1. The scene, and a full backup of it.
+        async with platform(settings, storage) as api:
+            world = await build_world(api)
         pgbackrest(config, "backup", "--type=full")
 
+        # 2. A change, the moment T', another change; the object copy runs between them
+        # and after, as its schedule would.
         async with platform(settings, storage) as api:
-            admin = await api.admin_token()
-            user = await api.create_user(admin, "data_scientist")
-            slug = (await api.create_project(user["token"]))["slug"]
-            base = f"/api/v1/projects/{slug}"
-            created = await api.client.post(
-                f"{base}/datasets", json={"name": "sales"}, headers=auth(user["token"])
+            world.admin = await api.admin_token()
+            early = await api.create_user(world.admin, "user")
+            regions = await upload(api, world.user["token"], world.base, "regions", REGIONS)
+            first_sync = await asyncio.to_thread(
+                backup_cli.sync_objects, storage, backup.bucket, BACKUP_REGION, 35
             )
-            assert created.status_code == 201, created.text
-            first = await upload(api, user["token"], base, b"a\n1\n")
+            assert first_sync["copied"] >= 3  # dataset, model, the regions table
             # S3 keeps times to the second: the moment is a clear second from both changes.
             await asyncio.sleep(1.5)
             moment = await sql(server, "SELECT now()")
             await asyncio.sleep(1.5)
-            await upload(api, user["token"], base, b"a\n2\n")
-            later = await api.create_user(admin, "user")
+            later_email = await change_after_backup(api, world)
+        second_sync = await asyncio.to_thread(
+            backup_cli.sync_objects, storage, backup.bucket, BACKUP_REGION, 35
+        )
+        assert second_sync["already"] == first_sync["copied"] + first_sync["deletions"]
+        assert second_sync["copied"] >= 2  # the later dataset version and model version
         # Every WAL segment up to now reaches the repository.
         pgbackrest(config, "check")
 
+        # 3. The disaster: the cluster's data directory and the platform's bucket, every
+        # version of every object in it, are gone.
         server.stop()
+        shutil.rmtree(server.data)
+        await asyncio.to_thread(destroy_store, settings, storage)
+
+        # 4. The restore to T', from the backups alone.
         pgbackrest(
             config,
             "restore",
-            "--delta",
             "--type=time",
             f"--target={pgbackrest_target(moment)}",  # type: ignore[arg-type]
             "--target-action=promote",
@@ -254,22 +296,34 @@ async def test_point_in_time_restore_between_two_changes(moto_endpoint: str) -> 
             if not await sql(server, "SELECT pg_is_in_recovery()"):
                 break
             await asyncio.sleep(0.1)
-        counts = await backup_cli.restore_point(settings, storage, moment)  # type: ignore[arg-type]
-        assert counts["deleted"] >= 1  # the second upload's object
+        counts = await backup_cli.restore_point(
+            settings,
+            storage,
+            moment,  # type: ignore[arg-type]
+            backup,
+        )
+        # Dataset, model and regions objects come back; the later ones stay away.
+        assert counts["from_backup"] >= 3, counts
+        assert counts["reverted"] == 0, counts
 
         async with platform(settings, storage) as api:
-            admin = await api.admin_token()
-            token = await api.token(user["email"], user["password"])
-            versions = (
-                await api.client.get(f"{base}/datasets/sales/versions", headers=auth(token))
-            ).json()
-            assert [v["sha256"] for v in versions["items"]] == [first["sha256"]]
-            users = (await api.client.get("/api/v1/users?limit=100", headers=auth(admin))).json()
-            emails = {u["email"] for u in users["items"]}
-            assert user["email"] in emails
-            assert later["email"] not in emails
-            report = (await api.client.get("/api/v1/audit/verify", headers=auth(admin))).json()
-            assert report["ok"], report
+            world.admin = await api.admin_token()
+            await check_restored(api, world, later_email)
+            assert world.dataset_sha == hashlib.sha256(CSV).hexdigest()
+            token = auth(await api.token(world.user["email"], world.user["password"]))
+            users = await api.client.get("/api/v1/users?limit=100", headers=auth(world.admin))
+            assert early["email"] in {u["email"] for u in users.json()["items"]}
+            listed = await api.client.get(f"{world.base}/datasets/regions/versions", headers=token)
+            assert [v["sha256"] for v in listed.json()["items"]] == [regions["sha256"]]
+            assert regions["sha256"] == hashlib.sha256(REGIONS).hexdigest()
+            # The bytes themselves came back from the backup bucket.
+            content = await api.client.get(
+                f"{world.base}/datasets/regions/versions/1/content", headers=token
+            )
+            assert content.status_code == 307, content.text  # a presigned link to S3
+            async with httpx.AsyncClient() as direct:
+                restored = (await direct.get(content.headers["location"])).content
+            assert hashlib.sha256(restored).hexdigest() == regions["sha256"]
         doctor = await check(settings, storage, repair=False, grace=timedelta(0))
         assert doctor["missing"] == []
         assert doctor["orphans"] == []

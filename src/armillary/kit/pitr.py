@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from armillary.kit.object_history import Entry, backup_entries, source_history
 from armillary.kit.storage import StorageSettings
 
 if TYPE_CHECKING:
@@ -44,6 +45,26 @@ class Repository:
     s3_ca_file: Path | None = None
 
 
+@dataclass(frozen=True)
+class DatabaseHost:
+    """The database host as a backup job elsewhere reaches it: its ``pgbackrest server``
+    over TLS, with this job's client certificate (pgBackRest's ``pg1-host-type=tls``)."""
+
+    host: str
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    port: int = 8432
+
+
+def cipher_pass_conf(cipher_pass: str) -> str:
+    """``conf.d/secrets.conf``: the repository's cipher pass, in a file of its own (0600,
+    PostgreSQL's user) or a Kubernetes Secret, so the rendered configuration holds none."""
+    if len(cipher_pass) < 32:
+        raise ValueError("the repository cipher pass must be at least 32 characters")
+    return f"[global]\nrepo1-cipher-pass={cipher_pass}\n"
+
+
 def pgbackrest_config(
     *,
     stanza: str,
@@ -51,19 +72,32 @@ def pgbackrest_config(
     pg_port: int,
     pg_socket_dir: Path | None,
     repo: Repository,
-    cipher_pass: str,
+    cipher_pass: str | None,
     retention_full: int = 2,
+    retention_diff: int = 7,
     work_dir: Path,
+    pg_host: DatabaseHost | None = None,
 ) -> str:
     """pgbackrest.conf for one cluster: AES-256 encrypted repository, ``retention_full``
-    full backups kept (with the WAL they need), logs and locks under ``work_dir``."""
-    if len(cipher_pass) < 32:
+    full and ``retention_diff`` differential backups kept (with the WAL they need), logs and
+    locks under ``work_dir``. Without ``cipher_pass`` the file holds no secret: pgBackRest
+    then reads it from ``conf.d/secrets.conf`` (:func:`cipher_pass_conf`) or from
+    ``PGBACKREST_REPO1_CIPHER_PASS`` (as it reads S3 keys from
+    ``PGBACKREST_REPO1_S3_KEY``/``_SECRET``). ``pg_host``: this file is for a backup job that
+    reaches the database host over TLS."""
+    if cipher_pass is not None and len(cipher_pass) < 32:
         raise ValueError("the repository cipher pass must be at least 32 characters")
+    secret = (
+        [f"repo1-cipher-pass={cipher_pass}"]
+        if cipher_pass is not None
+        else ["# repo1-cipher-pass: in conf.d/secrets.conf, or PGBACKREST_REPO1_CIPHER_PASS"]
+    )
     lines = [
         "[global]",
         "repo1-cipher-type=aes-256-cbc",
-        f"repo1-cipher-pass={cipher_pass}",
+        *secret,
         f"repo1-retention-full={retention_full}",
+        f"repo1-retention-diff={retention_diff}",
         f"repo1-path={repo.path}",
         "start-fast=y",
         "compress-type=zst",
@@ -86,13 +120,31 @@ def pgbackrest_config(
             lines.append(f"repo1-storage-port={repo.s3_port}")
         if repo.s3_ca_file is not None:
             lines.append(f"repo1-storage-ca-file={repo.s3_ca_file}")
-        if repo.s3_key_type == "shared":
+        if repo.s3_key_type == "shared" and repo.s3_key is not None:
             lines += [f"repo1-s3-key={repo.s3_key}", f"repo1-s3-key-secret={repo.s3_key_secret}"]
     else:
         lines.append("repo1-type=posix")
     lines += ["", f"[{stanza}]", f"pg1-path={pg_data}", f"pg1-port={pg_port}"]
     if pg_socket_dir is not None:
         lines.append(f"pg1-socket-path={pg_socket_dir}")
+    if pg_host is not None:
+        lines += [
+            f"pg1-host={pg_host.host}",
+            "pg1-host-type=tls",
+            f"pg1-host-port={pg_host.port}",
+            f"pg1-host-ca-file={pg_host.ca_file}",
+            f"pg1-host-cert-file={pg_host.cert_file}",
+            f"pg1-host-key-file={pg_host.key_file}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def archive_conf(config: Path, stanza: str) -> str:
+    """:func:`archive_settings` as postgresql.conf lines (for an ``include`` file)."""
+    quoted = {
+        name: value.replace("'", "''") for name, value in archive_settings(config, stanza).items()
+    }
+    lines = [f"{name} = '{value}'" for name, value in quoted.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -104,20 +156,36 @@ def pgbackrest_target(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%d %H:%M:%S.") + f"{utc.microsecond // 1000:03d}+00"
 
 
+def config_option(config: Path) -> str:
+    """How a pgbackrest command names its configuration: for a ``pgbackrest.conf``, its
+    directory, so that ``conf.d/*.conf`` beside it (the cipher pass, kept apart from the
+    rendered file) is read too; any other file alone."""
+    if config.name == "pgbackrest.conf":
+        return f"--config-path={config.parent}"
+    return f"--config={config}"
+
+
 def archive_settings(config: Path, stanza: str) -> dict[str, str]:
     """The postgresql.conf settings that archive every WAL segment through pgBackRest."""
+    command = f"pgbackrest {config_option(config)} --stanza={stanza} archive-push %p"
     return {
         "wal_level": "replica",
         "archive_mode": "on",
-        "archive_command": f"pgbackrest --config={config} --stanza={stanza} archive-push %p",
+        "archive_command": command,
         # A quiet database still archives at least this often: the RPO's upper bound.
         "archive_timeout": "60",
     }
 
 
-def restore_objects_as_of(settings: StorageSettings, moment: datetime) -> dict[str, int]:
+def restore_objects_as_of(
+    settings: StorageSettings, moment: datetime, backup: StorageSettings | None = None
+) -> dict[str, int]:
     """Make each key's newest version at or before ``moment`` current again, and delete keys
-    that had no version yet (or were deleted) by then. Returns counts of each."""
+    that had no version yet (or were deleted) by then. Returns counts of each.
+
+    With ``backup`` (the bucket ``objects-sync`` copies into), the history is the union of
+    both buckets': a version the platform's bucket lost, or the whole bucket, comes back
+    from the backup copy (counted as ``from_backup``)."""
     if settings.backend != "s3":
         raise PointInTimeError(
             "objects can be brought back to a moment only on a versioned S3 bucket"
@@ -128,32 +196,39 @@ def restore_objects_as_of(settings: StorageSettings, moment: datetime) -> dict[s
 
     client = s3_client(settings)
     bucket = settings.bucket
-    history: dict[str, list[dict[str, Any]]] = {}
-    pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket)
-    for page in pages:
-        for version in page.get("Versions", []):
-            history.setdefault(version["Key"], []).append({**version, "marker": False})
-        for marker in page.get("DeleteMarkers", []):
-            history.setdefault(marker["Key"], []).append({**marker, "marker": True})
-    counts = {"kept": 0, "reverted": 0, "deleted": 0}
+    live = source_history(client, bucket)
+    history: dict[str, dict[str, tuple[Entry, bool]]] = {}
+    backup_client = None
+    if backup is not None:
+        backup_client = s3_client(backup)
+        for entry in backup_entries(backup_client, backup.bucket):
+            history.setdefault(entry.key, {})[entry.version_id] = (entry, True)
+    for entry in live.entries:
+        # The platform's own version wins: copying inside one bucket is cheaper.
+        history.setdefault(entry.key, {})[entry.version_id] = (entry, False)
+    counts = {"kept": 0, "reverted": 0, "deleted": 0, "from_backup": 0}
     for key, versions in sorted(history.items()):
-        current = next(v for v in versions if v["IsLatest"])
-        before = [v for v in versions if v["LastModified"] <= moment]
-        wanted = max(before, key=lambda v: v["LastModified"]) if before else None
-        if wanted is not None and wanted["VersionId"] == current["VersionId"]:
-            counts["kept"] += 1
-        elif wanted is None or wanted["marker"]:
-            if not current["marker"]:
+        before = [item for item in versions.values() if item[0].modified <= moment]
+        wanted, in_backup = max(before, key=lambda i: i[0].modified) if before else (None, False)
+        now_current = live.current.get(key)
+        if wanted is None or wanted.kind == "deleted":
+            if now_current is not None:
                 client.delete_object(Bucket=bucket, Key=key)
                 counts["deleted"] += 1
             else:
                 counts["kept"] += 1
+        elif now_current == wanted.version_id:
+            counts["kept"] += 1
+        elif in_backup and backup is not None:
+            copy_source: CopySourceTypeDef = {"Bucket": backup.bucket, "Key": wanted.history_key}
+            client.copy(copy_source, bucket, key, SourceClient=backup_client)
+            counts["from_backup"] += 1
         else:
             source: CopySourceTypeDef = {
                 "Bucket": bucket,
                 "Key": key,
-                "VersionId": wanted["VersionId"],
+                "VersionId": wanted.version_id,
             }
-            client.copy_object(Bucket=bucket, Key=key, CopySource=source)
+            client.copy(source, bucket, key)
             counts["reverted"] += 1
     return counts
