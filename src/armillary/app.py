@@ -14,7 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
-import prometheus_client
 from fastapi import FastAPI
 
 from armillary.contracts.identity import JobTokenRequest
@@ -27,6 +26,7 @@ from armillary.kit import service_client
 from armillary.kit.app_factory import build_app
 from armillary.kit.authz import AccessControl
 from armillary.kit.logging import configure_logging
+from armillary.kit.metrics import serve_metrics
 from armillary.kit.ratelimit import RateLimiter
 from armillary.kit.runtime import Runtime
 from armillary.kit.security import KeySet, TokenVerifier
@@ -151,8 +151,7 @@ def serve_engine_metrics(settings: WorkflowSettings, host: str) -> WSGIServer | 
     unless a pod's scraper must reach it)."""
     if settings.metrics_port is None:
         return None
-    server, _thread = prometheus_client.start_http_server(settings.metrics_port, addr=host)
-    return server
+    return serve_metrics(host, settings.metrics_port)
 
 
 def default_work_root(settings: Settings) -> Path:

@@ -91,7 +91,8 @@ def create_service_runtime(
         # In process, this process's bus knows its own service's consumers only: events
         # for the others' consumers (audit entries for identity, ...) never reach them.
         log.warning("service_process.events_in_process", service=service)
-    runtime = Runtime.create(settings, role=role or service)
+    # Its own schema only (ADR 0026): another service's tables are not even visible.
+    runtime = Runtime.create(settings, role=role or service, schemas=(service,))
     runtime.limiter = RateLimiter.from_settings(settings)
     clients: list[Any] = []
     if service == "identity":

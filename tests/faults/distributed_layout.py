@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from armillary.cli.distributed import role_environments
 from armillary.kit.service_auth import write_key_pair
 from tests.conftest import (
     ADMIN_EMAIL,
@@ -27,6 +28,7 @@ from tests.conftest import (
     TEST_SECRET,
     Api,
     auth,
+    make_settings,
 )
 from tests.integration.workflows.engine import free_port
 
@@ -101,11 +103,17 @@ def launch(
     schedulers: int = 1,
     workers: int = 1,
     service_env: dict[str, str] | None = None,
+    database_roles: bool = False,
 ) -> Layout:
     """Start the layout (the caller stops it with :meth:`Layout.stop_all`). ``service_env``
     goes to the service processes only (a pooler's DSN): schedulers and workers hold session
-    features (leader lock, LISTEN) and keep ``database_url``."""
+    features (leader lock, LISTEN) and keep ``database_url``. With ``database_roles`` each
+    process connects as its service's own role (ADR 0026), as `up --distributed
+    --database-roles` runs them."""
     home = root / "home"
+    as_role: dict[str, dict[str, str]] = {}
+    if database_roles:
+        as_role = role_environments(make_settings(home, database_url=database_url))
     for service in SERVICES:
         write_key_pair(home / "service-keys", service)
     ports = {
@@ -139,11 +147,12 @@ def launch(
         for name, port in ports.items():
             service = name.split("-")[0]
             argv = ["serve", service, "--host", "127.0.0.1", "--port", str(port)]
-            layout.start(name, argv, **(service_env or {}))
+            layout.start(name, argv, **{**as_role.get(service, {}), **(service_env or {})})
+        workflows_role = as_role.get("workflows", {})
         for n in range(schedulers):
-            layout.start(f"scheduler-{n + 1}", ["scheduler"])
+            layout.start(f"scheduler-{n + 1}", ["scheduler"], **workflows_role)
         for n in range(workers):
-            layout.start(f"worker-{n + 1}", ["worker"])
+            layout.start(f"worker-{n + 1}", ["worker"], **workflows_role)
         layout.wait_ready()
     except BaseException:
         layout.stop_all()

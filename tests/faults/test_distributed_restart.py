@@ -47,7 +47,8 @@ def vhost() -> Iterator[str]:
 
 @pytest.fixture
 def layout(postgres: PrivatePostgres, vhost: str, tmp_path: Path) -> Iterator[Layout]:
-    found = launch(tmp_path, postgres.url("armillary"), vhost)
+    # Each process as its service's own database role: the journey holds with the GRANTs.
+    found = launch(tmp_path, postgres.url("armillary"), vhost, database_roles=True)
     try:
         yield found
     finally:

@@ -41,7 +41,7 @@ async def test_the_metrics_listener_serves_them_on_its_own_port(api: Api) -> Non
     assert response.status_code == 200
     assert 'armillary_http_requests_total{method="GET",route="/healthz"' in response.text
     # A taken port is reported, not fatal.
-    assert serve_metrics("127.0.0.1", port) is False
+    assert serve_metrics("127.0.0.1", port) is None
 
 
 def test_the_listener_is_private_by_default(tmp_path: object) -> None:

@@ -126,8 +126,42 @@ def ensure_service_keys(settings: Settings) -> None:
             write_key_pair(directory, service)
 
 
-def children(settings: Settings, host: str, port: int, workers: int) -> list[Child]:
-    """The process layout: gateway, five services, a scheduler, ``workers`` workers."""
+def role_environments(settings: Settings) -> dict[str, dict[str, str]]:
+    """Make each service's role (``armillary db roles``, passwords kept under the home
+    directory) and return the environment that makes a service's process connect as it."""
+    import asyncio
+
+    from sqlalchemy.engine import make_url
+
+    from armillary.kit.db import database_ssl
+    from armillary.migrations import roles
+
+    directory = settings.home / "database-roles"
+    passwords = roles.passwords_in(directory)
+    ssl = database_ssl(settings)
+    asyncio.run(roles.grant(settings.database_dsn, {} if ssl is None else {"ssl": ssl}, passwords))
+    admin_url = make_url(settings.database_url or "")
+    return {
+        service: {
+            "ARMILLARY_DATABASE_URL": admin_url.set(
+                username=roles.role_name(service), password=None
+            ).render_as_string(hide_password=False),
+            "ARMILLARY_DATABASE_PASSWORD_FILE": str(directory / service),
+        }
+        for service in roles.SERVICES
+    }
+
+
+def children(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    role_env: dict[str, dict[str, str]] | None = None,
+) -> list[Child]:
+    """The process layout: gateway, five services, a scheduler, ``workers`` workers; with
+    ``role_env``, each connecting to the database as its service's role."""
+    as_role = role_env or {}
     python = [sys.executable, "-m", "armillary.cli"]
     base = {
         **os.environ,
@@ -153,12 +187,13 @@ def children(settings: Settings, host: str, port: int, workers: int) -> list[Chi
             Child(
                 service,
                 [*python, "serve", service, "--host", "127.0.0.1", "--port", service_port],
-                dict(env),
+                {**env, **as_role.get(service, {})},
             )
         )
-    layout.append(Child("scheduler", [*python, "scheduler"], dict(without_admin)))
+    workflows_role = as_role.get("workflows", {})
+    layout.append(Child("scheduler", [*python, "scheduler"], {**without_admin, **workflows_role}))
     # Tasks reach the API through the gateway, as any client does.
-    tasks = {**worker_env(settings, host, port), **_keep_event_settings(base)}
+    tasks = {**worker_env(settings, host, port), **_keep_event_settings(base), **workflows_role}
     layout += [Child(f"worker-{n + 1}", [*python, "worker"], dict(tasks)) for n in range(workers)]
     return layout
 
@@ -167,10 +202,13 @@ def _keep_event_settings(env: dict[str, str]) -> dict[str, str]:
     return {k: env[k] for k in ("ARMILLARY_EVENT_TRANSPORT", "ARMILLARY_METRICS_PORT")}
 
 
-def run(settings: Settings, host: str, port: int, workers: int) -> None:
+def run(
+    settings: Settings, host: str, port: int, workers: int, *, database_roles: bool = False
+) -> None:
     check(settings)
     ensure_service_keys(settings)
-    supervisor = Supervisor(children(settings, host, port, workers))
+    role_env = role_environments(settings) if database_roles else None
+    supervisor = Supervisor(children(settings, host, port, workers, role_env))
 
     def stop(_signum: int, _frame: object) -> None:
         supervisor.stopping.set()

@@ -8,6 +8,7 @@ FastAPI and the ML libraries are imported inside the commands that run them.
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -106,6 +107,14 @@ def up(
             "scheduler and the workers, on PostgreSQL, Redis and RabbitMQ",
         ),
     ] = False,
+    database_roles: Annotated[
+        bool,
+        typer.Option(
+            "--database-roles",
+            help="With --distributed: each service connects as its own PostgreSQL role "
+            "(armillary db roles), the scheduler and workers as armillary_workflows",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded platform: every service and the scheduler in one process, and a
     pool of local worker processes that run tasks. With --distributed, each in its own
@@ -129,7 +138,7 @@ def up(
         upgrade(settings)
     host, port = host or settings.host, port or settings.port
     if distributed:
-        shape.run(settings, host, port, workers)
+        shape.run(settings, host, port, workers, database_roles=database_roles)
         return
     application = create_app(settings, run_scheduler=True)
     if workers:
@@ -146,20 +155,61 @@ def up(
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument()] = "heads",
+    service: Annotated[
+        str | None,
+        typer.Option(
+            help="Migrate this service's schema alone (identity, data, workflows, registry, "
+            "serving), e.g. with its own role's ARMILLARY_DATABASE_URL"
+        ),
+    ] = None,
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Apply migrations (every service's branch) up to REVISION; prints the ones applied."""
+    """Apply migrations up to REVISION: every service's schema, or one service's; prints
+    the ones applied."""
     from dataclasses import asdict
 
     from armillary.kit.settings import Settings
-    from armillary.migrations.runner import upgrade
+    from armillary.migrations.runner import SERVICE_VERSIONS, upgrade
 
-    applied = upgrade(Settings(), revision)
+    if service is not None and service not in SERVICE_VERSIONS:
+        err.print(f"[red]Unknown service {service!r}: one of {', '.join(SERVICE_VERSIONS)}[/red]")
+        raise typer.Exit(2)
+    applied = upgrade(Settings(), revision, service=service)
     if print_data(output, {"target": revision, "applied": [asdict(step) for step in applied]}):
         return
     for step in applied:
         console.print(f"Applied {step.revision}: {escape(step.description)}", highlight=False)
     console.print("[green]Database is up to date.[/green]")
+
+
+@db_app.command("roles")
+def db_roles(
+    passwords_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Directory with each role's password in a file named after its service "
+            "(made, random, where missing). Without it, roles get no password (certificate "
+            "or peer authentication, or passwords set elsewhere)"
+        ),
+    ] = None,
+) -> None:
+    """Make a PostgreSQL role per service (armillary_<service>) owning its schema and
+    nothing else. Run with an administrator's ARMILLARY_DATABASE_URL, after db upgrade."""
+    import asyncio
+
+    from armillary.kit.db import database_ssl
+    from armillary.kit.settings import Settings
+    from armillary.migrations import roles
+
+    settings = Settings()
+    if not (settings.database_url or "").startswith("postgresql"):
+        err.print("[red]Database roles need PostgreSQL (ARMILLARY_DATABASE_URL)[/red]")
+        raise typer.Exit(2)
+    ssl = database_ssl(settings)
+    passwords = roles.passwords_in(passwords_dir) if passwords_dir else {}
+    asyncio.run(roles.grant(settings.database_dsn, {} if ssl is None else {"ssl": ssl}, passwords))
+    for service in roles.SERVICES:
+        console.print(f"{roles.role_name(service)} owns schema {service}")
 
 
 @users_app.command("create")

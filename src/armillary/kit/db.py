@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from ssl import SSLContext
@@ -70,6 +70,16 @@ def utcnow() -> datetime:
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+# Each service's PostgreSQL schema (ADR 0026), in search-path order for a process that runs
+# them all: identity first, so the embedded shape's one outbox is identity's.
+SERVICE_SCHEMAS = ("identity", "data", "workflows", "registry", "serving")
+
+
+def search_path(schemas: Sequence[str]) -> str:
+    """A search path over ``schemas`` (then ``public``, for extensions)."""
+    return ", ".join([*(f'"{schema}"' for schema in schemas), "public"])
 
 
 # Connections kept per process by role (as many again may open under bursts). The embedded
@@ -160,8 +170,13 @@ class Database:
         behind_pooler: bool = False,
         password_ref: SecretRef | None = None,
         ssl: SSLContext | None = None,
+        schemas: Sequence[str] = SERVICE_SCHEMAS,
+        direct_url: str | None = None,
     ) -> None:
         self.url = url
+        # The leader lock and LISTEN hold a session for hours: never through a transaction
+        # pooler, which would hand that session to other clients between statements.
+        self.direct_url = direct_url or url
         # verify-full TLS to PostgreSQL: the pool and the direct connections alike.
         self.ssl = ssl
         # The same for libpq's tools (pg_dump, pg_restore in `armillary backup`).
@@ -192,6 +207,11 @@ class Database:
                     "prepared_statement_cache_size": 0,
                     "prepared_statement_name_func": _unique_statement_name,
                 }
+            else:
+                # The schemas of the services this process runs (ADR 0026). A transaction
+                # pooler passes no start-up options: behind one, the role's default applies
+                # (`armillary db roles`, `db upgrade`).
+                connect_args["server_settings"] = {"search_path": search_path(schemas)}
             if ssl is not None:
                 connect_args["ssl"] = ssl
             if connect_args:
@@ -208,8 +228,10 @@ class Database:
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, role: str = "api") -> Database:
-        db = cls._from_settings(settings, role=role)
+    def from_settings(
+        cls, settings: Settings, *, role: str = "api", schemas: Sequence[str] = SERVICE_SCHEMAS
+    ) -> Database:
+        db = cls._from_settings(settings, role=role, schemas=schemas)
         if db.ssl is not None:
             import ssl as ssl_module
 
@@ -218,9 +240,10 @@ class Database:
         return db
 
     @classmethod
-    def _from_settings(cls, settings: Settings, *, role: str) -> Database:
+    def _from_settings(cls, settings: Settings, *, role: str, schemas: Sequence[str]) -> Database:
         """The process's database; ``role`` (api, worker, scheduler) sizes its pool unless
-        ``ARMILLARY_DATABASE_POOL_SIZE`` says otherwise."""
+        ``ARMILLARY_DATABASE_POOL_SIZE`` says otherwise; ``schemas`` are the services' it
+        runs."""
         if settings.database_url is None:
             settings.home.mkdir(parents=True, exist_ok=True)
         return cls(
@@ -230,6 +253,8 @@ class Database:
             behind_pooler=settings.database_pooler,
             password_ref=settings.secret_ref("database_password"),
             ssl=database_ssl(settings),
+            schemas=schemas,
+            direct_url=settings.database_direct_dsn,
         )
 
     @asynccontextmanager

@@ -7,6 +7,7 @@ never from the public API port: their labels name every project's deployments.
 from __future__ import annotations
 
 import time
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
@@ -100,15 +101,16 @@ class MetricsMiddleware:
                 ERRORS.labels(*labels).inc()
 
 
-def serve_metrics(host: str, port: int) -> bool:
-    """Serve ``/metrics`` of this process on ``host:port`` (a daemon thread). Returns False,
-    logged, when the port is taken: the platform runs on without its metrics."""
+def serve_metrics(host: str, port: int) -> WSGIServer | None:
+    """Serve ``/metrics`` of this process on ``host:port`` (a daemon thread) and return the
+    listener. Returns None, logged, when the port is taken: the platform runs on without its
+    metrics."""
     try:
-        _start_http_server(port, addr=host)
+        server, _thread = _start_http_server(port, addr=host)
     except OSError as exc:
         structlog.get_logger(__name__).error(
             "metrics.listener_failed", host=host, port=port, error=exc.strerror
         )
-        return False
+        return None
     structlog.get_logger(__name__).info("metrics.listening", host=host, port=port)
-    return True
+    return server

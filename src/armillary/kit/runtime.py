@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,7 @@ import structlog
 
 from armillary.kit.cache import Cache, MemoryCache, create_cache
 from armillary.kit.database_unavailable import unavailable_reason
-from armillary.kit.db import Database
+from armillary.kit.db import SERVICE_SCHEMAS, Database
 from armillary.kit.events import EventBus
 from armillary.kit.secretbox import derive_key
 from armillary.kit.security_events import SecurityEventSampler
@@ -45,8 +45,11 @@ class Runtime:
     security_events: SecurityEventSampler = field(default_factory=SecurityEventSampler)
 
     @classmethod
-    def create(cls, settings: Settings, *, role: str = "api") -> Runtime:
-        db = Database.from_settings(settings, role=role)
+    def create(
+        cls, settings: Settings, *, role: str = "api", schemas: Sequence[str] = SERVICE_SCHEMAS
+    ) -> Runtime:
+        """``schemas``: the services whose tables this process reads and writes."""
+        db = Database.from_settings(settings, role=role, schemas=schemas)
         bus = EventBus(db)
         bus.attach()
         if settings.event_transport == "rabbitmq":

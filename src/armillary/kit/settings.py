@@ -44,6 +44,7 @@ class Settings(SecretSourcedSettings):
             "admin_password",
             "database_url",
             "database_password",
+            "database_direct_url",
             "redis_url",
             "rabbitmq_url",
             "service_key",
@@ -74,6 +75,9 @@ class Settings(SecretSourcedSettings):
     # A transaction-mode pooler (PgBouncer, RDS Proxy) between the processes and PostgreSQL:
     # no prepared statement outlives its transaction, so none is cached by name.
     database_pooler: bool = False
+    # PostgreSQL itself, for the sessions that must not go through that pooler (the
+    # scheduler's leader lock, LISTEN for wake-ups). Unset: ARMILLARY_DATABASE_URL.
+    database_direct_url: str | None = None
     # SQLite: how long a transaction waits for the one write lock before it fails (answered
     # 503 with Retry-After).
     database_busy_timeout_seconds: float = Field(default=30, gt=0)
@@ -234,15 +238,21 @@ class Settings(SecretSourcedSettings):
     @cached_property
     def database_dsn(self) -> str:
         if self.database_url:
-            if self.database_password is None:
-                return self.database_url
-            from sqlalchemy.engine import make_url
-
-            url = make_url(self.database_url).set(
-                password=self.database_password.get_secret_value()
-            )
-            return url.render_as_string(hide_password=False)
+            return self._with_password(self.database_url)
         return f"sqlite+aiosqlite:///{(self.home / 'armillary.db').resolve()}"
+
+    @cached_property
+    def database_direct_dsn(self) -> str | None:
+        """PostgreSQL without the pooler (ARMILLARY_DATABASE_DIRECT_URL), when set."""
+        return self._with_password(self.database_direct_url) if self.database_direct_url else None
+
+    def _with_password(self, database_url: str) -> str:
+        if self.database_password is None:
+            return database_url
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url).set(password=self.database_password.get_secret_value())
+        return url.render_as_string(hide_password=False)
 
     def plaintext_hops(self) -> list[str]:
         """The hops leaving this machine without TLS (the production profile refuses them)."""

@@ -29,7 +29,6 @@ from armillary.kit.app_factory import build_app
 from armillary.kit.errors import NotFound
 from armillary.kit.settings import Settings
 from armillary.kit.storage import StorageSettings
-from armillary.migrations import runner
 from armillary.registry import app as registry_app
 from armillary.registry.client import RegistryClient
 from armillary.serving import app as serving_app
@@ -37,10 +36,6 @@ from armillary.serving.access.predict_access import authorize_predict
 from armillary.serving.components import SERVICE, Serving, serving_of
 from armillary.serving.settings import ServingSettings
 from armillary.workflows import app as workflows_app
-
-_SERVING_VERSIONS = Path(serving_app.__file__).parent / "migrations" / "versions"
-if _SERVING_VERSIONS not in runner.VERSION_LOCATIONS:
-    runner.VERSION_LOCATIONS.append(_SERVING_VERSIONS)
 
 # What predict does before answering, as a route of its own: the access rules tested over
 # HTTP without depending on the predict route.

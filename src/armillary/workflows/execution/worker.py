@@ -86,7 +86,7 @@ class Worker:
         self.work_root = work_root
         self.concurrency = concurrency or settings.worker_concurrency
         self.name = name or worker_name()
-        dsn = signals.asyncpg_dsn(db.url)
+        dsn = signals.asyncpg_dsn(db.direct_url)
         poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
         self.listener = signals.Listener(
             dsn,

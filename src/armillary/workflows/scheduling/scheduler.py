@@ -71,7 +71,7 @@ class Scheduler:
         self.settings = settings
         self.store = store
         self.clock = clock
-        dsn = signals.asyncpg_dsn(db.url)
+        dsn = signals.asyncpg_dsn(db.direct_url)
         self.leadership = Leadership(dsn, password_ref=db.password_ref, ssl=db.ssl)
         poll = settings.sqlite_poll_seconds if dsn is None else settings.poll_seconds
         self.listener = signals.Listener(

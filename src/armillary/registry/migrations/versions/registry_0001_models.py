@@ -15,7 +15,7 @@ from alembic import op
 revision: str = "registry_0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = ("registry",)
-depends_on: str | Sequence[str] | None = "kit_0001"
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
