@@ -208,6 +208,8 @@ async def test_concurrent_attempts_and_a_zombie_leave_only_doctor_repairable_orp
         # The zombie's result was refused by the fence: attempt 2's stands.
         refused = [e for e in logs if e["event"] == "worker.late_result_refused"]
         assert [(e["task"], e["job"]) for e in refused] == [(held.task, job_id)]
+        failed = {"worker.attempt_failed", "worker.report_failed"}
+        assert [e for e in logs if e["event"] in failed] == []
 
         prefix = job_prefix(uuid.UUID(project["id"]), uuid.UUID(job_id))
         stored = await store.list_keys(f"{prefix}/")
