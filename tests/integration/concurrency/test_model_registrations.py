@@ -71,6 +71,31 @@ async def test_concurrent_registrations_all_get_a_number_and_keep_their_files(
     await assert_rows_and_objects_agree(platform, under="/models/")
 
 
+async def test_register_tasks_of_one_training_all_get_its_one_version(
+    platform: Platform,
+) -> None:
+    """Register tasks of one job that register the same train task's artifacts at once (as
+    three register tasks after one training do): one version, which every request answers
+    with; none is told to retry, and the files the others stored on the way are gone."""
+    scene = await _scene(platform)
+    _, token = await training_job(scene)
+    responses = await asyncio.gather(
+        *(
+            scene.client.post(
+                f"{scene.model_base}/versions", json=version_body(), headers=auth(token)
+            )
+            for _ in range(WRITERS)
+        )
+    )
+
+    assert [r.status_code for r in responses] == [201] * WRITERS, [r.text for r in responses]
+    assert {(r.json()["id"], r.json()["version"]) for r in responses} == {
+        (responses[0].json()["id"], 1)
+    }
+    await _downloads(scene, 1)
+    await assert_rows_and_objects_agree(platform, under="/models/")
+
+
 async def test_a_failed_registration_removes_only_its_own_files(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,34 +127,30 @@ async def create_from_job(
             "evaluation_task": body.evaluation_task,
             "datasets": [used.as_json() for used in datasets],
         }
+        candidate = ModelVersion(
+            metrics=dict(body.metrics),
+            params=body.params,
+            signature=signature,
+            estimator=body.estimator,
+            problem=body.problem,
+            format=body.format,
+            environment={str(k): str(v) for k, v in environment.items()},
+            description=body.description,
+            tags=dict(body.tags),
+            lineage=lineage,
+            source="job",
+            job_registration_key=key,
+            **_onnx_at_registration(body, names),
+        )
         try:
-            model, version = await _add_version(
-                session,
-                registry,
-                access,
-                ref,
-                staged,
-                ModelVersion(
-                    metrics=dict(body.metrics),
-                    params=body.params,
-                    signature=signature,
-                    estimator=body.estimator,
-                    problem=body.problem,
-                    format=body.format,
-                    environment={str(k): str(v) for k, v in environment.items()},
-                    description=body.description,
-                    tags=dict(body.tags),
-                    lineage=lineage,
-                    source="job",
-                    job_registration_key=key,
-                    **_onnx_at_registration(body, names),
-                ),
-            )
+            model, version = await _add_version(session, registry, access, ref, staged, candidate)
         except IntegrityError:
-            # The same registration committed meanwhile (unique key): a retry returns it.
+            # The unique key's last word, should a twin ever commit past the model's lock.
             raise JobRegistrationRace(
                 "This job is registering these artifacts in another request; retry"
             ) from None
+    if version is not candidate:  # a twin request of the job registered it first
+        return model, version
     for used in datasets:
         session.add(
             VersionDataset(
@@ -276,7 +272,11 @@ async def _add_version(
 ) -> tuple[RegisteredModel, ModelVersion]:
     """Store the staged files under the new version's own id, then allocate its number under
     the model's row lock. Keys no other request can own mean a rolled-back transaction deletes
-    only its own files, and the (possibly slow) uploads happen before the lock is taken."""
+    only its own files, and the (possibly slow) uploads happen before the lock is taken.
+
+    A job's registration (``version.job_registration_key``) that a twin request committed
+    while this one stored its files is returned instead of ``version``: this request's files
+    are removed, and nothing is added."""
     model = await get_model(session, access, ref)
     version.id = new_id()
     artifacts: dict[str, dict[str, Any]] = {}
@@ -291,6 +291,16 @@ async def _add_version(
         artifacts[item.name] = {"key": key, "size_bytes": item.size, "sha256": item.sha256}
     # Locked again: the model may have been deleted meanwhile, and aliases wait for us.
     model = await get_model(session, access, ref, for_update=True)
+    if version.job_registration_key is not None:
+        # Under the lock, twins of one job's registration (register tasks after one training)
+        # see the one that committed first, instead of failing on its unique key.
+        twin = await job_registrations.registered_before(
+            session, model.id, version.job_registration_key
+        )
+        if twin is not None:
+            for stored in artifacts.values():
+                await registry.store.delete(stored["key"])
+            return model, twin
     number = await next_number(session, model, RegisteredModel.version_counter)
     version.model_id = model.id
     version.project_id = access.project_id

@@ -20,7 +20,8 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.get(
-    "/api/v1/jobs/{job_id}/tasks/{task}/artifacts/{name}",
+    # A path: a task's artifact may sit in a subdirectory of its output (`reports/a.html`).
+    "/api/v1/jobs/{job_id}/tasks/{task}/artifacts/{name:path}",
     name="jobs.task_artifact",
     response_class=StreamingResponse,
     dependencies=[TASK_ROUTE],
