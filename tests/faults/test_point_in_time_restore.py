@@ -50,12 +50,14 @@ from armillary.migrations.runner import upgrade
 from armillary.workflows.scheduling.signals import asyncpg_dsn
 from tests.conftest import REDIS_URL, Api, auth, make_settings
 from tests.faults.private_services import PrivatePostgres, _as_postgres, private_postgres
-from tests.integration.storage.test_backup_drill import (
+from tests.integration.storage.test_backup_drill import (  # noqa: F401 - hook is a fixture
     CSV,
+    Hook,
     build_world,
     change_after_backup,
     check_restored,
     destroy_store,
+    hook,
     platform,
 )
 from tests.integration.workflows.engine import free_port
@@ -194,7 +196,9 @@ REGIONS = b"region,share\nnorth,0.4\nsouth,0.6\n"
 BACKUP_REGION = "eu-west-1"
 
 
-async def test_point_in_time_restore_from_nothing_but_the_backups(moto_endpoint: str) -> None:
+async def test_point_in_time_restore_from_nothing_but_the_backups(
+    moto_endpoint: str, hook: Hook
+) -> None:
     server = private_postgres()
     work = Path(tempfile.mkdtemp(prefix="armillary-pitr-"))
     for directory in (work, work / "log", work / "lock", work / "spool"):
@@ -251,7 +255,7 @@ async def test_point_in_time_restore_from_nothing_but_the_backups(moto_endpoint:
 
         # 1. The scene, and a full backup of it.
         async with platform(settings, storage) as api:
-            world = await build_world(api)
+            world = await build_world(api, hook.url)
         pgbackrest(config, "backup", "--type=full")
 
         # 2. A change, the moment T', another change; the object copy runs between them
@@ -308,7 +312,7 @@ async def test_point_in_time_restore_from_nothing_but_the_backups(moto_endpoint:
 
         async with platform(settings, storage) as api:
             world.admin = await api.admin_token()
-            await check_restored(api, world, later_email)
+            await check_restored(api, world, later_email, hook)
             assert world.dataset_sha == hashlib.sha256(CSV).hexdigest()
             token = auth(await api.token(world.user["email"], world.user["password"]))
             users = await api.client.get("/api/v1/users?limit=100", headers=auth(world.admin))

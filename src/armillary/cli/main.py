@@ -192,6 +192,7 @@ def db_roles(
             "or peer authentication, or passwords set elsewhere)"
         ),
     ] = None,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Make a PostgreSQL role per service (armillary_<service>) owning its schema and
     nothing else. Run with an administrator's ARMILLARY_DATABASE_URL, after db upgrade."""
@@ -208,8 +209,11 @@ def db_roles(
     ssl = database_ssl(settings)
     passwords = roles.passwords_in(passwords_dir) if passwords_dir else {}
     asyncio.run(roles.grant(settings.database_dsn, {} if ssl is None else {"ssl": ssl}, passwords))
-    for service in roles.SERVICES:
-        console.print(f"{roles.role_name(service)} owns schema {service}")
+    made = [{"role": roles.role_name(service), "schema": service} for service in roles.SERVICES]
+    if print_data(output, {"roles": made}):
+        return
+    for role in made:
+        console.print(f"{role['role']} owns schema {role['schema']}")
 
 
 @users_app.command("create")
