@@ -197,7 +197,8 @@ BACKUP_REGION = "eu-west-1"
 
 
 async def test_point_in_time_restore_from_nothing_but_the_backups(
-    moto_endpoint: str, hook: Hook
+    moto_endpoint: str,
+    hook: Hook,  # noqa: F811 - the fixture imported above
 ) -> None:
     server = private_postgres()
     work = Path(tempfile.mkdtemp(prefix="armillary-pitr-"))
