@@ -223,8 +223,15 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "before_execute", _sqlite_write_transaction)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips.
-        self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads need no transaction: autocommit saves the BEGIN and COMMIT round trips. Not
+        # behind a transaction pooler: asyncpg prepares a statement, then runs it, and
+        # outside a transaction the pooler may hand those two steps to two server
+        # connections ("prepared statement ... does not exist").
+        self.read_engine = (
+            self.engine
+            if behind_pooler
+            else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     @classmethod
