@@ -134,4 +134,3 @@ bench-gateway: sync-dev services
 soak: sync-dev services
 	ARMILLARY_FAULT_RABBITMQ_OUTAGE_SECONDS=60 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_rabbitmq.py
 	ARMILLARY_FAULT_BUDGET_FULL=1 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_distributed_budget.py
-	ARMILLARY_FAULT_SOAK=1 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_distributed_pooler.py

@@ -7,7 +7,6 @@ entries of data and workflows reach identity's chain over RabbitMQ."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,16 +19,7 @@ from tests.faults.distributed_layout import Layout, http, launch, scene, submit,
 from tests.faults.private_services import PrivatePostgres, private_pgbouncer
 from tests.integration.services.test_up_distributed import rabbitmqctl
 
-# Intermittent (2 of 6 runs): identity's process answered a sign-up with 503 "the identity
-# service could not answer" (its in-process principal look-up timed out) behind PgBouncer.
-# Not understood yet, so it runs in `make soak` (ARMILLARY_FAULT_SOAK=1), not in CI, until
-# it is; the closing note of 2026-12-06 names it.
-_SOAK_ONLY = pytest.mark.skipif(
-    os.environ.get("ARMILLARY_FAULT_SOAK") != "1",
-    reason="intermittent behind PgBouncer: runs in make soak until understood",
-)
-
-pytestmark = [pytest.mark.slow, _SOAK_ONLY]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
