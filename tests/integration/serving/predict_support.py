@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,27 +189,6 @@ class PredictScene:
     async def scalar(self, sql: str, **params: Any) -> Any:
         async with self.platform.app.state.runtime.db.read_only() as session:
             return await session.scalar(text(sql), params)
-
-
-@contextlib.contextmanager
-def coverage_paused() -> Iterator[None]:
-    """Stop coverage's tracer (when it runs) for a block that repeats paths other tests
-    cover: thousands of identical predictions measure a split, not lines, and under the
-    tracer they cost several times the CPU of the whole rest of their test."""
-    try:
-        import coverage
-    except ImportError:  # pragma: no cover - coverage is a dev dependency
-        yield
-        return
-    current = coverage.Coverage.current()
-    if current is None:
-        yield
-        return
-    current.stop()
-    try:
-        yield
-    finally:
-        current.start()
 
 
 async def predict_many(send: Callable[[int], Any], count: int, concurrency: int = 32) -> list[Any]:

@@ -15,7 +15,6 @@ from tests.conftest import auth
 from tests.integration.serving.predict_support import (  # noqa: F401 - fixtures
     PredictScene,
     asgi_post,
-    coverage_paused,
     features,
     instances,
     predict_many,
@@ -47,8 +46,7 @@ async def test_ten_thousand_predictions_split_90_10_and_the_shadow_only_records(
         assert status == 200, answer
         return dict(json.loads(answer))
 
-    with coverage_paused():
-        answers = await predict_many(send, N, concurrency=64)
+    answers = await predict_many(send, N, concurrency=64)
     elapsed = time.perf_counter() - started
     served = Counter(a["variant"] for a in answers)
     assert set(served) == {"champion", "challenger"}  # the shadow never answers
