@@ -261,9 +261,12 @@ class Settings(SecretSourcedSettings):
         hops = []
         if not (self.tls_cert_file or self.tls_terminated_by_proxy or is_loopback(self.host)):
             hops.append("the HTTP listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
-        database = self.database_url or ""
-        if database.startswith("postgresql") and self.database_sslmode != "verify-full":
-            hops += _off_machine("PostgreSQL (ARMILLARY_DATABASE_SSLMODE=verify-full)", database)
+        if self.database_sslmode != "verify-full":
+            # The pooler's DSN and PostgreSQL's own (leader lock, LISTEN) alike.
+            for database in (self.database_url or "", self.database_direct_url or ""):
+                if database.startswith("postgresql"):
+                    hop = "PostgreSQL (ARMILLARY_DATABASE_SSLMODE=verify-full)"
+                    hops += [h for h in _off_machine(hop, database) if h not in hops]
         if self.redis_url and self.redis_url.startswith("redis://"):
             hops += _off_machine("Redis (a rediss:// URL)", self.redis_url)
         if self.rabbitmq_url and self.rabbitmq_url.startswith("amqp://"):

@@ -37,6 +37,11 @@ def test_loopback_hops_may_be_plaintext(tmp_path: Path) -> None:
     ("overrides", "named"),
     [
         ({"database_url": "postgresql+asyncpg://app@db.internal/armillary"}, "PostgreSQL"),
+        # A pooler on this machine, PostgreSQL itself (leader lock, LISTEN) elsewhere.
+        (
+            {"database_direct_url": "postgresql+asyncpg://app@db.internal/armillary"},
+            "PostgreSQL",
+        ),
         ({"redis_url": "redis://cache.internal:6379/0"}, "Redis"),
         ({"rabbitmq_url": "amqp://u:p@mq.internal/"}, "RabbitMQ"),
         ({"host": "0.0.0.0"}, "HTTP listener"),  # noqa: S104 - the case under test
