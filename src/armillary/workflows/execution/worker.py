@@ -358,7 +358,7 @@ class Worker:
                 async with self.db.unit_of_work() as session:
                     now = utcnow()
                     state = await claims.report(session, claimed, result, now, artifacts=artifacts)
-                    following = await self._continue(session, claimed, state, now)
+                    following = await self._continue(session, claimed, state)
                     if await self._scheduler_needed(session, claimed, state, following):
                         await signals.notify(session, signals.SCHEDULER_WANTED)
                 report = result.report or (result.outputs or {}).get("report")
@@ -407,9 +407,7 @@ class Worker:
             return False
         return await claims.active_runs(session, claimed.job_id) == 0
 
-    async def _continue(
-        self, session: AsyncSession, claimed: Claim, state: str, now: datetime
-    ) -> list[Claim]:
+    async def _continue(self, session: AsyncSession, claimed: Claim, state: str) -> list[Claim]:
         """In the transaction that records a success: queue the job's tasks it made ready and
         take one of them into the slot this attempt frees (as Airflow's task runner schedules
         its downstream tasks), sparing the round trips through the scheduler on a chain. The
@@ -422,13 +420,21 @@ class Worker:
                 dependents = await dispatch.narrow_dependents(session, claimed.job_id, claimed.task)
                 if not dependents:
                     return []
+                # Times read here, not at the report's start: the report may have waited for
+                # a sibling's transaction, whose success (stamped before it committed) made
+                # these tasks ready. A task must not start before what it needs finished.
                 promoted = await dispatch.promote_ready(
-                    session, now, job_id=claimed.job_id, run_ids=dependents
+                    session, utcnow(), job_id=claimed.job_id, run_ids=dependents
                 )
                 if not promoted.queued:
                     return []
                 taken = await claims.claim(
-                    session, self.name, 1, now, self.settings.lease_seconds, job_id=claimed.job_id
+                    session,
+                    self.name,
+                    1,
+                    utcnow(),
+                    self.settings.lease_seconds,
+                    job_id=claimed.job_id,
                 )
                 if promoted.queued > len(taken):
                     await signals.notify(session, signals.TASKS_QUEUED)
