@@ -25,6 +25,12 @@ from armillary.kit.security import ALGORITHM
 from .models import SigningKey
 
 
+def new_kid() -> str:
+    """A signing key's id: hex, so it never starts with "-" (a base64url id did, one time
+    in 64, and `armillary keys retire <kid>` then read it as an option)."""
+    return secrets.token_hex(16)
+
+
 class SigningKeyLocked(Exception):
     """No configured platform secret (current or previous) opens this signing key."""
 
@@ -263,7 +269,7 @@ class KeyRing:
 
     async def _create(self, session: AsyncSession, *, activates_at: datetime) -> SigningKey:
         private = Ed25519PrivateKey.generate()
-        kid = secrets.token_urlsafe(16)
+        kid = new_kid()
         jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
         jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
         row = SigningKey(
