@@ -133,13 +133,11 @@ def role_environments(settings: Settings) -> dict[str, dict[str, str]]:
 
     from sqlalchemy.engine import make_url
 
-    from armillary.kit.db import database_ssl
     from armillary.migrations import roles
 
     directory = settings.home / "database-roles"
     passwords = roles.passwords_in(directory)
-    ssl = database_ssl(settings)
-    asyncio.run(roles.grant(settings.database_dsn, {} if ssl is None else {"ssl": ssl}, passwords))
+    asyncio.run(roles.grant(settings, passwords))
     admin_url = make_url(settings.database_url or "")
     return {
         service: {

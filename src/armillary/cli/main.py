@@ -198,7 +198,6 @@ def db_roles(
     nothing else. Run with an administrator's ARMILLARY_DATABASE_URL, after db upgrade."""
     import asyncio
 
-    from armillary.kit.db import database_ssl
     from armillary.kit.settings import Settings
     from armillary.migrations import roles
 
@@ -206,9 +205,8 @@ def db_roles(
     if not (settings.database_url or "").startswith("postgresql"):
         err.print("[red]Database roles need PostgreSQL (ARMILLARY_DATABASE_URL)[/red]")
         raise typer.Exit(2)
-    ssl = database_ssl(settings)
     passwords = roles.passwords_in(passwords_dir) if passwords_dir else {}
-    asyncio.run(roles.grant(settings.database_dsn, {} if ssl is None else {"ssl": ssl}, passwords))
+    asyncio.run(roles.grant(settings, passwords))
     made = [{"role": roles.role_name(service), "schema": service} for service in roles.SERVICES]
     if print_data(output, {"roles": made}):
         return

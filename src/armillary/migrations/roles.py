@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from armillary.kit.db import SERVICE_SCHEMAS, search_path
+from armillary.kit.settings import Settings
+from armillary.migrations.runner import connect_args
 
 SERVICES = SERVICE_SCHEMAS
 
@@ -43,8 +45,11 @@ def passwords_in(directory: Path) -> dict[str, str]:
     return found
 
 
-async def grant(dsn: str, connect_args: dict[str, Any], passwords: Mapping[str, str]) -> None:
-    engine = create_async_engine(dsn, poolclass=NullPool, connect_args=connect_args)
+async def grant(settings: Settings, passwords: Mapping[str, str]) -> None:
+    """Make or update the roles in ``settings``' database (an administrator's DSN)."""
+    engine = create_async_engine(
+        settings.database_dsn, poolclass=NullPool, connect_args=connect_args(settings)
+    )
     try:
         async with engine.begin() as connection:
             # Roles are the cluster's: two databases set up at once must not race to make one.

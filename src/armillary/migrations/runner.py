@@ -40,7 +40,8 @@ def alembic_config(database_url: str, service: str) -> Config:
     return config
 
 
-def _connect_args(settings: Settings) -> dict[str, Any]:
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """The driver's TLS arguments for an administrative connection (migrations, roles)."""
     ssl = database_ssl(settings)
     return {} if ssl is None else {"ssl": ssl}
 
@@ -74,14 +75,14 @@ def upgrade(
     if settings.database_url is None:
         settings.home.mkdir(parents=True, exist_ok=True)
     dsn = settings.database_dsn
-    connect_args = _connect_args(settings)
+    tls = connect_args(settings)
     if revision not in ("head", "heads"):
         services = [owner_of(revision)]
     elif service is not None:
         services = [service]
     else:
         services = list(SERVICE_VERSIONS)
-        asyncio.run(layout.prepare(dsn, connect_args))
+        asyncio.run(layout.prepare(dsn, tls))
     applied: list[AppliedRevision] = []
 
     def record(*, step: Any, **_: Any) -> None:
@@ -92,7 +93,7 @@ def upgrade(
 
     for name in services:
         config = alembic_config(dsn, name)
-        config.attributes["connect_args"] = connect_args
+        config.attributes["connect_args"] = tls
         config.attributes["on_version_apply"] = record
         command.upgrade(config, "head" if revision == "heads" else revision)
     return applied
