@@ -39,7 +39,10 @@ async def test_the_metrics_listener_serves_them_on_its_own_port(api: Api) -> Non
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{port}/metrics")
     assert response.status_code == 200
-    assert 'armillary_http_requests_total{method="GET",route="/healthz"' in response.text
+    assert (
+        'armillary_http_requests_total{method="GET",route="/healthz",service="platform"'
+        in response.text
+    )
     # A taken port is reported, not fatal.
     assert serve_metrics("127.0.0.1", port) is None
 

@@ -12,7 +12,7 @@ from starlette.types import Scope
 
 from armillary.kit import health
 from armillary.kit.audit import AuditFallbackMiddleware
-from armillary.kit.metrics import MetricsMiddleware
+from armillary.kit.metrics import SERVICES, MetricsMiddleware
 from armillary.kit.problems import install_error_handlers, install_openapi
 from armillary.kit.ratelimit import RateLimitMiddleware
 from armillary.kit.request_context import RequestContextMiddleware
@@ -71,7 +71,9 @@ def build_app(
         Middleware(SecurityHeadersMiddleware),
         Middleware(RequestContextMiddleware, settings=runtime.settings),
     ]
-    layers.append(Middleware(MetricsMiddleware))
+    # The process's service labels the routes of none (health, unmatched paths).
+    own = runtime.role if runtime.role in SERVICES else "platform"
+    layers.append(Middleware(MetricsMiddleware, service=own))
     if edge and runtime.limiter is not None and runtime.settings.rate_limit_enabled:
         layers.append(
             Middleware(RateLimitMiddleware, limiter=runtime.limiter, identify=_identify(runtime))

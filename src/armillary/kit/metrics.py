@@ -1,4 +1,5 @@
-"""Prometheus metrics for every process: requests, errors and latency by route template.
+"""Prometheus metrics for every process: requests, errors and latency by service and route
+template (RED), breakers, events and the object store.
 
 They are scraped from a listener of their own (:func:`serve_metrics`, 127.0.0.1 by default),
 never from the public API port: their labels name every project's deployments.
@@ -14,18 +15,20 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUESTS = Counter(
-    "armillary_http_requests_total", "HTTP requests handled", ["method", "route", "status"]
-)
+from armillary.kit.settings import SERVICE_PORTS
+
+# `service` is the service that owns the route (identity, data, workflows, registry,
+# serving), the same in the one-process shape as in a process of its own; routes of no
+# service (/healthz, unmatched paths) carry the process's.
+RED_LABELS = ["service", "method", "route", "status"]
+REQUESTS = Counter("armillary_http_requests_total", "HTTP requests handled", RED_LABELS)
 ERRORS = Counter(
-    "armillary_http_errors_total",
-    "HTTP responses with status >= 400",
-    ["method", "route", "status"],
+    "armillary_http_errors_total", "HTTP responses with status >= 400", RED_LABELS
 )
 LATENCY = Histogram(
     "armillary_http_request_duration_seconds",
     "Time to answer an HTTP request",
-    ["method", "route", "status"],
+    RED_LABELS,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 IN_PROGRESS = Gauge("armillary_http_requests_in_progress", "HTTP requests being handled")
@@ -61,6 +64,10 @@ EVENT_CONSUMER_LAG = Gauge(
 EVENT_DEAD_LETTERS = Gauge(
     "armillary_event_dead_letters", "Messages waiting in the dead-letter queue"
 )
+OBJECT_STORE_FREE_RATIO = Gauge(
+    "armillary_object_store_free_ratio",
+    "Share of the local object store's file system still free (absent for S3)",
+)
 EVENTS_RETRIED = Counter(
     "armillary_events_retried_total",
     "Failed deliveries sent to a delay queue or, past the ladder, to the dead letters",
@@ -71,9 +78,23 @@ EVENTS_RETRIED = Counter(
 UNMATCHED = "<unmatched>"
 
 
+SERVICES = frozenset(SERVICE_PORTS)
+
+
+def route_service(route: object, default: str) -> str:
+    """The service whose package defines the route's endpoint (``armillary.<service>.…``),
+    else ``default`` (the process's own)."""
+    module = getattr(getattr(route, "endpoint", None), "__module__", "") or ""
+    parts = module.split(".", 2)
+    if len(parts) > 1 and parts[0] == "armillary" and parts[1] in SERVICES:
+        return parts[1]
+    return default
+
+
 class MetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, service: str = "platform") -> None:
         self.app = app
+        self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,8 +114,10 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             IN_PROGRESS.dec()
-            route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            labels = (scope["method"], route, str(status))
+            matched = scope.get("route")
+            route = getattr(matched, "path", None) or UNMATCHED
+            service = route_service(matched, self.service)
+            labels = (service, scope["method"], route, str(status))
             REQUESTS.labels(*labels).inc()
             LATENCY.labels(*labels).observe(time.perf_counter() - started)
             if status >= 400:

@@ -43,6 +43,8 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # Which refused tokens and hidden-project reads reach the audit log (kit.security_events).
     security_events: SecurityEventSampler = field(default_factory=SecurityEventSampler)
+    # What this process is: a service's name, "api" (the one-process shape), worker, scheduler.
+    role: str = "api"
 
     @classmethod
     def create(
@@ -57,7 +59,7 @@ class Runtime:
             from armillary.kit.broker import BrokerConfig, RabbitTransport
 
             bus.transport = RabbitTransport(bus, BrokerConfig.from_settings(settings))
-        return cls(settings=settings, db=db, bus=bus, cache=_cache(settings))
+        return cls(settings=settings, db=db, bus=bus, cache=_cache(settings), role=role)
 
     def require_access(self) -> AccessControl:
         if self.access is None:
