@@ -22,9 +22,7 @@ from armillary.kit.settings import SERVICE_PORTS
 # service (/healthz, unmatched paths) carry the process's.
 RED_LABELS = ["service", "method", "route", "status"]
 REQUESTS = Counter("armillary_http_requests_total", "HTTP requests handled", RED_LABELS)
-ERRORS = Counter(
-    "armillary_http_errors_total", "HTTP responses with status >= 400", RED_LABELS
-)
+ERRORS = Counter("armillary_http_errors_total", "HTTP responses with status >= 400", RED_LABELS)
 LATENCY = Histogram(
     "armillary_http_request_duration_seconds",
     "Time to answer an HTTP request",

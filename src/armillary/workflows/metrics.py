@@ -31,6 +31,22 @@ TASK_ATTEMPTS = Counter(
 )
 QUEUE_DEPTH = Gauge("armillary_tasks_queued", "Task runs queued and waiting for a worker")
 RUNNING = Gauge("armillary_tasks_running", "Task runs running under a worker's lease")
+QUEUE_AGE = Gauge(
+    "armillary_task_queue_age_seconds",
+    "How long the oldest queued task run has waited for a worker (0 when none waits)",
+)
+# The scheduler's view: a worker is known by the leases it renews (heartbeats).
+WORKER_HEARTBEAT_AGE = Gauge(
+    "armillary_worker_heartbeat_age_seconds",
+    "Time since a worker last renewed its leases, by worker (those holding a task run)",
+    ["worker"],
+)
+WORKERS_LIVE = Gauge("armillary_workers_live", "Workers holding a lease that has not expired")
+LEASES_LOST = Counter(
+    "armillary_task_lease_lost_total",
+    "Task runs whose lease expired (their worker missed its heartbeats)",
+    ["type"],
+)
 PIPELINE_ROWS = Counter(
     "armillary_pipeline_rows_total",
     "Rows data tasks read (in) and wrote (out)",
@@ -39,7 +55,12 @@ PIPELINE_ROWS = Counter(
 QUALITY_CHECKS_FAILED = Counter(
     "armillary_quality_checks_failed_total", "Data quality checks that failed", ["severity"]
 )
-QUALITY_CHECKS = Counter("armillary_quality_checks_total", "Data quality checks run")
+QUALITY_CHECKS = Counter("armillary_quality_checks_total", "Data quality checks run", ["dataset"])
+QUALITY_GATE_FAILURES = Counter(
+    "armillary_quality_gate_failures_total",
+    "Quality gates (validate tasks) that failed an error check, by dataset validated",
+    ["dataset"],
+)
 
 
 def record_pipeline(
@@ -56,9 +77,21 @@ def record_pipeline(
         PIPELINE_ROWS.labels(task_type, "in").inc(rows_in)
     if outputs and isinstance(outputs.get("rows"), int) and "table" in outputs:
         PIPELINE_ROWS.labels(task_type, "out").inc(outputs["rows"])
+    dataset = _dataset(inputs)
     for check in (report or {}).get("checks") or []:
         if not isinstance(check, dict):
             continue
-        QUALITY_CHECKS.inc()
+        QUALITY_CHECKS.labels(dataset).inc()
         if not check.get("passed"):
             QUALITY_CHECKS_FAILED.labels(str(check.get("severity") or "error")).inc()
+    if report and report.get("passed") is False:
+        QUALITY_GATE_FAILURES.labels(dataset).inc()
+
+
+def _dataset(inputs: dict[str, dict[str, Any]]) -> str:
+    """The name of the dataset the task's input table was read from ("" when none says)."""
+    for given in inputs.values():
+        found = given.get("dataset") if isinstance(given, dict) else None
+        if isinstance(found, dict) and isinstance(found.get("name"), str):
+            return str(found["name"])[:128]
+    return ""

@@ -21,6 +21,9 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.kit.db import after_commit
+
+from .. import metrics
 from ..code import repository as bundles
 from ..jobs import repository as jobs_repo
 from ..jobs import transitions
@@ -248,6 +251,13 @@ async def reclaim_lost(session: AsyncSession, now: datetime) -> StepResult:
             )
         ).all()
     )
+    lost_types = [run.type for run in runs]
+
+    async def count_lost() -> None:
+        for task_type in lost_types:
+            metrics.LEASES_LOST.labels(task_type).inc()
+
+    after_commit(session, count_lost)
     for run in runs:
         reason = f"lease expired: worker {run.lease_owner} missed its heartbeat"
         await _close_attempt(session, run, now, outcome="lost", reason=reason)

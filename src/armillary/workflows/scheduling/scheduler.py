@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -25,14 +25,13 @@ from armillary.kit import audit
 from armillary.kit.db import Database, utcnow
 from armillary.kit.storage import ObjectStore
 
-from .. import metrics
 from ..components import SERVICE
 from ..definitions.models import Workflow
-from ..jobs.models import TaskRun, TaskState, Trigger
+from ..jobs.models import Trigger
 from ..jobs.service import create_job
 from ..jobs.transitions import TransitionRejected
 from ..settings import WorkflowSettings
-from . import dispatch, retention, signals
+from . import dispatch, gauges, retention, signals
 from .cron import due_times
 from .leader import Leadership
 
@@ -169,22 +168,11 @@ class Scheduler:
                 )
         return len(times)
 
-    async def measure_queue(self) -> tuple[int, int]:
-        """Set the queue-depth and running gauges; returns (queued, running)."""
-        async with self.db.read_connection() as connection:
-            counts = dict(
-                (
-                    await connection.execute(
-                        select(TaskRun.status, func.count())
-                        .where(TaskRun.status.in_([TaskState.QUEUED, TaskState.RUNNING]))
-                        .group_by(TaskRun.status)
-                    )
-                ).all()
-            )
-        queued, running = counts.get(TaskState.QUEUED, 0), counts.get(TaskState.RUNNING, 0)
-        metrics.QUEUE_DEPTH.set(queued)
-        metrics.RUNNING.set(running)
-        return queued, running
+    async def measure_queue(self, now: datetime | None = None) -> tuple[int, int]:
+        """Set the engine's gauges (queue depth and age, running, workers' heartbeats);
+        returns (queued, running)."""
+        found = await gauges.measure(self.db, now or self.clock(), self.settings.lease_seconds)
+        return found.queued, found.running
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Delete jobs (with their logs and artifacts) finished before the retention period."""
