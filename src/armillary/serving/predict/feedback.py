@@ -12,8 +12,11 @@ from sqlalchemy import or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.kit.db import after_commit
+
+from . import metrics
 from .models import FeedbackRecord, PredictionRecord
-from .ports import Deployment
+from .ports import Deployment, deployment_label
 from .schemas import FeedbackItem, FeedbackOut, FeedbackResult
 
 
@@ -134,8 +137,19 @@ async def record(
 
     if values:
         await _upsert(session, list(values.values()))
+        _count_after_commit(session, deployment, [value["variant"] for value in values.values()])
     recorded = sum(1 for r in results if r.status == "recorded")
     return FeedbackOut(recorded=recorded, rejected=len(results) - recorded, results=results)
+
+
+def _count_after_commit(session: AsyncSession, deployment: Deployment, variants: list[str]) -> None:
+    label = deployment_label(deployment)
+
+    async def count() -> None:
+        for variant in variants:
+            metrics.FEEDBACK.labels(label, variant).inc()
+
+    after_commit(session, count)
 
 
 def _row_problem(prediction: PredictionRecord, named: int | None, row: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "armillary_predictions_total",
@@ -34,4 +34,26 @@ SAMPLES_WRITTEN = Counter(
 )
 ROLLBACKS = Counter(
     "armillary_auto_rollbacks_total", "Variants removed by the auto-rollback policy"
+)
+FEEDBACK = Counter(
+    "armillary_serving_feedback_total",
+    "Ground-truth rows scored against a variant's logged prediction",
+    ["deployment", "variant"],
+)
+VARIANT_QUALITY = Gauge(
+    "armillary_serving_variant_quality",
+    "A variant's quality over its latest feedback (a sliding window of rows): `accuracy` "
+    "for classifiers, `mae` (mean absolute error) for regressors",
+    ["deployment", "variant", "metric"],
+)
+DRIFT_PSI = Gauge(
+    "armillary_serving_drift_psi",
+    "Population stability index of a feature: a variant's latest sampled requests against "
+    "the training reference stored at registration",
+    ["deployment", "variant", "feature"],
+)
+DRIFT_PSI_MAX = Gauge(
+    "armillary_serving_drift_psi_max",
+    "The largest feature PSI of a variant's latest sampled requests",
+    ["deployment", "variant"],
 )

@@ -30,3 +30,11 @@ class PredictSettings(BaseSettings):
     analysis_alpha: float = Field(default=0.05, gt=0, lt=1)
     # Latest predictions per variant whose latencies the analysis reads.
     analysis_max_latencies: int = Field(default=100_000, ge=100)
+    # Per-variant quality gauges read this many of its latest feedback rows.
+    quality_window_rows: int = Field(default=500, ge=1, le=100_000)
+    # Drift: PSI of each variant's last `drift_window_rows` sampled rows against the training
+    # reference, computed every `drift_interval_seconds` by each serving process (ADR 0032).
+    drift_interval_seconds: float = Field(default=300.0, gt=0)
+    drift_window_rows: int = Field(default=1_000, ge=10, le=100_000)
+    # Fewer sampled rows than this and a variant's drift is not reported.
+    drift_min_rows: int = Field(default=100, ge=1)

@@ -21,7 +21,7 @@ from armillary.serving.deployments.resolve import ResolvedDeployment, ResolvedVa
 from armillary.serving.deployments.routing import choose
 from armillary.serving.runtime import BadInput
 
-from . import analysis
+from . import analysis, quality
 from .budget import PredictBudget
 from .log import PredictionLog
 from .ports import Deployment, primary_variant
@@ -87,8 +87,18 @@ class PredictComponent:
         report["auto_rollback"]["actions"] = self.rollback.actions.get(deployment.id, [])
         return report
 
+    async def refresh_quality(self, deployment: Deployment) -> dict[str, float]:
+        """Set the per-variant quality gauges from the latest feedback (sliding window)."""
+        problem = await self.problem(deployment)
+        async with self.serving.runtime.db.read_only() as session:
+            return await quality.refresh(
+                session, deployment, problem, self.settings.quality_window_rows
+            )
+
     async def after_feedback(self, deployment: Deployment) -> None:
-        """Let the auto-rollback policy act on the new evidence (debounced)."""
+        """Refresh the quality gauges, and let the auto-rollback policy act on the new
+        evidence (debounced)."""
+        await self.refresh_quality(deployment)
         if not self.rollback.due(deployment):
             return
         report = await self.report(deployment)
