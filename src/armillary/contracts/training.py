@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .data_tasks import ColumnName, DatasetRef, TableRef, TaskName
+from .drift import DriftReference
 from .hyperparameters import estimator_hyperparameters
 from .suggestions import did_you_mean
 from .task_base import TaskTypeContract
@@ -386,6 +387,11 @@ class TrainOutputs(BaseModel):
         default=None,
         description="`pending`: exported after the model is registered (ADR 0018); `failed`: "
         "this model cannot be exported (reason given); absent when not asked for",
+    )
+    drift_reference: DriftReference | None = Field(
+        default=None,
+        description="The training rows' distribution per feature, stored at registration "
+        "for drift (ADR 0032)",
     )
 
 

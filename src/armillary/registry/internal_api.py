@@ -46,6 +46,7 @@ class ResolvedVersion(BaseModel):
     signature: dict[str, Any]
     problem: str | None
     artifacts: dict[str, ArtifactLocation]
+    drift_reference: dict[str, Any] | None = None
 
 
 @internal_router.get(
@@ -91,6 +92,7 @@ async def resolve(
         format=mv.format,
         signature=mv.signature,
         problem=mv.problem,
+        drift_reference=mv.drift_reference,
         artifacts={
             name: ArtifactLocation(
                 key=info["key"], size_bytes=info["size_bytes"], sha256=info["sha256"]

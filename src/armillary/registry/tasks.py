@@ -80,6 +80,11 @@ def version_request(params: RegisterParams, inputs: dict[str, dict[str, Any]]) -
         "tags": dict(params.tags),
         "evaluation_task": params.evaluation,
         "onnx": train.onnx.model_dump(mode="json") if train.onnx is not None else None,
+        "drift_reference": (
+            train.drift_reference.model_dump(mode="json")
+            if train.drift_reference is not None
+            else None
+        ),
     }
 
 

@@ -29,6 +29,7 @@ from armillary.contracts.training import (
     TrainParams,
     Trial,
 )
+from armillary.kit.drift import build_reference
 from armillary.kit.model_files import load_skops
 from armillary.kit.model_files import onnx_session as load_onnx_session
 from armillary.sdk.task_api import TaskApiError
@@ -298,6 +299,7 @@ def _outputs(
         training_job=fitted.training_job,
         dataset=_dataset(dataset),
         onnx=fitted.onnx,
+        drift_reference=build_reference(data.x, [f.name for f in data.features], data.categorical),
     )
     return outputs.model_dump(mode="json")
 

@@ -51,6 +51,9 @@ class ModelVersion(Base):
     onnx_status: Mapped[str | None] = mapped_column(String(8), nullable=True)
     onnx_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     onnx_job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    # The training rows' distribution per feature (contracts.drift, ADR 0032), when known:
+    # serving measures drift against it.
+    drift_reference: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

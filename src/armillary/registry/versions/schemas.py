@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from armillary.contracts.data_tasks import TaskName
+from armillary.contracts.drift import DriftReference
 from armillary.contracts.registry import MODEL_FILE_ONNX, MODEL_FILE_SKOPS
 from armillary.contracts.training import OnnxState
 
@@ -58,6 +59,9 @@ class VersionCreate(BaseModel):
     description: str = Field(default="", max_length=10_000)
     tags: Tags = Field(default_factory=dict)
     evaluation_task: TaskName | None = None
+    drift_reference: DriftReference | None = Field(
+        default=None, description="The training rows' distribution per feature (drift)"
+    )
     onnx: OnnxState | None = Field(
         default=None,
         description="From the train task: `pending` starts the export job after registration; "

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.contracts.drift import DriftReference
 from armillary.contracts.registry import (
     MODEL_FILE_ONNX,
     DatasetVersionUsed,
@@ -72,6 +73,7 @@ class UploadMetadata(BaseModel):
     metrics: Metrics = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     signature: dict[str, Any] = Field(default_factory=dict)
+    drift_reference: DriftReference | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -140,6 +142,7 @@ async def create_from_job(
             lineage=lineage,
             source="job",
             job_registration_key=key,
+            drift_reference=_reference(body.drift_reference),
             **_onnx_at_registration(body, names),
         )
         try:
@@ -244,6 +247,10 @@ async def stage_job_artifact(
     if name in model_files.FILE_NAMES.values():
         await asyncio.to_thread(model_files.check_named, name, path)
     return Staged(name, path, info.size, await asyncio.to_thread(_sha256, path))
+
+
+def _reference(reference: DriftReference | None) -> dict[str, Any] | None:
+    return None if reference is None else reference.model_dump(mode="json")
 
 
 async def _json_artifact(registry: Registry, staged: list[Staged], name: str) -> dict[str, Any]:
@@ -353,7 +360,7 @@ def _registered(
 def _metadata(fields: dict[str, str]) -> UploadMetadata:
     values: dict[str, Any] = {}
     for name, raw in fields.items():
-        if name in {"tags", "metrics", "params", "signature"}:
+        if name in {"tags", "metrics", "params", "signature", "drift_reference"}:
             try:
                 values[name] = json.loads(raw) if raw.strip() else {}
             except (ValueError, RecursionError) as exc:
@@ -397,6 +404,7 @@ async def create_from_upload(
                 tags=dict(metadata.tags),
                 lineage={"source": "upload", "filename": upload.filename},
                 source="upload",
+                drift_reference=_reference(metadata.drift_reference),
                 onnx_status="ready" if fmt == "onnx" else None,
             ),
         )

@@ -227,6 +227,11 @@ class DeploymentDirectory:
                 self._entries.pop(resolved.id, None)
         return len(serving)
 
+    def drift_reference(self, model_version_id: str) -> dict[str, Any] | None:
+        """The training reference the registry stored with the version (ADR 0032)."""
+        answer = self._versions.get(model_version_id)
+        return None if answer is None else answer.get("drift_reference")
+
     def has_onnx(self, model_version_id: str) -> bool:
         """Whether the registry's latest answer for the version lists ``model.onnx``."""
         answer = self._versions.get(model_version_id)

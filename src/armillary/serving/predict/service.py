@@ -32,6 +32,7 @@ from armillary.serving.runtime import (
 )
 
 from . import metrics
+from .drift import DriftWindows
 from .log import LogRow, PredictionLog
 from .ports import Deployment, ModelFiles, Variant, deployment_label, key_hash
 from .sampling import Sample, sampled
@@ -92,6 +93,7 @@ class Predictor:
         self.batching = batching
         self.settings = settings
         self.cache = ModelCache(max_models=batching.max_models)
+        self.drift = DriftWindows(settings.drift_window_rows, settings.drift_min_rows)
         self._batchers: OrderedDict[str, MicroBatcher] = OrderedDict()
         self._shadows: set[asyncio.Task[None]] = set()
 
@@ -186,6 +188,9 @@ class Predictor:
         metrics.LATENCY.labels(label, variant.name).observe(elapsed)
         answer = Answer(prediction_id, variant, prediction, model.format)
         if sampled(self._sample_rate(deployment)):
+            if rows is not None:
+                inputs = [spec.name for spec in model.signature.inputs]
+                self.drift.add(label, variant.name, variant.model_version_id, inputs, rows)
             now = datetime.now(UTC)
             self.log.sample(
                 Sample(

@@ -3,6 +3,7 @@ the deployments directory, routing and predict access."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from armillary.serving.deployments.resolve import ResolvedDeployment, ResolvedVa
 from armillary.serving.deployments.routing import choose
 from armillary.serving.runtime import BadInput
 
-from . import analysis, quality
+from . import analysis, drift, quality
 from .budget import PredictBudget
 from .log import PredictionLog
 from .ports import Deployment, primary_variant
@@ -121,8 +122,18 @@ def install(runtime: Runtime, settings: PredictSettings | None = None) -> Predic
     component.budget.delegate_paths()
     _follow_onnx_exports(runtime.bus, component)
 
-    async def start(_runtime: Runtime) -> None:
+    async def start(runtime: Runtime) -> None:
         component.predictor.log.start()
+        runtime.tasks.append(
+            asyncio.create_task(
+                drift.run_periodically(
+                    component.predictor.drift,
+                    component.serving.directory.drift_reference,
+                    component.settings.drift_interval_seconds,
+                ),
+                name="serving-drift",
+            )
+        )
 
     runtime.startup_hooks.append(start)
     runtime.shutdown_hooks.append(component.stop)
