@@ -7,11 +7,15 @@ never from the public API port: their labels name every project's deployments.
 
 from __future__ import annotations
 
+import math
+import shutil
+import threading
 import time
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -62,10 +66,15 @@ EVENT_CONSUMER_LAG = Gauge(
 EVENT_DEAD_LETTERS = Gauge(
     "armillary_event_dead_letters", "Messages waiting in the dead-letter queue"
 )
+# Registered by the first local object store of the process (watch_object_store_disk): a
+# process on S3 exports no such series, rather than a misleading 0.
 OBJECT_STORE_FREE_RATIO = Gauge(
     "armillary_object_store_free_ratio",
     "Share of the local object store's file system still free (absent for S3)",
+    registry=None,
 )
+_object_store_lock = threading.Lock()
+_object_store_registered: list[bool] = []
 EVENTS_RETRIED = Counter(
     "armillary_events_retried_total",
     "Failed deliveries sent to a delay queue or, past the ladder, to the dead letters",
@@ -120,6 +129,23 @@ class MetricsMiddleware:
             LATENCY.labels(*labels).observe(time.perf_counter() - started)
             if status >= 400:
                 ERRORS.labels(*labels).inc()
+
+
+def watch_object_store_disk(root: Path) -> None:
+    """Export the free share of the file system under ``root``, read at each scrape."""
+
+    def free_ratio() -> float:
+        try:
+            usage = shutil.disk_usage(root)
+        except OSError:
+            return math.nan
+        return usage.free / usage.total if usage.total else math.nan
+
+    OBJECT_STORE_FREE_RATIO.set_function(free_ratio)
+    with _object_store_lock:
+        if not _object_store_registered:
+            REGISTRY.register(OBJECT_STORE_FREE_RATIO)
+            _object_store_registered.append(True)
 
 
 def serve_metrics(host: str, port: int) -> WSGIServer | None:

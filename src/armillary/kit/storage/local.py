@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from obstore.store import LocalStore
 
+from armillary.kit.metrics import watch_object_store_disk
 from armillary.kit.storage.base import ObjectInfo, ObjectStore, checked_tags
 from armillary.kit.storage.download_tokens import DownloadSigner
 from armillary.kit.storage.errors import InvalidObjectKey
@@ -36,6 +37,7 @@ class LocalObjectStore(ObjectStore):
         # Objects may be private data: only the platform's user may read the tree.
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.root = root.resolve(strict=True)
+        watch_object_store_disk(self.root)
         self._signer = DownloadSigner(signing_secret)
         # automatic_cleanup prunes directories left empty by deletes.
         super().__init__(LocalStore(self.root, automatic_cleanup=True), settings)
