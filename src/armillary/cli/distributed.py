@@ -161,13 +161,8 @@ def children(
     ``role_env``, each connecting to the database as its service's role."""
     as_role = role_env or {}
     python = [sys.executable, "-m", "armillary.cli"]
-    base = {
-        **os.environ,
-        "ARMILLARY_EVENT_TRANSPORT": "rabbitmq",
-        # One listener per process would collide on one port: the gateway's stats listener
-        # and each service's own /metrics route are scraped instead.
-        "ARMILLARY_METRICS_PORT": "0",
-    }
+    ports = metrics_ports(settings.metrics_port, workers)
+    base = {**os.environ, "ARMILLARY_EVENT_TRANSPORT": "rabbitmq"}
     without_admin = {k: v for k, v in base.items() if k != "ARMILLARY_ADMIN_PASSWORD"}
     urls = settings.service_urls()
     layout = [
@@ -185,19 +180,53 @@ def children(
             Child(
                 service,
                 [*python, "serve", service, "--host", "127.0.0.1", "--port", service_port],
-                {**env, **as_role.get(service, {})},
+                {**env, **as_role.get(service, {}), **_metrics_env(ports.get(service))},
             )
         )
     workflows_role = as_role.get("workflows", {})
-    layout.append(Child("scheduler", [*python, "scheduler"], {**without_admin, **workflows_role}))
+    layout.append(
+        Child(
+            "scheduler",
+            [*python, "scheduler"],
+            {**without_admin, **workflows_role, **_metrics_env(ports.get("scheduler"), True)},
+        )
+    )
     # Tasks reach the API through the gateway, as any client does.
     tasks = {**worker_env(settings, host, port), **_keep_event_settings(base), **workflows_role}
-    layout += [Child(f"worker-{n + 1}", [*python, "worker"], dict(tasks)) for n in range(workers)]
+    layout += [
+        Child(
+            f"worker-{n + 1}",
+            [*python, "worker"],
+            {**tasks, **_metrics_env(ports.get(f"worker-{n + 1}"), True)},
+        )
+        for n in range(workers)
+    ]
     return layout
 
 
+def metrics_ports(first: int, workers: int) -> dict[str, int]:
+    """Each process's own /metrics port, from ARMILLARY_METRICS_PORT on: the services in
+    order, the scheduler, then the workers (none when that setting is 0). The gateway's
+    Envoy stats are on its admin listener."""
+    if not first:
+        return {}
+    names = [*SERVICES, "scheduler", *(f"worker-{n + 1}" for n in range(workers))]
+    return {name: first + offset for offset, name in enumerate(names)}
+
+
+def _metrics_env(port: int | None, engine: bool = False) -> dict[str, str]:
+    """The variables that make a child serve its metrics on ``port`` (off without one)."""
+    env = {"ARMILLARY_METRICS_PORT": str(port or 0)}
+    if engine:
+        # The scheduler and workers serve theirs on the workflow engine's own setting.
+        env["ARMILLARY_METRICS_PORT"] = "0"
+        if port:
+            env["ARMILLARY_WORKFLOWS_METRICS_PORT"] = str(port)
+    return env
+
+
 def _keep_event_settings(env: dict[str, str]) -> dict[str, str]:
-    return {k: env[k] for k in ("ARMILLARY_EVENT_TRANSPORT", "ARMILLARY_METRICS_PORT")}
+    return {k: env[k] for k in ("ARMILLARY_EVENT_TRANSPORT",)}
 
 
 def run(

@@ -23,6 +23,28 @@ from tests.integration.services.test_serve_processes import _clean_database
 from tests.integration.workflows.engine import free_port
 
 SERVICES = ("identity", "data", "workflows", "registry", "serving")
+# Processes with a /metrics listener of their own, from ARMILLARY_METRICS_PORT on, in order.
+METRICS_PROCESSES = (*SERVICES, "scheduler", "worker-1")
+
+
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive ports that are free now."""
+    import socket
+
+    for _ in range(50):
+        first = free_port()
+        if first + count > 65_535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no free port range")
+
+
 SPEC = {"name": "nightly", "tasks": [{"name": "fit", "type": "noop"}]}
 
 
@@ -45,6 +67,7 @@ class Platform:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    metrics_port: int
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
@@ -70,6 +93,7 @@ class Platform:
 def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iterator[Platform]:
     _clean_database(pg_url, truncate_sql)
     port = free_port()
+    metrics_port = free_port_range(len(METRICS_PROCESSES))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
     env.update(
         {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
@@ -85,6 +109,7 @@ def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iter
         ARMILLARY_GATEWAY_ADMIN_PORT=str(free_port()),
         ARMILLARY_GATEWAY_STATS_PORT=str(free_port()),
         ARMILLARY_LOG_LEVEL="WARNING",
+        ARMILLARY_METRICS_PORT=str(metrics_port),
         PYTHONUNBUFFERED="1",
     )
     log = tmp_path / "up.log"
@@ -106,7 +131,7 @@ def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iter
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    found = Platform(process, f"http://127.0.0.1:{port}", log)
+    found = Platform(process, f"http://127.0.0.1:{port}", log, metrics_port)
     try:
         yield found
     finally:
@@ -179,6 +204,7 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
             return bool(c.get("/api/v1/audit/verify", headers=headers).json()["ok"])
 
         wait_for(verified, 30, "the audit chain does not verify", platform)
+        check_every_process_exposes_metrics(platform)
         # A bad token is stopped at the gateway.
         refused = c.get(f"{base}/datasets", headers={"Authorization": "Bearer x.y.z"})
         assert refused.status_code == 401
@@ -193,3 +219,22 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
 
         wait_for(registry_back, 90, "the registry was not restarted", platform)
         assert c.get(f"{base}/datasets", headers=headers).status_code == 200
+
+
+def check_every_process_exposes_metrics(platform: Platform) -> None:
+    """Every supervised process serves /metrics on its own port: the services their RED
+    metrics by service and their outbox lag, the scheduler the queue and workers' gauges, the
+    worker the attempts it started."""
+    scraped: dict[str, str] = {}
+    for offset, name in enumerate(METRICS_PROCESSES):
+        url = f"http://127.0.0.1:{platform.metrics_port + offset}/metrics"
+        scraped[name] = str(
+            wait_for(lambda url=url: httpx.get(url, timeout=5).text, 30, name, platform)
+        )
+    for service in ("identity", "data", "workflows"):
+        assert f'service="{service}"' in scraped[service], service
+        assert "armillary_http_requests_total{" in scraped[service]
+        assert "armillary_outbox_lag_seconds " in scraped[service]
+    assert "armillary_task_queue_age_seconds " in scraped["scheduler"]
+    assert "armillary_workers_live " in scraped["scheduler"]
+    assert 'armillary_task_attempts_total{type="noop"}' in scraped["worker-1"]
