@@ -63,6 +63,12 @@ class CircuitBreaker:
     opened_at: float | None = None
     probing: bool = field(default=False)
 
+    def __post_init__(self) -> None:
+        # Exported closed from the start: every process that calls another service over HTTP
+        # shows its breakers, not only those that have opened once.
+        if self.service:
+            SERVICE_CIRCUIT_OPEN.labels(self.service).set(0)
+
     @property
     def state(self) -> str:
         if self.opened_at is None:

@@ -134,3 +134,17 @@ async def test_a_hung_upstream_costs_one_timeout_retries_included() -> None:
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_a_client_over_http_exports_its_breaker_closed_from_the_start() -> None:
+    """Every process that calls another service shows the breaker, before any failure."""
+    client = ServiceClient.over_http("breaker-at-rest", "http://127.0.0.1:9")
+    try:
+        assert (
+            REGISTRY.get_sample_value(
+                "armillary_service_circuit_open", {"service": "breaker-at-rest"}
+            )
+            == 0.0
+        )
+    finally:
+        await client.aclose()
