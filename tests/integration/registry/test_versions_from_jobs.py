@@ -4,6 +4,7 @@ audit entry in the same transaction; and every way that must be refused."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from pathlib import Path
@@ -49,13 +50,29 @@ async def test_a_job_registers_a_version_from_its_artifacts(scene: Scene) -> Non
     files = default_files()
     job_id, token = await training_job(scene, files=files)
 
+    reference = {
+        "rows": 4,
+        "features": {"x": {"kind": "numeric", "edges": [0.5], "fractions": [0.5, 0.5]}},
+    }
     response = await scene.client.post(
-        f"{scene.model_base}/versions", json=version_body(), headers=auth(token)
+        f"{scene.model_base}/versions",
+        json={**version_body(), "drift_reference": reference},
+        headers=auth(token),
     )
 
     assert response.status_code == 201, response.text
     version = response.json()
     assert version["version"] == 1
+    # The drift reference is stored with the version (ADR 0032), for serving to resolve.
+    async with scene.platform.app.state.runtime.db.sessionmaker() as session:
+        stored = await session.scalar(text("SELECT drift_reference FROM registry_model_versions"))
+    stored = json.loads(stored) if isinstance(stored, str) else stored
+    assert stored == {
+        "rows": 4,
+        "features": {
+            "x": {"kind": "numeric", "edges": [0.5], "fractions": [0.5, 0.5]},
+        },
+    }
     assert response.headers["location"].endswith(f"/models/{scene.model}/versions/1")
     assert version["model"] == scene.model
     assert version["source"] == "job"

@@ -61,6 +61,13 @@ def test_holdout_training_writes_every_artifact_and_keeps_the_holdout(
     assert out.table_sha256 == fake.add_table("x", iris_frame(), tmp_path)["sha256"]
     assert out.dataset is not None
     assert out.dataset.version == 3
+    # The drift reference of every input feature (ADR 0032): ten quantile bins of iris.
+    assert out.drift_reference is not None
+    assert out.drift_reference.rows == 150
+    assert set(out.drift_reference.features) == {f.name for f in out.signature.inputs}
+    sepal = out.drift_reference.features["sepal_length"]
+    assert sepal.kind == "numeric"
+    assert sum(sepal.fractions) == pytest.approx(1.0)
     holdout = pl.read_parquet(tmp_path.glob("work-fit-*/artifacts/holdout.parquet").__next__())
     assert holdout.height == 30  # test_size 0.2 of 150
     # Stratified: every class keeps its share.
