@@ -188,9 +188,7 @@ class Predictor:
         metrics.LATENCY.labels(label, variant.name).observe(elapsed)
         answer = Answer(prediction_id, variant, prediction, model.format)
         if sampled(self._sample_rate(deployment)):
-            if rows is not None:
-                inputs = [spec.name for spec in model.signature.inputs]
-                self.drift.add(label, variant.name, variant.model_version_id, inputs, rows)
+            self._keep_for_drift(label, variant, model, rows)
             now = datetime.now(UTC)
             self.log.sample(
                 Sample(
@@ -209,6 +207,14 @@ class Predictor:
         if shadow is not None:
             self._start_shadow(deployment, shadow, prediction_id, key, rows_for)
         return answer
+
+    def _keep_for_drift(self, label: str, variant: Variant, model: LoadedModel, rows: Any) -> None:
+        """A sampled request's rows join the variant's drift window (ADR 0032)."""
+        signature = getattr(model, "signature", None)
+        if rows is None or signature is None:
+            return
+        inputs = [spec.name for spec in signature.inputs]
+        self.drift.add(label, variant.name, variant.model_version_id, inputs, rows)
 
     def _sample_rate(self, deployment: Deployment) -> float:
         override = deployment.policy.get("sample_rate") if deployment.policy else None
