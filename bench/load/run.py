@@ -39,7 +39,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -211,20 +213,88 @@ def machine_busy_seconds() -> float:
 # --- the run --------------------------------------------------------------------------------
 
 
-def run_locust(args: argparse.Namespace, url: str, fixture: Path, prefix: Path) -> None:
+@dataclass(frozen=True)
+class Phase:
+    """One Locust run against the seeded platform: ``mix`` is the team's scenario whose SLOs
+    decide the exit code; the capacity phases drive one kind of traffic alone."""
+
+    name: str
+    classes: tuple[str, ...]
+    users: int
+    predict_rate: float
+
+
+def phases(args: argparse.Namespace) -> list[Phase]:
+    found = [Phase("mix", tuple(args.classes), args.users, args.predict_rate)]
+    if args.capacity:
+        # Predictions alone, more asked for than one serving process can answer; then the
+        # scientists alone, many more of them than in the mix.
+        found.append(Phase("predict", ("ModelClient",), args.capacity_users, 50.0))
+        found.append(Phase("scientists", ("Scientist",), args.capacity_users, args.predict_rate))
+    return found
+
+
+def run_locust(
+    args: argparse.Namespace, phase: Phase, url: str, fixture: Path, prefix: Path
+) -> None:
     env = clean_env()
     env.update(
         LOAD_FIXTURE=str(fixture),
-        LOAD_PREDICT_RATE=str(args.predict_rate),
+        LOAD_PREDICT_RATE=str(phase.predict_rate),
         DO_NOT_TRACK="1",
         PYTHONUNBUFFERED="1",
     )
     argv = [str(LOCUST), "-f", str(HERE / "locustfile.py"), "--headless"]
-    argv += ["--host", url, "-u", str(args.users), "-r", str(args.spawn_rate)]
+    argv += ["--host", url, "-u", str(phase.users), "-r", str(args.spawn_rate)]
     argv += ["-t", f"{args.duration}s", "--stop-timeout", "10", "--only-summary"]
     argv += ["--csv", str(prefix), "--csv-full-history", "--html", f"{prefix}.html"]
-    argv += ["--exit-code-on-error", "0", *args.classes]
+    argv += ["--exit-code-on-error", "0", *phase.classes]
     subprocess.run(argv, env=env, check=True, timeout=args.duration + 180)
+
+
+def measure(
+    args: argparse.Namespace, phase: Phase, url: str, up: subprocess.Popen[bytes], fixture: Path
+) -> dict[str, Any]:
+    """Run one phase; its requests (from Locust's CSV) and the CPU each process used."""
+    prefix = RESULTS / ("load" if phase.name == "mix" else f"load-{phase.name}")
+    print(f"phase {phase.name}: {phase.users} users for {args.duration} s", flush=True)
+    cpu_before, busy_before = children_cpu(up.pid), machine_busy_seconds()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.monotonic()
+    run_locust(args, phase, url, fixture, prefix)
+    wall = time.monotonic() - began
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_after, busy_after = children_cpu(up.pid), machine_busy_seconds()
+    if up.poll() is not None:
+        raise SystemExit("armillary up exited during the run; see logs/up.log")
+    rows = slo.read_stats(Path(f"{prefix}_stats.csv"))
+    locust_cpu = (usage_after.ru_utime + usage_after.ru_stime) - (
+        usage_before.ru_utime + usage_before.ru_stime
+    )
+    return {
+        "users": phase.users,
+        "classes": list(phase.classes) or ["Scientist", "ModelClient"],
+        "predict_rate_per_client": phase.predict_rate,
+        "wall_s": round(wall, 1),
+        "report": f"{prefix}.html",
+        "requests": {
+            name: {
+                "count": row.requests,
+                "failures": row.failures,
+                "per_s": round(row.requests / wall, 2),
+                "p95_ms": row.p95,
+                "p99_ms": row.p99,
+            }
+            for name, row in rows.items()
+        },
+        "cpu_s": {
+            role: round(cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0), 2)
+            for role in sorted(cpu_after)
+        },
+        "locust_cpu_s": round(locust_cpu, 2),
+        "machine_busy_cpu_s": round(busy_after - busy_before, 1),
+        "load_average_after": os.getloadavg()[0],
+    }
 
 
 def main() -> int:
@@ -245,6 +315,12 @@ def main() -> int:
         default=[],
         help="only these user classes (Scientist, ModelClient); default both",
     )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="after the mix, a phase of predictions alone and one of scientists alone",
+    )
+    parser.add_argument("--capacity-users", type=int, default=30)
     parser.add_argument("--slo", type=Path, help="thresholds as JSON (default: slo.py's)")
     args = parser.parse_args()
 
@@ -253,9 +329,9 @@ def main() -> int:
     logs = RESULTS / "logs"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir()
-    prefix = RESULTS / "load"
     asyncio.run(_recreate_database())
     work = Path(tempfile.mkdtemp(prefix="armillary-load-"))
+    results: dict[str, Any] = {}
     try:
         with (
             private_redis(logs) as redis_url,
@@ -272,48 +348,18 @@ def main() -> int:
                 env={**env, "PYTHONPATH": str(REPO / "src")},
                 check=True,
             )
-            print(f"seeded in {time.monotonic() - began:.0f} s; Locust for {args.duration} s")
-            cpu_before, busy_before = children_cpu(up.pid), machine_busy_seconds()
-            usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            began = time.monotonic()
-            run_locust(args, url, fixture, prefix)
-            wall = time.monotonic() - began
-            usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu_after, busy_after = children_cpu(up.pid), machine_busy_seconds()
-            if up.poll() is not None:
-                raise SystemExit("armillary up exited during the run; see logs/up.log")
+            print(f"seeded in {time.monotonic() - began:.0f} s", flush=True)
+            for phase in phases(args):
+                results[phase.name] = measure(args, phase, url, up, fixture)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    rows = slo.read_stats(Path(f"{prefix}_stats.csv"))
-    broken = slo.violations(rows, slo.load_slo(args.slo))
-    locust_cpu = (usage_after.ru_utime + usage_after.ru_stime) - (
-        usage_before.ru_utime + usage_before.ru_stime
-    )
+    broken = slo.violations(slo.read_stats(RESULTS / "load_stats.csv"), slo.load_slo(args.slo))
     summary = {
         "duration_s": args.duration,
-        "wall_s": round(wall, 1),
-        "users": args.users,
         "workers": args.workers,
-        "classes": args.classes or ["Scientist", "ModelClient"],
-        "predict_rate_per_client": args.predict_rate,
-        "requests": {
-            name: {
-                "count": row.requests,
-                "failures": row.failures,
-                "per_s": round(row.requests / wall, 2),
-                "p95_ms": row.p95,
-                "p99_ms": row.p99,
-            }
-            for name, row in rows.items()
-        },
-        "cpu_s": {
-            role: round(cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0), 2)
-            for role in sorted(cpu_after)
-        },
-        "locust_cpu_s": round(locust_cpu, 2),
-        "machine_busy_cpu_s": round(busy_after - busy_before, 1),
         "machine_cores": os.cpu_count(),
+        "phases": results,
         "slo_broken": broken,
     }
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -321,7 +367,7 @@ def main() -> int:
     for line in broken:
         print(f"SLO broken: {line}")
     print("SLOs met" if not broken else f"{len(broken)} SLO(s) broken")
-    print(f"report: {prefix}.html, {prefix}_stats.csv")
+    print(f"report: {RESULTS / 'load.html'}, {RESULTS / 'load_stats.csv'}")
     return 1 if broken else 0
 
 

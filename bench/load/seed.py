@@ -29,6 +29,7 @@ PROJECT = "load"
 WORKFLOW = "tick"
 TASK = "say"
 LOG_MARKER = "load-test tick"
+SERVED_WITHIN_SECONDS = 180.0
 TICK_SPEC = {
     "name": WORKFLOW,
     "description": "the load test's job submissions: one small sandboxed task",
@@ -121,17 +122,23 @@ def seed(url: str, email: str, password: str, accounts: int) -> dict[str, Any]:
 
 
 def _wait_served(url: str, path: str, key: str, row: dict[str, Any]) -> None:
-    """Until the new deployment answers (it reaches the serving process by an event)."""
-    deadline = time.monotonic() + quickstart.PREDICT_WAIT_SECONDS
-    while True:
-        answer = httpx.post(
-            url + path, json={"instances": [row]}, headers={"X-API-Key": key}, timeout=30
-        )
-        if answer.status_code == 200:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"predict never answered 200: {answer.status_code} {answer.text}")
+    """Until the new deployment answers (it reaches the serving process by an event, and the
+    first prediction loads the model)."""
+    deadline = time.monotonic() + SERVED_WITHIN_SECONDS
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.post(
+                url + path, json={"instances": [row]}, headers={"X-API-Key": key}, timeout=60
+            )
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        else:
+            if answer.status_code == 200:
+                return
+            last = f"{answer.status_code} {answer.text[:300]}"
         time.sleep(0.5)
+    raise SystemExit(f"predict did not answer 200 in {SERVED_WITHIN_SECONDS:.0f} s: {last}")
 
 
 def main() -> None:

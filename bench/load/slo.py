@@ -32,7 +32,7 @@ DEFAULT_SLO: dict[str, Any] = {
         "GET /projects/[p]/datasets": {"p95": 500, "p99": 1000},
         "GET /projects/[p]/jobs": {"p95": 500, "p99": 1000},
         "GET /projects/[p]/models": {"p95": 500, "p99": 1000},
-        "POST /projects/[p]/datasets/[d]/versions": {"p95": 2000, "p99": 4000},
+        "POST /projects/[p]/datasets/[d]/versions": {"p95": 3000, "p99": 6000},
         "POST /projects/[p]/workflows/[w]/jobs": {"p95": 1000, "p99": 2000},
         "GET /jobs/[j]": {"p95": 500, "p99": 1000},
         "queued -> started": {"p95": 20000, "p99": 40000},
