@@ -16,9 +16,14 @@ It starts everything on private ports and stops it at the end:
   ``--duration`` seconds, with bench/load/locustfile.py;
 - bench/load/slo.py over Locust's CSV: the run exits 1 when an SLO is broken.
 
+With ``--capacity`` two more phases follow the mix on the same platform, each as long:
+predictions alone (``--capacity-users`` clients asking 50/s each, more than one serving
+process answers) and scientists alone (``--capacity-users`` of them). Their reports are
+``load-predict.html`` and ``load-scientists.html``; only the mix's SLOs decide the exit code.
+
 Results in bench/results/load/: Locust's ``load.html`` and ``load_stats.csv`` (and
-``_failures``, ``_exceptions``, ``_stats_history``), ``summary.json`` with the CPU each
-process used, and the platform's logs in ``logs/``. Traffic goes to 127.0.0.1 only; Locust
+``_failures``, ``_exceptions``, ``_stats_history``), ``summary.json`` with each phase's
+requests and the CPU each process used, and the platform's logs in ``logs/``. Traffic goes to 127.0.0.1 only; Locust
 runs with telemetry off (no OpenTelemetry exporter, ``DO_NOT_TRACK=1``).
 """
 
@@ -282,6 +287,7 @@ def measure(
                 "count": row.requests,
                 "failures": row.failures,
                 "per_s": round(row.requests / wall, 2),
+                "p50_ms": row.p50,
                 "p95_ms": row.p95,
                 "p99_ms": row.p99,
             }

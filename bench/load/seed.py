@@ -52,7 +52,7 @@ TICK_SPEC = {
 }
 
 
-def wait_ready(url: str, email: str, password: str, timeout: float = 240) -> None:
+def wait_ready(url: str, email: str, password: str, timeout: float = 600) -> None:
     """Until the gateway and identity answer a sign-in (the gateway listens after its first
     JWKS fetch; the services migrate and start meanwhile)."""
     deadline = time.monotonic() + timeout

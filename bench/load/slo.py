@@ -47,6 +47,7 @@ class Row:
     name: str
     requests: int
     failures: int
+    p50: float | None
     p95: float | None
     p99: float | None
 
@@ -67,6 +68,7 @@ def read_stats(path: Path) -> dict[str, Row]:
                 name=record["Name"],
                 requests=int(record["Request Count"]),
                 failures=int(record["Failure Count"]),
+                p50=_number(record["50%"]),
                 p95=_number(record["95%"]),
                 p99=_number(record["99%"]),
             )
