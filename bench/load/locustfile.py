@@ -8,11 +8,11 @@ seeds it (bench/load/seed.py) and runs this file headless; the seed's JSON is na
 Two kinds of simulated users:
 
 - ``Scientist`` (a person, with an account of their own): signs in, lists projects, datasets,
-  jobs and models, uploads a small CSV as a new dataset version, submits a one-task job and
-  follows its log until the task has run.
+  jobs and models, uploads a small CSV as a new dataset version, submits a one-task job,
+  watches it until its task starts and follows its log until the task has run.
 - ``ModelClient`` (an application with a deployment API key): single-row predictions, paced
-  by ``LOAD_PREDICT_RATE`` per client per second. With the default user mix they make about
-  three quarters of all requests.
+  by ``LOAD_PREDICT_RATE`` per client per second. With the default mix (two clients per
+  scientist, 4 predictions/s each) they make about 95 % of all requests.
 
 Request names group the URLs by shape (``/projects/[p]/...``) so the report has one line per
 request type; bench/load/slo.py holds the thresholds per name.
