@@ -30,6 +30,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
 OUT = Path(__file__).resolve().parent / "dashboards"
+# The Helm chart's copy (a chart reads only files inside it): the dashboards' ConfigMap.
+CHART_COPY = Path(__file__).resolve().parents[1] / "helm" / "armillary" / "files" / "dashboards"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="prometheus")
 RATE = "$__rate_interval"
 AVAILABILITY_OBJECTIVE = 0.995
@@ -664,12 +666,13 @@ def main(argv: list[str]) -> int:
     stale = []
     for name, build in DASHBOARDS.items():
         text = render(build)
-        path = OUT / name
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
+        for path in (OUT / name, CHART_COPY / name):
+            if check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if stale:
         print("stale dashboards (run deploy/grafana/build.py):", ", ".join(stale))
         return 1
