@@ -3,7 +3,7 @@ notification as Alertmanager sends it, posted with the shared bearer secret, rea
 project's signed webhook channel (signature checked as a receiver would) and its PagerDuty
 channel (resolved closes the incident it opened); a resend queues nothing twice; a wrong or
 missing secret, an unknown channel or a malformed payload is a problem+json error; without
-the secret configured the route is off."""
+the secret configured every call is refused."""
 
 from __future__ import annotations
 
@@ -176,5 +176,6 @@ async def test_the_route_is_off_without_a_secret(settings: Settings) -> None:
     application = create_app(settings, configure_logs=False, workflow_settings=ALERT_SETTINGS)
     async with LifespanManager(application, startup_timeout=60), client_for(application) as c:
         answer = await c.post(URL, params={"project": "p"}, json=notification(), headers=bearer())
-    assert answer.status_code == 404
+    assert answer.status_code == 401
     assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "not enabled" in answer.json()["detail"]

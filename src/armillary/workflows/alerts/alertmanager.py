@@ -9,9 +9,9 @@ platform's own rules and Prometheus' alert rules.
 
 Alertmanager holds no user session, so the route takes a shared bearer secret,
 ``ARMILLARY_WORKFLOWS_ALERTMANAGER_TOKEN`` (Alertmanager's ``http_config.authorization``);
-without it the route answers 404. A notification resent by Alertmanager (its
-``repeat_interval``, or a retry after a timeout) queues nothing twice: a delivery is keyed by
-channel, alert fingerprint, status and start time.
+without it every call is refused (401), like any route without credentials. A notification
+resent by Alertmanager (its ``repeat_interval``, or a retry after a timeout) queues nothing
+twice: a delivery is keyed by channel, alert fingerprint, status and start time.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ async def _authenticated(request: Request) -> Alerts:
     alerts = alerts_of(request.app.state.runtime)
     expected = alerts.settings.alertmanager_token
     if expected is None:
-        raise NotFound("The Alertmanager receiver is not enabled on this platform")
+        raise Unauthorized("The Alertmanager receiver is not enabled on this platform")
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     given = credentials.strip().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(
