@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-
 from tests.deploy.test_alert_rules import referenced_metrics
 from tests.deploy.test_dashboards import dashboard_metrics
 from tests.faults.distributed_layout import Layout, launch
