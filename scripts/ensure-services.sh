@@ -36,6 +36,9 @@ command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgb
 command -v pgbackrest >/dev/null || apt_install pgbackrest
 # nginx: TLS in front of the moto server that holds the drill's pgBackRest repository.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx-light
+# Prometheus: only its binary (tests/integration/services/test_prometheus_scrape.py starts its
+# own server on a free port to scrape a distributed layout).
+command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
 
 # Redis
 if ! port_open 6379; then

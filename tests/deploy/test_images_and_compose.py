@@ -302,18 +302,13 @@ def test_prometheus_scrapes_every_service_and_the_gateway(stack: dict[str, Any])
         assert Path(mounts[str(Path(pattern).parent)]) == DEPLOY / "prometheus" / "rules"
 
 
-def test_grafana_loads_dashboards_on_metrics_the_platform_exports(stack: dict[str, Any]) -> None:
+def test_grafana_loads_the_dashboards(stack: dict[str, Any]) -> None:
+    """Grafana (profile `dashboards`) mounts the generated dashboards; their content is
+    checked by test_dashboards.py and, against a running stack, test_prometheus_scrape.py."""
     provider = yaml.safe_load(
         (DEPLOY / "grafana/provisioning/dashboards/armillary.yaml").read_text()
     )
     path = provider["providers"][0]["options"]["path"]
     mounts = {v["target"]: v["source"] for v in stack["services"]["grafana"]["volumes"]}
     assert Path(mounts[path]) == DEPLOY / "grafana" / "dashboards"
-    exported = (ROOT / "src" / "armillary" / "kit" / "metrics.py").read_text()
-    for dashboard in (DEPLOY / "grafana" / "dashboards").glob("*.json"):
-        exprs = [
-            t["expr"] for p in json.loads(dashboard.read_text())["panels"] for t in p["targets"]
-        ]
-        assert exprs, dashboard.name
-        for metric in re.findall(r"\b(armillary_\w+?)(?:_bucket)?\b", " ".join(exprs)):
-            assert f'"{metric}"' in exported, f"{dashboard.name}: {metric} is not exported"
+    assert len(list((DEPLOY / "grafana" / "dashboards").glob("*.json"))) == 4

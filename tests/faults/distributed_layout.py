@@ -44,6 +44,8 @@ class Layout:
     # Each service copy's port: "identity", "identity-2", ...
     ports: dict[str, int]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Each process's /metrics listener, when launched with ``metrics=True``.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -104,12 +106,14 @@ def launch(
     workers: int = 1,
     service_env: dict[str, str] | None = None,
     database_roles: bool = False,
+    metrics: bool = False,
 ) -> Layout:
     """Start the layout (the caller stops it with :meth:`Layout.stop_all`). ``service_env``
     goes to the service processes only (a pooler's DSN): schedulers and workers hold session
     features (leader lock, LISTEN) and keep ``database_url``. With ``database_roles`` each
     process connects as its service's own role (ADR 0026), as `up --distributed
-    --database-roles` runs them."""
+    --database-roles` runs them. With ``metrics`` each process serves /metrics on a port of
+    its own (``Layout.metrics_ports``), as the deployed shape does."""
     home = root / "home"
     as_role: dict[str, dict[str, str]] = {}
     if database_roles:
@@ -143,16 +147,25 @@ def launch(
         PYTHONUNBUFFERED="1",
     )
     layout = Layout(root, env, ports)
+
+    def metrics_env(name: str, variable: str) -> dict[str, str]:
+        if not metrics:
+            return {}
+        layout.metrics_ports[name] = free_port()
+        return {variable: str(layout.metrics_ports[name])}
+
     try:
         for name, port in ports.items():
             service = name.split("-")[0]
             argv = ["serve", service, "--host", "127.0.0.1", "--port", str(port)]
-            layout.start(name, argv, **{**as_role.get(service, {}), **(service_env or {})})
+            extra = metrics_env(name, "ARMILLARY_METRICS_PORT")
+            layout.start(name, argv, **{**as_role.get(service, {}), **(service_env or {}), **extra})
         workflows_role = as_role.get("workflows", {})
-        for n in range(schedulers):
-            layout.start(f"scheduler-{n + 1}", ["scheduler"], **workflows_role)
-        for n in range(workers):
-            layout.start(f"worker-{n + 1}", ["worker"], **workflows_role)
+        for kind, count in (("scheduler", schedulers), ("worker", workers)):
+            for n in range(count):
+                name = f"{kind}-{n + 1}"
+                extra = metrics_env(name, "ARMILLARY_WORKFLOWS_METRICS_PORT")
+                layout.start(name, [kind], **{**workflows_role, **extra})
         layout.wait_ready()
     except BaseException:
         layout.stop_all()

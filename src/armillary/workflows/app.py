@@ -12,6 +12,7 @@ from armillary.kit.runtime import Runtime
 from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
 from .alerts import consumers as alert_consumers
+from .alerts.alertmanager import router as alertmanager_router
 from .alerts.api import router as alerts_router
 from .alerts.delivery import ALERTS, Alerts
 from .artifacts.api import router as artifacts_router
@@ -33,6 +34,7 @@ ROUTERS: list[APIRouter] = [
     artifacts_router,
     code_router,
     alerts_router,
+    alertmanager_router,
 ]
 
 

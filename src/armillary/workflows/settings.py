@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from armillary.kit.secret_sources import SecretRef
@@ -70,6 +70,9 @@ class WorkflowSettings(BaseSettings):
     alert_duration_history: int = Field(default=20, ge=2, le=1000)
     # job_deadline looks at jobs created at most this long before their deadline.
     alert_deadline_lookback_hours: float = Field(default=24.0, gt=0)
+    # The bearer secret Prometheus' Alertmanager sends to POST /api/v1/alerts/alertmanager
+    # (alerts.alertmanager); unset, that receiver is off.
+    alertmanager_token: SecretStr | None = Field(default=None, min_length=32)
     # Webhook-style channels may target loopback/private addresses (off: no SSRF by alert).
     alert_allow_private_targets: bool = False
     # Where channel secrets given by reference may live (comma-separated), each the start of

@@ -5,7 +5,9 @@
 data "aws_partition" "current" {}
 
 locals {
-  container_insights_groups = ["application", "dataplane", "host", "performance"]
+  # `prometheus`: the CloudWatch agent's Prometheus scrape (the chart's
+  # monitoring.cloudwatchAgent) writes its embedded-metric-format events there (ADR 0033).
+  container_insights_groups = ["application", "dataplane", "host", "performance", "prometheus"]
 }
 
 resource "aws_cloudwatch_log_group" "process" {

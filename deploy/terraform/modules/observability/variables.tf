@@ -111,3 +111,80 @@ variable "mq_broker_name" {
   description = "Name of the RabbitMQ broker."
   type        = string
 }
+
+variable "prometheus_metrics_namespace" {
+  description = "CloudWatch namespace of the platform metrics the CloudWatch agent sends (the chart's monitoring.cloudwatchAgent.namespace)."
+  type        = string
+  default     = "Armillary"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_./#-]{1,255}$", var.prometheus_metrics_namespace)) && !startswith(var.prometheus_metrics_namespace, "AWS/")
+    error_message = "prometheus_metrics_namespace must be 1-255 letters, digits or _./#- and not start with AWS/."
+  }
+}
+
+variable "slo_services" {
+  description = "Services that get an availability SLO alarm (the `service` label of armillary_http_requests_total)."
+  type        = list(string)
+  default     = ["identity", "data", "workflows", "registry", "serving"]
+
+  validation {
+    condition     = length(var.slo_services) > 0 && alltrue([for s in var.slo_services : can(regex("^[a-z][a-z0-9-]{1,30}$", s))])
+    error_message = "slo_services must be a non-empty list of lowercase service names."
+  }
+}
+
+variable "availability_objective" {
+  description = "Availability SLO: the share of requests answered without a 5xx over 30 days (deploy/prometheus/rules uses 0.995)."
+  type        = number
+  default     = 0.995
+
+  validation {
+    condition     = var.availability_objective >= 0.9 && var.availability_objective < 1
+    error_message = "availability_objective must be in [0.9, 1)."
+  }
+}
+
+variable "queue_age_threshold_seconds" {
+  description = "Alarm when the oldest queued task run has waited longer than this."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.queue_age_threshold_seconds >= 60
+    error_message = "queue_age_threshold_seconds must be at least 60."
+  }
+}
+
+variable "min_live_workers" {
+  description = "Alarm when fewer workers than this have a fresh heartbeat."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.min_live_workers >= 1 && floor(var.min_live_workers) == var.min_live_workers
+    error_message = "min_live_workers must be a whole number of at least 1."
+  }
+}
+
+variable "outbox_lag_threshold_seconds" {
+  description = "Alarm when the oldest committed event has waited longer than this to be published (the Prometheus rule uses 300)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.outbox_lag_threshold_seconds >= 30
+    error_message = "outbox_lag_threshold_seconds must be at least 30."
+  }
+}
+
+variable "object_store_free_ratio_threshold" {
+  description = "Alarm when the object store's free space falls below this share."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.object_store_free_ratio_threshold > 0 && var.object_store_free_ratio_threshold < 1
+    error_message = "object_store_free_ratio_threshold must be between 0 and 1."
+  }
+}

@@ -43,6 +43,8 @@ SEVERITIES = {
     "task_duration_p95": "warning",
     "job_deadline": "warning",
     "test": "info",
+    "alertmanager_firing": "error",
+    "alertmanager_resolved": "info",
 }
 
 
@@ -254,7 +256,8 @@ def pagerduty_body(routing_key: str, alert: Alert, severity: str | None = None) 
     }
     return {
         "routing_key": routing_key,
-        "event_action": "trigger",
+        # Alertmanager's resolved notice closes the incident its firing one opened.
+        "event_action": "resolve" if alert.event == "alertmanager_resolved" else "trigger",
         "dedup_key": alert.dedup_key,
         "payload": {
             "summary": alert.summary[:1024],
