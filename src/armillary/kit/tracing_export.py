@@ -6,7 +6,7 @@ an operator turns on (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*``):
 
 - no header but ``X-Request-Id`` (so no ``Authorization``, cookies or API keys);
 - no query string (presigned URLs and tokens ride in them) and, on a server span, the route
-  template instead of the path (``/api/v1/downloads/{token}``: the token is the path);
+  template instead of the path (in the URL too) (``/api/v1/downloads/{token}``: the token is the path);
 - no attribute whose name says credential, and no value that looks like a bearer token.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit, urlunsplit
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,6 +70,9 @@ def scrub_attributes(attributes: Mapping[str, Any] | None, *, server: bool) -> d
         if isinstance(value, str):
             if name in _URLS:
                 value = _strip_query(value)
+                if server and route:
+                    parts = urlsplit(value)
+                    value = urlunsplit((parts.scheme, parts.netloc, str(route), "", ""))
             elif name in _PATHS:
                 value = str(route) if server and route else _strip_query(value)
             value = _SECRET_VALUE.sub(r"\1 [redacted]", value)
