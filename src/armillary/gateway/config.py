@@ -120,14 +120,13 @@ def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -
         "preserve_external_request_id": True,
         "always_set_request_id_in_response": True,
         # A client's id is passed on exactly as sent (Envoy would otherwise pack trace bits
-        # into it); so the trace decision cannot live in it either: sampling is random
-        # (OTEL_TRACES_SAMPLER_ARG), the services follow the traceparent's flag (ADR 0031).
+        # into it).
         "request_id_extension": {
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3"
                 ".UuidRequestIdConfig",
                 "pack_trace_reason": False,
-                "use_request_id_for_trace_sampling": False,
+                "use_request_id_for_trace_sampling": True,
             }
         },
         "normalize_path": True,

@@ -67,24 +67,38 @@ class Receiver:
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.bodies: list[bytes] = []
+        self.requests: list[dict[str, str]] = []
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = self._body()
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
                 spans = decode(body) if self.path == "/v1/traces" else []
                 with receiver._lock:
                     receiver.spans.extend(spans)
                     receiver.bodies.append(body)
+                    receiver.requests.append(dict(self.headers))
                 answer = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def _body(self) -> bytes:
+                if self.headers.get("transfer-encoding", "").lower() != "chunked":
+                    return self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return body
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -137,10 +137,12 @@ def test_a_job_and_a_prediction_are_each_one_trace(
             server = job_server_span(spans)
             if server is None:
                 return False
-            kinds = {(s.service, s.kind) for s in spans if s.trace_id == server.trace_id}
-            return {"producer", "consumer"} <= {kind for _, kind in kinds} and any(
-                s.name == "task child" for s in spans if s.trace_id == server.trace_id
-            )
+            trace = [s for s in spans if s.trace_id == server.trace_id]
+            return {"producer", "consumer"} <= {s.kind for s in trace} and {
+                "task child",
+                "task python",
+                "ingress",
+            } <= {s.name for s in trace}
 
         spans = receiver.wait_for(complete, timeout=120)
         server = job_server_span(spans)
