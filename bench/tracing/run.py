@@ -50,7 +50,6 @@ from common import (  # noqa: E402
     prepare_services,
     seed_sync,
 )
-
 from tests.integration.observability.otlp_receiver import Receiver  # noqa: E402
 from tests.integration.serving.predict_support import (  # noqa: E402
     SIGNATURE,
@@ -134,7 +133,9 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, script: str, env: dict[str, str], concurrency: int, duration: int) -> dict[str, float]:
+def wrk(
+    url: str, script: str, env: dict[str, str], concurrency: int, duration: int
+) -> dict[str, float]:
     done = subprocess.run(
         ["wrk", *CONCURRENCY[concurrency], f"-d{duration}s", "--latency", "-s", script, url],
         capture_output=True,
@@ -178,8 +179,16 @@ def main() -> None:
                 key = seed_deployment(client, seed.token)
             body = json.dumps({"instances": instances(features(3, 3))})
             cases = {
-                "GET project": (PROJECT_PATH, str(REPO / "bench/auth_get/auth.lua"), {"BENCH_TOKEN": seed.token}),
-                "predict": (PREDICT_PATH, str(HERE / "predict.lua"), {"BENCH_KEY": key, "BENCH_BODY": body}),
+                "GET project": (
+                    PROJECT_PATH,
+                    str(REPO / "bench/auth_get/auth.lua"),
+                    {"BENCH_TOKEN": seed.token},
+                ),
+                "predict": (
+                    PREDICT_PATH,
+                    str(HERE / "predict.lua"),
+                    {"BENCH_KEY": key, "BENCH_BODY": body},
+                ),
             }
             # Warm-up: models loaded, caches filled, connections open, in both servers.
             for server in servers.values():
@@ -193,10 +202,15 @@ def main() -> None:
                 for case, (path, script, env) in cases.items():
                     for concurrency in (1, 32):
                         for name in order:
-                            result = wrk(servers[name].url + path, script, env, concurrency, args.duration)
+                            result = wrk(
+                                servers[name].url + path, script, env, concurrency, args.duration
+                            )
                             samples[case][name][concurrency].append(result)
-                            print(f"  round {round_number + 1} {case:<12} {name:<3} c={concurrency:<2} "
-                                  f"{result['rps']:8.1f} req/s  p50 {result['p50_ms']:.3f} ms", flush=True)
+                            print(
+                                f"  round {round_number + 1} {case:<12} {name:<3} c={concurrency:<2} "
+                                f"{result['rps']:8.1f} req/s  p50 {result['p50_ms']:.3f} ms",
+                                flush=True,
+                            )
         finally:
             for server in servers.values():
                 server.stop()
@@ -209,18 +223,32 @@ def _median(values: list[dict[str, float]], field: str) -> float:
     return statistics.median(v[field] for v in values)
 
 
-def report(samples: dict[str, Any], args: argparse.Namespace, exported: int, seconds: float) -> None:
+def report(
+    samples: dict[str, Any], args: argparse.Namespace, exported: int, seconds: float
+) -> None:
     rows, data = [], {}
     for case, by_server in samples.items():
         off_rps, on_rps = _median(by_server["off"][32], "rps"), _median(by_server["on"][32], "rps")
-        off_p50, on_p50 = _median(by_server["off"][1], "p50_ms"), _median(by_server["on"][1], "p50_ms")
+        off_p50, on_p50 = (
+            _median(by_server["off"][1], "p50_ms"),
+            _median(by_server["on"][1], "p50_ms"),
+        )
         ratio, delta = on_rps / off_rps, on_p50 - off_p50
         met = ratio >= TARGET_RATIO and delta <= TARGET_P50_MS
-        data[case] = {"off_rps_c32": off_rps, "on_rps_c32": on_rps, "ratio": ratio,
-                      "off_p50_ms_c1": off_p50, "on_p50_ms_c1": on_p50, "p50_delta_ms": delta,
-                      "met": met, "samples": by_server}
-        rows.append(f"| {case} | {off_rps:.0f} | {on_rps:.0f} | {ratio:.3f} | {off_p50:.3f} | "
-                    f"{on_p50:.3f} | {delta:+.3f} | {'met' if met else 'NOT met'} |")
+        data[case] = {
+            "off_rps_c32": off_rps,
+            "on_rps_c32": on_rps,
+            "ratio": ratio,
+            "off_p50_ms_c1": off_p50,
+            "on_p50_ms_c1": on_p50,
+            "p50_delta_ms": delta,
+            "met": met,
+            "samples": by_server,
+        }
+        rows.append(
+            f"| {case} | {off_rps:.0f} | {on_rps:.0f} | {ratio:.3f} | {off_p50:.3f} | "
+            f"{on_p50:.3f} | {delta:+.3f} | {'met' if met else 'NOT met'} |"
+        )
     machine = machine_info()
     lines = [
         "# Tracing overhead (bench/tracing/run.py)",

@@ -6,7 +6,8 @@ an operator turns on (``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*``):
 
 - no header but ``X-Request-Id`` (so no ``Authorization``, cookies or API keys);
 - no query string (presigned URLs and tokens ride in them) and, on a server span, the route
-  template instead of the path (in the URL too) (``/api/v1/downloads/{token}``: the token is the path);
+  template instead of the path, in the URL too (``/api/v1/downloads/{token}``: the token
+  is the path);
 - no attribute whose name says credential, and no value that looks like a bearer token.
 """
 
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlsplit, urlunsplit
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult

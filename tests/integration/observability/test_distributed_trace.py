@@ -21,7 +21,6 @@ import httpx
 import pytest
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, REDIS_URL, TEST_SECRET
 from tests.integration.observability.otlp_receiver import Receiver, Span, ancestors
-from tests.integration.serving.predict_support import SIGNATURE, features, instances, model_bytes
 from tests.integration.services.test_serve_processes import _clean_database
 from tests.integration.services.test_up_distributed import (  # noqa: F401 - fixture
     SERVICES,
@@ -29,6 +28,7 @@ from tests.integration.services.test_up_distributed import (  # noqa: F401 - fix
     vhost,
     wait_for,
 )
+from tests.integration.serving.predict_support import SIGNATURE, features, instances, model_bytes
 from tests.integration.workflows.engine import free_port
 
 # A task that calls the API as its job, then fails (so the job's failure event goes over
@@ -40,7 +40,11 @@ def main(context):
         api.job()
     raise RuntimeError("traced to the end")
 """
-SPEC = {"name": "traced", "tasks": [{"name": "call", "type": "python", "params": {"source": SOURCE}}]}
+JOB_STATUS = "workflows.job_status_changed"
+SPEC = {
+    "name": "traced",
+    "tasks": [{"name": "call", "type": "python", "params": {"source": SOURCE}}],
+}
 
 
 @pytest.fixture
@@ -51,7 +55,11 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def platform(
-    pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path, receiver: Receiver  # noqa: F811
+    pg_url: str,
+    truncate_sql: str,
+    vhost: str,  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> Iterator[Platform]:
     _clean_database(pg_url, truncate_sql)
     port = free_port()
@@ -102,9 +110,7 @@ def one(spans: list[Span], **wanted: str) -> Span:
     return found[0]
 
 
-def test_a_job_and_a_prediction_are_each_one_trace(
-    platform: Platform, receiver: Receiver
-) -> None:
+def test_a_job_and_a_prediction_are_each_one_trace(platform: Platform, receiver: Receiver) -> None:
     with httpx.Client(base_url=platform.url, timeout=30) as c:
 
         def signed_in() -> str | None:
@@ -138,7 +144,13 @@ def test_a_job_and_a_prediction_are_each_one_trace(
             if server is None:
                 return False
             trace = [s for s in spans if s.trace_id == server.trace_id]
-            return {"producer", "consumer"} <= {s.kind for s in trace} and {
+            published = [s for s in trace if s.name == f"armillary.events,{JOB_STATUS} send"]
+            consumed = [
+                s
+                for s in trace
+                if s.kind == "consumer" and s.parent_id in {p.span_id for p in published}
+            ]
+            return bool(consumed) and {
                 "task child",
                 "task python",
                 "ingress",
@@ -164,10 +176,15 @@ def test_a_job_and_a_prediction_are_each_one_trace(
             and s.service == "armillary-workflows"
             and s.attributes.get("http.route") == "/api/v1/jobs/{job_id}"
         ]
-        assert called and child in ancestors(called[0], trace)
-        producer = one(trace, kind="producer")
-        consumer = one(trace, kind="consumer")
-        assert producer in ancestors(consumer, trace)
+        assert called
+        assert child in ancestors(called[0], trace)
+        # The job's failure event: published in the scheduler's `job failed` span, consumed
+        # (by the alerts consumer) as that publish's child.
+        failed = one(trace, name="job failed")
+        producer = one(trace, kind="producer", name=f"armillary.events,{JOB_STATUS} send")
+        assert failed in ancestors(producer, trace)
+        consumed = [s for s in trace if s.kind == "consumer" and producer in ancestors(s, trace)]
+        assert consumed, sorted((s.service, s.kind, s.name) for s in trace)
         # X-Request-Id is on the service's server span.
         assert server.attributes.get("armillary.request_id")
 

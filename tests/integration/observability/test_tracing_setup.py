@@ -60,7 +60,8 @@ def test_spans_logs_request_id_and_no_secrets(receiver: Receiver) -> None:
     assert {s.service for s in spans} == {"armillary-probe"}
     [server] = [s for s in spans if s.kind == "server"]
     [client] = [s for s in spans if s.kind == "client"]
-    assert client.trace_id == server.trace_id and client.parent_id == server.span_id
+    assert client.trace_id == server.trace_id
+    assert client.parent_id == server.span_id
     assert server.attributes[REQUEST_ID] == "probe-1"
     assert server.attributes["http.route"] == "/api/v1/downloads/{token}"
     # Nothing secret in any attribute of any span, nor in the raw export.

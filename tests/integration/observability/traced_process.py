@@ -19,7 +19,13 @@ from armillary.kit import tracing
 from armillary.kit.logging import configure_logging
 from armillary.kit.request_context import RequestContextMiddleware
 
-SECRETS = ("SERVER-BEARER-SECRET", "PATH-SECRET", "QUERY-SECRET", "SIGNATURE-SECRET", "CLIENT-SECRET")
+SECRETS = (
+    "SERVER-BEARER-SECRET",
+    "PATH-SECRET",
+    "QUERY-SECRET",
+    "SIGNATURE-SECRET",
+    "CLIENT-SECRET",
+)
 
 
 async def serve_one(receiver: str) -> None:
