@@ -150,11 +150,23 @@ def test_a_job_and_a_prediction_are_each_one_trace(platform: Platform, receiver:
                 for s in trace
                 if s.kind == "consumer" and s.parent_id in {p.span_id for p in published}
             ]
-            return bool(consumed) and {
-                "task child",
-                "task python",
-                "ingress",
-            } <= {s.name for s in trace}
+            # The task's call, served once its whole chain (worker proxy, gateway) is in.
+            children = {s.span_id for s in trace if s.name == "task child"}
+            served = any(
+                children & {a.span_id for a in ancestors(s, trace)}
+                for s in trace
+                if s.kind == "server" and s.attributes.get("http.route") == "/api/v1/jobs/{job_id}"
+            )
+            return (
+                bool(consumed)
+                and served
+                and {
+                    "task child",
+                    "task python",
+                    "ingress",
+                }
+                <= {s.name for s in trace}
+            )
 
         spans = receiver.wait_for(complete, timeout=120)
         server = job_server_span(spans)

@@ -10,11 +10,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.observability.otlp_receiver import Receiver
 from tests.integration.observability.traced_process import SECRETS
 
+from armillary.gateway.config import bootstrap
+from armillary.gateway.runner import envoy_command, write_config
+from armillary.gateway.settings import GatewaySettings
 from armillary.kit.tracing import REQUEST_ID, sampling_ratio
 from armillary.kit.tracing_export import scrub_attributes
 
@@ -110,3 +114,41 @@ def test_gateway_sampling_follows_otel_variables() -> None:
     assert sampling_ratio({"OTEL_TRACES_SAMPLER_ARG": "0.1"}) == 0.1
     assert sampling_ratio({"OTEL_TRACES_SAMPLER": "always_off"}) == 0.0
     assert sampling_ratio({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}) == 1.0
+
+
+def test_the_gateway_traces_iff_an_otlp_endpoint_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    off = bootstrap(GatewaySettings())
+    assert "tracing" not in _manager(off)
+    assert "otlp" not in {c["name"] for c in off["static_resources"]["clusters"]}
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector.internal:4318/")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    settings = GatewaySettings()
+    on = bootstrap(settings)
+    tracing = _manager(on)["tracing"]
+    assert tracing["random_sampling"] == {"value": pytest.approx(10.0)}
+    http = tracing["provider"]["typed_config"]["http_service"]["http_uri"]
+    assert http["uri"] == "https://collector.internal:4318/v1/traces"
+    [otlp] = [c for c in on["static_resources"]["clusters"] if c["name"] == "otlp"]
+    assert otlp["transport_socket"]["typed_config"]["sni"] == "collector.internal"
+    config = write_config(settings, tmp_path / "envoy.yaml")
+    result = subprocess.run(
+        envoy_command(settings, config, validate=True),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _manager(config: dict[str, Any]) -> dict[str, Any]:
+    [public] = [
+        item for item in config["static_resources"]["listeners"] if item["name"] == "public"
+    ]
+    typed: dict[str, Any] = public["filter_chains"][0]["filters"][0]["typed_config"]
+    return typed
