@@ -104,6 +104,18 @@ def platform(
             process.wait()
 
 
+def failure_consumed(trace: list[Span]) -> list[Span]:
+    """The consumer spans of the job's failure event: published in the scheduler's `job
+    failed` span (a producer span), consumed (by the alerts consumer) as its child."""
+    failed = {s.span_id for s in trace if s.name == "job failed"}
+    producers = {
+        s.span_id
+        for s in trace
+        if s.name == f"armillary.events,{JOB_STATUS} send" and s.parent_id in failed
+    }
+    return [s for s in trace if s.kind == "consumer" and s.parent_id in producers]
+
+
 def one(spans: list[Span], **wanted: str) -> Span:
     found = [s for s in spans if all(getattr(s, k) == v for k, v in wanted.items())]
     assert found, (wanted, sorted({(s.service, s.kind, s.name) for s in spans}))
@@ -144,12 +156,7 @@ def test_a_job_and_a_prediction_are_each_one_trace(platform: Platform, receiver:
             if server is None:
                 return False
             trace = [s for s in spans if s.trace_id == server.trace_id]
-            published = [s for s in trace if s.name == f"armillary.events,{JOB_STATUS} send"]
-            consumed = [
-                s
-                for s in trace
-                if s.kind == "consumer" and s.parent_id in {p.span_id for p in published}
-            ]
+            consumed = failure_consumed(trace)
             # The task's call, served once its whole chain (worker proxy, gateway) is in.
             children = {s.span_id for s in trace if s.name == "task child"}
             served = any(
@@ -191,11 +198,7 @@ def test_a_job_and_a_prediction_are_each_one_trace(platform: Platform, receiver:
         assert any(child in ancestors(s, trace) for s in called)
         # The job's failure event: published in the scheduler's `job failed` span, consumed
         # (by the alerts consumer) as that publish's child.
-        failed = one(trace, name="job failed")
-        producer = one(trace, kind="producer", name=f"armillary.events,{JOB_STATUS} send")
-        assert failed in ancestors(producer, trace)
-        consumed = [s for s in trace if s.kind == "consumer" and producer in ancestors(s, trace)]
-        assert consumed, sorted((s.service, s.kind, s.name) for s in trace)
+        assert failure_consumed(trace), sorted((s.service, s.kind, s.name) for s in trace)
         # X-Request-Id is on the service's server span.
         assert server.attributes.get("armillary.request_id")
 
