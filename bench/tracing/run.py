@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import statistics
@@ -61,6 +62,7 @@ from tests.integration.serving.predict_support import (  # noqa: E402
 CONCURRENCY = {1: ["-t1", "-c1"], 32: ["-t2", "-c32"]}
 PREDICT_PATH = f"{PROJECT_PATH}/deployments/churn-api/predict"
 TARGET_RATIO, TARGET_P50_MS = 0.95, 0.2
+TICKS = os.sysconf("SC_CLK_TCK")
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -93,6 +95,11 @@ class Server:
                 pass
             time.sleep(0.3)
         raise SystemExit(f"{self.name} never became ready; see {self.log}")
+
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -134,8 +141,10 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, script: str, env: dict[str, str], concurrency: int, duration: int
+    server: Server, path: str, script: str, env: dict[str, str], concurrency: int, duration: int
 ) -> dict[str, float]:
+    url = server.url + path
+    cpu = server.cpu_seconds()
     done = subprocess.run(
         ["wrk", *CONCURRENCY[concurrency], f"-d{duration}s", "--latency", "-s", script, url],
         capture_output=True,
@@ -148,7 +157,9 @@ def wrk(
     non2xx = re.search(r"bench_non2xx: (\d+)", out)
     if done.returncode != 0 or non2xx is None or int(non2xx.group(1)) or "Non-2xx" in out:
         raise SystemExit(f"wrk {url} c={concurrency} failed:\n{out}\n{done.stderr}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
+        "cpu_us": (server.cpu_seconds() - cpu) / requests * 1e6,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
     }
@@ -193,7 +204,7 @@ def main() -> None:
             # Warm-up: models loaded, caches filled, connections open, in both servers.
             for server in servers.values():
                 for path, script, env in cases.values():
-                    wrk(server.url + path, script, env, 32, 3)
+                    wrk(server, path, script, env, 32, 3)
             samples: dict[str, dict[str, dict[int, list[dict[str, float]]]]] = {
                 case: {name: {1: [], 32: []} for name in servers} for case in cases
             }
@@ -203,12 +214,13 @@ def main() -> None:
                     for concurrency in (1, 32):
                         for name in order:
                             result = wrk(
-                                servers[name].url + path, script, env, concurrency, args.duration
+                                servers[name], path, script, env, concurrency, args.duration
                             )
                             samples[case][name][concurrency].append(result)
                             print(
                                 f"  round {round_number + 1} {case:<12} {name:<3} c={concurrency:<2} "
-                                f"{result['rps']:8.1f} req/s  p50 {result['p50_ms']:.3f} ms",
+                                f"{result['rps']:8.1f} req/s  p50 {result['p50_ms']:.3f} ms  "
+                                f"cpu {result['cpu_us']:.0f} us/req",
                                 flush=True,
                             )
         finally:
@@ -234,6 +246,10 @@ def report(
             _median(by_server["on"][1], "p50_ms"),
         )
         ratio, delta = on_rps / off_rps, on_p50 - off_p50
+        cpu = {
+            name: statistics.median(v["cpu_us"] for c in (1, 32) for v in by_server[name][c])
+            for name in ("off", "on")
+        }
         met = ratio >= TARGET_RATIO and delta <= TARGET_P50_MS
         data[case] = {
             "off_rps_c32": off_rps,
@@ -243,11 +259,13 @@ def report(
             "on_p50_ms_c1": on_p50,
             "p50_delta_ms": delta,
             "met": met,
+            "cpu_us_per_request": cpu,
             "samples": by_server,
         }
         rows.append(
             f"| {case} | {off_rps:.0f} | {on_rps:.0f} | {ratio:.3f} | {off_p50:.3f} | "
-            f"{on_p50:.3f} | {delta:+.3f} | {'met' if met else 'NOT met'} |"
+            f"{on_p50:.3f} | {delta:+.3f} | {cpu['off']:.0f} | {cpu['on']:.0f} | "
+            f"{cpu['on'] / cpu['off']:.3f} | {'met' if met else 'NOT met'} |"
         )
     machine = machine_info()
     lines = [
@@ -257,8 +275,12 @@ def report(
         f"run took {seconds:.0f} s; {exported} spans exported by the `on` server (10 % sampled).",
         f"Machine: {machine}",
         "",
-        "| request | off req/s (c=32) | on req/s (c=32) | ratio | off p50 ms (c=1) | on p50 ms (c=1) | p50 delta ms | target (≥0.95, ≤0.2 ms) |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Load average at the end: {os.getloadavg()[0]:.1f} (2 cores).",
+        "",
+        "| request | off req/s (c=32) | on req/s (c=32) | ratio | off p50 ms (c=1) "
+        "| on p50 ms (c=1) | p50 delta ms | off CPU µs/req | on CPU µs/req | CPU ratio "
+        "| target (≥0.95, ≤0.2 ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
     ]
     text = "\n".join(lines) + "\n"
