@@ -32,22 +32,26 @@ def worker(
     """Run tasks: take queued tasks under a lease and run each attempt in a sandboxed child
     process, until SIGTERM."""
     from armillary.app import run_worker
+    from armillary.kit import tracing
     from armillary.kit.logging import configure_logging
     from armillary.kit.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    tracing.setup("worker")
     asyncio.run(run_worker(settings, concurrency=concurrency))
 
 
 def scheduler() -> None:
     """Run the scheduler (one is active at a time: others stand by for its lock)."""
     from armillary.app import run_scheduler
+    from armillary.kit import tracing
     from armillary.kit.logging import configure_logging
     from armillary.kit.settings import Settings
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    tracing.setup("scheduler")
     asyncio.run(run_scheduler(settings))
 
 
@@ -100,7 +104,8 @@ def _die_with_parent() -> None:
 # What a worker reads (F16): its settings, the runtime's own variables, cloud credentials of
 # the object store and of remote backends. Not the bootstrap admin's password, nor anything
 # else `armillary up` happened to inherit (other services' tokens, an SSH agent).
-_WORKER_ENV_PREFIXES = ("ARMILLARY_", "AWS_", "LC_", "PYTHON", "COVERAGE_")
+# OTEL_*: the workers trace as the API does (ADR 0031); the sandboxes never see them.
+_WORKER_ENV_PREFIXES = ("ARMILLARY_", "AWS_", "LC_", "PYTHON", "COVERAGE_", "OTEL_")
 _WORKER_ENV_NAMES = frozenset(
     {
         "PATH",

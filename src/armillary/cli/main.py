@@ -140,6 +140,9 @@ def up(
     if distributed:
         shape.run(settings, host, port, workers, database_roles=database_roles)
         return
+    from armillary.kit import tracing
+
+    tracing.setup("platform")
     application = create_app(settings, run_scheduler=True)
     if workers:
         engine.WorkerPool(workers, engine.worker_env(settings, host, port)).start()

@@ -40,6 +40,9 @@ def serve(
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    from armillary.kit import tracing
+
+    tracing.setup(service.value)
     try:
         application = create_service_app(service.value, settings)
     except FileNotFoundError as exc:

@@ -63,6 +63,8 @@ class TaskContext:
     api_url: str
     _token: str = field(default="", repr=False)
     bundle_dir: Path | None = None
+    # The W3C traceparent of the attempt's span (ADR 0031), sent on API calls.
+    traceparent: str | None = None
 
     def token(self) -> str:
         """The short-lived token scoped to this job."""
@@ -70,7 +72,10 @@ class TaskContext:
 
     def api_headers(self) -> dict[str, str]:
         """Headers that authenticate a call to the platform API as this job."""
-        return {"Authorization": f"Bearer {self._token}"}
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if self.traceparent:
+            headers["traceparent"] = self.traceparent
+        return headers
 
 
 @dataclass(frozen=True)

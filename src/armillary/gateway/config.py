@@ -107,7 +107,7 @@ def virtual_host(settings: GatewaySettings, table: list[EdgeRoute]) -> dict[str,
 
 
 def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -> dict[str, Any]:
-    return {
+    manager: dict[str, Any] = {
         "@type": _T + "network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
         "codec_type": "AUTO",
@@ -133,25 +133,6 @@ def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -
         "merge_slashes": True,
         "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
         "max_request_headers_kb": settings.gateway_max_request_headers_kb,
-        # W3C trace context: a request without `traceparent` gets one, one with it keeps its
-        # trace id (the gateway's span becomes the parent). Sampled spans go to the OTLP collector.
-        "tracing": {
-            "random_sampling": {"value": settings.gateway_trace_sampling_percent},
-            "provider": {
-                "name": "envoy.tracers.opentelemetry",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
-                    "service_name": "armillary-gateway",
-                    "http_service": {
-                        "http_uri": {
-                            "uri": f"{settings.gateway_otlp_url.rstrip('/')}/v1/traces",
-                            "cluster": "otlp",
-                            "timeout": "2s",
-                        }
-                    },
-                },
-            },
-        },
         "stream_idle_timeout": _seconds(settings.gateway_stream_idle_timeout_seconds),
         "request_headers_timeout": "10s",
         "server_header_transformation": "PASS_THROUGH",
@@ -170,6 +151,29 @@ def http_connection_manager(settings: GatewaySettings, table: list[EdgeRoute]) -
                 "typed_config": {"@type": _T + "http.router.v3.Router"},
             },
         ],
+    }
+    traces_url = settings.otlp_traces_url()
+    if traces_url is not None:
+        manager["tracing"] = tracing_config(settings, traces_url)
+    return manager
+
+
+def tracing_config(settings: GatewaySettings, traces_url: str) -> dict[str, Any]:
+    """W3C trace context (ADR 0031): a request without `traceparent` gets one, one with it
+    keeps its trace id (the gateway's span becomes the parent); sampled spans go over
+    OTLP/HTTP to ``traces_url``."""
+    return {
+        "random_sampling": {"value": settings.trace_sampling_percent()},
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "service_name": "armillary-gateway",
+                "http_service": {
+                    "http_uri": {"uri": traces_url, "cluster": "otlp", "timeout": "2s"}
+                },
+            },
+        },
     }
 
 
@@ -236,10 +240,10 @@ def cluster(service: str, settings: GatewaySettings) -> dict[str, Any]:
     return config
 
 
-def _otlp_cluster(settings: GatewaySettings) -> dict[str, Any]:
-    url = urlsplit(settings.gateway_otlp_url)
+def _otlp_cluster(traces_url: str) -> dict[str, Any]:
+    url = urlsplit(traces_url)
     host = url.hostname or "127.0.0.1"
-    return {
+    cluster: dict[str, Any] = {
         "name": "otlp",
         "type": "STRICT_DNS",
         "connect_timeout": "1s",
@@ -250,6 +254,16 @@ def _otlp_cluster(settings: GatewaySettings) -> dict[str, Any]:
             ],
         },
     }
+    if url.scheme == "https":
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+                ".UpstreamTlsContext",
+                "sni": host,
+            },
+        }
+    return cluster
 
 
 def stats_listener(settings: GatewaySettings) -> dict[str, Any]:
@@ -298,6 +312,7 @@ def stats_listener(settings: GatewaySettings) -> dict[str, Any]:
 def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -> dict[str, Any]:
     table = edge_routes() if table is None else table
     admin = _address("127.0.0.1", settings.gateway_admin_port)
+    traces_url = settings.otlp_traces_url()
     admin_cluster = {
         "name": "envoy_admin",
         "type": "STATIC",
@@ -334,7 +349,7 @@ def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -
             "clusters": [
                 *(cluster(s, settings) for s in SERVICES),
                 admin_cluster,
-                _otlp_cluster(settings),
+                *([_otlp_cluster(traces_url)] if traces_url else []),
             ],
         },
         "overload_manager": {

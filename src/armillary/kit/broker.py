@@ -40,6 +40,7 @@ from aio_pika.abc import (
 )
 from sqlalchemy import func, select
 
+from armillary.kit import tracing
 from armillary.kit.db import utcnow
 from armillary.kit.events import Delivery, EventBus, OutboxEvent, Outgoing
 from armillary.kit.metrics import (
@@ -313,9 +314,11 @@ class RabbitTransport:
 
         async def one(row: Outgoing | OutboxEvent) -> uuid.UUID:
             message = event_message(row.id, row.type, row.payload)
-            await events.publish(
-                message, row.type, mandatory=False, timeout=self._config.publish_timeout
-            )
+            # The publish span (and the message's traceparent) continue the writer's trace.
+            with tracing.attached(getattr(row, "trace", None)):
+                await events.publish(
+                    message, row.type, mandatory=False, timeout=self._config.publish_timeout
+                )
             EVENTS_PUBLISHED.labels(row.type).inc()
             return row.id
 

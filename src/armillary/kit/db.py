@@ -33,6 +33,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.elements import SavepointClause
 
+from armillary.kit import tracing
 from armillary.kit.secret_sources import SecretRef
 from armillary.kit.settings import Settings
 
@@ -217,6 +218,7 @@ class Database:
             if connect_args:
                 kwargs["connect_args"] = connect_args
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        tracing.instrument_engine(self.engine)
         if password_ref is not None and not self.is_sqlite:
             event.listen(self.engine.sync_engine, "do_connect", _current_password(password_ref))
         if self.is_sqlite:

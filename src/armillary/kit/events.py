@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from armillary.kit import tracing
 from armillary.kit.db import Base, Database, UTCDateTime, after_commit, new_id, utcnow
 from armillary.kit.metrics import EVENTS_DELIVERED
 
@@ -62,6 +63,8 @@ class Outgoing:
     id: uuid.UUID
     type: str
     payload: dict[str, Any]
+    # The traceparent of the transaction that wrote it (ADR 0031): its publish's parent.
+    trace: str | None = None
 
 
 class Transport(Protocol):
@@ -122,7 +125,8 @@ def publish(session: AsyncSession, event_type: str, event: BaseModel) -> uuid.UU
         after_commit(session, lambda: bus._dispatch_pending(session))
     pending.append(row.id)
     if isinstance(bus, EventBus) and bus.transport is not None:
-        session.info.setdefault("outbox_outgoing", []).append(Outgoing(row.id, event_type, payload))
+        outgoing = Outgoing(row.id, event_type, payload, tracing.traceparent())
+        session.info.setdefault("outbox_outgoing", []).append(outgoing)
     return row.id
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from armillary.kit import context
+from armillary.kit import context, tracing
 from armillary.kit.redaction import redact_mapping
 
 
@@ -21,9 +21,10 @@ def _add_request_context(
         event_dict.setdefault("request_id", ctx.request_id)
         if ctx.user_id is not None:
             event_dict.setdefault("user_id", str(ctx.user_id))
-        trace_id = ctx.extras.get("trace_id")
-        if trace_id:
-            event_dict.setdefault("trace_id", trace_id)
+    ids = tracing.log_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
     return event_dict
 
 

@@ -10,7 +10,7 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from armillary.kit import context
+from armillary.kit import context, tracing
 from armillary.kit.client_address import client_address
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE, DomainError, problem_body
 from armillary.kit.problems import known_problem
@@ -47,6 +47,7 @@ class RequestContextMiddleware:
             user_agent=user_agent,
         )
         token = context.bind(ctx)
+        tracing.record_request_id(request_id)
         started = time.perf_counter()
         status = 500
         response_started = False

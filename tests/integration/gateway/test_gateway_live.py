@@ -161,7 +161,12 @@ async def test_traceparent_is_generated_or_passed_on(app: FastAPI, tmp_path: Pat
         await send({"type": "http.response.body", "body": body})
 
     echo.state = app.state  # type: ignore[attr-defined]
-    async with gateway_for(echo, tmp_path) as edge, client(edge) as gateway:  # type: ignore[arg-type]
+    # Tracing on (ADR 0031: only then has Envoy a tracer), sampling nothing new.
+    tracing_on = {"gateway_otlp_url": "http://127.0.0.1:9", "gateway_trace_sampling_percent": "0"}
+    async with (
+        gateway_for(echo, tmp_path, **tracing_on) as edge,  # type: ignore[arg-type]
+        client(edge) as gateway,
+    ):
         seen.clear()
         await gateway.get("/api/v1/auth/jwks")
         trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -20,6 +20,7 @@ import numpy as np
 import structlog
 
 from armillary.contracts.training import Signature
+from armillary.kit import tracing
 from armillary.kit.errors import DomainError
 from armillary.serving.runtime import (
     BadInput,
@@ -101,10 +102,11 @@ class Predictor:
 
     async def model(self, variant: Variant) -> LoadedModel:
         async def load() -> LoadedModel:
-            file = await self.files.model_file(variant)
-            return await asyncio.to_thread(
-                load_model, variant.model_version_id, file.path, file.format, file.signature
-            )
+            with tracing.span("model load", attributes=_variant(variant)):
+                file = await self.files.model_file(variant)
+                return await asyncio.to_thread(
+                    load_model, variant.model_version_id, file.path, file.format, file.signature
+                )
 
         model = await self.cache.get(variant.model_version_id, load)
         if model.format == "skops" and self.files.has_onnx(variant.model_version_id):
@@ -141,7 +143,8 @@ class Predictor:
         return batcher
 
     async def run(self, model: LoadedModel, rows: np.ndarray[Any, Any]) -> Prediction:
-        return await self._batcher(model).predict(rows)
+        with tracing.span("model inference", attributes={"armillary.model_format": model.format}):
+            return await self._batcher(model).predict(rows)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -304,6 +307,13 @@ class Predictor:
     async def stop(self) -> None:
         await self.drain_shadows()
         await self.log.stop()
+
+
+def _variant(variant: Variant) -> dict[str, str]:
+    return {
+        "armillary.variant": variant.name,
+        "armillary.model_version_id": str(variant.model_version_id),
+    }
 
 
 def _plain(values: list[Any]) -> list[Any]:

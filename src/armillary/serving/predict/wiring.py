@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from armillary.contracts.registry import ModelVersionOnnxChanged
-from armillary.kit import context
+from armillary.kit import context, tracing
 from armillary.kit.errors import NotFound
 from armillary.kit.events import Delivery, EventBus
 from armillary.kit.runtime import Runtime
@@ -219,4 +219,8 @@ def routing_key(request: Request, body: Any) -> str | None:
 def choose_variant(
     component: PredictComponent, deployment: ResolvedDeployment, key: str | None
 ) -> tuple[ResolvedVariant, ResolvedVariant | None]:
-    return choose(deployment, key, component.rng)
+    with tracing.span("prediction route") as span:
+        variant, shadow = choose(deployment, key, component.rng)
+        if span is not None:
+            span.set_attribute("armillary.variant", variant.name)
+        return variant, shadow

@@ -23,6 +23,7 @@ import h11
 import httpx
 import structlog
 
+from armillary.kit import tracing
 from armillary.kit.tls import shared_client_context
 
 from . import sandbox_socket, worker_calls
@@ -157,8 +158,13 @@ class ApiProxy:
             headers=headers,
             content=_body(conn, reader),
         )
+        # The task's call continues its attempt's trace (the header it sent, ADR 0031).
+        parent = next(
+            (v.decode("latin-1") for k, v in headers if k.lower() == b"traceparent"), None
+        )
         try:
-            response = await self._client.send(upstream, stream=True)
+            with tracing.attached(parent):
+                response = await self._client.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             log.warning("sandbox.api_unreachable", error=type(exc).__name__)
             await _reply(conn, writer, 502, b"the platform API is not reachable")

@@ -132,6 +132,7 @@ def _attempt(
         # only a placeholder that keeps clients' "Authorization: Bearer ..." well-formed.
         _token=spec.get("job_token") or TOKEN_PLACEHOLDER,
         bundle_dir=Path(spec["bundle_dir"]) if spec.get("bundle_dir") else None,
+        traceparent=spec.get("traceparent"),
     )
     try:
         function = load_implementation(contract.name)

@@ -59,6 +59,8 @@ class Claim:
     # The datasets the job's tasks name, read and written: all its tokens may touch.
     datasets_read: frozenset[str] = frozenset()
     datasets_write: frozenset[str] = frozenset()
+    # The job's submission's trace context (ADR 0031): the attempt's span is its child.
+    traceparent: str | None = None
 
 
 class LateResult(Exception):
@@ -108,7 +110,9 @@ async def claim(
     jobs = {
         row.id: row
         for row in await session.execute(
-            select(Job.id, Job.project_id, Job.created_by).where(Job.id.in_(job_ids))
+            select(Job.id, Job.project_id, Job.created_by, Job.traceparent).where(
+                Job.id.in_(job_ids)
+            )
         )
     }
     outputs = await jobs_repo.upstream_outputs(session, runs)
@@ -135,6 +139,7 @@ async def claim(
                 attempt_id=attempt_ids[run.id],
                 datasets_read=named[run.job_id][0],
                 datasets_write=named[run.job_id][1],
+                traceparent=job.traceparent,
             )
         )
     return claims

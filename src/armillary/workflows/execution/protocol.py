@@ -45,6 +45,9 @@ class AttemptSpec:
     # it to each request; it never enters the sandbox (ADR 0011).
     job_token: str = field(repr=False)
     bundle_dir: str | None = None  # an extracted code bundle, prepared by the worker
+    # The W3C traceparent of the child's span (ADR 0031): it reaches the child in the spec,
+    # over the control socket, and the task's API calls send it on.
+    traceparent: str | None = None
 
 
 class Outcome(StrEnum):

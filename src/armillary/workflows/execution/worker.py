@@ -15,7 +15,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from armillary.contracts.identity import JOB_TOKEN_MAX_TTL_SECONDS, JobTokenRequest
+from armillary.kit import tracing
 from armillary.kit.database_unavailable import unavailable_reason
 from armillary.kit.db import Database, utcnow
 from armillary.kit.errors import ServiceUnavailable
@@ -50,6 +51,15 @@ JobTokenIssuer = Callable[[JobTokenRequest], Awaitable[tuple[str, datetime]]]
 RETRYABLE = (StaleDataError, TransitionRejected, DBAPIError)
 # How long a finished attempt's result is retried while the database is away.
 REPORT_PATIENCE_SECONDS = 120.0
+
+
+def _span_attributes(claimed: Claim) -> dict[str, str | int]:
+    return {
+        "armillary.job_id": str(claimed.job_id),
+        "armillary.task": claimed.task,
+        "armillary.task_type": claimed.task_type,
+        "armillary.attempt": claimed.attempt,
+    }
 
 
 def worker_name() -> str:
@@ -209,13 +219,20 @@ class Worker:
         result: AttemptResult | None = None
         following: list[Claim] = []
         try:
-            result = await self._execute(claimed, writer, running.cancel)
-            await writer.close()
-            artifacts = await self._upload_artifacts(claimed, result)
-            if running.superseded:
-                log.info("worker.attempt_superseded", task=claimed.task, job=str(claimed.job_id))
-                return
-            following = await self._report(claimed, result, artifacts)
+            with tracing.span(
+                f"task {claimed.task_type}",
+                parent=claimed.traceparent,
+                attributes=_span_attributes(claimed),
+            ):
+                result = await self._execute(claimed, writer, running.cancel)
+                await writer.close()
+                artifacts = await self._upload_artifacts(claimed, result)
+                if running.superseded:
+                    log.info(
+                        "worker.attempt_superseded", task=claimed.task, job=str(claimed.job_id)
+                    )
+                    return
+                following = await self._report(claimed, result, artifacts)
         except Exception:
             log.exception("worker.attempt_failed", task=claimed.task, job=str(claimed.job_id))
         finally:
@@ -258,7 +275,11 @@ class Worker:
             job_token=token,
             bundle_dir=str(bundle_dir) if bundle_dir else None,
         )
-        return await self.executor.run(spec, on_log=writer.write, cancel=cancel)
+        # The sandboxed child's span, recorded here (a sandbox has no route to a collector);
+        # the child gets its traceparent in the spec and sends it on its API calls.
+        with tracing.span("task child", attributes=_span_attributes(claimed)):
+            spec = replace(spec, traceparent=tracing.traceparent())
+            return await self.executor.run(spec, on_log=writer.write, cancel=cancel)
 
     async def _token_when_possible(self, claimed: Claim, cancel: asyncio.Event) -> str:
         """:meth:`_token`, retried while identity (or its database) is away: an outage is no

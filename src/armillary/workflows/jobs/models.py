@@ -79,6 +79,9 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The W3C traceparent of the submission (ADR 0031): the scheduler's and the workers'
+    # spans of this job are its children. None when tracing was off.
+    traceparent: Mapped[str | None] = mapped_column(String(55), nullable=True)
 
     task_runs: Mapped[list[TaskRun]] = relationship(
         back_populates="job", order_by="TaskRun.position", lazy="raise"

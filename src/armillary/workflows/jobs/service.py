@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from armillary.kit import audit
+from armillary.kit import audit, tracing
 from armillary.kit.authz import AccessControl, Principal, ProjectAccess
 from armillary.kit.db import Database, utcnow
 from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -147,6 +147,7 @@ async def create_job(
         idempotency_key=idempotency_key,
         created_by=created_by,
         created_at=utcnow(),
+        traceparent=tracing.traceparent(),
     )
     runs = task_runs(spec)
     try:

@@ -17,6 +17,7 @@ from typing import ClassVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import JobStatusChanged, TaskRunStatusChanged
+from armillary.kit import tracing
 from armillary.kit.db import after_commit, utcnow
 from armillary.kit.errors import Conflict
 from armillary.kit.events import publish
@@ -348,19 +349,22 @@ async def apply(
     obj.status = t.to_state
     _count_after_commit(session, obj, t)
     if isinstance(obj, Job):
-        publish(
-            session,
-            JobStatusChanged.TYPE,
-            JobStatusChanged(
-                job_id=obj.id,
-                project_id=obj.project_id,
-                workflow_id=obj.workflow_id,
-                from_status=t.from_state,
-                to_status=t.to_state,
-                reason=reason,
-                occurred_at=t.now,
-            ),
-        )
+        # In the job's trace (ADR 0031): a scheduler's transition is a child of the submission.
+        attributes = {"armillary.job_id": str(obj.id), "armillary.to_status": t.to_state}
+        with tracing.span(f"job {t.to_state}", parent=obj.traceparent, attributes=attributes):
+            publish(
+                session,
+                JobStatusChanged.TYPE,
+                JobStatusChanged(
+                    job_id=obj.id,
+                    project_id=obj.project_id,
+                    workflow_id=obj.workflow_id,
+                    from_status=t.from_state,
+                    to_status=t.to_state,
+                    reason=reason,
+                    occurred_at=t.now,
+                ),
+            )
     else:
         publish(
             session,
