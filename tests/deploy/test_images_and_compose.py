@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,16 @@ def test_seccomp_profile_is_the_default_plus_the_namespace_syscalls() -> None:
     clone3 = [rule for rule in profile["syscalls"] if rule["names"] == ["clone3"]]
     # ENOSYS: the C library falls back to clone, whose flags the filter sees.
     assert [rule["errnoRet"] for rule in clone3] == [38]
+
+
+def test_the_charts_profile_is_generated_from_the_workers() -> None:
+    """One profile for both: the chart's Localhost file is deploy/seccomp/worker.json
+    resolved for a pod without capabilities (scripts/seccomp_localhost.py)."""
+    run(sys.executable, str(ROOT / "scripts" / "seccomp_localhost.py"), "--check")
+    chart = json.loads(
+        (DEPLOY / "helm" / "armillary" / "files" / "worker-seccomp.json").read_text()
+    )
+    assert not any({"includes", "excludes"} & rule.keys() for rule in chart["syscalls"])
 
 
 # --- the compose stack
