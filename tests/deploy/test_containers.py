@@ -124,7 +124,11 @@ def test_the_journey_runs_through_the_gateway_and_survives_a_restart(stack: Stac
     assert first["job"] in after["jobs"]  # PostgreSQL's volume
     assert after["dataset_intact"] is True  # the object store's volume
     assert after["models"] == ["points"]
-    assert after["prediction"] == first["prediction"]
+    before, now = first["prediction"], after["prediction"]
+    assert isinstance(before, dict)
+    assert isinstance(now, dict)
+    assert now["predictions"] == before["predictions"]
+    assert now["model_version"] == before["model_version"]
 
 
 def test_a_python_task_runs_under_the_charts_seccomp_profile(docker_env: dict[str, str]) -> None:
