@@ -36,3 +36,5 @@ if [ "${1:-}" = --standins ]; then
     build "armillary-standin-$role:$TAG" deploy/docker/standins/Dockerfile deploy/docker/standins "$role"
   done
 fi
+# The images a rebuild replaced (dangling) would fill the engine's data root run after run.
+"$DOCKER" image prune -f >/dev/null

@@ -22,6 +22,7 @@ from tests.deploy.conftest import DEPLOY, ROOT, tool
 pytestmark = pytest.mark.slow
 
 BASE_IMAGE = "armillary/base:bookworm"
+ENGINE = "unix:///run/armillary-docker/docker.sock"  # scripts/docker-engine.sh
 PROJECT = "armillary-check"
 ADMIN_EMAIL = "admin@armillary.dev"
 ADMIN_PASSWORD = "check-Admin-password-0123"
@@ -41,17 +42,20 @@ def sh(*args: str, env: dict[str, str], timeout: float = 900, **kw: object) -> s
 
 
 @pytest.fixture(scope="module")
-def docker_env() -> dict[str, str]:
+def docker_env() -> Iterator[dict[str, str]]:
     """The engine started, the base and every image built (each step skips what exists)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
-    exported = sh("bash", str(ROOT / "scripts" / "docker-engine.sh"), env=env)
-    env["DOCKER_HOST"] = exported.strip().rsplit("=", 1)[1]
+    env["DOCKER_HOST"] = ENGINE
+    running = subprocess.run(["docker", "info"], env=env, capture_output=True, check=False)
+    sh("bash", str(ROOT / "scripts" / "docker-engine.sh"), env=env)
     sh("bash", str(ROOT / "scripts" / "base-image.sh"), env=env)
     env["BASE_IMAGE"] = BASE_IMAGE
     if Path("/etc/ssl/certs/ca-certificates.crt").exists():
         env["ARMILLARY_BUILD_CA"] = "/etc/ssl/certs/ca-certificates.crt"
     print(sh("bash", str(ROOT / "scripts" / "build-images.sh"), "--standins", env=env))
-    return env
+    yield env
+    if running.returncode != 0:  # this run started the engine: it stops it (data root kept)
+        sh("bash", str(ROOT / "scripts" / "docker-engine.sh"), "stop", env=env)
 
 
 class Stack:
