@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -46,7 +47,11 @@ def docker_env() -> Iterator[dict[str, str]]:
     """The engine started, the base and every image built (each step skips what exists)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
     env["DOCKER_HOST"] = ENGINE
-    running = subprocess.run(["docker", "info"], env=env, capture_output=True, check=False)
+    # A fresh machine has no docker client yet: scripts/docker-engine.sh installs it.
+    running = shutil.which("docker") is not None and (
+        subprocess.run(["docker", "info"], env=env, capture_output=True, check=False).returncode
+        == 0
+    )
     sh("bash", str(ROOT / "scripts" / "docker-engine.sh"), env=env)
     sh("bash", str(ROOT / "scripts" / "base-image.sh"), env=env)
     env["BASE_IMAGE"] = BASE_IMAGE
@@ -54,7 +59,7 @@ def docker_env() -> Iterator[dict[str, str]]:
         env["ARMILLARY_BUILD_CA"] = "/etc/ssl/certs/ca-certificates.crt"
     print(sh("bash", str(ROOT / "scripts" / "build-images.sh"), "--standins", env=env))
     yield env
-    if running.returncode != 0:  # this run started the engine: it stops it (data root kept)
+    if not running:  # this run started the engine: it stops it (data root kept)
         sh("bash", str(ROOT / "scripts" / "docker-engine.sh"), "stop", env=env)
 
 
