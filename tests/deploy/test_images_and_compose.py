@@ -332,3 +332,35 @@ def test_grafana_loads_dashboards_on_metrics_the_platform_exports(stack: dict[st
         assert exprs, dashboard.name
         for metric in re.findall(r"\b(armillary_\w+?)(?:_bucket)?\b", " ".join(exprs)):
             assert f'"{metric}"' in exported, f"{dashboard.name}: {metric} is not exported"
+
+
+# --- the check's override (deploy/compose.check.yaml, ADR 0034)
+
+
+def test_the_check_override_swaps_only_third_party_images_and_shares_one_namespace() -> None:
+    result = run(
+        tool("docker-compose"), "-f", str(COMPOSE), "-f", str(DEPLOY / "compose.check.yaml"),
+        "--env-file", str(ENV_EXAMPLE), "config", "--format", "json", cwd=ROOT,
+    )  # fmt: skip
+    services = json.loads(result.stdout)["services"]
+    assert services["netns"]["network_mode"] == "none"
+    for name, service in services.items():
+        if name == "netns":
+            continue
+        assert service["network_mode"] == "service:netns", name
+        assert not service.get("ports"), name
+        assert "build" not in service, name  # scripts/build-images.sh builds them
+    for name in DATA_STORES:
+        assert services[name]["image"].startswith("armillary-standin-"), name
+    # The worker keeps its sandbox's profile, and both workers run.
+    for name in ("worker", "worker-2"):
+        assert "systempaths=unconfined" in services[name]["security_opt"]
+        assert services[name]["image"].startswith("armillary-worker:")
+    # One /metrics port per long-running process in the shared namespace.
+    ports = []
+    for service in services.values():
+        env = service.get("environment", {})
+        if service.get("restart") == "no" or "ARMILLARY_METRICS_PORT" not in env:
+            continue
+        ports.append(env.get("ARMILLARY_WORKFLOWS_METRICS_PORT", env["ARMILLARY_METRICS_PORT"]))
+    assert len(ports) == len(set(ports)) == 9, ports
