@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from tests.deploy.conftest import DEPLOY, ROOT, checkov_reports, run, tool
 from tests.deploy.dockerfile import Dockerfile, parse
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+# The check's stand-ins for third-party images (ADR 0034).
+STANDINS = DEPLOY / "docker" / "standins" / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / "compose.env.example"
 SECCOMP = DEPLOY / "seccomp" / "worker.json"
@@ -55,19 +58,21 @@ def stack() -> dict[str, Any]:
 # --- the Dockerfile
 
 
-def test_hadolint_passes_with_only_justified_ignores() -> None:
-    run(tool("hadolint"), str(DOCKERFILE))
-    ignored = re.findall(r"#\s*hadolint ignore=([\w,]+)", DOCKERFILE.read_text())
+@pytest.mark.parametrize("dockerfile_path", [DOCKERFILE, STANDINS], ids=["images", "standins"])
+def test_hadolint_passes_with_only_justified_ignores(dockerfile_path: Path) -> None:
+    run(tool("hadolint"), str(dockerfile_path))
+    ignored = re.findall(r"#\s*hadolint ignore=([\w,]+)", dockerfile_path.read_text())
     rules = {rule for group in ignored for rule in group.split(",")}
     assert rules <= JUSTIFIED_IGNORES.keys(), f"unjustified hadolint ignores: {rules}"
 
 
-def test_checkov_passes_with_only_justified_skips() -> None:
-    [report] = checkov_reports("-f", str(DOCKERFILE))
+@pytest.mark.parametrize("dockerfile_path", [DOCKERFILE, STANDINS], ids=["images", "standins"])
+def test_checkov_passes_with_only_justified_skips(dockerfile_path: Path) -> None:
+    [report] = checkov_reports("-f", str(dockerfile_path))
     summary = report["summary"]
     assert summary["failed"] == 0, report["results"]
     assert summary["parsing_errors"] == 0
-    for reason in re.findall(r"checkov:skip=CKV\w+:(.*)", DOCKERFILE.read_text()):
+    for reason in re.findall(r"checkov:skip=CKV\w+:(.*)", dockerfile_path.read_text()):
         assert reason.strip(), "a checkov skip without its reason"
 
 
@@ -188,6 +193,16 @@ def test_seccomp_profile_is_the_default_plus_the_namespace_syscalls() -> None:
     clone3 = [rule for rule in profile["syscalls"] if rule["names"] == ["clone3"]]
     # ENOSYS: the C library falls back to clone, whose flags the filter sees.
     assert [rule["errnoRet"] for rule in clone3] == [38]
+
+
+def test_the_charts_profile_is_generated_from_the_workers() -> None:
+    """One profile for both: the chart's Localhost file is deploy/seccomp/worker.json
+    resolved for a pod without capabilities (scripts/seccomp_localhost.py)."""
+    run(sys.executable, str(ROOT / "scripts" / "seccomp_localhost.py"), "--check")
+    chart = json.loads(
+        (DEPLOY / "helm" / "armillary" / "files" / "worker-seccomp.json").read_text()
+    )
+    assert not any({"includes", "excludes"} & rule.keys() for rule in chart["syscalls"])
 
 
 # --- the compose stack
@@ -312,3 +327,35 @@ def test_grafana_loads_the_dashboards(stack: dict[str, Any]) -> None:
     mounts = {v["target"]: v["source"] for v in stack["services"]["grafana"]["volumes"]}
     assert Path(mounts[path]) == DEPLOY / "grafana" / "dashboards"
     assert len(list((DEPLOY / "grafana" / "dashboards").glob("*.json"))) == 4
+
+
+# --- the check's override (deploy/compose.check.yaml, ADR 0034)
+
+
+def test_the_check_override_swaps_only_third_party_images_and_shares_one_namespace() -> None:
+    result = run(
+        tool("docker-compose"), "-f", str(COMPOSE), "-f", str(DEPLOY / "compose.check.yaml"),
+        "--env-file", str(ENV_EXAMPLE), "config", "--format", "json", cwd=ROOT,
+    )  # fmt: skip
+    services = json.loads(result.stdout)["services"]
+    assert services["netns"]["network_mode"] == "none"
+    for name, service in services.items():
+        if name == "netns":
+            continue
+        assert service["network_mode"] == "service:netns", name
+        assert not service.get("ports"), name
+        assert "build" not in service, name  # scripts/build-images.sh builds them
+    for name in DATA_STORES:
+        assert services[name]["image"].startswith("armillary-standin-"), name
+    # The worker keeps its sandbox's profile, and both workers run.
+    for name in ("worker", "worker-2"):
+        assert "systempaths=unconfined" in services[name]["security_opt"]
+        assert services[name]["image"].startswith("armillary-worker:")
+    # One /metrics port per long-running process in the shared namespace.
+    ports = []
+    for service in services.values():
+        env = service.get("environment", {})
+        if service.get("restart") == "no" or "ARMILLARY_METRICS_PORT" not in env:
+            continue
+        ports.append(env.get("ARMILLARY_WORKFLOWS_METRICS_PORT", env["ARMILLARY_METRICS_PORT"]))
+    assert len(ports) == len(set(ports)) == 9, ports
