@@ -100,6 +100,11 @@ def test_the_edge_rules_of_the_rest_are_the_expected_ones() -> None:
     assert not rules[(predict, "POST")].job_tokens
 
 
+# Routes that check a credential of their own that Envoy cannot verify: Alertmanager's
+# shared bearer secret (ARMILLARY_WORKFLOWS_ALERTMANAGER_TOKEN, ADR 0033).
+OWN_SECRET = {("POST", "/api/v1/alerts/alertmanager")}
+
+
 async def test_the_services_demand_what_the_edge_checks(api: Api) -> None:
     """Without credentials a service answers 401 on every route the edge guards, and not on
     a public one; with a non-admin's token, 403 on every admin-only route."""
@@ -109,6 +114,11 @@ async def test_the_services_demand_what_the_edge_checks(api: Api) -> None:
         for method in sorted(route.methods):
             path = _example(route.path)
             anonymous = await api.client.request(method, path)
+            if (method, route.path) in OWN_SECRET:
+                # Public at the edge (its credential is no JWT), refused by the service.
+                assert route.rule.access is Access.PUBLIC, route
+                assert anonymous.status_code == 401, (method, route.path, anonymous.text)
+                continue
             if route.rule.access is Access.PUBLIC:
                 assert anonymous.status_code != 401, (method, route.path, anonymous.text)
                 continue

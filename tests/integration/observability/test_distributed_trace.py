@@ -62,7 +62,7 @@ def platform(
     receiver: Receiver,
 ) -> Iterator[Platform]:
     _clean_database(pg_url, truncate_sql)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARMILLARY_", "OTEL_"))}
     env.update(
         {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
@@ -78,6 +78,7 @@ def platform(
         ARMILLARY_GATEWAY_ADMIN_PORT=str(free_port()),
         ARMILLARY_GATEWAY_STATS_PORT=str(free_port()),
         ARMILLARY_LOG_LEVEL="WARNING",
+        ARMILLARY_METRICS_PORT=str(metrics_port),
         PYTHONUNBUFFERED="1",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
         OTEL_TRACES_SAMPLER="parentbased_always_on",
@@ -92,7 +93,7 @@ def platform(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    found = Platform(process, f"http://127.0.0.1:{port}", log)
+    found = Platform(process, f"http://127.0.0.1:{port}", log, metrics_port)
     try:
         yield found
     finally:

@@ -19,6 +19,7 @@ from armillary.serving.predict.settings import PredictSettings
 @dataclass
 class Variant:
     model_version_id: str = "version-1"
+    name: str = "champion"
 
 
 class Files:
