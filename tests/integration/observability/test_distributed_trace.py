@@ -10,7 +10,6 @@ inference. No bearer token or password reaches any exported attribute."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,12 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, REDIS_URL, TEST_SECRET
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, TEST_SECRET
 from tests.integration.observability.otlp_receiver import Receiver, Span, ancestors
 from tests.integration.services.test_serve_processes import _clean_database
 from tests.integration.services.test_up_distributed import (  # noqa: F401 - fixture
-    SERVICES,
+    METRICS_PROCESSES,
     Platform,
+    free_port_range,
+    up_env,
     vhost,
     wait_for,
 )
@@ -62,24 +63,9 @@ def platform(
     receiver: Receiver,
 ) -> Iterator[Platform]:
     _clean_database(pg_url, truncate_sql)
-    port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARMILLARY_", "OTEL_"))}
+    port, metrics_port = free_port(), free_port_range(len(METRICS_PROCESSES))
+    env = up_env(tmp_path, pg_url, vhost, metrics_port)
     env.update(
-        {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
-        ARMILLARY_HOME=str(tmp_path / "home"),
-        ARMILLARY_DATABASE_URL=pg_url,
-        ARMILLARY_REDIS_URL=REDIS_URL,
-        ARMILLARY_RABBITMQ_URL=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-        ARMILLARY_SECRET_KEY=TEST_SECRET,
-        ARMILLARY_ADMIN_EMAIL=ADMIN_EMAIL,
-        ARMILLARY_ADMIN_PASSWORD=ADMIN_PASSWORD,
-        ARMILLARY_ARGON2_TIME_COST="1",
-        ARMILLARY_ARGON2_MEMORY_COST_KIB="8",
-        ARMILLARY_GATEWAY_ADMIN_PORT=str(free_port()),
-        ARMILLARY_GATEWAY_STATS_PORT=str(free_port()),
-        ARMILLARY_LOG_LEVEL="WARNING",
-        ARMILLARY_METRICS_PORT=str(metrics_port),
-        PYTHONUNBUFFERED="1",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
         OTEL_TRACES_SAMPLER="parentbased_always_on",
         OTEL_BSP_SCHEDULE_DELAY="100",

@@ -89,12 +89,11 @@ class Platform:
         raise AssertionError(f"no child runs {wanted!r}")
 
 
-@pytest.fixture
-def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iterator[Platform]:
-    _clean_database(pg_url, truncate_sql)
-    port = free_port()
-    metrics_port = free_port_range(len(METRICS_PROCESSES))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
+def up_env(tmp_path: Path, pg_url: str, vhost: str, metrics_port: int) -> dict[str, str]:
+    """The environment of `armillary up --distributed` on free ports: this machine's
+    PostgreSQL and Redis, a RabbitMQ virtual host of the test's own, no ARMILLARY_ or OTEL_
+    variable of the caller's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARMILLARY_", "OTEL_"))}
     env.update(
         {f"ARMILLARY_{s.upper()}_URL": f"http://127.0.0.1:{free_port()}" for s in SERVICES},
         ARMILLARY_HOME=str(tmp_path / "home"),
@@ -112,6 +111,15 @@ def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iter
         ARMILLARY_METRICS_PORT=str(metrics_port),
         PYTHONUNBUFFERED="1",
     )
+    return env
+
+
+@pytest.fixture
+def platform(pg_url: str, truncate_sql: str, vhost: str, tmp_path: Path) -> Iterator[Platform]:
+    _clean_database(pg_url, truncate_sql)
+    port = free_port()
+    metrics_port = free_port_range(len(METRICS_PROCESSES))
+    env = up_env(tmp_path, pg_url, vhost, metrics_port)
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
