@@ -60,8 +60,9 @@ test: sync-dev services
 # The unit, integration, security and e2e tests with coverage (85% overall, 80% per service).
 test-suite:
 	rm -f .coverage .coverage.*
-	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(VENV_BIN)/coverage run -m pytest \
-	  -n $(PYTEST_WORKERS) --dist loadfile --durations=25 --ignore=tests/deploy $(PYTEST_ARGS); \
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml ARMILLARY_TEST_DURATIONS_OUT=$(CURDIR)/.test-durations.json \
+	  $(VENV_BIN)/coverage run -m pytest \
+	  -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25 --ignore=tests/deploy $(PYTEST_ARGS); \
 	  status=$$?; if [ $$status -ne 0 ]; then exit $$status; fi
 	$(VENV_BIN)/coverage combine -q
 	$(VENV_BIN)/coverage report

@@ -23,7 +23,7 @@ from armillary.kit.logging import configure_logging
 from armillary.kit.settings import Settings
 from armillary.migrations.runner import upgrade
 
-pytest_plugins = ["tests.moto_server"]
+pytest_plugins = ["tests.moto_server", "tests.ordering"]
 
 PG_HOST = os.environ.get("ARMILLARY_TEST_PG_HOST", "127.0.0.1:5432")
 
