@@ -75,7 +75,7 @@ def new_id() -> uuid.UUID:
 
 # Each service's PostgreSQL schema (ADR 0026), in search-path order for a process that runs
 # them all: identity first, so the embedded shape's one outbox is identity's.
-SERVICE_SCHEMAS = ("identity", "data", "workflows", "registry", "serving")
+SERVICE_SCHEMAS = ("identity", "data", "workflows", "registry", "serving", "tracking")
 
 
 def search_path(schemas: Sequence[str]) -> str:
@@ -93,7 +93,7 @@ POOL_SIZE_BY_ROLE = {
     "api": 10,
     "worker": 2,
     "scheduler": 2,
-    **dict.fromkeys(("identity", "data", "workflows", "registry", "serving"), SERVICE_POOL_SIZE),
+    **dict.fromkeys(SERVICE_SCHEMAS, SERVICE_POOL_SIZE),
 }
 
 

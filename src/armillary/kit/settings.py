@@ -25,6 +25,7 @@ SERVICE_PORTS = {
     "workflows": 8103,
     "registry": 8104,
     "serving": 8105,
+    "tracking": 8106,
 }
 
 
@@ -188,6 +189,7 @@ class Settings(SecretSourcedSettings):
     workflows_url: str | None = None
     registry_url: str | None = None
     serving_url: str | None = None
+    tracking_url: str | None = None
     # This service process's own Ed25519 key (PEM, `armillary service-keys create`), from the
     # secret store like every secret (ARMILLARY_SERVICE_KEY_SECRET_ID or _FILE); unset:
     # `<home>/service-keys/<service>.key`. Never derived from the platform secret.
