@@ -5,7 +5,7 @@ SearchRuns and SearchExperiments), parsed into clauses. docs/tracking.md lists i
     clause   := identifier comparator value
     identifier := [entity.]key      entity: metrics|metric|params|param|parameters|tags|tag|
                                             attributes|attribute|attr|run (default: attribute)
-                  key: a bare word, "double quoted" or `backquoted`
+                  key: bare words joined by dots, "double quoted" or `backquoted`
     comparator := = | != | < | <= | > | >= | LIKE | ILIKE | IN | NOT IN
     value    := 'string' | "string" | number | ('string', ...)   (IN / NOT IN)
 
@@ -118,7 +118,17 @@ def _identifier(reader: _Reader) -> tuple[str, str]:
         key_kind, key = reader.take()
         if key_kind not in ("word", "string", "backquoted"):
             raise InvalidParameter(f"Expected a key after {first!r}.")
-        return entity, key if key_kind == "word" else _unquote(key)
+        if key_kind != "word":
+            return entity, _unquote(key)
+        # A bare key may have dots of its own, as MLflow's do: tags.mlflow.parentRunId.
+        parts = [key]
+        while reader.peek() == ("punct", "."):
+            reader.take()
+            kind, part = reader.take()
+            if kind != "word":
+                raise InvalidParameter(f"Unexpected {part!r} in the key {'.'.join(parts)!r}")
+            parts.append(part)
+        return entity, ".".join(parts)
     return "attribute", first if kind == "word" else _unquote(first)
 
 

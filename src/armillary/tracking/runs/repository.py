@@ -63,7 +63,7 @@ async def params_of(
             RunParam.run_id == run_id, RunParam.key.in_(keys)
         )
     )
-    return {key: value for key, value in rows.tuples()}
+    return {key: value for key, value in rows}
 
 
 async def set_tags(session: AsyncSession, run_id: uuid.UUID, tags: dict[str, str]) -> None:
