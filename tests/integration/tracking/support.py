@@ -54,7 +54,8 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error_code"] == code, body
-    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["message"], str)
+    assert body["message"]
 
 
 async def editor_in_new_project(api: Api) -> tuple[str, str]:

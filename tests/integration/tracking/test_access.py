@@ -51,7 +51,8 @@ async def test_another_projects_token_finds_nothing(
     assert searched.get("runs", []) == []
     # And nothing of theirs changed.
     run = (await mlflow.ok("GET", "runs/get", {"run_id": run_id}))["run"]
-    assert run["info"]["lifecycle_stage"] == "active" and run["data"]["params"] == []
+    assert run["info"]["lifecycle_stage"] == "active"
+    assert run["data"]["params"] == []
 
 
 async def test_viewers_read_editors_write_strangers_authenticate(

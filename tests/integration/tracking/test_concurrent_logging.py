@@ -39,7 +39,8 @@ async def test_concurrent_writers_lose_nothing(mlflow: Mlflow) -> None:
 
     run = (await mlflow.ok("GET", "runs/get", {"run_id": run_id}))["run"]
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
-    assert len(params) == WRITERS * BATCHES + 1 and params["seed"] == "7"
+    assert len(params) == WRITERS * BATCHES + 1
+    assert params["seed"] == "7"
     latest = {m["key"]: m for m in run["data"]["metrics"]}
     # The latest value is the greatest step, whichever writer committed last.
     assert latest["shared"]["step"] == (WRITERS - 1) * 100 + BATCHES - 1

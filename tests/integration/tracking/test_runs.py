@@ -20,7 +20,8 @@ async def test_run_lifecycle_and_logging(mlflow: Mlflow) -> None:
         tags=[{"key": "mlflow.source.name", "value": "train.py"}],
     )
     run_id = run["info"]["run_id"]
-    assert run["info"]["run_uuid"] == run_id and len(run_id) == 32
+    assert run["info"]["run_uuid"] == run_id
+    assert len(run_id) == 32
     assert run["info"]["status"] == "RUNNING"
     assert run["info"]["run_name"] == "first"
     assert _kv(run["data"]["tags"])["mlflow.runName"] == "first"
@@ -59,7 +60,8 @@ async def test_run_lifecycle_and_logging(mlflow: Mlflow) -> None:
     assert metrics["loss"] == {"key": "loss", "value": 0.5, "timestamp": 11, "step": 1}
     assert metrics["acc"]["value"] == "NaN"
     tags = _kv(got["data"]["tags"])
-    assert tags["team"] == "ds" and "note" not in tags
+    assert tags["team"] == "ds"
+    assert "note" not in tags
     assert tags["mlflow.user"] == "alice"
 
     history = await mlflow.ok(
@@ -70,7 +72,8 @@ async def test_run_lifecycle_and_logging(mlflow: Mlflow) -> None:
     info = await mlflow.ok(
         "POST", "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": 99}
     )
-    assert info["run_info"]["status"] == "FINISHED" and info["run_info"]["end_time"] == 99
+    assert info["run_info"]["status"] == "FINISHED"
+    assert info["run_info"]["end_time"] == 99
     bad_status = await mlflow.post("runs/update", {"run_id": run_id, "status": "DONE"})
     assert_error(bad_status, 400, "INVALID_PARAMETER_VALUE")
 
