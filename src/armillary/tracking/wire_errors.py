@@ -1,7 +1,8 @@
-"""MLflow's error format on the tracking routes: ``{"error_code": ..., "message": ...}`` with
-the HTTP status MLflow's server gives that code (``mlflow/exceptions.py``), instead of the
-platform's problem+json, because MLflow's client reads ``error_code`` to decide what happened
-(``get-by-name`` answering RESOURCE_DOES_NOT_EXIST is how ``set_experiment`` knows to create).
+"""MLflow's errors on the tracking routes: the HTTP status MLflow's server gives each
+``error_code`` (``mlflow/exceptions.py``), and a problem+json body that also carries MLflow's
+``error_code`` and ``message`` members. MLflow's client reads ``error_code`` to decide what
+happened (``get-by-name`` answering RESOURCE_DOES_NOT_EXIST is how ``set_experiment`` knows to
+create); RFC 9457 allows such extension members, so other clients see the platform's format.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError
 
 from armillary.kit.errors import DomainError
+from armillary.kit.problems import problem_response
 
 # The codes our errors carry, by the status the platform's errors have.
 _CODE_BY_STATUS = {
@@ -59,11 +61,18 @@ def error_code(exc: DomainError) -> str:
     return _CODE_BY_STATUS.get(exc.status, "INTERNAL_ERROR")
 
 
-def mlflow_error(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error_code": code, "message": message},
-        status_code=_STATUS_BY_CODE[code],
+def mlflow_error(
+    request: Request, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    status = _STATUS_BY_CODE[code]
+    title = code.replace("_", " ").capitalize()
+    return problem_response(
+        status,
+        title,
+        message,
+        request=request,
         headers=headers,
+        extra={"error_code": code, "message": message},
     )
 
 
@@ -87,11 +96,13 @@ class MlflowRoute(APIRoute):
             try:
                 return await handler(request)
             except DomainError as exc:
-                return mlflow_error(error_code(exc), exc.detail, exc.headers or None)
+                return mlflow_error(request, error_code(exc), exc.detail, exc.headers or None)
             except RequestValidationError as exc:
-                return mlflow_error("INVALID_PARAMETER_VALUE", _validation_message(exc))
+                return mlflow_error(request, "INVALID_PARAMETER_VALUE", _validation_message(exc))
             except IntegrityError:
                 # Two writers racing for one unique name: the loser is told what MLflow says.
-                return mlflow_error("RESOURCE_ALREADY_EXISTS", "The resource already exists")
+                return mlflow_error(
+                    request, "RESOURCE_ALREADY_EXISTS", "The resource already exists"
+                )
 
         return handle

@@ -50,8 +50,9 @@ class Mlflow:
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    """MLflow's error shape: the status and ``error_code`` its server gives."""
+    """MLflow's error shape (the status and ``error_code`` its server gives), in problem+json."""
     assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
     assert body["error_code"] == code, body
     assert isinstance(body["message"], str)
