@@ -9,7 +9,7 @@ import json
 import math
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,12 @@ MAX_KEY_LENGTH = 250
 MAX_PARAM_VALUE_LENGTH = 6000
 MAX_TAG_VALUE_LENGTH = 8000
 MAX_NAME_LENGTH = 500
+# Largest page of a search (MLflow's own bound), and of a metric's history.
+MAX_SEARCH_RESULTS = 50_000
+MAX_HISTORY_RESULTS = 250_000
+INT64_MAX = 2**63 - 1
+# ViewType by name, or by its protobuf number (1-3).
+ViewType = Annotated[int, Field(ge=1, le=3)] | str | None
 
 
 class WireModel(BaseModel):
@@ -42,8 +48,8 @@ class MetricIn(WireModel):
     key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH)
     # Protobuf's JSON mapping sends NaN and the infinities as "NaN", "Infinity", "-Infinity".
     value: float
-    timestamp: int
-    step: int = 0
+    timestamp: int = Field(ge=-INT64_MAX, le=INT64_MAX)
+    step: int = Field(default=0, ge=-INT64_MAX, le=INT64_MAX)
 
 
 def now_ms() -> int:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..wire import MAX_NAME_LENGTH, KeyValue, WireModel, external_id
+from ..wire import (
+    MAX_NAME_LENGTH,
+    MAX_SEARCH_RESULTS,
+    KeyValue,
+    ViewType,
+    WireModel,
+    external_id,
+)
 from .models import Experiment, ExperimentTag
 
 
@@ -31,11 +38,11 @@ class SetExperimentTag(ExperimentRef, KeyValue):
 
 
 class SearchExperiments(WireModel):
-    max_results: int | None = None
-    page_token: str | None = None
+    max_results: int | None = Field(default=None, ge=0, le=MAX_SEARCH_RESULTS)
+    page_token: str | None = Field(default=None, max_length=1000)
     filter: str | None = Field(default=None, max_length=4000)
     order_by: list[str] = Field(default_factory=list, max_length=20)
-    view_type: str | int | None = None
+    view_type: ViewType = None
 
 
 def experiment_json(experiment: Experiment, tags: list[ExperimentTag]) -> dict[str, object]:

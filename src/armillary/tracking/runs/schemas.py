@@ -6,7 +6,18 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from ..wire import KeyValue, MetricIn, ParamIn, WireModel, external_id, number
+from ..wire import (
+    INT64_MAX,
+    MAX_HISTORY_RESULTS,
+    MAX_SEARCH_RESULTS,
+    KeyValue,
+    MetricIn,
+    ParamIn,
+    ViewType,
+    WireModel,
+    external_id,
+    number,
+)
 from .models import LatestMetric, MetricPoint, Run, RunParam, RunTag
 
 RUN_STATUSES = frozenset({"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"})
@@ -37,14 +48,14 @@ class RunRef(WireModel):
 class CreateRun(WireModel):
     experiment_id: str = Field(default="0", max_length=64)
     user_id: str = Field(default="", max_length=256)
-    start_time: int | None = None
+    start_time: int | None = Field(default=None, ge=0, le=INT64_MAX)
     run_name: str | None = Field(default=None, max_length=250)
     tags: list[KeyValue] = Field(default_factory=list, max_length=MAX_BATCH_TAGS)
 
 
 class UpdateRun(RunRef):
-    status: str | None = None
-    end_time: int | None = None
+    status: str | None = Field(default=None, max_length=16)
+    end_time: int | None = Field(default=None, ge=0, le=INT64_MAX)
     run_name: str | None = Field(default=None, max_length=250)
 
 
@@ -73,16 +84,16 @@ class LogBatch(RunRef):
 class SearchRuns(WireModel):
     experiment_ids: list[str] = Field(default_factory=list, max_length=100)
     filter: str | None = Field(default=None, max_length=4000)
-    run_view_type: str | int | None = None
-    max_results: int | None = None
+    run_view_type: ViewType = None
+    max_results: int | None = Field(default=None, ge=0, le=MAX_SEARCH_RESULTS)
     order_by: list[str] = Field(default_factory=list, max_length=20)
-    page_token: str | None = None
+    page_token: str | None = Field(default=None, max_length=1000)
 
 
 class MetricHistory(RunRef):
     metric_key: str = Field(min_length=1, max_length=250)
-    max_results: int | None = None
-    page_token: str | None = None
+    max_results: int | None = Field(default=None, ge=0, le=MAX_HISTORY_RESULTS)
+    page_token: str | None = Field(default=None, max_length=1000)
 
 
 def run_info_json(run: Run) -> dict[str, Any]:
