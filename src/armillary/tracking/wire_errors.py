@@ -1,31 +1,30 @@
 """MLflow's errors on the tracking routes: the HTTP status MLflow's server gives each
-``error_code`` (``mlflow/exceptions.py``), and a problem+json body that also carries MLflow's
+``error_code`` (``mlflow/exceptions.py``), in a problem+json body that also carries MLflow's
 ``error_code`` and ``message`` members. MLflow's client reads ``error_code`` to decide what
 happened (``get-by-name`` answering RESOURCE_DOES_NOT_EXIST is how ``set_experiment`` knows to
 create); RFC 9457 allows such extension members, so other clients see the platform's format.
+
+The platform's handlers render them (``kit.problems``), so a failed request's unit of work
+rolls back as every other route's does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
-from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import IntegrityError
 
 from armillary.kit.errors import DomainError
-from armillary.kit.problems import problem_response
 
-# The codes our errors carry, by the status the platform's errors have.
+# The code each platform status stands for (422: a request that does not parse).
 _CODE_BY_STATUS = {
     400: "INVALID_PARAMETER_VALUE",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "RESOURCE_DOES_NOT_EXIST",
     409: "RESOURCE_ALREADY_EXISTS",
+    413: "INVALID_PARAMETER_VALUE",
+    422: "INVALID_PARAMETER_VALUE",
     429: "REQUEST_LIMIT_EXCEEDED",
     503: "TEMPORARILY_UNAVAILABLE",
 }
@@ -38,7 +37,6 @@ _STATUS_BY_CODE = {
     "RESOURCE_ALREADY_EXISTS": 400,
     "REQUEST_LIMIT_EXCEEDED": 429,
     "TEMPORARILY_UNAVAILABLE": 503,
-    "INTERNAL_ERROR": 500,
 }
 
 
@@ -57,52 +55,14 @@ class DoesNotExist(DomainError):
     title = "Resource does not exist"
 
 
-def error_code(exc: DomainError) -> str:
-    return _CODE_BY_STATUS.get(exc.status, "INTERNAL_ERROR")
-
-
-def mlflow_error(
-    request: Request, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    status = _STATUS_BY_CODE[code]
-    title = code.replace("_", " ").capitalize()
-    return problem_response(
-        status,
-        title,
-        message,
-        request=request,
-        headers=headers,
-        extra={"error_code": code, "message": message},
-    )
-
-
-def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
-        parts.append(f"{where or 'request'}: {error.get('msg', 'invalid')}")
-    return "; ".join(parts) or "Invalid request"
+def mlflow_dialect(status: int, detail: str) -> tuple[int, dict[str, Any]]:
+    """The status MLflow gives, and its ``error_code`` and ``message`` members."""
+    code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR")
+    return _STATUS_BY_CODE.get(code, status), {"error_code": code, "message": detail}
 
 
 class MlflowRoute(APIRoute):
     """A route whose errors, from its dependencies (authentication, project access) or its
-    body, are rendered as MLflow renders them. Anything unexpected still reaches the app's
-    handlers (500 without details)."""
+    body, are MLflow's (see ``kit.problems.ProblemDialect``)."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DomainError as exc:
-                return mlflow_error(request, error_code(exc), exc.detail, exc.headers or None)
-            except RequestValidationError as exc:
-                return mlflow_error(request, "INVALID_PARAMETER_VALUE", _validation_message(exc))
-            except IntegrityError:
-                # Two writers racing for one unique name: the loser is told what MLflow says.
-                return mlflow_error(
-                    request, "RESOURCE_ALREADY_EXISTS", "The resource already exists"
-                )
-
-        return handle
+    problem_dialect: ClassVar[Any] = staticmethod(mlflow_dialect)

@@ -96,3 +96,14 @@ async def test_ten_thousand_points_keep_order_and_steps(mlflow: Mlflow) -> None:
         if not token:
             break
     assert paged == list(range(total))
+
+
+async def test_racing_creators_of_one_experiment_name(mlflow: Mlflow) -> None:
+    responses = await asyncio.gather(
+        *(mlflow.post("experiments/create", {"name": "contested"}) for _ in range(5))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 400, 400, 400, 400], [r.text for r in responses]
+    for response in responses:
+        if response.status_code == 400:
+            assert response.json()["error_code"] == "RESOURCE_ALREADY_EXISTS"

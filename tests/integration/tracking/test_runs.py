@@ -51,6 +51,16 @@ async def test_run_lifecycle_and_logging(mlflow: Mlflow) -> None:
         "runs/log-metric",
         {"run_uuid": run_id, "key": "loss", "value": 2.0, "timestamp": 12, "step": 0},
     )
+    # A refused batch changes nothing: its unit of work rolls back whole.
+    refused_batch = await mlflow.post(
+        "runs/log-batch",
+        {
+            "run_id": run_id,
+            "params": [{"key": "fresh", "value": "1"}, {"key": "lr", "value": "0.2"}],
+            "tags": [{"key": "fresh", "value": "1"}],
+        },
+    )
+    assert_error(refused_batch, 400, "INVALID_PARAMETER_VALUE")
     await mlflow.ok("POST", "runs/set-tag", {"run_id": run_id, "key": "note", "value": "x"})
     await mlflow.ok("POST", "runs/delete-tag", {"run_id": run_id, "key": "note"})
 
