@@ -52,6 +52,14 @@ async def test_rename_tag_delete_restore_and_search(mlflow: Mlflow) -> None:
     assert await names({"order_by": ["name ASC"]}) == ["alpha", "gamma"]
     assert await names({"filter": "name LIKE 'gam%'"}) == ["gamma"]
     assert await names({"filter": "tags.stage = 'prod'"}) == ["alpha"]
+    await mlflow.ok(
+        "POST", "experiments/delete-experiment-tag", {"experiment_id": first, "key": "stage"}
+    )
+    assert await names({"filter": "tags.stage = 'prod'"}) == []
+    gone = await mlflow.post(
+        "experiments/delete-experiment-tag", {"experiment_id": first, "key": "stage"}
+    )
+    assert_error(gone, 404, "RESOURCE_DOES_NOT_EXIST")
 
     await mlflow.ok("POST", "experiments/delete", {"experiment_id": first})
     got = await mlflow.ok("GET", "experiments/get", {"experiment_id": first})

@@ -15,6 +15,7 @@ from . import repository, service
 from .models import Experiment
 from .schemas import (
     CreateExperiment,
+    DeleteExperimentTag,
     ExperimentByName,
     ExperimentRef,
     SearchExperiments,
@@ -96,6 +97,14 @@ async def set_experiment_tag(
     body: SetExperimentTag, access: Writer, session: Session
 ) -> dict[str, Any]:
     await service.set_tag(session, access, body.experiment_id, body.key, body.value)
+    return {}
+
+
+@router.post("/experiments/delete-experiment-tag", name="tracking.experiments.delete_tag")
+async def delete_experiment_tag(
+    body: DeleteExperimentTag, access: Writer, session: Session
+) -> dict[str, Any]:
+    await service.delete_tag(session, access, body.experiment_id, body.key)
     return {}
 
 

@@ -37,6 +37,10 @@ class SetExperimentTag(ExperimentRef, KeyValue):
     pass
 
 
+class DeleteExperimentTag(ExperimentRef):
+    key: str = Field(min_length=1, max_length=250)
+
+
 class SearchExperiments(WireModel):
     max_results: int | None = Field(default=None, ge=0, le=MAX_SEARCH_RESULTS)
     page_token: str | None = Field(default=None, max_length=1000)

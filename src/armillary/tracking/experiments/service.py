@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit import audit
@@ -150,6 +150,20 @@ async def set_tag(
     if experiment.lifecycle_stage != "active":
         raise InvalidParameter("The experiment must be in the 'active' state")
     await session.merge(ExperimentTag(experiment_id=experiment.id, key=key, value=value))
+    experiment.last_update_time = now_ms()
+
+
+async def delete_tag(session: AsyncSession, access: ProjectAccess, ref: str, key: str) -> None:
+    experiment = await get(session, access, ref)
+    if experiment.lifecycle_stage != "active":
+        raise InvalidParameter("The experiment must be in the 'active' state")
+    deleted = await session.execute(
+        delete(ExperimentTag).where(
+            ExperimentTag.experiment_id == experiment.id, ExperimentTag.key == key
+        )
+    )
+    if not getattr(deleted, "rowcount", 0):
+        raise DoesNotExist(f"No tag with name: {key} in experiment {ref}")
     experiment.last_update_time = now_ms()
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from armillary.kit.authz import ProjectAccess
 
 from ..wire import MetricIn, decode_token, encode_token, page_size
-from ..wire_errors import InvalidParameter
+from ..wire_errors import DoesNotExist, InvalidParameter
 from . import repository as repo
 from . import service as runs
 from .models import MetricPoint, Run, RunTag
@@ -97,7 +97,7 @@ async def delete_tag(session: AsyncSession, access: ProjectAccess, ref: str, key
         delete(RunTag).where(RunTag.run_id == run.id, RunTag.key == key)
     )
     if not getattr(deleted, "rowcount", 0):
-        raise InvalidParameter(f"No tag with name: {key} in run with id {ref}")
+        raise DoesNotExist(f"No tag with name: {key} in run with id {ref}")
 
 
 async def history(
