@@ -6,10 +6,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..filters import Clause, OrderKey
+from ..conditions import compare
+from ..filters import NUMERIC_COMPARATORS, STRING_COMPARATORS, Clause, OrderKey
 from ..wire_errors import InvalidParameter
 from .models import Experiment, ExperimentTag
 
@@ -52,10 +53,11 @@ async def tags_of(
     return grouped
 
 
-def _condition(clause: Clause):  # type: ignore[no-untyped-def]
+def _condition(clause: Clause) -> ColumnElement[bool]:
+    if clause.comparator not in STRING_COMPARATORS | NUMERIC_COMPARATORS:
+        raise InvalidParameter(f"Experiments are not searched with {clause.comparator}")
     if clause.entity == "tag":
-        value = ExperimentTag.value
-        matched = _compare(value, clause)
+        matched = compare(ExperimentTag.value, clause.comparator, clause.value)
         return exists().where(
             ExperimentTag.experiment_id == Experiment.id, ExperimentTag.key == clause.key, matched
         )
@@ -64,29 +66,7 @@ def _condition(clause: Clause):  # type: ignore[no-untyped-def]
             f"Experiments are searched by name, creation_time, last_update_time or tags, "
             f"not {clause.entity} {clause.key!r}"
         )
-    return _compare(_ATTRIBUTES[clause.key], clause)
-
-
-def _compare(column, clause: Clause):  # type: ignore[no-untyped-def]
-    value = clause.value
-    match clause.comparator:
-        case "=":
-            return column == value
-        case "!=":
-            return column != value
-        case "<":
-            return column < value
-        case "<=":
-            return column <= value
-        case ">":
-            return column > value
-        case ">=":
-            return column >= value
-        case "LIKE":
-            return column.like(value)
-        case "ILIKE":
-            return func.lower(column).like(func.lower(value))
-    raise InvalidParameter(f"Experiments do not support {clause.comparator}")
+    return compare(_ATTRIBUTES[clause.key], clause.comparator, clause.value)
 
 
 async def search(

@@ -6,9 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..conditions import compare
 from ..filters import (
     NUMERIC_COMPARATORS,
     SET_COMPARATORS,
@@ -30,31 +31,6 @@ _STRING_ATTRIBUTES: dict[str, Any] = {
 }
 
 
-def _compare(column: Any, comparator: str, value: Any) -> ColumnElement[bool]:
-    match comparator:
-        case "=":
-            return column == value  # type: ignore[no-any-return]
-        case "!=":
-            return column != value  # type: ignore[no-any-return]
-        case "<":
-            return column < value  # type: ignore[no-any-return]
-        case "<=":
-            return column <= value  # type: ignore[no-any-return]
-        case ">":
-            return column > value  # type: ignore[no-any-return]
-        case ">=":
-            return column >= value  # type: ignore[no-any-return]
-        case "LIKE":
-            return column.like(value)  # type: ignore[no-any-return]
-        case "ILIKE":
-            return func.lower(column).like(func.lower(value))
-        case "IN":
-            return column.in_(value)  # type: ignore[no-any-return]
-        case "NOT IN":
-            return column.not_in(value)  # type: ignore[no-any-return]
-    raise InvalidParameter(f"Unknown comparator {comparator}")
-
-
 def _check(clause: Clause, allowed: frozenset[str], kind: type) -> None:
     if clause.comparator not in allowed:
         raise InvalidParameter(
@@ -74,7 +50,7 @@ def condition(clause: Clause) -> ColumnElement[bool]:
         return exists().where(
             LatestMetric.run_id == Run.id,
             LatestMetric.key == clause.key,
-            _compare(LatestMetric.value, clause.comparator, clause.value),
+            compare(LatestMetric.value, clause.comparator, clause.value),
         )
     if clause.entity in ("param", "tag"):
         _check(clause, STRING_COMPARATORS | SET_COMPARATORS, str)
@@ -82,21 +58,21 @@ def condition(clause: Clause) -> ColumnElement[bool]:
         return exists().where(
             table.run_id == Run.id,
             table.key == clause.key,
-            _compare(table.value, clause.comparator, clause.value),
+            compare(table.value, clause.comparator, clause.value),
         )
     if clause.key in _NUMERIC_ATTRIBUTES:
         _check(clause, NUMERIC_COMPARATORS, float)
-        return _compare(_NUMERIC_ATTRIBUTES[clause.key], clause.comparator, clause.value)
+        return compare(_NUMERIC_ATTRIBUTES[clause.key], clause.comparator, clause.value)
     if clause.key in _STRING_ATTRIBUTES:
         _check(clause, STRING_COMPARATORS | SET_COMPARATORS, str)
-        return _compare(_STRING_ATTRIBUTES[clause.key], clause.comparator, clause.value)
+        return compare(_STRING_ATTRIBUTES[clause.key], clause.comparator, clause.value)
     if clause.key in ("run_id", "run_uuid"):
         _check(clause, frozenset({"=", "!=", "IN", "NOT IN"}), str)
         values = clause.value if isinstance(clause.value, tuple) else (clause.value,)
         ids = [i for i in (parse_id(str(v)) for v in values) if i is not None]
         many = clause.comparator in SET_COMPARATORS
         comparator = clause.comparator if many else ("IN" if clause.comparator == "=" else "NOT IN")
-        return _compare(Run.id, comparator, ids)
+        return compare(Run.id, comparator, ids)
     raise InvalidParameter(f"Unknown run attribute {clause.key!r}")
 
 
