@@ -159,6 +159,8 @@ class Settings(SecretSourcedSettings):
     rate_limit_auth: str = "20/minute"
     rate_limit_read: str = "1200/minute"
     rate_limit_write: str = "300/minute"
+    # Writes to experiment tracking (/mlflow/...): a training loop's log calls, per user.
+    rate_limit_tracking: str = "6000/minute"
     # What non-auth routes do when the limiter's store is unreachable: auth routes always fail
     # closed (503); the rest follow this setting.
     rate_limit_on_store_failure: Literal["allow", "deny"] = "allow"
