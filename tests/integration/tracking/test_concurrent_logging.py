@@ -15,6 +15,8 @@ async def test_concurrent_writers_lose_nothing(mlflow: Mlflow) -> None:
     run_id = (await mlflow.run(await mlflow.experiment("parallel")))["info"]["run_id"]
 
     async def writer(w: int) -> None:
+        # Shared keys in an order of each writer's own, so their upserts overlap crosswise.
+        shared = [f"k{(w + i) % WRITERS}" for i in range(WRITERS)]
         for b in range(BATCHES):
             first = b * POINTS
             await mlflow.ok(
@@ -26,12 +28,12 @@ async def test_concurrent_writers_lose_nothing(mlflow: Mlflow) -> None:
                         {"key": f"w{w}", "value": s * 0.5, "timestamp": 1000 + s, "step": s}
                         for s in range(first, first + POINTS)
                     ]
-                    + [{"key": "shared", "value": w, "timestamp": 1, "step": w * 100 + b}],
-                    "params": [
-                        {"key": f"p{w}-{b}", "value": str(b)},
-                        {"key": "seed", "value": "7"},
-                    ],
-                    "tags": [{"key": "last", "value": f"w{w}"}],
+                    + [{"key": "shared", "value": w, "timestamp": 1, "step": w * 100 + b}]
+                    + [{"key": k, "value": w, "timestamp": 1, "step": b} for k in shared],
+                    "params": [{"key": f"p{w}-{b}", "value": str(b)}]
+                    + [{"key": f"seed-{k}", "value": "7"} for k in shared],
+                    "tags": [{"key": "last", "value": f"w{w}"}]
+                    + [{"key": k, "value": f"w{w}"} for k in shared],
                 },
             )
 
@@ -39,8 +41,8 @@ async def test_concurrent_writers_lose_nothing(mlflow: Mlflow) -> None:
 
     run = (await mlflow.ok("GET", "runs/get", {"run_id": run_id}))["run"]
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
-    assert len(params) == WRITERS * BATCHES + 1
-    assert params["seed"] == "7"
+    assert len(params) == WRITERS * BATCHES + WRITERS
+    assert params["seed-k0"] == "7"
     latest = {m["key"]: m for m in run["data"]["metrics"]}
     # The latest value is the greatest step, whichever writer committed last.
     assert latest["shared"]["step"] == (WRITERS - 1) * 100 + BATCHES - 1

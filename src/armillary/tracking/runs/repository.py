@@ -40,6 +40,12 @@ async def data_of(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.
     return grouped
 
 
+def _by_key(run_id: uuid.UUID, values: dict[str, str]) -> list[dict[str, Any]]:
+    """Rows in key order: concurrent upserts of overlapping keys then lock rows in the same
+    order, and cannot deadlock each other."""
+    return [{"run_id": run_id, "key": k, "value": values[k]} for k in sorted(values)]
+
+
 def _insert(session: AsyncSession, table: Any) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -50,8 +56,7 @@ async def add_params(session: AsyncSession, run_id: uuid.UUID, params: dict[str,
     caller then checks they agree: a param is immutable)."""
     if not params:
         return
-    rows = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items()]
-    statement = _insert(session, RunParam).values(rows).on_conflict_do_nothing()
+    statement = _insert(session, RunParam).values(_by_key(run_id, params)).on_conflict_do_nothing()
     await session.execute(statement)
 
 
@@ -69,8 +74,7 @@ async def params_of(
 async def set_tags(session: AsyncSession, run_id: uuid.UUID, tags: dict[str, str]) -> None:
     if not tags:
         return
-    rows = [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
-    statement = _insert(session, RunTag).values(rows)
+    statement = _insert(session, RunTag).values(_by_key(run_id, tags))
     statement = statement.on_conflict_do_update(
         index_elements=["run_id", "key"], set_={"value": statement.excluded.value}
     )
@@ -79,7 +83,8 @@ async def set_tags(session: AsyncSession, run_id: uuid.UUID, tags: dict[str, str
 
 async def add_points(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Append metric points (in the order given: their ``seq`` keeps it), then move each
-    metric's latest value forward, in one statement per table whatever the batch size."""
+    metric's latest value forward (in key order, see :func:`_by_key`), in one statement per
+    table whatever the batch size."""
     if not rows:
         return
     await session.execute(_insert(session, MetricPoint).values(rows))
@@ -88,7 +93,7 @@ async def add_points(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         current = latest.get(row["key"])
         if current is None or _later(row, current):
             latest[row["key"]] = row
-    statement = _insert(session, LatestMetric).values(list(latest.values()))
+    statement = _insert(session, LatestMetric).values([latest[k] for k in sorted(latest)])
     new = statement.excluded
     # MLflow's rule: the point with the greatest (step, timestamp, value) is the latest. The
     # comparison runs in the upsert itself, so concurrent writers cannot move it backwards.
