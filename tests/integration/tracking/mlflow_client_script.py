@@ -42,6 +42,7 @@ def main() -> None:
         filter_string="tags.stage = 'tuning'",
         order_by=["start_time DESC"],
     )
+    experiments = mlflow.search_experiments(filter_string="name LIKE 'mlflow-%'")
     history = client.get_metric_history(parent.info.run_id, "loss")
     finished = client.get_run(parent.info.run_id)
     print(
@@ -53,6 +54,7 @@ def main() -> None:
                 "found": [r.info.run_id for r in found],
                 "by_tag": [r.info.run_id for r in by_tag],
                 "history": [[m.step, m.value] for m in history],
+                "experiments": [e.name for e in experiments],
                 "status": finished.info.status,
                 "parent_tag": client.get_run(child.info.run_id).data.tags.get("mlflow.parentRunId"),
             }

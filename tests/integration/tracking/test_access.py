@@ -6,6 +6,9 @@ import pytest
 from tests.conftest import Api, auth
 from tests.integration.tracking.support import Mlflow, assert_error, editor_in_new_project
 
+# Access is decided before any query: PostgreSQL alone (the SQLite shape runs the rest).
+pytestmark = pytest.mark.parametrize("backend_settings", ["postgresql"], indirect=True)
+
 
 @pytest.fixture
 async def scene(mlflow: Mlflow, platform_api: Api) -> dict[str, str]:

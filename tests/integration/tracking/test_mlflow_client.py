@@ -81,6 +81,7 @@ def test_the_mlflow_client_logs_to_armillary(
         # What MLflow's client read back through Armillary.
         assert seen["found"] == [seen["child"]]
         assert seen["by_tag"] == [seen["parent"]]
+        assert seen["experiments"] == ["mlflow-client"]
         assert seen["status"] == "FINISHED"
         assert seen["parent_tag"] == seen["parent"]
         expected_loss = [[s, math.exp(-s / 10)] for s in range(STEPS)]
