@@ -6,7 +6,8 @@ import pytest
 from tests.conftest import Api, auth
 from tests.integration.tracking.support import Mlflow, assert_error, editor_in_new_project
 
-# Access is decided before any query: PostgreSQL alone (the SQLite shape runs the rest).
+# Access is the same code and queries on both databases: PostgreSQL alone (the rest of the
+# tracking tests run on SQLite too).
 pytestmark = pytest.mark.parametrize("backend_settings", ["postgresql"], indirect=True)
 
 
