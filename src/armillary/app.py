@@ -37,6 +37,7 @@ from armillary.kit.storage.doctor import ReferenceSource
 from armillary.registry import app as registry_app
 from armillary.registry.client import RegistryClient
 from armillary.serving import app as serving_app
+from armillary.tracking import app as tracking_app
 from armillary.workflows import app as workflows_app
 from armillary.workflows.client import WorkflowsClient
 from armillary.workflows.components import workflows_of
@@ -75,6 +76,7 @@ def create_runtime(
     )
     registry = registry_app.install(runtime, storage_settings=storage_settings)
     serving = serving_app.install(runtime, storage_settings=storage_settings)
+    tracking_app.install(runtime)
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -135,6 +137,7 @@ def create_app(
             *workflows_app.ROUTERS,
             *registry_app.ROUTERS,
             *serving_app.ROUTERS,
+            *tracking_app.ROUTERS,
         ],
     )
 

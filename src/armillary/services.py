@@ -31,6 +31,7 @@ from armillary.kit.storage import StorageSettings
 from armillary.registry import app as registry_app
 from armillary.registry.client import RegistryClient
 from armillary.serving import app as serving_app
+from armillary.tracking import app as tracking_app
 from armillary.workflows import app as workflows_app
 from armillary.workflows.client import WorkflowsClient
 from armillary.workflows.components import workflows_of
@@ -118,6 +119,8 @@ def create_service_runtime(
             clients,
             RegistryClient.over_http(urls["registry"], urls["registry"], credentials=credentials),
         )
+    elif service == "tracking":
+        tracking_app.install(runtime)
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
         issuer=settings.jwt_issuer,
@@ -150,6 +153,7 @@ PUBLIC_ROUTERS = {
     "workflows": workflows_app.ROUTERS,
     "registry": registry_app.ROUTERS,
     "serving": serving_app.ROUTERS,
+    "tracking": tracking_app.ROUTERS,
 }
 INTERNAL_ROUTERS = {
     "identity": identity_app.INTERNAL_ROUTERS,

@@ -23,7 +23,7 @@ from armillary.cli.output import terminal
 if TYPE_CHECKING:
     from armillary.kit.settings import Settings
 
-SERVICES = ("identity", "data", "workflows", "registry", "serving")
+SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
 FIRST_RESTART_SECONDS = 1.0
 MAX_RESTART_SECONDS = 30.0
 # A process that stayed up this long starts its back-off from the beginning again.

@@ -22,12 +22,13 @@ class Service(StrEnum):
     workflows = "workflows"
     registry = "registry"
     serving = "serving"
+    tracking = "tracking"
 
 
 def serve(
     service: Annotated[Service, typer.Argument(help="The service this process serves")],
     host: Annotated[str | None, typer.Option(help="Bind address [ARMILLARY_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: 8101-8105 by service)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: 8101-8106 by service)")] = None,
 ) -> None:
     """Serve one service: its public routes and its /internal routes (service credentials
     only). The other services are reached at ARMILLARY_<SERVICE>_URL. Migrations are not

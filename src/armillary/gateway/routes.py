@@ -15,6 +15,7 @@ from armillary.identity import app as identity_app
 from armillary.kit.edge import EdgeRule, edge_rule
 from armillary.registry import app as registry_app
 from armillary.serving import app as serving_app
+from armillary.tracking import app as tracking_app
 from armillary.workflows import app as workflows_app
 
 # In the order the embedded app mounts them: the first match wins in both.
@@ -24,6 +25,7 @@ SERVICE_ROUTERS: dict[str, list[APIRouter]] = {
     "workflows": workflows_app.ROUTERS,
     "registry": registry_app.ROUTERS,
     "serving": serving_app.ROUTERS,
+    "tracking": tracking_app.ROUTERS,
 }
 # Never routed, whatever a service's routers hold: service-to-service calls only.
 INTERNAL_PREFIX = "/internal"

@@ -13,7 +13,7 @@ from armillary.kit import tracing
 from armillary.kit.settings import InsecureSettings
 from armillary.kit.tls import is_loopback, plaintext_service_urls
 
-SERVICES = ("identity", "data", "workflows", "registry", "serving")
+SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
 
 
 class GatewaySettings(BaseSettings):
@@ -30,6 +30,7 @@ class GatewaySettings(BaseSettings):
     workflows_url: str = "http://127.0.0.1:8103"
     registry_url: str = "http://127.0.0.1:8104"
     serving_url: str = "http://127.0.0.1:8105"
+    tracking_url: str = "http://127.0.0.1:8106"
 
     # HTTPS on the public listener (the same variables as the services'), and the CA that
     # https:// upstreams are verified against (unset: the system's).

@@ -69,10 +69,14 @@ PROJECT_ACTIONS: dict[str, ProjectRole] = {
     "model:alias": ProjectRole.EDITOR,
     "deployment:read": ProjectRole.VIEWER,
     "deployment:write": ProjectRole.EDITOR,
+    # Experiment tracking (experiments, runs and what they log).
+    "run:read": ProjectRole.VIEWER,
+    "run:write": ProjectRole.EDITOR,
 }
 
 # What every job token may do (within the starter's role): read the project's data, write its
-# outputs (dataset versions, quality reports), register model versions, report its progress.
+# outputs (dataset versions, quality reports), register model versions, report its progress,
+# and track its training as runs.
 JOB_TOKEN_ACTIONS = frozenset(
     {
         "project:read",
@@ -85,6 +89,8 @@ JOB_TOKEN_ACTIONS = frozenset(
         "model:read",
         "model:write",
         "deployment:read",
+        "run:read",
+        "run:write",
     }
 )
 # What no job token may do, whatever its task type declares.

@@ -75,7 +75,7 @@ def new_id() -> uuid.UUID:
 
 # Each service's PostgreSQL schema (ADR 0026), in search-path order for a process that runs
 # them all: identity first, so the embedded shape's one outbox is identity's.
-SERVICE_SCHEMAS = ("identity", "data", "workflows", "registry", "serving")
+SERVICE_SCHEMAS = ("identity", "data", "workflows", "registry", "serving", "tracking")
 
 
 def search_path(schemas: Sequence[str]) -> str:
@@ -85,15 +85,17 @@ def search_path(schemas: Sequence[str]) -> str:
 
 # Connections kept per process by role (as many again may open under bursts). The embedded
 # shape is one "api" process. A service process (role = its service name) gets 3: 2 copies of
-# each of the 5 services (60 at a burst), 2 schedulers (2x(4 + leader lock + LISTEN)) and 4
-# workers (4x(4 + LISTEN), a burst covering 4 slots) need 92 of PostgreSQL's default 100 less
-# its 3 superuser slots (docs/operations.md, tests/faults/test_distributed_budget.py).
+# each of the 5 services of ADR 0025 (60 at a burst), 2 schedulers (2x(4 + leader lock +
+# LISTEN)) and 4 workers (4x(4 + LISTEN), a burst covering 4 slots) need 92 of PostgreSQL's
+# default 100 less its 3 superuser slots (docs/operations.md,
+# tests/faults/test_distributed_budget.py). Tracking (ADR 0037) is a sixth: 2 copies of it add
+# 12 at a burst, past the default 100, so that layout needs max_connections raised or a pooler.
 SERVICE_POOL_SIZE = 3
 POOL_SIZE_BY_ROLE = {
     "api": 10,
     "worker": 2,
     "scheduler": 2,
-    **dict.fromkeys(("identity", "data", "workflows", "registry", "serving"), SERVICE_POOL_SIZE),
+    **dict.fromkeys(SERVICE_SCHEMAS, SERVICE_POOL_SIZE),
 }
 
 

@@ -3,7 +3,7 @@ and documents the error responses of each route in the OpenAPI schema."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from fastapi import FastAPI, Request
@@ -53,6 +53,15 @@ class Problem(BaseModel):
     request_id: str | None = None
 
 
+class ProblemDialect(Protocol):
+    """How a family of routes speaks a foreign API's errors inside problem+json (MLflow's
+    tracking API): the status it gives, and the extension members it adds. A route declares
+    one as its ``problem_dialect`` attribute; the handlers below apply it, after the unit of
+    work has rolled back."""
+
+    def __call__(self, status: int, detail: str) -> tuple[int, dict[str, Any]]: ...
+
+
 def problem_response(
     status: int,
     title: str,
@@ -62,6 +71,12 @@ def problem_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    dialect: ProblemDialect | None = (
+        getattr(request.scope.get("route"), "problem_dialect", None) if request else None
+    )
+    if dialect is not None:
+        status, members = dialect(status, detail)
+        extra = {**(extra or {}), **members}
     ctx = context.current()
     body = problem_body(
         status,

@@ -35,11 +35,14 @@ from armillary.kit.settings import Settings
 
 log = structlog.get_logger("armillary.ratelimit")
 
-RouteClass = Literal["auth", "read", "write"]
+RouteClass = Literal["auth", "read", "write", "tracking"]
 
 AUTH_PATHS = frozenset({"/api/v1/auth/token", "/api/v1/auth/refresh"})
 DEFAULT_EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Experiment tracking (MLflow's API, ADR 0037): a training loop logs at its own pace, far
+# above what a person's writes need, so these writes have a budget of their own.
+TRACKING_PREFIX = "/mlflow/"
 # How long a client should wait before retrying when the limiter's store is down.
 STORE_RETRY_AFTER_SECONDS = 5
 # Short socket timeouts: a hung Redis must turn into a fast 503 (or pass), not a hung request.
@@ -113,6 +116,7 @@ class RateLimiter:
             "auth": parse(settings.rate_limit_auth),
             "read": parse(settings.rate_limit_read),
             "write": parse(settings.rate_limit_write),
+            "tracking": parse(settings.rate_limit_tracking),
         }
         self._per_client = parse_many(settings.login_failures_per_client)
         self._per_account = parse(settings.login_failures_per_account)
@@ -356,11 +360,12 @@ class RateLimitMiddleware:
 
 
 def route_class_for(method: str, path: str) -> RouteClass:
-    """Which limit applies: token endpoints, then writes, then everything else."""
+    """Which limit applies: token endpoints, then tracking writes, then writes, then
+    everything else."""
     if path in AUTH_PATHS:
         return "auth"
     if method.upper() in _WRITE_METHODS:
-        return "write"
+        return "tracking" if path.startswith(TRACKING_PREFIX) else "write"
     return "read"
 
 

@@ -25,6 +25,7 @@ SERVICE_PORTS = {
     "workflows": 8103,
     "registry": 8104,
     "serving": 8105,
+    "tracking": 8106,
 }
 
 
@@ -158,6 +159,8 @@ class Settings(SecretSourcedSettings):
     rate_limit_auth: str = "20/minute"
     rate_limit_read: str = "1200/minute"
     rate_limit_write: str = "300/minute"
+    # Writes to experiment tracking (/mlflow/...): a training loop's log calls, per user.
+    rate_limit_tracking: str = "6000/minute"
     # What non-auth routes do when the limiter's store is unreachable: auth routes always fail
     # closed (503); the rest follow this setting.
     rate_limit_on_store_failure: Literal["allow", "deny"] = "allow"
@@ -188,6 +191,7 @@ class Settings(SecretSourcedSettings):
     workflows_url: str | None = None
     registry_url: str | None = None
     serving_url: str | None = None
+    tracking_url: str | None = None
     # This service process's own Ed25519 key (PEM, `armillary service-keys create`), from the
     # secret store like every secret (ARMILLARY_SERVICE_KEY_SECRET_ID or _FILE); unset:
     # `<home>/service-keys/<service>.key`. Never derived from the platform secret.

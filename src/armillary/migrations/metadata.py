@@ -17,6 +17,8 @@ import armillary.registry.versions.models
 import armillary.serving.access.models
 import armillary.serving.deployments.models
 import armillary.serving.predict.models
+import armillary.tracking.experiments.models
+import armillary.tracking.runs.models
 import armillary.workflows.alerts.models
 import armillary.workflows.code.models
 import armillary.workflows.definitions.models

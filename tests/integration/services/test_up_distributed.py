@@ -22,7 +22,7 @@ from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, REDIS_URL, TEST_SECRET
 from tests.integration.services.test_serve_processes import _clean_database
 from tests.integration.workflows.engine import free_port
 
-SERVICES = ("identity", "data", "workflows", "registry", "serving")
+SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
 # Processes with a /metrics listener of their own, from ARMILLARY_METRICS_PORT on, in order.
 METRICS_PROCESSES = (*SERVICES, "scheduler", "worker-1")
 
@@ -196,13 +196,20 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
             return status if status in ("succeeded", "failed", "cancelled") else None
 
         assert wait_for(finished, 120, "the job never finished", platform) == "succeeded"
+        # The tracking service behind the gateway: MLflow's API under the project's URI, its
+        # audit entry (an experiment created) reaching identity's chain like the others'.
+        mlflow = "/mlflow/up/api/2.0/mlflow"
+        created = c.post(f"{mlflow}/experiments/create", json={"name": "up"}, headers=headers)
+        assert created.status_code == 200, created.text
+        found = c.get(f"{mlflow}/experiments/get-by-name?experiment_name=up", headers=headers)
+        assert found.json()["experiment"]["experiment_id"] == created.json()["experiment_id"]
         # Audit entries of every service reach identity's chain over RabbitMQ: the upload
         # (data) and the job (workflows) are there, and the chain verifies.
 
         def audited() -> bool:
             entries = c.get("/api/v1/audit?limit=200", headers=headers).json()["items"]
             actions = {entry["action"] for entry in entries}
-            return {"datasets.version_create", "jobs.create"} <= actions
+            return {"datasets.version_create", "jobs.create", "experiments.create"} <= actions
 
         wait_for(audited, 60, "other services' audit entries never reached identity", platform)
 

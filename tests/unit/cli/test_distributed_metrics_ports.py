@@ -1,4 +1,4 @@
-"""`armillary up --distributed` gives every process a /metrics listener of its own: the five
+"""`armillary up --distributed` gives every process a /metrics listener of its own: the six
 services, the scheduler and each worker, on consecutive ports from ARMILLARY_METRICS_PORT
 (none when it is 0). The engine's processes take theirs on ARMILLARY_WORKFLOWS_METRICS_PORT."""
 
@@ -29,9 +29,10 @@ def test_every_process_has_a_metrics_port_of_its_own(tmp_path: Path) -> None:
         "workflows": 19002,
         "registry": 19003,
         "serving": 19004,
-        "scheduler": 19005,
-        "worker-1": 19006,
-        "worker-2": 19007,
+        "tracking": 19005,
+        "scheduler": 19006,
+        "worker-1": 19007,
+        "worker-2": 19008,
     }
 
 

@@ -66,6 +66,7 @@ def _settings(**overrides: Any) -> Settings:
         "rate_limit_auth": "2/minute",
         "rate_limit_read": "3/minute",
         "rate_limit_write": "2/minute",
+        "rate_limit_tracking": "4/minute",
         "rate_limit_on_store_failure": "allow",
         "login_failures_per_client": "3/minute;5/hour",
         "login_failures_per_account": "4/minute",
@@ -99,6 +100,7 @@ def _client(
     inner = Starlette(
         routes=[
             Route("/api/v1/items", _ok, methods=["GET", "POST", "DELETE"]),
+            Route("/mlflow/p/api/2.0/mlflow/runs/log-batch", _ok, methods=["POST"]),
             Route("/api/v1/auth/token", _ok, methods=["POST"]),
             Route("/api/v1/auth/refresh", _ok, methods=["POST"]),
             Route("/healthz", _ok, methods=["GET"]),
@@ -169,6 +171,19 @@ async def test_writes_and_reads_are_limited_separately(make_limiter: MakeLimiter
     assert read.status_code == 200
     assert read.headers["RateLimit-Limit"] == "3"
     assert read.headers["RateLimit-Remaining"] == "2"
+
+
+async def test_tracking_writes_have_a_budget_of_their_own(make_limiter: MakeLimiter) -> None:
+    limiter = await make_limiter()
+    log = "/mlflow/p/api/2.0/mlflow/runs/log-batch"
+    async with _client(limiter) as client:
+        writes = [await client.post("/api/v1/items") for _ in range(3)]
+        logged = [await client.post(log) for _ in range(5)]
+
+    assert [w.status_code for w in writes] == [200, 200, 429]
+    # The ordinary write budget is spent, the tracking one is not (until its own limit).
+    assert [r.status_code for r in logged] == [200, 200, 200, 200, 429]
+    assert logged[0].headers["RateLimit-Limit"] == "4"
 
 
 async def test_auth_routes_are_keyed_by_address_not_user(make_limiter: MakeLimiter) -> None:
@@ -392,6 +407,8 @@ def test_redis_storage_uri(url: str, expected: str) -> None:
         ("PATCH", "/api/v1/users/1", "write"),
         ("GET", "/api/v1/auth/me", "read"),
         ("HEAD", "/api/v1/projects", "read"),
+        ("POST", "/mlflow/p/api/2.0/mlflow/runs/log-metric", "tracking"),
+        ("GET", "/mlflow/p/api/2.0/mlflow/runs/get", "read"),
     ],
 )
 def test_route_class(method: str, path: str, expected: str) -> None:
