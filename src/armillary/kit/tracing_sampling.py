@@ -24,6 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -39,8 +40,11 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-# Set in the context of a new trace that won the coin at the edge.
-EDGE_SAMPLED = otel_context.create_key("armillary.edge_sampled")
+# Set while a new trace that won the coin at the edge goes through the instrumentation: the
+# first root sampled under it takes the mark. Not an OpenTelemetry context value: the
+# instrumentation extracts the incoming headers into a new, empty context. A one-shot box,
+# so tasks the request starts (they copy the variable) never see it again.
+_EDGE_SAMPLED: ContextVar[list[bool] | None] = ContextVar("armillary_edge_sampled", default=None)
 _IDS = RandomIdGenerator()
 
 
@@ -67,7 +71,9 @@ class EdgeRatio(TraceIdRatioBased):
         links: Sequence[Link] | None = None,
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
-        if otel_context.get_value(EDGE_SAMPLED, parent_context) is True:
+        mark = _EDGE_SAMPLED.get()
+        if mark:
+            mark.clear()
             return ALWAYS_ON.should_sample(
                 parent_context, trace_id, name, kind, attributes, links, trace_state
             )
@@ -107,11 +113,8 @@ class SampledServerSpans:
             return
         # A sampling coin, not a secret (the SDK draws its ids from `random` too).
         if not remote.is_valid and random.random() < self.ratio:  # noqa: S311
-            token = otel_context.attach(otel_context.set_value(EDGE_SAMPLED, True))
-            try:
+            with edge_sampled():
                 await self.app(scope, receive, send)
-            finally:
-                otel_context.detach(token)
             return
         if not remote.is_valid:
             # A new, unsampled trace: its id still reaches log lines and outgoing calls.
@@ -126,6 +129,18 @@ class SampledServerSpans:
             await self.untraced(scope, receive, send)
         finally:
             otel_context.detach(token)
+
+
+@contextmanager
+def edge_sampled() -> Iterator[None]:
+    """Within the block, the next root span is sampled (the edge's coin said so)."""
+    mark = [True]
+    token = _EDGE_SAMPLED.set(mark)
+    try:
+        yield
+    finally:
+        mark.clear()
+        _EDGE_SAMPLED.reset(token)
 
 
 class _Headers(Mapping[str, str]):
