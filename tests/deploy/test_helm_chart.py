@@ -5,7 +5,9 @@ No cluster runs here, so every check reads what `helm template` renders."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -522,9 +524,43 @@ def test_monitoring_resources_follow_their_values(
     assert not of_kind(default_docs, "PrometheusRule")
     monitor = of_kind(full_docs, "ServiceMonitor")[f"{RELEASE}-armillary"]["spec"]
     assert {e["port"] for e in monitor["endpoints"]} == {"metrics", "stats"}
-    rules = of_kind(full_docs, "PrometheusRule")[f"{RELEASE}-armillary"]["spec"]["groups"][0]
-    alerts = {rule["alert"] for rule in rules["rules"]}
-    assert {"ArmillaryServiceDown", "ArmillaryCircuitOpen"} <= alerts
+    # The PrometheusRule is the rule files of deploy/prometheus/rules, nothing more or less.
+    groups = of_kind(full_docs, "PrometheusRule")[f"{RELEASE}-armillary"]["spec"]["groups"]
+    sources = sorted((DEPLOY / "prometheus" / "rules").glob("*.rules.yml"))
+    assert sources
+    assert groups == [g for path in sources for g in yaml.safe_load(path.read_text())["groups"]]
+
+
+def sync_chart_rules() -> Any:
+    path = DEPLOY / "prometheus" / "sync_chart_rules.py"
+    spec = importlib.util.spec_from_file_location("sync_chart_rules", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_charts_rule_files_are_copies_of_the_source() -> None:
+    sync = sync_chart_rules()
+    assert sync.stale() == [], (
+        "deploy/helm/armillary/files/prometheus-rules differs from deploy/prometheus/rules: "
+        "run `.venv/bin/python deploy/prometheus/sync_chart_rules.py`"
+    )
+
+
+def test_a_stale_chart_copy_is_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sync = sync_chart_rules()
+    copy = tmp_path / "copy"
+    shutil.copytree(sync.CHART_COPY, copy)
+    monkeypatch.setattr(sync, "CHART_COPY", copy)
+    assert sync.stale() == []
+    [rules] = copy.glob("*.rules.yml")
+    rules.write_text(rules.read_text().replace("for: 5m", "for: 50m", 1))
+    assert sync.stale() == [rules.name]
+    assert sync.main(["--check"]) == 1
+    sync.sync()
+    assert sync.stale() == []
 
 
 # --- checkov ---------------------------------------------------------------------------------

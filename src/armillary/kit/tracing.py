@@ -36,6 +36,11 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 REQUEST_ID = "armillary.request_id"
 _enabled = False
 _tracer: trace.Tracer | None = None
+# The root ratio when the sampler is parent-based (then unsampled requests skip the
+# instrumentations: :mod:`.tracing_sampling`); None otherwise.
+_root_ratio: float | None = None
+# What the client instrumentations (SQLAlchemy, Redis, httpx, aio-pika) get their tracers from.
+_client_provider: trace.TracerProvider | None = None
 _NULL: AbstractContextManager[None] = nullcontext()
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Probes and scrapes: answered many times a minute, never interesting.
@@ -81,7 +86,7 @@ def setup(role: str) -> bool:
     endpoint is configured; ``role`` names the service (``armillary-<role>``) unless
     ``OTEL_SERVICE_NAME`` does. Returns whether tracing is on. Call it once, at start, before
     apps, engines and clients are built."""
-    global _enabled, _tracer
+    global _enabled, _tracer, _root_ratio, _client_provider
     if _enabled or not endpoint_configured():
         return _enabled
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -92,7 +97,8 @@ def setup(role: str) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    from armillary.kit.tracing_export import ScrubbingExporter, sampler_from_env
+    from armillary.kit.tracing_export import ScrubbingExporter, root_ratio, sampler_from_env
+    from armillary.kit.tracing_sampling import SampledParentTracerProvider
 
     name = os.environ.get("OTEL_SERVICE_NAME") or f"armillary-{role}"
     provider = TracerProvider(
@@ -100,11 +106,13 @@ def setup(role: str) -> bool:
     )
     provider.add_span_processor(BatchSpanProcessor(ScrubbingExporter(OTLPSpanExporter())))
     trace.set_tracer_provider(provider)
-    HTTPXClientInstrumentor().instrument()
-    RedisInstrumentor().instrument()
-    AioPikaInstrumentor().instrument()
+    _root_ratio = root_ratio()
+    _client_provider = provider if _root_ratio is None else SampledParentTracerProvider(provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=_client_provider)
+    RedisInstrumentor().instrument(tracer_provider=_client_provider)
+    AioPikaInstrumentor().instrument(tracer_provider=_client_provider)
     atexit.register(provider.shutdown)
-    _tracer = trace.get_tracer("armillary")
+    _tracer = _client_provider.get_tracer("armillary")
     _enabled = True
     return True
 
@@ -122,19 +130,49 @@ def instrument_app(app: Any) -> None:
         http_capture_headers_server_request=[],
         http_capture_headers_server_response=[],
     )
+    if _root_ratio is not None:
+        _sample_before_server_spans(app, _root_ratio)
+
+
+def _sample_before_server_spans(app: Any, ratio: float) -> None:
+    """Put :class:`~.tracing_sampling.SampledServerSpans` in front of the server-span
+    middleware the instrumentor builds into the app's stack (the outermost error
+    middleware's app)."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    from armillary.kit.tracing_sampling import SampledServerSpans
+
+    build_instrumented = app.build_middleware_stack
+
+    def build_middleware_stack() -> Any:
+        stack = build_instrumented()
+        if isinstance(getattr(stack, "app", None), OpenTelemetryMiddleware):
+            stack.app = SampledServerSpans(stack.app, ratio)
+        return stack
+
+    app.build_middleware_stack = build_middleware_stack
 
 
 def instrument_engine(engine: Any) -> None:
     """Spans for an (async) SQLAlchemy engine's statements: the SQL text with its
     placeholders, never the parameters."""
-    if not _enabled:
+    if not _enabled or _client_provider is None:
         return
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.metrics import get_meter
 
+    from armillary.kit.tracing_sampling import unsampled_parent
+
+    class StatementTracer(EngineTracer):
+        def _before_cur_exec(self, conn: Any, cursor: Any, statement: Any, *rest: Any) -> Any:
+            # Under an unsampled request, skip even the attributes it builds before the span.
+            if _root_ratio is not None and unsampled_parent() is not None:
+                return statement, rest[0]
+            return super()._before_cur_exec(conn, cursor, statement, *rest)  # type: ignore[no-untyped-call]
+
     usage = get_meter("armillary").create_up_down_counter("db.client.connections.usage")
-    EngineTracer(  # type: ignore[no-untyped-call]
-        trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+    StatementTracer(  # type: ignore[no-untyped-call]
+        _client_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
         getattr(engine, "sync_engine", engine),
         usage,
     )

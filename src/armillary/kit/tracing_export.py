@@ -21,15 +21,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import (
-    ParentBased,
-    Sampler,
-    TraceIdRatioBased,
-    _get_from_env_or_default,
-)
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, _get_from_env_or_default
 from opentelemetry.trace import SpanKind
 
 from armillary.kit.tracing import REQUEST_ID
+from armillary.kit.tracing_sampling import EdgeRatio
 
 _KEEP_HEADERS = frozenset({"x-request-id", "x_request_id"})
 _SECRET_NAME = re.compile(r"authorization|cookie|token|password|secret|api[-_.]?key", re.I)
@@ -39,16 +35,32 @@ _PATHS = ("http.target", "url.path")
 _DROPPED = frozenset({"url.query", "http.request.body", "http.response.body"})
 
 
-def sampler_from_env(environ: Mapping[str, str] = os.environ) -> Sampler:
-    """``OTEL_TRACES_SAMPLER`` when set (the SDK's names); otherwise parent-based ratio at
-    ``OTEL_TRACES_SAMPLER_ARG`` (default 1.0): a sampled caller's trace is always followed."""
-    if environ.get("OTEL_TRACES_SAMPLER"):
-        return _get_from_env_or_default()
+def root_ratio(environ: Mapping[str, str] = os.environ) -> float | None:
+    """The root ratio of a parent-based sampler the variables choose: the default (ratio
+    ``OTEL_TRACES_SAMPLER_ARG``, 1.0 when unset) or a ``parentbased_*`` name. None for any
+    other sampler: then decisions are the SDK's alone (:mod:`.tracing_sampling` stays out)."""
+    name = environ.get("OTEL_TRACES_SAMPLER", "parentbased_traceidratio").lower()
+    fixed = {"parentbased_always_on": 1.0, "parentbased_always_off": 0.0}
+    if name in fixed:
+        return fixed[name]
+    if name != "parentbased_traceidratio":
+        return None
     try:
         ratio = float(environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
     except ValueError:
         ratio = 1.0
-    return ParentBased(TraceIdRatioBased(min(max(ratio, 0.0), 1.0)))
+    return min(max(ratio, 0.0), 1.0)
+
+
+def sampler_from_env(environ: Mapping[str, str] = os.environ) -> Sampler:
+    """Parent-based with :class:`~.tracing_sampling.EdgeRatio` at the root when the variables
+    choose a parent-based sampler (the default: ratio ``OTEL_TRACES_SAMPLER_ARG``, 1.0 when
+    unset), so a sampled caller's trace is always followed; any other ``OTEL_TRACES_SAMPLER``
+    as the SDK builds it."""
+    ratio = root_ratio(environ)
+    if ratio is None:
+        return _get_from_env_or_default()
+    return ParentBased(EdgeRatio(ratio))
 
 
 def _strip_query(value: str) -> str:

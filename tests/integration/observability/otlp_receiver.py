@@ -68,6 +68,8 @@ class Receiver:
         self.spans: list[Span] = []
         self.bodies: list[bytes] = []
         self.requests: list[dict[str, str]] = []
+        # Headers of the GETs it answered (a traced process's own outgoing calls).
+        self.gets: list[dict[str, str]] = []
         self._lock = threading.Lock()
         receiver = self
 
@@ -87,6 +89,12 @@ class Receiver:
                 self.send_header("content-length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def do_GET(self) -> None:
+                with receiver._lock:
+                    receiver.gets.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(204)
+                self.end_headers()
 
             def _body(self) -> bytes:
                 if self.headers.get("transfer-encoding", "").lower() != "chunked":

@@ -80,6 +80,30 @@ def test_spans_logs_request_id_and_no_secrets(receiver: Receiver) -> None:
     [inside] = [line for line in lines if line.get("event") == "probe.inside"]
     assert inside["trace_id"] == server.trace_id
     assert inside["span_id"] == server.span_id
+    [call] = receiver.gets
+    version, trace_id, parent_id, flags = call["traceparent"].split("-")
+    assert (version, trace_id, parent_id) == ("00", server.trace_id, client.span_id)
+    assert int(flags, 16) & 1  # sampled
+
+
+def test_an_unsampled_request_exports_nothing_and_propagates_its_trace(
+    receiver: Receiver,
+) -> None:
+    """ADR 0036: the request skips the instrumentations, yet its trace id reaches the log
+    line and, flagged unsampled, the outgoing call."""
+    probe = run_probe(
+        receiver, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_TRACES_SAMPLER_ARG="0"
+    )
+    assert probe.returncode == 0, probe.stderr
+    lines = [json.loads(line) for line in probe.stderr.splitlines() if line.startswith("{")]
+    [inside] = [line for line in lines if line.get("event") == "probe.inside"]
+    [call] = receiver.gets
+    version, trace_id, span_id, flags = call["traceparent"].split("-")
+    assert version == "00"
+    assert not int(flags, 16) & 1
+    assert inside["trace_id"] == trace_id
+    assert inside["span_id"] == span_id
+    assert receiver.snapshot() == []
 
 
 def test_scrubbing_rules() -> None:
