@@ -83,11 +83,11 @@ def search_path(schemas: Sequence[str]) -> str:
     return ", ".join([*(f'"{schema}"' for schema in schemas), "public"])
 
 
-# Connections kept per process by role (as many again may open under bursts). The embedded
-# shape is one "api" process. A service process (role = its service name) gets 3: 2 copies of
-# each of the 5 services of ADR 0025 (60 at a burst), 2 schedulers (2x(4 + leader lock +
-# LISTEN)) and 4 workers (4x(4 + LISTEN), a burst covering 4 slots) need 92 of PostgreSQL's
-# default 100 less its 3 superuser slots (docs/operations.md,
+# Connections per process by role; a burst opens twice as many, which then stay open (ADR
+# 0035). The embedded shape is one "api" process. A service process (role = its service name)
+# gets 3: 2 copies of each of the 5 services of ADR 0025 (60 at a burst), 2 schedulers (2x(4 +
+# leader lock + LISTEN)) and 4 workers (4x(4 + LISTEN), a burst covering 4 slots) need 92 of
+# PostgreSQL's default 100 less its 3 superuser slots (docs/operations.md,
 # tests/faults/test_distributed_budget.py). Tracking (ADR 0037) is a sixth: 2 copies of it add
 # 12 at a burst, past the default 100, so that layout needs max_connections raised or a pooler.
 SERVICE_POOL_SIZE = 3
@@ -195,8 +195,11 @@ class Database:
             kwargs["poolclass"] = NullPool
             kwargs["connect_args"] = {"timeout": busy_timeout_seconds}
         else:
-            kwargs["pool_size"] = pool_size
-            kwargs["max_overflow"] = pool_size
+            # The burst (twice ``pool_size``) is the pool, opened on demand and kept: an
+            # overflow connection would be closed at check-in, so under sustained concurrency
+            # above the pool every request past it paid a PostgreSQL connect (ADR 0035).
+            kwargs["pool_size"] = 2 * pool_size
+            kwargs["max_overflow"] = 0
             # Recycle instead of pinging on every checkout (a round trip per request); a
             # connection the server dropped fails once and is replaced.
             kwargs["pool_recycle"] = 1800
