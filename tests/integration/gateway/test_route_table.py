@@ -200,3 +200,11 @@ def test_render_only_prints_the_configuration() -> None:
     assert result.returncode == 0, result.stderr
     assert "envoy.filters.http.jwt_authn" in result.stdout
     assert "port_value: 8443" in result.stdout
+
+
+def test_envoy_runs_as_many_worker_threads_as_configured(tmp_path: Path) -> None:
+    config = tmp_path / "envoy.yaml"
+    # Unset: Envoy's own default, one worker per core.
+    assert "--concurrency" not in envoy_command(GatewaySettings(), config)
+    command = envoy_command(GatewaySettings(gateway_concurrency=1), config)
+    assert command[command.index("--concurrency") + 1] == "1"
