@@ -25,6 +25,7 @@ reported with the ratios. Results: bench/results/gateway.md and .json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import json
 import os
@@ -98,6 +99,26 @@ def _pid_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+async def _database_sessions() -> int:
+    import asyncpg
+
+    # From the `postgres` database, so that asking does not count as a session of ours.
+    conn = await asyncpg.connect(common.PG_ADMIN_DSN)
+    try:
+        value = await conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = $1", common.DB_NAME
+        )
+    finally:
+        await conn.close()
+    return int(value or 0)
+
+
+def database_sessions() -> int:
+    """Connections ever opened to the benchmark's database (PostgreSQL counts them). Opened
+    during a measurement, they are the upstream's pool growing or churning (ADR 0035)."""
+    return asyncio.run(_database_sessions())
 
 
 def _children_cpu_seconds() -> float:
@@ -348,6 +369,8 @@ class Sample:
     # other process on the machine (PostgreSQL, Redis, other people's work).
     ours_cores: float
     others_cores: float
+    # PostgreSQL connections the upstream opened per 1,000 requests.
+    db_connects_per_1k: float = 0.0
 
 
 @dataclass
@@ -359,10 +382,12 @@ class Load:
     cpu_us: list[float]  # per request, for each of ``pids``
     ours_cores: float
     others_cores: float
+    db_connects: int
 
 
 def wrk(url: str, request: Request, concurrency: int, duration: int, pids: list[int]) -> Load:
     cmd = ["wrk", *CONCURRENCY[concurrency], f"-d{duration}s", "--latency", "-s", str(LUA), url]
+    sessions_before = database_sessions()
     pids_before = [_pid_cpu_seconds(p) for p in pids]
     ours_before = sum(pids_before) + _children_cpu_seconds()
     busy_before, started = auth_run._system_busy_seconds(), time.monotonic()
@@ -378,6 +403,7 @@ def wrk(url: str, request: Request, concurrency: int, duration: int, pids: list[
     pids_cpu = [_pid_cpu_seconds(p) - before for p, before in zip(pids, pids_before, strict=True)]
     ours = sum(pids_cpu) + sum(pids_before) + _children_cpu_seconds() - ours_before
     busy = auth_run._system_busy_seconds() - busy_before
+    db_connects = database_sessions() - sessions_before
     out = done.stdout
     if done.returncode != 0:
         raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr}\n{out}")
@@ -393,6 +419,7 @@ def wrk(url: str, request: Request, concurrency: int, duration: int, pids: list[
         cpu_us=[cpu / requests * 1e6 for cpu in pids_cpu],
         ours_cores=ours / elapsed,
         others_cores=max(0.0, (busy - ours) / elapsed),
+        db_connects=db_connects,
     )
 
 
@@ -411,6 +438,7 @@ def medians(samples: list[Sample]) -> dict[tuple[str, str, int], dict[str, float
             "upstream_cpu_us": statistics.median(s.upstream_cpu_us for s in group),
             "envoy_cpu_us": statistics.median(s.envoy_cpu_us for s in group),
             "others_cores": statistics.median(s.others_cores for s in group),
+            "db_connects_per_1k": statistics.median(s.db_connects_per_1k for s in group),
             "n": len(group),
         }
         for key, group in groups.items()
@@ -495,8 +523,8 @@ def render_report(
         f"{machine['loadavg_end']} at the end. Code: {machine['code']}.",
         "",
         "| request | path | c | requests/s | p50 (ms) | p99 (ms) | upstream CPU/request (µs) "
-        "| Envoy CPU/request (µs) | others busy (cores) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Envoy CPU/request (µs) | others busy (cores) | DB connects / 1k requests |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for request in requests:
         for c in CONCURRENCY:
@@ -505,7 +533,8 @@ def render_report(
                 lines.append(
                     f"| {request} | {path} | {c} | {r['rps']:,.0f} | {r['p50_ms']:.2f} "
                     f"| {r['p99_ms']:.2f} | {r['upstream_cpu_us']:,.0f} "
-                    f"| {r['envoy_cpu_us']:,.0f} | {r['others_cores']:.2f} |"
+                    f"| {r['envoy_cpu_us']:,.0f} | {r['others_cores']:.2f} "
+                    f"| {r['db_connects_per_1k']:.1f} |"
                 )
     lines += [
         "",
@@ -670,6 +699,7 @@ def main() -> None:
                                     envoy_cpu_us=sum(load.cpu_us[1:]),
                                     ours_cores=load.ours_cores,
                                     others_cores=load.others_cores,
+                                    db_connects_per_1k=load.db_connects / load.requests * 1000,
                                 )
                                 samples.append(sample)
                                 print(
@@ -678,7 +708,8 @@ def main() -> None:
                                     f"p99 {load.p99_ms:6.2f} ms  CPU/req upstream "
                                     f"{sample.upstream_cpu_us:5.0f} us envoy "
                                     f"{sample.envoy_cpu_us:4.0f} us  others "
-                                    f"{load.others_cores:.2f} cores",
+                                    f"{load.others_cores:.2f} cores  DB connects "
+                                    f"{load.db_connects}",
                                     flush=True,
                                 )
     finally:
