@@ -123,6 +123,37 @@ async def test_upload_list_download_and_delete(
     assert [k.rsplit("/artifacts/", 1)[1] for k in keys] == ["notes.txt"]
 
 
+async def test_an_upload_reaches_the_store_while_its_body_still_arrives(
+    mlflow: Mlflow, run: dict[str, Any], tracking: Tracking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracking.storage_settings = StorageSettings(part_size=S3_MIN_PART_SIZE)
+    chunk, count = b"s" * (1024 * 1024), 10
+    sent = 0
+    sent_when_the_store_read: list[int] = []
+    put_stream = tracking.store.put_stream
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(count):
+            sent += len(chunk)
+            yield chunk
+
+    async def watched(key: str, chunks: AsyncIterator[bytes], **kw: Any) -> Any:
+        async def reading() -> AsyncIterator[bytes]:
+            async for part in chunks:
+                sent_when_the_store_read.append(sent)
+                yield part
+
+        return await put_stream(key, reading(), **kw)
+
+    monkeypatch.setattr(tracking.store, "put_stream", watched)
+    assert (await put(mlflow, f"{root(run)}/streamed.bin", body())).status_code == 200
+    # The store had its first bytes when about one part had arrived, not the whole body.
+    assert sent_when_the_store_read[0] < count * len(chunk)
+    stored = await tracking.store.head(f"{(await tracking.store.list_keys(''))[0]}")
+    assert stored.size == count * len(chunk)
+
+
 async def test_an_upload_over_the_limit_stores_nothing(
     mlflow: Mlflow, run: dict[str, Any], tracking: Tracking
 ) -> None:
