@@ -16,7 +16,9 @@ Writer = Annotated[ProjectAccess, Depends(project_permission("run:write"))]
 
 # The tracking URI is http://host/mlflow/<project>; MLflow's client appends its API paths.
 API_PREFIX = "/mlflow/{project}/api/2.0/mlflow"
+# Where MLflow's client finds the artifact proxy for an `mlflow-artifacts:/` URI.
+ARTIFACTS_PREFIX = "/mlflow/{project}/api/2.0/mlflow-artifacts"
 
 
-def mlflow_router(tag: str) -> APIRouter:
-    return APIRouter(prefix=API_PREFIX, tags=[tag], route_class=MlflowRoute)
+def mlflow_router(tag: str, prefix: str = API_PREFIX) -> APIRouter:
+    return APIRouter(prefix=prefix, tags=[tag], route_class=MlflowRoute)

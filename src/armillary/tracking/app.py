@@ -6,17 +6,28 @@ from fastapi import APIRouter
 
 from armillary.kit.runtime import Runtime
 
+from .artifacts.api import proxy_router as artifacts_proxy_router
+from .artifacts.api import router as artifacts_router
 from .components import SERVICE, Tracking
 from .experiments.api import router as experiments_router
+from .logged_models import router as logged_models_router
 from .runs.api import router as runs_router
 from .settings import TrackingSettings
 
 # MLflow's REST API under /mlflow/{project}/api/2.0/mlflow (ADR 0037).
-ROUTERS: list[APIRouter] = [experiments_router, runs_router]
+# The artifact proxy under /mlflow/{project}/api/2.0/mlflow-artifacts, as `mlflow server
+# --serve-artifacts` serves it.
+ROUTERS: list[APIRouter] = [
+    experiments_router,
+    runs_router,
+    artifacts_router,
+    artifacts_proxy_router,
+    logged_models_router,
+]
 
 
 def install(runtime: Runtime, *, settings: TrackingSettings | None = None) -> Tracking:
     """Put the tracking service on ``runtime``."""
-    tracking = Tracking(settings or TrackingSettings(), runtime)
+    tracking = Tracking.create(runtime, settings=settings)
     runtime.services[SERVICE] = tracking
     return tracking

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from armillary.kit.runtime import Runtime
+from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
 from .settings import TrackingSettings
 
@@ -17,6 +18,25 @@ SERVICE = "tracking"
 class Tracking:
     settings: TrackingSettings
     runtime: Runtime
+    # Runs' artifacts (the mlflow-artifacts proxy).
+    storage_settings: StorageSettings
+    store: ObjectStore
+
+    @classmethod
+    def create(
+        cls,
+        runtime: Runtime,
+        *,
+        settings: TrackingSettings | None = None,
+        storage_settings: StorageSettings | None = None,
+    ) -> Tracking:
+        storage_settings = storage_settings or StorageSettings()
+        store = open_object_store(
+            storage_settings,
+            home=runtime.settings.home,
+            signing_secret=runtime.settings.resolved_secret_key(),
+        )
+        return cls(settings or TrackingSettings(), runtime, storage_settings, store)
 
 
 def tracking_of(runtime: Runtime) -> Tracking:

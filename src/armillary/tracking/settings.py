@@ -17,3 +17,5 @@ class TrackingSettings(BaseSettings):
     # Points per page of metrics/get-history when the client asks for no page size (MLflow's
     # client asks for 25,000 a page and follows the pages).
     max_history_results: int = Field(default=MAX_HISTORY_RESULTS, ge=1, le=MAX_HISTORY_RESULTS)
+    # The largest file one artifact upload may store (MLflow's client sends one file a PUT).
+    max_artifact_bytes: int = Field(default=5 * 1024**3, ge=1)

@@ -58,7 +58,11 @@ class DoesNotExist(DomainError):
 def mlflow_dialect(status: int, detail: str) -> tuple[int, dict[str, Any]]:
     """The status MLflow gives, and its ``error_code`` and ``message`` members."""
     code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR")
-    return _STATUS_BY_CODE.get(code, status), {"error_code": code, "message": detail}
+    # An artifact over the size limit stays a 413: MLflow has no code of its own for it, and
+    # its client fails on any status alike, but a proxy or a person reading it should not
+    # retry the same body as if it were malformed.
+    mlflow_status = status if status == 413 else _STATUS_BY_CODE.get(code, status)
+    return mlflow_status, {"error_code": code, "message": detail}
 
 
 class MlflowRoute(APIRoute):

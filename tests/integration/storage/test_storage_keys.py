@@ -22,6 +22,7 @@ from armillary.kit.storage import (
     model_artifact_key,
     validate_key,
 )
+from armillary.kit.storage.keys import run_artifact_key, run_artifacts_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -232,3 +233,16 @@ async def test_s3_store_writes_exactly_the_validated_key(
 
     listed = s3_client.list_objects_v2(Bucket=s3_settings.bucket)
     assert [item["Key"] for item in listed.get("Contents", [])] == [key]
+
+
+def test_run_artifact_keys_stay_under_the_runs_prefix() -> None:
+    run = uuid4()
+    prefix = f"projects/{PROJECT}/runs/{run}/artifacts"
+    assert run_artifacts_prefix(PROJECT, run) == prefix
+    assert run_artifact_key(PROJECT, run, "model/MLmodel") == f"{prefix}/model/MLmodel"
+
+
+@pytest.mark.parametrize("path", [*EVIL_KEYS, "", "a//b", "/abs/x", "a/./b", "a/sp ace"])
+def test_run_artifact_paths_refuse_traversal(path: str) -> None:
+    with pytest.raises(InvalidObjectKey):
+        run_artifact_key(PROJECT, uuid4(), path)

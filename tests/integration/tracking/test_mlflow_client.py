@@ -90,8 +90,8 @@ def test_the_mlflow_client_logs_to_armillary(
         # What Armillary's API holds.
         api = f"/mlflow/{project}/api/2.0/mlflow"
 
-        def get(path: str, **params: Any) -> dict[str, Any]:
-            response = http.get(f"{api}/{path}", params=params, headers=auth(token))
+        def get(endpoint: str, **params: Any) -> dict[str, Any]:
+            response = http.get(f"{api}/{endpoint}", params=params, headers=auth(token))
             assert response.status_code == 200, response.text
             return dict(response.json())
 
@@ -124,4 +124,31 @@ def test_the_mlflow_client_logs_to_armillary(
             (s, 1_700_000_000_000 + s) for s in range(5)
         ]
         assert child["info"]["status"] == "FINISHED"
+
+        # Artifacts: MLflow's client listed and downloaded what it logged, byte for byte, and
+        # Armillary's API serves the same bytes.
+        weights = bytes(range(256)) * 4096
+        assert seen["artifacts"]["listed"] == {
+            "root": [["plots", True, None], ["report.txt", False, 15]],
+            "plots": [
+                ["plots/curve.csv", False, 22],
+                ["plots/raw", True, None],
+            ],
+        }
+        assert seen["artifacts"]["round_trip"] == {
+            "report.txt": True,
+            "plots/curve.csv": True,
+            "plots/raw/weights.bin": True,
+        }
+        listed = get("artifacts/list", run_id=seen["parent"], path="plots/raw")
+        assert listed["files"] == [
+            {"path": "plots/raw/weights.bin", "is_dir": False, "file_size": len(weights)}
+        ]
+        proxied = parent["info"]["artifact_uri"].removeprefix("mlflow-artifacts:/")
+        served = http.get(
+            f"/mlflow/{project}/api/2.0/mlflow-artifacts/artifacts/{proxied}/plots/raw/weights.bin",
+            headers=auth(token),
+        )
+        assert served.status_code == 200
+        assert served.content == weights
         assert child["info"]["experiment_id"] == seen["experiment_id"]

@@ -6,6 +6,7 @@ Layout:
     projects/{project_id}/jobs/{job_id}/{task}/attempt-{n}/{name}   (artifacts)
     projects/{project_id}/jobs/{job_id}/{task}/{name}               (log chunks)
     projects/{project_id}/code/{bundle_id}/{sha256}.{py|zip}
+    projects/{project_id}/runs/{run_id}/artifacts/{path}            (tracking runs' files)
 
 An object is written under a key that contains the id of the row that will own it (or, for
 a task's files, the attempt), so no other request can write, or on rollback delete, the same
@@ -159,6 +160,23 @@ def code_bundle_key(project_id: UUID, bundle_id: UUID, sha256: str, ext: str) ->
         _uuid(bundle_id, "bundle_id"),
         f"{sha256}.{ext}",
     )
+
+
+def run_artifacts_prefix(project_id: UUID, run_id: UUID) -> str:
+    """Prefix of a tracking run's files: ``projects/{p}/runs/{run_id}/artifacts``."""
+    return _joined(
+        "projects", _uuid(project_id, "project_id"), "runs", _uuid(run_id, "run_id"), "artifacts"
+    )
+
+
+def run_artifact_key(project_id: UUID, run_id: UUID, path: str) -> str:
+    """Key of a file a tracking run logged, at the relative ``path`` (``a/b/c.txt``) the
+    client chose: every segment of ``path`` must be a safe segment, so no path leaves the
+    run's prefix."""
+    if not isinstance(path, str) or not path:
+        raise InvalidObjectKey("artifact path must not be empty")
+    segments = [validate_segment(s, what="artifact path segment") for s in path.split("/")]
+    return _joined(run_artifacts_prefix(project_id, run_id), *segments)
 
 
 def project_prefix(project_id: UUID) -> str:

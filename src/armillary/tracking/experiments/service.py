@@ -25,9 +25,11 @@ DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 
 
-def artifact_location(access: ProjectAccess, experiment_id: uuid.UUID) -> str:
-    """Where the artifact proxy (a later slice) will keep this experiment's runs' files."""
-    return f"mlflow-artifacts:/{access.project_slug}/{external_id(experiment_id)}"
+def artifact_location(experiment_id: uuid.UUID) -> str:
+    """The experiment's root in the artifact proxy's namespace, as `mlflow server
+    --serve-artifacts` writes it; MLflow's client resolves it against the tracking URI (which
+    names the project), and the proxy keeps the files under the project's prefix."""
+    return f"mlflow-artifacts:/{external_id(experiment_id)}"
 
 
 async def create(
@@ -54,7 +56,7 @@ async def _create(
         id=experiment_id,
         project_id=access.project_id,
         name=name,
-        artifact_location=artifact_location(access, experiment_id),
+        artifact_location=artifact_location(experiment_id),
         lifecycle_stage="active",
         created_by=access.principal.user_id,
         creation_time=now,
