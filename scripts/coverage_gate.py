@@ -19,6 +19,7 @@ SERVICES = (
     "training",
     "registry",
     "serving",
+    "tracking",
     "gateway",
 )
 

@@ -1,8 +1,8 @@
 """The images' HEALTHCHECK: exit 0 when this container's process answers over HTTP.
 
 The python slim base has no curl or wget, so the standard library does it. The URL is
-ARMILLARY_HEALTHCHECK_URL (or the first argument); without one, the API image tries the five
-services' default ports (8101-8105) and the gateway's stats listener (9902): a container runs
+ARMILLARY_HEALTHCHECK_URL (or the first argument); without one, the API image tries the six
+services' default ports (8101-8106) and the gateway's stats listener (9902): a container runs
 one of them, whichever it is.
 """
 
@@ -13,7 +13,7 @@ import sys
 import urllib.request
 
 DEFAULT_URLS = [
-    *(f"http://127.0.0.1:{port}/healthz" for port in (8101, 8102, 8103, 8104, 8105)),
+    *(f"http://127.0.0.1:{port}/healthz" for port in (8101, 8102, 8103, 8104, 8105, 8106)),
     "http://127.0.0.1:9902/ready",  # Envoy, `armillary gateway`
 ]
 TIMEOUT_SECONDS = 3

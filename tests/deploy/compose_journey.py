@@ -1,9 +1,10 @@
 """The API journey through the gateway of the compose stack. tests/deploy/test_containers.py
 runs it in the gateway's container, inside the stack's network namespace: sign in, a project
-and a dataset, a job whose python task runs in a worker's bubblewrap sandbox, then train,
-register and deploy a model, and predict. `after-restart` proves the same things are still
-there after `docker compose down` and `up` (the volumes): the sign-in, the dataset's bytes,
-the job, the model and a prediction from the deployment.
+and a dataset, an MLflow experiment in the tracking service (its REST API under /mlflow), a
+job whose python task runs in a worker's bubblewrap sandbox, then train, register and deploy
+a model, and predict. `after-restart` proves the same things are still there after
+`docker compose down` and `up` (the volumes): the sign-in, the dataset's bytes, the
+experiment, the job, the model and a prediction from the deployment.
 
     docker compose exec -T gateway python3 - first|after-restart URL EMAIL PASSWORD \
         < compose_journey.py
@@ -20,6 +21,9 @@ import httpx
 
 PROJECT = "compose"
 BASE = f"/api/v1/projects/{PROJECT}"
+# The project's MLflow tracking URI is /mlflow/<project> (ADR 0037).
+MLFLOW = f"/mlflow/{PROJECT}/api/2.0/mlflow"
+EXPERIMENT = "journey"
 ROWS = 80
 CSV = "x1,x2,label\n" + "".join(
     f"{i % 10},{(i * 7) % 13},{'big' if i % 10 + (i * 7) % 13 > 10 else 'small'}\n"
@@ -118,10 +122,31 @@ def predict(c: httpx.Client, h: dict[str, str]) -> dict[str, Any]:
     return found
 
 
+def experiment_by_name(c: httpx.Client, h: dict[str, str]) -> str:
+    r = c.get(
+        f"{MLFLOW}/experiments/get-by-name", params={"experiment_name": EXPERIMENT}, headers=h
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["experiment"]["experiment_id"])
+
+
+def create_experiment(c: httpx.Client, h: dict[str, str]) -> str:
+    """An experiment made through the gateway by the tracking service, with the user's token."""
+    r = c.post(f"{MLFLOW}/experiments/create", json={"name": EXPERIMENT}, headers=h)
+    # MLflow's answer to a re-run on the same volumes (the test itself starts from empty ones).
+    if r.status_code == 400 and r.json().get("error_code") == "RESOURCE_ALREADY_EXISTS":
+        return experiment_by_name(c, h)
+    assert r.status_code == 200, r.text
+    experiment_id = str(r.json()["experiment_id"])
+    assert experiment_by_name(c, h) == experiment_id
+    return experiment_id
+
+
 def first(c: httpx.Client, h: dict[str, str]) -> dict[str, Any]:
     # 409: a re-run on the same volumes (the test itself starts from empty ones).
     r = c.post("/api/v1/projects", json={"slug": PROJECT, "name": "Compose"}, headers=h)
     assert r.status_code in (201, 409), r.text
+    experiment = create_experiment(c, h)
     r = c.post(f"{BASE}/datasets", json={"name": "points"}, headers=h)
     assert r.status_code in (201, 409), r.text
     r = c.post(
@@ -147,6 +172,7 @@ def first(c: httpx.Client, h: dict[str, str]) -> dict[str, Any]:
     log = c.get(f"/api/v1/jobs/{job_id}/tasks/sandboxed/logs", headers=h).text
     assert "in the sandbox" in log, log
     return {
+        "experiment": experiment,
         "job": job_id,
         "sandbox": tasks["sandboxed"]["outputs"],
         "prediction": predict(c, h),
@@ -166,6 +192,7 @@ def after_restart(c: httpx.Client, h: dict[str, str]) -> dict[str, Any]:
     return {
         "jobs": [j["id"] for j in jobs.json()["items"]],
         "dataset_intact": content.content.replace(b"\r\n", b"\n") == CSV.encode(),
+        "experiment": experiment_by_name(c, h),
         "models": [m["name"] for m in models.json()["items"]],
         "prediction": predict(c, h),
     }

@@ -125,6 +125,7 @@ def test_the_journey_runs_through_the_gateway_and_survives_a_restart(stack: Stac
     assert sandbox["network"] is False
     assert sandbox["pid"] < 10
     assert first["prediction"]
+    assert first["experiment"]  # the tracking service answered through the gateway
 
     stack.compose("down")  # the containers go, the volumes stay
     seconds = stack.up()
@@ -133,6 +134,7 @@ def test_the_journey_runs_through_the_gateway_and_survives_a_restart(stack: Stac
     assert first["job"] in after["jobs"]  # PostgreSQL's volume
     assert after["dataset_intact"] is True  # the object store's volume
     assert after["models"] == ["points"]
+    assert after["experiment"] == first["experiment"]  # tracking's rows, in PostgreSQL
     before, now = first["prediction"], after["prediction"]
     assert isinstance(before, dict)
     assert isinstance(now, dict)

@@ -16,13 +16,16 @@ from typing import Any
 import pytest
 import yaml
 
+from armillary.kit.settings import SERVICE_PORTS
 from tests.deploy.conftest import DEPLOY, checkov_reports, run, tool
 
 CHART = DEPLOY / "helm" / "armillary"
 ALL_FEATURES = CHART / "ci" / "all-features-values.yaml"
 RELEASE = "arm"
 KUBERNETES_VERSION = "1.30.0"  # the oldest the chart supports (hostUsers, procMount)
-SERVICES = {"identity": 8101, "data": 8102, "workflows": 8103, "registry": 8104, "serving": 8105}
+# Every service the code runs as a process of its own, and its port: a service the chart
+# leaves out fails the tests that walk this table.
+SERVICES = dict(SERVICE_PORTS)
 # Kinds kubernetes-validate has no schema for: the CRDs of operators the chart integrates with.
 CRD_KINDS = {
     "ExternalSecret",
@@ -196,7 +199,7 @@ def test_every_container_is_restricted(docs: list[dict[str, Any]]) -> None:
                 assert pod["runAsNonRoot"] is True, where
                 assert pod["runAsUser"] >= 10000, where
             checked += 1
-    assert checked >= 9
+    assert checked >= len(SERVICES) + 4  # the gateway, scheduler, worker and migrations
 
 
 def test_pods_use_runtime_default_seccomp_except_the_worker(docs: list[dict[str, Any]]) -> None:
@@ -485,12 +488,22 @@ def test_only_the_gateway_takes_ingress_from_outside(full_docs: list[dict[str, A
     [
         (
             "identity",
-            {"gateway", "data", "workflows", "registry", "serving", "scheduler", "worker"},
+            {
+                "gateway",
+                "data",
+                "workflows",
+                "registry",
+                "serving",
+                "tracking",
+                "scheduler",
+                "worker",
+            },
         ),
         ("data", {"gateway", "workflows", "registry", "scheduler", "worker"}),
         ("workflows", {"gateway", "registry"}),
         ("registry", {"gateway", "serving"}),
         ("serving", {"gateway"}),
+        ("tracking", {"gateway"}),
     ],
 )
 def test_services_are_reached_only_by_their_callers(
@@ -500,6 +513,43 @@ def test_services_are_reached_only_by_their_callers(
     http = [r for r in spec["ingress"] if r["ports"][0]["port"] == SERVICES[component]]
     (rule,) = http
     assert set(policy_peers(rule)) == callers
+
+
+def test_the_chart_runs_every_service_of_the_code(docs: list[dict[str, Any]]) -> None:
+    assert set(SERVICES) >= {"identity", "data", "workflows", "registry", "serving", "tracking"}
+    deployments = of_kind(docs, "Deployment")
+    services = of_kind(docs, "Service")
+    config = of_kind(docs, "ConfigMap")[f"{RELEASE}-armillary-config"]["data"]
+    accounts = of_kind(docs, "ServiceAccount")
+    for service, port in SERVICES.items():
+        assert name(service) in deployments, service
+        assert {p["port"] for p in services[name(service)]["spec"]["ports"]} == {port, 9464}
+        # The gateway and the other services find it (ARMILLARY_<SERVICE>_URL).
+        assert config[f"ARMILLARY_{service.upper()}_URL"] == f"http://{name(service)}:{port}"
+        assert name(service) in accounts, service
+
+
+def test_every_service_key_is_synced_from_secrets_manager(docs: list[dict[str, Any]]) -> None:
+    external = of_kind(docs, "ExternalSecret")
+    for service in SERVICES:
+        secret = external[f"{name(service)}-key"]["spec"]
+        assert secret["data"][0]["remoteRef"] == {"key": f"armillary/service-keys/{service}"}
+
+
+def test_tracking_reaches_identity_and_the_stores_and_the_gateway_reaches_it(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    """Tracking verifies tokens against identity's keys and asks it for permissions; its run
+    artifacts go to the object store (ADR 0037). Only the gateway calls it (`/mlflow`)."""
+    policies = of_kind(default_docs, "NetworkPolicy")
+    spec = policies[name("tracking")]["spec"]
+    reached = {peer for rule in spec["egress"] for peer in policy_peers(rule)}
+    assert {p for p in reached if not p.startswith("{")} == {"identity"}
+    ports = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
+    assert ports == {8101, 5432, 6379, 5671, 443}
+    gateway = policies[name("gateway")]["spec"]["egress"]
+    to_tracking = [rule for rule in gateway if policy_peers(rule) == ["tracking"]]
+    assert [rule["ports"] for rule in to_tracking] == [[{"protocol": "TCP", "port": 8106}]]
 
 
 def test_workers_reach_only_the_gateway_identity_data_and_the_stores(

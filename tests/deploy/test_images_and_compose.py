@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from armillary.kit.settings import SERVICE_PORTS
 from tests.deploy.conftest import DEPLOY, ROOT, checkov_reports, run, tool
 from tests.deploy.dockerfile import Dockerfile, parse
 
@@ -35,6 +36,8 @@ NAMESPACE_SYSCALLS = {"unshare", "clone", "mount", "umount2", "pivot_root", "set
 # (documented at the top of compose.yaml).
 DEV_PORTS = {"prometheus": 9090, "grafana": 3000}
 DATA_STORES = {"postgres", "redis", "rabbitmq", "objectstore"}
+# Every service the code runs as a process of its own (`armillary serve`), and its port.
+SERVICES = dict(SERVICE_PORTS)
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +233,30 @@ def test_compose_has_no_secret_defaults() -> None:
 
 def test_the_stack_is_the_whole_distributed_shape(stack: dict[str, Any]) -> None:
     services = stack["services"]
-    expected = DATA_STORES | {"identity", "data", "workflows", "registry", "serving"}
+    assert set(SERVICES) >= {"identity", "data", "workflows", "registry", "serving", "tracking"}
+    expected = DATA_STORES | set(SERVICES)
     assert expected | {"gateway", "scheduler", "worker", "prometheus", "grafana"} <= services.keys()
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["grafana"]["profiles"] == ["dashboards"]
+
+
+def test_every_service_is_wired_like_the_others(stack: dict[str, Any]) -> None:
+    """Each service serves on its port with its own key, every process knows its URL, the
+    gateway waits until it is healthy, and the key one-shot makes its key."""
+    services = stack["services"]
+    for service, port in SERVICES.items():
+        process = services[service]
+        assert process["command"][:2] == ["serve", service], service
+        env = process["environment"]
+        assert env["ARMILLARY_SERVICE_KEY_FILE"] == f"/etc/armillary/service-keys/{service}.key"
+        assert f"http://127.0.0.1:{port}/readyz" in process["healthcheck"]["test"], service
+        for name in ("gateway", "scheduler", "worker", *SERVICES):
+            variable = f"ARMILLARY_{service.upper()}_URL"
+            assert services[name]["environment"][variable] == f"http://{service}:{port}", name
+        assert services["gateway"]["depends_on"][service]["condition"] == "service_healthy"
+    script = " ".join(services["service-keys"]["command"])
+    (names,) = re.findall(r"for service in ([\w ]+); do", script)
+    assert set(names.split()) == set(SERVICES)
 
 
 def _one_shots(services: dict[str, Any]) -> set[str]:
@@ -307,7 +330,7 @@ def test_prometheus_scrapes_every_service_and_the_gateway(stack: dict[str, Any])
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     port = stack["services"]["identity"]["environment"]["ARMILLARY_METRICS_PORT"]
-    for service in ("identity", "data", "workflows", "registry", "serving"):
+    for service in SERVICES:
         # One job per process kind: the SLO rules evaluate per job.
         assert jobs[service]["static_configs"] == [{"targets": [f"{service}:{port}"]}]
     assert jobs["gateway"]["metrics_path"] == "/stats/prometheus"
@@ -358,4 +381,7 @@ def test_the_check_override_swaps_only_third_party_images_and_shares_one_namespa
         if service.get("restart") == "no" or "ARMILLARY_METRICS_PORT" not in env:
             continue
         ports.append(env.get("ARMILLARY_WORKFLOWS_METRICS_PORT", env["ARMILLARY_METRICS_PORT"]))
-    assert len(ports) == len(set(ports)) == 9, ports
+    # The services, the gateway, the scheduler and the two workers.
+    assert len(ports) == len(set(ports)) == len(SERVICES) + 4, ports
+    hosts = {re.split("[:=]", entry)[0] for entry in services["netns"]["extra_hosts"]}
+    assert hosts >= {*SERVICES, "gateway"}, hosts

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from armillary.kit.settings import SERVICE_PORTS
 from armillary.kit.storage.admin import (
     RULE_ABORT_MULTIPART,
     RULE_EXPIRE_NONCURRENT,
@@ -255,7 +257,8 @@ def test_only_data_and_workers_touch_datasets(config: Config) -> None:
     datasets = "local.prefixes.datasets"
     for process in ["data", "worker"]:
         assert datasets in _policy(config, process), process
-    for process in ["base", "identity", "workflows", "registry", "serving", "scheduler"]:
+    others = ["base", "identity", "workflows", "registry", "serving", "tracking", "scheduler"]
+    for process in others:
         assert "datasets" not in _policy(config, process), f"{process} reaches datasets"
     assert "datasets" not in _policy(config, "sagemaker_execution")
 
@@ -265,10 +268,70 @@ def test_only_workers_may_pass_the_sagemaker_role(config: Config) -> None:
     assert "iam:PassRole" in worker
     assert "aws_iam_role.sagemaker_execution.arn" in worker
     assert "sagemaker.amazonaws.com" in worker
-    for process in ["base", "identity", "data", "workflows", "registry", "serving", "scheduler"]:
+    processes = ["base", "identity", "data", "workflows", "registry", "serving", "tracking"]
+    for process in [*processes, "scheduler"]:
         policy = _policy(config, process)
         assert "PassRole" not in policy, process
         assert "sagemaker:" not in policy, process
+
+
+def _locals(config: Config, module: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for _, block in config.blocks("locals", module):
+        merged.update(block)
+    return merged
+
+
+def test_tracking_touches_run_artifacts_only(config: Config) -> None:
+    """Tracking stores run artifacts under projects/*/runs/* (ADR 0037), and no other role
+    names that prefix."""
+    prefixes = _locals(config, MODULES / "iam")["prefixes"]
+    assert prefixes["runs"] == "projects/*/runs/*"
+    tracking = json.loads(_policy(config, "tracking"))
+    resources = [
+        resource
+        for statement in tracking["statement"]
+        for resource in (statement["resources"] if isinstance(statement["resources"], list)
+                         else [statement["resources"]])
+    ]  # fmt: skip
+    objects = {r for r in resources if r != "${var.bucket_arn}"}
+    assert objects == {"${var.bucket_arn}/${local.prefixes.runs}"}
+    (listing,) = [s for s in tracking["statement"] if s["sid"] == "ListRunArtifacts"]
+    assert one(listing["condition"])["values"] == ["${local.prefixes.runs}"]
+    for process in ["base", "identity", "data", "workflows", "registry", "serving", "worker"]:
+        assert "prefixes.runs" not in _policy(config, process), process
+
+
+def test_every_service_gets_a_role_a_key_a_log_group_and_an_alarm(config: Config) -> None:
+    services = set(SERVICE_PORTS)
+    assert "tracking" in services
+    iam = _locals(config, MODULES / "iam")
+    assert services <= set(iam["policies"])
+    assert services <= set(iam["service_key"])
+    key_services = config.variable(MODULES / "secrets", "services")["default"]
+    assert services <= set(key_services)
+    observability = MODULES / "observability"
+    assert services <= set(config.variable(observability, "slo_services")["default"])
+    assert services <= set(config.variable(observability, "processes")["default"])
+    example = _locals(config, EXAMPLE)["processes"]
+    assert services <= set(example)
+
+
+def test_ecs_runs_every_service_on_its_port(config: Config) -> None:
+    ecs = MODULES / "ecs"
+    found = _locals(config, ecs)
+    for service, port in SERVICE_PORTS.items():
+        task = found["services"][service]
+        assert task["command"][:2] == ["serve", service], service
+        assert task["port"] == port, service
+        assert found["service_key_of"][service] == service
+        assert found["health_url"][service] == f"http://127.0.0.1:{port}/healthz"
+        assert service in config.variable(ecs, "sizes")["default"], service
+    # Service to service: the security group's range covers every service port.
+    for kind in ("ingress", "egress"):
+        rule = config.resource(ecs, f"aws_vpc_security_group_{kind}_rule", "between_tasks")
+        assert rule["from_port"] == min(SERVICE_PORTS.values())
+        assert rule["to_port"] == max(SERVICE_PORTS.values())
 
 
 def test_irsa_trust_names_one_service_account(config: Config) -> None:

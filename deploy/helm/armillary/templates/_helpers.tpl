@@ -14,13 +14,14 @@
 {{- end -}}
 {{- end -}}
 
-{{/* The five API services and their ports (kit/settings.py SERVICE_PORTS). */}}
+{{/* The six API services and their ports (kit/settings.py SERVICE_PORTS). */}}
 {{- define "armillary.servicePorts" -}}
 identity: 8101
 data: 8102
 workflows: 8103
 registry: 8104
 serving: 8105
+tracking: 8106
 {{- end -}}
 
 {{/* Who each process calls over HTTP (services.py): NetworkPolicies allow exactly these. */}}
@@ -30,14 +31,15 @@ data: [identity]
 workflows: [identity, data]
 registry: [identity, data, workflows]
 serving: [identity, registry]
+tracking: [identity]
 scheduler: [identity, data]
 worker: [identity, data]
-gateway: [identity, data, workflows, registry, serving]
+gateway: [identity, data, workflows, registry, serving, tracking]
 {{- end -}}
 
-{{/* Components that read or write the object store. */}}
+{{/* Components that read or write the object store (tracking: its runs' artifacts). */}}
 {{- define "armillary.storageUsers" -}}
-[data, workflows, registry, serving, scheduler, worker]
+[data, workflows, registry, serving, tracking, scheduler, worker]
 {{- end -}}
 
 {{- define "armillary.componentName" -}}

@@ -4,7 +4,7 @@
 # Secrets Manager; Terraform state holds the generated ones, so keep state encrypted and
 # access-controlled (an S3 backend with SSE-KMS and a lock).
 locals {
-  processes = ["identity", "data", "workflows", "registry", "serving", "gateway", "scheduler", "worker", "migrations"]
+  processes = ["identity", "data", "workflows", "registry", "serving", "tracking", "gateway", "scheduler", "worker", "migrations"]
 }
 
 module "kms" {

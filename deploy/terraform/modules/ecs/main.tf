@@ -1,5 +1,5 @@
 # The same images and environment on ECS Fargate, for operators who choose ECS over EKS:
-# the five services, the gateway and the scheduler as services, migrations as a task
+# the six services, the gateway and the scheduler as services, migrations as a task
 # definition to run once per release (`aws ecs run-task`, like the chart's pre-upgrade Job).
 # The images' entrypoint is `armillary`, so commands are its arguments.
 # Services find each other through ECS Service Connect (ARMILLARY_<SERVICE>_URL).
@@ -16,6 +16,7 @@ locals {
     workflows = { command = ["serve", "workflows", "--host", "0.0.0.0"], port = 8103, image = "api" }
     registry  = { command = ["serve", "registry", "--host", "0.0.0.0"], port = 8104, image = "api" }
     serving   = { command = ["serve", "serving", "--host", "0.0.0.0"], port = 8105, image = "api" }
+    tracking  = { command = ["serve", "tracking", "--host", "0.0.0.0"], port = 8106, image = "api" }
     gateway   = { command = ["gateway"], port = 8000, image = "gateway" }
     scheduler = { command = ["scheduler"], port = null, image = "scheduler" }
   }
@@ -25,7 +26,7 @@ locals {
 
   # Where each service is reached inside the Service Connect namespace.
   service_urls = {
-    for name in ["identity", "data", "workflows", "registry", "serving"] :
+    for name in ["identity", "data", "workflows", "registry", "serving", "tracking"] :
     "ARMILLARY_${upper(name)}_URL" => "http://${name}:${local.services[name].port}"
   }
   # Each process reads its own signing key (worker-side roles use the workflows key).
@@ -35,6 +36,7 @@ locals {
     workflows  = "workflows"
     registry   = "registry"
     serving    = "serving"
+    tracking   = "tracking"
     scheduler  = "workflows"
     gateway    = null
     migrations = null
@@ -48,6 +50,7 @@ locals {
     workflows = "http://127.0.0.1:8103/healthz"
     registry  = "http://127.0.0.1:8104/healthz"
     serving   = "http://127.0.0.1:8105/healthz"
+    tracking  = "http://127.0.0.1:8106/healthz"
     gateway   = "http://127.0.0.1:9902/ready"
     scheduler = "http://127.0.0.1:9464/metrics"
   }
@@ -77,11 +80,11 @@ resource "aws_security_group" "tasks" {
 
 resource "aws_vpc_security_group_ingress_rule" "between_tasks" {
   security_group_id            = aws_security_group.tasks.id
-  description                  = "Service to service (8101-8105)"
+  description                  = "Service to service (8101-8106)"
   referenced_security_group_id = aws_security_group.tasks.id
   ip_protocol                  = "tcp"
   from_port                    = 8101
-  to_port                      = 8105
+  to_port                      = 8106
 }
 
 resource "aws_vpc_security_group_ingress_rule" "gateway" {
@@ -115,11 +118,11 @@ resource "aws_vpc_security_group_egress_rule" "vpc" {
 
 resource "aws_vpc_security_group_egress_rule" "between_tasks" {
   security_group_id            = aws_security_group.tasks.id
-  description                  = "Service to service (8101-8105)"
+  description                  = "Service to service (8101-8106)"
   referenced_security_group_id = aws_security_group.tasks.id
   ip_protocol                  = "tcp"
   from_port                    = 8101
-  to_port                      = 8105
+  to_port                      = 8106
 }
 
 data "aws_iam_policy_document" "tasks_assume" {

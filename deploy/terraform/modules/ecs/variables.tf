@@ -142,6 +142,7 @@ variable "sizes" {
     workflows  = { cpu = 512, memory = 1024 }
     registry   = { cpu = 512, memory = 2048 }
     serving    = { cpu = 1024, memory = 2048 }
+    tracking   = { cpu = 512, memory = 1024 }
     gateway    = { cpu = 512, memory = 1024 }
     scheduler  = { cpu = 256, memory = 512 }
     migrations = { cpu = 256, memory = 512, desired_count = 0 }
@@ -149,7 +150,7 @@ variable "sizes" {
 
   validation {
     condition = alltrue([
-      for process in ["identity", "data", "workflows", "registry", "serving", "gateway", "scheduler", "migrations"] :
+      for process in ["identity", "data", "workflows", "registry", "serving", "tracking", "gateway", "scheduler", "migrations"] :
       contains(keys(var.sizes), process)
     ]) && alltrue([for size in values(var.sizes) : contains([256, 512, 1024, 2048, 4096, 8192, 16384], size.cpu) && size.desired_count >= 0])
     error_message = "sizes must cover every process, with a Fargate cpu value (256 ... 16384) and desired_count >= 0."

@@ -2,14 +2,15 @@
 # service account only. The platform keeps one bucket (ARMILLARY_STORAGE_S3_BUCKET), laid out
 # by key (kit/storage/keys.py), so object access is scoped by key prefix:
 #
-# | process   | datasets | jobs | code | models | deployments | sagemaker/ |
-# |-----------|----------|------|------|--------|-------------|------------|
-# | data      | rw       |      |      |        |             |            |
-# | workflows |          | rw   | rw   |        |             |            |
-# | scheduler |          | rw   |      |        |             |            |
-# | worker    | read     | rw   | read |        |             | rw, PassRole |
-# | registry  |          | read |      | rw     |             |            |
-# | serving   |          |      |      | read   | rw          |            |
+# | process   | datasets | jobs | code | models | deployments | runs | sagemaker/ |
+# |-----------|----------|------|------|--------|-------------|------|------------|
+# | data      | rw       |      |      |        |             |      |            |
+# | workflows |          | rw   | rw   |        |             |      |            |
+# | scheduler |          | rw   |      |        |             |      |            |
+# | worker    | read     | rw   | read |        |             |      | rw, PassRole |
+# | registry  |          | read |      | rw     |             |      |            |
+# | serving   |          |      |      | read   | rw          |      |            |
+# | tracking  |          |      |      |        |             | rw   |            |
 #
 # Only data and worker ever name the dataset prefix, and only worker may pass the SageMaker
 # execution role (docs/training-image.md). Identity, the gateway and migrations touch no
@@ -26,6 +27,7 @@ locals {
     code        = "projects/*/code/*"
     models      = "projects/*/models/*"
     deployments = "projects/*/deployments/*"
+    runs        = "projects/*/runs/*"
     sagemaker   = "${var.sagemaker_prefix}/*"
   }
   read       = ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"]
@@ -39,6 +41,7 @@ locals {
     workflows = var.service_key_secret_arns["workflows"]
     registry  = var.service_key_secret_arns["registry"]
     serving   = var.service_key_secret_arns["serving"]
+    tracking  = var.service_key_secret_arns["tracking"]
     # Workers mint job tokens with the workflows key (docs/operations.md); the scheduler
     # builds the workflows service.
     worker    = var.service_key_secret_arns["workflows"]
@@ -54,6 +57,7 @@ locals {
     workflows  = data.aws_iam_policy_document.workflows.json
     registry   = data.aws_iam_policy_document.registry.json
     serving    = data.aws_iam_policy_document.serving.json
+    tracking   = data.aws_iam_policy_document.tracking.json
     scheduler  = data.aws_iam_policy_document.scheduler.json
     worker     = data.aws_iam_policy_document.worker.json
     gateway    = data.aws_iam_policy_document.base["gateway"].json
@@ -190,6 +194,26 @@ data "aws_iam_policy_document" "serving" {
       test     = "StringLike"
       variable = "s3:prefix"
       values   = [local.prefixes.deployments]
+    }
+  }
+}
+
+# Run artifacts (ADR 0037), and nothing else of the bucket.
+data "aws_iam_policy_document" "tracking" {
+  source_policy_documents = [data.aws_iam_policy_document.base["tracking"].json]
+  statement {
+    sid       = "ReadWriteRunArtifacts"
+    actions   = local.read_write
+    resources = ["${var.bucket_arn}/${local.prefixes.runs}"]
+  }
+  statement {
+    sid       = "ListRunArtifacts"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [local.prefixes.runs]
     }
   }
 }

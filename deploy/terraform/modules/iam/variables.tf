@@ -91,8 +91,8 @@ variable "service_key_secret_arns" {
   type        = map(string)
 
   validation {
-    condition     = alltrue([for service in ["identity", "data", "workflows", "registry", "serving"] : contains(keys(var.service_key_secret_arns), service)])
-    error_message = "service_key_secret_arns must hold identity, data, workflows, registry and serving."
+    condition     = alltrue([for service in ["identity", "data", "workflows", "registry", "serving", "tracking"] : contains(keys(var.service_key_secret_arns), service)])
+    error_message = "service_key_secret_arns must hold identity, data, workflows, registry, serving and tracking."
   }
 }
 

@@ -27,7 +27,7 @@ variable "kms_key_arn" {
 variable "processes" {
   description = "Processes that get an application log group /armillary/<name>/<process>."
   type        = list(string)
-  default     = ["identity", "data", "workflows", "registry", "serving", "gateway", "scheduler", "worker", "migrations"]
+  default     = ["identity", "data", "workflows", "registry", "serving", "tracking", "gateway", "scheduler", "worker", "migrations"]
 
   validation {
     condition     = length(var.processes) > 0
@@ -126,7 +126,7 @@ variable "prometheus_metrics_namespace" {
 variable "slo_services" {
   description = "Services that get an availability SLO alarm (the `service` label of armillary_http_requests_total)."
   type        = list(string)
-  default     = ["identity", "data", "workflows", "registry", "serving"]
+  default     = ["identity", "data", "workflows", "registry", "serving", "tracking"]
 
   validation {
     condition     = length(var.slo_services) > 0 && alltrue([for s in var.slo_services : can(regex("^[a-z][a-z0-9-]{1,30}$", s))])

@@ -38,11 +38,11 @@ variable "recovery_window_days" {
 variable "services" {
   description = "Services that get a signing-key secret (ADR 0021)."
   type        = list(string)
-  default     = ["identity", "data", "workflows", "registry", "serving"]
+  default     = ["identity", "data", "workflows", "registry", "serving", "tracking"]
 
   validation {
-    condition     = alltrue([for service in var.services : contains(["identity", "data", "workflows", "registry", "serving"], service)])
-    error_message = "services must be among identity, data, workflows, registry, serving."
+    condition     = alltrue([for service in var.services : contains(["identity", "data", "workflows", "registry", "serving", "tracking"], service)])
+    error_message = "services must be among identity, data, workflows, registry, serving, tracking."
   }
 }
 
