@@ -9,11 +9,14 @@ import json
 import math
 import time
 import uuid
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .wire_errors import InvalidParameter
+
+T = TypeVar("T")
 
 # MLflow's limits (mlflow/utils/validation.py).
 MAX_KEY_LENGTH = 250
@@ -94,6 +97,13 @@ def decode_token(token: str | None, field: str) -> int | None:
     if not isinstance(value, int) or value < 0:
         raise InvalidParameter("Invalid page token")
     return value
+
+
+def offset_page(found: Sequence[T], offset: int, limit: int) -> tuple[list[T], str | None]:
+    """The first ``limit`` of rows fetched as ``limit + 1`` from ``offset``, and the token of
+    the next page when the extra row shows there is one."""
+    token = encode_token({"offset": offset + limit}) if len(found) > limit else None
+    return list(found[:limit]), token
 
 
 def page_size(requested: int | None, default: int, limit: int) -> int:

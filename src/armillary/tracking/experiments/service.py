@@ -14,7 +14,7 @@ from armillary.kit.authz import ProjectAccess
 from ..components import SERVICE
 from ..filters import parse_filter, parse_order_by
 from ..runs.models import Run
-from ..wire import decode_token, encode_token, external_id, now_ms, page_size, parse_id, view_filter
+from ..wire import decode_token, external_id, now_ms, offset_page, page_size, parse_id, view_filter
 from ..wire_errors import AlreadyExists, DoesNotExist, InvalidParameter
 from . import repository as repo
 from .models import Experiment, ExperimentTag
@@ -123,8 +123,7 @@ async def search(
         offset=offset,
         limit=limit + 1,
     )
-    token = encode_token({"offset": offset + limit}) if len(found) > limit else None
-    return found[:limit], token
+    return offset_page(found, offset, limit)
 
 
 async def rename(session: AsyncSession, access: ProjectAccess, ref: str, new_name: str) -> None:

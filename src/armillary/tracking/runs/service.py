@@ -14,7 +14,7 @@ from ..components import SERVICE
 from ..experiments import repository as experiments_repo
 from ..experiments import service as experiments
 from ..filters import parse_filter, parse_order_by
-from ..wire import decode_token, encode_token, external_id, now_ms, page_size, parse_id, view_filter
+from ..wire import decode_token, external_id, now_ms, offset_page, page_size, parse_id, view_filter
 from ..wire_errors import DoesNotExist, InvalidParameter
 from . import repository as repo
 from . import search as run_search
@@ -147,5 +147,4 @@ async def search(
         offset=offset,
         limit=limit + 1,
     )
-    token = encode_token({"offset": offset + limit}) if len(found) > limit else None
-    return found[:limit], token
+    return offset_page(found, offset, limit)
