@@ -52,6 +52,7 @@ test: sync-dev services
 	bash scripts/timed.sh typecheck $(MAKE) --no-print-directory typecheck
 	bash scripts/timed.sh imports $(MAKE) --no-print-directory imports
 	bash scripts/sandbox-prereqs.sh $(VENV_BIN)/python
+	bash scripts/browser-prereqs.sh
 	bash scripts/timed.sh pytest $(MAKE) --no-print-directory test-suite
 	UV=$(UV) bash scripts/timed.sh deploy-check $(MAKE) --no-print-directory deploy-check
 	UV=$(UV) bash scripts/timed.sh schemathesis bash scripts/schemathesis.sh
