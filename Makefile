@@ -143,3 +143,10 @@ soak: sync-dev services
 .PHONY: bench-load
 bench-load: sync-dev services
 	$(VENV_BIN)/python bench/load/run.py --capacity
+
+# Memory (PSS and RSS) of every process, at rest and under the authenticated GET, for
+# `armillary up --workers 2` and `armillary up --distributed --workers 2` (issue 18).
+.PHONY: bench-memory
+bench-memory: sync-dev services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(VENV_BIN)/python bench/memory/run.py

@@ -12,9 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from armillary.contracts.drift import (
     BINS,
@@ -24,6 +22,13 @@ from armillary.contracts.drift import (
     FeatureReference,
     NumericReference,
 )
+from armillary.kit.lazy_import import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 
 EPSILON = 1e-4
 

@@ -8,10 +8,16 @@ floats and strings and booleans as themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import polars as pl
+from armillary.kit.lazy_import import lazy
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+else:
+    np = lazy("numpy")
+    pl = lazy("polars")
 
 
 class Feature(Protocol):

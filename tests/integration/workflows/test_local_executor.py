@@ -457,7 +457,7 @@ async def test_attempts_run_concurrently(executor: LocalExecutor) -> None:
 
 async def test_a_warm_sandbox_that_died_is_replaced(base_dir: Path) -> None:
     executor = LocalExecutor(base_dir / "work-replaced", prestarted=1)
-    await executor.start()
+    await executor.warm_up()
     try:
         pool = executor._pool
         assert pool is not None
@@ -468,6 +468,26 @@ async def test_a_warm_sandbox_that_died_is_replaced(base_dir: Path) -> None:
         result = await finished(executor, spec("noop", {"values": {"again": True}}))
         assert (result.outcome, result.outputs) == (Outcome.SUCCEEDED, {"again": True})
         result.cleanup()
+    finally:
+        await executor.close()
+
+
+async def test_sandboxes_start_on_first_use_then_stay_warm(base_dir: Path) -> None:
+    # A worker at rest holds no sandbox (issue 18, memory); after its first attempt the pool
+    # keeps `prestarted` ready, so later attempts skip the start-up.
+    executor = LocalExecutor(base_dir / "work-first-use", prestarted=1)
+    await executor.start()
+    try:
+        pool = executor._pool
+        assert pool is not None
+        await asyncio.sleep(0.5)
+        assert pool._ready.qsize() == 0 and not pool._starting
+        result = await finished(executor, spec("noop", {"values": {"first": True}}))
+        assert result.outcome is Outcome.SUCCEEDED
+        result.cleanup()
+        warm = await asyncio.wait_for(pool._ready.get(), 120)
+        assert warm.process.returncode is None
+        pool._ready.put_nowait(warm)
     finally:
         await executor.close()
 

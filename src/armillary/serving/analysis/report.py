@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
+from armillary.kit.lazy_import import lazy
 from armillary.serving.analysis.stats import (
     Test,
     binomial_test_above,
@@ -33,6 +32,11 @@ from armillary.serving.analysis.stats import (
     two_proportion_z_test,
     welch_t_test,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 Problem = Literal["classification", "regression"]
 

@@ -14,14 +14,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import structlog
 
 from armillary.contracts.training import Signature
 from armillary.kit import tracing
 from armillary.kit.errors import DomainError
+from armillary.kit.lazy_import import lazy
 from armillary.serving.runtime import (
     BadInput,
     LoadedModel,
@@ -39,10 +39,15 @@ from .ports import Deployment, ModelFiles, Variant, deployment_label, key_hash
 from .sampling import Sample, sampled
 from .settings import PredictSettings
 
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
 log = structlog.get_logger("armillary.serving.predict")
 
 #: The request's rows for a model signature (decoded once per distinct signature).
-RowsFor = Callable[[Signature], np.ndarray[Any, Any]]
+RowsFor = Callable[[Signature], "np.ndarray[Any, Any]"]
 
 
 class PredictionFailed(DomainError):

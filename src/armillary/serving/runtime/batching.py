@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from armillary.kit.lazy_import import lazy
 
 from .model import LoadedModel, Prediction
 
-_Waiter = tuple[np.ndarray[Any, Any], "asyncio.Future[Prediction]"]
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
+
+_Waiter = tuple["np.ndarray[Any, Any]", "asyncio.Future[Prediction]"]
 
 
 class MicroBatcher:

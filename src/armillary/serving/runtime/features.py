@@ -14,14 +14,18 @@ import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from armillary.contracts.training import Signature
+from armillary.kit.lazy_import import lazy
 from armillary.kit.tabular import is_numeric
 
 from .errors import BadInput
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: Rows one request may carry unless the caller says otherwise.
 DEFAULT_MAX_ROWS = 10_000

@@ -11,13 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-import numpy as np
 from pydantic import ValidationError
 
 from armillary.contracts.training import Signature
 from armillary.kit import model_files
+from armillary.kit.lazy_import import lazy
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 if TYPE_CHECKING:  # onnxruntime is imported by kit.model_files when a model loads
     import onnxruntime as ort
@@ -27,7 +32,8 @@ Format = Literal["onnx", "skops"]
 # scores (RidgeClassifier, SVC without probability=True): probes tell them apart at load.
 _PROBE_ROWS = 8
 _PROBABILITY_TOLERANCE = 1e-3
-_ONNX_INPUT_TYPES: dict[str, Any] = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+# ONNX input type -> numpy dtype name (a name: numpy loads on first use, see kit.lazy_import).
+_ONNX_INPUT_TYPES: dict[str, str] = {"tensor(float)": "float32", "tensor(double)": "float64"}
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ class OnnxModel:
         if dtype is None:
             raise ModelLoadError(f"the ONNX model takes {inputs[0].type}, not float input")
         self._input: str = inputs[0].name
-        self._dtype = dtype
+        self._dtype = np.dtype(dtype)
         outputs = session.get_outputs()
         self._classifier = signature.problem == "classification"
         self._labels = _Labels(signature.classes or [])

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from armillary.contracts.training import Signature
+from armillary.kit.lazy_import import lazy
 
 from .errors import BadInput
 from .features import DEFAULT_MAX_ROWS, Columns, check_row_count, columns_of, describe, matrix_of
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 _FORMS = (
     'send {"instances": [{column: value, ...}, ...]}, {"instances": [[value, ...], ...]} '

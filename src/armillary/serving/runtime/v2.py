@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from armillary.contracts.training import Signature
+from armillary.kit.lazy_import import lazy
 
 from .errors import BadInput
 from .features import (
@@ -27,6 +26,11 @@ from .features import (
     matrix_of,
 )
 from .model import Prediction
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = lazy("numpy")
 
 #: The name of the single ``[n, k]`` tensor form.
 MATRIX_INPUT = "input"

@@ -130,7 +130,7 @@ class LocalExecutor:
         return self.bwrap is not None
 
     async def start(self) -> None:
-        """Check the work root, find bubblewrap and start warming sandboxes."""
+        """Check the work root and find bubblewrap; sandboxes start on the first attempt."""
         async with self._start_lock:
             if self._factory is not None:
                 return
@@ -172,8 +172,15 @@ class LocalExecutor:
                 egress_allow=parse_allow_networks(os.environ.get(EGRESS_ALLOW_ENV)),
             )
             if self.bwrap is not None or self.insecure:
+                # Not filled here: a worker at rest holds no sandbox (each is a Python of tens
+                # of MB). The first attempt starts its own, and the pool fills behind it.
                 self._pool = WarmPool(self._factory, SandboxOptions(self.base_env), self.prestarted)
-                self._pool.fill()
+
+    async def warm_up(self) -> None:
+        """Start the pre-started sandboxes now instead of on the first attempt."""
+        await self.start()
+        if self._pool is not None:
+            self._pool.fill()
 
     async def close(self) -> None:
         """Stop the warm sandboxes (running attempts end with their own ``run``)."""
