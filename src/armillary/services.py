@@ -8,16 +8,14 @@ other services call, behind service credentials and the policy below.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.middleware import Middleware
 
-from armillary.data import app as data_app
-from armillary.data.client import DataClient
-from armillary.data.settings import DataSettings
-from armillary.identity import app as identity_app
 from armillary.identity.client import IdentityClient
 from armillary.kit import service_client
 from armillary.kit.app_factory import build_app
@@ -28,14 +26,10 @@ from armillary.kit.security import KeySet, TokenVerifier
 from armillary.kit.service_auth import Policy, ServiceCallGuard, ServiceCredentials, ServiceVerifier
 from armillary.kit.settings import SERVICE_PORTS, Settings
 from armillary.kit.storage import StorageSettings
-from armillary.registry import app as registry_app
-from armillary.registry.client import RegistryClient
-from armillary.serving import app as serving_app
-from armillary.tracking import app as tracking_app
-from armillary.workflows import app as workflows_app
-from armillary.workflows.client import WorkflowsClient
-from armillary.workflows.components import workflows_of
-from armillary.workflows.settings import WorkflowSettings
+
+if TYPE_CHECKING:
+    from armillary.data.settings import DataSettings
+    from armillary.workflows.settings import WorkflowSettings
 
 log = structlog.get_logger("armillary.services")
 
@@ -62,6 +56,13 @@ class UnknownService(ValueError):
 def _check(service: str) -> None:
     if service not in SERVICES:
         raise UnknownService(f"unknown service {service!r}: one of {', '.join(SERVICES)}")
+
+
+def service_app(service: str) -> ModuleType:
+    """``armillary.<service>.app``, imported when asked for: a service's process loads its
+    own service's code only, not the five others' (tens of MB each, for days)."""
+    _check(service)
+    return importlib.import_module(f"armillary.{service}.app")
 
 
 def own_credentials(service: str, settings: Settings) -> ServiceCredentials | None:
@@ -96,31 +97,38 @@ def create_service_runtime(
     runtime = Runtime.create(settings, role=role or service, schemas=(service,))
     runtime.limiter = RateLimiter.from_settings(settings)
     clients: list[Any] = []
+    app = service_app(service)
     if service == "identity":
-        identity_app.install(runtime)
-        directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
+        app.install(runtime)
+        directory = IdentityClient.in_process(app.create_internal_app(runtime))
     else:
         directory = IdentityClient.over_http(urls["identity"])
     clients.append(directory)
     if service == "data":
-        data_app.install(runtime, settings=data_settings, storage_settings=storage_settings)
+        app.install(runtime, settings=data_settings, storage_settings=storage_settings)
     elif service == "workflows":
-        workflows_app.install(
-            runtime, storage_settings=storage_settings, settings=workflow_settings
-        )
+        from armillary.data.client import DataClient
+        from armillary.workflows.components import workflows_of
+
+        app.install(runtime, storage_settings=storage_settings, settings=workflow_settings)
         workflows_of(runtime).datasets = _keep(clients, DataClient.over_http(urls["data"]))
     elif service == "registry":
-        registry = registry_app.install(runtime, storage_settings=storage_settings)
+        from armillary.data.client import DataClient
+        from armillary.workflows.client import WorkflowsClient
+
+        registry = app.install(runtime, storage_settings=storage_settings)
         registry.datasets = _keep(clients, DataClient.over_http(urls["data"]))
         registry.workflows = _keep(clients, WorkflowsClient.over_http(urls["workflows"]))
     elif service == "serving":
-        serving = serving_app.install(runtime, storage_settings=storage_settings)
+        from armillary.registry.client import RegistryClient
+
+        serving = app.install(runtime, storage_settings=storage_settings)
         serving.registry = _keep(
             clients,
             RegistryClient.over_http(urls["registry"], urls["registry"], credentials=credentials),
         )
     elif service == "tracking":
-        tracking_app.install(runtime)
+        app.install(runtime)
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
         issuer=settings.jwt_issuer,
@@ -145,20 +153,11 @@ def _keep(clients: list[Any], client: C) -> C:
     return client
 
 
-# What each service's process serves: its public routes (the gateway's routes) and its
-# internal ones (never routed by the gateway).
-PUBLIC_ROUTERS = {
-    "identity": identity_app.ROUTERS,
-    "data": data_app.ROUTERS,
-    "workflows": workflows_app.ROUTERS,
-    "registry": registry_app.ROUTERS,
-    "serving": serving_app.ROUTERS,
-    "tracking": tracking_app.ROUTERS,
-}
-INTERNAL_ROUTERS = {
-    "identity": identity_app.INTERNAL_ROUTERS,
-    "registry": registry_app.INTERNAL_ROUTERS,
-}
+def routers_of(service: str) -> list[APIRouter]:
+    """What a service's process serves: its public routes (the gateway's routes) and its
+    internal ones (never routed by the gateway)."""
+    app = service_app(service)
+    return [*app.ROUTERS, *getattr(app, "INTERNAL_ROUTERS", [])]
 
 
 def create_service_app(
@@ -189,6 +188,6 @@ def create_service_app(
     return build_app(
         runtime,
         title=f"Armillary {service}",
-        routers=[*PUBLIC_ROUTERS[service], *INTERNAL_ROUTERS.get(service, [])],
+        routers=routers_of(service),
         middleware=[Middleware(ServiceCallGuard, verifier=guard)],
     )

@@ -4,6 +4,8 @@ calls others' internal routes does not start without its key."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from tests.security.test_route_inventory import concrete, inventory
 
 from armillary.kit.app_factory import PUBLIC_PATHS
 from armillary.kit.service_auth import write_key_pair
-from armillary.services import INTERNAL_ROUTERS, PUBLIC_ROUTERS, SERVICES, create_service_app
+from armillary.services import SERVICES, create_service_app, routers_of
 
 
 def _routes(routers: list[Any]) -> set[tuple[str, str]]:
@@ -38,14 +40,29 @@ def test_a_service_process_serves_its_own_routes_only(service: str, tmp_path: Pa
     limiter = app.state.runtime.limiter
     assert limiter.delegated("/internal/v1/job-tokens")
     assert not limiter.delegated("/api/v1/internal")
-    own = _routes(PUBLIC_ROUTERS[service]) | _routes(INTERNAL_ROUTERS.get(service, []))
+    own = _routes(routers_of(service))
     assert own <= served
     for other in SERVICES:
         if other != service:
-            foreign = _routes(PUBLIC_ROUTERS[other]) | _routes(INTERNAL_ROUTERS.get(other, []))
+            foreign = _routes(routers_of(other))
             assert not (foreign - own) & served, other
     internal = {path for _, path in served if path.startswith("/internal")}
     assert bool(internal) == (service in ("identity", "registry"))
+
+
+@pytest.mark.parametrize("service", ["data", "tracking"])
+def test_a_service_process_loads_no_other_service(service: str) -> None:
+    # A service's process holds its own code only (issue 18, memory): importing the five
+    # others would cost each process tens of MB for as long as it runs.
+    others = [s for s in SERVICES if s not in (service, "identity")]
+    code = (
+        "import sys\n"
+        "from armillary.services import service_app\n"
+        f"service_app({service!r})\n"
+        f"print([s for s in {others!r} if f'armillary.{{s}}.app' in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_serving_needs_its_own_key(tmp_path: Path) -> None:
