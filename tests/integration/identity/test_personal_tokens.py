@@ -307,3 +307,28 @@ async def test_admins_revoke_anyones_pat(api: Api) -> None:
     assert response.status_code == 204, response.text
     path = f"/api/v1/projects/{project['slug']}"
     problem(await c.get(path, headers=auth(issued["token"])), 401)
+
+
+async def test_a_superseded_key_verifies_until_its_last_pat_expires(api: Api, app: FastAPI) -> None:
+    c = api.client
+    admin = await api.admin_token()
+    project = await api.create_project(admin)
+    issued = await create_pat(c, admin, project["slug"], expires_in_days=90)
+    kid = jwt.get_unverified_header(issued["token"])["kid"]
+    identity = identity_of(app.state.runtime)
+    async with app.state.runtime.db.unit_of_work() as session:
+        await identity.keyring.rotate(session, immediately=True)
+    (key,) = await rows(
+        app, "SELECT retires_at FROM identity_signing_keys WHERE kid = :kid", kid=kid
+    )
+    retires_at = key["retires_at"]
+    if retires_at.tzinfo is None:  # SQLite keeps no zone
+        retires_at = retires_at.replace(tzinfo=UTC)
+    assert retires_at == datetime.fromisoformat(issued["expires_at"])
+    jwks = (await c.get("/api/v1/auth/jwks")).json()
+    assert kid in {k["kid"] for k in jwks["keys"]}
+    async with app.state.runtime.db.unit_of_work() as session:
+        await identity.keyring.retire_expired(session)
+    path = f"/api/v1/projects/{project['slug']}"
+    response = await c.get(path, headers=auth(issued["token"]))
+    assert response.status_code == 200, response.text
