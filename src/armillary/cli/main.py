@@ -28,6 +28,7 @@ from armillary.cli import (
     services,
     session,
     storage,
+    tokens,
     workflows,
 )
 from armillary.cli.output import (
@@ -68,6 +69,7 @@ app.add_typer(workflows.app, name="workflow")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
 app.add_typer(events.app, name="events")
+app.add_typer(tokens.app, name="tokens")
 app.command("quickstart")(quickstart.quickstart)
 app.command("worker")(engine.worker)
 app.command("scheduler")(engine.scheduler)

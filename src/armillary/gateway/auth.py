@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from armillary.kit.edge import Access, EdgeRule
-from armillary.kit.security import ACCESS_TOKEN_TYPE
+from armillary.kit.security import ACCESS_TOKEN_TYPE, PERSONAL_TOKEN_SCOPE, PERSONAL_TOKEN_TYPE
 
 from .settings import GatewaySettings
 
@@ -38,15 +38,26 @@ def _claim(*path: str, exact: str) -> dict[str, Any]:
 
 def rbac_policy(rule: EdgeRule) -> dict[str, Any] | None:
     """The per-route RBAC config of ``rule``: what jwt_authn alone lets through. A refresh
-    token is signed by the same key for the same audience, so its ``typ`` is checked here;
-    then the admin role and job tokens. None for public routes."""
+    token is signed by the same key for the same audience, so its ``typ`` is checked here
+    (an access token or a personal access token, ADR 0040); then the admin role (which a
+    personal access token never carries), and job and personal access tokens on the routes
+    that refuse them. None for public routes."""
     if rule.access is Access.PUBLIC:
         return None
-    checks: list[dict[str, Any]] = [_claim("jwt_header", "typ", exact=ACCESS_TOKEN_TYPE)]
+    bearer_types = {
+        "or_ids": {
+            "ids": [
+                _claim("jwt_header", "typ", exact=ACCESS_TOKEN_TYPE),
+                _claim("jwt_header", "typ", exact=PERSONAL_TOKEN_TYPE),
+            ]
+        }
+    }
+    checks: list[dict[str, Any]] = [bearer_types]
     if rule.admin_only:
         checks.append(_claim("jwt_payload", "role", exact="admin"))
     if not rule.job_tokens:
         checks.append({"not_id": _claim("jwt_payload", "scope", exact=JOB_SCOPE)})
+        checks.append({"not_id": _claim("jwt_payload", "scope", exact=PERSONAL_TOKEN_SCOPE)})
     principals: list[dict[str, Any]] = [{"and_ids": {"ids": checks}}]
     if rule.access is Access.API_KEY_OR_BEARER:
         # The key itself is checked by the serving service (it owns the keys).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from armillary.kit.security import ACCESS_TOKEN_TYPE
+from armillary.kit.security import ACCESS_TOKEN_TYPE, PERSONAL_TOKEN_TYPE
 
 from .auth import jwt_metadata
 from .settings import GatewaySettings
@@ -78,12 +78,20 @@ def _status_filter(status: int) -> dict[str, Any]:
 
 def local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
     """Every reply Envoy makes itself is problem+json with the request id. Its 403s are JWT
-    failures (a wrong audience) unless an access token verified: those become 401; a 403 of
-    the RBAC filter after a valid access token stays 403 (role or job token refused)."""
+    failures (a wrong audience) unless an access token (or a personal access token) verified:
+    those become 401; a 403 of the RBAC filter after a valid one stays 403 (role, job or
+    personal access token refused)."""
     valid_access_token = {
-        "metadata_filter": {
-            "matcher": jwt_metadata("jwt_header", "typ", exact=ACCESS_TOKEN_TYPE),
-            "match_if_key_not_found": False,
+        "or_filter": {
+            "filters": [
+                {
+                    "metadata_filter": {
+                        "matcher": jwt_metadata("jwt_header", "typ", exact=typ),
+                        "match_if_key_not_found": False,
+                    }
+                }
+                for typ in (ACCESS_TOKEN_TYPE, PERSONAL_TOKEN_TYPE)
+            ]
         }
     }
     forbidden = _problem(403, settings)

@@ -23,10 +23,17 @@ from .bootstrap import ensure_first_admin, ensure_signing_key
 from .components import SERVICE, Identity
 from .keys.schedule import KeySchedule
 from .projects.api import router as projects_router
+from .tokens.api import router as tokens_router
 from .users.api import router as users_router
 
 # The public routes, served to clients by every composition.
-ROUTERS: list[APIRouter] = [auth_router, users_router, projects_router, audit_router]
+ROUTERS: list[APIRouter] = [
+    auth_router,
+    tokens_router,
+    users_router,
+    projects_router,
+    audit_router,
+]
 # Routes only other services call (e.g. minting job tokens): the internal app alone serves them.
 INTERNAL_ROUTERS: list[APIRouter] = [internal_router]
 

@@ -12,6 +12,11 @@ platform-level routes (``require_platform_role``) refuse them, and an action out
 is a 403 whatever the starter's role. ``act`` never holds :data:`NEVER_FOR_JOB_TOKENS`: a
 leaked job token cannot edit the project, its members or workflows, nor start jobs. Identity
 refuses the token (401) once its job has ended or its attempt has lost its lease.
+
+Personal access tokens (ADR 0040: typ ``pat+jwt``, ``scope: "pat"``, ``prj``) are scoped the
+same way: one project, never platform-level or account routes, and the actions of
+:data:`PERSONAL_TOKEN_ACTIONS` within the user's current role there. Identity is asked about
+every request with one (like a job token), and refuses it once revoked.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from armillary.kit.cache import Cache
 from armillary.kit.errors import Forbidden, NotFound, Unauthorized
 from armillary.kit.events import Delivery, EventBus
 from armillary.kit.ids import parse_uuid
-from armillary.kit.security import TokenVerifier
+from armillary.kit.security import PERSONAL_TOKEN_SCOPE, TokenVerifier
 
 _ROLE_RANK = {ProjectRole.VIEWER: 1, ProjectRole.EDITOR: 2, ProjectRole.OWNER: 3}
 
@@ -99,6 +104,11 @@ NEVER_FOR_JOB_TOKENS = frozenset(
 )
 
 
+# What a personal access token may do, within its user's role in its project: everything but
+# deleting the project and managing its members, which stay with a signed-in person.
+PERSONAL_TOKEN_ACTIONS = frozenset(PROJECT_ACTIONS) - {"project:delete", "members:manage"}
+
+
 def job_token_actions(extra: Iterable[str] = ()) -> frozenset[str]:
     """The actions of a job token whose task type declares ``extra`` (e.g. ``model:alias``).
     ``ValueError`` for an unknown action or one no job token may hold."""
@@ -134,9 +144,10 @@ class AccessDirectory(Protocol):
 @dataclass(frozen=True, slots=True)
 class TokenScope:
     """What a job token is limited to: one project, some actions, and while its job (and its
-    attempt, when ``task`` is set) runs."""
+    attempt, when ``task`` is set) runs. For a personal access token ``job_id`` is None and
+    ``token_id`` is its ``jti``: one project, its actions, until it expires or is revoked."""
 
-    job_id: UUID
+    job_id: UUID | None
     project_id: UUID
     actions: frozenset[str]
     task: str | None = None
@@ -144,6 +155,11 @@ class TokenScope:
     # The datasets its job names (read, written); None: not limited by name.
     datasets_read: frozenset[str] | None = None
     datasets_write: frozenset[str] | None = None
+    token_id: str | None = None
+
+    @property
+    def is_personal(self) -> bool:
+        return self.job_id is None
 
 
 def _names(value: Any) -> frozenset[str] | None:
@@ -157,6 +173,8 @@ def token_scope(claims: dict[str, Any]) -> TokenScope | None:
     scope without spelling it out completely is invalid (401), never unscoped."""
     if not ({"scope", "job", "prj", "act", "task", "att"} & claims.keys()):
         return None
+    if claims.get("scope") == PERSONAL_TOKEN_SCOPE:
+        return _personal_scope(claims)
     if claims.get("scope") != JOB_TOKEN_SCOPE:
         raise Unauthorized("Invalid token")
     job_id = parse_uuid(str(claims.get("job", "")))
@@ -181,6 +199,19 @@ def token_scope(claims: dict[str, Any]) -> TokenScope | None:
     return TokenScope(job_id, project_id, frozenset(actions), task, attempt, read, write)
 
 
+def _personal_scope(claims: dict[str, Any]) -> TokenScope:
+    """A personal access token names its project and nothing of a job's."""
+    project_id = parse_uuid(str(claims.get("prj", "")))
+    jti = claims.get("jti")
+    if (
+        project_id is None
+        or not isinstance(jti, str)
+        or {"job", "act", "task", "att", "dsr", "dsw"} & claims.keys()
+    ):
+        raise Unauthorized("Invalid token")
+    return TokenScope(None, project_id, PERSONAL_TOKEN_ACTIONS, token_id=jti)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: UUID
@@ -189,7 +220,7 @@ class Principal:
     role: PlatformRole
     token: str  # forwarded to other services on the caller's behalf; never logged
     # Set for a job token: the job it was issued for, the one project it may act in, and the
-    # actions it may perform there.
+    # actions it may perform there. A personal access token sets the last two, not the job.
     job_id: UUID | None = None
     scope_project_id: UUID | None = None
     job_actions: frozenset[str] = frozenset()
@@ -216,12 +247,17 @@ class Principal:
 
     @property
     def is_job(self) -> bool:
+        return self.job_id is not None
+
+    @property
+    def is_scoped(self) -> bool:
+        """A job token or a personal access token: one project, no platform-level routes."""
         return self.scope_project_id is not None
 
     @property
     def is_admin(self) -> bool:
-        """Admin rights; never through a job token, whoever started the job."""
-        return self.role is PlatformRole.ADMIN and not self.is_job
+        """Admin rights; never through a job or personal access token, whoever holds it."""
+        return self.role is PlatformRole.ADMIN and not self.is_scoped
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +268,7 @@ class ProjectAccess:
     role: ProjectRole
 
     def allows(self, action: str) -> bool:
-        if self.principal.is_job and action not in self.principal.job_actions:
+        if self.principal.is_scoped and action not in self.principal.job_actions:
             return False
         return _ROLE_RANK[self.role] >= _ROLE_RANK[PROJECT_ACTIONS[action]]
 
@@ -279,7 +315,8 @@ class AccessControl:
             info = PrincipalInfo.model_validate(cached[0])
         else:
             # A job token is asked about every time: identity refuses it once its job ended or
-            # its attempt lost the lease, which no cached answer about the user would know.
+            # its attempt lost the lease, which no cached answer about the user would know. A
+            # personal access token too: its revocation applies at once in every process.
             found = await self.directory.principal(token)
             if found is None:
                 raise Unauthorized("Invalid token")
@@ -406,8 +443,8 @@ def require_platform_role(*roles: PlatformRole) -> Any:
 
     @edge.mark(admin_only=not roles, job_tokens=False)
     async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if principal.is_job:
-            raise Forbidden("Job tokens cannot call platform-level routes")
+        if principal.is_scoped:
+            raise Forbidden(f"{_scoped_kind(principal)} cannot call platform-level routes")
         if not principal.is_admin and principal.role not in roles:
             raise Forbidden("Your role does not allow this")
         return principal
@@ -416,16 +453,21 @@ def require_platform_role(*roles: PlatformRole) -> Any:
 
 
 def refuse_job_tokens(activity: str) -> Any:
-    """Dependency factory: the caller, unless it holds a job token (403 "Job tokens cannot
-    ``activity``"). For routes that act on the account itself, such as a password change."""
+    """Dependency factory: the caller, unless it holds a job or personal access token (403
+    "Job tokens cannot ``activity``"). For routes that act on the account itself, such as a
+    password change or issuing a personal access token."""
 
     @edge.mark(job_tokens=False)
     async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if principal.is_job:
-            raise Forbidden(f"Job tokens cannot {activity}")
+        if principal.is_scoped:
+            raise Forbidden(f"{_scoped_kind(principal)} cannot {activity}")
         return principal
 
     return dependency
+
+
+def _scoped_kind(principal: Principal) -> str:
+    return "Job tokens" if principal.is_job else "Personal access tokens"
 
 
 def project_permission(action: str) -> Any:
@@ -453,6 +495,8 @@ def project_permission(action: str) -> Any:
         if not access.allows(action):
             if access.principal.is_job:
                 raise Forbidden(f"A job token does not allow {action}")
+            if access.principal.is_scoped:
+                raise Forbidden(f"A personal access token does not allow {action}")
             raise Forbidden(f"Your role in this project does not allow {action}")
         return access
 

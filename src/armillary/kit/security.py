@@ -21,6 +21,12 @@ from armillary.kit.errors import Unauthorized
 ALGORITHM = "EdDSA"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - JWT "typ" values, not secrets
 REFRESH_TOKEN_TYPE = "refresh+jwt"  # noqa: S105
+# A personal access token (ADR 0040): a user's rights in one project, for notebooks and CI.
+PERSONAL_TOKEN_TYPE = "pat+jwt"  # noqa: S105
+PERSONAL_TOKEN_SCOPE = "pat"  # noqa: S105 - the "scope" claim of a personal access token
+# The types a bearer credential may have: the same routes accept both, and kit.authz caps a
+# personal access token to its project.
+BEARER_TOKEN_TYPES = frozenset({ACCESS_TOKEN_TYPE, PERSONAL_TOKEN_TYPE})
 _KID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
 
@@ -91,7 +97,9 @@ class TokenVerifier:
 
     async def verify(self, token: str, *, expected_type: str = ACCESS_TOKEN_TYPE) -> dict[str, Any]:
         """Claims of a valid token of ``expected_type``; :class:`InvalidToken` otherwise.
-        The reason stays in the server's logs, never in the response."""
+        ``ACCESS_TOKEN_TYPE`` (the default) stands for any bearer credential: an access token
+        or a personal access token. The reason stays in the server's logs, never in the
+        response."""
         if expected_type != ACCESS_TOKEN_TYPE:
             return await self._verify(token, expected_type)
         await self.keys.refresh_if_stale()
@@ -114,9 +122,11 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidToken("Invalid token") from exc
         kid = header.get("kid")
+        typ = header.get("typ")
+        accepted = BEARER_TOKEN_TYPES if expected_type == ACCESS_TOKEN_TYPE else {expected_type}
         if (
             header.get("alg") != ALGORITHM
-            or header.get("typ") != expected_type
+            or typ not in accepted
             or not isinstance(kid, str)
             or not _KID.match(kid)
         ):
@@ -137,6 +147,10 @@ class TokenVerifier:
             raise InvalidToken("Token expired") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken("Invalid token") from exc
+        # The type and the scope claim must agree: a personal access token is always scoped
+        # as one, and no other token may claim to be one.
+        if (typ == PERSONAL_TOKEN_TYPE) != (claims.get("scope") == PERSONAL_TOKEN_SCOPE):
+            raise InvalidToken("Invalid token")
         return claims
 
 

@@ -9,6 +9,7 @@ import armillary.identity.audit.models
 import armillary.identity.auth.models
 import armillary.identity.keys.models
 import armillary.identity.projects.models
+import armillary.identity.tokens.models
 import armillary.identity.users.models
 import armillary.kit.events
 import armillary.registry.aliases.models

@@ -13,6 +13,7 @@ from .datasets import Datasets
 from .errors import ArmillaryError, ConnectionFailed, error_from_response
 from .jobs import Jobs
 from .models import Models
+from .personal_tokens import PersonalTokens
 from .types import Tokens
 
 #: Connect quickly or fail; allow a minute of silence between bytes of an answer.
@@ -62,6 +63,7 @@ class Client:
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.models = Models(self)
+        self.personal_tokens = PersonalTokens(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
@@ -227,3 +228,41 @@ async def test_a_service_that_is_down_is_a_503_problem_with_retry_after(
         # The stats listener serves the Prometheus page and nothing else of the admin API.
         other = await httpx.AsyncClient().post(f"{edge.stats_url}/quitquitquit")
         assert other.status_code == 404
+
+
+async def test_personal_access_tokens_pass_the_edge_like_access_tokens(
+    app: FastAPI, api: Api, edge: Gateway
+) -> None:
+    """A ``pat+jwt`` token is checked against the same JWKS: signed by identity it passes to
+    its project's routes; signed by another key, or opaque, it is a 401 at the edge; on the
+    account's and admins' routes a 403 at the edge."""
+    admin = await api.admin_token()
+    project = await api.create_project(admin)
+    response = await api.client.post(
+        "/api/v1/auth/tokens", json={"name": "ci", "project": project["slug"]}, headers=auth(admin)
+    )
+    assert response.status_code == 201, response.text
+    pat = response.json()["token"]
+    header = jwt.get_unverified_header(pat)
+    claims = jwt.decode(pat, options={"verify_signature": False})
+    forged = ed25519_token(Ed25519PrivateKey.generate(), header, claims)
+    async with client(edge) as gateway:
+        ok = await passed_through(
+            gateway, "GET", f"/api/v1/projects/{project['slug']}", headers=auth(pat)
+        )
+        assert ok.status_code == 200, ok.text
+        search = await passed_through(
+            gateway,
+            "POST",
+            f"/mlflow/{project['slug']}/api/2.0/mlflow/experiments/search",
+            json={"max_results": 1},
+            headers=auth(pat),
+        )
+        assert search.status_code == 200, search.text
+        for token in (forged, "an-opaque-personal-token"):
+            await refused_at_edge(
+                gateway, "GET", "/api/v1/projects", 401, "Not authenticated", headers=auth(token)
+            )
+        # An admin's token is no admin, and the account's routes refuse it.
+        for path in ("/api/v1/users", ME, "/api/v1/auth/tokens"):
+            await refused_at_edge(gateway, "GET", path, 403, "Forbidden", headers=auth(pat))

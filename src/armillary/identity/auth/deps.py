@@ -18,6 +18,7 @@ from armillary.kit.deps import ReadSession
 from armillary.kit.errors import Unauthorized
 
 from ..components import current_identity
+from ..tokens import service as personal_tokens
 from ..users import repository as users
 from ..users.models import User
 from . import job_token_revocations as revocations
@@ -28,7 +29,7 @@ _bearer = HTTPBearer(auto_error=False)
 @dataclass(frozen=True)
 class DirectCaller:
     user: User
-    scope: TokenScope | None  # set when the token is a job token
+    scope: TokenScope | None  # set when the token is a job or personal access token
 
 
 async def current_caller_uncached(
@@ -48,7 +49,10 @@ async def current_caller_uncached(
     user = await users.by_id(session, user_id)
     if user is None or not user.active:
         raise Unauthorized("Invalid token")
-    if scope is not None and await revocations.is_revoked(session, scope):
+    if scope is not None and scope.is_personal:
+        if not await personal_tokens.is_live(session, scope, user.id):
+            raise Unauthorized("Invalid token")
+    elif scope is not None and await revocations.is_revoked(session, scope):
         raise Unauthorized("Invalid token")
     return DirectCaller(user, scope)
 

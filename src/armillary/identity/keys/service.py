@@ -14,7 +14,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import SigningKeysChanged
@@ -22,6 +22,7 @@ from armillary.kit.db import utcnow
 from armillary.kit.events import publish
 from armillary.kit.security import ALGORITHM
 
+from ..tokens.models import PersonalAccessToken
 from .models import SigningKey
 
 
@@ -54,6 +55,29 @@ class Rotation:
 
     kid: str
     activates_at: datetime
+
+
+async def keep_for_personal_tokens(session: AsyncSession) -> None:
+    """A superseded key keeps verifying until the last live personal access token it signed
+    expires (ADR 0040): they live up to 90 days, keys rotate more often."""
+    last_expiry = (
+        select(func.max(PersonalAccessToken.expires_at))
+        .where(
+            PersonalAccessToken.kid == SigningKey.kid,
+            PersonalAccessToken.revoked_at.is_(None),
+        )
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(SigningKey)
+        .where(
+            SigningKey.active.is_(False),
+            SigningKey.retired_at.is_(None),
+            SigningKey.retires_at < last_expiry,
+        )
+        .values(retires_at=last_expiry)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def activation(row: SigningKey) -> datetime:
@@ -211,6 +235,7 @@ class KeyRing:
             .where(SigningKey.active.is_(True))
             .values(active=False, retires_at=activates_at + self.grace)
         )
+        await keep_for_personal_tokens(session)
         row = await self._create(session, activates_at=activates_at)
         self._active = None
         publish(session, SigningKeysChanged.TYPE, SigningKeysChanged(active_kid=row.kid))

@@ -139,7 +139,7 @@ async def _account(
         access = await control.project_access(token, deployment.project_slug, claims)
     except NotFound:
         principal = await control.principal(token, claims)
-        if principal.is_job or not await _granted(runtime, deployment, principal):
+        if principal.is_scoped or not await _granted(runtime, deployment, principal):
             raise NotFound("Deployment not found") from None
         return _user(principal)
     principal = access.principal
