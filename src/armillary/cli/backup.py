@@ -40,7 +40,7 @@ def _home_excluded(settings: Settings, storage_settings: StorageSettings) -> lis
     attempts' work directories, the serving model cache)."""
     from sqlalchemy.engine import make_url
 
-    from armillary.app import default_work_root
+    from armillary.engine import default_work_root
     from armillary.serving.settings import ServingSettings
 
     cache = ServingSettings().cache_dir

@@ -31,7 +31,7 @@ def worker(
 ) -> None:
     """Run tasks: take queued tasks under a lease and run each attempt in a sandboxed child
     process, until SIGTERM."""
-    from armillary.app import run_worker
+    from armillary.engine import run_worker
     from armillary.kit import tracing
     from armillary.kit.logging import configure_logging
     from armillary.kit.settings import Settings
@@ -44,7 +44,7 @@ def worker(
 
 def scheduler() -> None:
     """Run the scheduler (one is active at a time: others stand by for its lock)."""
-    from armillary.app import run_scheduler
+    from armillary.engine import run_scheduler
     from armillary.kit import tracing
     from armillary.kit.logging import configure_logging
     from armillary.kit.settings import Settings

@@ -321,7 +321,7 @@ async def test_each_service_serves_its_routes_and_internal_routes_take_service_c
 async def test_a_worker_mints_job_tokens_from_identitys_process_with_the_workflows_key(
     cluster: Cluster,
 ) -> None:
-    from armillary.app import job_token_issuer
+    from armillary.engine import job_token_issuer
 
     scene = await _scene(cluster)
     in_process = IdentityClient.over_http("http://127.0.0.1:9")  # stands in; never called

@@ -65,6 +65,16 @@ def test_a_service_process_loads_no_other_service(service: str) -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_workflow_engine_loads_no_other_service() -> None:
+    # A distributed worker or scheduler composes the workflows service alone.
+    code = (
+        "import sys, armillary.engine, armillary.cli.engine\n"
+        "print([m for m in sys.modules if m.endswith('.app') and m.startswith('armillary.')])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_serving_needs_its_own_key(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home")
     with pytest.raises(FileNotFoundError, match="service-keys create serving"):
@@ -106,7 +116,7 @@ def test_the_engine_processes_build_the_workflows_service_alone_when_distributed
     """Distributed (events over RabbitMQ, identity elsewhere), a worker or scheduler runs the
     workflows service only; embedded it keeps every service, since the events it commits are
     dispatched to consumers in its own process."""
-    from armillary.app import engine_runtime
+    from armillary.engine import engine_runtime
 
     settings = make_settings(
         tmp_path / "home",

@@ -481,7 +481,8 @@ async def test_sandboxes_start_on_first_use_then_stay_warm(base_dir: Path) -> No
         pool = executor._pool
         assert pool is not None
         await asyncio.sleep(0.5)
-        assert pool._ready.qsize() == 0 and not pool._starting
+        assert pool._ready.qsize() == 0
+        assert not pool._starting
         result = await finished(executor, spec("noop", {"values": {"first": True}}))
         assert result.outcome is Outcome.SUCCEEDED
         result.cleanup()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from armillary.app import default_work_root
+from armillary.engine import default_work_root
 from armillary.kit.settings import Settings
 from armillary.workflows.execution import workroot
 from armillary.workflows.execution.local import LocalExecutor

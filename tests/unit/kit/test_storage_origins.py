@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from armillary.app import local_executor
+from armillary.engine import local_executor
 from armillary.kit.storage import StorageSettings
 from armillary.workflows.settings import WorkflowSettings
 

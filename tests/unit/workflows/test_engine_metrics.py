@@ -8,7 +8,7 @@ import urllib.request
 
 from tests.integration.workflows.engine import free_port
 
-from armillary.app import serve_engine_metrics
+from armillary.engine import serve_engine_metrics
 from armillary.workflows.settings import WorkflowSettings
 
 
