@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from armillary import console
 from armillary.data import app as data_app
 from armillary.data.client import DataClient
 from armillary.data.settings import DataSettings
@@ -112,7 +113,7 @@ def create_app(
         workflow_settings=workflow_settings,
         run_scheduler=run_scheduler,
     )
-    return build_app(
+    app = build_app(
         runtime,
         title="Armillary",
         description=DESCRIPTION,
@@ -125,6 +126,9 @@ def create_app(
             *tracking_app.ROUTERS,
         ],
     )
+    # The web console, a client of the API above like the CLI (ADR 0038).
+    console.install(app)
+    return app
 
 
 def storage_reference_sources() -> list[ReferenceSource]:

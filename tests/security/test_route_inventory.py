@@ -108,12 +108,52 @@ def test_every_allow_listed_path_exists(app: FastAPI) -> None:
     assert not missing, f"PUBLIC_PATHS names routes that do not exist: {missing}"
 
 
+def is_console(template: str) -> bool:
+    """The web console's pages (ADR 0038): a browser surface that signs in with a cookie and
+    calls the API like any client, so its pages are checked by the console test below."""
+    return template == "/" or template == "/ui" or template.startswith("/ui/")
+
+
+# Console pages an anonymous browser may see: sign-in, its assets, the redirects to /ui.
+CONSOLE_PUBLIC = {
+    ("GET", "/"),
+    ("GET", "/ui"),
+    ("GET", "/ui/login"),
+    ("POST", "/ui/login"),
+    ("GET", "/ui/static/{path:path}"),
+}
+
+
+async def test_every_console_page_sends_an_anonymous_browser_to_sign_in(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    failures: list[str] = []
+    pages = [(m, t) for m, t in inventory(app) if is_console(t)]
+    assert len(pages) >= 10
+    for method, template in pages:
+        if (method, template) in CONSOLE_PUBLIC:
+            continue
+        response = await client.request(method, concrete(template))
+        location = response.headers.get("location", "")
+        if method == "GET" and not (
+            response.status_code == 303 and location.startswith("/ui/login?next=")
+        ):
+            failures.append(f"{method} {template}: {response.status_code} {location}")
+        # A write without a session is refused before anything is sent to the API (no CSRF
+        # token, no Origin) or, with them, sent back to sign-in.
+        if method == "POST" and response.status_code not in (303, 403):
+            failures.append(f"{method} {template}: {response.status_code}")
+    assert not failures, "\n".join(failures)
+
+
 async def test_every_route_but_the_allow_list_answers_401_without_a_token(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
     failures: list[str] = []
     checked = 0
     for method, template in inventory(app):
+        if is_console(template):
+            continue
         url = concrete(template)
         body: dict[str, Any] = {"json": {}} if method in _BODY_METHODS else {}
         response = await client.request(method, url, **body)
@@ -142,7 +182,7 @@ async def test_an_invalid_token_is_as_good_as_none(app: FastAPI, client: httpx.A
     """The same walk with a garbage bearer token: no route treats 'some token' as enough."""
     failures = []
     for method, template in inventory(app):
-        if template in PUBLIC_PATHS:
+        if template in PUBLIC_PATHS or is_console(template):
             continue
         body: dict[str, Any] = {"json": {}} if method in _BODY_METHODS else {}
         response = await client.request(

@@ -1,0 +1,89 @@
+"""The console's client of the public HTTP API: every read and write a page makes goes
+through the same routes, permissions, rate limits and audit as the CLI's and the SDK's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+from fastapi import Request
+
+from .errors import ApiFailed, NotFoundPage, SignInRequired
+from .settings import ConsoleSettings
+
+USER_AGENT = "armillary-console"
+# The host name the in-process API sees; nothing resolves it.
+_IN_PROCESS_BASE = "http://armillary-api"
+
+
+class ConsoleApi:
+    """Calls the API as the signed-in user (``token``), or anonymously for sign-in."""
+
+    def __init__(self, http: httpx.AsyncClient, token: str | None) -> None:
+        self._http = http
+        self.token = token
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+    ) -> httpx.Response:
+        headers = {}
+        if authenticated:
+            if not self.token:
+                raise SignInRequired
+            headers["Authorization"] = f"Bearer {self.token}"
+        clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        try:
+            response = await self._http.request(
+                method, path, params=clean, json=json, data=data, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise ApiFailed(503, "The platform's API cannot be reached") from exc
+        if response.status_code == 401 and authenticated:
+            raise SignInRequired
+        return response
+
+    async def read(self, path: str, **params: Any) -> Any:
+        """A GET whose 403 and 404 mean "not found" to the user (the API hides projects
+        from non-members with 404; a 403 says no more than that here)."""
+        response = await self.request("GET", path, params=params)
+        if response.status_code in (403, 404):
+            raise NotFoundPage
+        if response.status_code >= 400:
+            raise ApiFailed.from_response(response)
+        return response.json()
+
+
+def _in_process_transport(request: Request) -> httpx.AsyncBaseTransport:
+    # The browser's address travels as the ASGI client, so the API's per-address limits,
+    # sign-in throttling and audit records see the real client, not the console.
+    client = request.client
+    address = (client.host, client.port) if client else ("127.0.0.1", 0)
+    return httpx.ASGITransport(app=request.app, client=address)
+
+
+async def console_api(request: Request) -> AsyncIterator[ConsoleApi]:
+    """FastAPI dependency: a client for this request, with the session's token if any."""
+    from .session import session_token
+
+    settings: ConsoleSettings = request.app.state.console_settings
+    timeout = httpx.Timeout(settings.api_timeout_seconds)
+    headers = {"User-Agent": USER_AGENT}
+    if settings.api_url:
+        http = httpx.AsyncClient(base_url=settings.api_url, timeout=timeout, headers=headers)
+    else:
+        http = httpx.AsyncClient(
+            base_url=_IN_PROCESS_BASE,
+            transport=_in_process_transport(request),
+            timeout=timeout,
+            headers=headers,
+        )
+    async with http:
+        yield ConsoleApi(http, session_token(request))
