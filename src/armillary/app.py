@@ -127,7 +127,7 @@ def create_app(
         ],
     )
     # The web console, a client of the API above like the CLI (ADR 0038).
-    console.install(app)
+    console.install(app, limiter=runtime.limiter)
     return app
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from armillary.kit.ratelimit import RateLimiter
+
 from .pages import install_error_pages, redirect
 from .routes import router
 from .settings import ConsoleSettings
@@ -15,10 +17,21 @@ from .settings import ConsoleSettings
 STATIC = Path(__file__).parent / "static"
 
 
-def install(app: FastAPI, settings: ConsoleSettings | None = None) -> None:
+# The console's own paths: "/", "/ui" and everything under it.
+CONSOLE_PATHS = r"/(ui(/.*)?)?$"
+
+
+def install(
+    app: FastAPI, settings: ConsoleSettings | None = None, limiter: RateLimiter | None = None
+) -> None:
     """Serves the console from ``app``: pages under ``/ui``, its assets under
-    ``/ui/static``, and ``/`` sends a browser to ``/ui``."""
+    ``/ui/static``, and ``/`` sends a browser to ``/ui``. Every API call a page makes is
+    limited by the API as the signed-in user's (or, signing in, as the address's); the page
+    requests themselves are left out of ``limiter``'s per-address budgets, so that users
+    behind one NAT do not share a budget twice."""
     app.state.console_settings = settings or ConsoleSettings()
+    if limiter is not None:
+        limiter.delegate(CONSOLE_PATHS)
     install_error_pages(app)
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")

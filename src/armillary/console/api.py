@@ -79,6 +79,11 @@ async def console_api(request: Request) -> AsyncIterator[ConsoleApi]:
     if settings.api_url:
         http = httpx.AsyncClient(base_url=settings.api_url, timeout=timeout, headers=headers)
     else:
+        # Behind a trusted proxy, the API resolves the client from X-Forwarded-For exactly as
+        # it would for the browser's own request (same peer, same header).
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            headers["X-Forwarded-For"] = forwarded
         http = httpx.AsyncClient(
             base_url=_IN_PROCESS_BASE,
             transport=_in_process_transport(request),

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth
 
@@ -46,11 +47,9 @@ async def sign_in(
 
 @asynccontextmanager
 async def signed_in_client(
-    app: FastAPI, email: str, password: str
+    app: FastAPI, email: str, password: str, address: str = "127.0.0.1"
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(
-        app=app, raise_app_exceptions=False, client=("127.0.0.1", 40000)
-    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=(address, 40000))
     async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as client:
         response = await sign_in(client, email, password)
         assert response.status_code == 303, response.text
@@ -317,15 +316,41 @@ async def test_the_job_page_follows_a_running_job_and_stops_when_it_ends(
     assert (await browser.get(f"/ui/projects/elsewhere/jobs/{job['id']}")).status_code == 404
 
 
+@asynccontextmanager
+async def app_with(settings: Settings) -> AsyncIterator[tuple[FastAPI, Api]]:
+    app = create_app(settings, configure_logs=False)
+    async with LifespanManager(app, startup_timeout=60):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.9", 1))
+        async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as http:
+            yield app, Api(http)
+
+
+async def test_the_apis_rate_limits_apply_to_the_consoles_writes(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    async with app_with(settings_factory(rate_limit_write="2/minute")) as (app, api):
+        admin = await api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
+        user = await api.create_user(admin, "data_scientist")  # the admin's first write
+        async with signed_in_client(app, user["email"], user["password"]) as client:
+            statuses = []
+            for slug in ("one", "two", "three"):
+                token = csrf_of(await client.get("/ui/projects"))
+                response = await client.post(
+                    "/ui/projects",
+                    data={"slug": slug, "name": slug, "csrf_token": token},
+                    headers={"Origin": ORIGIN},
+                )
+                statuses.append(response.status_code)
+        # The pages themselves (sign-in included) take nothing from the budget: the API's
+        # limit on the signed-in user decides, and its refusal is shown.
+        assert statuses == [303, 303, 429]
+        assert sorted(await projects_named(api, admin)) == ["one", "two"]
+
+
 async def test_an_expired_session_returns_to_sign_in_and_back(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    settings = settings_factory(access_token_ttl_seconds=1)
-    app = create_app(settings, configure_logs=False)
-    from asgi_lifespan import LifespanManager
-
-    async with LifespanManager(app, startup_timeout=60):
-        api = Api(httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN))
+    async with app_with(settings_factory(access_token_ttl_seconds=1)) as (app, api):
         admin = await api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
         user = await api.create_user(admin, "data_scientist")
         async with signed_in_client(app, user["email"], user["password"]) as client:
@@ -351,4 +376,28 @@ async def test_an_expired_session_returns_to_sign_in_and_back(
             )
             target = urlsplit(fragment.headers["hx-redirect"])
             assert parse_qs(target.query)["next"] == ["/ui/projects/p/jobs/j"]
-        await api.client.aclose()
+
+
+async def test_the_apis_audit_sees_the_browsers_address_and_the_console(
+    app: FastAPI, api: Api, scientist: dict[str, Any]
+) -> None:
+    async with signed_in_client(
+        app, scientist["email"], scientist["password"], address="203.0.113.9"
+    ) as client:
+        token = csrf_of(await client.get("/ui/projects"))
+        done = await client.post(
+            "/ui/projects",
+            data={"slug": "audited", "name": "Audited", "csrf_token": token},
+            headers={"Origin": ORIGIN},
+        )
+        assert done.status_code == 303
+    records = await api.client.get(
+        "/api/v1/audit",
+        params={"action": "projects.create"},
+        headers=auth(await api.admin_token()),
+    )
+    assert records.status_code == 200, records.text
+    [record] = records.json()["items"]
+    assert record["actor_id"] == scientist["id"]
+    assert record["client_address"] == "203.0.113.9"
+    assert record["user_agent"] == "armillary-console"
