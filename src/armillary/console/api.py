@@ -66,7 +66,8 @@ def _in_process_transport(request: Request) -> httpx.AsyncBaseTransport:
     # sign-in throttling and audit records see the real client, not the console.
     client = request.client
     address = (client.host, client.port) if client else ("127.0.0.1", 0)
-    return httpx.ASGITransport(app=request.app, client=address)
+    # An unhandled error in the API is its 500 answer here, shown as the error page.
+    return httpx.ASGITransport(app=request.app, client=address, raise_app_exceptions=False)
 
 
 async def console_api(request: Request) -> AsyncIterator[ConsoleApi]:

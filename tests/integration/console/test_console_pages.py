@@ -273,6 +273,7 @@ async def test_a_non_members_project_url_is_not_found(browser: httpx.AsyncClient
         "/ui/projects/secret-project/jobs",
         "/ui/projects/secret-project/workflows",
         "/ui/projects/no-such-project",
+        "/ui/projects/%2E%2E/jobs",  # no dot segment reaches the API's URL
     ):
         page = await browser.get(url)
         assert page.status_code == 404, url
@@ -401,3 +402,25 @@ async def test_the_apis_audit_sees_the_browsers_address_and_the_console(
     assert record["actor_id"] == scientist["id"]
     assert record["client_address"] == "203.0.113.9"
     assert record["user_agent"] == "armillary-console"
+
+
+async def test_a_viewer_sees_their_project_and_no_other(app: FastAPI, api: Api) -> None:
+    admin = await api.admin_token()
+    owner = await api.create_user(admin, "data_scientist")
+    await api.create_project(owner["token"], "shared")
+    await api.create_project(owner["token"], "unshared")
+    viewer = await api.create_user(admin, "user")
+    added = await api.client.put(
+        f"/api/v1/projects/shared/members/{viewer['email']}",
+        json={"role": "viewer"},
+        headers=auth(owner["token"]),
+    )
+    assert added.status_code == 200, added.text
+    async with signed_in_client(app, viewer["email"], viewer["password"]) as client:
+        listed = await client.get("/ui/projects")
+        assert "/ui/projects/shared" in listed.text
+        assert "unshared" not in listed.text
+        overview = await client.get("/ui/projects/shared")
+        assert overview.status_code == 200
+        assert "your role: viewer" in overview.text
+        assert (await client.get("/ui/projects/unshared")).status_code == 404
