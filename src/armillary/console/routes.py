@@ -296,6 +296,21 @@ async def job_live(request: Request, api: Api, project: str, job_id: str) -> Res
     return render(request, "_job_live.html", **_live_context(info, job))
 
 
+@router.post("/projects/{project}/jobs/{job_id}/cancel")
+async def cancel_job(
+    request: Request, api: Api, project: str, job_id: str, csrf: CsrfField = None
+) -> Response:
+    check_csrf(request, csrf)
+    await _job(api, project, job_id)  # the job must belong to this project
+    response = await api.request("POST", f"/api/v1/jobs/{seg(job_id)}/cancel")
+    if response.status_code in (403, 404):
+        raise NotFoundPage
+    # 409: it finished meanwhile; the page shows how.
+    if response.status_code >= 400 and response.status_code != 409:
+        raise ApiFailed.from_response(response)
+    return redirect(f"{UI}/projects/{seg(project)}/jobs/{seg(job_id)}")
+
+
 # -- workflows and models --------------------------------------------------------------------
 
 

@@ -424,3 +424,53 @@ async def test_a_viewer_sees_their_project_and_no_other(app: FastAPI, api: Api) 
         assert overview.status_code == 200
         assert "your role: viewer" in overview.text
         assert (await client.get("/ui/projects/unshared")).status_code == 404
+
+
+async def test_cancelling_a_job_is_a_protected_write_the_api_permits(
+    app: FastAPI, browser: httpx.AsyncClient, api: Api, scientist: dict[str, Any]
+) -> None:
+    token = scientist["token"]
+    await api.create_project(token, "stoppable")
+    applied = await api.client.post(
+        "/api/v1/projects/stoppable/workflows", json=SPEC, headers=auth(token)
+    )
+    assert applied.status_code == 201, applied.text
+    job = (
+        await api.client.post(
+            "/api/v1/projects/stoppable/workflows/pair/jobs", json={}, headers=auth(token)
+        )
+    ).json()
+    page_url = f"/ui/projects/stoppable/jobs/{job['id']}"
+    cancel_url = f"{page_url}/cancel"
+
+    async def status() -> str:
+        found = await api.client.get(f"/api/v1/jobs/{job['id']}", headers=auth(token))
+        return str(found.json()["status"])
+
+    # A viewer sees no button, and the API refuses the write when sent anyway.
+    viewer = await api.create_user(await api.admin_token(), "user")
+    await api.client.put(
+        f"/api/v1/projects/stoppable/members/{viewer['email']}",
+        json={"role": "viewer"},
+        headers=auth(token),
+    )
+    async with signed_in_client(app, viewer["email"], viewer["password"]) as other:
+        page = await other.get(page_url)
+        assert "Cancel job" not in page.text
+        refused = await other.post(
+            cancel_url, data={"csrf_token": csrf_of(page)}, headers={"Origin": ORIGIN}
+        )
+        assert refused.status_code == 404
+    page = await browser.get(page_url)
+    assert "Cancel job" in page.text
+    forged = await browser.post(
+        cancel_url, data={"csrf_token": csrf_of(page)}, headers={"Origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403
+    assert await status() == "queued"
+    done = await browser.post(
+        cancel_url, data={"csrf_token": csrf_of(page)}, headers={"Origin": ORIGIN}
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == page_url
+    assert await status() == "cancelled"
