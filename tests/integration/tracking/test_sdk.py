@@ -14,21 +14,18 @@ from typing import Any
 import httpx
 import pytest
 from tests.conftest import auth
-from tests.integration.sdk.test_sdk_datasets import (  # noqa: F401 - fixtures
-    Account,
-    provision,
-    start_server,
-)
+from tests.integration.sdk.test_sdk_datasets import Account, StartServer, provision, start_server
 
 from armillary import tracking
 from armillary.tracking import sdk
 
 POINTS = 1_000
 SRC = Path(__file__).resolve().parents[3] / "src"
+__all__ = ["start_server"]  # a fixture, used by name
 
 
 @pytest.fixture
-def account(start_server: Any) -> Account:
+def account(start_server: StartServer) -> Account:
     return provision(start_server())
 
 
@@ -119,9 +116,18 @@ def test_a_run_logs_params_metrics_tags_artifacts_and_a_nested_run(
 
 
 def test_a_block_that_raises_ends_its_run_failed(signed_in: Account) -> None:
-    with pytest.raises(ZeroDivisionError), tracking.start_run("broken") as broken:
-        tracking.log_metric("loss", 1.0, step=0)
-        _ = 1 / 0
+    started: list[tracking.Run] = []
+
+    def train() -> None:
+        with tracking.start_run("broken") as broken:
+            started.append(broken)
+            tracking.log_metric("loss", 1.0, step=0)
+            raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        train()
+    assert tracking.active_run() is None
+    broken = started[0]
     run = Reader(signed_in).run(broken.id)
     assert run["info"]["status"] == "FAILED"
     assert run["info"]["end_time"] >= run["info"]["start_time"]
