@@ -27,7 +27,7 @@ FilterOption = Annotated[
 ]
 OrderOption = Annotated[
     list[str] | None,
-    typer.Option("--order-by", "-o", help="e.g. 'metrics.acc DESC' (repeatable)"),
+    typer.Option("--order-by", help="e.g. 'metrics.acc DESC' (repeatable)"),
 ]
 LimitOption = Annotated[int, typer.Option("--limit", "-n", min=1, max=5000, help="At most")]
 # Metric columns a terminal table shows; `--output json` has them all.
