@@ -86,7 +86,12 @@ class TrackingError(Exception):
 class _Auth:
     """The bearer token to send, and its renewal after a 401 (stored credentials only)."""
 
-    def __init__(self, token: str | None, stored: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        token: str | None,
+        stored: Credentials | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._token = token
         self._credentials = stored
         self._lock = threading.Lock()
@@ -99,6 +104,7 @@ class _Auth:
                 refresh_token=stored.refresh_token,
                 expires_at=stored.expires_at,
                 on_tokens=self.keep,
+                transport=transport,
             )
 
     @property
@@ -252,7 +258,7 @@ def connect(
         project = project or environ.get(TASK_PROJECT_ENV) or environ.get(PROJECT_ENV)
         auth = _Auth(token)
     else:
-        url, auth = _outside_task(url, token)
+        url, auth = _outside_task(url, token, transport)
         project = project or environ.get(PROJECT_ENV)
     if not project:
         raise TrackingError(
@@ -261,7 +267,9 @@ def connect(
     return Connection(url, project, auth, transport=transport)
 
 
-def _outside_task(url: str | None, token: str | None) -> tuple[str, _Auth]:
+def _outside_task(
+    url: str | None, token: str | None, transport: httpx.BaseTransport | None
+) -> tuple[str, _Auth]:
     url = url or os.environ.get(URL_ENV)
     token = token or os.environ.get(TOKEN_ENV)
     if url and token:
@@ -271,7 +279,7 @@ def _outside_task(url: str | None, token: str | None) -> tuple[str, _Auth]:
         raise TrackingError(
             0, "NOT_SIGNED_IN", f"Run `armillary login`, or set {URL_ENV} and {TOKEN_ENV}"
         )
-    return stored.url, _Auth(stored.access_token, stored)
+    return stored.url, _Auth(stored.access_token, stored, transport)
 
 
 class _Batcher:
@@ -459,8 +467,17 @@ class _Tracker:
 
     def configure(self, **settings: Any) -> None:
         with self._lock:
+            if self.stack:
+                raise RuntimeError("End the active runs before connecting elsewhere")
             self.shutdown()
             self._settings = {k: v for k, v in settings.items() if v is not None}
+
+    def reset(self) -> None:
+        """Forget everything, open runs included (tests)."""
+        with self._lock:
+            self.stack.clear()
+            self.shutdown()
+            self._settings = {}
 
     def connection(self) -> Connection:
         with self._lock:
@@ -522,7 +539,8 @@ def configure(
     transport: httpx.BaseTransport | None = None,
 ) -> None:
     """Choose the server, project and token instead of the environment's (for tests, or a
-    notebook talking to several servers). Sends what is queued first."""
+    notebook talking to several servers). Sends what is queued first; refused while a run is
+    active."""
     _tracker.configure(url=url, project=project, token=token, transport=transport)
 
 

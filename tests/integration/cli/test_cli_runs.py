@@ -44,7 +44,7 @@ def study(start_server: StartServer, runner: CliRunner) -> Iterator[tuple[Accoun
         ids["search"] = parent.id
         yield account, ids
     finally:
-        sdk._tracker.configure()
+        sdk._tracker.reset()
 
 
 def _json(runner: CliRunner, *args: str) -> Any:

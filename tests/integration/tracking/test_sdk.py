@@ -35,7 +35,7 @@ def signed_in(account: Account) -> Iterator[Account]:
     try:
         yield account
     finally:
-        sdk._tracker.configure()  # drop the connection to this test's server
+        sdk._tracker.reset()  # drop the connection to this test's server
 
 
 class Reader:

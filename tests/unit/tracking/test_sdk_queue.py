@@ -63,7 +63,7 @@ def server() -> Iterator[StuckServer]:
         yield stuck
     finally:
         stuck.release.set()
-        sdk._tracker.configure()
+        sdk._tracker.reset()
 
 
 def test_log_metrics_returns_while_the_transport_is_blocked(server: StuckServer) -> None:
