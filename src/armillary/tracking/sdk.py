@@ -69,7 +69,6 @@ WAKE_AT = 20 * BATCH_METRICS
 _RETRIES = 4
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-PathLike = str | os.PathLike[str]
 
 
 class TrackingError(Exception):
@@ -262,7 +261,7 @@ def connect(
         project = project or environ.get(PROJECT_ENV)
     if not project:
         raise TrackingError(
-            0, "NO_PROJECT", f"Name the project: start_run(project=...) or {PROJECT_ENV}"
+            0, "NO_PROJECT", f"Name the project: configure(project=...) or {PROJECT_ENV}"
         )
     return Connection(url, project, auth, transport=transport)
 
@@ -336,6 +335,8 @@ class _Batcher:
             except TrackingError as exc:
                 # Kept for the run's end, which raises it; the loop must not stop the training.
                 self.errors.setdefault(run_id, exc)
+            except Exception as exc:  # an answer that is not JSON, ...: the thread goes on
+                self.errors.setdefault(run_id, TrackingError(0, "ERROR", repr(exc)))
             start = end
 
     def close(self) -> None:
@@ -529,6 +530,19 @@ class _Tracker:
 
 
 _tracker = _Tracker()
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a data loader's worker) starts without the parent's thread, sockets
+    and locks: it connects afresh if it logs, and does not end the parent's runs."""
+    _tracker._lock = threading.RLock()
+    _tracker._batcher = None
+    _tracker._connection = None
+    _tracker.stack = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def configure(
