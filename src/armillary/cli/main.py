@@ -25,6 +25,7 @@ from armillary.cli import (
     jobs,
     models,
     quickstart,
+    runs,
     services,
     session,
     storage,
@@ -68,6 +69,7 @@ app.add_typer(storage.app, name="storage")
 app.add_typer(workflows.app, name="workflow")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
 app.add_typer(events.app, name="events")
 app.add_typer(tokens.app, name="tokens")
 app.command("quickstart")(quickstart.quickstart)

@@ -27,16 +27,9 @@ from rich.table import Table
 from armillary.cli.job_views import follow, summary
 from armillary.cli.output import OutputFormat, OutputOption, fit_table, print_data, terminal
 from armillary.cli.password import PasswordStdinOption, read_password
-from armillary.cli.session import (
-    TOKEN_ENV,
-    URL_ENV,
-    error_message,
-    fail,
-    load_credentials,
-    normalize_url,
-    save_credentials,
-)
+from armillary.cli.session import error_message, fail, load_credentials, normalize_url
 from armillary.sdk import ArmillaryError, Client, Tokens
+from armillary.sdk.credentials import TOKEN_ENV, URL_ENV, save_credentials
 
 console = terminal(soft_wrap=True)
 err = terminal(stderr=True, highlight=False, soft_wrap=True)

@@ -8,15 +8,11 @@ and CI.
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 from urllib.parse import urlsplit
 
 import typer
@@ -24,54 +20,23 @@ from rich.markup import escape
 
 from armillary.cli.output import OutputFormat, OutputOption, print_data, terminal
 from armillary.cli.password import PasswordStdinOption, read_password
-from armillary.sdk import ArmillaryError, Client, Tokens
-
-CREDENTIALS_FILE = "credentials.json"
-URL_ENV = "ARMILLARY_URL"
-TOKEN_ENV = "ARMILLARY_TOKEN"  # noqa: S105 - the name of a variable, not a secret
-CONFIG_DIR_ENV = "ARMILLARY_CONFIG_DIR"
+from armillary.sdk import ArmillaryError, Client, Tokens, credentials
+from armillary.sdk.credentials import (
+    TOKEN_ENV,
+    URL_ENV,
+    Credentials,
+    credentials_path,
+    save_credentials,
+)
 
 console = terminal()
 err = terminal(stderr=True, highlight=False, soft_wrap=True)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What ``armillary login`` stores: the server and the token pair it issued."""
-
-    url: str
-    email: str
-    access_token: str
-    refresh_token: str | None
-    expires_at: float | None
-
-    def with_tokens(self, tokens: Tokens) -> Credentials:
-        """The same sign-in with a renewed token pair."""
-        return replace(
-            self,
-            access_token=tokens.access_token,
-            refresh_token=tokens.refresh_token,
-            expires_at=tokens.expires_at,
-        )
 
 
 def fail(message: str) -> NoReturn:
     """Print ``message`` as a one-line error on stderr and exit with status 1."""
     err.print(f"[red]Error:[/red] {escape(message)}")
     raise typer.Exit(1)
-
-
-def config_dir() -> Path:
-    """Where the CLI keeps its files: ``$ARMILLARY_CONFIG_DIR`` or ``~/.config/armillary``."""
-    configured = os.environ.get(CONFIG_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path("~/.config/armillary").expanduser()
-
-
-def credentials_path() -> Path:
-    """The credentials file."""
-    return config_dir() / CREDENTIALS_FILE
 
 
 def normalize_url(url: str) -> str:
@@ -85,42 +50,10 @@ def normalize_url(url: str) -> str:
 
 def load_credentials() -> Credentials | None:
     """The stored credentials, or ``None`` if there are none."""
-    path = credentials_path()
     try:
-        raw: Any = json.loads(path.read_text(encoding="utf-8"))
-        return Credentials(
-            url=str(raw["url"]),
-            email=str(raw.get("email", "")),
-            access_token=str(raw["access_token"]),
-            refresh_token=raw.get("refresh_token"),
-            expires_at=raw.get("expires_at"),
-        )
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError):
-        fail(f"Cannot read {path}; run `armillary login` again")
-
-
-def save_credentials(credentials: Credentials) -> Path:
-    """Write the credentials file, readable and writable by the owner only (0600).
-
-    The file is written beside its final name and renamed over it, so it is never seen
-    half-written or, even briefly, with wider permissions.
-    """
-    directory = config_dir()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory / CREDENTIALS_FILE
-    temporary = directory / f".{CREDENTIALS_FILE}.{secrets.token_hex(4)}"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(asdict(credentials), file, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+        return credentials.load_credentials()
+    except credentials.UnreadableCredentials as exc:
+        fail(str(exc))
 
 
 def error_message(exc: ArmillaryError) -> str:

@@ -227,6 +227,8 @@ class Principal:
     # For a job token: the datasets its job names as read and written (None: any).
     job_datasets_read: frozenset[str] | None = None
     job_datasets_write: frozenset[str] | None = None
+    # For a job token minted for one attempt: the task it runs (a run it starts is linked to it).
+    job_task: str | None = None
 
     def may_touch_dataset(self, name: str, *, write: bool) -> bool:
         """Whether this principal may read (or write) dataset ``name`` by name: a job token
@@ -336,6 +338,7 @@ class AccessControl:
             job_actions=scope.actions if scope else frozenset(),
             job_datasets_read=scope.datasets_read if scope else None,
             job_datasets_write=scope.datasets_write if scope else None,
+            job_task=scope.task if scope else None,
         )
         if project is None:
             return principal, None

@@ -14,6 +14,7 @@ from .errors import ArmillaryError, ConnectionFailed, error_from_response
 from .jobs import Jobs
 from .models import Models
 from .personal_tokens import PersonalTokens
+from .runs import Runs
 from .types import Tokens
 
 #: Connect quickly or fail; allow a minute of silence between bytes of an answer.
@@ -64,6 +65,7 @@ class Client:
         self.jobs = Jobs(self)
         self.models = Models(self)
         self.personal_tokens = PersonalTokens(self)
+        self.runs = Runs(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from armillary.kit.runtime import Runtime
 
 from .artifacts.api import proxy_router as artifacts_proxy_router
 from .artifacts.api import router as artifacts_router
+from .compare.api import router as compare_router
 from .components import SERVICE, Tracking
 from .experiments.api import router as experiments_router
 from .logged_models import router as logged_models_router
@@ -23,6 +24,8 @@ ROUTERS: list[APIRouter] = [
     artifacts_router,
     artifacts_proxy_router,
     logged_models_router,
+    # Armillary's own API over runs (compare, history, export), under /api/v1/projects.
+    compare_router,
 ]
 
 

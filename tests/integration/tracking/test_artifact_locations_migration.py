@@ -38,8 +38,9 @@ def test_the_project_slug_leaves_the_artifact_locations(tmp_path: Path) -> None:
             )
         )
         session.flush()
-        session.add(
-            Run(
+        # The run's columns as of tracking_0001 only (later revisions add more).
+        session.execute(
+            Run.__table__.insert().values(
                 id=run_id,
                 experiment_id=experiment_id,
                 project_id=project_id,

@@ -44,6 +44,9 @@ class Run(Base):
     # From the `mlflow.parentRunId` tag: nested runs (a study and its trials).
     parent_run_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     artifact_uri: Mapped[str] = mapped_column(String(1000))
+    # The job and task whose token created the run (its claims, never the client's tags).
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    task: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class RunParam(Base):

@@ -19,9 +19,6 @@ from . import service as runs
 from .models import MetricPoint, Run, RunTag
 from .schemas import LogBatch, MetricHistory
 
-# Tags MLflow's client may not change once the run exists (they are the server's record).
-_PROTECTED_TAGS = frozenset({"mlflow.parentRunId"})
-
 
 async def log_batch(session: AsyncSession, access: ProjectAccess, batch: LogBatch) -> None:
     run = await runs.get_active(session, access, batch.ref)
@@ -62,7 +59,7 @@ async def _log_params(session: AsyncSession, run: Run, params: dict[str, str], s
 
 
 async def _set_tags(session: AsyncSession, run: Run, tags: dict[str, str]) -> None:
-    protected = sorted(_PROTECTED_TAGS & tags.keys())
+    protected = sorted(runs.SERVER_TAGS & tags.keys())
     if protected:
         raise InvalidParameter(f"Tag {protected[0]} is set when the run is created")
     if "mlflow.runName" in tags:
@@ -93,6 +90,8 @@ async def log_metric(
 
 async def delete_tag(session: AsyncSession, access: ProjectAccess, ref: str, key: str) -> None:
     run = await runs.get_active(session, access, ref)
+    if key in runs.SERVER_TAGS:
+        raise InvalidParameter(f"Tag {key} is set when the run is created")
     deleted = await session.execute(
         delete(RunTag).where(RunTag.run_id == run.id, RunTag.key == key)
     )

@@ -24,6 +24,10 @@ from .schemas import RUN_STATUSES, CreateRun, SearchRuns, UpdateRun
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 USER_TAG = "mlflow.user"
+# Set by the server from a job token's claims; no client may set or change them.
+JOB_TAG = "armillary.job_id"
+TASK_TAG = "armillary.task"
+SERVER_TAGS = frozenset({PARENT_TAG, JOB_TAG, TASK_TAG})
 
 
 async def get(session: AsyncSession, access: ProjectAccess, ref: str) -> Run:
@@ -50,6 +54,9 @@ async def create(session: AsyncSession, access: ProjectAccess, data: CreateRun) 
     if experiment.lifecycle_stage != "active":
         raise InvalidParameter(f"The experiment {data.experiment_id} must be in the 'active' state")
     tags = {t.key: t.value for t in data.tags}
+    claimed = sorted(tags.keys() & {JOB_TAG, TASK_TAG})
+    if claimed:
+        raise InvalidParameter(f"Tag {claimed[0]} is set by the server, from a job's token")
     name = data.run_name or tags.get(RUN_NAME_TAG) or ""
     if data.run_name and tags.get(RUN_NAME_TAG, data.run_name) != data.run_name:
         raise InvalidParameter("run_name and the mlflow.runName tag disagree")
@@ -67,11 +74,14 @@ async def create(session: AsyncSession, access: ProjectAccess, data: CreateRun) 
         lifecycle_stage="active",
         parent_run_id=parent_id,
         artifact_uri=f"{experiment.artifact_location}/{external_id(run_id)}/artifacts",
+        job_id=access.principal.job_id,
+        task=access.principal.job_task,
     )
     session.add(run)
     await session.flush()
     tags[RUN_NAME_TAG] = run.name
     tags.setdefault(USER_TAG, run.user_id)
+    tags.update(job_tags(run))
     await repo.set_tags(session, run.id, tags)
     audit.record(
         session,
@@ -82,6 +92,16 @@ async def create(session: AsyncSession, access: ProjectAccess, data: CreateRun) 
         service=SERVICE,
     )
     return run
+
+
+def job_tags(run: Run) -> dict[str, str]:
+    """The tags that show which job and task created ``run`` (none for a user's run)."""
+    tags = {}
+    if run.job_id is not None:
+        tags[JOB_TAG] = str(run.job_id)
+    if run.task is not None:
+        tags[TASK_TAG] = run.task
+    return tags
 
 
 async def _parent(

@@ -15,6 +15,7 @@ found by the next one, which runs in a fresh interpreter in a fresh sandbox.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -99,6 +100,8 @@ def run_attempt(request: dict[str, Any]) -> dict[str, Any]:
         os.environ.update(
             {
                 "ARMILLARY_JOB_ID": spec["job_id"],
+                # Where a task's own API clients (armillary.tracking) address the project.
+                "ARMILLARY_PROJECT_ID": spec["project_id"],
                 "ARMILLARY_TASK": spec["task"],
                 "HOME": str(workdir.root),
             }
@@ -137,12 +140,23 @@ def main(argv: list[str]) -> int:  # pragma: no cover - runs inside the sandbox
         return 0  # the worker no longer needs this sandbox
     result = run_attempt(request)
     del request
+    _run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # user code may have closed them
             stream.flush()
     with contextlib.suppress(OSError):
         send_frame(control, result)
     return 0 if result["ok"] else 1
+
+
+def _run_exit_handlers() -> None:  # pragma: no cover - runs inside the sandbox
+    """What the task registered with ``atexit`` (a tracking client sending its queued
+    metrics), run while the attempt's API proxy still answers: the sandbox ends with
+    ``os._exit``, which would skip them."""
+    try:
+        atexit._run_exitfuncs()
+    except Exception as exc:
+        print(f"sandbox: exit handlers: {exc!r}", file=sys.stderr)
 
 
 def _save_coverage() -> None:  # pragma: no cover - the test suite's measurements

@@ -32,7 +32,14 @@ ALLOWED_ENV = (
     "ARMILLARY_DATA_INGEST_ALLOW_NETWORKS",
 )
 # Set per attempt by the child; an operator's ``extra_env`` may not override them.
-ATTEMPT_ENV = ("ARMILLARY_API_URL", "ARMILLARY_JOB_ID", "ARMILLARY_TASK", "HOME", "TMPDIR")
+ATTEMPT_ENV = (
+    "ARMILLARY_API_URL",
+    "ARMILLARY_JOB_ID",
+    "ARMILLARY_PROJECT_ID",
+    "ARMILLARY_TASK",
+    "HOME",
+    "TMPDIR",
+)
 _PR_SET_NO_NEW_PRIVS = 38
 
 

@@ -1,0 +1,688 @@
+"""The tracking SDK, ``armillary.tracking``: log a training run from your own code.
+
+Example::
+
+    from armillary import tracking
+
+    with tracking.start_run("study", experiment="churn"):
+        tracking.log_params({"lr": 0.05})
+        for step in range(100):
+            tracking.log_metrics({"loss": train_one_epoch()}, step=step)
+        with tracking.start_run("trial-1"):  # nested: a child of "study"
+            tracking.set_tags({"trial": "1"})
+        tracking.log_artifact("model.onnx")
+
+It speaks the tracking service's MLflow REST API (``<api>/mlflow/<project>/api/2.0/...``)
+with httpx alone, so importing it starts no server code. ``log_metrics`` only appends to a
+queue: a background thread sends the points in ``runs/log-batch`` calls, and everything queued
+is sent when a run ends and when the process exits, so a training loop never waits on the
+network. Params, tags and artifacts are sent at once (a conflicting param is an error there).
+
+Where it connects (:func:`configure` overrides each):
+
+- inside a sandboxed task: ``ARMILLARY_API_URL`` and ``ARMILLARY_PROJECT_ID``, which the
+  sandbox sets; the worker's proxy adds the job token, so the run is linked to the job and
+  task by the server;
+- elsewhere: ``ARMILLARY_URL``/``ARMILLARY_TOKEN`` or what ``armillary login`` stored (renewed
+  and written back like the CLI does), and the project from ``ARMILLARY_PROJECT``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from armillary.sdk.client import Client as ApiClient
+from armillary.sdk.credentials import (
+    TOKEN_ENV,
+    URL_ENV,
+    Credentials,
+    load_credentials,
+    save_credentials,
+)
+from armillary.sdk.types import Tokens
+
+PROJECT_ENV = "ARMILLARY_PROJECT"
+EXPERIMENT_ENV = "ARMILLARY_EXPERIMENT"
+# Set inside a sandboxed task (workflows.execution.launcher).
+TASK_API_ENV = "ARMILLARY_API_URL"
+TASK_PROJECT_ENV = "ARMILLARY_PROJECT_ID"
+TASK_JOB_ENV = "ARMILLARY_JOB_ID"
+
+DEFAULT_EXPERIMENT_ID = "0"
+# MLflow's log-batch limits: at most this many metrics in one call.
+BATCH_METRICS = 1000
+# How often the background thread sends what is queued (and at once past WAKE_AT points).
+FLUSH_INTERVAL = 1.0
+WAKE_AT = 20 * BATCH_METRICS
+_RETRIES = 4
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+class TrackingError(Exception):
+    """A call to the tracking service failed: ``status`` (0: no answer), MLflow's
+    ``error_code`` and the server's message. Never carries the token."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(f"{error_code} ({status}): {message}" if status else message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+
+
+class _Auth:
+    """The bearer token to send, and its renewal after a 401 (stored credentials only)."""
+
+    def __init__(
+        self,
+        token: str | None,
+        stored: Credentials | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._token = token
+        self._credentials = stored
+        self._lock = threading.Lock()
+        # Renews stored credentials (its refresh token), telling keep() of each new pair.
+        self._api: ApiClient | None = None
+        if stored is not None:
+            self._api = ApiClient(
+                stored.url,
+                stored.access_token,
+                refresh_token=stored.refresh_token,
+                expires_at=stored.expires_at,
+                on_tokens=self.keep,
+                transport=transport,
+            )
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    def renew(self, rejected: str | None) -> bool:
+        """Trade the refresh token for a new pair, once for all threads that saw ``rejected``
+        refused (refresh tokens rotate: a second trade of the same one would fail)."""
+        if self._api is None:
+            return False
+        with self._lock:
+            if self._token != rejected:
+                return True  # another thread renewed it meanwhile
+            try:
+                tokens = self._api.refresh()
+            except Exception:
+                return False
+            self._token = tokens.access_token
+            return True
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
+
+    def keep(self, tokens: Tokens) -> None:
+        """Write renewed tokens back, as the CLI does: the old refresh token is spent."""
+        if self._credentials is not None:
+            self._credentials = self._credentials.with_tokens(tokens)
+            save_credentials(self._credentials)
+
+
+class Connection:
+    """The tracking API of one project: JSON calls with retries, and artifact uploads."""
+
+    def __init__(
+        self,
+        url: str,
+        project: str,
+        auth: _Auth,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.project = project
+        self.auth = auth
+        self._http = httpx.Client(
+            base_url=self.url,
+            transport=transport,
+            timeout=_TIMEOUT,
+            headers={"User-Agent": "armillary-tracking"},
+        )
+
+    @property
+    def api(self) -> str:
+        return f"/mlflow/{quote(self.project, safe='')}/api/2.0/mlflow"
+
+    def close(self) -> None:
+        self._http.close()
+        self.auth.close()
+
+    def call(
+        self, method: str, endpoint: str, *, body: Any = None, params: Any = None
+    ) -> dict[str, Any]:
+        """``endpoint`` of MLflow's API (e.g. ``runs/create``); retried on 429, 5xx and
+        network errors, renewed once on 401."""
+        path = f"{self.api}/{endpoint}"
+        response = self._send(method, path, json=body, params=params)
+        if response.status_code >= 400:
+            raise _error(response)
+        answer: dict[str, Any] = response.json() if response.content else {}
+        return answer
+
+    def upload(self, artifact_uri: str, relative: str, file: Path) -> None:
+        """PUT ``file`` through the mlflow-artifacts proxy under the run's artifact root."""
+        root = artifact_uri.removeprefix("mlflow-artifacts:").lstrip("/")
+        key = "/".join(quote(part, safe="") for part in f"{root}/{relative}".split("/"))
+        path = f"/mlflow/{quote(self.project, safe='')}/api/2.0/mlflow-artifacts/artifacts/{key}"
+        response = self._send("PUT", path, file=file)
+        if response.status_code >= 400:
+            raise _error(response)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        file: Path | None = None,
+    ) -> httpx.Response:
+        renewed = False
+        for attempt in range(_RETRIES + 1):
+            token = self.auth.token
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            try:
+                if file is not None:
+                    with file.open("rb") as body:
+                        response = self._http.request(
+                            method, path, content=body, headers=headers, params=params
+                        )
+                else:
+                    response = self._http.request(
+                        method, path, json=json, headers=headers, params=params
+                    )
+            except httpx.TransportError as exc:
+                if attempt == _RETRIES:
+                    raise TrackingError(0, "UNREACHABLE", f"{self.url}: {exc}") from None
+                time.sleep(0.25 * 2**attempt)
+                continue
+            if response.status_code == 401 and not renewed and self.auth.renew(token):
+                renewed = True
+                continue
+            if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
+                time.sleep(_retry_after(response, 0.25 * 2**attempt))
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return min(float(response.headers.get("Retry-After", default)), 30.0)
+    except ValueError:
+        return default
+
+
+def _error(response: httpx.Response) -> TrackingError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    message = body.get("message") or body.get("detail") or response.reason_phrase
+    return TrackingError(response.status_code, body.get("error_code", "ERROR"), str(message))
+
+
+def connect(
+    url: str | None = None,
+    project: str | None = None,
+    token: str | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> Connection:
+    """A connection from the arguments, else the sandbox's variables, else the CLI's."""
+    environ = os.environ
+    in_task = bool(environ.get(TASK_JOB_ENV) and environ.get(TASK_API_ENV))
+    if in_task and url is None:
+        # The worker's proxy adds the job token: the task holds none.
+        url = environ[TASK_API_ENV]
+        project = project or environ.get(TASK_PROJECT_ENV) or environ.get(PROJECT_ENV)
+        auth = _Auth(token)
+    else:
+        url, auth = _outside_task(url, token, transport)
+        project = project or environ.get(PROJECT_ENV)
+    if not project:
+        raise TrackingError(
+            0, "NO_PROJECT", f"Name the project: configure(project=...) or {PROJECT_ENV}"
+        )
+    return Connection(url, project, auth, transport=transport)
+
+
+def _outside_task(
+    url: str | None, token: str | None, transport: httpx.BaseTransport | None
+) -> tuple[str, _Auth]:
+    url = url or os.environ.get(URL_ENV)
+    token = token or os.environ.get(TOKEN_ENV)
+    if url and token:
+        return url, _Auth(token)
+    stored = load_credentials()
+    if stored is None or (url and url.rstrip("/") != stored.url.rstrip("/")):
+        raise TrackingError(
+            0, "NOT_SIGNED_IN", f"Run `armillary login`, or set {URL_ENV} and {TOKEN_ENV}"
+        )
+    return stored.url, _Auth(stored.access_token, stored, transport)
+
+
+class _Batcher:
+    """Metric points queued by the caller and sent by a background thread, in order.
+
+    The caller only appends to a deque (thread-safe, no lock, no I/O); the thread wakes every
+    :data:`FLUSH_INTERVAL`, or sooner when much is queued, and sends ``runs/log-batch`` calls.
+    :meth:`flush` sends what is queued on the calling thread (at a run's end, at exit).
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.pending: collections.deque[tuple[str, str, float, int, int]] = collections.deque()
+        self.errors: dict[str, TrackingError] = {}
+        self._send_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="armillary-tracking", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every point queued so far (in the order queued)."""
+        with self._send_lock:
+            while self.pending:
+                self._send_some()
+
+    def _send_some(self) -> None:
+        batch: list[tuple[str, str, float, int, int]] = []
+        while self.pending and len(batch) < BATCH_METRICS:
+            batch.append(self.pending.popleft())
+        start = 0
+        while start < len(batch):  # one call per run, keeping the order
+            run_id = batch[start][0]
+            end = start
+            while end < len(batch) and batch[end][0] == run_id:
+                end += 1
+            metrics = [
+                {"key": key, "value": _wire_number(value), "timestamp": ts, "step": step}
+                for _, key, value, ts, step in batch[start:end]
+            ]
+            try:
+                self.connection.call(
+                    "POST", "runs/log-batch", body={"run_id": run_id, "metrics": metrics}
+                )
+            except TrackingError as exc:
+                # Kept for the run's end, which raises it; the loop must not stop the training.
+                self.errors.setdefault(run_id, exc)
+            except Exception as exc:  # an answer that is not JSON, ...: the thread goes on
+                self.errors.setdefault(run_id, TrackingError(0, "ERROR", repr(exc)))
+            start = end
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=FLUSH_INTERVAL + 5)
+        self.flush()
+
+
+def _wire_number(value: float) -> float | str:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+class Run:
+    """A run being logged. Use as a context manager (ends FINISHED, or FAILED when the block
+    raises), or call :meth:`end`."""
+
+    def __init__(self, tracker: _Tracker, info: dict[str, Any], parent: Run | None) -> None:
+        self._tracker = tracker
+        self.id: str = info["run_id"]
+        self.name: str = info.get("run_name", "")
+        self.experiment_id: str = info["experiment_id"]
+        self.artifact_uri: str = info["artifact_uri"]
+        self.parent = parent
+        self.ended = False
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, name={self.name!r})"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end("FINISHED" if exc_type is None else "FAILED")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [{"key": str(k), "value": str(v)} for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self._call("runs/log-batch", {"run_id": self.id, "params": items[start : start + 100]})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        items = [{"key": str(k), "value": str(v)} for k, v in tags.items()]
+        for start in range(0, len(items), 100):
+            self._call("runs/log-batch", {"run_id": self.id, "tags": items[start : start + 100]})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Queue the points (no I/O here): the background thread sends them."""
+        timestamp = time.time_ns() // 1_000_000
+        step = 0 if step is None else int(step)
+        batcher = self._tracker.batcher()
+        append = batcher.pending.append
+        for key, value in metrics.items():
+            append((self.id, key, float(value), timestamp, step))
+        if len(batcher.pending) > WAKE_AT:
+            batcher.wake()
+
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        """Upload one file, as ``[artifact_path/]<its name>`` under the run's artifacts."""
+        file = Path(local_path)
+        if not file.is_file():
+            raise FileNotFoundError(f"No such file: {file}")
+        self._tracker.connection().upload(self.artifact_uri, _join(artifact_path, file.name), file)
+
+    def log_artifacts(
+        self, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
+        """Upload every file under ``local_dir``, keeping their relative paths."""
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise NotADirectoryError(f"No such directory: {root}")
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = file.relative_to(root).as_posix()
+            self._tracker.connection().upload(
+                self.artifact_uri, _join(artifact_path, relative), file
+            )
+
+    def flush(self) -> None:
+        """Send this process's queued points now; raise the first error a send of this run's
+        points met."""
+        batcher = self._tracker.batcher()
+        batcher.flush()
+        error = batcher.errors.pop(self.id, None)
+        if error is not None:
+            raise error
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Send what is queued, then set the status and end time (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        self._tracker.pop(self)
+        try:
+            self.flush()
+        finally:
+            self._call(
+                "runs/update",
+                {"run_id": self.id, "status": status, "end_time": time.time_ns() // 1_000_000},
+            )
+
+    def _call(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._tracker.connection().call("POST", endpoint, body=body)
+
+
+def _join(prefix: str | None, name: str) -> str:
+    return f"{prefix.strip('/')}/{name}" if prefix and prefix.strip("/") else name
+
+
+class _Tracker:
+    """The process's state: its connection, its batcher, and the stack of active runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._connection: Connection | None = None
+        self._batcher: _Batcher | None = None
+        self._settings: dict[str, Any] = {}
+        self.stack: list[Run] = []
+        self._registered = False
+
+    def configure(self, **settings: Any) -> None:
+        with self._lock:
+            if self.stack:
+                raise RuntimeError("End the active runs before connecting elsewhere")
+            self.shutdown()
+            self._settings = {k: v for k, v in settings.items() if v is not None}
+
+    def reset(self) -> None:
+        """Forget everything, open runs included (tests)."""
+        with self._lock:
+            self.stack.clear()
+            self.shutdown()
+            self._settings = {}
+
+    def connection(self) -> Connection:
+        with self._lock:
+            if self._connection is None:
+                self._connection = connect(**self._settings)
+                if not self._registered:
+                    atexit.register(self.at_exit)
+                    self._registered = True
+            return self._connection
+
+    def batcher(self) -> _Batcher:
+        batcher = self._batcher
+        if batcher is not None:
+            return batcher
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = _Batcher(self.connection())
+            return self._batcher
+
+    def active(self) -> Run:
+        if not self.stack:
+            raise RuntimeError("No active run: call start_run() first")
+        return self.stack[-1]
+
+    def pop(self, run: Run) -> None:
+        with self._lock:
+            if run in self.stack:
+                self.stack.remove(run)
+
+    def at_exit(self) -> None:
+        """Send what is queued and end the runs still open, FAILED if the interpreter is
+        exiting on an uncaught exception (as MLflow's client does, but it says FINISHED)."""
+        status = "FAILED" if getattr(sys, "last_value", None) is not None else "FINISHED"
+        for run in reversed(list(self.stack)):
+            try:
+                run.end(status)
+            except Exception as exc:
+                print(f"armillary.tracking: run {run.id}: {exc}", file=sys.stderr)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._batcher is not None:
+                self._batcher.close()
+                self._batcher = None
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+_tracker = _Tracker()
+
+
+def _forget_after_fork() -> None:
+    """A forked child (a data loader's worker) starts without the parent's thread, sockets
+    and locks: it connects afresh if it logs, and does not end the parent's runs."""
+    _tracker._lock = threading.RLock()
+    _tracker._batcher = None
+    _tracker._connection = None
+    _tracker.stack = []
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def configure(
+    url: str | None = None,
+    project: str | None = None,
+    token: str | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> None:
+    """Choose the server, project and token instead of the environment's (for tests, or a
+    notebook talking to several servers). Sends what is queued first; refused while a run is
+    active."""
+    _tracker.configure(url=url, project=project, token=token, transport=transport)
+
+
+def start_run(
+    run_name: str | None = None,
+    *,
+    experiment: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    nested: bool | None = None,
+) -> Run:
+    """Start a run in ``experiment`` (a name, made if missing; ``ARMILLARY_EXPERIMENT`` or the
+    project's default experiment when not given). Started while another run is active, it is
+    that run's child (``nested=False`` starts a top-level run instead)."""
+    connection = _tracker.connection()
+    parent = _tracker.stack[-1] if _tracker.stack and nested is not False else None
+    name = experiment or os.environ.get(EXPERIMENT_ENV)
+    if name:
+        experiment_id = _experiment_id(connection, name)
+    elif parent is not None:
+        experiment_id = parent.experiment_id
+    else:
+        experiment_id = DEFAULT_EXPERIMENT_ID
+    run_tags = [{"key": str(k), "value": str(v)} for k, v in (tags or {}).items()]
+    if parent is not None:
+        run_tags.append({"key": "mlflow.parentRunId", "value": parent.id})
+    body: dict[str, Any] = {
+        "experiment_id": experiment_id,
+        "start_time": time.time_ns() // 1_000_000,
+        "tags": run_tags,
+    }
+    if run_name:
+        body["run_name"] = run_name
+    info = connection.call("POST", "runs/create", body=body)["run"]["info"]
+    run = Run(_tracker, info, parent)
+    _tracker.stack.append(run)
+    return run
+
+
+def _experiment_id(connection: Connection, name: str) -> str:
+    try:
+        found = connection.call("GET", "experiments/get-by-name", params={"experiment_name": name})
+        return str(found["experiment"]["experiment_id"])
+    except TrackingError as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    try:
+        return str(
+            connection.call("POST", "experiments/create", body={"name": name})["experiment_id"]
+        )
+    except TrackingError as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        # Another process made it meanwhile.
+        found = connection.call("GET", "experiments/get-by-name", params={"experiment_name": name})
+        return str(found["experiment"]["experiment_id"])
+
+
+def active_run() -> Run | None:
+    """The innermost active run, if any."""
+    return _tracker.stack[-1] if _tracker.stack else None
+
+
+def end_run(status: str = "FINISHED") -> None:
+    """End the innermost active run."""
+    _tracker.active().end(status)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log params of the active run (immutable: a different value later is an error)."""
+    _tracker.active().log_params(params)
+
+
+def log_param(key: str, value: Any) -> None:
+    log_params({key: value})
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Queue metric points of the active run at ``step`` (0 when not given); never waits."""
+    _tracker.active().log_metrics(metrics, step)
+
+
+def log_metric(key: str, value: float, step: int | None = None) -> None:
+    log_metrics({key: value}, step)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """Set tags of the active run (the last value wins)."""
+    _tracker.active().set_tags(tags)
+
+
+def set_tag(key: str, value: Any) -> None:
+    set_tags({key: value})
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Upload a file to the active run's artifacts."""
+    _tracker.active().log_artifact(local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    """Upload a directory's files to the active run's artifacts."""
+    _tracker.active().log_artifacts(local_dir, artifact_path)
+
+
+def flush() -> None:
+    """Send every queued metric point now."""
+    if _tracker.stack:
+        _tracker.active().flush()
+    elif _tracker._batcher is not None:
+        _tracker._batcher.flush()
+
+
+__all__ = [
+    "Connection",
+    "Run",
+    "TrackingError",
+    "active_run",
+    "configure",
+    "connect",
+    "end_run",
+    "flush",
+    "log_artifact",
+    "log_artifacts",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "set_tag",
+    "set_tags",
+    "start_run",
+]
