@@ -28,7 +28,7 @@ build() {  # build NAME DOCKERFILE CONTEXT TARGET
     "$("$DOCKER" image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0fMB", $1/1e6}')" $((SECONDS - started))
 }
 build "armillary:$TAG" deploy/docker/Dockerfile . api
-for role in gateway scheduler worker migrations; do
+for role in control gateway scheduler worker migrations; do
   build "armillary-$role:$TAG" deploy/docker/Dockerfile . "$role"
 done
 if [ "${1:-}" = --standins ]; then

@@ -16,7 +16,7 @@ from tests.deploy.dockerfile import parse
 WORKFLOWS = ROOT / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 RELEASE = WORKFLOWS / "release.yml"
-ROLES = {"api", "gateway", "scheduler", "worker", "migrations"}
+ROLES = {"api", "control", "gateway", "scheduler", "worker", "migrations"}
 JENKINS_STAGES = (
     "Lint",
     "Types",

@@ -292,6 +292,20 @@ def test_api_services_probe_healthz_and_readyz(docs: list[dict[str, Any]]) -> No
     assert gateway["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "stats"}
 
 
+def test_only_the_services_that_load_models_run_the_full_image(
+    docs: list[dict[str, Any]],
+) -> None:
+    """identity, workflows and tracking run the lean `control` image (ADR 0042)."""
+    deployments = of_kind(docs, "Deployment")
+    for service in SERVICES:
+        (container,) = deployments[name(service)]["spec"]["template"]["spec"]["containers"]
+        repository = container["image"].rsplit(":", 1)[0]
+        lean = service in {"identity", "workflows", "tracking"}
+        assert repository.endswith("-control" if lean else "-api"), (service, repository)
+    (gateway,) = deployments[name("gateway")]["spec"]["template"]["spec"]["containers"]
+    assert gateway["image"].rsplit(":", 1)[0].endswith("-control")
+
+
 def test_envoy_runs_one_worker_thread_per_cpu_of_its_limit(docs: list[dict[str, Any]]) -> None:
     """Envoy counts the node's cores, not the pod's CPU limit (ADR 0035)."""
     deployments = of_kind(docs, "Deployment")

@@ -24,7 +24,10 @@ COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / "compose.env.example"
 SECCOMP = DEPLOY / "seccomp" / "worker.json"
 
-ROLES = ("api", "gateway", "scheduler", "worker", "migrations")
+ROLES = ("api", "control", "gateway", "scheduler", "worker", "migrations")
+# The services whose process loads no numeric or ML library run the lean image (ADR 0042).
+CONTROL_SERVICES = {"identity", "workflows", "tracking"}
+LEAN_ROLES = {"control", "gateway", "scheduler", "migrations"}
 ONE_SHOT_ROLES = {"migrations"}
 # hadolint rules ignored inline in the Dockerfile, each for a reason.
 JUSTIFIED_IGNORES = {
@@ -119,7 +122,7 @@ def test_role_carries_oci_labels(dockerfile: Dockerfile, role: str) -> None:
 def test_role_holds_no_build_tools(dockerfile: Dockerfile, role: str) -> None:
     """The final stages get the venv from the build stages, never uv, caches or sources."""
     chain = [stage.name for stage in dockerfile.chain(role)]
-    assert not {"build", "build-gateway"} & set(chain)
+    assert not {"build", "build-gateway", "build-lean"} & set(chain)
     for copy in dockerfile.effective(role, "COPY"):
         if copy.args.startswith("--from="):
             assert copy.args.endswith("/opt/armillary/venv /opt/armillary/venv"), copy.args
@@ -138,13 +141,35 @@ def test_dependencies_come_from_the_lock_without_dev(dockerfile: Dockerfile) -> 
     assert all("--frozen --no-dev" in s for s in syncs)
 
 
-@pytest.mark.parametrize("role", ["api", "gateway"])
+@pytest.mark.parametrize("role", ["api", "control", "gateway"])
 def test_image_carries_envoy_for_the_gateway(dockerfile: Dockerfile, role: str) -> None:
-    """The Helm chart runs `gateway` from the api image by default: both carry Envoy."""
+    """The Helm chart runs `gateway` from the control image by default: all carry Envoy."""
     copies = [i.args for i in dockerfile.effective(role, "COPY") if i.args.startswith("--from=")]
-    assert copies[-1].startswith("--from=build-gateway ")
-    groups = " ".join(i.args for i in dockerfile.stages["build-gateway"].instructions)
+    stage = copies[-1].split()[0].removeprefix("--from=")
+    assert stage in ("build-gateway", "build-lean")
+    groups = " ".join(i.args for i in dockerfile.stages[stage].instructions)
     assert "--group gateway" in groups
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_the_roles_that_load_models_carry_the_ml_libraries(
+    dockerfile: Dockerfile, role: str
+) -> None:
+    copies = [i.args for i in dockerfile.effective(role, "COPY") if i.args.startswith("--from=")]
+    lean = copies[-1].startswith("--from=build-lean ")
+    assert lean == (role in LEAN_ROLES), role
+
+
+def test_the_control_services_run_the_lean_image(stack: dict[str, Any]) -> None:
+    services = stack["services"]
+    for name in SERVICES:
+        target = services[name]["build"]["target"]
+        assert target == ("control" if name in CONTROL_SERVICES else "api"), name
+        assert (
+            services[name]["image"]
+            .split(":")[0]
+            .endswith("-control" if name in CONTROL_SERVICES else "armillary")
+        ), name
 
 
 def test_the_ca_reaches_builds_only_as_a_secret_mount(dockerfile: Dockerfile) -> None:

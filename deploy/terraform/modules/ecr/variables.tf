@@ -17,7 +17,7 @@ variable "tags" {
 variable "repositories" {
   description = "Image targets to create a repository for (<name>/<target>)."
   type        = list(string)
-  default     = ["api", "gateway", "worker", "scheduler", "migrations"]
+  default     = ["api", "control", "gateway", "worker", "scheduler", "migrations"]
 
   validation {
     condition     = length(var.repositories) > 0 && alltrue([for repo in var.repositories : can(regex("^[a-z0-9][a-z0-9._-]{0,62}$", repo))])

@@ -11,12 +11,12 @@ data "aws_region" "current" {}
 
 locals {
   services = {
-    identity  = { command = ["serve", "identity", "--host", "0.0.0.0"], port = 8101, image = "api" }
+    identity  = { command = ["serve", "identity", "--host", "0.0.0.0"], port = 8101, image = "control" }
     data      = { command = ["serve", "data", "--host", "0.0.0.0"], port = 8102, image = "api" }
-    workflows = { command = ["serve", "workflows", "--host", "0.0.0.0"], port = 8103, image = "api" }
+    workflows = { command = ["serve", "workflows", "--host", "0.0.0.0"], port = 8103, image = "control" }
     registry  = { command = ["serve", "registry", "--host", "0.0.0.0"], port = 8104, image = "api" }
     serving   = { command = ["serve", "serving", "--host", "0.0.0.0"], port = 8105, image = "api" }
-    tracking  = { command = ["serve", "tracking", "--host", "0.0.0.0"], port = 8106, image = "api" }
+    tracking  = { command = ["serve", "tracking", "--host", "0.0.0.0"], port = 8106, image = "control" }
     gateway   = { command = ["gateway"], port = 8000, image = "gateway" }
     scheduler = { command = ["scheduler"], port = null, image = "scheduler" }
   }

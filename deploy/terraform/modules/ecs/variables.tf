@@ -57,12 +57,12 @@ variable "gateway_target_group_arn" {
 }
 
 variable "repository_urls" {
-  description = "ECR repository URL by image target (the ecr module's repository_urls): api, gateway, scheduler, migrations."
+  description = "ECR repository URL by image target (the ecr module's repository_urls): api, control, gateway, scheduler, migrations."
   type        = map(string)
 
   validation {
-    condition     = alltrue([for target in ["api", "gateway", "scheduler", "migrations"] : contains(keys(var.repository_urls), target)])
-    error_message = "repository_urls must hold api, gateway, scheduler and migrations."
+    condition     = alltrue([for target in ["api", "control", "gateway", "scheduler", "migrations"] : contains(keys(var.repository_urls), target)])
+    error_message = "repository_urls must hold api, control, gateway, scheduler and migrations."
   }
 }
 
