@@ -146,6 +146,12 @@ async def test_a_runs_model_registered_aliased_searched_and_served_by_uri(mlflow
     await mlflow.ok("POST", "registered-models/create", {"name": "other"})
     found = await mlflow.ok("GET", "registered-models/search", {"filter": "name LIKE 'ir%'"})
     assert [m["name"] for m in found["registered_models"]] == ["iris"]
+    # MLflow 3's client adds this clause to exclude prompts: a model without the tag passes.
+    not_prompts = "name = 'iris' AND tags.`mlflow.prompt.is_prompt` != 'true'"
+    found = await mlflow.ok("GET", "registered-models/search", {"filter": not_prompts})
+    assert [m["name"] for m in found["registered_models"]] == ["iris"]
+    tagged = await mlflow.ok("GET", "registered-models/search", {"filter": "tags.team = 'ml'"})
+    assert [m["name"] for m in tagged["registered_models"]] == ["iris"]
     everything = await mlflow.ok("GET", "registered-models/search", {"max_results": 1})
     assert [m["name"] for m in everything["registered_models"]] == ["iris"]
     following = await mlflow.ok(

@@ -34,7 +34,9 @@ def _like(pattern: str, value: str, *, ignore_case: bool) -> bool:
 
 def _compare(clause: Clause, value: Any) -> bool:
     if value is None:
-        return False  # a clause on a tag matches only what has it, as in MLflow
+        # A model without the tag is not equal to any value: MLflow 3's client excludes
+        # prompts from every search with ``tags.`mlflow.prompt.is_prompt` != 'true'``.
+        return clause.comparator in ("!=", "NOT IN")
     op, wanted = clause.comparator, clause.value
     if op in ("IN", "NOT IN"):
         assert isinstance(wanted, tuple)  # noqa: S101 - the parser gives sets as tuples
