@@ -41,20 +41,14 @@ def autologged() -> dict:
     return {"run_id": run.info.run_id}
 
 
-def log_model_dir(run_id: str, model, serialization_format: str, signature) -> None:
-    """The model saved in ``serialization_format`` and logged under the run's ``model/``, as
-    MLflow 2's ``log_model`` did (MLflow 3's logs it as a LoggedModel, which Armillary does
-    not keep yet)."""
+def overwrite_with_marker_pickle(run_id: str) -> None:
+    """Replace the logged model's pickle by one whose unpickling writes MARKER: what the
+    server would run, if it ever loaded a pickle flavour."""
     with tempfile.TemporaryDirectory() as work:
-        path = os.path.join(work, "model")
-        mlflow.sklearn.save_model(
-            model, path, serialization_format=serialization_format, signature=signature
-        )
-        if serialization_format != "skops":
-            # What the server would unpickle, if it ever loaded a pickle flavour.
-            with open(os.path.join(path, "model.pkl"), "wb") as f:
-                pickle.dump(WritesMarker(), f)
-        mlflow.log_artifacts(path, "model", run_id=run_id)
+        path = os.path.join(work, "model.pkl")
+        with open(path, "wb") as f:
+            pickle.dump(WritesMarker(), f)
+        mlflow.log_artifact(path, "model", run_id=run_id)
 
 
 def registered() -> dict:
@@ -65,7 +59,9 @@ def registered() -> dict:
     with mlflow.start_run(run_name="iris-lr") as run:
         mlflow.log_params({"C": 1.0, "max_iter": 500})
         mlflow.log_metric("accuracy", float(model.score(features, labels)))
-        log_model_dir(run.info.run_id, model, "skops", signature)
+        mlflow.sklearn.log_model(
+            model, name="model", serialization_format="skops", signature=signature
+        )
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris")
     client = MlflowClient()
     client.set_registered_model_alias("iris", "champion", version.version)
@@ -92,7 +88,8 @@ def refused() -> dict:
     features, labels = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(features, labels)
     with mlflow.start_run(run_name="pickled") as run:
-        log_model_dir(run.info.run_id, model, "cloudpickle", None)
+        mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+        overwrite_with_marker_pickle(run.info.run_id)
     try:
         mlflow.register_model(f"runs:/{run.info.run_id}/model", "pickled")
     except MlflowException as exc:

@@ -1,6 +1,7 @@
-"""MLflow's real client registers a scikit-learn model (skops) with Armillary served on a
-loopback port: Armillary's registry then holds the version with the run's metrics, a
-deployment of its alias answers predictions, and a pickled model is refused unread."""
+"""MLflow's real client logs a scikit-learn model (``mlflow.sklearn.log_model`` in skops) and
+registers it with Armillary served on a loopback port: Armillary's registry then holds the
+version with the run's metrics, a deployment of its alias answers predictions, and a pickled
+model is refused unread."""
 
 from __future__ import annotations
 
@@ -87,6 +88,9 @@ def test_the_mlflow_client_registers_a_servable_model(
         assert version["params"] == {"C": "1.0", "max_iter": "500"}
         assert version["lineage"]["run_id"] == run_id
         assert get(f"{models}/iris/aliases/champion")["version"] == 1
+        # log_model re-logged the run's accuracy linked to the logged model: kept once.
+        history = get(f"{api}/metrics/get-history", run_id=run_id, metric_key="accuracy")
+        assert len(history["metrics"]) == 1
 
         # Deployed by its alias, it answers.
         deployments = f"/api/v1/projects/{project}/deployments"
