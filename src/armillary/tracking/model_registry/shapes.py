@@ -139,7 +139,8 @@ class SetAlias(AliasRef):
 
 class SearchQuery(WireModel):
     filter: str | None = Field(default=None, max_length=10_000)
-    max_results: int | None = None
+    # Checked against each search's own limit (page_size); 200,000: model versions'.
+    max_results: int | None = Field(default=None, ge=0, le=200_000)
     order_by: list[str] = Field(default_factory=list, max_length=10)
     page_token: str | None = Field(default=None, max_length=1000)
 
