@@ -273,6 +273,39 @@ async def test_sources_outside_a_runs_model_are_refused(mlflow: Mlflow) -> None:
     assert_error(missing_model, 404, "RESOURCE_DOES_NOT_EXIST")
 
 
+async def test_malformed_registry_requests_are_mlflows_errors(mlflow: Mlflow) -> None:
+    await mlflow.ok("POST", "registered-models/create", {"name": "iris"})
+    for response in (
+        await mlflow.post(
+            "registered-models/alias", {"name": "iris", "alias": "champion", "version": "one"}
+        ),
+        await mlflow.post(
+            "registered-models/alias", {"name": "iris", "alias": "Champion!", "version": "1"}
+        ),
+        await mlflow.get("model-versions/get", {"name": "iris", "version": "0"}),
+        await mlflow.client.request(
+            "DELETE", mlflow.url("registered-models/alias"), headers=auth(mlflow.token)
+        ),
+        await mlflow.post("registered-models/create", {"name": "bad name/with slash"}),
+        await mlflow.get("registered-models/search", {"filter": "name = 'iris' OR name = 'x'"}),
+        await mlflow.get("registered-models/search", {"order_by": "tags.team"}),
+        await mlflow.get("registered-models/search", {"max_results": 5000}),
+    ):
+        assert_error(response, 400, "INVALID_PARAMETER_VALUE")
+    assert_error(
+        await mlflow.get("model-versions/get", {"name": "iris", "version": "7"}),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+    assert_error(
+        await mlflow.post(
+            "registered-models/alias", {"name": "iris", "alias": "champion", "version": "7"}
+        ),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+    )
+
+
 @pytest.mark.parametrize("backend_settings", ["postgresql"], indirect=True)
 async def test_another_projects_token_finds_no_model(mlflow: Mlflow, platform_api: Api) -> None:
     run = await logged_run(mlflow)

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, Query
 
+from armillary.kit.authz import ProjectAccess
+
 from ..access import Reader, Writer, mlflow_router
 from ..components import Tracking, current_tracking
 from ..wire_errors import InvalidParameter
@@ -32,11 +34,13 @@ router = mlflow_router("tracking")
 TrackingService = Annotated[Tracking, Depends(current_tracking)]
 
 
-async def _model_json(tracking: Tracking, access: Any, name: str) -> dict[str, Any]:
+async def _model_json(tracking: Tracking, access: ProjectAccess, name: str) -> dict[str, Any]:
     return registered_model_json(await calls.model(tracking, access, name))
 
 
-async def _version_json(tracking: Tracking, access: Any, name: str, number: str) -> dict[str, Any]:
+async def _version_json(
+    tracking: Tracking, access: ProjectAccess, name: str, number: str
+) -> dict[str, Any]:
     model = await calls.model(tracking, access, name)
     record = await calls.version(tracking, access, name, number)
     return version_json(record, model.get("aliases") or {})
@@ -124,13 +128,12 @@ async def get_latest_versions(
 async def set_registered_model_alias(
     body: SetAlias, access: Writer, tracking: TrackingService
 ) -> dict[str, Any]:
-    number = VersionRef(name=body.name, version=body.version).version
     await calls.call(
         tracking,
         access,
         "PUT",
         calls.model_path(body.name, f"/aliases/{calls.segment(body.alias)}"),
-        json={"version": int(number), "reason": "set through MLflow's client"},
+        json={"version": int(body.version), "reason": "set through MLflow's client"},
         not_found=f"Model Version (name={body.name}, version={body.version}) not found",
     )
     return {}
@@ -144,7 +147,12 @@ async def delete_registered_model_alias(
     name: Annotated[str | None, Query(max_length=500)] = None,
     alias: Annotated[str | None, Query(max_length=256)] = None,
 ) -> dict[str, Any]:
-    ref = body or AliasRef(name=name or "", alias=alias or "")
+    # MLflow's client sends the fields as a JSON body; other clients may use the query.
+    ref = body
+    if ref is None:
+        if not name or not alias:
+            raise InvalidParameter("name and alias are required")
+        ref = AliasRef(name=name, alias=alias)
     await calls.call(
         tracking,
         access,

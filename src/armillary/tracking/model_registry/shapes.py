@@ -107,15 +107,16 @@ class UpdateRegisteredModel(ModelName):
     description: str | None = Field(default=None, max_length=10_000)
 
 
+def _version_number(value: str) -> str:
+    if not value.isdigit() or int(value) < 1 or int(value) > 2**31 - 1:
+        raise ValueError("version must be a positive integer")
+    return value
+
+
 class VersionRef(ModelName):
     version: str = Field(min_length=1, max_length=20)
 
-    @field_validator("version")
-    @classmethod
-    def _number(cls, value: str) -> str:
-        if not value.isdigit() or int(value) < 1 or int(value) > 2**31 - 1:
-            raise ValueError("version must be a positive integer")
-        return value
+    _number = field_validator("version")(_version_number)
 
 
 class UpdateModelVersion(VersionRef):
@@ -135,6 +136,8 @@ class AliasRef(ModelName):
 
 class SetAlias(AliasRef):
     version: str = Field(min_length=1, max_length=20)
+
+    _number = field_validator("version")(_version_number)
 
 
 class SearchQuery(WireModel):
