@@ -21,6 +21,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 MARKER = Path(sys.argv[1])
+# Given, so that MLflow does not infer them by loading the model in a subprocess (seconds).
+REQUIREMENTS = ["scikit-learn", "skops"]
 
 
 class WritesMarker:
@@ -60,7 +62,11 @@ def registered() -> dict:
         mlflow.log_params({"C": 1.0, "max_iter": 500})
         mlflow.log_metric("accuracy", float(model.score(features, labels)))
         mlflow.sklearn.log_model(
-            model, name="model", serialization_format="skops", signature=signature
+            model,
+            name="model",
+            serialization_format="skops",
+            signature=signature,
+            pip_requirements=REQUIREMENTS,
         )
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris")
     client = MlflowClient()
@@ -88,7 +94,9 @@ def refused() -> dict:
     features, labels = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=500).fit(features, labels)
     with mlflow.start_run(run_name="pickled") as run:
-        mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
+        mlflow.sklearn.log_model(
+            model, name="model", serialization_format="cloudpickle", pip_requirements=REQUIREMENTS
+        )
         overwrite_with_marker_pickle(run.info.run_id)
     try:
         mlflow.register_model(f"runs:/{run.info.run_id}/model", "pickled")
