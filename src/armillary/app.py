@@ -62,7 +62,7 @@ def create_runtime(
     )
     registry = registry_app.install(runtime, storage_settings=storage_settings)
     serving = serving_app.install(runtime, storage_settings=storage_settings)
-    tracking_app.install(runtime)
+    tracking = tracking_app.install(runtime)
     directory = IdentityClient.in_process(identity_app.create_internal_app(runtime))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
@@ -82,6 +82,8 @@ def create_runtime(
         registry_app.create_internal_app(runtime), registry_app.create_private_app(runtime)
     )
     serving.registry = models
+    # MLflow's registry API: the public models API, with each caller's token.
+    tracking.registry = models
 
     async def close_directory(_runtime: Runtime) -> None:
         await directory.aclose()

@@ -128,7 +128,11 @@ def create_service_runtime(
             RegistryClient.over_http(urls["registry"], urls["registry"], credentials=credentials),
         )
     elif service == "tracking":
-        app.install(runtime)
+        from armillary.registry.client import RegistryClient
+
+        tracking = app.install(runtime)
+        # MLflow's registry API calls the registry's public routes with the caller's token.
+        tracking.registry = _keep(clients, RegistryClient.over_http(urls["registry"]))
     verifier = TokenVerifier(
         KeySet(directory.jwks, ttl=settings.jwks_cache_ttl_seconds),
         issuer=settings.jwt_issuer,

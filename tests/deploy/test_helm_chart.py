@@ -515,7 +515,7 @@ def test_only_the_gateway_takes_ingress_from_outside(full_docs: list[dict[str, A
         ),
         ("data", {"gateway", "workflows", "registry", "scheduler", "worker"}),
         ("workflows", {"gateway", "registry"}),
-        ("registry", {"gateway", "serving"}),
+        ("registry", {"gateway", "serving", "tracking"}),
         ("serving", {"gateway"}),
         ("tracking", {"gateway"}),
     ],
@@ -553,14 +553,15 @@ def test_every_service_key_is_synced_from_secrets_manager(docs: list[dict[str, A
 def test_tracking_reaches_identity_and_the_stores_and_the_gateway_reaches_it(
     default_docs: list[dict[str, Any]],
 ) -> None:
-    """Tracking verifies tokens against identity's keys and asks it for permissions; its run
-    artifacts go to the object store (ADR 0037). Only the gateway calls it (`/mlflow`)."""
+    """Tracking verifies tokens against identity's keys and asks it for permissions, and maps
+    MLflow's registry API onto the registry's; its run artifacts go to the object store (ADR
+    0037). Only the gateway calls it (`/mlflow`)."""
     policies = of_kind(default_docs, "NetworkPolicy")
     spec = policies[name("tracking")]["spec"]
     reached = {peer for rule in spec["egress"] for peer in policy_peers(rule)}
-    assert {p for p in reached if not p.startswith("{")} == {"identity"}
+    assert {p for p in reached if not p.startswith("{")} == {"identity", "registry"}
     ports = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
-    assert ports == {8101, 5432, 6379, 5671, 443}
+    assert ports == {8101, 8104, 5432, 6379, 5671, 443}
     gateway = policies[name("gateway")]["spec"]["egress"]
     to_tracking = [rule for rule in gateway if policy_peers(rule) == ["tracking"]]
     assert [rule["ports"] for rule in to_tracking] == [[{"protocol": "TCP", "port": 8106}]]

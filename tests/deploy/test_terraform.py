@@ -283,8 +283,8 @@ def _locals(config: Config, module: Path) -> dict[str, Any]:
 
 
 def test_tracking_touches_run_artifacts_only(config: Config) -> None:
-    """Tracking stores run artifacts under projects/*/runs/* (ADR 0037), and no other role
-    names that prefix."""
+    """Tracking stores run artifacts under projects/*/runs/* (ADR 0037); the registry only
+    reads them, and no other role names that prefix."""
     prefixes = _locals(config, MODULES / "iam")["prefixes"]
     assert prefixes["runs"] == "projects/*/runs/*"
     tracking = json.loads(_policy(config, "tracking"))
@@ -298,7 +298,12 @@ def test_tracking_touches_run_artifacts_only(config: Config) -> None:
     assert objects == {"${var.bucket_arn}/${local.prefixes.runs}"}
     (listing,) = [s for s in tracking["statement"] if s["sid"] == "ListRunArtifacts"]
     assert one(listing["condition"])["values"] == ["${local.prefixes.runs}"]
-    for process in ["base", "identity", "data", "workflows", "registry", "serving", "worker"]:
+    # The registry reads a run's model file when MLflow's client registers it (decision 10).
+    registry = json.loads(_policy(config, "registry"))
+    (reading,) = [s for s in registry["statement"] if s["sid"] == "ReadRunArtifacts"]
+    assert reading["resources"] == ["${var.bucket_arn}/${local.prefixes.runs}"]
+    assert reading["actions"] == "${local.read}", reading
+    for process in ["base", "identity", "data", "workflows", "serving", "worker"]:
         assert "prefixes.runs" not in _policy(config, process), process
 
 

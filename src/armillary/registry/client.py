@@ -109,6 +109,37 @@ class RegistryClient:
         body = response.json()
         return body if isinstance(body, dict) else None
 
+    async def models_api(
+        self,
+        method: str,
+        token: str,
+        project: str,
+        path: str = "",
+        *,
+        json: Any = None,
+        params: Any = None,
+    ) -> tuple[int, Any]:
+        """A call to the public models API of ``project`` (slug or id),
+        ``/api/v1/projects/<project>/models<path>``, with the caller's own token: the status
+        and the JSON body (None when there is none), for a caller that maps the registry's
+        answers to its own (the tracking service's MLflow registry API). Raises
+        :class:`ServiceUnavailable` when the registry cannot answer."""
+        response = await self._service.send(
+            method,
+            f"/api/v1/projects/{_segment(project)}/models{path}",
+            token=token,
+            json=json,
+            params=params,
+        )
+        if response.status_code >= 500:
+            raise ServiceUnavailable("The registry could not answer")
+        if not response.content:
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
     async def aclose(self) -> None:
         await self._service.aclose()
         if self._private is not None and self._private is not self._service:

@@ -12,6 +12,7 @@ from .compare.api import router as compare_router
 from .components import SERVICE, Tracking
 from .experiments.api import router as experiments_router
 from .logged_models import router as logged_models_router
+from .model_registry.api import router as model_registry_router
 from .runs.api import router as runs_router
 from .settings import TrackingSettings
 
@@ -24,6 +25,7 @@ ROUTERS: list[APIRouter] = [
     artifacts_router,
     artifacts_proxy_router,
     logged_models_router,
+    model_registry_router,
     # Armillary's own API over runs (compare, history, export), under /api/v1/projects.
     compare_router,
 ]

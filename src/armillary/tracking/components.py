@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from fastapi import Request
 
+from armillary.kit.errors import ServiceUnavailable
 from armillary.kit.runtime import Runtime
 from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
 from .settings import TrackingSettings
 
 SERVICE = "tracking"
+
+
+class ModelRegistry(Protocol):
+    """What MLflow's registry API asks the registry service (``RegistryClient``): its public
+    models API, with the caller's own token, so the registry decides what the caller may do."""
+
+    async def models_api(
+        self,
+        method: str,
+        token: str,
+        project: str,
+        path: str = "",
+        *,
+        json: Any = None,
+        params: Any = None,
+    ) -> tuple[int, Any]: ...
 
 
 @dataclass
@@ -21,6 +39,13 @@ class Tracking:
     # Runs' artifacts (the mlflow-artifacts proxy).
     storage_settings: StorageSettings
     store: ObjectStore
+    # The registry's typed client, set by the composition root (MLflow's registry API).
+    registry: ModelRegistry | None = None
+
+    def require_registry(self) -> ModelRegistry:
+        if self.registry is None:
+            raise ServiceUnavailable("The tracking service cannot reach the model registry")
+        return self.registry
 
     @classmethod
     def create(

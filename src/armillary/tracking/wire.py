@@ -53,6 +53,9 @@ class MetricIn(WireModel):
     value: float
     timestamp: int = Field(ge=-INT64_MAX, le=INT64_MAX)
     step: int = Field(default=0, ge=-INT64_MAX, le=INT64_MAX)
+    # MLflow 3 links a point to a logged model (``log_model`` re-logs the run's points at the
+    # model's step with it): such a point already logged is not appended again.
+    model_id: str | None = Field(default=None, max_length=400)
 
 
 def now_ms() -> int:

@@ -203,6 +203,12 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
         assert created.status_code == 200, created.text
         found = c.get(f"{mlflow}/experiments/get-by-name?experiment_name=up", headers=headers)
         assert found.json()["experiment"]["experiment_id"] == created.json()["experiment_id"]
+        # MLflow's registry API: tracking calls the registry's process over HTTP with the
+        # caller's token, and the model is the registry's.
+        model = c.post(f"{mlflow}/registered-models/create", json={"name": "up"}, headers=headers)
+        assert model.status_code == 200, model.text
+        held = c.get(f"{base}/models/up", headers=headers)
+        assert held.status_code == 200, held.text
         # Audit entries of every service reach identity's chain over RabbitMQ: the upload
         # (data) and the job (workflows) are there, and the chain verifies.
 

@@ -12,6 +12,11 @@ from pathlib import Path
 
 # The version the compatibility was built and tested against.
 MLFLOW_SPEC = "mlflow-skinny==3.18.0"
+# What the peer's training scripts use beside MLflow: scikit-learn and skops at the platform's
+# own versions (the platform loads the skops files they write), pandas for MLflow's sklearn
+# flavour.
+PEER_PACKAGES = (MLFLOW_SPEC, "scikit-learn==1.9.1", "skops==0.16.0", "pandas")
+_STAMP = " ".join(PEER_PACKAGES)
 REPO = Path(__file__).resolve().parents[3]
 # MLflow's telemetry off in everything the peer runs.
 NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -32,7 +37,7 @@ def _run(command: list[str]) -> None:
 
 
 def mlflow_python() -> Path:
-    """The peer's interpreter, with MLFLOW_SPEC installed. Built at most once per machine
+    """The peer's interpreter, with PEER_PACKAGES installed. Built at most once per machine
     (a lock keeps parallel test processes from building it twice)."""
     root = _root()
     python = root / "bin" / "python"
@@ -40,16 +45,16 @@ def mlflow_python() -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     with (root.parent / "mlflow.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text() == MLFLOW_SPEC and python.exists():
+        if stamp.exists() and stamp.read_text() == _STAMP and python.exists():
             return python
         shutil.rmtree(root, ignore_errors=True)
         uv = shutil.which("uv")
         env_python = sys.executable
         if uv:
             _run([uv, "venv", "-q", "--python", env_python, str(root)])
-            _run([uv, "pip", "install", "-q", "--python", str(python), MLFLOW_SPEC])
+            _run([uv, "pip", "install", "-q", "--python", str(python), *PEER_PACKAGES])
         else:
             _run([env_python, "-m", "venv", str(root)])
-            _run([str(python), "-m", "pip", "install", "-q", MLFLOW_SPEC])
-        stamp.write_text(MLFLOW_SPEC)
+            _run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES])
+        stamp.write_text(_STAMP)
     return python

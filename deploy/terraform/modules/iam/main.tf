@@ -8,7 +8,7 @@
 # | workflows |          | rw   | rw   |        |             |      |            |
 # | scheduler |          | rw   |      |        |             |      |            |
 # | worker    | read     | rw   | read |        |             |      | rw, PassRole |
-# | registry  |          | read |      | rw     |             |      |            |
+# | registry  |          | read |      | rw     |             | read |            |
 # | serving   |          |      |      | read   | rw          |      |            |
 # | tracking  |          |      |      |        |             | rw   |            |
 #
@@ -160,6 +160,12 @@ data "aws_iam_policy_document" "registry" {
     sid       = "ReadJobArtifacts"
     actions   = local.read
     resources = ["${var.bucket_arn}/${local.prefixes.jobs}"]
+  }
+  # Registering from an MLflow run (ADR 0037, decision 10) copies the run's model file.
+  statement {
+    sid       = "ReadRunArtifacts"
+    actions   = local.read
+    resources = ["${var.bucket_arn}/${local.prefixes.runs}"]
   }
   statement {
     sid       = "ListModels"

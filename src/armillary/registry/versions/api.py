@@ -22,6 +22,7 @@ from .schemas import (
     OnnxAttach,
     TrainedOn,
     VersionCreate,
+    VersionFromRun,
     VersionOut,
     VersionUpdate,
 )
@@ -82,6 +83,30 @@ async def create_version(
     ``source.task`` (job tokens only: users upload a file instead). Lineage (workflow version,
     dataset versions and their SHA-256) comes from the job itself."""
     found, version = await service.create_from_job(
+        session, current_registry(request), access, model, body
+    )
+    _created(response, access.project_slug, found.name, version.number)
+    return version_out(found, version)
+
+
+@router.post(
+    "/{model}/versions/from-run",
+    name="models.version_from_run",
+    status_code=status.HTTP_201_CREATED,
+    responses={403: {}, 404: {}, 415: {}, 422: {}},
+)
+async def create_version_from_run(
+    model: str,
+    body: VersionFromRun,
+    request: Request,
+    response: Response,
+    access: Writer,
+    session: Session,
+) -> VersionOut:
+    """Register the next version from an ONNX or skops file an MLflow run of this project
+    logged (the tracking service calls it for MLflow's ``create_model_version``). Lineage
+    records the run and its experiment."""
+    found, version = await service.create_from_run(
         session, current_registry(request), access, model, body
     )
     _created(response, access.project_slug, found.name, version.number)

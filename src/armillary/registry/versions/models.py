@@ -42,7 +42,7 @@ class ModelVersion(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    source: Mapped[str] = mapped_column(String(8))  # "job" | "upload"
+    source: Mapped[str] = mapped_column(String(8))  # "job" | "upload" | "mlflow"
     # Set for a version registered by a job (job_registrations): the same job, task and
     # artifacts register it once.
     job_registration_key: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -69,6 +69,38 @@ class VersionCreate(BaseModel):
     )
 
 
+# A file a tracking run logged, relative to the run's artifacts ("model/model.skops"): parts
+# in the object store's key alphabet, so no ".." and nothing outside the run's prefix.
+RUN_FILE_PATH = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,15}$"
+
+
+class RunSource(BaseModel):
+    """Where a tracking run's logged model file is: the run (of the caller's project) and the
+    file's path among its artifacts."""
+
+    model_config = ConfigDict(extra="forbid")
+    run_id: UUID
+    experiment_id: UUID
+    path: str = Field(pattern=RUN_FILE_PATH, max_length=1000)
+    uri: str = Field(max_length=1000, description="The model's location as MLflow names it")
+    run_name: str = Field(default="", max_length=250)
+
+
+class VersionFromRun(BaseModel):
+    """A new version from a model file an MLflow run logged (the tracking service's request,
+    with the caller's token). The file is copied and checked as ``format`` says."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: RunSource
+    format: Literal["skops", "onnx"]
+    metrics: Metrics = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    signature: dict[str, Any] = Field(default_factory=dict)
+    problem: Literal["classification", "regression"] | None = None
+    description: str = Field(default="", max_length=10_000)
+    tags: Tags = Field(default_factory=dict)
+
+
 class OnnxAttach(BaseModel):
     """What the version's export job found: ``ready`` with the task whose ``model.onnx`` is
     copied, or ``failed`` with the reason."""

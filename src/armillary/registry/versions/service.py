@@ -37,6 +37,7 @@ from armillary.kit.storage import (
     project_prefix,
     validate_key,
 )
+from armillary.kit.storage.keys import run_artifact_key
 
 from ..access import refuse_job
 from ..catalog.models import RegisteredModel
@@ -47,7 +48,7 @@ from . import job_registrations, model_files
 from . import lineage as lineage_of
 from . import repository as repo
 from .models import ModelVersion, VersionDataset
-from .schemas import Metrics, VersionCreate, VersionUpdate
+from .schemas import Metrics, VersionCreate, VersionFromRun, VersionUpdate
 from .upload import SpooledModel
 
 _CHUNK = 1024 * 1024
@@ -412,6 +413,69 @@ async def create_from_upload(
         return model, version
     finally:
         upload.discard()
+
+
+async def create_from_run(
+    session: AsyncSession,
+    registry: Registry,
+    access: ProjectAccess,
+    ref: str,
+    body: VersionFromRun,
+) -> tuple[RegisteredModel, ModelVersion]:
+    """The next version from the model file an MLflow run of the caller's project logged. The
+    key is made here from the caller's project and the run's id, so no other project's file
+    can be named; the file is checked as ``body.format`` says before it is stored, and never
+    loaded."""
+    await get_model(session, access, ref)
+    source = body.source
+    missing = Unprocessable(f"Run {source.run_id.hex} has no artifact {source.path!r}")
+    try:
+        key = run_artifact_key(access.project_id, source.run_id, source.path)
+    except InvalidObjectKey:
+        raise missing from None
+    name = model_files.FILE_NAMES[body.format]
+    with tempfile.TemporaryDirectory(prefix="armillary-reg-", dir=registry.settings.spool_dir) as d:
+        path = Path(d) / name
+        try:
+            info = await registry.store.head(key)
+            if info.size > registry.settings.max_artifact_bytes:
+                raise Unprocessable(f"Artifact {source.path!r} is larger than the registry accepts")
+            await registry.store.get_to_file(key, path)
+        except ObjectNotFound:
+            raise missing from None
+        await asyncio.to_thread(model_files.check_named, name, path)
+        staged = [Staged(name, path, info.size, await asyncio.to_thread(_sha256, path))]
+        model, version = await _add_version(
+            session,
+            registry,
+            access,
+            ref,
+            staged,
+            ModelVersion(
+                metrics=dict(body.metrics),
+                params=body.params,
+                signature=body.signature,
+                estimator=None,
+                problem=body.problem,
+                format=body.format,
+                environment={},
+                description=body.description,
+                tags=dict(body.tags),
+                lineage={
+                    "source": "mlflow",
+                    "run_id": source.run_id.hex,
+                    "run_name": source.run_name,
+                    "experiment_id": source.experiment_id.hex,
+                    "artifact": source.path,
+                    "mlflow_source": source.uri,
+                    "job_id": str(access.principal.job_id) if access.principal.job_id else None,
+                },
+                source="mlflow",
+                onnx_status="ready" if body.format == "onnx" else None,
+            ),
+        )
+    _registered(session, access, model, version, [])
+    return model, version
 
 
 async def get_version(

@@ -24,7 +24,26 @@ async def log_batch(session: AsyncSession, access: ProjectAccess, batch: LogBatc
     run = await runs.get_active(session, access, batch.ref)
     await _log_params(session, run, {p.key: p.value for p in batch.params}, len(batch.params))
     await _set_tags(session, run, {t.key: t.value for t in batch.tags})
-    await repo.add_points(session, [_point(run, m) for m in batch.metrics])
+    await repo.add_points(session, await _new_points(session, run, batch.metrics))
+
+
+async def _new_points(session: AsyncSession, run: Run, metrics: list[MetricIn]) -> list[Any]:
+    """The batch's points, less those linked to a logged model that the run already has (as
+    MLflow's server keeps one row per point and links it)."""
+    points = [_point(run, m) for m in metrics]
+    linked = {m.key for m in metrics if m.model_id}
+    if not linked:
+        return points
+    held = await repo.points_of(session, run.id, sorted(linked))
+    return [
+        point
+        for point, metric in zip(points, metrics, strict=True)
+        if not metric.model_id or _identity(point) not in held
+    ]
+
+
+def _identity(point: dict[str, Any]) -> tuple[Any, ...]:
+    return (point["key"], point["value"], point["is_nan"], point["timestamp"], point["step"])
 
 
 def _point(run: Run, metric: MetricIn) -> dict[str, Any]:

@@ -51,6 +51,22 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+async def points_of(
+    session: AsyncSession, run_id: uuid.UUID, keys: list[str]
+) -> set[tuple[Any, ...]]:
+    """Each point of metrics ``keys`` of the run, as (key, value, is_nan, timestamp, step)."""
+    rows = await session.execute(
+        select(
+            MetricPoint.key,
+            MetricPoint.value,
+            MetricPoint.is_nan,
+            MetricPoint.timestamp,
+            MetricPoint.step,
+        ).where(MetricPoint.run_id == run_id, MetricPoint.key.in_(keys))
+    )
+    return {tuple(row) for row in rows}
+
+
 async def add_params(session: AsyncSession, run_id: uuid.UUID, params: dict[str, str]) -> None:
     """Insert the params a run does not have yet; existing keys are left as they are (the
     caller then checks they agree: a param is immutable)."""
