@@ -21,7 +21,12 @@ import pytest
 
 RECORD = Path(__file__).with_name("durations.json")
 # A file with no record yet: guessed from where it lives (real processes cost most).
-GUESS_SECONDS = {"tests/faults/": 60.0, "tests/e2e/": 30.0, "tests/integration/": 10.0}
+GUESS_SECONDS = {
+    "tests/faults/": 60.0,
+    "tests/browser/": 90.0,
+    "tests/e2e/": 30.0,
+    "tests/integration/": 10.0,
+}
 DEFAULT_GUESS = 1.0
 
 _spent: defaultdict[str, float] = defaultdict(float)
