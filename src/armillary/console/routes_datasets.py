@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .api import ConsoleApi
-from .errors import ApiFailed, NotFoundPage, problem_text
+from .errors import ApiFailed, NotFoundPage, SignInRequired, problem_text
 from .pages import redirect, render, with_headers
 from .routes import Api, CsrfField, optional, seg, signed_in
 from .session import UI, check_csrf
@@ -161,10 +161,14 @@ async def upload_version(request: Request, api: Api, project: str, dataset: str)
 
 @router.get("/projects/{project}/datasets/{dataset}/versions/{number}/download")
 async def download_version(
-    request: Request, api: Api, project: str, dataset: str, number: int
+    request: Request, api: Api, project: str, dataset: str, number: str
 ) -> Response:
     """The version's bytes, streamed from the API (never a redirect to the store: the
     browser has no token for it and the CSP forbids other origins anyway)."""
+    if not api.token:
+        raise SignInRequired  # before judging the URL: anonymous means sign in
+    if not number.isdigit():
+        raise NotFoundPage
     path = f"/api/v1/projects/{seg(project)}/datasets/{seg(dataset)}/versions/{int(number)}/content"
     response = await api.stream("GET", path, params={"redirect": "false"})
     if response.status_code != 200:

@@ -94,8 +94,9 @@ async def test_a_dataset_is_created_uploaded_profiled_and_downloaded_through_the
     assert download.content == CSV
     assert 'filename="cities-v1.csv"' in download.headers["content-disposition"]
     assert download.headers["x-content-type-options"] == "nosniff"
-    missing = await browser.get("/ui/projects/data/datasets/cities/versions/9/download")
-    assert missing.status_code == 404
+    for absent in ("9", "one", ".."):
+        missing = await browser.get(f"/ui/projects/data/datasets/cities/versions/{absent}/download")
+        assert missing.status_code == 404, absent
 
 
 async def test_an_upload_needs_the_csrf_header_and_reports_the_apis_reason(
