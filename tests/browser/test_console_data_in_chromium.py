@@ -1,7 +1,7 @@
 """Console slice 2a in Chromium: upload a CSV through the file input and see its profile,
-watch a pipeline's DAG turn green live, follow a task's log, diff two workflow versions;
-and axe-core (vendored under tests/browser/vendor) checks every page the journey reaches,
-slice 1's included, for serious or critical accessibility violations."""
+paste a pipeline's YAML into a form, watch its DAG turn green live, follow a task's log,
+diff two workflow versions; and axe-core (vendored under tests/browser/vendor) checks every
+page the journey reaches, slice 1's included, for serious or critical violations."""
 
 from __future__ import annotations
 
@@ -112,13 +112,12 @@ def test_data_and_pipelines_journey_is_accessible(
     accessible(watched, "data-02-dataset-profile")
     fits_a_phone(page)
 
-    # A pipeline (YAML, through the API: the console has no create-workflow form), run.
-    applied = platform.http.post(
-        "/api/v1/projects/atlas/workflows",
-        content=PIPELINE_YAML,
-        headers={**base.auth(token), "Content-Type": "application/yaml"},
-    )
-    assert applied.status_code == 201, applied.text
+    # A pipeline pasted as YAML into the workflows page's form, then run (through the API).
+    base.tab(page, "Workflows").click()
+    page.get_by_label("Spec (YAML)").fill(PIPELINE_YAML)
+    page.get_by_role("button", name="Apply spec").click()
+    page.wait_for_url(f"{url}/ui/projects/atlas/workflows/etl")
+    expect(page.locator("svg.dag g.dag-node")).to_have_count(4)
     job = platform.http.post(
         "/api/v1/projects/atlas/workflows/etl/jobs", json={}, headers=base.auth(token)
     ).json()
@@ -155,13 +154,13 @@ def test_data_and_pipelines_journey_is_accessible(
         == 201
     )
     base.tab(page, "Workflows").click()
-    accessible(watched, "a11y-06-workflows")
+    accessible(watched, "data-06-workflows-form")
     page.get_by_role("link", name="etl").click()
     expect(page.locator("svg.dag .dag-edge")).to_have_count(3)  # v2: publish after clean only
-    accessible(watched, "data-06-workflow-graph")
+    accessible(watched, "data-07-workflow-graph")
     page.get_by_role("button", name="Show diff").click()
     expect(page.locator("pre.diff .diff-del").last).to_contain_text('"report"')
-    accessible(watched, "data-07-workflow-diff")
+    accessible(watched, "data-08-workflow-diff")
 
     base.tab(page, "Jobs").click()
     accessible(watched, "a11y-08-jobs")

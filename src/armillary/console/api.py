@@ -56,7 +56,7 @@ class ConsoleApi:
         path: str,
         *,
         params: Mapping[str, Any] | None = None,
-        content: AsyncIterator[bytes] | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """A request whose body and answer stream (an upload, a download): the caller must

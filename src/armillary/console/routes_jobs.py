@@ -7,15 +7,16 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response, StreamingResponse
 
-from .errors import ApiFailed, NotFoundPage
+from .errors import ApiFailed, NotFoundPage, problem_text
 from .pages import redirect, render, with_headers
 from .routes import FINISHED, Api, CsrfField, _job, seg, signed_in
 from .session import UI, check_csrf
+from .settings import ConsoleSettings
 
 router = APIRouter(prefix=UI, include_in_schema=False)
 
@@ -203,4 +204,66 @@ async def workflow_diff(
         old=old,
         new=new,
         lines=spec_diff(old_spec, new_spec, f"v{old}", f"v{new}"),
+    )
+
+
+# A pasted spec: the API's own limit on a spec's size applies after this one.
+SPEC_MAX_CHARS = 256 * 1024
+
+
+def spec_problems(response: Any) -> list[str]:
+    """The API's reason for refusing a spec, and each error it lists with its path."""
+    problems = [problem_text(response)]
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError):
+        errors = []
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict) and error.get("message"):
+            where = error.get("path")
+            problems.append(f"{where}: {error['message']}" if where else str(error["message"]))
+    return problems
+
+
+@router.post("/projects/{project}/workflows")
+async def apply_workflow(
+    request: Request,
+    api: Api,
+    project: str,
+    spec: Annotated[str, Form(max_length=SPEC_MAX_CHARS)] = "",
+    csrf: CsrfField = None,
+) -> Response:
+    """A pasted YAML (or JSON: YAML's subset) spec, applied as the CLI applies a file: a new
+    workflow, or a new version of one."""
+    check_csrf(request, csrf)
+    base = f"/api/v1/projects/{seg(project)}"
+    response = await api.stream(
+        "POST",
+        f"{base}/workflows",
+        content=spec.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    if response.status_code in (200, 201):
+        name = response.json()["workflow"]["name"]
+        return redirect(f"{UI}/projects/{seg(project)}/workflows/{seg(name)}")
+    if response.status_code == 404:
+        raise NotFoundPage
+    if response.status_code >= 500:
+        raise ApiFailed.from_response(response)
+    await signed_in(request, api)
+    info = await api.read(base)
+    settings: ConsoleSettings = request.app.state.console_settings
+    page = await api.read(f"{base}/workflows", limit=settings.page_size, offset=0)
+    return render(
+        request,
+        "workflows.html",
+        status_code=response.status_code,
+        project=info,
+        page=page,
+        spec_errors=spec_problems(response),
+        typed_spec=spec,
     )

@@ -164,7 +164,7 @@ async def test_a_version_shows_its_quality_reports_and_lineage(
     assert "No registered model version holds this version." in lineage
 
 
-async def test_a_viewer_sees_datasets_but_no_upload_or_create_form(
+async def test_a_viewer_sees_datasets_and_workflows_but_no_forms_to_change_them(
     api: Api, app: FastAPI, scientist: dict[str, Any], project: dict[str, Any]
 ) -> None:
     viewer = await api.create_user(await api.admin_token(), "user")
@@ -178,6 +178,8 @@ async def test_a_viewer_sees_datasets_but_no_upload_or_create_form(
         page = await client.get("/ui/projects/data/datasets")
         assert page.status_code == 200
         assert "New dataset" not in page.text
+        workflows = await client.get("/ui/projects/data/workflows")
+        assert "Apply a workflow spec" not in workflows.text
 
 
 async def test_the_workflow_page_draws_its_graph_and_diffs_two_versions(
@@ -261,3 +263,58 @@ async def test_a_job_page_draws_its_dag_reads_logs_and_re_runs(
     rerun = await api.client.get(f"/api/v1/jobs/{new_id}", headers=auth(token))
     assert rerun.json()["parameters"] == {"rows": 5}
     assert rerun.json()["workflow"] == "chain"
+
+
+CHAIN_YAML = """\
+name: pasted
+parameters:
+  rows: 1
+tasks:
+  - name: first
+    type: noop
+  - name: second
+    type: noop
+    needs: [first]
+"""
+
+
+async def test_a_pasted_yaml_spec_becomes_a_workflow_and_a_bad_one_is_explained(
+    browser: httpx.AsyncClient, api: Api, scientist: dict[str, Any], project: dict[str, Any]
+) -> None:
+    page = await browser.get("/ui/projects/data/workflows")
+    assert "Apply a workflow spec" in page.text
+    csrf = csrf_of(page)
+    forged = await browser.post(
+        "/ui/projects/data/workflows", data={"spec": CHAIN_YAML}, headers={"Origin": ORIGIN}
+    )
+    assert forged.status_code == 403
+    applied = await browser.post(
+        "/ui/projects/data/workflows",
+        data={"spec": CHAIN_YAML, "csrf_token": csrf},
+        headers={"Origin": ORIGIN},
+    )
+    assert applied.status_code == 303
+    assert applied.headers["location"] == "/ui/projects/data/workflows/pasted"
+    stored = await api.client.get(
+        "/api/v1/projects/data/workflows/pasted/versions/1", headers=auth(scientist["token"])
+    )
+    assert [t["name"] for t in stored.json()["spec"]["tasks"]] == ["first", "second"]
+
+    broken = CHAIN_YAML.replace("needs: [first]", f"needs: [missing]\n    # {XSS}")
+    refused = await browser.post(
+        "/ui/projects/data/workflows",
+        data={"spec": broken, "csrf_token": csrf},
+        headers={"Origin": ORIGIN},
+    )
+    assert refused.status_code == 422
+    alert = refused.text.split('role="alert"')[1].split("</div>")[0]
+    assert "missing" in alert  # the API's error, with its path
+    assert XSS not in refused.text  # the typed spec comes back, escaped
+    assert "&lt;img src=x" in refused.text
+    not_yaml = await browser.post(
+        "/ui/projects/data/workflows",
+        data={"spec": "tasks: [unclosed", "csrf_token": csrf},
+        headers={"Origin": ORIGIN},
+    )
+    assert not_yaml.status_code == 422
+    assert 'role="alert"' in not_yaml.text
