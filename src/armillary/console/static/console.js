@@ -82,6 +82,15 @@
 (function () {
   "use strict";
 
+  // An answer that was redirected to sign-in (the session ended): take the tab there.
+  function signedOut(xhr) {
+    if (xhr.responseURL && xhr.responseURL.indexOf("/ui/login") >= 0) {
+      window.location.assign(xhr.responseURL);
+      return true;
+    }
+    return false;
+  }
+
   function wire(form) {
     var bar = form.querySelector("progress");
     var status = form.querySelector("[role=status]");
@@ -113,6 +122,9 @@
         }
       });
       xhr.addEventListener("load", function () {
+        if (signedOut(xhr)) {
+          return;
+        }
         var answer = xhr.response || {};
         if (xhr.status >= 200 && xhr.status < 300 && answer.url) {
           bar.value = 100;
@@ -162,6 +174,9 @@
       var xhr = new XMLHttpRequest();
       xhr.open("GET", url());
       xhr.addEventListener("load", function () {
+        if (signedOut(xhr)) {
+          return;
+        }
         if (xhr.status !== 200) {
           state.textContent = "The log cannot be read (" + xhr.status + ").";
           return;
