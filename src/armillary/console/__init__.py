@@ -12,6 +12,8 @@ from armillary.kit.ratelimit import RateLimiter
 
 from .pages import install_error_pages, redirect
 from .routes import router
+from .routes_datasets import router as datasets_router
+from .routes_jobs import router as jobs_router
 from .settings import ConsoleSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -34,6 +36,8 @@ def install(
         limiter.delegate(CONSOLE_PATHS)
     install_error_pages(app)
     app.include_router(router)
+    app.include_router(datasets_router)
+    app.include_router(jobs_router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.get("/", include_in_schema=False)

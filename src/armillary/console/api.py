@@ -50,6 +50,30 @@ class ConsoleApi:
             raise SignInRequired
         return response
 
+    async def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """A request whose body and answer stream (an upload, a download): the caller must
+        ``aclose()`` the response. Same token and errors as ``request``."""
+        if not self.token:
+            raise SignInRequired
+        sent = {**(headers or {}), "Authorization": f"Bearer {self.token}"}
+        built = self._http.build_request(method, path, params=params, content=content, headers=sent)
+        try:
+            response = await self._http.send(built, stream=True)
+        except httpx.HTTPError as exc:
+            raise ApiFailed(503, "The platform's API cannot be reached") from exc
+        if response.status_code == 401:
+            await response.aclose()
+            raise SignInRequired
+        return response
+
     async def read(self, path: str, **params: Any) -> Any:
         """A GET whose 403 and 404 mean "not found" to the user (the API hides projects
         from non-members with 404; a 403 says no more than that here)."""

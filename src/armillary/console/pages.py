@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .errors import ApiFailed, NotFoundPage, SignInRequired
+from .graphs import TEMPLATE_HELPERS
 from .session import (
     CSRF_FIELD,
     LOGIN_PATH,
@@ -67,6 +68,7 @@ environment = jinja2.Environment(
     lstrip_blocks=True,
 )
 environment.filters["when"] = _when
+environment.globals.update(TEMPLATE_HELPERS)
 
 
 def with_headers(response: Response) -> Response:
