@@ -150,3 +150,10 @@ bench-load: sync-dev services
 bench-memory: sync-dev services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(VENV_BIN)/python bench/memory/run.py
+
+# Tracking (issue 20): 100,000 points through MLflow's client into Armillary (PostgreSQL) and
+# `mlflow server` (SQLite; own venv bench/.venvs/mlflow-server, not uv.lock), and the SDK's
+# per-call cost.
+.PHONY: bench-tracking
+bench-tracking: sync-dev services
+	$(VENV_BIN)/python bench/tracking/run.py
