@@ -295,12 +295,12 @@ def test_api_services_probe_healthz_and_readyz(docs: list[dict[str, Any]]) -> No
 def test_only_the_services_that_load_models_run_the_full_image(
     docs: list[dict[str, Any]],
 ) -> None:
-    """identity, workflows and tracking run the lean `control` image (ADR 0042)."""
+    """identity and tracking run the lean `control` image (ADR 0042)."""
     deployments = of_kind(docs, "Deployment")
     for service in SERVICES:
         (container,) = deployments[name(service)]["spec"]["template"]["spec"]["containers"]
         repository = container["image"].rsplit(":", 1)[0]
-        lean = service in {"identity", "workflows", "tracking"}
+        lean = service in {"identity", "tracking"}
         assert repository.endswith("-control" if lean else "-api"), (service, repository)
     (gateway,) = deployments[name("gateway")]["spec"]["template"]["spec"]["containers"]
     assert gateway["image"].rsplit(":", 1)[0].endswith("-control")

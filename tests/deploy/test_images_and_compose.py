@@ -26,8 +26,8 @@ SECCOMP = DEPLOY / "seccomp" / "worker.json"
 
 ROLES = ("api", "control", "gateway", "scheduler", "worker", "migrations")
 # The services whose process loads no numeric or ML library run the lean image (ADR 0042).
-CONTROL_SERVICES = {"identity", "workflows", "tracking"}
-LEAN_ROLES = {"control", "gateway", "scheduler", "migrations"}
+CONTROL_SERVICES = {"identity", "tracking"}
+LEAN_ROLES = {"control", "gateway", "migrations"}
 ONE_SHOT_ROLES = {"migrations"}
 # hadolint rules ignored inline in the Dockerfile, each for a reason.
 JUSTIFIED_IGNORES = {

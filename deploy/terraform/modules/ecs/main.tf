@@ -13,7 +13,7 @@ locals {
   services = {
     identity  = { command = ["serve", "identity", "--host", "0.0.0.0"], port = 8101, image = "control" }
     data      = { command = ["serve", "data", "--host", "0.0.0.0"], port = 8102, image = "api" }
-    workflows = { command = ["serve", "workflows", "--host", "0.0.0.0"], port = 8103, image = "control" }
+    workflows = { command = ["serve", "workflows", "--host", "0.0.0.0"], port = 8103, image = "api" }
     registry  = { command = ["serve", "registry", "--host", "0.0.0.0"], port = 8104, image = "api" }
     serving   = { command = ["serve", "serving", "--host", "0.0.0.0"], port = 8105, image = "api" }
     tracking  = { command = ["serve", "tracking", "--host", "0.0.0.0"], port = 8106, image = "control" }
