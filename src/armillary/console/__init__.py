@@ -12,6 +12,10 @@ from armillary.kit.ratelimit import RateLimiter
 
 from .pages import install_error_pages, redirect
 from .routes import router
+from .routes_admin import router as admin_router
+from .routes_alerts import router as alerts_router
+from .routes_deployments import router as deployments_router
+from .routes_models import router as models_router
 from .settings import ConsoleSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -34,6 +38,8 @@ def install(
         limiter.delegate(CONSOLE_PATHS)
     install_error_pages(app)
     app.include_router(router)
+    for extra in (models_router, deployments_router, alerts_router, admin_router):
+        app.include_router(extra)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.get("/", include_in_schema=False)
