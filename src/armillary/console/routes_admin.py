@@ -30,7 +30,8 @@ NOT_EXPOSED = (
 
 
 @router.get("")
-async def admin_home() -> Response:
+async def admin_home(request: Request, api: Api) -> Response:
+    await signed_in(request, api)
     return redirect(f"{UI}/admin/users")
 
 

@@ -142,7 +142,15 @@ async def _downstream(
     for alias in aliases:
         if alias.get("version") == number:
             node = f"alias:{alias['alias']}"
-            nodes.append({"id": node, "kind": "alias", "label": f"@{alias['alias']}"})
+            nodes.append(
+                {
+                    "id": node,
+                    "kind": "alias",
+                    "label": f"@{alias['alias']}",
+                    "href": f"{UI}/projects/{seg(project)}/models/{seg(model)}/aliases/"
+                    f"{seg(alias['alias'])}",
+                }
+            )
             edges.append({"from": node, "to": "root", "relation": "points_at"})
     deployments = await optional(api, f"/api/v1/projects/{seg(project)}/deployments", limit=100)
     for deployment in (deployments or {}).get("items", []):
@@ -165,9 +173,11 @@ async def _downstream(
 
 @router.get("/projects/{project}/models/{model}/versions/{number}")
 async def version_page(
-    request: Request, api: Api, project: str, model: str, number: int
+    request: Request, api: Api, project: str, model: str, number: str
 ) -> Response:
-    await signed_in(request, api)
+    await signed_in(request, api)  # before the URL is judged: anonymous means sign-in
+    if not number.isdigit() or len(number) > 9:
+        raise NotFoundPage
     info, found = await _project_and_model(api, project, model)
     version = await api.read(f"{_base(project, model)}/versions/{int(number)}")
     graph = await api.read(f"{_base(project, model)}/versions/{int(number)}/lineage")
