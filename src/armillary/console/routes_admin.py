@@ -5,11 +5,12 @@ console's "not found"); the navigation offers them to admins only."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from .errors import problem_text
+from .errors import ApiFailed, NotFoundPage, problem_text
 from .pages import redirect, render
 from .routes import Api, CsrfField, optional, seg, signed_in
 from .session import UI, check_csrf
@@ -86,10 +87,12 @@ async def audit(request: Request, api: Api, offset: int = 0, verify: bool = Fals
         page = response.json()
     elif response.status_code in (400, 422):
         error = problem_text(response)  # a filter the API refuses (e.g. a bad date)
+    elif response.status_code in (403, 404):
+        raise NotFoundPage  # not an admin: the API's 403 says no more than "not found"
     else:
-        await api.read("/api/v1/audit/verify")  # 403/404 → not found; others → error page
+        raise ApiFailed.from_response(response)
     checked = await api.read("/api/v1/audit/verify") if verify else None
-    query = "&".join(f"{k}={seg(v)}" for k, v in filters.items() if v)
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in filters.items() if v)
     return render(
         request,
         "admin_audit.html",

@@ -155,6 +155,13 @@ async def test_aliases_move_roll_back_and_answer_as_of_through_csrf_protected_fo
         assert lineage.status_code == 200
         assert 'data-node="model_version"' in lineage.text
         assert 'data-node="alias"' in lineage.text  # downstream: champion points here
+        assert f'href="{alias_url}"' in lineage.text
+        assert (await client.get(f"{page_url}/versions/x")).status_code == 404
+        trained_on = await client.get(
+            f"/ui/projects/{slug}/models-lineage", params={"dataset": "events", "version": "1"}
+        )
+        assert trained_on.status_code == 200
+        assert "None." in trained_on.text  # uploaded versions name no training data
 
 
 async def _deploy(client: httpx.AsyncClient, slug: str) -> httpx.Response:
@@ -199,6 +206,8 @@ async def test_a_deployment_with_two_variants_shows_traffic_analysis_canary_and_
         assert secret not in again.text  # shown once
         assert key.headers["cache-control"] == "no-store"
 
+        quiet = await client.get(f"{here}/live", headers={"HX-Request": "true"})
+        assert 'data-live-url="' + here + '/live"' in quiet.text  # a deployment never ends
         sent = 0
         for batch in range(4):
             rows = features(10, batch)
@@ -216,6 +225,8 @@ async def test_a_deployment_with_two_variants_shows_traffic_analysis_canary_and_
         assert 'class="comparison" data-variant="candidate"' in live.text
         assert 'class="recommendation"' in live.text
         assert "% CI)" in live.text
+        # The poller backs off while the fingerprint stays, and looks again when it moves.
+        assert rows_of(live.text, "data-fingerprint") != rows_of(quiet.text, "data-fingerprint")
 
         step = await post_form(
             client, here, f"{here}/canary", {"variant": "candidate", "percent": "50"}
