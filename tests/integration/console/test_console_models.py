@@ -314,11 +314,48 @@ async def test_alerts_list_channels_rules_and_deliveries(
         assert "ops-hook" in page.text
         assert "job failed" in page.text
         assert "s3cret-value" not in page.text
-        deliveries = await client.get(
-            f"/ui/projects/alerting/alerts/channels/{channel.json()['id']}"
+        created = await post_form(
+            client,
+            "/ui/projects/alerting/alerts",
+            "/ui/projects/alerting/alerts/rules",
+            {
+                "name": "slow-train",
+                "kind": "job_deadline",
+                "max_minutes": "30",
+                "channel_ids": channel.json()["id"],
+            },
         )
-        assert deliveries.status_code == 200
-        assert "No deliveries." in deliveries.text
+        assert created.status_code == 303, created.text
+        rules = await api.client.get(f"{base}/rules", headers=auth(scientist["token"]))
+        made = {r["name"]: r for r in rules.json()["items"]}["slow-train"]
+        assert made["max_minutes"] == 30
+        assert made["channel_ids"] == [channel.json()["id"]]
+        refused = await post_form(
+            client,
+            "/ui/projects/alerting/alerts",
+            "/ui/projects/alerting/alerts/rules",
+            {"name": "no-kind", "kind": "sometimes", "channel_ids": channel.json()["id"]},
+        )
+        assert refused.status_code == 422
+        assert 'class="error"' in refused.text
+        # A test message: whatever its fate here (no network), its delivery is listed.
+        hook = channel.json()["id"]
+        tested = await post_form(
+            client,
+            "/ui/projects/alerting/alerts",
+            f"/ui/projects/alerting/alerts/channels/{hook}/test",
+            {},
+        )
+        assert tested.status_code == 303, tested.text
+        listed = await client.get(tested.headers["location"])
+        assert "No deliveries." not in listed.text
+        assert 'class="state state-failed"' in listed.text
+        assert "does not resolve" in listed.text
+        none_sent = await client.get(
+            f"/ui/projects/alerting/alerts/channels/{hook}", params={"status": "sent"}
+        )
+        assert none_sent.status_code == 200
+        assert "No deliveries." in none_sent.text  # the state filter applies
 
 
 async def test_admin_pages_users_audit_verify_keys_and_health(app: FastAPI, api: Api) -> None:
