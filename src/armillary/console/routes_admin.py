@@ -37,7 +37,11 @@ async def admin_home(request: Request, api: Api) -> Response:
 
 
 @router.get("/users")
-async def users(
+async def users(request: Request, api: Api, offset: int = 0) -> Response:
+    return await _users_view(request, api, offset=offset)
+
+
+async def _users_view(
     request: Request, api: Api, offset: int = 0, error: str | None = None, status_code: int = 200
 ) -> Response:
     await signed_in(request, api)
@@ -67,7 +71,7 @@ async def update_user(
         body["active"] = active == "true"
     response = await api.request("PATCH", f"/api/v1/users/{seg(user_id)}", json=body)
     if response.status_code >= 400:
-        return await users(
+        return await _users_view(
             request, api, error=problem_text(response), status_code=response.status_code
         )
     return redirect(f"{UI}/admin/users")

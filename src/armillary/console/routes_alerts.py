@@ -25,7 +25,11 @@ def _base(project: str) -> str:
 
 
 @router.get("/projects/{project}/alerts")
-async def alerts(
+async def alerts(request: Request, api: Api, project: str) -> Response:
+    return await _alerts_view(request, api, project)
+
+
+async def _alerts_view(
     request: Request, api: Api, project: str, error: str | None = None, status_code: int = 200
 ) -> Response:
     await signed_in(request, api)
@@ -72,12 +76,14 @@ async def create_rule(request: Request, api: Api, project: str) -> Response:
             if field(name):
                 body[name] = int(field(name))
     except ValueError:
-        return await alerts(request, api, project, error="Thresholds are numbers", status_code=422)
+        return await _alerts_view(
+            request, api, project, error="Thresholds are numbers", status_code=422
+        )
     response = await api.request("POST", f"{_base(project)}/rules", json=body)
     if response.status_code == 404:
         raise NotFoundPage
     if response.status_code != 201:
-        return await alerts(
+        return await _alerts_view(
             request, api, project, error=problem_text(response), status_code=response.status_code
         )
     return redirect(f"{UI}/projects/{seg(project)}/alerts")
@@ -94,7 +100,7 @@ async def send_test_message(
     if response.status_code in (403, 404, 422):
         raise NotFoundPage
     if response.status_code >= 400:
-        return await alerts(
+        return await _alerts_view(
             request, api, project, error=problem_text(response), status_code=response.status_code
         )
     return redirect(f"{UI}/projects/{seg(project)}/alerts/channels/{seg(channel_id)}")

@@ -127,7 +127,11 @@ async def _analysis(api: Any, project: str, deployment: str) -> Any:
 
 
 @router.get("/projects/{project}/deployments")
-async def deployments(
+async def deployments(request: Request, api: Api, project: str, offset: int = 0) -> Response:
+    return await _deployments_view(request, api, project, offset)
+
+
+async def _deployments_view(
     request: Request,
     api: Api,
     project: str,
@@ -180,7 +184,7 @@ async def create_deployment(request: Request, api: Api, project: str) -> Respons
                 variant["alias"] = target or "champion"
             variants.append(variant)
     except ValueError:
-        return await deployments(
+        return await _deployments_view(
             request, api, project, error="A weight must be a number", status_code=422
         )
     body = {
@@ -195,13 +199,17 @@ async def create_deployment(request: Request, api: Api, project: str) -> Respons
         return redirect(_page(project, response.json()["name"]))
     if response.status_code == 404:
         raise NotFoundPage
-    return await deployments(
+    return await _deployments_view(
         request, api, project, error=problem_text(response), status_code=response.status_code
     )
 
 
 @router.get("/projects/{project}/deployments/{deployment}")
-async def deployment_page(
+async def deployment_page(request: Request, api: Api, project: str, deployment: str) -> Response:
+    return await _deployment_page_view(request, api, project, deployment)
+
+
+async def _deployment_page_view(
     request: Request,
     api: Api,
     project: str,
@@ -248,7 +256,7 @@ async def _write(
     if response.status_code == 404:
         raise NotFoundPage
     if response.status_code >= 400:
-        return await deployment_page(
+        return await _deployment_page_view(
             request,
             api,
             project,
@@ -275,7 +283,7 @@ async def canary_step(
     try:
         variants = canary_weights(found.get("variants", []), variant, percent)
     except ValueError as exc:
-        return await deployment_page(
+        return await _deployment_page_view(
             request, api, project, deployment, error=str(exc), status_code=422
         )
     body = {"variants": variants, "reason": f"canary: {variant} at {percent:g}%"}
@@ -312,7 +320,7 @@ async def create_key(
     if response.status_code == 404:
         raise NotFoundPage
     if response.status_code != 201:
-        return await deployment_page(
+        return await _deployment_page_view(
             request,
             api,
             project,
@@ -320,7 +328,7 @@ async def create_key(
             error=problem_text(response),
             status_code=response.status_code,
         )
-    return await deployment_page(
+    return await _deployment_page_view(
         request, api, project, deployment, created_key=response.json(), status_code=201
     )
 

@@ -50,6 +50,12 @@ async def _project_and_model(api: Any, project: str, model: str) -> tuple[Any, A
 
 @router.get("/projects/{project}/models/{model}")
 async def model_page(
+    request: Request, api: Api, project: str, model: str, order_by: str = "version", offset: int = 0
+) -> Response:
+    return await _model_page_view(request, api, project, model, order_by, offset)
+
+
+async def _model_page_view(
     request: Request,
     api: Api,
     project: str,
@@ -234,6 +240,12 @@ async def dataset_lineage(
 
 @router.get("/projects/{project}/models/{model}/aliases/{alias}")
 async def alias_page(
+    request: Request, api: Api, project: str, model: str, alias: str, at: str = "", offset: int = 0
+) -> Response:
+    return await _alias_page_view(request, api, project, model, alias, at, offset)
+
+
+async def _alias_page_view(
     request: Request,
     api: Api,
     project: str,
@@ -292,7 +304,9 @@ async def _alias_write(
         raise NotFoundPage
     if response.status_code >= 400:
         # The alias page again, with the API's reason (a policy refusal, a forbidden role).
-        return await alias_page(request, api, project, model, alias, error=problem_text(response))
+        return await _alias_page_view(
+            request, api, project, model, alias, error=problem_text(response)
+        )
     return redirect(f"{UI}/projects/{seg(project)}/models/{seg(model)}/aliases/{seg(alias)}")
 
 
@@ -311,7 +325,7 @@ async def move_alias(
     check_csrf(request, csrf)
     name = alias.strip()
     if not name:
-        return await model_page(request, api, project, model, error="Name the alias to move")
+        return await _model_page_view(request, api, project, model, error="Name the alias to move")
     return await _alias_write(
         request, api, project, model, name, "PUT", "", {"version": version, "reason": reason}
     )

@@ -282,6 +282,13 @@ async def test_a_user_role_viewer_sees_what_the_api_lets_them_and_no_write_forms
             denied = await client.get(f"/ui/admin/{admin_page}")
             assert denied.status_code == 404, admin_page
         assert 'href="/ui/admin/users"' not in model.text
+        # A page's error line and status are the server's, never taken from the URL.
+        spoofed = await client.get(
+            f"/ui/projects/{slug}/deployments/churn-api",
+            params={"error": "Session expired: sign in at evil.example", "status_code": "500"},
+        )
+        assert spoofed.status_code == 200
+        assert "evil.example" not in spoofed.text
 
 
 async def test_alerts_list_channels_rules_and_deliveries(
