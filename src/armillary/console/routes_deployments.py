@@ -274,19 +274,25 @@ async def canary_step(
     project: str,
     deployment: str,
     variant: Annotated[str, Form(max_length=64)] = "",
-    percent: Annotated[float, Form(ge=0, le=100)] = 0,
+    percent: Annotated[str, Form(max_length=12)] = "",
     csrf: CsrfField = None,
 ) -> Response:
     """Moves live traffic to ``variant`` by a canary step (a new configuration version)."""
     check_csrf(request, csrf)
     _, found = await _deployment(api, project, deployment)
     try:
-        variants = canary_weights(found.get("variants", []), variant, percent)
+        share = float(percent) if percent.strip() else -1.0
+    except ValueError:
+        share = -1.0
+    try:
+        if not 0 <= share <= 100:
+            raise ValueError("a canary step is a share from 0 to 100 %")
+        variants = canary_weights(found.get("variants", []), variant, share)
     except ValueError as exc:
         return await _deployment_page_view(
             request, api, project, deployment, error=str(exc), status_code=422
         )
-    body = {"variants": variants, "reason": f"canary: {variant} at {percent:g}%"}
+    body = {"variants": variants, "reason": f"canary: {variant} at {share:g}%"}
     return await _write(request, api, project, deployment, "PUT", "", body)
 
 

@@ -105,11 +105,12 @@ async def compare_page(
     api: Api,
     project: str,
     model: str,
-    v: Annotated[list[int] | None, Query()] = None,
+    v: Annotated[list[str] | None, Query(max_length=9)] = None,
 ) -> Response:
     await signed_in(request, api)
     info, found = await _project_and_model(api, project, model)
-    chosen = sorted(set(v or []))[:MAX_COMPARED]
+    # Not numbers: left out (the page says to choose two), rather than a bare 422.
+    chosen = sorted({int(n) for n in v or [] if n.isdigit()})[:MAX_COMPARED]
     comparison = None
     error = None
     if len(chosen) < 2:
@@ -317,18 +318,23 @@ async def move_alias(
     project: str,
     model: str,
     alias: Annotated[str, Form(max_length=63)] = "",
-    version: Annotated[int, Form(ge=1)] = 1,
+    version: Annotated[str, Form(max_length=12)] = "",
     reason: Annotated[str, Form(max_length=1000)] = "",
     csrf: CsrfField = None,
 ) -> Response:
     """Points an alias (new or existing) at a version."""
     check_csrf(request, csrf)
     name = alias.strip()
-    if not name:
-        return await _model_page_view(request, api, project, model, error="Name the alias to move")
-    return await _alias_write(
-        request, api, project, model, name, "PUT", "", {"version": version, "reason": reason}
-    )
+    if not name or not version.strip().isdigit():
+        return await _model_page_view(
+            request,
+            api,
+            project,
+            model,
+            error="Name the alias and the version number to move it to",
+        )
+    body = {"version": int(version), "reason": reason}
+    return await _alias_write(request, api, project, model, name, "PUT", "", body)
 
 
 @router.post("/projects/{project}/models/{model}/aliases/{alias}/rollback")

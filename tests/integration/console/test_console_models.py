@@ -96,6 +96,9 @@ async def test_versions_sort_by_any_metric_and_compare_with_a_chart(
         assert accuracy[1] < accuracy[0]  # v2's bar reaches higher (smaller y)
         alone = await client.get(f"{page_url}/compare", params={"v": ["1"]})
         assert "at least two versions" in alone.text
+        garbled = await client.get(f"{page_url}/compare", params={"v": ["1", "x"]})
+        assert garbled.status_code == 200
+        assert "at least two versions" in garbled.text
 
 
 async def test_aliases_move_roll_back_and_answer_as_of_through_csrf_protected_forms(
@@ -228,6 +231,12 @@ async def test_a_deployment_with_two_variants_shows_traffic_analysis_canary_and_
         # The poller backs off while the fingerprint stays, and looks again when it moves.
         assert rows_of(live.text, "data-fingerprint") != rows_of(quiet.text, "data-fingerprint")
 
+        for bad in ("lots", "150", "nan"):
+            refused = await post_form(
+                client, here, f"{here}/canary", {"variant": "candidate", "percent": bad}
+            )
+            assert refused.status_code == 422, bad
+            assert "from 0 to 100" in refused.text
         step = await post_form(
             client, here, f"{here}/canary", {"variant": "candidate", "percent": "50"}
         )
