@@ -12,8 +12,12 @@ from armillary.kit.ratelimit import RateLimiter
 
 from .pages import install_error_pages, redirect
 from .routes import router
+from .routes_admin import router as admin_router
+from .routes_alerts import router as alerts_router
 from .routes_datasets import router as datasets_router
+from .routes_deployments import router as deployments_router
 from .routes_jobs import router as jobs_router
+from .routes_models import router as models_router
 from .settings import ConsoleSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -35,9 +39,16 @@ def install(
     if limiter is not None:
         limiter.delegate(CONSOLE_PATHS)
     install_error_pages(app)
-    app.include_router(router)
-    app.include_router(datasets_router)
-    app.include_router(jobs_router)
+    for pages in (
+        router,
+        datasets_router,
+        jobs_router,
+        models_router,
+        deployments_router,
+        alerts_router,
+        admin_router,
+    ):
+        app.include_router(pages)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="console-static")
 
     @app.get("/", include_in_schema=False)

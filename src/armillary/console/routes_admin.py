@@ -1,0 +1,168 @@
+"""Admin pages: users and roles, the audit log with filters and its chain check, the token
+signing keys, and system health. The API decides who may see them (its 403 is this
+console's "not found"); the navigation offers them to admins only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from .errors import ApiFailed, NotFoundPage, problem_text
+from .pages import redirect, render
+from .routes import Api, CsrfField, optional, seg, signed_in
+from .session import UI, check_csrf
+
+router = APIRouter(prefix=f"{UI}/admin", include_in_schema=False)
+
+ROLES = ("admin", "data_scientist", "user")
+AUDIT_FILTERS = ("actor", "action", "resource_type", "resource_id", "since", "until")
+# How many projects the health page looks at for the job queue (each costs three calls).
+HEALTH_PROJECTS = 50
+# What the public API does not expose, said on the health page rather than guessed.
+NOT_EXPOSED = (
+    "Workers: their heartbeats and counts are Prometheus metrics on each process's metrics "
+    "port (ARMILLARY_METRICS_PORT), not part of the public API.",
+    "Request error rates and latencies per route: the same metrics port, not the API.",
+    "Broker queue depths (RabbitMQ): not exposed by the API.",
+)
+
+
+@router.get("")
+async def admin_home(request: Request, api: Api) -> Response:
+    await signed_in(request, api)
+    return redirect(f"{UI}/admin/users")
+
+
+@router.get("/users")
+async def users(request: Request, api: Api, offset: int = 0) -> Response:
+    return await _users_view(request, api, offset=offset)
+
+
+async def _users_view(
+    request: Request, api: Api, offset: int = 0, error: str | None = None, status_code: int = 200
+) -> Response:
+    await signed_in(request, api)
+    size = request.app.state.console_settings.page_size
+    page = await api.read("/api/v1/users", limit=size, offset=max(offset, 0))
+    return render(
+        request, "admin_users.html", status_code=status_code, page=page, roles=ROLES, error=error
+    )
+
+
+@router.post("/users/{user_id}")
+async def update_user(
+    request: Request,
+    api: Api,
+    user_id: str,
+    role: Annotated[str, Form(max_length=32)] = "",
+    active: Annotated[str, Form(max_length=8)] = "",
+    csrf: CsrfField = None,
+) -> Response:
+    """Changes a user's platform role or deactivates/reactivates them (the API refuses what
+    it must, e.g. an admin demoting the last admin)."""
+    check_csrf(request, csrf)
+    body: dict[str, Any] = {}
+    if role:
+        body["role"] = role
+    if active in ("true", "false"):
+        body["active"] = active == "true"
+    response = await api.request("PATCH", f"/api/v1/users/{seg(user_id)}", json=body)
+    if response.status_code >= 400:
+        return await _users_view(
+            request, api, error=problem_text(response), status_code=response.status_code
+        )
+    return redirect(f"{UI}/admin/users")
+
+
+@router.get("/audit")
+async def audit(request: Request, api: Api, offset: int = 0, verify: bool = False) -> Response:
+    await signed_in(request, api)
+    filters = {k: str(request.query_params.get(k, "")).strip()[:200] for k in AUDIT_FILTERS}
+    size = request.app.state.console_settings.page_size
+    response = await api.request(
+        "GET", "/api/v1/audit", params={**filters, "limit": size, "offset": max(offset, 0)}
+    )
+    error = None
+    page: dict[str, Any] = {"items": [], "total": 0, "limit": size, "offset": 0}
+    if response.status_code == 200:
+        page = response.json()
+    elif response.status_code in (400, 422):
+        error = problem_text(response)  # a filter the API refuses (e.g. a bad date)
+    elif response.status_code in (403, 404):
+        raise NotFoundPage  # not an admin: the API's 403 says no more than "not found"
+    else:
+        raise ApiFailed.from_response(response)
+    checked = await api.read("/api/v1/audit/verify") if verify else None
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in filters.items() if v)
+    return render(
+        request,
+        "admin_audit.html",
+        page=page,
+        filters=filters,
+        query=query + "&" if query else "",
+        error=error,
+        checked=checked,
+    )
+
+
+@router.get("/keys")
+async def signing_keys(request: Request, api: Api) -> Response:
+    """The public halves of the token signing keys (the JWKS the API publishes): which keys
+    verify tokens now. Rotation is a server operation (``armillary keys``), not an API one."""
+    await signed_in(request, api)
+    await api.read("/api/v1/users", limit=1)  # admins only, as the API decides
+    jwks = await api.read("/api/v1/auth/jwks")
+    return render(request, "admin_keys.html", keys=jwks.get("keys", []))
+
+
+async def _queue(api: Any, project: dict[str, Any]) -> dict[str, Any]:
+    base = f"/api/v1/projects/{seg(project['slug'])}/jobs"
+    queued = await optional(api, base, status="queued", limit=1) or {"total": 0, "items": []}
+    oldest = None
+    if queued["total"]:
+        # The list is newest first: its last item is the longest waiting.
+        last = await optional(api, base, status="queued", limit=1, offset=queued["total"] - 1)
+        oldest = (last or {}).get("items", [{}])[0].get("created_at")
+    running = await optional(api, base, status="running", limit=1) or {"total": 0}
+    failed = await optional(api, base, status="failed", limit=1) or {"total": 0}
+    every = await optional(api, base, limit=1) or {"total": 0}
+    return {
+        "project": project,
+        "queued": queued["total"],
+        "oldest_queued": oldest,
+        "running": running["total"],
+        "failed": failed["total"],
+        "total": every["total"],
+    }
+
+
+@router.get("/health")
+async def health(request: Request, api: Api) -> Response:
+    await signed_in(request, api)
+    await api.read("/api/v1/users", limit=1)  # admins only, as the API decides
+    probes = {}
+    for name, path in (
+        ("API liveness", "/healthz"),
+        ("API readiness", "/readyz"),
+        ("Inference (v2) readiness", "/v2/health/ready"),
+    ):
+        response = await api.request("GET", path, authenticated=False)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        probes[name] = {"status": response.status_code, "body": body}
+    projects = await api.read("/api/v1/projects", limit=HEALTH_PROJECTS)
+    queues = [await _queue(api, p) for p in projects.get("items", [])]
+    return render(
+        request,
+        "admin_health.html",
+        probes=probes,
+        queues=queues,
+        projects_total=projects.get("total", 0),
+        shown=len(queues),
+        not_exposed=NOT_EXPOSED,
+    )
