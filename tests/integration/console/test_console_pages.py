@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import jwt
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
@@ -351,13 +353,16 @@ async def test_the_apis_rate_limits_apply_to_the_consoles_writes(
 async def test_an_expired_session_returns_to_sign_in_and_back(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    async with app_with(settings_factory(access_token_ttl_seconds=1)) as (app, api):
+    # Long enough for the set-up on a loaded machine (an admin token that expired before the
+    # user was made failed it), then wait for the session's own expiry.
+    async with app_with(settings_factory(access_token_ttl_seconds=5)) as (app, api):
         admin = await api.token(ADMIN_EMAIL, ADMIN_PASSWORD)
         user = await api.create_user(admin, "data_scientist")
         async with signed_in_client(app, user["email"], user["password"]) as client:
             session = client.cookies.get("armillary_session")
             assert session
-            await asyncio.sleep(1.5)  # the token (and the browser's cookie) expire
+            expires = jwt.decode(session, options={"verify_signature": False})["exp"]
+            await asyncio.sleep(max(0.0, expires - time.time()) + 1.1)
             headers = {"Cookie": f"armillary_session={session}"}
             client.cookies.clear()
             page = await client.get("/ui/projects?offset=0", headers=headers)
