@@ -1,0 +1,150 @@
+"""The console's routes at the edge (issue 19, ADR 0038): ``/`` (exact) and the ``/ui``
+prefix go to the console's process, and nothing else does, so the gateway's own 404s stay
+its own. On those routes alone the token is read from the console's session cookie; the
+JSON API's routes read the ``Authorization`` header only, so a cookie alone there is a 401.
+
+Signed-out pages (sign-in, sign-out, the assets, ``/``) pass without a token. Elsewhere
+under ``/ui`` a missing cookie passes too (the console answers with its sign-in redirect,
+keeping ``next``); a cookie whose token fails verification (forged, expired, another
+audience) is refused at the edge and the browser is sent to sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .auth import JWT_FILTER, RBAC_FILTER
+from .settings import GatewaySettings
+
+CLUSTER = "console"
+PROVIDER = "console_cookie"
+REQUIREMENT = "console"
+# The console's cookie holding the user's access token (console.session.SESSION_COOKIE;
+# the gateway imports nothing of the console, the route test checks the two agree).
+SESSION_COOKIE = "armillary_session"
+UI = "/ui"
+LOGIN = f"{UI}/login"
+_T = "type.googleapis.com/envoy.extensions.filters."
+
+# Path matches that need no session: (name, Envoy route match).
+SIGNED_OUT: list[tuple[str, dict[str, Any]]] = [
+    ("console:root", {"path": "/"}),
+    ("console:login", {"path": LOGIN}),
+    # Sign-out revokes the refresh token even once the access token has expired; the
+    # console checks its CSRF token.
+    ("console:logout", {"path": f"{UI}/logout"}),
+    ("console:static", {"prefix": f"{UI}/static/"}),
+]
+SIGNED_IN: list[tuple[str, dict[str, Any]]] = [
+    ("console:ui", {"path": UI}),
+    ("console:pages", {"prefix": f"{UI}/"}),
+]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _route(name: str, match: dict[str, Any], settings: GatewaySettings, *, public: bool) -> Any:
+    jwt: dict[str, Any] = {"@type": _T + "http.jwt_authn.v3.PerRouteConfig"}
+    if public:
+        jwt["disabled"] = True
+    else:
+        jwt["requirement_name"] = REQUIREMENT
+    return {
+        "name": name,
+        "match": match,
+        "route": {
+            "cluster": CLUSTER,
+            "timeout": _seconds(settings.gateway_route_timeout_seconds),
+            "retry_policy": {
+                "retry_on": "connect-failure,refused-stream",
+                "num_retries": 1,
+            },
+        },
+        "typed_per_filter_config": {
+            JWT_FILTER: jwt,
+            # No role check at the edge: every page's API calls are checked by the API.
+            RBAC_FILTER: {"@type": _T + "http.rbac.v3.RBACPerRoute"},
+        },
+    }
+
+
+def console_routes(settings: GatewaySettings) -> list[dict[str, Any]]:
+    """The console's routes, signed-out ones first (more specific than the prefix)."""
+    return [
+        *(_route(name, match, settings, public=True) for name, match in SIGNED_OUT),
+        *(_route(name, match, settings, public=False) for name, match in SIGNED_IN),
+    ]
+
+
+def cookie_provider(identity_provider: dict[str, Any]) -> dict[str, Any]:
+    """The identity provider's checks (issuer, audience, keys, expiry), with the token read
+    from the session cookie only: naming a location turns off the default ones (the
+    ``Authorization`` header and the ``access_token`` parameter)."""
+    provider = {k: v for k, v in identity_provider.items() if k != "from_headers"}
+    provider["from_cookies"] = [SESSION_COOKIE]
+    # The console reads its cookie itself; nothing to forward in a header.
+    provider["forward"] = True
+    return provider
+
+
+def requirement(provider_name: str = PROVIDER) -> dict[str, Any]:
+    """A valid cookie, or none (the console then redirects to sign-in); not a bad one."""
+    return {
+        "requires_any": {"requirements": [{"provider_name": provider_name}, {"allow_missing": {}}]}
+    }
+
+
+def sign_in_again() -> dict[str, Any]:
+    """Local-reply mapper: the edge's refusal of a console page's cookie (401, or 403 for a
+    token of another audience; there is no RBAC on these routes) sends the browser to
+    sign-in instead of a JSON problem."""
+    refused = {
+        "or_filter": {
+            "filters": [
+                {
+                    "status_code_filter": {
+                        "comparison": {
+                            "op": "EQ",
+                            "value": {"default_value": status, "runtime_key": f"console.{status}"},
+                        }
+                    }
+                }
+                for status in (401, 403)
+            ]
+        }
+    }
+    on_console = {
+        "header_filter": {
+            "header": {
+                "name": ":path",
+                "string_match": {"safe_regex": {"regex": r"^/ui(/.*)?(\?.*)?$"}},
+            }
+        }
+    }
+    return {
+        "filter": {"and_filter": {"filters": [refused, on_console]}},
+        "status_code": 303,
+        "headers_to_add": [
+            {
+                "header": {"key": "Location", "value": LOGIN},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+            {
+                "header": {"key": "Cache-Control", "value": "no-store"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            },
+            # The refused cookie goes, so sign-in starts clean.
+            {
+                "header": {
+                    "key": "Set-Cookie",
+                    "value": f"{SESSION_COOKIE}=; Max-Age=0; Path={UI}; HttpOnly; SameSite=Strict",
+                },
+                "append_action": "APPEND_IF_EXISTS_OR_ADD",
+            },
+        ],
+        "body_format_override": {
+            "text_format_source": {"inline_string": "Sign in again: /ui/login\n"},
+            "content_type": "text/plain; charset=utf-8",
+        },
+    }
