@@ -56,11 +56,15 @@ def serve(
     ARMILLARY_CONSOLE_API_URL (the gateway)."""
     import uvicorn
 
-    from armillary.console.process import ApiUrlMissing
+    from armillary.console.process import ApiUrlMissing, process_settings
     from armillary.kit.logging import configure_logging
-    from armillary.kit.settings import CONSOLE_PORT, SERVICE_PORTS, Settings
+    from armillary.kit.settings import CONSOLE_PORT, SERVICE_PORTS, InsecureSettings, Settings
 
-    settings = Settings()
+    try:
+        settings = process_settings() if service is Servable.console else Settings()
+    except InsecureSettings as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
     configure_logging(settings.log_level, json=settings.log_json)
     from armillary.kit import tracing
 

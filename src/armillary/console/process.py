@@ -5,7 +5,9 @@ queue: nothing but the API to depend on."""
 
 from __future__ import annotations
 
+import os
 from ipaddress import ip_address
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from starlette.middleware import Middleware
@@ -14,7 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from armillary.kit.metrics import MetricsMiddleware
 from armillary.kit.request_context import RequestContextMiddleware
 from armillary.kit.security_headers import SecurityHeadersMiddleware
-from armillary.kit.settings import Settings
+from armillary.kit.settings import InsecureSettings, Settings
+from armillary.kit.tls import is_loopback
 
 from . import install
 from .settings import ConsoleSettings
@@ -49,6 +52,29 @@ class ForwardedScheme:
         except ValueError:
             return False
         return any(address in network for network in self.trusted)
+
+
+def process_settings() -> Settings:
+    """The console process's settings. The production profile's checks of the platform's
+    secret key and database do not apply (the console holds neither), so the settings are
+    read as the embedded profile's; what that profile demands of the console itself is
+    checked here: no plaintext hop off the machine, neither its own listener nor its calls to
+    the API (which carry the users' tokens)."""
+    settings = Settings(profile="embedded")
+    if os.environ.get("ARMILLARY_PROFILE", "embedded") != "production":
+        return settings
+    hops = []
+    if not (
+        settings.tls_cert_file or settings.tls_terminated_by_proxy or is_loopback(settings.host)
+    ):
+        hops.append("the console's listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
+    api_url = ConsoleSettings().api_url or ""
+    api = urlsplit(api_url)
+    if api.scheme != "https" and not is_loopback(api.hostname) and not settings.tls_service_mesh:
+        hops.append("the API (an https:// ARMILLARY_CONSOLE_API_URL, or a service mesh)")
+    if hops:
+        raise InsecureSettings("; ".join(f"{hop} is plaintext off this machine" for hop in hops))
+    return settings
 
 
 def create_console_app(

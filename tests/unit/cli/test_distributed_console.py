@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from armillary.cli import distributed
 from armillary.cli.main import app
-from armillary.console.process import ApiUrlMissing, create_console_app
+from armillary.console.process import ApiUrlMissing, create_console_app, process_settings
 from armillary.console.settings import ConsoleSettings
-from armillary.kit.settings import CONSOLE_PORT, SERVICE_PORTS
+from armillary.kit.settings import CONSOLE_PORT, SERVICE_PORTS, InsecureSettings
 
 
 def _console(children: list[distributed.Child]) -> distributed.Child:
@@ -22,7 +22,8 @@ def _console(children: list[distributed.Child]) -> distributed.Child:
 
 
 @pytest.mark.parametrize(
-    ("bind", "reachable"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1")]
+    ("bind", "reachable"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1")],  # noqa: S104
 )
 def test_the_console_calls_the_api_through_the_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bind: str, reachable: str
@@ -70,3 +71,29 @@ def test_serve_console_needs_the_api_url(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_service_keys_are_not_made_for_the_console() -> None:
     result = CliRunner().invoke(app, ["service-keys", "create", "console"])
     assert result.exit_code == 2
+
+
+def test_the_console_needs_no_secret_but_refuses_plaintext_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The console holds no secret key and no database: the production profile does not ask
+    for them. It does refuse to send users' tokens in plaintext off the machine."""
+    for name in ("ARMILLARY_SECRET_KEY", "ARMILLARY_DATABASE_URL", "ARMILLARY_TLS_SERVICE_MESH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARMILLARY_PROFILE", "production")
+    monkeypatch.setenv("ARMILLARY_HOST", "0.0.0.0")  # noqa: S104
+    monkeypatch.setenv("ARMILLARY_TLS_TERMINATED_BY_PROXY", "true")
+    monkeypatch.setenv("ARMILLARY_CONSOLE_API_URL", "https://gateway.internal:8443")
+    assert process_settings().secret_key is None
+    monkeypatch.setenv("ARMILLARY_CONSOLE_API_URL", "http://gateway.internal:80")
+    with pytest.raises(InsecureSettings, match="ARMILLARY_CONSOLE_API_URL"):
+        process_settings()
+    result = CliRunner().invoke(app, ["serve", "console"])
+    assert result.exit_code == 1
+    assert "plaintext" in result.output
+    # Behind a mesh's mTLS the same URL is accepted, as for the services.
+    monkeypatch.setenv("ARMILLARY_TLS_SERVICE_MESH", "true")
+    assert process_settings().tls_service_mesh
+    monkeypatch.setenv("ARMILLARY_TLS_TERMINATED_BY_PROXY", "false")
+    with pytest.raises(InsecureSettings, match="listener"):
+        process_settings()

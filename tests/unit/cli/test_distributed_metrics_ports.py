@@ -1,6 +1,7 @@
 """`armillary up --distributed` gives every process a /metrics listener of its own: the six
-services, the scheduler, each worker and the console, on consecutive ports from ARMILLARY_METRICS_PORT
-(none when it is 0). The engine's processes take theirs on ARMILLARY_WORKFLOWS_METRICS_PORT."""
+services, the scheduler, each worker and the console, on consecutive ports from
+ARMILLARY_METRICS_PORT (none when it is 0). The engine's processes take theirs on
+ARMILLARY_WORKFLOWS_METRICS_PORT."""
 
 from __future__ import annotations
 
