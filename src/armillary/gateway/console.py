@@ -95,10 +95,13 @@ def requirement(provider_name: str = PROVIDER) -> dict[str, Any]:
     }
 
 
-def sign_in_again() -> dict[str, Any]:
-    """Local-reply mapper: the edge's refusal of a console page's cookie (401, or 403 for a
-    token of another audience; there is no RBAC on these routes) sends the browser to
-    sign-in instead of a JSON problem."""
+def _header(name: str, value: str, action: str = "OVERWRITE_IF_EXISTS_OR_ADD") -> dict[str, Any]:
+    return {"header": {"key": name, "value": value}, "append_action": action}
+
+
+def _refused_on_console() -> dict[str, Any]:
+    """The edge refused a console page's cookie: 401, or 403 for a token of another audience
+    (there is no RBAC on these routes)."""
     refused = {
         "or_filter": {
             "filters": [
@@ -122,29 +125,41 @@ def sign_in_again() -> dict[str, Any]:
             }
         }
     }
-    return {
-        "filter": {"and_filter": {"filters": [refused, on_console]}},
-        "status_code": 303,
-        "headers_to_add": [
-            {
-                "header": {"key": "Location", "value": LOGIN},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            },
-            {
-                "header": {"key": "Cache-Control", "value": "no-store"},
-                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-            },
-            # The refused cookie goes, so sign-in starts clean.
-            {
-                "header": {
-                    "key": "Set-Cookie",
-                    "value": f"{SESSION_COOKIE}=; Max-Age=0; Path={UI}; HttpOnly; SameSite=Strict",
-                },
-                "append_action": "APPEND_IF_EXISTS_OR_ADD",
-            },
-        ],
-        "body_format_override": {
-            "text_format_source": {"inline_string": "Sign in again: /ui/login\n"},
-            "content_type": "text/plain; charset=utf-8",
-        },
+    return {"and_filter": {"filters": [refused, on_console]}}
+
+
+def sign_in_again() -> list[dict[str, Any]]:
+    """Local-reply mappers: a console page whose cookie the edge refused sends the browser
+    to sign-in (and drops the cookie) instead of answering a JSON problem. A live fragment's
+    request (htmx) gets ``HX-Redirect``, so the whole tab goes there, as the console itself
+    does when the API refuses a token."""
+    common = [
+        _header("Cache-Control", "no-store"),
+        _header(
+            "Set-Cookie",
+            f"{SESSION_COOKIE}=; Max-Age=0; Path={UI}; HttpOnly; SameSite=Strict",
+            "APPEND_IF_EXISTS_OR_ADD",
+        ),
+    ]
+    body = {
+        "text_format_source": {"inline_string": f"Sign in again: {LOGIN}\n"},
+        "content_type": "text/plain; charset=utf-8",
     }
+    from_htmx = {
+        "header_filter": {
+            "header": {"name": "hx-request", "string_match": {"exact": "true"}},
+        }
+    }
+    fragment = {
+        "filter": {"and_filter": {"filters": [_refused_on_console(), from_htmx]}},
+        "status_code": 200,
+        "headers_to_add": [_header("HX-Redirect", LOGIN), *common],
+        "body_format_override": body,
+    }
+    page = {
+        "filter": _refused_on_console(),
+        "status_code": 303,
+        "headers_to_add": [_header("Location", LOGIN), *common],
+        "body_format_override": body,
+    }
+    return [fragment, page]

@@ -101,7 +101,7 @@ def local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
     unauthorized["filter"] = _status_filter(403)
     unauthorized["status_code"] = 401
     # A console page's refused cookie first: the browser goes back to sign-in.
-    mappers = [console.sign_in_again(), forbidden, unauthorized]
+    mappers = [*console.sign_in_again(), forbidden, unauthorized]
     mappers += [_problem(status, settings) for status in TITLES if status != 403]
     return {
         "mappers": mappers,

@@ -175,6 +175,13 @@ async def test_a_bad_session_cookie_is_stopped_at_the_edge_and_sent_to_sign_in(
             assert response.headers["location"] == "/ui/login"
             assert f"{session.SESSION_COOKIE}=;" in response.headers["set-cookie"]
             assert "Max-Age=0" in response.headers["set-cookie"]
+            # A live fragment's poll (htmx) sends the whole tab to sign-in.
+            fragment = await browser.get(
+                "/ui/projects/x/jobs/y/live", headers={"HX-Request": "true"}
+            )
+            assert fragment.status_code == 200, (case, fragment.text)
+            assert fragment.headers["hx-redirect"] == "/ui/login"
+            assert upstream_requests() == before, f"{case} reached the console"
             # Sign-in itself still answers with that cookie (no loop).
             assert (await browser.get("/ui/login")).status_code == 200, case
             # A bad cookie on the API is ignored there: no token, so the API's 401 problem.
