@@ -23,7 +23,7 @@ from armillary.console import session
 from armillary.gateway import console
 from armillary.gateway.auth import JWT_FILTER, PROVIDER
 from armillary.gateway.config import bootstrap
-from armillary.gateway.settings import GatewaySettings
+from armillary.gateway.settings import SERVICES, GatewaySettings
 
 ME = "/api/v1/auth/me"
 
@@ -186,3 +186,14 @@ async def test_a_bad_session_cookie_is_stopped_at_the_edge_and_sent_to_sign_in(
             assert (await browser.get("/ui/login")).status_code == 200, case
             # A bad cookie on the API is ignored there: no token, so the API's 401 problem.
             assert_problem(await browser.get(ME), 401, "Not authenticated")
+
+
+def test_the_production_gateway_refuses_a_plaintext_console_off_the_machine() -> None:
+    """The gateway passes the session cookie (a user's token) to the console: that hop is
+    held to the services' rule."""
+    upstreams = {f"{s}_url": f"https://{s}.internal:8443" for s in SERVICES}
+    secure = {"profile": "production", "tls_terminated_by_proxy": True, **upstreams}
+    ok = GatewaySettings.model_validate({**secure, "console_url": "https://console.internal"})
+    assert ok.plaintext_hops() == []
+    with pytest.raises(ValueError, match="console"):
+        GatewaySettings.model_validate({**secure, "console_url": "http://console.internal:8107"})
