@@ -588,6 +588,7 @@ def test_the_console_sits_behind_the_gateway_with_no_secret(docs: list[dict[str,
     pod = deployments[name("console")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["args"][:2] == ["serve", "console"]
+    assert container["image"].rsplit(":", 1)[0].endswith("-control")  # the lean image
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["ARMILLARY_CONSOLE_API_URL"] == f"http://{name('gateway')}:80"
     assert not [v for v in pod["volumes"] if "secret" in v], pod["volumes"]

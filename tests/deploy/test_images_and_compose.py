@@ -343,6 +343,8 @@ def test_the_console_runs_behind_the_gateway_without_secrets(stack: dict[str, An
     services = stack["services"]
     console = services["console"]
     assert console["command"][:2] == ["serve", "console"]
+    assert console["build"]["target"] == "control"  # the lean image (ADR 0042)
+    assert console["image"].split(":")[0].endswith("-control")
     env = console["environment"]
     assert env["ARMILLARY_CONSOLE_API_URL"] == "http://gateway:8000"
     assert f"http://127.0.0.1:{CONSOLE_PORT}/readyz" in console["healthcheck"]["test"]
