@@ -34,7 +34,33 @@ SIGNED_OUT: list[tuple[str, dict[str, Any]]] = [
     ("console:logout", {"path": f"{UI}/logout"}),
     ("console:static", {"prefix": f"{UI}/static/"}),
 ]
+# Uploads and downloads the console streams between the browser and the API: like the API's
+# own streaming routes, no whole-request limit, only the idle one.
+_SEGMENT = "[^/]+"
+STREAMING: list[tuple[str, dict[str, Any]]] = [
+    (
+        "console:dataset-upload",
+        {"safe_regex": {"regex": f"/ui/projects/{_SEGMENT}/datasets/{_SEGMENT}/versions"}},
+    ),
+    (
+        "console:dataset-download",
+        {
+            "safe_regex": {
+                "regex": f"/ui/projects/{_SEGMENT}/datasets/{_SEGMENT}/versions/{_SEGMENT}/download"
+            }
+        },
+    ),
+    (
+        "console:artifact-download",
+        {
+            "safe_regex": {
+                "regex": f"/ui/projects/{_SEGMENT}/jobs/{_SEGMENT}/tasks/{_SEGMENT}/artifacts/.+"
+            }
+        },
+    ),
+]
 SIGNED_IN: list[tuple[str, dict[str, Any]]] = [
+    *STREAMING,
     ("console:ui", {"path": UI}),
     ("console:pages", {"prefix": f"{UI}/"}),
 ]
@@ -50,17 +76,19 @@ def _route(name: str, match: dict[str, Any], settings: GatewaySettings, *, publi
         jwt["disabled"] = True
     else:
         jwt["requirement_name"] = REQUIREMENT
+    action: dict[str, Any] = {
+        "cluster": CLUSTER,
+        "retry_policy": {"retry_on": "connect-failure,refused-stream", "num_retries": 1},
+    }
+    if (name, match) in STREAMING:
+        action["timeout"] = "0s"
+        action["idle_timeout"] = _seconds(settings.gateway_stream_idle_timeout_seconds)
+    else:
+        action["timeout"] = _seconds(settings.gateway_route_timeout_seconds)
     return {
         "name": name,
         "match": match,
-        "route": {
-            "cluster": CLUSTER,
-            "timeout": _seconds(settings.gateway_route_timeout_seconds),
-            "retry_policy": {
-                "retry_on": "connect-failure,refused-stream",
-                "num_retries": 1,
-            },
-        },
+        "route": action,
         "typed_per_filter_config": {
             JWT_FILTER: jwt,
             # No role check at the edge: every page's API calls are checked by the API.

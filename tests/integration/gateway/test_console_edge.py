@@ -40,7 +40,12 @@ def _routes() -> list[dict[str, Any]]:
 
 def test_only_the_root_and_ui_go_to_the_console() -> None:
     to_console = [r for r in _routes() if r.get("route", {}).get("cluster") == "console"]
-    matches = {(key, value) for route in to_console for key, value in route["match"].items()}
+    matches = {
+        (key, value)
+        for route in to_console
+        for key, value in route["match"].items()
+        if key != "safe_regex"
+    }
     assert matches == {
         ("path", "/"),
         ("path", "/ui"),
@@ -49,6 +54,13 @@ def test_only_the_root_and_ui_go_to_the_console() -> None:
         ("path", "/ui/logout"),
         ("prefix", "/ui/static/"),
     }
+    # The streaming ones are under /ui/ too, with the cookie's requirement.
+    streaming = [r for r in to_console if "safe_regex" in r["match"]]
+    assert {r["name"] for r in streaming} == {name for name, _ in console.STREAMING}
+    for route in streaming:
+        assert route["match"]["safe_regex"]["regex"].startswith("/ui/projects/")
+        assert route["route"]["timeout"] == "0s"
+        assert route["route"]["idle_timeout"]
     # No catch-all anywhere: an unknown path is the gateway's own 404.
     assert not [r for r in _routes() if r["match"] in ({"prefix": "/"}, {"prefix": ""})]
     clusters = {c["name"] for c in bootstrap(GatewaySettings())["static_resources"]["clusters"]}
@@ -80,7 +92,7 @@ def test_the_cookie_is_read_on_console_pages_only() -> None:
         if route["typed_per_filter_config"][JWT_FILTER].get("requirement_name")
         == console.REQUIREMENT
     }
-    assert users == {"console:ui", "console:pages"}
+    assert users == {"console:ui", "console:pages"} | {name for name, _ in console.STREAMING}
     for route in _routes():
         if route.get("route", {}).get("cluster") not in (None, "console"):
             assert (
@@ -197,3 +209,39 @@ def test_the_production_gateway_refuses_a_plaintext_console_off_the_machine() ->
     assert ok.plaintext_hops() == []
     with pytest.raises(ValueError, match="console"):
         GatewaySettings.model_validate({**secure, "console_url": "http://console.internal:8107"})
+
+
+async def test_an_upload_and_its_download_stream_through_the_console_behind_the_gateway(
+    app: FastAPI, api: Api, edge: Gateway
+) -> None:
+    """The console's streaming routes (no whole-request limit) carry the cookie's check like
+    its pages: a signed-in upload and download pass, an anonymous one never reaches it."""
+    admin = await api.admin_token()
+    scientist = await api.create_user(admin, "data_scientist")
+    await api.create_project(scientist["token"], "edge")
+    created = await api.client.post(
+        "/api/v1/projects/edge/datasets", json={"name": "rows"}, headers=auth(scientist["token"])
+    )
+    assert created.status_code == 201, created.text
+    content = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i * 2) for i in range(20_000))
+    async with httpx.AsyncClient(base_url=edge.url, timeout=60) as browser:
+        await _sign_in(browser, scientist["email"], scientist["password"])
+        page = await browser.get("/ui/projects/edge/datasets/rows")
+        assert page.status_code == 200, page.text
+        uploaded = await browser.post(
+            "/ui/projects/edge/datasets/rows/versions",
+            files={"file": ("rows.csv", content, "text/csv")},
+            headers={"Origin": edge.url, "X-CSRF-Token": _csrf(page)},
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        assert uploaded.json()["version"] == 1
+        download = await browser.get("/ui/projects/edge/datasets/rows/versions/1/download")
+        assert download.status_code == 200, download.text[:300]
+        assert download.content.replace(b"\r\n", b"\n") == content
+    async with httpx.AsyncClient(
+        base_url=edge.url, timeout=30, cookies={session.SESSION_COOKIE: "not.a.token"}
+    ) as forged:
+        before = upstream_requests()
+        refused = await forged.get("/ui/projects/edge/datasets/rows/versions/1/download")
+        assert refused.status_code == 303
+        assert upstream_requests() == before
