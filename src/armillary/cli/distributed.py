@@ -159,8 +159,7 @@ def children(
     role_env: dict[str, dict[str, str]] | None = None,
 ) -> list[Child]:
     """The process layout: gateway, six services, the console, a scheduler, ``workers``
-    workers; with
-    ``role_env``, each connecting to the database as its service's role."""
+    workers; with ``role_env``, each service connecting to the database as its role."""
     as_role = role_env or {}
     python = [sys.executable, "-m", "armillary.cli"]
     ports = metrics_ports(settings.metrics_port, workers)
