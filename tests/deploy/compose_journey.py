@@ -2,9 +2,10 @@
 runs it in the gateway's container, inside the stack's network namespace: sign in, a project
 and a dataset, an MLflow experiment in the tracking service (its REST API under /mlflow), a
 job whose python task runs in a worker's bubblewrap sandbox, then train, register and deploy
-a model, and predict. `after-restart` proves the same things are still there after
-`docker compose down` and `up` (the volumes): the sign-in, the dataset's bytes, the
-experiment, the job, the model and a prediction from the deployment.
+a model, and predict; the web console (its own container behind the gateway) shows the job's
+page to the user signed in with its form. `after-restart` proves the same things are still
+there after `docker compose down` and `up` (the volumes): the sign-in, the dataset's bytes,
+the experiment, the job, the model and a prediction from the deployment.
 
     docker compose exec -T gateway python3 - first|after-restart URL EMAIL PASSWORD \
         < compose_journey.py
@@ -13,6 +14,7 @@ experiment, the job, the model and a prediction from the deployment.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -179,6 +181,28 @@ def first(c: httpx.Client, h: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def console_shows_the_job(url: str, email: str, password: str, job_id: str) -> bool:
+    """Signs in with the console's form (a cookie session, no bearer token) and opens the
+    job's page, which the console renders from the API through the gateway."""
+    page = f"/ui/projects/{PROJECT}/jobs/{job_id}"
+    with httpx.Client(base_url=url, timeout=60, follow_redirects=True) as browser:
+
+        def sign_in_page() -> str | None:
+            r = browser.get("/ui/login")
+            found = re.search(r'name="csrf_token" value="([^"]+)"', r.text)
+            return found.group(1) if r.status_code == 200 and found else None
+
+        csrf = wait(sign_in_page, 120, "the console's sign-in page never answered")
+        r = browser.post(
+            "/ui/login",
+            data={"email": email, "password": password, "next": page, "csrf_token": csrf},
+            headers={"Origin": url},
+        )
+        assert r.status_code == 200, r.text
+        assert str(r.url).endswith(page), r.url
+        return job_id in r.text and "sandboxed" in r.text
+
+
 def after_restart(c: httpx.Client, h: dict[str, str]) -> dict[str, Any]:
     jobs = c.get(f"{BASE}/jobs", headers=h)
     assert jobs.status_code == 200, jobs.text
@@ -203,6 +227,8 @@ def main() -> None:
     with httpx.Client(base_url=url, timeout=300, follow_redirects=True) as c:
         h = sign_in(c, email, password)
         result = first(c, h) if step == "first" else after_restart(c, h)
+    if step == "first":
+        result["console"] = console_shows_the_job(url, email, password, str(result["job"]))
     print(json.dumps(result))
 
 

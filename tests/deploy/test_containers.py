@@ -126,6 +126,7 @@ def test_the_journey_runs_through_the_gateway_and_survives_a_restart(stack: Stac
     assert sandbox["pid"] < 10
     assert first["prediction"]
     assert first["experiment"]  # the tracking service answered through the gateway
+    assert first["console"] is True  # the console's container, behind the gateway
 
     stack.compose("down")  # the containers go, the volumes stay
     seconds = stack.up()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from armillary.kit.settings import SERVICE_PORTS
+from armillary.kit.settings import CONSOLE_PORT, SERVICE_PORTS
 from tests.deploy.conftest import DEPLOY, checkov_reports, run, tool
 
 CHART = DEPLOY / "helm" / "armillary"
@@ -319,7 +319,7 @@ def test_envoy_runs_one_worker_thread_per_cpu_of_its_limit(docs: list[dict[str, 
 def test_cpu_autoscalers_target_their_own_deployments(docs: list[dict[str, Any]]) -> None:
     autoscalers = of_kind(docs, "HorizontalPodAutoscaler")
     deployments = of_kind(docs, "Deployment")
-    assert set(autoscalers) == {name(c) for c in [*SERVICES, "gateway"]}
+    assert set(autoscalers) == {name(c) for c in [*SERVICES, "gateway", "console"]}
     for hpa_name, hpa in autoscalers.items():
         target = hpa["spec"]["scaleTargetRef"]
         assert target == {"apiVersion": "apps/v1", "kind": "Deployment", "name": hpa_name}
@@ -578,6 +578,39 @@ def test_workers_reach_only_the_gateway_identity_data_and_the_stores(
     assert ours == {"gateway", "identity", "data"}
     ports = {port["port"] for rule in spec["egress"] for port in rule["ports"]}
     assert ports == {8000, 8101, 8102, 5432, 6379, 5671, 443}
+
+
+def test_the_console_sits_behind_the_gateway_with_no_secret(docs: list[dict[str, Any]]) -> None:
+    """The web console (issue 19): the gateway routes `/` and `/ui` to its Service, and its
+    pages call the API back through the gateway's. It mounts no secret or service key, and
+    the network lets the gateway alone reach it and it reach the gateway alone."""
+    deployments = of_kind(docs, "Deployment")
+    pod = deployments[name("console")]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["serve", "console"]
+    assert container["image"].rsplit(":", 1)[0].endswith("-control")  # the lean image
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["ARMILLARY_CONSOLE_API_URL"] == f"http://{name('gateway')}:80"
+    assert not [v for v in pod["volumes"] if "secret" in v], pod["volumes"]
+    assert not [n for n in env if n.endswith("_FILE")], env
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    service = of_kind(docs, "Service")[name("console")]
+    assert {p["port"] for p in service["spec"]["ports"]} == {CONSOLE_PORT, 9464}
+    (gateway,) = deployments[name("gateway")]["spec"]["template"]["spec"]["containers"]
+    gateway_env = {item["name"]: item.get("value") for item in gateway["env"]}
+    assert gateway_env["ARMILLARY_CONSOLE_URL"] == f"http://{name('console')}:{CONSOLE_PORT}"
+    assert name("console") in of_kind(docs, "ServiceAccount")
+    policies = of_kind(docs, "NetworkPolicy")
+    spec = policies[name("console")]["spec"]
+    (from_gateway,) = [r for r in spec["ingress"] if r["ports"][0]["port"] == CONSOLE_PORT]
+    assert policy_peers(from_gateway) == ["gateway"]
+    assert [policy_peers(rule) for rule in spec["egress"]] == [["gateway"]]
+    assert spec["egress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    gateway_policy = policies[name("gateway")]["spec"]
+    to_console = [r for r in gateway_policy["egress"] if policy_peers(r) == ["console"]]
+    assert [r["ports"] for r in to_console] == [[{"protocol": "TCP", "port": CONSOLE_PORT}]]
+    callers = {p for r in gateway_policy["ingress"] for p in policy_peers(r)}
+    assert "console" in callers
 
 
 # --- edge and monitoring ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from armillary.kit.settings import SERVICE_PORTS
+from armillary.kit.settings import CONSOLE_PORT, SERVICE_PORTS
 from tests.deploy.conftest import DEPLOY, ROOT, checkov_reports, run, tool
 from tests.deploy.dockerfile import Dockerfile, parse
 
@@ -260,7 +260,8 @@ def test_the_stack_is_the_whole_distributed_shape(stack: dict[str, Any]) -> None
     services = stack["services"]
     assert set(SERVICES) >= {"identity", "data", "workflows", "registry", "serving", "tracking"}
     expected = DATA_STORES | set(SERVICES)
-    assert expected | {"gateway", "scheduler", "worker", "prometheus", "grafana"} <= services.keys()
+    others = {"gateway", "console", "scheduler", "worker", "prometheus", "grafana"}
+    assert expected | others <= services.keys()
     assert services["worker"]["deploy"]["replicas"] == 2
     assert services["grafana"]["profiles"] == ["dashboards"]
 
@@ -335,6 +336,30 @@ def test_armillary_containers_are_locked_down(stack: dict[str, Any]) -> None:
         assert "no-new-privileges:true" in service["security_opt"], name
 
 
+def test_the_console_runs_behind_the_gateway_without_secrets(stack: dict[str, Any]) -> None:
+    """The console (issue 19) is a process of its own that the gateway routes `/` and `/ui`
+    to, calling the API back through the gateway; it holds no database URL, key or secret,
+    and the services trust its address to pass on the browser's."""
+    services = stack["services"]
+    console = services["console"]
+    assert console["command"][:2] == ["serve", "console"]
+    assert console["build"]["target"] == "control"  # the lean image (ADR 0042)
+    assert console["image"].split(":")[0].endswith("-control")
+    env = console["environment"]
+    assert env["ARMILLARY_CONSOLE_API_URL"] == "http://gateway:8000"
+    assert f"http://127.0.0.1:{CONSOLE_PORT}/readyz" in console["healthcheck"]["test"]
+    assert not [name for name in env if re.search(r"DATABASE|SECRET|PASSWORD|_KEY", name)], env
+    assert not console.get("volumes"), "the console mounts no service keys"
+    gateway = services["gateway"]
+    assert gateway["environment"]["ARMILLARY_CONSOLE_URL"] == f"http://console:{CONSOLE_PORT}"
+    assert console["depends_on"]["gateway"]["condition"] == "service_healthy"
+    address = console["networks"]["private"]["ipv4_address"]
+    for service in SERVICES:
+        trusted = services[service]["environment"]["ARMILLARY_TRUSTED_PROXIES"].split(",")
+        assert f"{address}/32" in trusted, service
+    assert not console.get("ports")
+
+
 def test_only_the_gateway_is_published(stack: dict[str, Any]) -> None:
     for name, service in stack["services"].items():
         for port in service.get("ports", []):
@@ -358,6 +383,7 @@ def test_prometheus_scrapes_every_service_and_the_gateway(stack: dict[str, Any])
     for service in SERVICES:
         # One job per process kind: the SLO rules evaluate per job.
         assert jobs[service]["static_configs"] == [{"targets": [f"{service}:{port}"]}]
+    assert jobs["console"]["static_configs"] == [{"targets": [f"console:{port}"]}]
     assert jobs["gateway"]["metrics_path"] == "/stats/prometheus"
     assert jobs["gateway"]["static_configs"] == [{"targets": ["gateway:9902"]}]
     mounts = {v["target"]: v["source"] for v in stack["services"]["prometheus"]["volumes"]}
@@ -406,7 +432,7 @@ def test_the_check_override_swaps_only_third_party_images_and_shares_one_namespa
         if service.get("restart") == "no" or "ARMILLARY_METRICS_PORT" not in env:
             continue
         ports.append(env.get("ARMILLARY_WORKFLOWS_METRICS_PORT", env["ARMILLARY_METRICS_PORT"]))
-    # The services, the gateway, the scheduler and the two workers.
-    assert len(ports) == len(set(ports)) == len(SERVICES) + 4, ports
+    # The services, the gateway, the console, the scheduler and the two workers.
+    assert len(ports) == len(set(ports)) == len(SERVICES) + 5, ports
     hosts = {re.split("[:=]", entry)[0] for entry in services["netns"]["extra_hosts"]}
-    assert hosts >= {*SERVICES, "gateway"}, hosts
+    assert hosts >= {*SERVICES, "gateway", "console"}, hosts

@@ -109,6 +109,9 @@ def test_the_control_plane_starts_on_the_lean_venv(lean_python: Path) -> None:
         "import armillary.cli.main\n"
         "from armillary.gateway.routes import edge_routes\n"
         "assert edge_routes()  # the gateway reads every service's route table\n"
+        "from armillary.console.process import create_console_app\n"
+        "from armillary.console.settings import ConsoleSettings\n"
+        "create_console_app(console_settings=ConsoleSettings(api_url='http://gateway:8000'))\n"
         "print('ok')\n"
     )
     done = _run(lean_python, code)

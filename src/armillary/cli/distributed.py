@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from armillary.cli.engine import worker_env
 from armillary.cli.output import terminal
+from armillary.kit.settings import CONSOLE_PORT
 
 if TYPE_CHECKING:
     from armillary.kit.settings import Settings
@@ -157,8 +158,8 @@ def children(
     workers: int,
     role_env: dict[str, dict[str, str]] | None = None,
 ) -> list[Child]:
-    """The process layout: gateway, five services, a scheduler, ``workers`` workers; with
-    ``role_env``, each connecting to the database as its service's role."""
+    """The process layout: gateway, six services, the console, a scheduler, ``workers``
+    workers; with ``role_env``, each service connecting to the database as its role."""
     as_role = role_env or {}
     python = [sys.executable, "-m", "armillary.cli"]
     ports = metrics_ports(settings.metrics_port, workers)
@@ -183,6 +184,21 @@ def children(
                 {**env, **as_role.get(service, {}), **_metrics_env(ports.get(service))},
             )
         )
+    # The web console, a client of the gateway like any other (it has no database).
+    api_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    api_scheme = "https" if settings.tls_cert_file else "http"
+    console_port = console_url().rsplit(":", 1)[-1].split("/")[0]
+    layout.append(
+        Child(
+            "console",
+            [*python, "serve", "console", "--host", "127.0.0.1", "--port", console_port],
+            {
+                **without_admin,
+                "ARMILLARY_CONSOLE_API_URL": f"{api_scheme}://{api_host}:{port}",
+                **_metrics_env(ports.get("console")),
+            },
+        )
+    )
     workflows_role = as_role.get("workflows", {})
     layout.append(
         Child(
@@ -204,13 +220,18 @@ def children(
     return layout
 
 
+def console_url() -> str:
+    """Where the gateway finds the console (ARMILLARY_CONSOLE_URL, as the gateway reads it)."""
+    return os.environ.get("ARMILLARY_CONSOLE_URL") or f"http://127.0.0.1:{CONSOLE_PORT}"
+
+
 def metrics_ports(first: int, workers: int) -> dict[str, int]:
     """Each process's own /metrics port, from ARMILLARY_METRICS_PORT on: the services in
-    order, the scheduler, then the workers (none when that setting is 0). The gateway's
-    Envoy stats are on its admin listener."""
+    order, the scheduler, the workers, then the console (none when that setting is 0). The
+    gateway's Envoy stats are on its admin listener."""
     if not first:
         return {}
-    names = [*SERVICES, "scheduler", *(f"worker-{n + 1}" for n in range(workers))]
+    names = [*SERVICES, "scheduler", *(f"worker-{n + 1}" for n in range(workers)), "console"]
     return {name: first + offset for offset, name in enumerate(names)}
 
 
@@ -244,7 +265,7 @@ def run(
     signal.signal(signal.SIGINT, stop)
     err.print(
         f"Armillary (distributed) on http://{host}:{port}: gateway, "
-        f"{', '.join(SERVICES)}, scheduler, {workers} workers"
+        f"{', '.join(SERVICES)}, console, scheduler, {workers} workers"
     )
     try:
         supervisor.run()

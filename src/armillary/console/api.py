@@ -85,6 +85,12 @@ class ConsoleApi:
         return response.json()
 
 
+def _forwarded_for(request: Request) -> str:
+    peer = request.client.host if request.client else "127.0.0.1"
+    earlier = request.headers.get("x-forwarded-for")
+    return f"{earlier}, {peer}" if earlier else peer
+
+
 def _in_process_transport(request: Request) -> httpx.AsyncBaseTransport:
     # The browser's address travels as the ASGI client, so the API's per-address limits,
     # sign-in throttling and audit records see the real client, not the console.
@@ -102,6 +108,11 @@ async def console_api(request: Request) -> AsyncIterator[ConsoleApi]:
     timeout = httpx.Timeout(settings.api_timeout_seconds)
     headers = {"User-Agent": USER_AGENT}
     if settings.api_url:
+        # Over HTTP the console is one more proxy on the browser's way to the API: it appends
+        # the address it saw, so an API that trusts the gateway's and the console's addresses
+        # (ARMILLARY_TRUSTED_PROXIES) limits, throttles and audits the browser's, not the
+        # console's shared one.
+        headers["X-Forwarded-For"] = _forwarded_for(request)
         http = httpx.AsyncClient(base_url=settings.api_url, timeout=timeout, headers=headers)
     else:
         # Behind a trusted proxy, the API resolves the client from X-Forwarded-For exactly as

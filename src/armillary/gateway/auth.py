@@ -111,9 +111,13 @@ def jwt_authn(settings: GatewaySettings) -> dict[str, Any]:
         "header_in_metadata": "jwt_header",
         "payload_in_metadata": "jwt_payload",
     }
+    from . import console
+
     return {
         "@type": _T + "http.jwt_authn.v3.JwtAuthentication",
-        "providers": {PROVIDER: provider},
+        # The console's cookie is a provider of its own, required on its routes only: the
+        # API's routes never read a cookie.
+        "providers": {PROVIDER: provider, console.PROVIDER: console.cookie_provider(provider)},
         "requirement_map": {
             Access.BEARER.value: {"provider_name": PROVIDER},
             # No token is allowed (an API key may stand in; RBAC checks one is there), a
@@ -123,5 +127,6 @@ def jwt_authn(settings: GatewaySettings) -> dict[str, Any]:
                     "requirements": [{"provider_name": PROVIDER}, {"allow_missing": {}}]
                 }
             },
+            console.REQUIREMENT: console.requirement(),
         },
     }

@@ -15,11 +15,11 @@ import yaml
 
 from armillary.kit.edge import Access, EdgeRule
 
-from . import tls
+from . import console, tls
 from .auth import JWT_FILTER, RBAC_FILTER, jwt_authn, jwt_per_route, rbac_per_route
 from .replies import local_reply_config
 from .routes import IDEMPOTENT, INTERNAL_PREFIX, EdgeRoute, edge_routes
-from .settings import SERVICES, GatewaySettings
+from .settings import UPSTREAMS, GatewaySettings
 
 __all__ = ["JWT_FILTER", "RBAC_FILTER", "bootstrap", "render"]
 
@@ -89,10 +89,12 @@ def _not_found(name: str, prefix: str) -> dict[str, Any]:
 
 
 def virtual_host(settings: GatewaySettings, table: list[EdgeRoute]) -> dict[str, Any]:
-    """Routes in the services' matching order. A path whose method is not listed falls
+    """The console's routes (``/`` and ``/ui`` only), then the services' in their matching
+    order. A path whose method is not listed falls
     through, as in Starlette, to later routes, then to a bearer route on the same path (the
     service answers 405)."""
     routes: list[dict[str, Any]] = [_not_found("internal", INTERNAL_PREFIX)]
+    routes += console.console_routes(settings)
     routes += [envoy_route(route, settings, any_method=False) for route in table]
     seen: set[str] = set()
     for route in table:
@@ -347,7 +349,7 @@ def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -
         "static_resources": {
             "listeners": [public, stats_listener(settings)],
             "clusters": [
-                *(cluster(s, settings) for s in SERVICES),
+                *(cluster(s, settings) for s in UPSTREAMS),
                 admin_cluster,
                 *([_otlp_cluster(traces_url)] if traces_url else []),
             ],

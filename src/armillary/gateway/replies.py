@@ -6,6 +6,7 @@ from typing import Any
 
 from armillary.kit.security import ACCESS_TOKEN_TYPE, PERSONAL_TOKEN_TYPE
 
+from . import console
 from .auth import jwt_metadata
 from .settings import GatewaySettings
 
@@ -99,7 +100,8 @@ def local_reply_config(settings: GatewaySettings) -> dict[str, Any]:
     unauthorized = _problem(401, settings)
     unauthorized["filter"] = _status_filter(403)
     unauthorized["status_code"] = 401
-    mappers = [forbidden, unauthorized]
+    # A console page's refused cookie first: the browser goes back to sign-in.
+    mappers = [*console.sign_in_again(), forbidden, unauthorized]
     mappers += [_problem(status, settings) for status in TITLES if status != 403]
     return {
         "mappers": mappers,

@@ -14,6 +14,8 @@ from armillary.kit.settings import InsecureSettings
 from armillary.kit.tls import is_loopback, plaintext_service_urls
 
 SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
+# Every cluster the gateway routes to: the services, and the web console's process.
+UPSTREAMS = (*SERVICES, "console")
 
 
 class GatewaySettings(BaseSettings):
@@ -31,6 +33,8 @@ class GatewaySettings(BaseSettings):
     registry_url: str = "http://127.0.0.1:8104"
     serving_url: str = "http://127.0.0.1:8105"
     tracking_url: str = "http://127.0.0.1:8106"
+    # The web console (`armillary serve console`): `/` and `/ui` go there.
+    console_url: str = "http://127.0.0.1:8107"
 
     # HTTPS on the public listener (the same variables as the services'), and the CA that
     # https:// upstreams are verified against (unset: the system's).
@@ -111,7 +115,7 @@ class GatewaySettings(BaseSettings):
             hops.append("the public listener (ARMILLARY_TLS_CERT_FILE, or a TLS-terminating proxy)")
         if self.tls_service_mesh:
             return hops
-        return hops + plaintext_service_urls({s: self.upstream(s) for s in SERVICES})
+        return hops + plaintext_service_urls({s: self.upstream(s) for s in UPSTREAMS})
 
     def upstream(self, service: str) -> str:
         url: str = getattr(self, f"{service}_url")

@@ -27,6 +27,10 @@ SERVICE_PORTS = {
     "serving": 8105,
     "tracking": 8106,
 }
+# The web console's process (`armillary serve console`, issue 19): not a service of the list
+# above, since it has no schema, no database role, no service key and no internal routes;
+# the gateway routes `/` and `/ui` to it (ARMILLARY_CONSOLE_URL).
+CONSOLE_PORT = 8107
 
 
 class InsecureSettings(ValueError):

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from tests.integration.workflows.engine import free_port, serve
 
 from armillary.gateway.runner import envoy_command, write_config
-from armillary.gateway.settings import SERVICES, GatewaySettings
+from armillary.gateway.settings import UPSTREAMS, GatewaySettings
 
 
 @dataclass
@@ -47,7 +47,7 @@ async def gateway_for(app: FastAPI, tmp_path: Path, **overrides: str) -> AsyncIt
     settings (e.g. one service's URL)."""
     runtime_settings = app.state.runtime.settings
     async with contextlib.asynccontextmanager(serve)(app, free_port()) as upstream:
-        values: dict[str, object] = {f"{service}_url": upstream for service in SERVICES}
+        values: dict[str, object] = {f"{service}_url": upstream for service in UPSTREAMS}
         values.update(
             host="127.0.0.1",
             port=free_port(),

@@ -2,11 +2,13 @@
 service, the scheduler and a worker, on the test's PostgreSQL, Redis and a RabbitMQ virtual
 host of its own. A user's journey runs through the gateway (sign-in, project, dataset upload,
 a workflow job run by the worker), and a service process killed with SIGKILL is restarted by
-the supervisor without touching the others."""
+the supervisor without touching the others. The web console runs as a process of its own
+behind the same gateway: sign in, open a project, see a job's live view."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +26,7 @@ from tests.integration.workflows.engine import free_port
 
 SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
 # Processes with a /metrics listener of their own, from ARMILLARY_METRICS_PORT on, in order.
-METRICS_PROCESSES = (*SERVICES, "scheduler", "worker-1")
+METRICS_PROCESSES = (*SERVICES, "scheduler", "worker-1", "console")
 
 
 def free_port_range(count: int) -> int:
@@ -46,6 +48,21 @@ def free_port_range(count: int) -> int:
 
 
 SPEC = {"name": "nightly", "tasks": [{"name": "fit", "type": "noop"}]}
+# A job slow enough that the console's page is open while it runs (its live view must show
+# the end without a reload).
+SLOW = {
+    "name": "slow",
+    "tasks": [
+        {
+            "name": "nap",
+            "type": "python",
+            "params": {"source": "import time\n\ndef main():\n    time.sleep(6)\n    return {}\n"},
+        }
+    ],
+}
+CHROMIUM = Path("/usr/bin/chromium")
+FINISHED = {"succeeded", "failed", "cancelled"}
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "console"
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -105,6 +122,7 @@ def up_env(tmp_path: Path, pg_url: str, vhost: str, metrics_port: int) -> dict[s
         ARMILLARY_ADMIN_PASSWORD=ADMIN_PASSWORD,
         ARMILLARY_ARGON2_TIME_COST="1",
         ARMILLARY_ARGON2_MEMORY_COST_KIB="8",
+        ARMILLARY_CONSOLE_URL=f"http://127.0.0.1:{free_port()}",
         ARMILLARY_GATEWAY_ADMIN_PORT=str(free_port()),
         ARMILLARY_GATEWAY_STATS_PORT=str(free_port()),
         ARMILLARY_LOG_LEVEL="WARNING",
@@ -196,6 +214,8 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
             return status if status in ("succeeded", "failed", "cancelled") else None
 
         assert wait_for(finished, 120, "the job never finished", platform) == "succeeded"
+        check_the_console_through_the_gateway(platform, token, job.json()["id"])
+        browser_ran = watch_a_job_in_chromium(platform, c, headers)
         # The tracking service behind the gateway: MLflow's API under the project's URI, its
         # audit entry (an experiment created) reaching identity's chain like the others'.
         mlflow = "/mlflow/up/api/2.0/mlflow"
@@ -240,6 +260,99 @@ def test_the_distributed_shape_on_one_machine(platform: Platform) -> None:
 
         wait_for(registry_back, 90, "the registry was not restarted", platform)
         assert c.get(f"{base}/datasets", headers=headers).status_code == 200
+    if not browser_ran:
+        pytest.skip(f"{CHROMIUM} is missing: the console's browser smoke test did not run")
+
+
+def check_the_console_through_the_gateway(platform: Platform, token: str, job_id: str) -> None:
+    """The console's own process, reached through the gateway: sign in with the form, open
+    the project, see the job's page and its live fragment. Its session cookie is a token on
+    the console's pages only: alone on the JSON API it is refused at the edge."""
+    with httpx.Client(base_url=platform.url, timeout=30) as browser:
+        assert browser.get("/").headers["location"] == "/ui"
+        login = browser.get("/ui/login")
+        assert login.status_code == 200, login.text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert csrf, login.text
+        signed = browser.post(
+            "/ui/login",
+            data={
+                "email": ADMIN_EMAIL,
+                "password": ADMIN_PASSWORD,
+                "next": "/ui/projects/up",
+                "csrf_token": csrf.group(1),
+            },
+            headers={"Origin": platform.url},
+        )
+        assert signed.status_code == 303, signed.text
+        assert signed.headers["location"] == "/ui/projects/up"
+        overview = browser.get("/ui/projects/up")
+        assert overview.status_code == 200, overview.text
+        assert job_id in overview.text
+        page = browser.get(f"/ui/projects/up/jobs/{job_id}")
+        assert page.status_code == 200, page.text
+        assert "fit" in page.text
+        live = browser.get(f"/ui/projects/up/jobs/{job_id}/live")
+        assert live.status_code == 200, live.text
+        assert "succeeded" in live.text
+        cookie = browser.cookies.get("armillary_session")
+        assert cookie
+    with httpx.Client(base_url=platform.url, timeout=30) as other:
+        other.cookies.set("armillary_session", cookie)
+        assert other.get("/api/v1/auth/me").status_code == 401
+        assert other.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).is_success
+    # The console is a process of its own (not the API's pages).
+    assert platform.child_pid("serve", "console")
+
+
+def watch_a_job_in_chromium(platform: Platform, c: httpx.Client, headers: dict[str, str]) -> bool:
+    """Issue 19's smoke test of the distributed shape, in Chromium through the gateway: sign
+    in, open the project, open a running job and see it finish live. False when Debian's
+    Chromium is missing (scripts/browser-prereqs.sh installs it)."""
+    if not CHROMIUM.exists():
+        return False
+    from playwright.sync_api import expect, sync_playwright
+
+    assert c.post("/api/v1/projects/up/workflows", json=SLOW, headers=headers).is_success
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    refused: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on(
+                "console",
+                lambda m: refused.append(m.text) if "Refused to" in m.text else None,
+            )
+            page.goto(f"{platform.url}/")
+            assert "/ui/login" in page.url
+            page.get_by_label("Email").fill(ADMIN_EMAIL)
+            page.get_by_label("Password").fill(ADMIN_PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{platform.url}/ui/projects")
+            page.get_by_role("link", name="Up", exact=True).click()
+            page.wait_for_url(f"{platform.url}/ui/projects/up")
+            # A job starts while the user looks at the project; it shows on the next view.
+            job = c.post("/api/v1/projects/up/workflows/slow/jobs", json={}, headers=headers)
+            assert job.status_code == 201, job.text
+            job_id = job.json()["id"]
+            page.reload()
+            page.get_by_role("link", name=job_id[:8]).first.click()
+            page.wait_for_url(f"{platform.url}/ui/projects/up/jobs/{job_id}")
+            first_state = page.locator("#job-status").inner_text()
+            assert first_state not in FINISHED, "the job ended before its page opened"
+            page.screenshot(path=str(ARTIFACTS / "distributed-job-live.png"), full_page=True)
+            page.evaluate("window.__sameDocument = true")
+            expect(page.locator("#job-status")).to_have_text("succeeded", timeout=90_000)
+            assert page.evaluate("window.__sameDocument") is True  # live, not reloaded
+            assert page.locator("#job-live[data-live-url]").count() == 0  # polling stopped
+            page.screenshot(path=str(ARTIFACTS / "distributed-job-done.png"), full_page=True)
+        finally:
+            browser.close()
+    assert refused == [], refused
+    return True
 
 
 def check_every_process_exposes_metrics(platform: Platform) -> None:

@@ -1,6 +1,7 @@
 """`armillary up --distributed` gives every process a /metrics listener of its own: the six
-services, the scheduler and each worker, on consecutive ports from ARMILLARY_METRICS_PORT
-(none when it is 0). The engine's processes take theirs on ARMILLARY_WORKFLOWS_METRICS_PORT."""
+services, the scheduler, each worker and the console, on consecutive ports from
+ARMILLARY_METRICS_PORT (none when it is 0). The engine's processes take theirs on
+ARMILLARY_WORKFLOWS_METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def test_every_process_has_a_metrics_port_of_its_own(tmp_path: Path) -> None:
         "scheduler": 19006,
         "worker-1": 19007,
         "worker-2": 19008,
+        "console": 19009,
     }
 
 

@@ -24,6 +24,10 @@ serving: 8105
 tracking: 8106
 {{- end -}}
 
+{{/* The web console's port (kit/settings.py CONSOLE_PORT): not a service (no schema, no
+key), but the gateway calls it like one. */}}
+{{- define "armillary.consolePort" -}}8107{{- end -}}
+
 {{/* Who each process calls over HTTP (services.py): NetworkPolicies allow exactly these. */}}
 {{- define "armillary.calls" -}}
 identity: []
@@ -34,7 +38,7 @@ serving: [identity, registry]
 tracking: [identity, registry]
 scheduler: [identity, data]
 worker: [identity, data]
-gateway: [identity, data, workflows, registry, serving, tracking]
+gateway: [identity, data, workflows, registry, serving, tracking, console]
 {{- end -}}
 
 {{/* Components that read or write the object store (tracking: its runs' artifacts). */}}
@@ -209,9 +213,10 @@ failureThreshold: 4
       {{- include "armillary.selectorLabels" . | nindent 6 }}
 {{- end -}}
 
-{{/* Egress to the API services a component calls, on each one's port. */}}
+{{/* Egress to the API services (and the console) a component calls, on each one's port. */}}
 {{- define "armillary.callEgress" -}}
 {{- $ports := include "armillary.servicePorts" .root | fromYaml -}}
+{{- $_ := set $ports "console" (include "armillary.consolePort" .root | int) -}}
 {{- range $callee := .callees }}
 - to:
     {{- include "armillary.componentPeer" (dict "root" $.root "component" $callee) | nindent 4 }}
