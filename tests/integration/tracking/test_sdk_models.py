@@ -97,7 +97,8 @@ def test_a_model_only_pickle_could_save_is_refused_before_anything_is_sent(
         with pytest.raises(tracking.UnsafeModel):
             tracking.log_model(pickle.dumps(_Opaque()).decode("latin-1"))
     message = str(refused.value)
-    assert "ONNX" in message and "skops" in message
+    assert "ONNX" in message
+    assert "skops" in message
     account = signed_in
     with httpx.Client(base_url=account.url, headers=auth(account.token), timeout=30) as http:
         listed = http.get(
