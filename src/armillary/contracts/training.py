@@ -229,6 +229,19 @@ def _hyperparameters_by_estimator(schema: dict[str, Any]) -> None:
     ]
 
 
+class TrainTracking(_Params):
+    """Where the task's runs go in the tracking service (ADR 0041): a parent run for the task,
+    one nested run per search trial."""
+
+    enabled: bool = Field(default=True, description="Record the task's runs")
+    experiment: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="The experiment (made if missing); default: the workflow's name",
+    )
+
+
 class TrainParams(_Params):
     # Built on demand (GET /api/v1/task-types): it imports every estimator's library.
     model_config = ConfigDict(extra="forbid", json_schema_extra=_hyperparameters_by_estimator)
@@ -251,6 +264,10 @@ class TrainParams(_Params):
     backend: Literal["local", "sagemaker"] = "local"
     sagemaker: SageMakerSettings | None = None
     onnx: bool = Field(default=True, description="Also export ONNX when the model converts")
+    tracking: TrainTracking = Field(
+        default_factory=TrainTracking,
+        description="The task and its trials as runs of an experiment (the workflow's name)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainParams:

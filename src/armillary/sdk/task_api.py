@@ -303,6 +303,15 @@ class TaskApi:
         path = f"{self._model_path(model)}/aliases/{_segment(alias)}"
         return self._json("PUT", path, json={"version": int(version), "reason": reason})
 
+    def tracking(
+        self, endpoint: str, body: Mapping[str, Any] | None = None, *, method: str = "POST"
+    ) -> dict[str, Any]:
+        """A call of the project's MLflow REST API in the tracking service (``runs/create``,
+        ``runs/log-batch``, ...): runs this job creates are linked to it and its task by the
+        server, from the job token."""
+        path = f"/mlflow/{self._project}/api/2.0/mlflow/{endpoint}"
+        return self._json(method, path, json=None if body is None else dict(body))
+
     def _model_path(self, model: str) -> str:
         return f"/api/v1/projects/{self._project}/models/{_segment(model)}"
 

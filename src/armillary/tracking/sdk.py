@@ -33,6 +33,7 @@ import atexit
 import collections
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -52,6 +53,9 @@ from armillary.sdk.credentials import (
     save_credentials,
 )
 from armillary.sdk.types import Tokens
+
+from . import sdk_models
+from .sdk_models import UnsafeModel, infer_signature
 
 PROJECT_ENV = "ARMILLARY_PROJECT"
 EXPERIMENT_ENV = "ARMILLARY_EXPERIMENT"
@@ -366,6 +370,7 @@ class Run:
         self.artifact_uri: str = info["artifact_uri"]
         self.parent = parent
         self.ended = False
+        self.logged_models: list[str] = []
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r})"
@@ -423,6 +428,27 @@ class Run:
             self._tracker.connection().upload(
                 self.artifact_uri, _join(artifact_path, relative), file
             )
+
+    def log_model(
+        self, model: Any, name: str = "model", *, signature: Mapping[str, Any] | None = None
+    ) -> str:
+        """Log ``model`` as an MLflow-style model folder ``<name>/`` (``MLmodel`` and the model
+        file) under the run's artifacts, and answer its URI ``runs:/<run_id>/<name>``. ONNX (a
+        ``ModelProto`` or its bytes) or a scikit-learn estimator (saved with skops) only:
+        anything else raises :class:`UnsafeModel` and nothing is sent. ``signature``:
+        ``{"inputs": {column: type}, "output": type}`` (see :func:`infer_signature`); without
+        one the model is registered but not served."""
+        sdk_models.check_name(name)
+        saved = sdk_models.save(model)
+        document = sdk_models.mlmodel(saved, self.id, name, signature)
+        with tempfile.TemporaryDirectory(prefix="armillary-model-") as work:
+            folder = Path(work) / name
+            sdk_models.write(folder, saved, document)
+            # The model file first: a folder with an MLmodel file is a model to register.
+            self.log_artifact(folder / saved.file, artifact_path=name)
+            self.log_artifact(folder / sdk_models.MLMODEL_FILE, artifact_path=name)
+        self.logged_models.append(name)
+        return f"runs:/{self.id}/{name}"
 
     def flush(self) -> None:
         """Send this process's queued points now; raise the first error a send of this run's
@@ -659,6 +685,53 @@ def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None =
     _tracker.active().log_artifacts(local_dir, artifact_path)
 
 
+def log_model(
+    model: Any, name: str = "model", *, signature: Mapping[str, Any] | None = None
+) -> str:
+    """Log a model (ONNX or a scikit-learn estimator saved with skops) to the active run; its
+    URI ``runs:/<run_id>/<name>``. See :meth:`Run.log_model`."""
+    return _tracker.active().log_model(model, name, signature=signature)
+
+
+def register_model(
+    run: Run | str,
+    name: str,
+    *,
+    model_path: str | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Register the model a run logged as the next version of registered model ``name`` (made
+    if missing), through the tracking service's registry endpoints; the version as MLflow's
+    ``model_version`` (``name``, ``version``, ``run_id``, ``source``, ...). ``run`` is a
+    :class:`Run`, a run id, or a model URI ``runs:/<run_id>/<path>``; ``model_path`` is the
+    model's directory (default: the run's last :func:`log_model`, else ``model``). The version
+    carries the run's params, metrics and lineage (its job, when a job started the run)."""
+    if isinstance(run, Run):
+        run_id = run.id
+        path = model_path or (run.logged_models[-1] if run.logged_models else "model")
+    elif run.startswith("runs:/"):
+        run_id, _, path = run.removeprefix("runs:/").partition("/")
+        path = model_path or path
+    else:
+        run_id, path = run, model_path or "model"
+    if not run_id or not path:
+        raise ValueError("Name a run and the model's path: runs:/<run_id>/<path>")
+    connection = _tracker.connection()
+    try:
+        connection.call("POST", "registered-models/create", body={"name": name})
+    except TrackingError as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    body = {
+        "name": name,
+        "source": f"runs:/{run_id}/{path.strip('/')}",
+        "run_id": run_id,
+        "description": description,
+    }
+    answer = connection.call("POST", "model-versions/create", body=body)
+    return dict(answer["model_version"])
+
+
 def flush() -> None:
     """Send every queued metric point now."""
     if _tracker.stack:
@@ -671,17 +744,21 @@ __all__ = [
     "Connection",
     "Run",
     "TrackingError",
+    "UnsafeModel",
     "active_run",
     "configure",
     "connect",
     "end_run",
     "flush",
+    "infer_signature",
     "log_artifact",
     "log_artifacts",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
+    "register_model",
     "set_tag",
     "set_tags",
     "start_run",

@@ -36,7 +36,7 @@ from armillary.sdk.task_api import TaskApiError
 from armillary.sdk.task_log import TaskLog, pairs
 
 from . import artifacts as files
-from . import story
+from . import story, tracked
 from .estimators import build_pipeline, check_labels
 from .metrics import score, summarise
 from .onnx_model import OnnxModel
@@ -80,6 +80,8 @@ def run_train(
             fitted = _train_sagemaker(spec, data, context, work, progress, log)
         else:
             fitted = _train_local(spec, data, out, progress, log)
+        with log.stage("tracking"):
+            tracked.record(api, spec, fitted, context.task, log)
     with log.stage("artifacts"):
         outputs = _outputs(spec, data, fitted, inputs, context, digest)
     story.artifacts(log, out)

@@ -84,3 +84,15 @@ async def test_paths_and_runs_outside_the_callers_run_are_refused(
     assert not marker.exists()
     listed = await scene.client.get(f"{scene.model_base}/versions", headers=auth(scene.token))
     assert listed.json()["total"] == 0
+
+
+async def test_a_job_link_the_caller_cannot_see_is_refused(scene: Scene) -> None:
+    run_id = uuid.uuid4()
+    await _put(scene, scene.project["id"], run_id, "model/model.skops", skops_bytes())
+    body = _body(run_id)
+    body["source"]["job"] = {"job_id": str(uuid.uuid4()), "task": "fit"}
+    refused = await _from_run(scene, body)
+    assert_problem(refused, 422)
+    assert "job that started the run" in refused.json()["detail"]
+    listed = await scene.client.get(f"{scene.model_base}/versions", headers=auth(scene.token))
+    assert listed.json()["total"] == 0

@@ -216,6 +216,7 @@ STORY_WORKFLOW = {
                 "target": "species",
                 "estimator": "LogisticRegression",
                 "validation": {"method": "kfold", "folds": 3},
+                "tracking": {"experiment": "iris-folds"},
             },
             "needs": ["rows"],
         },
@@ -276,13 +277,13 @@ async def test_a_training_job_tells_its_story_in_the_task_logs(
         ref = {"job_id": done["id"], "task": "tuned", "name": name}
         stored = await _artifact(stage, ref, tmp_path / name)
         assert f"[train] artifact {name}: {size(stored.stat().st_size)}" in log
-    assert _stages(log) == {"read", "search", "fit", "score", "artifacts"}
+    assert _stages(log) == {"read", "search", "fit", "score", "tracking", "artifacts"}
 
     folds = await steps.logs(token, done["id"], "folds")
     assert "[train] split: 3-fold cross-validation over 150 rows (stratified by class" in folds
     assert all(f"[train] fold {n}/3: accuracy=" in folds for n in (1, 2, 3))
     assert "[train] metrics, mean ± std over 3 folds: accuracy=" in folds
-    assert _stages(folds) == {"read", "cross_validation", "fit", "artifacts"}
+    assert _stages(folds) == {"read", "cross_validation", "fit", "tracking", "artifacts"}
 
     judged = runs["judge"]["outputs"]
     evaluation = await steps.logs(token, done["id"], "judge")
@@ -295,3 +296,47 @@ async def test_a_training_job_tells_its_story_in_the_task_logs(
     assert _stages(evaluation) == {"read", "score", "compare"}
     for text in (log, folds, evaluation):
         assert "eyJ" not in text  # no token reached a log
+
+    # The train tasks as runs: a parent run per task, a nested run per trial, linked to the job.
+    await _assert_tracked(stage, done["id"], tuned, trials, log)
+    folded = TrainOutputs.model_validate(runs["folds"]["outputs"])
+    listed = await _runs(stage, "iris-folds")
+    assert [(r["name"], r["job_id"], r["task"]) for r in listed] == [("folds", done["id"], "folds")]
+    assert listed[0]["params"] == {"estimator": "LogisticRegression"}
+    assert listed[0]["metrics"] == pytest.approx(
+        {**folded.metrics, **{f"{k}_std": v for k, v in folded.metrics_std.items()}}
+    )
+
+
+async def _runs(stage: Stage, experiment: str) -> list[dict[str, Any]]:
+    response = await stage.steps.client.get(
+        f"/api/v1/projects/{stage.project}/experiments/{experiment}/runs",
+        params={"order_by": "attributes.run_name ASC"},
+        headers=auth(stage.token),
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+async def _assert_tracked(
+    stage: Stage, job_id: str, tuned: TrainOutputs, trials: list[dict[str, Any]], log: str
+) -> None:
+    listed = {r["name"]: r for r in await _runs(stage, "training-story")}
+    assert set(listed) == {"tuned", "trial-1", "trial-2"}
+    parent = listed["tuned"]
+    assert f"[train] tracking: run {parent['id']} in experiment 'training-story', " in log
+    assert (parent["job_id"], parent["task"], parent["status"]) == (job_id, "tuned", "FINISHED")
+    assert parent["parent_run_id"] is None
+    assert parent["params"] == {
+        "estimator": "DecisionTreeClassifier",
+        **{k: str(v) for k, v in tuned.hyperparameters.items()},
+    }
+    assert parent["metrics"] == pytest.approx(tuned.metrics)
+    assert parent["tags"]["armillary.source"] == "train-task"
+    for trial in trials:
+        run = listed[f"trial-{trial['number']}"]
+        assert run["parent_run_id"] == parent["id"]
+        assert (run["job_id"], run["task"], run["status"]) == (job_id, "tuned", "FINISHED")
+        assert run["params"] == {k: str(v) for k, v in trial["hyperparameters"].items()}
+        assert run["metrics"] == pytest.approx(trial["metrics"])
+        assert run["tags"]["best"] == str(trial["best"]).lower()

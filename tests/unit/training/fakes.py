@@ -31,6 +31,8 @@ class FakePlatform:
         self.aliases: dict[tuple[str, str], dict[str, Any]] = {}
         self.model_files: dict[tuple[str, int, str], bytes] = {}
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
+        # The paths of every call to the tracking service's MLflow API (none answered).
+        self.tracking_calls: list[str] = []
         # What the worker answers to a worker call: the upload -> (info, file) or a problem.
         self.worker_calls: dict[str, Callable[[bytes], tuple[dict[str, Any], bytes] | str]] = {}
 
@@ -72,6 +74,9 @@ class FakePlatform:
     def handle(self, request: httpx.Request) -> httpx.Response:
         assert request.headers.get("authorization") == f"Bearer {TOKEN}"
         path = request.url.path
+        if path.startswith("/mlflow/"):
+            self.tracking_calls.append(path)
+            return _problem(503, "tracking is down")
         if found := re.fullmatch(r"/_worker/([^/]+)", path):
             answer = self.worker_calls[found[1]](request.read())
             if isinstance(answer, str):

@@ -118,6 +118,32 @@ def test_a_failing_progress_call_does_not_fail_training(
     assert "progress not shown" in capfd.readouterr().err
 
 
+def test_a_tracking_service_that_fails_does_not_fail_training(
+    fake: FakePlatform, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    params = {
+        "target": "malignant",
+        "estimator": "DecisionTreeClassifier",
+        "onnx": False,
+        "tracking": {"experiment": "cancer"},
+    }
+    outputs, _ = _train(fake, tmp_path, params, cancer_frame())
+    assert outputs["metrics"]["accuracy"] > 0.8
+    assert fake.tracking_calls  # it tried
+    assert "warning: tracking: the runs were not recorded (503" in capfd.readouterr().out
+
+
+def test_tracking_can_be_turned_off(fake: FakePlatform, tmp_path: Path) -> None:
+    params = {
+        "target": "malignant",
+        "estimator": "DecisionTreeClassifier",
+        "onnx": False,
+        "tracking": {"enabled": False},
+    }
+    _train(fake, tmp_path, params, cancer_frame())
+    assert fake.tracking_calls == []
+
+
 def test_evaluate_defaults_to_the_holdout_and_fails_closed(
     fake: FakePlatform, tmp_path: Path
 ) -> None:

@@ -74,6 +74,14 @@ class VersionCreate(BaseModel):
 RUN_FILE_PATH = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,15}$"
 
 
+class RunJob(BaseModel):
+    """The job and task whose token created a tracking run (the tracking service's record)."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_id: UUID
+    task: TaskName
+
+
 class RunSource(BaseModel):
     """Where a tracking run's logged model file is: the run (of the caller's project) and the
     file's path among its artifacts."""
@@ -84,6 +92,11 @@ class RunSource(BaseModel):
     path: str = Field(pattern=RUN_FILE_PATH, max_length=1000)
     uri: str = Field(max_length=1000, description="The model's location as MLflow names it")
     run_name: str = Field(default="", max_length=250)
+    job: RunJob | None = Field(
+        default=None,
+        description="The job and task the run was started by, as the tracking service recorded "
+        "them; the job must be one of the caller's project that has the task",
+    )
 
 
 class VersionFromRun(BaseModel):

@@ -155,6 +155,21 @@ async def create_from_job(
             ) from None
     if version is not candidate:  # a twin request of the job registered it first
         return model, version
+    _record_datasets(session, access, version, datasets)
+    _registered(session, access, model, version, datasets)
+    if version.onnx_status == "pending":
+        _request_export(session, access, model, version, body.source.task)
+    return model, version
+
+
+def _record_datasets(
+    session: AsyncSession,
+    access: ProjectAccess,
+    version: ModelVersion,
+    datasets: list[lineage_of.ResolvedDataset],
+) -> None:
+    """The dataset versions the version was trained (or evaluated) on: what the reverse
+    lineage query and the deletion hold read."""
     for used in datasets:
         session.add(
             VersionDataset(
@@ -168,10 +183,6 @@ async def create_from_job(
                 role=used.role,
             )
         )
-    _registered(session, access, model, version, datasets)
-    if version.onnx_status == "pending":
-        _request_export(session, access, model, version, body.source.task)
-    return model, version
 
 
 def _onnx_at_registration(body: VersionCreate, names: Sequence[str]) -> dict[str, Any]:
@@ -428,6 +439,7 @@ async def create_from_run(
     loaded."""
     await get_model(session, access, ref)
     source = body.source
+    job_lineage, datasets = await _run_job_lineage(registry, access, body)
     missing = Unprocessable(f"Run {source.run_id.hex} has no artifact {source.path!r}")
     try:
         key = run_artifact_key(access.project_id, source.run_id, source.path)
@@ -469,13 +481,42 @@ async def create_from_run(
                     "artifact": source.path,
                     "mlflow_source": source.uri,
                     "job_id": str(access.principal.job_id) if access.principal.job_id else None,
+                    **job_lineage,
                 },
                 source="mlflow",
                 onnx_status="ready" if body.format == "onnx" else None,
             ),
         )
-    _registered(session, access, model, version, [])
+    _record_datasets(session, access, version, datasets)
+    _registered(session, access, model, version, datasets)
     return model, version
+
+
+async def _run_job_lineage(
+    registry: Registry, access: ProjectAccess, body: VersionFromRun
+) -> tuple[dict[str, Any], list[lineage_of.ResolvedDataset]]:
+    """The lineage of the job that started the run, as for a version a ``register`` task
+    makes: the job, its workflow version, and the dataset versions ingested upstream of the
+    run's task. The job is read with the caller's token and must be of this project and have
+    the task; its datasets come from the job itself, never from the request."""
+    link = body.source.job
+    if link is None:
+        return {}, []
+    token = access.principal.token
+    job = await registry.require_workflows().job(token, str(link.job_id))
+    if job is None or str(job.get("project_id")) != str(access.project_id):
+        raise Unprocessable("The job that started the run cannot be found")
+    plan = lineage_of.plan(job, link.task, None)
+    datasets = await lineage_of.resolve(
+        registry.require_datasets(), token, str(access.project_id), plan.datasets
+    )
+    lineage = {
+        "job_id": str(link.job_id),
+        "task": link.task,
+        "workflow": plan.workflow,
+        "datasets": [used.as_json() for used in datasets],
+    }
+    return lineage, datasets
 
 
 async def get_version(

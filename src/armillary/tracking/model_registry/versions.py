@@ -98,6 +98,9 @@ async def create(
         data = (await runs_repository.data_of(session, [run.id]))[run.id]
         files = RunFiles(run.project_id, run.id, run.artifact_uri)
         run_name, experiment_id = run.name, run.experiment_id
+        # The run's job link is the tracking service's own record (from the token that
+        # created the run), never the caller's word.
+        job = {"job_id": str(run.job_id), "task": run.task} if run.job_id and run.task else None
     logged = mlmodel.parse(await _mlmodel(tracking, files, where.path))
     model_file = relative_path(join(where.path, logged.file))
     request = {
@@ -107,6 +110,7 @@ async def create(
             "path": model_file,
             "uri": body.source,
             "run_name": run_name[:250],
+            "job": job,
         },
         "format": logged.format,
         "metrics": _metrics(data.metrics),
