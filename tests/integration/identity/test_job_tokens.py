@@ -16,7 +16,7 @@ from sqlalchemy import text
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth
 
 from armillary.contracts.identity import JobToken
-from armillary.identity.auth import job_tokens
+from armillary.identity.auth import claims
 from armillary.identity.client import IdentityClient
 from armillary.identity.components import identity_of
 from armillary.kit.errors import Conflict, NotFound
@@ -220,7 +220,7 @@ async def test_an_expired_job_token_is_refused(
 
     # Issued an hour ago with the shortest lifetime: expired for half an hour and more.
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    monkeypatch.setattr(job_tokens, "utcnow", lambda: an_hour_ago)
+    monkeypatch.setattr(claims, "utcnow", lambda: an_hour_ago)
     issued = await issue(app, ds["id"], project["id"], ttl=30)
     assert issued.expires_at < datetime.now(UTC)
     body = problem(await api.client.get(path, headers=auth(issued.token)), 401)

@@ -11,7 +11,6 @@ active and may still run jobs in the project, and the job or attempt has not end
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +24,6 @@ from armillary.contracts.identity import (
 from armillary.contracts.tasks import TASK_TYPES
 from armillary.kit import audit
 from armillary.kit.authz import TokenScope, job_token_actions
-from armillary.kit.db import utcnow
 from armillary.kit.errors import Conflict, NotFound
 from armillary.kit.security import ACCESS_TOKEN_TYPE
 
@@ -33,6 +31,7 @@ from ..components import SERVICE, Identity
 from ..projects.service import access_for
 from ..users import repository as users
 from . import job_token_revocations as revocations
+from .claims import Registered
 
 # The least effective project role that may run jobs (``job:run`` in kit.authz).
 _RUNS_JOBS = {ProjectRole.EDITOR, ProjectRole.OWNER}
@@ -64,32 +63,25 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
     if await revocations.is_revoked(session, scope):
         _refused(session, request, "the job or attempt has ended")
         raise JobTokenRefused("The job or attempt has ended")
-    settings = identity.settings
-    now = utcnow()
-    # Whole seconds: "exp" is a NumericDate, and expires_at must say exactly when it lapses.
-    expires_at = (now + timedelta(seconds=request.ttl_seconds)).replace(microsecond=0)
-    jti = uuid.uuid4().hex
+    registered = Registered.lasting(
+        identity.settings, user.id, timedelta(seconds=request.ttl_seconds)
+    )
+    expires_at = registered.expires_at
     token = await identity.keyring.sign(
         session,
-        {
-            "iss": settings.jwt_issuer,
-            "aud": settings.jwt_audience,
-            "sub": str(user.id),
-            "iat": now,
-            "exp": expires_at,
-            "jti": jti,
-            "scope": JOB_TOKEN_SCOPE,
-            "role": user.role,
-            "job": str(request.job_id),
-            "prj": str(request.project_id),
-            "act": sorted(actions),
+        registered.claims(
+            scope=JOB_TOKEN_SCOPE,
+            role=user.role,
+            job=str(request.job_id),
+            prj=str(request.project_id),
+            act=sorted(actions),
             **({"task": request.task, "att": request.attempt} if request.task else {}),
             **(
                 {"dsr": sorted(request.datasets_read or []), "dsw": sorted(request.datasets_write)}
                 if request.datasets_write is not None
                 else {}
             ),
-        },
+        ),
         typ=ACCESS_TOKEN_TYPE,
     )
     audit.record(
@@ -105,7 +97,7 @@ async def issue(session: AsyncSession, identity: Identity, request: JobTokenRequ
             "actions": sorted(actions),
             "datasets_read": request.datasets_read,
             "datasets_write": request.datasets_write,
-            "jti": jti,
+            "jti": registered.jti,
             "ttl_seconds": request.ttl_seconds,
             "expires_at": expires_at.isoformat(),
         },

@@ -25,6 +25,7 @@ from armillary.kit.db import utcnow
 from armillary.kit.errors import NotFound
 from armillary.kit.security import PERSONAL_TOKEN_SCOPE, PERSONAL_TOKEN_TYPE
 
+from ..auth.claims import Registered
 from ..components import SERVICE, Identity
 from ..keys.service import keep_for_personal_tokens
 from ..projects.service import access_for
@@ -50,23 +51,13 @@ async def create(
     access = await access_for(session, user, data.project) if user else None
     if user is None or access is None:
         raise NotFound("Project not found")
-    settings = identity.settings
-    now = utcnow()
-    # Whole seconds: "exp" is a NumericDate, and expires_at must say exactly when it lapses.
-    expires_at = (now + timedelta(days=data.expires_in_days)).replace(microsecond=0)
-    jti = uuid.uuid4().hex
+    registered = Registered.lasting(
+        identity.settings, user.id, timedelta(days=data.expires_in_days)
+    )
+    now, expires_at = registered.issued_at, registered.expires_at
     token = await identity.keyring.sign(
         session,
-        {
-            "iss": settings.jwt_issuer,
-            "aud": settings.jwt_audience,
-            "sub": str(user.id),
-            "iat": now,
-            "exp": expires_at,
-            "jti": jti,
-            "scope": PERSONAL_TOKEN_SCOPE,
-            "prj": str(access.project_id),
-        },
+        registered.claims(scope=PERSONAL_TOKEN_SCOPE, prj=str(access.project_id)),
         typ=PERSONAL_TOKEN_TYPE,
     )
     row = await repo.add(
@@ -75,7 +66,7 @@ async def create(
             user_id=user.id,
             project_id=access.project_id,
             name=data.name,
-            jti_hash=jti_hash(jti),
+            jti_hash=jti_hash(registered.jti),
             kid=jwt.get_unverified_header(token)["kid"],
             created_at=now,
             expires_at=expires_at,
