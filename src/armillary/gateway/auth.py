@@ -10,6 +10,11 @@ from armillary.kit.security import ACCESS_TOKEN_TYPE, PERSONAL_TOKEN_SCOPE, PERS
 
 from .settings import GatewaySettings
 
+# Identity again, for the gateway's own key-set fetches (config.jwks_cluster): the services'
+# circuit breakers shed clients' requests under load, and must never shed the fetch that
+# every token check depends on (two providers, the API's and the console's, fetch at start).
+JWKS_CLUSTER = "identity_jwks"
+
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 RBAC_FILTER = "envoy.filters.http.rbac"
 PROVIDER = "identity"
@@ -96,7 +101,7 @@ def jwt_authn(settings: GatewaySettings) -> dict[str, Any]:
         "remote_jwks": {
             "http_uri": {
                 "uri": f"{settings.identity_url.rstrip('/')}{JWKS_PATH}",
-                "cluster": "identity",
+                "cluster": JWKS_CLUSTER,
                 "timeout": "5s",
             },
             "cache_duration": _seconds(settings.gateway_jwks_cache_seconds),

@@ -16,7 +16,7 @@ import yaml
 from armillary.kit.edge import Access, EdgeRule
 
 from . import console, tls
-from .auth import JWT_FILTER, RBAC_FILTER, jwt_authn, jwt_per_route, rbac_per_route
+from .auth import JWKS_CLUSTER, JWT_FILTER, RBAC_FILTER, jwt_authn, jwt_per_route, rbac_per_route
 from .replies import local_reply_config
 from .routes import IDEMPOTENT, INTERNAL_PREFIX, EdgeRoute, edge_routes
 from .settings import UPSTREAMS, GatewaySettings
@@ -242,6 +242,16 @@ def cluster(service: str, settings: GatewaySettings) -> dict[str, Any]:
     return config
 
 
+def jwks_cluster(settings: GatewaySettings) -> dict[str, Any]:
+    """The identity service for the JWKS fetches alone, with Envoy's default circuit
+    breakers (1024) instead of the ones that shed clients' load (auth.JWKS_CLUSTER)."""
+    config = cluster("identity", settings)
+    config["name"] = JWKS_CLUSTER
+    config["load_assignment"]["cluster_name"] = JWKS_CLUSTER
+    del config["circuit_breakers"]
+    return config
+
+
 def _otlp_cluster(traces_url: str) -> dict[str, Any]:
     url = urlsplit(traces_url)
     host = url.hostname or "127.0.0.1"
@@ -350,6 +360,7 @@ def bootstrap(settings: GatewaySettings, table: list[EdgeRoute] | None = None) -
             "listeners": [public, stats_listener(settings)],
             "clusters": [
                 *(cluster(s, settings) for s in UPSTREAMS),
+                jwks_cluster(settings),
                 admin_cluster,
                 *([_otlp_cluster(traces_url)] if traces_url else []),
             ],
