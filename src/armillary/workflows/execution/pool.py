@@ -467,8 +467,12 @@ class WarmPool:
             if sandbox.process.returncode is None:
                 return sandbox
             await discard(sandbox, self.factory.uids)
-        self.fill()
-        return await self.factory.start(self.options)
+        # This attempt's sandbox first, the pool's after it: on a worker's first attempt the
+        # pool is empty, and starting its replacements alongside would slow the one waited on.
+        try:
+            return await self.factory.start(self.options)
+        finally:
+            self.fill()
 
     async def close(self) -> None:
         self._closed = True
