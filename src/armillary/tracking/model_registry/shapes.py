@@ -4,7 +4,7 @@ registered models and model versions, times in milliseconds, versions as strings
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
@@ -141,10 +141,15 @@ class SetAlias(AliasRef):
 
 
 class SearchQuery(WireModel):
-    filter: str | None = Field(default=None, max_length=10_000)
+    # A query string, so every bound keeps the whole URL within what the HTTP server reads
+    # (a 10,000-character filter of non-ASCII characters, percent-encoded, was refused by it
+    # with a bare 400 before the app saw it). MLflow's filters are a few clauses.
+    filter: str | None = Field(default=None, max_length=1000)
     # Checked against each search's own limit (page_size); 200,000: model versions'.
     max_results: int | None = Field(default=None, ge=0, le=200_000)
-    order_by: list[str] = Field(default_factory=list, max_length=10)
+    order_by: list[Annotated[str, Field(max_length=250)]] = Field(
+        default_factory=list, max_length=10
+    )
     page_token: str | None = Field(default=None, max_length=1000)
 
 
