@@ -74,6 +74,27 @@ class ConsoleApi:
             raise SignInRequired
         return response
 
+    async def download(self, path: str) -> tuple[httpx.Response, AsyncIterator[bytes]]:
+        """A file's bytes streamed from the API (``redirect=false``: the browser has no token
+        for the store, and the CSP forbids other origins): the answer's headers and its
+        body, closed when read to the end. A 403 or 404 is "not found"."""
+        response = await self.stream("GET", path, params={"redirect": "false"})
+        if response.status_code != 200:
+            await response.aread()
+            await response.aclose()
+            if response.status_code in (403, 404):
+                raise NotFoundPage
+            raise ApiFailed.from_response(response)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return response, body()
+
     async def read(self, path: str, **params: Any) -> Any:
         """A GET whose 403 and 404 mean "not found" to the user (the API hides projects
         from non-members with 404; a 403 says no more than that here)."""

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .api import ConsoleApi
-from .errors import ApiFailed, NotFoundPage, SignInRequired, problem_text
+from .errors import NotFoundPage, SignInRequired, problem_text
 from .pages import redirect, render, with_headers
 from .routes import Api, CsrfField, optional, seg, signed_in
 from .session import UI, check_csrf
@@ -170,21 +170,7 @@ async def download_version(
     if not number.isdigit():
         raise NotFoundPage
     path = f"/api/v1/projects/{seg(project)}/datasets/{seg(dataset)}/versions/{int(number)}/content"
-    response = await api.stream("GET", path, params={"redirect": "false"})
-    if response.status_code != 200:
-        await response.aread()
-        await response.aclose()
-        if response.status_code in (403, 404):
-            raise NotFoundPage
-        raise ApiFailed.from_response(response)
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in response.aiter_raw():
-                yield chunk
-        finally:
-            await response.aclose()
-
+    response, body = await api.download(path)
     headers = {k: v for k, v in response.headers.items() if k.lower() in DOWNLOAD_HEADERS}
     headers["X-Content-Type-Options"] = "nosniff"
-    return with_headers(StreamingResponse(body(), headers=headers))
+    return with_headers(StreamingResponse(body, headers=headers))

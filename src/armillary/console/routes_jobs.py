@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -111,27 +110,13 @@ async def task_artifact(
     path = f"/api/v1/jobs/{seg(job_id)}/tasks/{seg(task)}/artifacts/" + "/".join(
         seg(part) for part in name.split("/")
     )
-    response = await api.stream("GET", path, params={"redirect": "false"})
-    if response.status_code != 200:
-        await response.aread()
-        await response.aclose()
-        if response.status_code in (403, 404):
-            raise NotFoundPage
-        raise ApiFailed.from_response(response)
-
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in response.aiter_raw():
-                yield chunk
-        finally:
-            await response.aclose()
-
+    response, body = await api.download(path)
     headers = {
         "Content-Disposition": response.headers.get("content-disposition", "attachment"),
         "X-Content-Type-Options": "nosniff",
     }
     return with_headers(
-        StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+        StreamingResponse(body, media_type="application/octet-stream", headers=headers)
     )
 
 
