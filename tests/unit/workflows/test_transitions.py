@@ -262,7 +262,7 @@ def test_no_status_assignment_outside_transitions() -> None:
         # HTTP status codes on errors (the SDK's, the tracking SDK's, the console's), not a
         # job's or a task's state.
         SRC / "armillary" / "sdk" / "errors.py",
-        SRC / "armillary" / "tracking" / "sdk.py",
+        SRC / "armillary" / "tracking" / "sdk_connection.py",
         SRC / "armillary" / "console" / "errors.py",
         # An MLflow run's status, which its client sets as MLflow's own server lets it
         # (ADR 0037): not a job's or a task's state.
