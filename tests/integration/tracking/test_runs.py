@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from tests.conftest import Api, auth
 from tests.integration.tracking.support import Mlflow, assert_error
 
 
@@ -189,3 +191,42 @@ async def test_search_filters_order_and_pages(mlflow: Mlflow) -> None:
         "runs/search", {"experiment_ids": [experiment], "filter": "metrics.acc > 'high'"}
     )
     assert_error(wrong_type, 400, "INVALID_PARAMETER_VALUE")
+
+
+async def test_each_logging_call_leaves_one_audit_entry_naming_its_run(
+    platform_api: Api, mlflow: Mlflow
+) -> None:
+    """Logging is audited in the write's own transaction, with the run and what was logged
+    (the middleware's fallback would name only the project, in a second transaction)."""
+    run_id = (await mlflow.run(await mlflow.experiment("audited")))["info"]["run_id"]
+    points = [{"key": "loss", "value": v, "timestamp": 1, "step": i} for i, v in enumerate([3, 2])]
+    body = {"run_id": run_id, "metrics": points, "params": [{"key": "lr", "value": "0.1"}]}
+    await mlflow.ok("POST", "runs/log-batch", body)
+    metric = {"run_id": run_id, "key": "acc", "value": 0.5, "timestamp": 2, "step": 7}
+    await mlflow.ok("POST", "runs/log-metric", metric)
+    await mlflow.ok("POST", "runs/set-tag", {"run_id": run_id, "key": "team", "value": "ds"})
+    await mlflow.ok("POST", "runs/delete-tag", {"run_id": run_id, "key": "team"})
+    await mlflow.ok("POST", "runs/log-parameter", {"run_id": run_id, "key": "d", "value": "4"})
+
+    admin = await platform_api.admin_token()
+    listed = await platform_api.client.get(
+        "/api/v1/audit", headers=auth(admin), params={"limit": 200}
+    )
+    assert listed.status_code == 200, listed.text
+    entries = [e for e in listed.json()["items"] if e["resource_id"] == str(uuid.UUID(run_id))]
+    assert sorted(e["action"] for e in entries) == [
+        "runs.create",
+        "runs.delete_tag",
+        "runs.log_batch",
+        "runs.log_metric",
+        "runs.log_param",
+        "runs.set_tag",
+    ]
+    by_action = {e["action"]: e for e in entries}
+    assert by_action["runs.log_batch"]["details"]["metrics"] == 2
+    assert by_action["runs.log_batch"]["details"]["params"] == 1
+    assert by_action["runs.log_metric"]["details"]["step"] == 7
+    assert {e["service"] for e in entries} == {"tracking"}
+    # No second, generic entry for the same requests.
+    generic = [e for e in listed.json()["items"] if e["action"].startswith("tracking.runs.")]
+    assert generic == []
