@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from armillary.kit import context
 from armillary.kit.cache import redis_tls_options
 from armillary.kit.errors import PROBLEM_MEDIA_TYPE, problem_body
+from armillary.kit.ratelimit_window import SlidingWindowInOneTrip
 from armillary.kit.settings import Settings
 
 log = structlog.get_logger("armillary.ratelimit")
@@ -112,6 +113,7 @@ class RateLimiter:
         self.enabled = settings.rate_limit_enabled
         self.fail_open = settings.rate_limit_on_store_failure == "allow"
         self._strategy = _STRATEGIES[settings.rate_limit_strategy](storage)
+        self._one_trip = SlidingWindowInOneTrip.for_storage(storage, settings.rate_limit_strategy)
         self._limits: dict[str, RateLimitItem] = {
             "auth": parse(settings.rate_limit_auth),
             "read": parse(settings.rate_limit_read),
@@ -137,8 +139,11 @@ class RateLimiter:
         """
         item = self._limits[route_class]
         try:
-            allowed = await self._strategy.hit(item, "request", route_class, key)
-            stats = await self._strategy.get_window_stats(item, "request", route_class, key)
+            if self._one_trip is not None:
+                allowed, stats = await self._one_trip.hit(item, "request", route_class, key)
+            else:
+                allowed = await self._strategy.hit(item, "request", route_class, key)
+                stats = await self._strategy.get_window_stats(item, "request", route_class, key)
         except _STORE_ERRORS as exc:
             _log_store_failure(exc, operation="hit", route_class=route_class)
             if route_class == "auth" or not self.fail_open:

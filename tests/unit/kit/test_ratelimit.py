@@ -413,3 +413,48 @@ def test_redis_storage_uri(url: str, expected: str) -> None:
 )
 def test_route_class(method: str, path: str, expected: str) -> None:
     assert route_class_for(method, path) == expected
+
+
+async def test_a_request_costs_one_redis_call_on_the_librarys_own_counters(
+    make_limiter: MakeLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Redis, counting a request and reading its window is one script call (issue 18):
+    the library's two-call path is never taken, and the counters it leaves are the ones the
+    library itself reads (its window statistics agree at every step)."""
+    limiter = await make_limiter(rate_limit_read="5/minute")
+    if not isinstance(limiter.storage, RedisStorage):
+        assert limiter._one_trip is None  # process memory: no round trip to save
+        return
+    assert limiter._one_trip is not None
+    bridge = limiter.storage.bridge
+    redis_calls = 0
+    one_trip_script = limiter._one_trip._script
+    run_script = type(one_trip_script).__call__
+
+    async def counted(script: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal redis_calls
+        redis_calls += script is one_trip_script
+        return await run_script(script, *args, **kwargs)
+
+    async def two_calls(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the library's two-call path was taken")
+
+    monkeypatch.setattr(type(limiter._one_trip._script), "__call__", counted)
+    item = limiter._limits["read"]
+    decisions = []
+    for _ in range(6):
+        with monkeypatch.context() as patched:
+            patched.setattr(bridge, "acquire_sliding_window_entry", two_calls)
+            patched.setattr(bridge, "get_sliding_window", two_calls)
+            decisions.append(await limiter.hit("read", "alice"))
+        library = await limiter._strategy.get_window_stats(item, "request", "read", "alice")
+        assert library.remaining == decisions[-1].remaining
+    assert redis_calls == 6
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
+    assert 1 <= decisions[-1].reset_after <= 60
+    # The library's own writes count against the same window: the bucket stays full.
+    assert not await limiter._strategy.hit(item, "request", "read", "alice")
+    other = await limiter.hit("read", "bob")
+    assert other.allowed
+    assert other.remaining == 4
