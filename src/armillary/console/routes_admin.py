@@ -21,11 +21,15 @@ ROLES = ("admin", "data_scientist", "user")
 AUDIT_FILTERS = ("actor", "action", "resource_type", "resource_id", "since", "until")
 # How many projects the health page looks at for the job queue (each costs three calls).
 HEALTH_PROJECTS = 50
+# The services whose requests, errors and latency the health page shows (each answers
+# /api/v1/system/services/<name> from its own process's metrics).
+SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
 # What the public API does not expose, said on the health page rather than guessed.
 NOT_EXPOSED = (
-    "Workers: their heartbeats and counts are Prometheus metrics on each process's metrics "
-    "port (ARMILLARY_METRICS_PORT), not part of the public API.",
-    "Request error rates and latencies per route: the same metrics port, not the API.",
+    "Idle workers: a worker is seen through the task leases it renews, so one with nothing "
+    "to run is not listed (its process exports armillary_worker_* metrics).",
+    "Fleet-wide figures: each service's row is one process's since it started; with several "
+    "replicas, Prometheus (the metrics port, ARMILLARY_METRICS_PORT) holds all of them.",
     "Broker queue depths (RabbitMQ): not exposed by the API.",
 )
 
@@ -118,6 +122,18 @@ async def signing_keys(request: Request, api: Api) -> Response:
     return render(request, "admin_keys.html", keys=jwks.get("keys", []))
 
 
+async def _available(api: Any, path: str) -> dict[str, Any] | None:
+    """A section a service answers, or None when it cannot now (a service down behind the
+    gateway): the page shows the rest."""
+    response = await api.request("GET", path)
+    if response.status_code >= 500:
+        return None
+    if response.status_code >= 400:
+        raise ApiFailed.from_response(response)
+    found: dict[str, Any] = response.json()
+    return found
+
+
 async def _queue(api: Any, project: dict[str, Any]) -> dict[str, Any]:
     base = f"/api/v1/projects/{seg(project['slug'])}/jobs"
     queued = await optional(api, base, status="queued", limit=1) or {"total": 0, "items": []}
@@ -157,10 +173,14 @@ async def health(request: Request, api: Api) -> Response:
         probes[name] = {"status": response.status_code, "body": body}
     projects = await api.read("/api/v1/projects", limit=HEALTH_PROJECTS)
     queues = [await _queue(api, p) for p in projects.get("items", [])]
+    engine = await _available(api, "/api/v1/system/engine")
+    services = {name: await _available(api, f"/api/v1/system/services/{name}") for name in SERVICES}
     return render(
         request,
         "admin_health.html",
         probes=probes,
+        engine=engine,
+        services=services,
         queues=queues,
         projects_total=projects.get("total", 0),
         shown=len(queues),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from armillary.kit.runtime import Runtime
+from armillary.kit.service_status import service_status_router
 from armillary.kit.storage import StorageSettings
 
 from .components import SERVICE, Data
@@ -15,7 +16,13 @@ from .ingest.api import router as ingest_router
 from .quality.api import router as quality_router
 from .settings import DataSettings
 
-ROUTERS: list[APIRouter] = [datasets_router, quality_router, downloads_router, ingest_router]
+ROUTERS: list[APIRouter] = [
+    datasets_router,
+    quality_router,
+    downloads_router,
+    ingest_router,
+    service_status_router("data"),
+]
 
 
 def install(

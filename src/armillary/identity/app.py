@@ -14,6 +14,7 @@ from armillary.contracts.events import (
 )
 from armillary.kit.events import Delivery
 from armillary.kit.runtime import Runtime
+from armillary.kit.service_status import service_status_router
 
 from .audit.api import router as audit_router
 from .auth import job_token_revocations as revocations
@@ -33,6 +34,7 @@ ROUTERS: list[APIRouter] = [
     users_router,
     projects_router,
     audit_router,
+    service_status_router("identity"),
 ]
 # Routes only other services call (e.g. minting job tokens): the internal app alone serves them.
 INTERNAL_ROUTERS: list[APIRouter] = [internal_router]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from armillary.kit.runtime import Runtime
+from armillary.kit.service_status import service_status_router
 from armillary.kit.storage import ObjectStore, StorageSettings
 
 from .aliases.api import router as aliases_router
@@ -17,7 +18,13 @@ from .versions.api import lineage_router
 from .versions.api import router as versions_router
 
 # The lineage query first: ``/models/lineage`` is not the model named "lineage".
-ROUTERS: list[APIRouter] = [lineage_router, catalog_router, versions_router, aliases_router]
+ROUTERS: list[APIRouter] = [
+    lineage_router,
+    catalog_router,
+    versions_router,
+    aliases_router,
+    service_status_router("registry"),
+]
 # Routes only other services call (resolving a deployment's variants): the private app alone
 # serves them.
 INTERNAL_ROUTERS: list[APIRouter] = [internal_router]

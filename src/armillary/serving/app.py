@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from armillary.kit.runtime import Runtime
+from armillary.kit.service_status import service_status_router
 from armillary.kit.storage import ObjectStore, StorageSettings
 
 from .access.api import router as access_router
@@ -15,7 +16,12 @@ from .predict import wiring as predict_wiring
 from .predict.api import ROUTERS as PREDICT_ROUTERS
 from .settings import ServingSettings
 
-ROUTERS: list[APIRouter] = [deployments_router, access_router, *PREDICT_ROUTERS]
+ROUTERS: list[APIRouter] = [
+    deployments_router,
+    access_router,
+    *PREDICT_ROUTERS,
+    service_status_router("serving"),
+]
 
 
 def install(

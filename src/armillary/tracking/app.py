@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from armillary.kit.runtime import Runtime
+from armillary.kit.service_status import service_status_router
 
 from .artifacts.api import proxy_router as artifacts_proxy_router
 from .artifacts.api import router as artifacts_router
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     model_registry_router,
     # Armillary's own API over runs (compare, history, export), under /api/v1/projects.
     compare_router,
+    service_status_router("tracking"),
 ]
 
 

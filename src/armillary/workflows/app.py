@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 from armillary.contracts.tasks import TaskTypeContract
 from armillary.kit.runtime import Runtime
+from armillary.kit.service_status import service_status_router
 from armillary.kit.storage import ObjectStore, StorageSettings, open_object_store
 
 from .alerts import consumers as alert_consumers
@@ -25,6 +26,7 @@ from .logs.api import router as logs_router
 from .scheduling.scheduler import Scheduler
 from .settings import WorkflowSettings
 from .specs.api import router as specs_router
+from .system.api import router as system_router
 
 ROUTERS: list[APIRouter] = [
     workflows_router,
@@ -35,6 +37,8 @@ ROUTERS: list[APIRouter] = [
     code_router,
     alerts_router,
     alertmanager_router,
+    service_status_router("workflows"),
+    system_router,
 ]
 
 

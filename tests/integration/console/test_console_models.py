@@ -411,4 +411,12 @@ async def test_admin_pages_users_audit_verify_keys_and_health(app: FastAPI, api:
         assert health.status_code == 200
         assert "API readiness" in health.text
         assert "database: ok" in health.text
-        assert "Workers" in health.text  # what the API does not expose is said
+        # Each service's requests from its own metrics, and the engine's workers and queue.
+        for service in ("identity", "data", "workflows", "registry", "serving", "tracking"):
+            assert f"<tr><td>{service}</td>" in health.text
+        services = health.text.split('id="services"', 1)[1].split("</table>", 1)[0]
+        assert "unavailable" not in services
+        assert "ms" in services  # latency quantiles of services that answered requests
+        assert 'id="workers"' in health.text
+        assert "Tasks queued:" in health.text
+        assert "Idle workers" in health.text  # what the API does not expose is said

@@ -35,6 +35,13 @@ class QueueGauges:
 
 async def measure(db: Database, now: datetime, lease_seconds: float) -> QueueGauges:
     """Read the gauges from the database and set them."""
+    found = await read(db, now, lease_seconds)
+    _set(found)
+    return found
+
+
+async def read(db: Database, now: datetime, lease_seconds: float) -> QueueGauges:
+    """The gauges as the database holds them at ``now`` (nothing is set)."""
     lease = timedelta(seconds=lease_seconds)
     async with db.read_connection() as connection:
         counts = dict(
@@ -82,7 +89,6 @@ async def measure(db: Database, now: datetime, lease_seconds: float) -> QueueGau
             continue
         found.heartbeat_age_seconds[worker] = max(0.0, (now - (expires_at - lease)).total_seconds())
         found.live_workers += expires_at > now
-    _set(found)
     return found
 
 

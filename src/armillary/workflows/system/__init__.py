@@ -1,0 +1,1 @@
+"""The engine's state for administrators: the task queue and the workers."""
