@@ -13,6 +13,7 @@ from tests.conftest import auth
 from tests.integration.registry.models_for_tests import marker_pickle, skops_bytes
 from tests.integration.registry.support import Scene, assert_problem
 
+from armillary.kit import run_job_link
 from armillary.kit.storage.keys import run_artifact_key
 
 
@@ -90,9 +91,43 @@ async def test_a_job_link_the_caller_cannot_see_is_refused(scene: Scene) -> None
     run_id = uuid.uuid4()
     await _put(scene, scene.project["id"], run_id, "model/model.skops", skops_bytes())
     body = _body(run_id)
-    body["source"]["job"] = {"job_id": str(uuid.uuid4()), "task": "fit"}
+    job_id = uuid.uuid4()
+    body["source"]["job"] = {
+        "job_id": str(job_id),
+        "task": "fit",
+        "seal": _seal(scene, run_id, job_id, "fit"),
+    }
     refused = await _from_run(scene, body)
     assert_problem(refused, 422)
     assert "job that started the run" in refused.json()["detail"]
     listed = await scene.client.get(f"{scene.model_base}/versions", headers=auth(scene.token))
     assert listed.json()["total"] == 0
+
+
+async def test_a_job_link_the_tracking_service_did_not_seal_is_refused(scene: Scene) -> None:
+    """A caller of the public route cannot name a job of its own choosing as the run's: the
+    link needs the tracking service's seal, for this run, job and task, in this project."""
+    run_id = uuid.uuid4()
+    await _put(scene, scene.project["id"], run_id, "model/model.skops", skops_bytes())
+    job_id = uuid.uuid4()
+    other_run = uuid.uuid4()
+    forged = [
+        {"job_id": str(job_id), "task": "fit"},  # no seal
+        {"job_id": str(job_id), "task": "fit", "seal": "0" * 64},
+        # A real seal, but of another run's link or another task's.
+        {"job_id": str(job_id), "task": "fit", "seal": _seal(scene, other_run, job_id, "fit")},
+        {"job_id": str(job_id), "task": "fit", "seal": _seal(scene, run_id, job_id, "other")},
+    ]
+    for link in forged:
+        body = _body(run_id)
+        body["source"]["job"] = link
+        refused = await _from_run(scene, body)
+        assert_problem(refused, 422)
+    assert "not made by the tracking service" in refused.json()["detail"]
+    listed = await scene.client.get(f"{scene.model_base}/versions", headers=auth(scene.token))
+    assert listed.json()["total"] == 0
+
+
+def _seal(scene: Scene, run_id: uuid.UUID, job_id: uuid.UUID, task: str) -> str:
+    secret = scene.platform.registry.runtime.settings.resolved_secret_key()
+    return run_job_link.seal(secret, uuid.UUID(scene.project["id"]), run_id, job_id, task)

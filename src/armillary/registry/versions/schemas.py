@@ -80,6 +80,10 @@ class RunJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job_id: UUID
     task: TaskName
+    seal: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="The tracking service's seal on the link (a link it did not make is refused)",
+    )
 
 
 class RunSource(BaseModel):

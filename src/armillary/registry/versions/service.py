@@ -23,7 +23,7 @@ from armillary.contracts.registry import (
     ModelVersionRegistered,
     OnnxExportRequested,
 )
-from armillary.kit import audit
+from armillary.kit import audit, run_job_link
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.db import new_id, next_number, on_rollback, utcnow
 from armillary.kit.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -502,6 +502,14 @@ async def _run_job_lineage(
     link = body.source.job
     if link is None:
         return {}, []
+    settings = registry.runtime.settings
+    secrets = [settings.resolved_secret_key()]
+    secrets += [key.get_secret_value() for key in settings.previous_secret_keys]
+    sealed = run_job_link.verified(
+        secrets, access.project_id, body.source.run_id, link.job_id, link.task, link.seal
+    )
+    if not sealed:
+        raise Unprocessable("The run's job link was not made by the tracking service")
     token = access.principal.token
     job = await registry.require_workflows().job(token, str(link.job_id))
     if job is None or str(job.get("project_id")) != str(access.project_id):

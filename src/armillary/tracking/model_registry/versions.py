@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from armillary.kit import run_job_link
 from armillary.kit.authz import ProjectAccess
 from armillary.kit.storage import ObjectNotFound
 
@@ -67,6 +68,13 @@ def _metrics(latest: list[Any]) -> dict[str, float]:
     return kept
 
 
+def _job_link(tracking: Tracking, run: Any) -> dict[str, str]:
+    """The run's job and task, sealed so the registry knows the link is this service's."""
+    secret = tracking.runtime.settings.resolved_secret_key()
+    sealed = run_job_link.seal(secret, run.project_id, run.id, run.job_id, run.task)
+    return {"job_id": str(run.job_id), "task": run.task, "seal": sealed}
+
+
 async def _mlmodel(tracking: Tracking, files: RunFiles, directory: str) -> bytes:
     key = files.key(join(directory, mlmodel.MLMODEL_FILE))
     try:
@@ -100,7 +108,7 @@ async def create(
         run_name, experiment_id = run.name, run.experiment_id
         # The run's job link is the tracking service's own record (from the token that
         # created the run), never the caller's word.
-        job = {"job_id": str(run.job_id), "task": run.task} if run.job_id and run.task else None
+        job = _job_link(tracking, run) if run.job_id and run.task else None
     logged = mlmodel.parse(await _mlmodel(tracking, files, where.path))
     model_file = relative_path(join(where.path, logged.file))
     request = {
