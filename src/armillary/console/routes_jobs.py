@@ -66,27 +66,31 @@ async def task_log(
 ) -> Response:
     """The attempt's log from byte ``offset`` on, as text. ``X-Log-Offset`` says where the
     next read starts and ``X-Log-Done`` whether more can come (the task has ended and all
-    of it was sent). The API's log has no offset of its own, so the console reads the log
-    so far and cuts it here."""
+    of it was sent). The API reads from the offset and at most a chunk of it."""
     _, job = await _job(api, project, job_id)
     run = _task(job, task)
     number = attempt or int(run.get("attempt") or 0)
     done_before = run.get("status") in TASK_DONE or number < int(run.get("attempt") or 0)
+    start = max(offset, 0)
+    size = 0
     if number < 1:  # not started yet: nothing to read
         data = b""
     else:
         response = await api.request(
-            "GET", f"/api/v1/jobs/{seg(job_id)}/tasks/{seg(task)}/logs", params={"attempt": number}
+            "GET",
+            f"/api/v1/jobs/{seg(job_id)}/tasks/{seg(task)}/logs",
+            params={"attempt": number, "offset": start, "limit": LOG_CHUNK},
         )
         if response.status_code in (403, 404):
             raise NotFoundPage
         if response.status_code >= 400:
             raise ApiFailed.from_response(response)
         data = response.content
-    start = min(max(offset, 0), len(data))
-    piece = utf8_prefix(data[start : start + LOG_CHUNK])
+        size = int(response.headers.get("X-Log-Size") or 0)
+    start = min(start, size)
+    piece = utf8_prefix(data)
     end = start + len(piece)
-    done = done_before and end >= len(data)
+    done = done_before and end >= size
     answer = Response(
         piece,
         media_type="text/plain; charset=utf-8",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import auth
 from tests.integration.workflows.engine import (
     Engine,
     Steps,
@@ -464,6 +465,25 @@ async def test_logs_can_be_followed_while_the_task_runs(
     done = await steps.wait(token, job["id"])
     assert done["status"] == "succeeded"
     assert "last line" in await steps.logs(token, job["id"], "talk", attempt=1)
+
+    # Read from a byte offset, at most `limit` bytes: what a console polling the log asks.
+    # The two lines were written two seconds apart, so they are two chunks of the store.
+    url = f"/api/v1/jobs/{job['id']}/tasks/talk/logs"
+    whole = await steps.client.get(url, headers=auth(token))
+    size = int(whole.headers["X-Log-Size"])
+    assert size == len(whole.content)
+    second = whole.content.index(b"last line")
+    for offset, limit in [(0, None), (3, 4), (second, None), (second + 1, 3), (size, None)]:
+        params = {"offset": offset, **({"limit": limit} if limit else {})}
+        part = await steps.client.get(url, params=params, headers=auth(token))
+        assert part.status_code == 200, part.text
+        end = offset + limit if limit else size
+        assert part.content == whole.content[offset:end], (offset, limit)
+        assert part.headers["X-Log-Size"] == str(size)
+    past_the_end = await steps.client.get(url, params={"offset": size + 10}, headers=auth(token))
+    assert past_the_end.content == b""
+    for bad in ({"offset": -1}, {"limit": 0}):
+        assert (await steps.client.get(url, params=bad, headers=auth(token))).status_code == 422
 
 
 async def test_a_python_task_runs_from_a_code_bundle(

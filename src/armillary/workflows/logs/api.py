@@ -1,4 +1,5 @@
-"""A task's log over HTTP: the whole of an attempt so far, or followed while it runs."""
+"""A task's log over HTTP: an attempt's output so far (from a byte offset, bounded if asked),
+or followed while it runs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from armillary.kit.authz import Caller
 from armillary.kit.errors import NotFound
 from armillary.kit.pagination import AttemptNumber
 from armillary.kit.runtime import Runtime
+from armillary.kit.storage import ObjectInfo
 
 from ..components import current_workflows
 from ..jobs import service as jobs
@@ -25,6 +27,8 @@ from . import store as logs
 router = APIRouter(tags=["jobs"])
 
 FOLLOW_POLL_SECONDS = 0.5
+MAX_OFFSET = 2**53
+MAX_LIMIT = 64 * 1024 * 1024
 
 
 @router.get(
@@ -43,10 +47,18 @@ async def task_logs(
     caller: Caller,
     attempt: AttemptNumber = None,
     follow: Annotated[bool, Query(description="Keep streaming until the attempt ends")] = False,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Start at this byte of the attempt's output")
+    ] = 0,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_LIMIT, description="Send at most this many bytes")
+    ] = None,
 ) -> StreamingResponse:
-    """stdout and stderr of one attempt of a task (404 unless the caller may read the job).
-    With ``follow=true`` the response stays open and carries new output until the attempt
-    ends."""
+    """stdout and stderr of one attempt of a task (404 unless the caller may read the job),
+    from byte ``offset`` on and at most ``limit`` bytes of it. Without ``follow``,
+    ``X-Log-Size`` is the size of the output so far, so a reader that polls knows where it
+    stands. With ``follow=true`` the response stays open and carries new output until the
+    attempt ends (or ``limit`` bytes were sent)."""
     runtime: Runtime = request.app.state.runtime
     job, run = await jobs.visible_task_run(
         runtime.db,
@@ -65,26 +77,42 @@ async def task_logs(
     if store is None:  # pragma: no cover - install() always sets it
         raise NotFound("Logs are not available")
     project_id, job_uuid = job.project_id, job.id
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    listed: list[ObjectInfo] | None = None
+    if not follow:
+        listed = await logs.chunks(store, project_id, job_uuid, task, number)
+        headers["X-Log-Size"] = str(sum(info.size for info in listed))
 
     async def body() -> AsyncIterator[bytes]:
         sent: set[str] = set()
+        before = 0  # bytes of output in the chunks already walked past
+        budget = limit
+        first = listed
         while True:
             finished = not follow or await _attempt_over(runtime, run.id, number)
-            keys = await logs.chunk_keys(store, project_id, job_uuid, task, number)
-            for key in keys:
-                if key not in sent:
-                    sent.add(key)
-                    yield await store.get_bytes(key)
+            if first is None:
+                found = await logs.chunks(store, project_id, job_uuid, task, number)
+            else:
+                found, first = first, None
+            for info in found:
+                if info.key in sent:
+                    continue
+                sent.add(info.key)
+                start, before = before, before + info.size
+                if before <= offset:
+                    continue  # wholly before the offset: not even read
+                piece = (await store.get_bytes(info.key))[max(0, offset - start) :]
+                if budget is not None:
+                    piece, budget = piece[:budget], budget - min(budget, len(piece))
+                yield piece
+                if budget == 0:
+                    return
             # Read once more after the attempt ended: its last chunk is written before it is.
             if finished or await request.is_disconnected():
                 return
             await asyncio.sleep(FOLLOW_POLL_SECONDS)
 
-    return StreamingResponse(
-        body(),
-        media_type="text/plain; charset=utf-8",
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
-    )
+    return StreamingResponse(body(), media_type="text/plain; charset=utf-8", headers=headers)
 
 
 async def _attempt_over(runtime: Runtime, run_id: uuid.UUID, number: int) -> bool:

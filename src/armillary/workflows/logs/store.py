@@ -13,7 +13,7 @@ import re
 import uuid
 
 from armillary.kit.redaction import redact_token_bytes
-from armillary.kit.storage import ObjectStore
+from armillary.kit.storage import ObjectInfo, ObjectStore
 from armillary.kit.storage.keys import job_artifact_key, job_prefix
 
 _CHUNK = re.compile(r"log-(\d{4})-(\d{6})\.txt$")
@@ -113,9 +113,16 @@ async def chunk_keys(
     store: ObjectStore, project_id: uuid.UUID, job_id: uuid.UUID, task: str, attempt: int
 ) -> list[str]:
     """The attempt's chunk keys, in order."""
-    keys = []
+    return [info.key for info in await chunks(store, project_id, job_id, task, attempt)]
+
+
+async def chunks(
+    store: ObjectStore, project_id: uuid.UUID, job_id: uuid.UUID, task: str, attempt: int
+) -> list[ObjectInfo]:
+    """The attempt's chunks (key and size), in order."""
+    found = []
     async for info in store.list(task_prefix(project_id, job_id, task)):
         match = _CHUNK.search(info.key)
         if match and int(match.group(1)) == attempt:
-            keys.append((int(match.group(2)), info.key))
-    return [key for _, key in sorted(keys)]
+            found.append((int(match.group(2)), info))
+    return [info for _, info in sorted(found, key=lambda pair: pair[0])]
