@@ -326,14 +326,15 @@
     var name = key(form);
     var draft = read(name);
     var list = fields(form);
-    if (!draft || (draft.user && draft.user !== user) || draft.values.length !== list.length) {
+    var values = draft && Array.isArray(draft.values) ? draft.values : [];
+    if (!values.length || (draft.user && draft.user !== user) || values.length !== list.length) {
       return;
     }
     var changed = false;
     list.forEach(function (f, i) {
-      var v = draft.values[i];
+      var v = values[i];
       var prop = CHECKABLE.test(f.type) ? "checked" : "value";
-      if (v[0] === f.name && f[prop] !== v[1]) {
+      if (v && v[0] === f.name && f[prop] !== v[1]) {
         f[prop] = v[1];
         changed = true;
       }
@@ -368,11 +369,6 @@
         return !draft || (draft.user && draft.user !== user); // another user's, in this tab
       });
     }
-    Array.prototype.forEach.call(document.forms, function (form) {
-      if (drafted(form)) {
-        restore(form);
-      }
-    });
     document.addEventListener("input", function (event) {
       if (drafted(event.target.form)) {
         save(event.target.form);
@@ -392,6 +388,11 @@
       var name = save(form);
       if (name) {
         store.setItem(PENDING, name);
+      }
+    });
+    Array.prototype.forEach.call(document.forms, function (form) {
+      if (drafted(form)) {
+        restore(form);
       }
     });
   }
