@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,14 @@ def auth(token: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    home = tmp_path_factory.mktemp("console-home")
+    with started_platform(tmp_path_factory.mktemp("console-home")) as found:
+        yield found
+
+
+@contextmanager
+def started_platform(home: Path, **settings: str) -> Iterator[Platform]:
+    """`armillary up` in ``home`` on a free port, with ``settings`` (ARMILLARY_* variables)
+    on top of the test's own; stopped on exit."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARMILLARY_")}
     env.update(
@@ -99,6 +107,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         ARMILLARY_ARGON2_TIME_COST="1",
         ARMILLARY_ARGON2_MEMORY_COST_KIB="8",
         PYTHONUNBUFFERED="1",
+        **settings,
     )
     log = home / "up.log"
     with log.open("wb") as out:

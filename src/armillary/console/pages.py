@@ -83,6 +83,8 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         csrf_field=CSRF_FIELD,
         csrf_token=csrf_token(request),
         path=request.url.path,
+        # console.js keeps a form's draft until a page with a status below 400 follows it.
+        page_status=status_code,
         **context,
     )
     response = HTMLResponse(body, status_code=status_code)

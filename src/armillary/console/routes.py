@@ -89,7 +89,7 @@ async def login(
     next: Annotated[str, Form(max_length=2048)] = UI,
     csrf: CsrfField = None,
 ) -> Response:
-    check_csrf(request, csrf)
+    check_csrf(request, csrf, session_needed=False)
     response = await api.request(
         "POST",
         "/api/v1/auth/token",
@@ -116,15 +116,19 @@ async def login(
 
 @router.post("/logout")
 async def logout(request: Request, api: Api, csrf: CsrfField = None) -> Response:
+    done = redirect(LOGIN_PATH)
+    if not api.token:
+        # The session has already ended (its cookies expired with the token): there is
+        # nothing to revoke, only the browser's leftovers to clear.
+        end_session(done, request)
+        return done
     check_csrf(request, csrf)
     refresh = request.cookies.get(REFRESH_COOKIE)
-    if api.token:
-        # Revoke this session's refresh token on the server (the access token then dies
-        # with its expiry, and the browser forgets it now).
-        await api.request(
-            "POST", "/api/v1/auth/logout", json={"refresh_token": refresh} if refresh else None
-        )
-    done = redirect(LOGIN_PATH)
+    # Revoke this session's refresh token on the server (the access token then dies with
+    # its expiry, and the browser forgets it now).
+    await api.request(
+        "POST", "/api/v1/auth/logout", json={"refresh_token": refresh} if refresh else None
+    )
     end_session(done, request)
     return done
 

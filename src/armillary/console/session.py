@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Request, Response
 
-from .errors import ApiFailed
+from .errors import ApiFailed, SignInRequired
 
 SESSION_COOKIE = "armillary_session"
 REFRESH_COOKIE = "armillary_refresh"
@@ -92,7 +92,14 @@ def _same_origin(request: Request) -> bool:
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
 
 
-def check_csrf(request: Request, submitted: str | None) -> None:
+def check_csrf(request: Request, submitted: str | None, session_needed: bool = True) -> None:
+    """A write may go on: the session is there and the form is the console's own.
+    A write whose session has ended (the browser dropped the cookie with the token's expiry,
+    and the CSRF cookie with it) goes to sign-in, not to a "form expired" error: nothing is
+    done, and the page the form was on is the return address (``login_url``). Only sign-in
+    itself is a write without a session."""
+    if session_needed and not session_token(request):
+        raise SignInRequired
     cookie = request.cookies.get(CSRF_COOKIE)
     if not _same_origin(request):
         raise ApiFailed(403, "This form was not sent from the console's own page")
@@ -112,6 +119,20 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def _page_of_form(request: Request) -> str | None:
+    """The console page a form was posted from: its Referer when it names this host (the
+    console sends ``Referrer-Policy: same-origin``). A write's own path is often no page
+    (``.../cancel`` has no GET), so it is never the return address."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc.lower() != request.headers.get("host", "").lower() or not referer.path:
+        return None
+    return referer.path + (f"?{referer.query}" if referer.query else "")
+
+
 def login_url(request: Request) -> str:
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    """Sign-in, returning to this page, or for a write to the page its form was on."""
+    if request.method in ("GET", "HEAD"):
+        here: str | None = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        here = _page_of_form(request)
     return f"{LOGIN_PATH}?next={quote(safe_next(here), safe='')}"

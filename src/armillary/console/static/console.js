@@ -231,3 +231,175 @@
     start();
   }
 })();
+
+// Drafts: what the user types into a form is kept in this tab's sessionStorage as it is
+// typed, so a submission that meets an ended session (sign-in, then back via ?next=) loses
+// nothing (ADR 0043). Never kept: passwords, hidden fields (CSRF), files, read-only fields,
+// anything inside [data-no-draft], credential autocomplete fields.
+(function () {
+  "use strict";
+  var PREFIX = "armillary.draft:";
+  var PENDING = "armillary.draft-pending";
+  var SKIPPED = /^(password|hidden|file|submit|button|reset|image|select-multiple)$/;
+  var SECRET = /password|one-time-code|cc-/; // autocomplete tokens of credentials
+  var CHECKABLE = /^(checkbox|radio)$/;
+  var store;
+  try {
+    store = window.sessionStorage;
+  } catch (e) {
+    return; // storage refused (privacy settings): forms work as before
+  }
+  var user = "";
+
+  function kept(field) {
+    return (
+      field.name &&
+      !field.disabled &&
+      !field.readOnly &&
+      !SKIPPED.test(field.type) &&
+      !SECRET.test(field.getAttribute("autocomplete") || "") &&
+      !field.closest("[data-no-draft]")
+    );
+  }
+
+  function drafted(form) {
+    return form && form.method === "post" && !form.hasAttribute("data-no-draft");
+  }
+
+  function fields(form) {
+    return Array.prototype.filter.call(form.elements, kept);
+  }
+
+  // Page path + the form's identity (its id, or its action and place among same-action forms).
+  function key(form) {
+    var action = form.getAttribute("action") || "";
+    var same = document.querySelectorAll("form");
+    var n = 0;
+    for (var i = 0; i < same.length && same[i] !== form; i++) {
+      n += (same[i].getAttribute("action") || "") === action ? 1 : 0;
+    }
+    return PREFIX + window.location.pathname + " " + (form.id || action + "#" + n);
+  }
+
+  function save(form) {
+    var values = fields(form).map(function (f) {
+      return CHECKABLE.test(f.type) ? [f.name, f.checked] : [f.name, f.value];
+    });
+    if (!values.length) {
+      return null;
+    }
+    try {
+      store.setItem(key(form), JSON.stringify({ user: user, values: values }));
+    } catch (e) {
+      return null; // over the quota: the form still works, without a draft
+    }
+    return key(form);
+  }
+
+  function read(name) {
+    try {
+      return JSON.parse(store.getItem(name) || "null");
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function note(form, name) {
+    var p = document.createElement("p");
+    var discard = document.createElement("button");
+    p.className = "draft-note";
+    p.setAttribute("role", "status");
+    p.textContent = "Restored what you typed here earlier in this tab. ";
+    discard.type = "button";
+    discard.textContent = "Discard it";
+    discard.addEventListener("click", function () {
+      store.removeItem(name);
+      form.reset();
+      p.remove();
+    });
+    p.appendChild(discard);
+    form.insertBefore(p, form.firstChild);
+  }
+
+  // Puts a draft back into its form if the form still has the same fields.
+  function restore(form) {
+    var name = key(form);
+    var draft = read(name);
+    var list = fields(form);
+    var values = draft && Array.isArray(draft.values) ? draft.values : [];
+    if (!values.length || (draft.user && draft.user !== user) || values.length !== list.length) {
+      return;
+    }
+    var changed = false;
+    list.forEach(function (f, i) {
+      var v = values[i];
+      var prop = CHECKABLE.test(f.type) ? "checked" : "value";
+      if (v && v[0] === f.name && f[prop] !== v[1]) {
+        f[prop] = v[1];
+        changed = true;
+      }
+    });
+    if (changed) {
+      note(form, name);
+    }
+  }
+
+  function forget(all) {
+    for (var i = store.length - 1; i >= 0; i--) {
+      var name = store.key(i);
+      if (name && name.indexOf(PREFIX) === 0 && all(read(name))) {
+        store.removeItem(name);
+      }
+    }
+    store.removeItem(PENDING);
+  }
+
+  function start() {
+    var body = document.body;
+    var signIn = window.location.pathname === "/ui/login";
+    user = body.dataset.user || "";
+    // The submission that led here: done with if this page is no sign-in and no error.
+    var pending = store.getItem(PENDING);
+    store.removeItem(PENDING);
+    if (pending && !signIn && (parseInt(body.dataset.status, 10) || 200) < 400) {
+      store.removeItem(pending);
+    }
+    if (user) {
+      forget(function (draft) {
+        return !draft || (draft.user && draft.user !== user); // another user's, in this tab
+      });
+    }
+    document.addEventListener("input", function (event) {
+      if (drafted(event.target.form)) {
+        save(event.target.form);
+      }
+    });
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (event.defaultPrevented || !drafted(form)) {
+        return;
+      }
+      if (form.getAttribute("action") === "/ui/logout") {
+        forget(function () {
+          return true;
+        });
+        return;
+      }
+      var name = save(form);
+      if (name) {
+        store.setItem(PENDING, name);
+      }
+    });
+    Array.prototype.forEach.call(document.forms, function (form) {
+      if (drafted(form)) {
+        restore(form);
+      }
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();
