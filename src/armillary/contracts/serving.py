@@ -167,6 +167,16 @@ class DeploymentChanged(Event):
     config_version: int
 
 
+class ApiKeyRevoked(Event):
+    """A deployment's API key was revoked: serving processes mark it revoked in the key
+    cache (retried until the cache takes it)."""
+
+    TYPE: ClassVar[str] = "serving.api_key_revoked"
+    deployment_id: UUID
+    key_id: UUID
+    key_hash: str
+
+
 DEPLOY = TaskTypeContract(
     name="deploy",
     description=(

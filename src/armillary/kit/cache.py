@@ -36,6 +36,7 @@ class Cache(Protocol):
     async def get(self, key: str) -> Any | None: ...
     async def get_many(self, keys: list[str]) -> list[Any | None]: ...
     async def set(self, key: str, value: Any, ttl: int) -> None: ...
+    async def add(self, key: str, value: Any, ttl: int) -> bool: ...
     async def delete(self, *keys: str) -> None: ...
     async def delete_pattern(self, pattern: str) -> None: ...
     async def ping(self) -> bool: ...
@@ -62,6 +63,14 @@ class MemoryCache:
 
     async def set(self, key: str, value: Any, ttl: int) -> None:
         self._data[key] = (time.monotonic() + ttl, value)
+
+    async def add(self, key: str, value: Any, ttl: int) -> bool:
+        """Set ``key`` only if it holds nothing (or only an expired value)."""
+        item = self._data.get(key)
+        if item is not None and item[0] >= time.monotonic():
+            return False
+        await self.set(key, value, ttl)
+        return True
 
     async def delete(self, *keys: str) -> None:
         for key in keys:
@@ -190,6 +199,17 @@ class RedisCache:
             await self._redis.set(name, self._signer.seal(name, value), ex=ttl)
         except _UNAVAILABLE as exc:
             _unavailable("set", exc)
+
+    async def add(self, key: str, value: Any, ttl: int) -> bool:
+        """Set ``key`` only if it holds nothing (``SET NX``); False when it does or Redis is
+        away."""
+        name = self._prefix + key
+        try:
+            added = await self._redis.set(name, self._signer.seal(name, value), ex=ttl, nx=True)
+        except _UNAVAILABLE as exc:
+            _unavailable("add", exc)
+            return False
+        return bool(added)
 
     async def delete(self, *keys: str) -> None:
         if keys:

@@ -37,7 +37,7 @@ def install(
         runtime, settings=settings, storage_settings=storage_settings, store=store
     )
     runtime.services[SERVICE] = serving
-    consumers.subscribe(runtime.bus, serving.directory)
+    consumers.subscribe(runtime.bus, serving.directory, runtime.cache)
     predict_wiring.install(runtime)
     return serving
 

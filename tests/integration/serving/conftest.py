@@ -109,3 +109,16 @@ async def scene(platform: Platform) -> Scene:
 
 def serving(platform: Platform) -> Serving:
     return serving_of(platform.app.state.runtime)
+
+
+@pytest.fixture
+async def other_process(
+    platform: Platform, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> AsyncIterator[Platform]:
+    """A second serving process on the same database and Redis (as two replicas are): its
+    own runtime, caches and event bus."""
+    app = _wire(settings_factory(), StorageSettings(backend="local"), tmp_path / "other-cache")
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+        client = await stack.enter_async_context(client_for(app))
+        yield Platform(app, client)

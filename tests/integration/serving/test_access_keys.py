@@ -6,9 +6,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import pytest
 from sqlalchemy import text
 from tests.conftest import auth
-from tests.integration.serving.support import Scene, assert_problem
+from tests.integration.serving.support import Platform, Scene, assert_problem
+
+from armillary.kit.cache import MemoryCache, create_cache
+from armillary.serving.access import key_cache
+from armillary.serving.access import service as access_service
 
 
 async def _key_rows(scene: Scene) -> list[dict[str, object]]:
@@ -103,3 +108,58 @@ async def test_key_management_is_for_owners_and_editors(scene: Scene) -> None:
     assert made.status_code == 201, made.text
     job = await scene.job_token()
     assert_problem(await scene.client.post(url, json={"name": "x"}, headers=auth(job)), 403)
+
+
+async def test_a_cached_key_revoked_through_one_process_stops_at_once_in_another(
+    scene: Scene, other_process: Platform
+) -> None:
+    """Predict takes a live key from the cache (no database probe); a revocation made
+    through one replica stops the key in every replica at its next request."""
+    await scene.deployed()
+    created = await scene.new_key()
+    headers = {"X-API-Key": created["key"]}
+    digest = hashlib.sha256(created["key"].encode()).hexdigest()
+    other = other_process.client
+    assert (await other.get(scene.caller_url(), headers=headers)).status_code == 200
+    cached = await key_cache.lookup(other_process.app.state.runtime.cache, digest)
+    assert isinstance(cached, key_cache.LiveKey)
+    assert str(cached.id) == created["id"]
+
+    # Served from the cache: the row's hash no longer matches, yet the key still works.
+    async def set_hash(value: str) -> None:
+        async with scene.platform.app.state.runtime.db.sessionmaker() as session:
+            await session.execute(text("UPDATE serving_api_keys SET key_hash = :h"), {"h": value})
+            await session.commit()
+
+    await set_hash("x")
+    assert (await other.get(scene.caller_url(), headers=headers)).status_code == 200
+    await set_hash(digest)
+
+    revoked = await scene.client.delete(
+        f"{scene.base}/churn-api/keys/{created['id']}", headers=auth(scene.token)
+    )
+    assert revoked.status_code == 204, revoked.text
+    assert_problem(await other.get(scene.caller_url(), headers=headers), 401)
+    assert_problem(await scene.client.get(scene.caller_url(), headers=headers), 401)
+
+
+async def test_a_reader_that_saw_the_key_live_cannot_undo_its_revocation() -> None:
+    """The race: a request reads the key as live from the database, the key is revoked
+    (tombstone written), then the request fills the cache. The tombstone stays."""
+    cache = MemoryCache()
+    live = key_cache.LiveKey(uuid.uuid4(), "app", "d" * 64, None, uuid.uuid4())
+    await key_cache.revoked(cache, "d" * 64)
+    await key_cache.remember(cache, "d" * 64, live)
+    assert await key_cache.lookup(cache, "d" * 64) is False
+
+
+async def test_a_tombstone_the_cache_cannot_take_raises_so_its_event_is_retried() -> None:
+    """With Redis away, writing the tombstone raises (the event consumer then retries it);
+    the revoking request itself carries on (its tombstone is deferred to the event)."""
+    dead = create_cache("redis://127.0.0.1:1/0", b"k" * 32)
+    try:
+        with pytest.raises(key_cache.TombstoneNotWritten):
+            await key_cache.revoked(dead, "d" * 64)
+        await access_service._tombstone(dead, "d" * 64)  # logged, not raised
+    finally:
+        await dead.close()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.kit.authz import ProjectAccess
-from armillary.kit.deps import ReadSession, Session
+from armillary.kit.deps import CurrentRuntime, ReadSession, Session
 from armillary.kit.pagination import Page, Paging
 
 from ..deployments import service as deployments
@@ -60,10 +60,12 @@ async def list_keys(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={403: {}, 404: {}},
 )
-async def revoke_key(deployment: str, key_id: UUID, access: Writer, session: Session) -> None:
+async def revoke_key(
+    deployment: str, key_id: UUID, access: Writer, session: Session, runtime: CurrentRuntime
+) -> None:
     """Revoked at once: the next request with it gets 401."""
     found = await _deployment(session, access, deployment)
-    await service.revoke_key(session, access, found, key_id)
+    await service.revoke_key(session, access, found, key_id, runtime.cache)
 
 
 @router.get("/grants", name="deployments.grants", responses={403: {}, 404: {}})

@@ -28,6 +28,7 @@ from armillary.kit.security import bearer_token
 
 from ..components import serving_of
 from ..deployments.resolve import ResolvedDeployment
+from . import key_cache
 from .models import ApiKey, Grant
 from .service import KEY_PREFIX, MAX_KEY_LENGTH, key_hash
 
@@ -73,7 +74,13 @@ async def _live_key(runtime: Runtime, key: str) -> Any:
     if not key.startswith(KEY_PREFIX) or len(key) > MAX_KEY_LENGTH:
         raise Unauthorized("Invalid API key")
     digest = key_hash(key)
-    # One probe of the unique hash index; never cached, so a revocation applies at once.
+    cached = await key_cache.lookup(runtime.cache, digest)
+    if cached is False:
+        raise Unauthorized("Invalid API key")
+    if cached is not None and hmac.compare_digest(cached.key_hash, digest):
+        return cached
+    # One probe of the unique hash index; the cache takes the answer (see key_cache for why
+    # a revocation still applies at once).
     async with runtime.db.read_connection() as connection:
         row = (
             await connection.execute(
@@ -82,7 +89,9 @@ async def _live_key(runtime: Runtime, key: str) -> Any:
         ).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("Invalid API key")
-    return row
+    live = key_cache.LiveKey(row.id, row.name, row.key_hash, row.last_used_at, row.deployment_id)
+    await key_cache.remember(runtime.cache, digest, live)
+    return live
 
 
 async def authorize_predict(request: Request, deployment: ResolvedDeployment) -> Caller:

@@ -6,19 +6,27 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from functools import partial
 
+import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from armillary.contracts.serving import ApiKeyRevoked
 from armillary.kit import audit
 from armillary.kit.authz import ProjectAccess
-from armillary.kit.db import utcnow
+from armillary.kit.cache import Cache
+from armillary.kit.db import after_commit, utcnow
 from armillary.kit.errors import NotFound
+from armillary.kit.events import publish
 
 from ..deployments.models import Deployment
 from ..deployments.service import SERVICE, refuse_job
+from . import key_cache
 from . import repository as repo
 from .models import ApiKey, Grant
+
+log = structlog.get_logger("armillary.serving.access")
 
 KEY_PREFIX = "amk_"
 PREFIX_SHOWN = 8
@@ -74,7 +82,11 @@ async def create_key(
 
 
 async def revoke_key(
-    session: AsyncSession, access: ProjectAccess, deployment: Deployment, key_id: uuid.UUID
+    session: AsyncSession,
+    access: ProjectAccess,
+    deployment: Deployment,
+    key_id: uuid.UUID,
+    cache: Cache,
 ) -> None:
     refuse_job(access, "manage API keys")
     row = await repo.key(session, deployment.id, key_id)
@@ -83,6 +95,17 @@ async def revoke_key(
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         _audit(session, deployment, "key_revoke", row.id, key_name=row.name, prefix=row.prefix)
+        # The cache learns it after the commit, here and again from the event (retried).
+        event = ApiKeyRevoked(deployment_id=deployment.id, key_id=row.id, key_hash=row.key_hash)
+        publish(session, ApiKeyRevoked.TYPE, event)
+        after_commit(session, partial(_tombstone, cache, row.key_hash))
+
+
+async def _tombstone(cache: Cache, digest: str) -> None:
+    try:
+        await key_cache.revoked(cache, digest)
+    except key_cache.TombstoneNotWritten:
+        log.warning("api_key_tombstone_deferred")  # the event writes it when the cache is back
 
 
 async def grant(

@@ -1,5 +1,6 @@
 """Events the serving service consumes: its own deployment changes and alias moves (to swap
-resolved deployments), and project deletions (their deployments go with them)."""
+resolved deployments), project deletions (their deployments go with them), and revoked API
+keys (their tombstones in the key cache)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from armillary.contracts.events import ProjectDeleted
 from armillary.contracts.registry import AliasMoved
-from armillary.contracts.serving import DeploymentChanged
+from armillary.contracts.serving import ApiKeyRevoked, DeploymentChanged
+from armillary.kit.cache import Cache
 from armillary.kit.events import Delivery, EventBus
 
+from ..access import key_cache
 from . import service
 from .resolve import DeploymentDirectory
 
 DIRECTORY = "serving.directory"
 PROJECTS = "serving.projects"
+KEYS = "serving.api_keys"
 
 
-def subscribe(bus: EventBus, directory: DeploymentDirectory) -> None:
+def subscribe(bus: EventBus, directory: DeploymentDirectory, cache: Cache) -> None:
     # The directory lives in each process's memory: its changes are broadcast (ADR 0020).
     async def deployment_changed(delivery: Delivery) -> None:
         directory.invalidate(DeploymentChanged.model_validate(delivery.payload).deployment_id)
@@ -36,3 +40,10 @@ def subscribe(bus: EventBus, directory: DeploymentDirectory) -> None:
     bus.broadcast(DeploymentChanged.TYPE, DIRECTORY, deployment_changed, drop_all=drop_all)
     bus.broadcast(AliasMoved.TYPE, DIRECTORY, alias_moved, drop_all=drop_all)
     bus.subscribe(ProjectDeleted.TYPE, PROJECTS, project_deleted)
+
+    # A revoked key's tombstone in the key cache, written again here (the revoking request
+    # wrote it after its commit) and retried while the cache is away.
+    async def key_revoked(_session: AsyncSession, delivery: Delivery) -> None:
+        await key_cache.revoked(cache, ApiKeyRevoked.model_validate(delivery.payload).key_hash)
+
+    bus.subscribe(ApiKeyRevoked.TYPE, KEYS, key_revoked)
