@@ -1,10 +1,12 @@
 """Live API keys, cached, so a prediction does not probe the database for its key
 (issue 18, item 3), and revoked at once all the same.
 
-Entries live in the runtime's cache: Redis in the distributed shape (shared by every
-process), memory in the embedded one. A revocation writes a *tombstone* under the key's
+Entries live in the runtime's cache: Redis when one is configured (shared by every
+process), else each process's memory. A revocation writes a *tombstone* under the key's
 hash in the revoking request (after its commit), and again from the ``api_key_revoked``
-event, which is retried until the cache takes it (Redis away at the time). A reader that
+event: broadcast to every process (each writes its own cache; one that may have missed
+broadcasts drops its cached keys), and once more by a consumer that is retried until the
+cache takes it (Redis away at the time). A reader that
 missed fills the cache only if the name is free (``SET NX``), so a reader that read the key
 as live just before the revocation cannot overwrite the tombstone with a live entry. Either
 way, an entry lives at most :data:`TTL_SECONDS`, and a tombstone at least as long.
@@ -64,6 +66,12 @@ async def remember(cache: Cache, digest: str, key: LiveKey) -> None:
         "deployment_id": str(key.deployment_id),
     }
     await cache.add(_name(digest), entry, TTL_SECONDS)
+
+
+async def forget_all(cache: Cache) -> None:
+    """Drop every cached key (this process may have missed revocations): the next lookups
+    read the database."""
+    await cache.delete_pattern(_name("*"))
 
 
 class TombstoneNotWritten(Exception):

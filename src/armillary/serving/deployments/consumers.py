@@ -19,6 +19,7 @@ from .resolve import DeploymentDirectory
 DIRECTORY = "serving.directory"
 PROJECTS = "serving.projects"
 KEYS = "serving.api_keys"
+KEY_CACHE = "serving.key_cache"
 
 
 def subscribe(bus: EventBus, directory: DeploymentDirectory, cache: Cache) -> None:
@@ -41,9 +42,18 @@ def subscribe(bus: EventBus, directory: DeploymentDirectory, cache: Cache) -> No
     bus.broadcast(AliasMoved.TYPE, DIRECTORY, alias_moved, drop_all=drop_all)
     bus.subscribe(ProjectDeleted.TYPE, PROJECTS, project_deleted)
 
-    # A revoked key's tombstone in the key cache, written again here (the revoking request
-    # wrote it after its commit) and retried while the cache is away.
-    async def key_revoked(_session: AsyncSession, delivery: Delivery) -> None:
+    # A revoked key's tombstone in the key cache (the revoking request wrote it after its
+    # commit, in its own process's cache). Every process writes it into its own cache (a
+    # broadcast: memory caches are per process), and one consumer writes it again, retried
+    # while the cache is away (a shared Redis that missed it must still get it).
+    async def key_revoked(delivery: Delivery) -> None:
         await key_cache.revoked(cache, ApiKeyRevoked.model_validate(delivery.payload).key_hash)
 
-    bus.subscribe(ApiKeyRevoked.TYPE, KEYS, key_revoked)
+    async def key_revoked_retried(_session: AsyncSession, delivery: Delivery) -> None:
+        await key_revoked(delivery)
+
+    async def forget_keys() -> None:
+        await key_cache.forget_all(cache)
+
+    bus.broadcast(ApiKeyRevoked.TYPE, KEY_CACHE, key_revoked, drop_all=forget_keys)
+    bus.subscribe(ApiKeyRevoked.TYPE, KEYS, key_revoked_retried)
