@@ -71,15 +71,17 @@ armillary_graphs.PG_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{armill
 class ConsolePlatform(Platform):
     """`armillary up --workers 2` on PostgreSQL, logging each request's duration."""
 
-    def __init__(self) -> None:
+    def __init__(self, src: Path) -> None:
         super().__init__("postgres", 2)
         self.log_path = LOGS / "console-armillary.log"
+        self.src = src
 
     def env(self) -> dict[str, str]:
         return {
             **super().env(),
-            # This checkout's code, whatever the virtual environment was installed from.
-            "PYTHONPATH": str(REPO / "src"),
+            # The code measured (this checkout's, unless --src says otherwise), whatever the
+            # virtual environment was installed from.
+            "PYTHONPATH": str(self.src),
             "ARMILLARY_LOG_LEVEL": "INFO",
             "ARMILLARY_ACCESS_TOKEN_TTL_SECONDS": "3600",
             "ARMILLARY_RATE_LIMIT_TRACKING": HIGH_LIMIT,
@@ -108,14 +110,15 @@ def sign_in(base_url: str, email: str, password: str) -> dict[str, str]:
         return {name: browser.cookies[name] for name in ("armillary_session", "armillary_csrf")}
 
 
-def commit() -> dict[str, Any]:
+def commit(src: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        done = subprocess.run(["git", *args], cwd=src, capture_output=True, text=True)
         return done.stdout.strip()
 
     return {
+        "src": str(src),
         "commit": git("rev-parse", "--short", "HEAD"),
-        "src_dirty": bool(git("status", "--porcelain", "src")),
+        "src_dirty": bool(git("status", "--porcelain", ".")),
     }
 
 
@@ -126,6 +129,17 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=10)
     parser.add_argument("--title", default="Results")
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write console.md again from bench/results/console.json, measuring nothing",
+    )
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=REPO / "src",
+        help="the platform code to measure (a before/after: another checkout's src)",
+    )
+    parser.add_argument(
         "--hold",
         type=float,
         default=0,
@@ -134,9 +148,18 @@ def main() -> None:
     )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        saved = json.loads((RESULTS / "console.json").read_text())
+        text = report.markdown(saved, args.title)
+        (RESULTS / "console.md").write_text(text)
+        print(text)
+        return
     started = datetime.now(UTC)
     load_before = os.getloadavg()
-    with ConsolePlatform() as platform, httpx.Client(base_url=platform.url, timeout=120) as http:
+    with (
+        ConsolePlatform(args.src.resolve()) as platform,
+        httpx.Client(base_url=platform.url, timeout=120) as http,
+    ):
         admin = bearer(http, ADMIN_EMAIL, platform.admin_password)
         user = {
             "email": SCIENTIST_EMAIL,
@@ -174,7 +197,7 @@ def main() -> None:
         "started": started.isoformat(timespec="seconds"),
         "seconds": (datetime.now(UTC) - started).total_seconds(),
         "machine": {"cpus": os.cpu_count(), "python": machine.python_version()},
-        "code": commit(),
+        "code": commit(args.src.resolve()),
         "load_average": {"start": load_before, "measuring": load_measured, "end": load_after},
         "args": vars(args),
         "seed_seconds": seeded.seconds,

@@ -273,8 +273,9 @@ async def jobs(
 
 
 async def _job(api: ConsoleApi, project: str, job_id: str) -> tuple[dict[str, Any], Any]:
-    info = await api.read(f"/api/v1/projects/{seg(project)}")
-    job = await api.read(f"/api/v1/jobs/{seg(job_id)}")
+    project_path, job_path = f"/api/v1/projects/{seg(project)}", f"/api/v1/jobs/{seg(job_id)}"
+    # Either read's 403 or 404 is "not found", whichever comes first.
+    info, job = await together(api.read(project_path), api.read(job_path))
     if job.get("project_id") != info.get("id"):
         raise NotFoundPage  # a job of another project under this project's URL
     return info, job
