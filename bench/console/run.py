@@ -205,7 +205,7 @@ def main() -> None:
         "javascript": js,
         "paint": painted,
     }
-    (RESULTS / "console.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "console.json").write_text(json.dumps(results, indent=2, default=str))
     text = report.markdown(results, args.title)
     (RESULTS / "console.md").write_text(text)
     print(text)
