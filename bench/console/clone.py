@@ -1,6 +1,6 @@
 """Copies of jobs that really ran, written straight into the platform's database: running
-3,800 task attempts through two workers takes minutes on a quiet machine and most of an hour
-on a shared one, and the pages read the rows, not how they came to be.
+about 2,500 more task attempts through two workers takes minutes on a quiet machine and most
+of an hour on a shared one, and the pages read the rows, not how they came to be.
 
 Each copy is a job, its task runs and their attempts with new ids, every timestamp moved back
 by the same amount (so the copies form an older history behind the real jobs), status,
