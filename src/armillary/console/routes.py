@@ -3,8 +3,10 @@ signed-in user (``ConsoleApi``); none touches a service's database or code."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -65,6 +67,20 @@ async def optional(api: ConsoleApi, path: str, **params: Any) -> Any:
     if response.status_code >= 400:
         raise ApiFailed.from_response(response)
     return response.json()
+
+
+async def together(*reads: Awaitable[Any]) -> list[Any]:
+    """Independent API reads at once: in process, one read's database waits overlap another's
+    work (a page's sections cost about the slowest read, not their sum). The first failure is
+    raised as itself (the console's error pages handle it) and the other reads are cancelled."""
+    tasks = [asyncio.ensure_future(read) for read in reads]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 # -- sign in and out -----------------------------------------------------------------------
@@ -191,12 +207,14 @@ async def create_project(
 async def project_overview(request: Request, api: Api, project: str) -> Response:
     await signed_in(request, api)
     base = f"/api/v1/projects/{seg(project)}"
-    info = await api.read(base)
-    jobs = await optional(api, f"{base}/jobs", limit=RECENT)
-    failed = await optional(api, f"{base}/jobs", limit=RECENT, status="failed")
-    workflows = await optional(api, f"{base}/workflows", limit=RECENT)
-    models = await optional(api, f"{base}/models", limit=RECENT)
-    deployments = await optional(api, f"{base}/deployments", limit=RECENT)
+    info = await api.read(base)  # first: a project the user may not see is "not found"
+    jobs, failed, workflows, models, deployments = await together(
+        optional(api, f"{base}/jobs", limit=RECENT),
+        optional(api, f"{base}/jobs", limit=RECENT, status="failed"),
+        optional(api, f"{base}/workflows", limit=RECENT),
+        optional(api, f"{base}/models", limit=RECENT),
+        optional(api, f"{base}/deployments", limit=RECENT),
+    )
     return render(
         request,
         "project.html",
@@ -259,8 +277,9 @@ async def jobs(
 
 
 async def _job(api: ConsoleApi, project: str, job_id: str) -> tuple[dict[str, Any], Any]:
-    info = await api.read(f"/api/v1/projects/{seg(project)}")
-    job = await api.read(f"/api/v1/jobs/{seg(job_id)}")
+    project_path, job_path = f"/api/v1/projects/{seg(project)}", f"/api/v1/jobs/{seg(job_id)}"
+    # Either read's 403 or 404 is "not found", whichever comes first.
+    info, job = await together(api.read(project_path), api.read(job_path))
     if job.get("project_id") != info.get("id"):
         raise NotFoundPage  # a job of another project under this project's URL
     return info, job

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from .errors import ApiFailed, NotFoundPage, problem_text
 from .pages import redirect, render
-from .routes import Api, CsrfField, optional, seg, signed_in
+from .routes import Api, CsrfField, optional, seg, signed_in, together
 from .session import UI, check_csrf
 
 router = APIRouter(prefix=f"{UI}/admin", include_in_schema=False)
@@ -159,19 +159,24 @@ async def _queue(api: Any, project: dict[str, Any]) -> dict[str, Any]:
 async def health(request: Request, api: Api) -> Response:
     await signed_in(request, api)
     await api.read("/api/v1/users", limit=1)  # admins only, as the API decides
+    checks = {
+        "API liveness": "/healthz",
+        "API readiness": "/readyz",
+        "Inference (v2) readiness": "/v2/health/ready",
+    }
+    *answers, projects = await together(
+        *(api.request("GET", path, authenticated=False) for path in checks.values()),
+        api.read("/api/v1/projects", limit=HEALTH_PROJECTS),
+    )
     probes = {}
-    for name, path in (
-        ("API liveness", "/healthz"),
-        ("API readiness", "/readyz"),
-        ("Inference (v2) readiness", "/v2/health/ready"),
-    ):
-        response = await api.request("GET", path, authenticated=False)
+    for name, response in zip(checks, answers, strict=True):
         try:
             body = response.json()
         except ValueError:
             body = {}
         probes[name] = {"status": response.status_code, "body": body}
-    projects = await api.read("/api/v1/projects", limit=HEALTH_PROJECTS)
+    # One project at a time: up to 50 projects' reads at once would queue for the API's
+    # database pool.
     queues = [await _queue(api, p) for p in projects.get("items", [])]
     engine = await _available(api, "/api/v1/system/engine")
     services = {name: await _available(api, f"/api/v1/system/services/{name}") for name in SERVICES}

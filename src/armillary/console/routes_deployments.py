@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from .charts import intervals
 from .errors import NotFoundPage, problem_text
 from .pages import redirect, render
-from .routes import Api, CsrfField, optional, seg, signed_in
+from .routes import Api, CsrfField, optional, seg, signed_in, together
 from .session import UI, check_csrf
 
 router = APIRouter(prefix=UI, include_in_schema=False)
@@ -221,9 +221,11 @@ async def _deployment_page_view(
     await signed_in(request, api)
     info, found = await _deployment(api, project, deployment)
     path = f"{_api_base(project)}/{seg(deployment)}"
-    configs = await optional(api, f"{path}/configs", limit=20)
-    keys = await optional(api, f"{path}/keys", limit=100)
-    report = await _analysis(api, project, deployment)
+    configs, keys, report = await together(
+        optional(api, f"{path}/configs", limit=20),
+        optional(api, f"{path}/keys", limit=100),
+        _analysis(api, project, deployment),
+    )
     return render(
         request,
         "deployment.html",

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from .charts import layout_lineage, metric_bars, node_label
 from .errors import ApiFailed, NotFoundPage, problem_text
 from .pages import redirect, render
-from .routes import Api, CsrfField, optional, seg, signed_in
+from .routes import Api, CsrfField, optional, seg, signed_in, together
 from .session import UI, check_csrf
 
 router = APIRouter(prefix=UI, include_in_schema=False)
@@ -186,9 +186,12 @@ async def version_page(
     if not number.isdigit() or len(number) > 9:
         raise NotFoundPage
     info, found = await _project_and_model(api, project, model)
-    version = await api.read(f"{_base(project, model)}/versions/{int(number)}")
-    graph = await api.read(f"{_base(project, model)}/versions/{int(number)}/lineage")
-    aliases = await optional(api, f"{_base(project, model)}/aliases") or []
+    version, graph, aliases = await together(
+        api.read(f"{_base(project, model)}/versions/{int(number)}"),
+        api.read(f"{_base(project, model)}/versions/{int(number)}/lineage"),
+        optional(api, f"{_base(project, model)}/aliases"),
+    )
+    aliases = aliases or []
     up_nodes = list(graph.get("nodes", []))
     root = next((n["id"] for n in up_nodes if n.get("kind") == "model_version"), "root")
     slug = seg(info["slug"])

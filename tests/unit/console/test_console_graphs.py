@@ -27,6 +27,10 @@ def test_tasks_are_layered_by_their_deepest_upstream() -> None:
     # Every edge runs left to right, from a node's right side to the next one's left.
     assert all(x1 < x2 for x1, _, x2, _ in graph.edges)
     assert graph.width >= max(n.x for n in graph.nodes) + 150
+    # Each edge's SVG path starts at its source's right side and ends at its target.
+    for (x1, y1, x2, y2), curve in zip(graph.edges, graph.curves, strict=True):
+        assert curve.startswith(f"M {x1} {y1} C ")
+        assert curve.endswith(f", {x2} {y2}")
 
 
 def test_a_cycle_does_not_hang_and_an_empty_spec_draws_nothing() -> None:
