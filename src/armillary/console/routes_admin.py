@@ -164,10 +164,14 @@ async def health(request: Request, api: Api) -> Response:
         "API readiness": "/readyz",
         "Inference (v2) readiness": "/v2/health/ready",
     }
-    *answers, projects = await together(
+    found = await together(
         *(api.request("GET", path, authenticated=False) for path in checks.values()),
         api.read("/api/v1/projects", limit=HEALTH_PROJECTS),
+        _available(api, "/api/v1/system/engine"),
+        *(_available(api, f"/api/v1/system/services/{name}") for name in SERVICES),
     )
+    answers, (projects, engine) = found[: len(checks)], found[len(checks) : len(checks) + 2]
+    services = dict(zip(SERVICES, found[len(checks) + 2 :], strict=True))
     probes = {}
     for name, response in zip(checks, answers, strict=True):
         try:
@@ -178,8 +182,6 @@ async def health(request: Request, api: Api) -> Response:
     # One project at a time: up to 50 projects' reads at once would queue for the API's
     # database pool.
     queues = [await _queue(api, p) for p in projects.get("items", [])]
-    engine = await _available(api, "/api/v1/system/engine")
-    services = {name: await _available(api, f"/api/v1/system/services/{name}") for name in SERVICES}
     return render(
         request,
         "admin_health.html",
