@@ -42,17 +42,15 @@ def summary(service: str) -> dict[str, Any]:
     per_route: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"requests": 0, "client_errors": 0, "server_errors": 0}
     )
-    for family in REQUESTS.collect():
-        for sample in family.samples:
-            labels = sample.labels
-            if not sample.name.endswith("_total") or labels.get("service") != service:
-                continue
-            counts = per_route[(labels["method"], labels["route"])]
-            count = int(sample.value)
-            counts["requests"] += count
-            status = int(labels["status"])
-            counts["client_errors"] += count if 400 <= status < 500 else 0
-            counts["server_errors"] += count if status >= 500 else 0
+    for (owner, method, route, status), child in _children(REQUESTS):
+        if owner != service:
+            continue
+        counts = per_route[(method, route)]
+        count = int(child._value.get())
+        counts["requests"] += count
+        code = int(status)
+        counts["client_errors"] += count if 400 <= code < 500 else 0
+        counts["server_errors"] += count if code >= 500 else 0
     totals = {
         key: sum(route[key] for route in per_route.values())
         for key in ("requests", "client_errors", "server_errors")
@@ -73,18 +71,35 @@ def summary(service: str) -> dict[str, Any]:
     }
 
 
+def _children(metric: Any) -> list[tuple[tuple[str, ...], Any]]:
+    """A labelled metric's children by their label values (RED_LABELS' order). Read from
+    prometheus_client's own table rather than ``collect()``, which builds every sample of
+    every label set: 35 ms a call with a few hundred label sets, against under 1 ms."""
+    with metric._lock:
+        return list(metric._metrics.items())
+
+
 def _latency_quantiles(service: str) -> dict[str, float | None]:
     """Each quantile as the upper bound of the histogram bucket it falls in (what
     Prometheus' ``histogram_quantile`` would interpolate within)."""
-    cumulative: dict[float, float] = defaultdict(float)
-    for family in LATENCY.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_bucket") and sample.labels.get("service") == service:
-                cumulative[float(sample.labels["le"])] += sample.value
-    bounds = sorted(cumulative)
-    total = cumulative.get(math.inf, 0.0)
+    bounds: list[float] = []
+    counts: list[float] = []
+    for labels, child in _children(LATENCY):
+        if labels[0] != service:
+            continue
+        bounds = list(child._upper_bounds)
+        if not counts:
+            counts = [0.0] * len(bounds)
+        for index, bucket in enumerate(child._buckets):
+            counts[index] += bucket.get()
+    total = sum(counts)
     found: dict[str, float | None] = {}
     for quantile in _QUANTILES:
-        bound = next((b for b in bounds if total and cumulative[b] >= quantile * total), None)
+        seen, bound = 0.0, None
+        for upper, count in zip(bounds, counts, strict=True):
+            seen += count
+            if total and seen >= quantile * total:
+                bound = upper
+                break
         found[f"p{round(quantile * 100)}"] = None if bound in (None, math.inf) else bound
     return found
