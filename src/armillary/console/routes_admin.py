@@ -12,14 +12,14 @@ from fastapi.responses import Response
 
 from .errors import ApiFailed, NotFoundPage, problem_text
 from .pages import redirect, render
-from .routes import Api, CsrfField, optional, seg, signed_in, together
+from .routes import Api, CsrfField, seg, signed_in, together
 from .session import UI, check_csrf
 
 router = APIRouter(prefix=f"{UI}/admin", include_in_schema=False)
 
 ROLES = ("admin", "data_scientist", "user")
 AUDIT_FILTERS = ("actor", "action", "resource_type", "resource_id", "since", "until")
-# How many projects the health page looks at for the job queue (each costs three calls).
+# How many projects the health page lists with their job queue (one page of the projects).
 HEALTH_PROJECTS = 50
 # The services whose requests, errors and latency the health page shows (each answers
 # /api/v1/system/services/<name> from its own process's metrics).
@@ -134,25 +134,24 @@ async def _available(api: Any, path: str) -> dict[str, Any] | None:
     return found
 
 
-async def _queue(api: Any, project: dict[str, Any]) -> dict[str, Any]:
-    base = f"/api/v1/projects/{seg(project['slug'])}/jobs"
-    queued = await optional(api, base, status="queued", limit=1) or {"total": 0, "items": []}
-    oldest = None
-    if queued["total"]:
-        # The list is newest first: its last item is the longest waiting.
-        last = await optional(api, base, status="queued", limit=1, offset=queued["total"] - 1)
-        oldest = (last or {}).get("items", [{}])[0].get("created_at")
-    running = await optional(api, base, status="running", limit=1) or {"total": 0}
-    failed = await optional(api, base, status="failed", limit=1) or {"total": 0}
-    every = await optional(api, base, limit=1) or {"total": 0}
-    return {
-        "project": project,
-        "queued": queued["total"],
-        "oldest_queued": oldest,
-        "running": running["total"],
-        "failed": failed["total"],
-        "total": every["total"],
-    }
+def _queues(projects: list[dict[str, Any]], engine: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each listed project's job queue, from the engine's counts by project (one API call
+    for all of them)."""
+    counts = {e["project_id"]: e for e in (engine or {}).get("jobs_by_project", [])}
+    queues = []
+    for project in projects:
+        found = counts.get(str(project.get("id")), {})
+        queues.append(
+            {
+                "project": project,
+                "queued": found.get("queued", 0),
+                "oldest_queued": found.get("oldest_queued_at"),
+                "running": found.get("running", 0),
+                "failed": found.get("failed", 0),
+                "total": found.get("total", 0),
+            }
+        )
+    return queues
 
 
 @router.get("/health")
@@ -179,9 +178,7 @@ async def health(request: Request, api: Api) -> Response:
         except ValueError:
             body = {}
         probes[name] = {"status": response.status_code, "body": body}
-    # One project at a time: up to 50 projects' reads at once would queue for the API's
-    # database pool.
-    queues = [await _queue(api, p) for p in projects.get("items", [])]
+    queues = _queues(projects.get("items", []), engine)
     return render(
         request,
         "admin_health.html",

@@ -42,6 +42,12 @@ async def test_the_engine_shows_what_waits_and_who_works(app: FastAPI, api: Api)
         return dict(response.json())
 
     waiting = await engine()
+    project_id = (await api.client.get(f"/api/v1/projects/{slug}", headers=auth(admin))).json()[
+        "id"
+    ]
+    [jobs] = [e for e in waiting["jobs_by_project"] if e["project_id"] == project_id]  # type: ignore[attr-defined]
+    assert (jobs["running"], jobs["queued"], jobs["failed"], jobs["total"]) == (1, 0, 0, 1)
+    assert jobs["oldest_queued_at"] is None
     assert waiting["tasks_queued"] == 1
     assert waiting["tasks_running"] == 0
     assert isinstance(waiting["oldest_queued_age_seconds"], float)
@@ -93,9 +99,7 @@ async def test_each_service_reports_its_requests_errors_and_latency(api: Api) ->
     assert latency["p50"] <= latency["p95"] <= latency["p99"]  # type: ignore[operator]
     for service in SERVICES:
         assert (await status(service))["service"] == service
-    refused = await api.client.get(
-        "/api/v1/system/services/workflows", headers=auth(user["token"])
-    )
+    refused = await api.client.get("/api/v1/system/services/workflows", headers=auth(user["token"]))
     assert refused.status_code == 403
 
 
