@@ -22,7 +22,7 @@ open_page = base.open_page
 
 # Long enough to sign in, open a page and post it on a loaded machine; short enough that
 # waiting for it to pass costs the browser budget little.
-TOKEN_SECONDS = 6
+TOKEN_SECONDS = 15
 SPEC_YAML = """\
 name: drafted
 description: typed before the session ended
