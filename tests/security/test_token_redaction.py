@@ -20,7 +20,7 @@ from armillary.kit.storage.local import LocalObjectStore
 from armillary.workflows.execution import claims
 from armillary.workflows.execution.protocol import AttemptResult, Outcome
 from armillary.workflows.jobs.models import TaskAttempt, TaskRun
-from armillary.workflows.logs.store import LogWriter, chunk_keys
+from armillary.workflows.logs.store import LogWriter, chunks
 
 JWT = (
     "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCJ9"
@@ -46,7 +46,7 @@ def store(tmp_path: Path) -> LocalObjectStore:
 
 
 async def stored_log(store: LocalObjectStore, where: tuple[uuid.UUID, uuid.UUID]) -> bytes:
-    keys = await chunk_keys(store, where[0], where[1], "leak", 1)
+    keys = [info.key for info in await chunks(store, where[0], where[1], "leak", 1)]
     return b"".join([await store.get_bytes(key) for key in keys])
 
 

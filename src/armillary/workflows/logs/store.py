@@ -109,13 +109,6 @@ class LogWriter:
         await self.flush(final=True)
 
 
-async def chunk_keys(
-    store: ObjectStore, project_id: uuid.UUID, job_id: uuid.UUID, task: str, attempt: int
-) -> list[str]:
-    """The attempt's chunk keys, in order."""
-    return [info.key for info in await chunks(store, project_id, job_id, task, attempt)]
-
-
 async def chunks(
     store: ObjectStore, project_id: uuid.UUID, job_id: uuid.UUID, task: str, attempt: int
 ) -> list[ObjectInfo]:
