@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from armillary.kit.authz import Principal, require_platform_role
 from armillary.kit.metrics import LATENCY, REQUESTS
@@ -23,6 +23,7 @@ from armillary.kit.metrics import LATENCY, REQUESTS
 _STARTED = time.time()
 _QUANTILES = (0.5, 0.95, 0.99)
 ROUTES_SHOWN = 10
+ROUTES_MAX = 500
 
 Admin = Annotated[Principal, Depends(require_platform_role())]
 
@@ -31,14 +32,21 @@ def service_status_router(service: str) -> APIRouter:
     router = APIRouter(tags=["system"])
 
     @router.get(f"/api/v1/system/services/{service}", name=f"{service}.system.service")
-    async def service_status(_admin: Admin) -> dict[str, Any]:
-        return summary(service)
+    async def service_status(
+        _admin: Admin,
+        routes: Annotated[
+            int,
+            Query(ge=0, le=ROUTES_MAX, description="Routes listed, most server errors first"),
+        ] = ROUTES_SHOWN,
+    ) -> dict[str, Any]:
+        return summary(service, routes)
 
     return router
 
 
-def summary(service: str) -> dict[str, Any]:
-    """The service's counters in this process: totals, per route, and latency quantiles."""
+def summary(service: str, routes_shown: int = ROUTES_SHOWN) -> dict[str, Any]:
+    """The service's counters in this process: totals, the ``routes_shown`` routes with the
+    most server errors, then client errors, then requests, and latency quantiles."""
     per_route: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"requests": 0, "client_errors": 0, "server_errors": 0}
     )
@@ -58,7 +66,14 @@ def summary(service: str) -> dict[str, Any]:
     routes: list[dict[str, Any]] = [
         {"method": m, "route": r, **counts} for (m, r), counts in per_route.items()
     ]
-    routes.sort(key=lambda route: (-route["server_errors"], -route["requests"], route["route"]))
+    routes.sort(
+        key=lambda route: (
+            -route["server_errors"],
+            -route["client_errors"],
+            -route["requests"],
+            route["route"],
+        )
+    )
     requests = totals["requests"]
     return {
         "service": service,
@@ -67,7 +82,8 @@ def summary(service: str) -> dict[str, Any]:
         **totals,
         "server_error_ratio": round(totals["server_errors"] / requests, 6) if requests else 0.0,
         "latency_seconds": _latency_quantiles(service),
-        "routes": routes[:ROUTES_SHOWN],
+        "routes": routes[:routes_shown],
+        "routes_total": len(routes),
     }
 
 

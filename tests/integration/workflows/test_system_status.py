@@ -72,8 +72,10 @@ async def test_the_engine_shows_what_waits_and_who_works(app: FastAPI, api: Api)
 async def test_each_service_reports_its_requests_errors_and_latency(api: Api) -> None:
     admin = await api.admin_token()
 
-    async def status(service: str) -> dict[str, object]:
-        response = await api.client.get(f"/api/v1/system/services/{service}", headers=auth(admin))
+    async def status(service: str, routes: int = 10) -> dict[str, object]:
+        response = await api.client.get(
+            f"/api/v1/system/services/{service}?routes={routes}", headers=auth(admin)
+        )
         assert response.status_code == 200, response.text
         return dict(response.json())
 
@@ -83,12 +85,14 @@ async def test_each_service_reports_its_requests_errors_and_latency(api: Api) ->
     missing = f"/api/v1/projects/{slug}/workflows/no-such-workflow"
     for _ in range(3):
         assert (await api.client.get(missing, headers=auth(user["token"]))).status_code == 404
-    after = await status("workflows")
+    # Every route this process has served (other tests' routes too, when they share it).
+    after = await status("workflows", routes=500)
     assert after["service"] == "workflows"
     assert after["requests"] >= before["requests"] + 3  # type: ignore[operator]
     assert after["client_errors"] >= before["client_errors"] + 3  # type: ignore[operator]
     routes = after["routes"]
     assert isinstance(routes, list)
+    assert len(routes) == after["routes_total"]
     assert any(
         r["route"] == "/api/v1/projects/{project}/workflows/{workflow}" and r["client_errors"] >= 3
         for r in routes
@@ -99,6 +103,11 @@ async def test_each_service_reports_its_requests_errors_and_latency(api: Api) ->
     assert latency["p50"] <= latency["p95"] <= latency["p99"]  # type: ignore[operator]
     for service in SERVICES:
         assert (await status(service))["service"] == service
+    assert len((await status("workflows", routes=1))["routes"]) == 1  # type: ignore[arg-type]
+    too_many = await api.client.get(
+        "/api/v1/system/services/workflows?routes=501", headers=auth(admin)
+    )
+    assert too_many.status_code == 422
     refused = await api.client.get("/api/v1/system/services/workflows", headers=auth(user["token"]))
     assert refused.status_code == 403
 
