@@ -88,6 +88,11 @@ def engine_env(settings: Settings, base_url: str, **extra: str) -> dict[str, str
         ARMILLARY_WORKFLOWS_LOG_FLUSH_SECONDS="0.2",
         ARMILLARY_WORKFLOWS_TASK_API_URL=base_url,
         ARMILLARY_WORKFLOWS_TASK_MEMORY_MB="1024",
+        # No warm sandboxes: these tests start many short-lived workers, and each warm one
+        # preloads numpy and polars under coverage (several CPU seconds on a two-core CI
+        # machine) mostly to be thrown away when the worker stops. Attempts start their own;
+        # the warm pool has its tests in test_local_executor.py.
+        ARMILLARY_WORKFLOWS_EXECUTOR_PRESTARTED="0",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
