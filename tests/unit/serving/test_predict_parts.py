@@ -8,7 +8,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from armillary.kit.storage import InvalidObjectKey
 from armillary.serving.predict.body import is_json
 from armillary.serving.predict.feedback import _score, same_label
 from armillary.serving.predict.log import LogRow, PredictionLog
+from armillary.serving.predict.models import PredictionRecord
 from armillary.serving.predict.sampling import Sample, SampleBatches, sample_key, sampled
 from armillary.serving.predict.schemas import FeedbackIn
 from armillary.serving.predict.service import Batching, PredictionFailed, Predictor
@@ -155,6 +156,15 @@ def _row(**overrides: Any) -> LogRow:
     }
     values.update(overrides)
     return LogRow(**values)
+
+
+def test_a_log_rows_values_are_its_columns_without_copies() -> None:
+    outputs = [{"label": "a", "scores": [0.25, 0.75]}]
+    row = _row(outputs=outputs, key_hash="k" * 64)
+    values = row.values()
+    assert values == asdict(row)
+    assert set(values) == {column.name for column in PredictionRecord.__table__.columns}
+    assert values["outputs"] is outputs  # written as is: no deep copy per logged row
 
 
 def _dropped() -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,14 @@ class LogRow:
     error: bool
     latency_ms: float
     created_at: datetime
+
+    def values(self) -> dict[str, Any]:
+        """The row's columns, shallow: ``dataclasses.asdict`` deep-copies every row's
+        outputs, which was 1.8 % of a serving process's samples under load."""
+        return {name: getattr(self, name) for name in _COLUMNS}
+
+
+_COLUMNS = tuple(field.name for field in fields(LogRow))
 
 
 class PredictionLog:
@@ -119,7 +127,7 @@ class PredictionLog:
             try:
                 async with self._db.unit_of_work() as session:
                     # One INSERT ... VALUES (...), (...) for the chunk (insertmanyvalues).
-                    await session.execute(insert(PredictionRecord), [asdict(row) for row in chunk])
+                    await session.execute(insert(PredictionRecord), [row.values() for row in chunk])
             except Exception:
                 LOG_ROWS_DROPPED.inc(len(chunk))
                 log.exception("prediction_log_write_failed", rows=len(chunk))
