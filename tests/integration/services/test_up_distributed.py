@@ -30,13 +30,16 @@ METRICS_PROCESSES = (*SERVICES, "scheduler", "worker-1", "console")
 
 
 def free_port_range(count: int) -> int:
-    """The first of ``count`` consecutive ports that are free now."""
+    """The first of ``count`` consecutive ports that are free now, below the kernel's
+    ephemeral range: the processes bind them only after a slow start, and a port in the
+    ephemeral range may be taken meanwhile by any outgoing connection on the machine (it
+    happened in a clean-clone run: `metrics.listener_failed`, Address already in use)."""
+    import random
     import socket
 
-    for _ in range(50):
-        first = free_port()
-        if first + count > 65_535:
-            continue
+    low = _ephemeral_low()
+    for _ in range(200):
+        first = random.randrange(20_000, low - count)
         try:
             for port in range(first, first + count):
                 with socket.socket() as sock:
@@ -45,6 +48,13 @@ def free_port_range(count: int) -> int:
             continue
         return first
     raise AssertionError("no free port range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 SPEC = {"name": "nightly", "tasks": [{"name": "fit", "type": "noop"}]}
