@@ -44,7 +44,11 @@ async def copies(
     async with contextlib.AsyncExitStack() as stack:
         for copy in ("a", "b"):
             app = _wire(settings, storage, tmp_path / f"serving-cache-{copy}")
-            await stack.enter_async_context(LifespanManager(app, startup_timeout=60))
+            # Shutdown closes both copies' consumers and broker connections: past asgi-lifespan's
+            # default 5 s on a loaded two-core CI machine once (the test itself had passed).
+            await stack.enter_async_context(
+                LifespanManager(app, startup_timeout=60, shutdown_timeout=60)
+            )
             transport = app.state.runtime.bus.transport
             await transport.connected.wait()
             made.append(Platform(app, await stack.enter_async_context(client_for(app))))
