@@ -28,6 +28,14 @@ class MembershipChanged(Event):
     user_id: UUID
 
 
+class ProjectChanged(Event):
+    """A project's name or description changed: cached access answers carry them."""
+
+    TYPE: ClassVar[str] = "identity.project_changed"
+    project_id: UUID
+    project_slug: str
+
+
 class ProjectDeleted(Event):
     TYPE: ClassVar[str] = "identity.project_deleted"
     project_id: UUID

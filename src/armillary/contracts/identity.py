@@ -32,12 +32,26 @@ class PrincipalInfo(BaseModel):
     active: bool
 
 
+class ProjectFields(BaseModel):
+    """A project's own fields, carried in the access answer so that the project's page needs
+    no database read while the answer is cached. ``identity.project_changed`` and
+    ``identity.project_deleted`` drop the cached answers that hold them."""
+
+    name: str
+    description: str
+    created_by: UUID
+    created_at: datetime
+    updated_at: datetime
+
+
 class ProjectAccessInfo(BaseModel):
-    """What a caller may do in one project: its effective role there (after role caps)."""
+    """What a caller may do in one project: its effective role there (after role caps), and
+    the project's fields (None from an identity service that predates them)."""
 
     project_id: UUID
     project_slug: str
     role: ProjectRole
+    project: ProjectFields | None = None
 
 
 # Bounds of a job token's lifetime: long enough for a slow task, short enough that a leaked

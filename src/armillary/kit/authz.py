@@ -31,6 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from armillary.contracts.events import (
     MembershipChanged,
+    ProjectChanged,
     ProjectDeleted,
     SigningKeysChanged,
     UserChanged,
@@ -42,6 +43,7 @@ from armillary.contracts.identity import (
     PlatformRole,
     PrincipalInfo,
     ProjectAccessInfo,
+    ProjectFields,
     ProjectRole,
 )
 from armillary.kit import context, edge, security_events
@@ -268,6 +270,8 @@ class ProjectAccess:
     project_id: UUID
     project_slug: str
     role: ProjectRole
+    # The project's fields as the access answer carried them (None: ask the database).
+    fields: ProjectFields | None = None
 
     def allows(self, action: str) -> bool:
         if self.principal.is_scoped and action not in self.principal.job_actions:
@@ -300,7 +304,7 @@ class AccessControl:
         if info is None:
             security_events.mark_denied_project(project, principal.user_id)
             raise NotFound("Project not found")
-        return ProjectAccess(principal, info.project_id, info.project_slug, info.role)
+        return ProjectAccess(principal, info.project_id, info.project_slug, info.role, info.project)
 
     async def _lookup(
         self, token: str, claims: dict[str, Any] | None, project: str | None
@@ -397,10 +401,13 @@ class AccessControl:
                 f"access:{event.user_id}:{event.project_id}",
             )
 
+        async def project_changed(delivery: Delivery) -> None:
+            event = ProjectChanged.model_validate(delivery.payload)
+            await self.forget_project(event.project_id, event.project_slug)
+
         async def project_deleted(delivery: Delivery) -> None:
             event = ProjectDeleted.model_validate(delivery.payload)
-            await self.cache.delete_pattern(f"access:*:{event.project_slug}")
-            await self.cache.delete_pattern(f"access:*:{event.project_id}")
+            await self.forget_project(event.project_id, event.project_slug)
 
         async def keys_changed(_delivery: Delivery) -> None:
             self.verifier.keys.invalidate()
@@ -415,7 +422,13 @@ class AccessControl:
         bus.broadcast(
             MembershipChanged.TYPE, "kit.access_cache", membership_changed, drop_all=drop_all
         )
+        bus.broadcast(ProjectChanged.TYPE, "kit.access_cache", project_changed, drop_all=drop_all)
         bus.broadcast(ProjectDeleted.TYPE, "kit.access_cache", project_deleted, drop_all=drop_all)
+
+    async def forget_project(self, project_id: UUID, project_slug: str) -> None:
+        """Drop every cached access answer about the project (they carry its fields)."""
+        await self.cache.delete_pattern(f"access:*:{project_slug}")
+        await self.cache.delete_pattern(f"access:*:{project_id}")
 
 
 def _access_control(request: Request) -> AccessControl:

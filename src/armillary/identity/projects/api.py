@@ -13,7 +13,8 @@ from armillary.kit.authz import (
     project_permission,
     require_platform_role,
 )
-from armillary.kit.deps import ReadConnection, ReadSession, Session
+from armillary.kit.db import after_commit
+from armillary.kit.deps import CurrentRuntime, ReadSession, Session
 from armillary.kit.errors import NotFound
 from armillary.kit.pagination import Page, Paging
 
@@ -82,16 +83,31 @@ async def create_project(body: ProjectCreate, caller: Creator, session: Session)
 
 
 @router.get("/{project}", name="projects.get")
-async def get_project(access: Reader, connection: ReadConnection) -> ProjectWithRole:
-    fields = await repository.project_fields(connection, access.project_id)
+async def get_project(access: Reader, runtime: CurrentRuntime) -> ProjectWithRole:
+    if access.fields is not None:
+        # The cached access answer carries the fields: no database read (issue 18).
+        return ProjectWithRole(
+            id=access.project_id,
+            slug=access.project_slug,
+            **access.fields.model_dump(),
+            my_role=access.role,
+        )
+    async with runtime.db.read_connection() as connection:
+        fields = await repository.project_fields(connection, access.project_id)
     if fields is None:
         raise NotFound("Project not found")
     return ProjectWithRole(**fields, my_role=access.role)
 
 
 @router.patch("/{project}", name="projects.update")
-async def update_project(body: ProjectUpdate, access: Editor, session: Session) -> ProjectWithRole:
-    return _with_role(await service.update(session, access, body), access.role)
+async def update_project(
+    body: ProjectUpdate, access: Editor, session: Session, runtime: CurrentRuntime
+) -> ProjectWithRole:
+    project = await service.update(session, access, body)
+    # The broadcast reaches other processes a moment later; the caller's next read must not
+    # find the old fields, so this process drops the cached answers as soon as it commits.
+    after_commit(session, lambda: runtime.require_access().forget_project(project.id, project.slug))
+    return _with_role(project, access.role)
 
 
 @router.delete("/{project}", name="projects.delete", status_code=status.HTTP_204_NO_CONTENT)

@@ -7,8 +7,13 @@ import uuid
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from armillary.contracts.events import MembershipChanged, ProjectDeleted
-from armillary.contracts.identity import PlatformRole, ProjectAccessInfo, ProjectRole
+from armillary.contracts.events import MembershipChanged, ProjectChanged, ProjectDeleted
+from armillary.contracts.identity import (
+    PlatformRole,
+    ProjectAccessInfo,
+    ProjectFields,
+    ProjectRole,
+)
 from armillary.kit import audit
 from armillary.kit.authz import Principal, ProjectAccess
 from armillary.kit.errors import Conflict, NotFound, Unprocessable
@@ -48,7 +53,19 @@ async def access_for(session: AsyncSession, user: User, ref: str) -> ProjectAcce
         if member is None:
             return None
         role = effective_role(platform_role, ProjectRole(member.role))
-    return ProjectAccessInfo(project_id=project.id, project_slug=project.slug, role=role)
+    return ProjectAccessInfo(
+        project_id=project.id, project_slug=project.slug, role=role, project=fields_of(project)
+    )
+
+
+def fields_of(project: Project) -> ProjectFields:
+    return ProjectFields(
+        name=project.name,
+        description=project.description,
+        created_by=project.created_by,
+        created_at=project.created_at,
+        updated_at=project.updated_at,
+    )
 
 
 async def create(session: AsyncSession, caller: Principal, data: ProjectCreate) -> Project:
@@ -99,6 +116,12 @@ async def update(session: AsyncSession, access: ProjectAccess, data: ProjectUpda
         resource_id=project.id,
         details={"fields": sorted(changes)},
         service=SERVICE,
+    )
+    # Cached access answers carry the project's fields: every process drops its own.
+    publish(
+        session,
+        ProjectChanged.TYPE,
+        ProjectChanged(project_id=project.id, project_slug=project.slug),
     )
     return project
 
