@@ -11,6 +11,9 @@ warning) on a free loopback port:
   and two Armillary variants that switch one layer, to price it directly (c=32 only):
   armillary+accesslog   log level INFO (the JSON access log, written to a file)
   armillary-ratelimit   rate limiting disabled
+  and the other two shapes (bench/auth_get/shapes.py; --no-shapes skips them):
+  identity-service      the identity service's own process on the same PostgreSQL and Redis
+  armillary-sqlite      the embedded platform on SQLite, no Redis (its own seed)
 
 Each server gets a pre-flight (every response 200 with the expected JSON, 401 without a
 token where auth applies), a warm-up, then ``wrk --latency`` at concurrency 1 and 32. The wrk
@@ -39,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
+import shapes
 from common import (
     BENCH_DIR,
     PG_BENCH_DSN,
@@ -305,6 +309,25 @@ def measure(
     return [wrk(server, seed, c, duration) for c in levels]
 
 
+def measure_other_shapes(
+    config: BenchConfig, seed: Seed, duration: int, warmup: int
+) -> list[WrkResult]:
+    """The identity service's own process on the seeded PostgreSQL database, then the
+    embedded platform on SQLite (seeded through its own API)."""
+    results: list[WrkResult] = []
+    with Server("identity-service", shapes.IDENTITY_TARGET, shapes.identity_env(config)) as server:
+        preflight(server, seed, auth=True, expected=seed.body)
+        results += measure(server, seed, duration, warmup)
+    env = shapes.sqlite_env(config)
+    shapes.migrate_sqlite(config, env)
+    with Server("armillary-sqlite", ["armillary.app:create_app", "--factory"], env) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            own = seed_sync(client, config)
+        preflight(server, own, auth=True, expected=own.body)
+        results += measure(server, own, duration, warmup)
+    return results
+
+
 # --- report --------------------------------------------------------------------------------
 
 
@@ -369,7 +392,25 @@ def render(
             f"- p99 ≤ {TARGET_P99_MS:.0f} ms at c=32: **{a32.p99_ms:.1f} ms — "
             f"{'met' if a32.p99_ms <= TARGET_P99_MS else 'NOT met'}**",
         ]
-    variants = [r for r in results if r.server.startswith("armillary") and r.server != "armillary"]
+    shape_rows = [
+        (r, _pick(results, "floor2", r.concurrency))
+        for r in results
+        if r.server in ("identity-service", "armillary-sqlite")
+    ]
+    if shape_rows:
+        lines += [
+            "",
+            "Each shape against the raw-asyncpg floor (requests/s ratio):",
+            "",
+            "| shape | concurrency | requests/s | / floor2 | p99 (ms) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.server} | {r.concurrency} | {r.rps:,.0f} | {r.rps / f2.rps:.2f} | {r.p99_ms:.2f} |"
+            for r, f2 in shape_rows
+            if f2 is not None
+        ]
+    variants = [r for r in results if r.server in ("armillary+accesslog", "armillary-ratelimit")]
     if variants:
         lines += [
             "",
@@ -404,6 +445,11 @@ def main() -> None:
         "--no-variants", action="store_true", help="skip the one-layer-off variants"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the in-process profile")
+    parser.add_argument(
+        "--no-shapes",
+        action="store_true",
+        help="skip the SQLite embedded shape and the identity service's own process",
+    )
     parser.add_argument("--profile-requests", type=int, default=2500)
     args = parser.parse_args()
 
@@ -427,6 +473,9 @@ def main() -> None:
                 seed = seed_sync(client, config)
             preflight(server, seed, auth=True, expected=seed.body)
             results += measure(server, seed, args.duration, args.warmup)
+
+        if not args.no_shapes:
+            results += measure_other_shapes(config, seed, args.duration, args.warmup)
 
         floors = ["--app-dir", str(BENCH_DIR)]
         floor_env = {

@@ -29,7 +29,8 @@ async def _read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
         yield connection
 
 
-def _runtime(request: Request) -> Runtime:
+async def _runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain def dependency on a thread (~0.15 ms on a hot path).
     runtime: Runtime = request.app.state.runtime
     return runtime
 

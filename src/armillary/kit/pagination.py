@@ -43,7 +43,7 @@ class PageParams(BaseModel):
     offset: int
 
 
-def _page_params(
+async def _page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_PARAM_INT, description="Items to skip")] = 0,
 ) -> PageParams:

@@ -70,5 +70,5 @@ def tracking_of(runtime: Runtime) -> Tracking:
     return component
 
 
-def current_tracking(request: Request) -> Tracking:
+async def current_tracking(request: Request) -> Tracking:
     return tracking_of(request.app.state.runtime)

@@ -22,7 +22,7 @@ Reader = Annotated[ProjectAccess, Depends(project_permission("workflow:read"))]
 Writer = Annotated[ProjectAccess, Depends(project_permission("workflow:write"))]
 
 
-def _alerts(request: Request) -> Alerts:
+async def _alerts(request: Request) -> Alerts:
     return alerts_of(request.app.state.runtime)
 
 
