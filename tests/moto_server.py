@@ -6,7 +6,6 @@ Registered from ``tests/conftest.py`` so every test directory (storage, data, ..
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,16 +16,11 @@ import boto3
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 ACCESS_KEY = "testing-access-key"
 SECRET_KEY = "testing-secret-key"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    """A currently unused TCP port on the loopback interface."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

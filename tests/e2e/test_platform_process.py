@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.ports import free_port as _free_port
 
 CLI = [sys.executable, "-c", "from armillary.cli.main import app; app()"]
 ADMIN_EMAIL = "root@example.com"
 STARTUP_TIMEOUT = 90.0
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(home: Path, port: int, **extra: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ from armillary.app import create_app
 from armillary.migrations.runner import upgrade
 from tests.conftest import REDIS_URL, _started, make_settings
 from tests.faults.private_services import PrivatePostgres, private_postgres
-from tests.integration.workflows.engine import Engine, Steps, client, engine_env, free_port, serve
+from tests.integration.workflows.engine import Engine, Steps, client, engine_env, serve
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from tests.conftest import (
     auth,
     make_settings,
 )
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 SERVICES = ("identity", "data", "workflows", "registry", "serving")
 NOOP = {"name": "nightly", "tasks": [{"name": "fit", "type": "noop"}]}

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 _BIN = Path("/usr/lib/rabbitmq/bin")
 

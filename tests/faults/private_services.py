@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 
 def _pg_bin() -> Path:

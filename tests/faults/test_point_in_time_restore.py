@@ -60,8 +60,8 @@ from tests.integration.storage.test_backup_drill import (  # noqa: F401 - hook i
     hook,
     platform,
 )
-from tests.integration.workflows.engine import free_port
 from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY
+from tests.ports import free_port
 
 STANZA = "armillary"
 

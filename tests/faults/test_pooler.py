@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from armillary.kit.db import Database
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -34,7 +34,8 @@ from armillary.kit.settings import Settings
 from tests.conftest import Api, _started, auth
 from tests.faults.event_nodes import PING, Node, Ping, unpublished_is, until
 from tests.faults.private_rabbitmq import PrivateRabbit, private_rabbitmq
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 
 EVENTS = 1_000
 # CI holds the broker down this long; `make soak` sets 60.

@@ -44,7 +44,7 @@ from armillary.workflows.scheduling.signals import asyncpg_dsn
 from tests.conftest import make_settings
 from tests.faults.private_rabbitmq import private_rabbitmq
 from tests.faults.private_services import PrivatePostgres, private_postgres
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 # OpenSSL's and rustls's (the object store client's) words for a certificate that does not
 # name the host asked for.

@@ -4,23 +4,17 @@ and signed-link downloads are attachments."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
 from tests.conftest import Api, auth, make_settings
+from tests.ports import free_port
 
 from armillary.kit.db import utcnow
 from armillary.kit.metrics import serve_metrics
 from armillary.kit.storage import LocalObjectStore, job_artifact_key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_the_public_port_serves_no_metrics(api: Api) -> None:

@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.text import Text
 from sqlalchemy import select, update
 from tests.conftest import Api, auth
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 from typer.testing import CliRunner, Result
 
 from armillary.cli import jobs as jobs_cli

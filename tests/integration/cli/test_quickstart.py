@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.ports import free_port as _free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,6 @@ ADMIN_EMAIL = "root@example.com"
 ADMIN_PASSWORD = "quickstart-admin-password-0123"
 STARTUP_TIMEOUT = 120.0
 RUN_TIMEOUT = 900.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(home: Path, port: int) -> dict[str, str]:

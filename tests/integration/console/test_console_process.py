@@ -14,7 +14,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from tests.conftest import Api, auth, make_settings
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 
 from armillary.console.process import create_console_app
 from armillary.console.session import SESSION_COOKIE

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 
 from armillary.gateway.runner import envoy_command, write_config
 from armillary.gateway.settings import UPSTREAMS, GatewaySettings

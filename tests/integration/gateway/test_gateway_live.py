@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from tests.conftest import Api, auth
 from tests.integration.gateway.support import Gateway, gateway_for, upstream_requests
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 from tests.security.test_tokens import ed25519_token, forge_for
 
 pytestmark = pytest.mark.asyncio

@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from structlog.testing import capture_logs
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, Api, auth, client_for, make_settings
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 from armillary.app import create_app
 from armillary.kit.db import Database

@@ -30,7 +30,7 @@ from tests.integration.services.test_up_distributed import (  # noqa: F401 - fix
     wait_for,
 )
 from tests.integration.serving.predict_support import SIGNATURE, features, instances, model_bytes
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 # A task that calls the API as its job, then fails (so the job's failure event goes over
 # RabbitMQ to the alerts consumer).

@@ -27,7 +27,7 @@ from tests.deploy.test_alert_rules import referenced_metrics
 from tests.deploy.test_dashboards import dashboard_metrics
 from tests.faults.distributed_layout import Layout, launch
 from tests.integration.services.test_up_distributed import _clean_database, rabbitmqctl
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 SUFFIX_TYPES = {
     "_bucket": {"histogram", "gaugehistogram"},

@@ -39,7 +39,7 @@ from tests.conftest import (
     make_settings,
 )
 from tests.integration.registry.models_for_tests import skops_bytes
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 from armillary.identity.client import IdentityClient
 from armillary.kit.errors import ServiceUnavailable

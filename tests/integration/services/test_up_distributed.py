@@ -22,39 +22,11 @@ import httpx
 import pytest
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, REDIS_URL, TEST_SECRET
 from tests.integration.services.test_serve_processes import _clean_database
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port, free_port_range
 
 SERVICES = ("identity", "data", "workflows", "registry", "serving", "tracking")
 # Processes with a /metrics listener of their own, from ARMILLARY_METRICS_PORT on, in order.
 METRICS_PROCESSES = (*SERVICES, "scheduler", "worker-1", "console")
-
-
-def free_port_range(count: int) -> int:
-    """The first of ``count`` consecutive ports that are free now, below the kernel's
-    ephemeral range: the processes bind them only after a slow start, and a port in the
-    ephemeral range may be taken meanwhile by any outgoing connection on the machine (it
-    happened in a clean-clone run: `metrics.listener_failed`, Address already in use)."""
-    import random
-    import socket
-
-    low = _ephemeral_low()
-    for _ in range(200):
-        first = random.randrange(20_000, low - count)
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise AssertionError("no free port range")
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768
 
 
 SPEC = {"name": "nightly", "tasks": [{"name": "fit", "type": "noop"}]}

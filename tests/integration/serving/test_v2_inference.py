@@ -22,7 +22,8 @@ from tests.integration.serving.predict_support import (  # noqa: F401 - fixtures
     truth,
 )
 from tests.integration.serving.support import assert_problem
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 
 ONE = [{"name": "champion", "alias": "champion", "weight": 1}]
 

@@ -26,11 +26,11 @@ from tests.integration.workflows.engine import (
     Steps,
     client,
     engine_env,
-    free_port,
     serve,
     tasks_by_name,
 )
 from tests.integration.workflows.test_pipelines import upload
+from tests.ports import free_port
 
 from armillary.app import create_app
 from armillary.contracts.tasks import TaskContext

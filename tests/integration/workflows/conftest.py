@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from tests.conftest import _started
-from tests.integration.workflows.engine import Engine, Steps, client, engine_env, free_port, serve
+from tests.integration.workflows.engine import Engine, Steps, client, engine_env, serve
+from tests.ports import free_port
 
 from armillary.app import create_app
 from armillary.kit.settings import Settings

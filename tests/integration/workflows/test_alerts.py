@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 import uuid
@@ -33,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 from tests.conftest import Api, auth, client_for, make_settings
+from tests.ports import free_port
 
 from armillary.app import create_app
 from armillary.contracts.events import AuditEntry, QualityGateFailed, TaskRunStatusChanged
@@ -108,12 +108,6 @@ class Inbox:
     async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

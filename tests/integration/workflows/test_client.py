@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from tests.conftest import Api, auth
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 
 from armillary.kit.errors import ServiceUnavailable, Unauthorized
 from armillary.workflows.app import create_internal_app

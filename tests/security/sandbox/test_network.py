@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, StreamingResponse
-from tests.integration.workflows.engine import free_port, serve
+from tests.integration.workflows.engine import serve
+from tests.ports import free_port
 from tests.security.sandbox.conftest import Log, python
 
 from armillary.workflows.execution.local import LocalExecutor

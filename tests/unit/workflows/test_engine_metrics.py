@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import urllib.request
 
-from tests.integration.workflows.engine import free_port
+from tests.ports import free_port
 
 from armillary.engine import serve_engine_metrics
 from armillary.workflows.settings import WorkflowSettings
