@@ -27,9 +27,7 @@ def _routers() -> list[APIRouter]:
     async def item(project: str, item: str) -> dict[str, str]:
         return {"item": item}
 
-    hot = APIRouter(
-        prefix="/api/v1/projects/{project}/deployments", dependencies=[Depends(_guard)]
-    )
+    hot = APIRouter(prefix="/api/v1/projects/{project}/deployments", dependencies=[Depends(_guard)])
 
     @hot.post("/{deployment}/predict", name="deployments.predict")
     async def predict(project: str, deployment: str, request: Request) -> dict[str, str]:
