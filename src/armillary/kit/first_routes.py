@@ -35,7 +35,7 @@ def match_first(app: FastAPI, routers: Iterable[APIRouter], names: Iterable[str]
         app.router.add_api_route(
             original.path,
             original.endpoint,
-            methods=sorted(original.methods),
+            methods=sorted(original.methods or ()),
             name=original.name,
             dependencies=original.dependencies,
             response_class=original.response_class,
@@ -52,7 +52,7 @@ def _check_unambiguous(hot: APIRoute, routes: list[APIRoute]) -> None:
         **{name: f"sample-{name}" for name in hot.param_convertors}
     )
     for other in routes:
-        if other is hot or not (other.methods & hot.methods):
+        if other is hot or not ((other.methods or set()) & (hot.methods or set())):
             continue
         if other.path_regex.match(sample):
             raise AmbiguousHotRoute(f"{other.path} also matches {hot.path}")
