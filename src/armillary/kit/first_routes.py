@@ -4,7 +4,9 @@ FastAPI matches a request by asking every included router in turn, each walking 
 routes' regular expressions. For predict, the request a deployment serves thousands of times a
 second, that walk was 12 % of the serving process's samples (py-spy, wrk c=1). A hot route gets
 a copy at the front of the application's routes: the same path, endpoint, dependencies and
-name, so authentication, errors, metrics labels and audit action are those of the original.
+name, so authentication, errors, metrics labels and audit action are those of the original;
+its handler skips FastAPI's general request handling when the route needs none of it
+(:mod:`.lean_handler`).
 The copy is left out of the OpenAPI document; the original stays where it was and documents
 the operation. A hot route's path must be one no other route matches (checked here), so that
 matching it first cannot take a request from another route.
@@ -17,6 +19,8 @@ from collections.abc import Iterable
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import compile_path
+
+from armillary.kit.lean_handler import HotRoute
 
 
 class AmbiguousHotRoute(ValueError):
@@ -40,6 +44,7 @@ def match_first(app: FastAPI, routers: Iterable[APIRouter], names: Iterable[str]
             dependencies=original.dependencies,
             response_class=original.response_class,
             include_in_schema=False,
+            route_class_override=HotRoute,
         )
         copy = app.router.routes.pop()
         app.router.routes.insert(0, copy)
