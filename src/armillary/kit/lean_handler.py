@@ -50,10 +50,13 @@ def lean_handler(route: APIRoute) -> Handler | None:
     for dependency in endpoint.dependencies:
         if dependency.dependencies or not _takes_request_only(dependency, path_params_ok=False):
             return None
-        assert dependency.call is not None and dependency.request_param_name is not None  # noqa: S101
-        guards.append((dependency.call, dependency.request_param_name))
+        guard, name = dependency.call, dependency.request_param_name
+        if guard is None or name is None:  # ruled out above; spelled out for the types
+            return None
+        guards.append((guard, name))
     call, request_name = route.endpoint, endpoint.request_param_name
-    assert request_name is not None  # noqa: S101 - checked by _takes_request_only
+    if request_name is None:
+        return None
     names = [field.name for field in endpoint.path_params]
 
     async def handle(request: Request) -> Response:
