@@ -194,4 +194,5 @@ def create_service_app(
         title=f"Armillary {service}",
         routers=routers_of(service),
         middleware=[Middleware(ServiceCallGuard, verifier=guard)],
+        hot_routes=getattr(service_app(service), "HOT_ROUTES", ()),
     )

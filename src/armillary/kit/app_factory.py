@@ -12,6 +12,7 @@ from starlette.types import Scope
 
 from armillary.kit import health, tracing
 from armillary.kit.audit import AuditFallbackMiddleware
+from armillary.kit.first_routes import match_first
 from armillary.kit.metrics import SERVICES, MetricsMiddleware
 from armillary.kit.problems import install_error_handlers, install_openapi
 from armillary.kit.ratelimit import RateLimitMiddleware
@@ -52,10 +53,12 @@ def build_app(
     description: str = "",
     version: str = "0.1.0",
     middleware: Iterable[Middleware] = (),
+    hot_routes: Iterable[str] = (),
 ) -> FastAPI:
     """An app serving ``routers`` on ``runtime``. ``edge`` adds the client-facing layers (rate
     limits); ``manage_runtime`` makes the app's lifespan start and stop the runtime;
-    ``middleware`` goes innermost (its domain errors are rendered as problems)."""
+    ``middleware`` goes innermost (its domain errors are rendered as problems);
+    ``hot_routes`` (route names) are matched before all others (:mod:`.first_routes`)."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -94,8 +97,10 @@ def build_app(
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(health.router)
+    routers = list(routers)
     for router in routers:
         app.include_router(router)
+    match_first(app, routers, hot_routes)
     install_openapi(app, public_paths=PUBLIC_PATHS)
     tracing.instrument_app(app)
     return app

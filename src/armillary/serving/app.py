@@ -22,6 +22,8 @@ ROUTERS: list[APIRouter] = [
     *PREDICT_ROUTERS,
     service_status_router("serving"),
 ]
+# Matched before the walk over every router's routes (kit.first_routes, ADR 0045).
+HOT_ROUTES = ("deployments.predict", "v2.infer")
 
 
 def install(
@@ -51,6 +53,7 @@ def create_internal_app(runtime: Runtime) -> FastAPI:
         runtime,
         title="Armillary serving (internal)",
         routers=ROUTERS,
+        hot_routes=HOT_ROUTES,
         edge=False,
         manage_runtime=False,
     )

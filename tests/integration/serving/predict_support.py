@@ -116,7 +116,13 @@ def wire(
         *serving_app.ROUTERS,
     ]
     routers += [r for r in predict_api.ROUTERS if r not in routers]
-    return build_app(runtime, title="Armillary (predict tests)", routers=routers)
+    # Predict is matched first, as in the platform's app: these tests run the lean path.
+    return build_app(
+        runtime,
+        title="Armillary (predict tests)",
+        routers=routers,
+        hot_routes=serving_app.HOT_ROUTES,
+    )
 
 
 def serving_settings(cache_dir: Path, **overrides: Any) -> ServingSettings:

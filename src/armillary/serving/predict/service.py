@@ -139,6 +139,7 @@ class Predictor:
                 inline_max_rows=(
                     self.settings.inline_onnx_max_rows if model.format == "onnx" else 0
                 ),
+                inline_max_ms=self.settings.inline_onnx_max_ms,
             )
             self._batchers[model.key] = batcher
             while len(self._batchers) > 2 * self.batching.max_models:

@@ -22,8 +22,10 @@ class PredictSettings(BaseSettings):
     # Shadow calls running at once; past this a shadow copy is skipped (and counted).
     max_shadow_in_flight: int = Field(default=256, ge=1)
     # ONNX batches up to this many rows run on the event loop (a thread hop costs more than a
-    # small ONNX call); 0 sends every batch to a thread.
-    inline_onnx_max_rows: int = Field(default=0, ge=0, le=1024)
+    # small ONNX call) while the model's batches that small are measured to take at most
+    # `inline_onnx_max_ms` of CPU; 0 rows sends every batch to a thread.
+    inline_onnx_max_rows: int = Field(default=16, ge=0, le=1024)
+    inline_onnx_max_ms: float = Field(default=0.25, ge=0, le=10)
     # Auto-rollback is evaluated at most once per this many seconds per deployment.
     rollback_debounce_seconds: float = Field(default=30.0, ge=0)
     # Significance level of the analysis report (the policy brings its own for rollbacks).

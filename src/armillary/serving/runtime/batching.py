@@ -10,6 +10,7 @@ and the window then closes when the running batch finishes, if that comes first.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
         flush_when_idle: bool = False,
         inline_max_rows: int = 0,
+        inline_max_ms: float | None = None,
     ) -> None:
         if max_batch_rows < 1:
             raise ValueError("max_batch_rows must be at least 1")
@@ -48,8 +50,12 @@ class MicroBatcher:
         self.on_batch = on_batch
         self.flush_when_idle = flush_when_idle
         # Batches this small run on the event loop: a thread hop costs more than a tiny
-        # ONNX call. Only for models that are known to be that fast.
+        # ONNX call. With ``inline_max_ms``, only while this model's small batches are
+        # measured to take no longer (CPU time of the calling thread, so that waiting for
+        # the GIL does not count): a slow model never blocks the loop for long.
         self.inline_max_rows = inline_max_rows
+        self.inline_max_seconds = None if inline_max_ms is None else inline_max_ms / 1000
+        self._small_cost: float | None = None  # moving average, seconds
         self._pending: list[_Waiter] = []
         self._pending_rows = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -76,9 +82,22 @@ class MicroBatcher:
     async def _run_alone(self, rows: np.ndarray[Any, Any]) -> Prediction:
         if self.on_batch is not None:
             self.on_batch(rows.shape[0])
-        if rows.shape[0] <= self.inline_max_rows:
+        if rows.shape[0] > self.inline_max_rows:
+            return await asyncio.to_thread(self.model.predict, rows)
+        if self.inline_max_seconds is None:
             return self.model.predict(rows)
-        return await asyncio.to_thread(self.model.predict, rows)
+        if self._small_cost is not None and self._small_cost <= self.inline_max_seconds:
+            return self._measured(rows)
+        return await asyncio.to_thread(self._measured, rows)
+
+    def _measured(self, rows: np.ndarray[Any, Any]) -> Prediction:
+        started = time.thread_time()
+        try:
+            return self.model.predict(rows)
+        finally:
+            took = time.thread_time() - started
+            cost = self._small_cost
+            self._small_cost = took if cost is None else 0.8 * cost + 0.2 * took
 
     def _flush(self) -> None:
         if self._timer is not None:

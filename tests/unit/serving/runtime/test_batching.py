@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -180,3 +181,40 @@ async def test_tiny_batches_can_run_inline(counting: Counting, iris_rf: Trained)
     await batcher.predict(iris_rf.x[:2])
     assert seen[0] == thread
     assert seen[1] != thread
+
+
+async def test_a_model_measured_fast_runs_inline_and_a_slow_one_stays_on_a_thread(
+    counting: Counting, iris_rf: Trained
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    original = counting.predict
+    spin_seconds = 0.0
+
+    def predict(rows: np.ndarray[Any, Any]) -> Prediction:
+        seen.append(threading.get_ident())
+        deadline = time.thread_time() + spin_seconds
+        while time.thread_time() < deadline:  # CPU, as a slow model's call would use
+            pass
+        return original(rows)
+
+    counting.predict = predict  # type: ignore[method-assign]
+    fast = MicroBatcher(
+        counting, max_batch_rows=64, max_wait_ms=0, inline_max_rows=4, inline_max_ms=5.0
+    )
+    for _ in range(3):
+        await fast.predict(iris_rf.x[:1])
+    await fast.predict(iris_rf.x[:8])  # over inline_max_rows: a thread whatever its cost
+    # Unmeasured, the first call goes to a thread; measured fast, the next ones run inline.
+    assert seen[0] != loop_thread
+    assert seen[1:3] == [loop_thread, loop_thread]
+    assert seen[3] != loop_thread
+
+    seen.clear()
+    spin_seconds = 0.003
+    slow = MicroBatcher(
+        counting, max_batch_rows=64, max_wait_ms=0, inline_max_rows=4, inline_max_ms=1.0
+    )
+    for _ in range(3):
+        await slow.predict(iris_rf.x[:1])
+    assert loop_thread not in seen
