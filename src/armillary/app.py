@@ -127,7 +127,7 @@ def create_app(
             *serving_app.ROUTERS,
             *tracking_app.ROUTERS,
         ],
-        hot_routes=serving_app.HOT_ROUTES,
+        hot_routes=(*identity_app.HOT_ROUTES, *serving_app.HOT_ROUTES),
     )
     # The web console, a client of the API above like the CLI (ADR 0038).
     console.install(app, limiter=runtime.limiter)

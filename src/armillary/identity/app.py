@@ -36,6 +36,9 @@ ROUTERS: list[APIRouter] = [
     audit_router,
     service_status_router("identity"),
 ]
+# Matched before the walk over every router's routes (kit.first_routes, ADR 0045): the
+# project page is the authenticated read every client makes most.
+HOT_ROUTES = ("projects.get",)
 # Routes only other services call (e.g. minting job tokens): the internal app alone serves them.
 INTERNAL_ROUTERS: list[APIRouter] = [internal_router]
 
@@ -98,6 +101,7 @@ def create_internal_app(runtime: Runtime) -> FastAPI:
         runtime,
         title="Armillary identity (internal)",
         routers=[*ROUTERS, *INTERNAL_ROUTERS],
+        hot_routes=HOT_ROUTES,
         edge=False,
         manage_runtime=False,
     )
