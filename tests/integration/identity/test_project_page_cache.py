@@ -117,3 +117,13 @@ async def test_another_process_reads_the_change_at_once(
         assert patched.status_code == 200, patched.text
         after = await other.get(page, headers=auth(scientist["token"]))
         assert after.json()["name"] == "Changed Elsewhere"
+
+
+def test_the_project_page_is_matched_before_the_router_walk(app: FastAPI) -> None:
+    """A hot route (ADR 0045): its copy comes before every router's routes, hidden from the
+    OpenAPI document, which documents the original once."""
+    hot = [r for r in app.router.routes[:4] if getattr(r, "name", None) == "projects.get"]
+    assert len(hot) == 1
+    assert getattr(hot[0], "include_in_schema", True) is False
+    documented = app.openapi()["paths"]["/api/v1/projects/{project}"]
+    assert documented["get"]["operationId"]
