@@ -61,12 +61,15 @@ class RouteNamedServerSpan:
         # Named when the response starts: the router has chosen by then, and the
         # instrumentation ends the span as the last body part is sent.
         named = False
+        # For the fallback: routing changes the scope (a mount's root_path), and the
+        # instrumentation's matching expects it as it came in.
+        arrived = dict(scope)
 
         async def send_named(message: Message) -> None:
             nonlocal named
             if message["type"] == "http.response.start" and not named:
                 named = True
-                self._name(span, scope)
+                self._name(span, scope, arrived)
             await send(message)
 
         try:
@@ -74,15 +77,15 @@ class RouteNamedServerSpan:
         finally:
             # No response sent (the client went away, an error no middleware answered).
             if not named and span.is_recording():
-                self._name(span, scope)
+                self._name(span, scope, arrived)
 
-    def _name(self, span: trace.Span, scope: Scope) -> None:
+    def _name(self, span: trace.Span, scope: Scope, arrived: Scope) -> None:
         route = self.template(scope)
         if route is not None:
             span.update_name(f"{_span_method(scope)} {route}")
             span.set_attribute(HTTP_ROUTE, route)
             return
-        name, attributes = self.match_routes(scope)
+        name, attributes = self.match_routes(arrived)
         span.update_name(name)
         span.set_attributes(attributes)
 

@@ -37,6 +37,7 @@ PATHS = [
     ("GET", "/healthz", 200),
     ("GET", "/nowhere", 404),
     ("DELETE", "/api/v1/projects/p1", 405),
+    ("GET", "/mounted/items/1", 200),
 ]
 
 
@@ -63,6 +64,13 @@ def app_and_spans(shortcut: bool) -> tuple[FastAPI, InMemorySpanExporter, list[i
         return {}
 
     app.include_router(router)
+    mounted = FastAPI()
+
+    @mounted.get("/items/{item}")
+    async def item(item: str) -> dict[str, str]:
+        return {}
+
+    app.mount("/mounted", mounted)
     FastAPIInstrumentor.instrument_app(app, tracer_provider=sdk, exclude_spans=["receive", "send"])
     matched: list[int] = []
     build = app.build_middleware_stack
@@ -110,8 +118,9 @@ def test_server_spans_are_named_as_the_instrumentation_names_them() -> None:
         "POST /api/v1/projects/{project}/deployments/{deployment}/predict",
         "/api/v1/projects/{project}/deployments/{deployment}/predict",
     )
-    # The instrumentation matched routes only where the router found no route: the 404.
-    assert len(matched) == 1
+    # The instrumentation matched routes only where the router chose none of the app's own
+    # routes: the 404 and the mounted app's route.
+    assert len(matched) == 2
 
 
 @pytest.fixture
