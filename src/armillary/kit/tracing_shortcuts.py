@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.util.http import sanitize_method
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from armillary.kit.tracing_sampling import unsampled_parent
@@ -115,8 +116,6 @@ class RouteNamedServerSpan:
 
 def _span_method(scope: Scope) -> str:
     """The method as the instrumentation puts it in the span name (unknown ones: HTTP)."""
-    from opentelemetry.util.http import sanitize_method
-
     method = sanitize_method(str(scope.get("method", "")).strip())
     return "HTTP" if method == "_OTHER" else method
 

@@ -207,3 +207,11 @@ def test_the_credential_precheck_never_skips_a_match(value: str) -> None:
         assert _may_hold_credential(value)
     if not _may_hold_credential(value):
         assert _SECRET_VALUE.sub(r"\1 [redacted]", value) == value
+
+
+def test_fastapi_native_telemetry_is_off_in_our_apps() -> None:
+    """Server spans are the instrumentation's; FastAPI's own telemetry would only look for
+    it on every request and stand aside."""
+    from armillary.kit.app_factory import FASTAPI_TELEMETRY_OFF
+
+    assert not FastAPI(telemetry=FASTAPI_TELEMETRY_OFF)._native_telemetry.enabled()
