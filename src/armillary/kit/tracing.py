@@ -207,9 +207,15 @@ def span(
     background loop), of ``parent`` (a traceparent)."""
     if _tracer is None:
         return _NULL
+    current = trace.get_current_span()
+    current_context = current.get_span_context()
     context = None
-    if parent and not trace.get_current_span().get_span_context().is_valid:
-        context = _PROPAGATOR.extract({"traceparent": parent})
+    if not current_context.is_valid:
+        if parent:
+            context = _PROPAGATOR.extract({"traceparent": parent})
+    elif _root_ratio is not None and not current_context.trace_flags.sampled:
+        # What the client tracer hands back under an unsampled parent, without the calls.
+        return nullcontext(current)
     return _tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
 
 

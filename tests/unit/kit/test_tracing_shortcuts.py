@@ -215,3 +215,23 @@ def test_fastapi_native_telemetry_is_off_in_our_apps() -> None:
     from armillary.kit.app_factory import FASTAPI_TELEMETRY_OFF
 
     assert not FastAPI(telemetry=FASTAPI_TELEMETRY_OFF)._native_telemetry.enabled()
+
+
+def test_a_block_span_under_an_unsampled_parent_is_the_parent(
+    monkeypatch: pytest.MonkeyPatch, sdk: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    provider, exporter = sdk
+    monkeypatch.setattr(tracing, "_root_ratio", 1.0)
+    monkeypatch.setattr(
+        tracing, "_tracer", SampledParentTracerProvider(provider).get_tracer("armillary")
+    )
+    for flags in (0, 1):
+        token = under(flags)
+        try:
+            with tracing.span(f"block {flags}") as inside:
+                assert inside.get_span_context().trace_id == 1
+                assert inside.is_recording() == bool(flags)
+                assert trace.get_current_span() is inside
+        finally:
+            otel_context.detach(token)
+    assert [s.name for s in exporter.get_finished_spans()] == ["block 1"]
