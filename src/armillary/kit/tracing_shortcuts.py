@@ -81,7 +81,7 @@ class RouteNamedServerSpan:
                 self._name(span, scope, arrived)
 
     def _name(self, span: trace.Span, scope: Scope, arrived: Scope) -> None:
-        route = self.template(scope)
+        route = self.template(scope, arrived)
         if route is not None:
             span.update_name(f"{_span_method(scope)} {route}")
             span.set_attribute(HTTP_ROUTE, route)
@@ -90,28 +90,30 @@ class RouteNamedServerSpan:
         span.update_name(name)
         span.set_attributes(attributes)
 
-    def template(self, scope: Scope) -> str | None:
+    def template(self, scope: Scope, arrived: Scope) -> str | None:
         """The full path template of the route the router chose, if it is one of the app's
         own (None: no route, or one this map does not know)."""
         chosen = scope.get("route")
-        if chosen is None or "app" not in scope:
+        # The app as the request arrived: a mounted app puts itself in the scope.
+        if chosen is None or "app" not in arrived:
             return None
         templates = self._templates
         if templates is None:
-            templates = self._templates = self._build(scope["app"])
+            templates = self._templates = self._build(arrived["app"])
         return templates.get(id(chosen))
 
     def _build(self, app: Any) -> dict[int, str]:
         from opentelemetry.instrumentation.fastapi import _flatten_routes
 
-        by_id: dict[int, str] = {}
+        paths: dict[int, set[str]] = {}
         for context in _flatten_routes(app.routes):
             route = getattr(context, "original_route", context)
             path = getattr(context, "path", None)
-            if isinstance(path, str) and id(route) not in by_id:
-                by_id[id(route)] = path
+            if isinstance(path, str):
+                paths.setdefault(id(route), set()).add(path)
                 self._routes.append(route)
-        return by_id
+        # A route included under two prefixes has two templates: leave it to the fallback.
+        return {key: next(iter(found)) for key, found in paths.items() if len(found) == 1}
 
 
 def _span_method(scope: Scope) -> str:

@@ -32,12 +32,15 @@ from armillary.kit.tracing_sampling import EdgeRatio, SampledParentTracerProvide
 from armillary.kit.tracing_shortcuts import gate_instrumented, name_server_spans_by_route
 
 PATHS = [
+    # First, so that the route map is built while a mounted app is in the scope.
+    ("GET", "/mounted/items/1", 200),
     ("POST", "/api/v1/projects/p1/deployments/d1/predict", 200),
     ("GET", "/api/v1/projects/p1", 200),
     ("GET", "/healthz", 200),
     ("GET", "/nowhere", 404),
     ("DELETE", "/api/v1/projects/p1", 405),
-    ("GET", "/mounted/items/1", 200),
+    ("GET", "/a/shared", 200),
+    ("GET", "/b/shared", 200),
 ]
 
 
@@ -64,6 +67,14 @@ def app_and_spans(shortcut: bool) -> tuple[FastAPI, InMemorySpanExporter, list[i
         return {}
 
     app.include_router(router)
+    twice = APIRouter()
+
+    @twice.get("/shared")
+    async def shared() -> dict[str, str]:
+        return {}
+
+    app.include_router(twice, prefix="/a")
+    app.include_router(twice, prefix="/b")
     mounted = FastAPI()
 
     @mounted.get("/items/{item}")
@@ -114,13 +125,14 @@ def test_server_spans_are_named_as_the_instrumentation_names_them() -> None:
         for s in after_spans.get_finished_spans()
     ]
     assert new == old
-    assert new[0] == (
+    assert new[1] == (
         "POST /api/v1/projects/{project}/deployments/{deployment}/predict",
         "/api/v1/projects/{project}/deployments/{deployment}/predict",
     )
-    # The instrumentation matched routes only where the router chose none of the app's own
-    # routes: the 404 and the mounted app's route.
-    assert len(matched) == 2
+    assert new[-2:] == [("GET /a/shared", "/a/shared"), ("GET /b/shared", "/b/shared")]
+    # The instrumentation matched routes only where the router's choice has no one template
+    # in the app: the mounted app's route, the 404, the route included twice.
+    assert len(matched) == 4
 
 
 @pytest.fixture
