@@ -204,11 +204,29 @@ def wrk(
     if done.returncode != 0 or non2xx is None or int(non2xx.group(1)) or "Non-2xx" in out:
         raise SystemExit(f"wrk {url} c={concurrency} failed:\n{out}\n{done.stderr}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if requests == 0:
+        raise NoResponse(f"wrk {url} c={concurrency}: no response in {duration} s")
     return {
         "cpu_us": (server.cpu_seconds() - cpu) / requests * 1e6,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),  # type: ignore[union-attr]
     }
+
+
+class NoResponse(SystemExit):
+    pass
+
+
+def warm_up(server: Server, path: str, script: str, env: dict[str, str]) -> None:
+    """A few seconds of load; again while nothing answers yet (a model's first load on a
+    loaded machine can outlast the first round)."""
+    for attempt in range(5):
+        try:
+            wrk(server, path, script, env, 32, 3)
+            return
+        except NoResponse:
+            if attempt == 4:
+                raise
 
 
 def main() -> None:
@@ -252,7 +270,7 @@ def main() -> None:
             # Warm-up: models loaded, caches filled, connections open, in both servers.
             for server in servers.values():
                 for path, script, env in cases.values():
-                    wrk(server, path, script, env, 32, 3)
+                    warm_up(server, path, script, env)
             receiver_cpu = receiver.cpu_seconds()
             samples: dict[str, dict[str, dict[int, list[dict[str, float]]]]] = {
                 case: {name: {1: [], 32: []} for name in servers} for case in cases
