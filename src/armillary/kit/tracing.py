@@ -153,10 +153,12 @@ def _trim_server_spans(app: Any, ratio: float | None) -> None:
 
     def build_middleware_stack() -> Any:
         stack = build_instrumented()
-        if isinstance(getattr(stack, "app", None), OpenTelemetryMiddleware):
-            name_server_spans_by_route(stack.app)
+        otel_middleware = getattr(stack, "app", None)
+        if isinstance(otel_middleware, OpenTelemetryMiddleware):
             if ratio is not None:
-                stack.app = SampledServerSpans(stack.app, ratio)
+                # First, so that unsampled requests go around the namer too.
+                stack.app = SampledServerSpans(otel_middleware, ratio)
+            name_server_spans_by_route(otel_middleware)
         return stack
 
     app.build_middleware_stack = build_middleware_stack

@@ -247,3 +247,19 @@ def test_a_block_span_under_an_unsampled_parent_is_the_parent(
         finally:
             otel_context.detach(token)
     assert [s.name for s in exporter.get_finished_spans()] == ["block 1"]
+
+
+def test_unsampled_requests_go_around_the_span_namer_too() -> None:
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    from armillary.kit.tracing_sampling import SampledServerSpans
+    from armillary.kit.tracing_shortcuts import RouteNamedServerSpan
+
+    app = FastAPI()
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=TracerProvider())
+    tracing._trim_server_spans(app, 0.1)
+    stack: Any = app.build_middleware_stack()
+    assert isinstance(stack.app, SampledServerSpans)
+    assert isinstance(stack.app.app, OpenTelemetryMiddleware)
+    assert isinstance(stack.app.app.app, RouteNamedServerSpan)
+    assert stack.app.untraced is stack.app.app.app.app  # the app the namer wraps
