@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware import Middleware
 from starlette.types import Scope
 
@@ -41,6 +42,17 @@ PUBLIC_PATHS = frozenset(
         "/v2/health/ready",
     }
 )
+
+# FastAPI's own (native) telemetry, off: server spans come from the OpenTelemetry FastAPI
+# instrumentation (kit.tracing.instrument_app), metrics from Prometheus (kit.metrics). Left
+# on, it looks for that instrumentation in the middleware stack on every request only to
+# stand aside (ADR 0046).
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def build_app(
@@ -93,6 +105,7 @@ def build_app(
         version=version,
         lifespan=lifespan,
         middleware=layers,
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     app.state.runtime = runtime
     install_error_handlers(app)

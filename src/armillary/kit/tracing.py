@@ -45,6 +45,8 @@ _NULL: AbstractContextManager[None] = nullcontext()
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Probes and scrapes: answered many times a minute, never interesting.
 EXCLUDED_URLS = "/healthz,/readyz,/v2/health/live,/v2/health/ready"
+# The SQLAlchemy instrumentation's pool events (see instrument_engine).
+_POOL_EVENTS = frozenset({"connect", "close", "checkin", "checkout"})
 
 
 def endpoint_configured(environ: Mapping[str, str] = os.environ) -> bool:
@@ -110,6 +112,10 @@ def setup(role: str) -> bool:
     _client_provider = provider if _root_ratio is None else SampledParentTracerProvider(provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=_client_provider)
     RedisInstrumentor().instrument(tracer_provider=_client_provider)
+    if _root_ratio is not None:
+        from armillary.kit.tracing_shortcuts import gate_redis
+
+        gate_redis()
     AioPikaInstrumentor().instrument(tracer_provider=_client_provider)
     atexit.register(provider.shutdown)
     _tracer = _client_provider.get_tracer("armillary")
@@ -130,24 +136,29 @@ def instrument_app(app: Any) -> None:
         http_capture_headers_server_request=[],
         http_capture_headers_server_response=[],
     )
-    if _root_ratio is not None:
-        _sample_before_server_spans(app, _root_ratio)
+    _trim_server_spans(app, _root_ratio)
 
 
-def _sample_before_server_spans(app: Any, ratio: float) -> None:
-    """Put :class:`~.tracing_sampling.SampledServerSpans` in front of the server-span
-    middleware the instrumentor builds into the app's stack (the outermost error
-    middleware's app)."""
+def _trim_server_spans(app: Any, ratio: float | None) -> None:
+    """In the server-span middleware the instrumentor builds into the app's stack (the
+    outermost error middleware's app): spans named from the router's choice
+    (:mod:`.tracing_shortcuts`) and, with a parent-based sampler,
+    :class:`~.tracing_sampling.SampledServerSpans` in front of it."""
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     from armillary.kit.tracing_sampling import SampledServerSpans
+    from armillary.kit.tracing_shortcuts import name_server_spans_by_route
 
     build_instrumented = app.build_middleware_stack
 
     def build_middleware_stack() -> Any:
         stack = build_instrumented()
-        if isinstance(getattr(stack, "app", None), OpenTelemetryMiddleware):
-            stack.app = SampledServerSpans(stack.app, ratio)
+        otel_middleware = getattr(stack, "app", None)
+        if isinstance(otel_middleware, OpenTelemetryMiddleware):
+            if ratio is not None:
+                # First, so that unsampled requests go around the namer too.
+                stack.app = SampledServerSpans(otel_middleware, ratio)
+            name_server_spans_by_route(otel_middleware)
         return stack
 
     app.build_middleware_stack = build_middleware_stack
@@ -159,22 +170,31 @@ def instrument_engine(engine: Any) -> None:
     if not _enabled or _client_provider is None:
         return
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-    from opentelemetry.metrics import get_meter
 
     from armillary.kit.tracing_sampling import unsampled_parent
 
     class StatementTracer(EngineTracer):
+        @classmethod
+        def _register_event_listener(
+            cls, target: Any, identifier: str, *rest: Any, **kw: Any
+        ) -> None:
+            # The pool listeners only feed an OpenTelemetry connection-usage counter, and
+            # there is no OpenTelemetry meter provider (metrics are Prometheus): skip them
+            # rather than run them on every checkout and checkin.
+            if identifier in _POOL_EVENTS:
+                return
+            super()._register_event_listener(target, identifier, *rest, **kw)  # type: ignore[no-untyped-call]
+
         def _before_cur_exec(self, conn: Any, cursor: Any, statement: Any, *rest: Any) -> Any:
             # Under an unsampled request, skip even the attributes it builds before the span.
             if _root_ratio is not None and unsampled_parent() is not None:
                 return statement, rest[0]
             return super()._before_cur_exec(conn, cursor, statement, *rest)  # type: ignore[no-untyped-call]
 
-    usage = get_meter("armillary").create_up_down_counter("db.client.connections.usage")
     StatementTracer(  # type: ignore[no-untyped-call]
         _client_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
         getattr(engine, "sync_engine", engine),
-        usage,
+        None,  # the connection-usage counter: never used, its listeners are not registered
     )
 
 
@@ -189,9 +209,15 @@ def span(
     background loop), of ``parent`` (a traceparent)."""
     if _tracer is None:
         return _NULL
+    current = trace.get_current_span()
+    current_context = current.get_span_context()
     context = None
-    if parent and not trace.get_current_span().get_span_context().is_valid:
-        context = _PROPAGATOR.extract({"traceparent": parent})
+    if not current_context.is_valid:
+        if parent:
+            context = _PROPAGATOR.extract({"traceparent": parent})
+    elif _root_ratio is not None and not current_context.trace_flags.sampled:
+        # What the client tracer hands back under an unsampled parent, without the calls.
+        return nullcontext(current)
     return _tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
 
 

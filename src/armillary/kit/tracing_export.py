@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -67,6 +68,27 @@ def _strip_query(value: str) -> str:
     return value.split("?", 1)[0].split("#", 1)[0]
 
 
+@lru_cache(maxsize=1024)
+def _rule(key: str) -> str:
+    """What scrubbing does with an attribute of this name: drop, url, path or keep. Few
+    names recur in every span, so the regex runs once per name, not once per span."""
+    name = key.lower()
+    if name.startswith(("http.request.header.", "http.response.header.")):
+        return "keep" if name.rsplit(".", 1)[-1] in _KEEP_HEADERS else "drop"
+    if name in _DROPPED or (_SECRET_NAME.search(name) and key != REQUEST_ID):
+        return "drop"
+    return "url" if name in _URLS else "path" if name in _PATHS else "keep"
+
+
+def _may_hold_credential(value: str) -> bool:
+    """False only when ``_SECRET_VALUE`` cannot match: an ASCII string without either word
+    (case-insensitive matching can pair other characters with ASCII letters)."""
+    if not value.isascii():
+        return True
+    lowered = value.lower()
+    return "bearer" in lowered or "basic" in lowered
+
+
 def scrub_attributes(attributes: Mapping[str, Any] | None, *, server: bool) -> dict[str, Any]:
     """The attributes a span may export (see the module doc)."""
     if not attributes:
@@ -74,21 +96,19 @@ def scrub_attributes(attributes: Mapping[str, Any] | None, *, server: bool) -> d
     route = attributes.get("http.route")
     kept: dict[str, Any] = {}
     for key, value in attributes.items():
-        name = key.lower()
-        if name.startswith(("http.request.header.", "http.response.header.")):
-            if name.rsplit(".", 1)[-1] not in _KEEP_HEADERS:
-                continue
-        elif name in _DROPPED or (_SECRET_NAME.search(name) and key != REQUEST_ID):
+        rule = _rule(key)
+        if rule == "drop":
             continue
         if isinstance(value, str):
-            if name in _URLS:
+            if rule == "url":
                 value = _strip_query(value)
                 if server and route:
                     parts = urlsplit(value)
                     value = urlunsplit((parts.scheme, parts.netloc, str(route), "", ""))
-            elif name in _PATHS:
+            elif rule == "path":
                 value = str(route) if server and route else _strip_query(value)
-            value = _SECRET_VALUE.sub(r"\1 [redacted]", value)
+            if _may_hold_credential(value):
+                value = _SECRET_VALUE.sub(r"\1 [redacted]", value)
         kept[key] = value
     return kept
 

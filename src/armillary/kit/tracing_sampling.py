@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 # so tasks the request starts (they copy the variable) never see it again.
 _EDGE_SAMPLED: ContextVar[list[bool] | None] = ContextVar("armillary_edge_sampled", default=None)
 _IDS = RandomIdGenerator()
+_PROPAGATION_HEADERS = frozenset({b"traceparent", b"tracestate", b"baggage"})
 
 
 def unsampled_parent(context: otel_context.Context | None = None) -> SpanContext | None:
@@ -106,7 +107,10 @@ class SampledServerSpans:
             target = self.app if current.trace_flags.sampled else self.untraced
             await target(scope, receive, send)
             return
-        incoming = propagate.extract(_Headers(scope))
+        headers = _Headers(scope)
+        # Without a propagation header (a new trace, the usual case at the edge), what the
+        # propagators would extract is an empty context: skip them.
+        incoming = propagate.extract(headers) if headers else otel_context.Context()
         remote = trace.get_current_span(incoming).get_span_context()
         if remote.is_valid and remote.trace_flags.sampled:
             await self.app(scope, receive, send)
@@ -149,9 +153,9 @@ class _Headers(Mapping[str, str]):
     def __init__(self, scope: Scope) -> None:
         self._values: dict[str, str] = {}
         for key, value in scope.get("headers", ()):
-            name = key.decode("latin-1").lower()
-            if name in ("traceparent", "tracestate", "baggage"):
-                self._values[name] = value.decode("latin-1")
+            # ASGI servers lower-case header names; compare the bytes, decode only hits.
+            if key in _PROPAGATION_HEADERS:
+                self._values[key.decode("latin-1")] = value.decode("latin-1")
 
     def __getitem__(self, key: str) -> str:
         return self._values[key]
