@@ -301,7 +301,8 @@ def test_in_process_is_refused_for_any_type_but_noop(task_type: str, params: Any
     errors = validate_spec(document).errors
     refused = [e for e in errors if e.kind == ErrorKind.ISOLATION_NOT_ALLOWED]
     assert [e.path for e in refused] == ["tasks[0].isolation"]
-    assert "'user-code'" in refused[0].message and f"'{task_type}'" in refused[0].message
+    assert "'user-code'" in refused[0].message
+    assert f"'{task_type}'" in refused[0].message
 
 
 def test_noop_may_run_in_process_and_sandbox_is_the_default() -> None:
