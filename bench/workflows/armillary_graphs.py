@@ -1,15 +1,15 @@
 """The Armillary side of the workflow benchmark, through its HTTP API.
 
     .venv/bin/python bench/workflows/armillary_graphs.py --db sqlite|postgres \
-        [--graphs chain,fanout] [--reps 3] [--warmup 1] [--workers 2]
+        [--graphs chain,fanout,chain-python] [--reps 3] [--warmup 1] [--workers 2] [--in-process]
 
 Starts the platform the way `make run` does, in its own process on a free loopback port, with
 a temporary ``ARMILLARY_HOME``: ``armillary db upgrade``, then ``armillary up --workers N``.
 
   sqlite    the embedded default: SQLite under ARMILLARY_HOME, no Redis.
   postgres  ``ARMILLARY_DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/
-            armillary_bench_workflows``; that database is dropped and recreated each run
-            (and dropped at the end). No Redis either, so only the database differs.
+            armillary_bench_workflows`` (or ``$BENCH_WORKFLOWS_DB``); that database is dropped
+            and recreated each run (and dropped at the end). No Redis either, so only the database differs.
 
 Both runs raise the API rate limits (like bench/auth_get) so the client's polling is never
 refused, and use cheap argon2 settings so logging in is fast; all else is default.
@@ -19,6 +19,11 @@ two workflows of ``noop`` tasks (``params: {}``):
 
   bench-chain   t1 -> t2 -> ... -> t100 via ``needs``                    (100 tasks)
   bench-fanout  start -> m1..m1000 -> join (join needs all 1,000)        (1,002 tasks)
+  bench-chain-python  the chain of ``python`` tasks (inline ``def main(): return {}``),
+                always sandboxed: what user code costs per task (not in the default graphs)
+
+``--in-process`` gives the ``noop`` tasks ``isolation: in_process`` (ADR 0047): they run in
+the worker's process without a sandbox; ``python`` tasks stay in their sandboxes.
 
 Each repetition starts a job (``POST /api/v1/projects/{p}/workflows/{w}/jobs``) and polls the
 project's job list (limit 1, every 50 ms: a light request) until the job is terminal, then
@@ -56,7 +61,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
 LOGS = RESULTS / "logs"
-DB_NAME = "armillary_bench_workflows"
+# Another name keeps two runs on one PostgreSQL (from two checkouts) from dropping each other's.
+DB_NAME = os.environ.get("BENCH_WORKFLOWS_DB", "armillary_bench_workflows")
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_NAME}"
 ADMIN_EMAIL = "bench-admin@armillary.dev"
@@ -86,19 +92,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def chain_spec() -> dict[str, Any]:
+PYTHON_TASK = {"type": "python", "params": {"source": "def main():\n    return {}\n"}}
+
+
+def noop(in_process: bool) -> dict[str, Any]:
+    """A ``noop`` task's type and params, opted out of the sandbox with ``in_process``."""
+    return {"type": "noop", "params": {}, **({"isolation": "in_process"} if in_process else {})}
+
+
+def chain_spec(in_process: bool = False) -> dict[str, Any]:
     tasks = [
-        {"name": f"t{i}", "type": "noop", "params": {}, "needs": [f"t{i - 1}"] if i > 1 else []}
+        {"name": f"t{i}", **noop(in_process), "needs": [f"t{i - 1}"] if i > 1 else []}
         for i in range(1, CHAIN_LENGTH + 1)
     ]
     return {"name": "bench-chain", "description": "100-task no-op chain", "tasks": tasks}
 
 
-def fanout_spec() -> dict[str, Any]:
+def python_chain_spec(in_process: bool = False) -> dict[str, Any]:
+    """The chain of ``python`` tasks: user code, always in a sandbox (``in_process`` aside)."""
+    tasks = [
+        {"name": f"t{i}", **PYTHON_TASK, "needs": [f"t{i - 1}"] if i > 1 else []}
+        for i in range(1, CHAIN_LENGTH + 1)
+    ]
+    return {"name": "bench-chain-python", "description": "100-task python chain", "tasks": tasks}
+
+
+def fanout_spec(in_process: bool = False) -> dict[str, Any]:
     middle = [f"m{i}" for i in range(1, FANOUT_WIDTH + 1)]
-    tasks: list[dict[str, Any]] = [{"name": "start", "type": "noop", "params": {}}]
-    tasks += [{"name": n, "type": "noop", "params": {}, "needs": ["start"]} for n in middle]
-    tasks.append({"name": "join", "type": "noop", "params": {}, "needs": middle})
+    tasks: list[dict[str, Any]] = [{"name": "start", **noop(in_process)}]
+    tasks += [{"name": n, **noop(in_process), "needs": ["start"]} for n in middle]
+    tasks.append({"name": "join", **noop(in_process), "needs": middle})
     return {
         "name": "bench-fanout",
         "description": "1 -> 1,000 -> 1 no-op fan-out/in",
@@ -106,7 +129,7 @@ def fanout_spec() -> dict[str, Any]:
     }
 
 
-SPECS = {"chain": chain_spec, "fanout": fanout_spec}
+SPECS = {"chain": chain_spec, "fanout": fanout_spec, "chain-python": python_chain_spec}
 
 
 def _ts(value: str | None) -> float | None:
@@ -400,6 +423,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--start-timeout", type=float, default=120.0)
     parser.add_argument("--job-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="noop tasks run in the worker's process, without a sandbox (ADR 0047)",
+    )
     args = parser.parse_args()
 
     results: dict[str, list[dict[str, Any]]] = {}
@@ -410,7 +438,7 @@ def main() -> None:
         headers = seed(client, platform)
         graphs = [g for g in args.graphs.split(",") if g]
         for graph in graphs:
-            spec = SPECS[graph]()
+            spec = SPECS[graph](args.in_process)
             _ok(
                 client.post(f"/api/v1/projects/{PROJECT}/workflows", json=spec, headers=headers),
                 {200, 201},
@@ -424,7 +452,8 @@ def main() -> None:
                 summary["warmup"] = i < args.warmup
                 runs.append(summary)
                 print(
-                    f"armillary {args.db} {graph} run {i}: {summary['wall_s']:.2f}s "
+                    f"armillary {args.db}{' in-process' if args.in_process else ''} "
+                    f"{graph} run {i}: {summary['wall_s']:.2f}s "
                     f"{summary['tasks_per_s']:.1f} tasks/s (client {summary['client_wall_s']:.2f}s)",
                     file=sys.stderr,
                     flush=True,
@@ -435,7 +464,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "contender": f"armillary-{args.db}",
+                "contender": f"armillary-{args.db}{'-inproc' if args.in_process else ''}",
                 "graphs": results,
                 "workers_flag": workers_flag,
                 "command": f"armillary up{' --workers ' + str(args.workers) if workers_flag else ''}",

@@ -14,8 +14,11 @@ environments under bench/.venvs/, outside uv.lock, created here when missing):
   armillary-sqlite    `armillary up --workers 2`, embedded defaults (SQLite)
   armillary-postgres  the same on PostgreSQL (database armillary_bench_workflows)
                                                                     armillary_graphs.py
+  armillary-postgres-inproc  the same, its noop tasks with `isolation: in_process` (ADR 0047):
+                      run in the worker's process, no sandbox (not in the default run)
 
-Graphs: a 100-task chain and a 1,002-task fan-out/fan-in (start -> 1,000 -> join). Each
+Graphs: a 100-task chain and a 1,002-task fan-out/fan-in (start -> 1,000 -> join); for
+Armillary only, `--graphs chain-python` (the chain of `python` tasks, always sandboxed). Each
 contender runs each graph once to warm up, then --reps times (default 3); the table shows the
 median of each figure over the repetitions. Results: bench/workflows/results.json (all runs,
 the table and the ratios), bench/results/workflows.md, logs in bench/results/logs/.
@@ -50,7 +53,15 @@ CELERY_VENV = VENVS / "celery"
 PREFECT_REQS = ["prefect>=3,<4", "prefect-dask"]
 CELERY_REQS = ["celery[redis]>=5,<6"]
 CONTENDERS = ["prefect-thread", "prefect-dask", "celery", "armillary-sqlite", "armillary-postgres"]
-GRAPH_LABEL = {"chain": "chain, 100 tasks", "fanout": "fan-out/in, 1 + 1,000 + 1 tasks"}
+# Opt-in contenders: measured when --only names them.
+EXTRA_CONTENDERS = ["armillary-postgres-inproc"]
+ARMILLARY = ["armillary-sqlite", "armillary-postgres", "armillary-postgres-inproc"]
+GRAPH_LABEL = {
+    "chain": "chain, 100 tasks",
+    "fanout": "fan-out/in, 1 + 1,000 + 1 tasks",
+    "chain-python": "chain, 100 python tasks",
+}
+ARMILLARY_ONLY_GRAPHS = {"chain-python"}
 TARGET_P50_MS = 50.0
 TARGET_P99_MS = 250.0
 TARGET_RATIO = 2.0
@@ -129,7 +140,10 @@ def _loadavg() -> float:
 
 
 def command(contender: str, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
-    common = ["--graphs", args.graphs, "--reps", str(args.reps), "--warmup", str(args.warmup)]
+    graphs = args.graphs
+    if not contender.startswith("armillary-"):
+        graphs = ",".join(g for g in args.graphs.split(",") if g not in ARMILLARY_ONLY_GRAPHS)
+    common = ["--graphs", graphs, "--reps", str(args.reps), "--warmup", str(args.warmup)]
     if contender.startswith("prefect-"):
         runner = contender.split("-", 1)[1]
         home = tempfile.mkdtemp(prefix="bench-prefect-home-")
@@ -154,7 +168,7 @@ def command(contender: str, args: argparse.Namespace) -> tuple[list[str], dict[s
             ],
             clean_env(),
         )
-    db = contender.split("-", 1)[1]
+    db = contender.split("-")[1]
     return (
         [
             sys.executable,
@@ -166,6 +180,7 @@ def command(contender: str, args: argparse.Namespace) -> tuple[list[str], dict[s
             str(args.workers),
             "--start-timeout",
             str(args.start_timeout),
+            *(["--in-process"] if contender.endswith("-inproc") else []),
         ],
         clean_env(),
     )
@@ -253,7 +268,7 @@ def report(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> tuple[st
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     table: dict[str, dict[str, Any]] = {}
-    for contender in CONTENDERS:
+    for contender in CONTENDERS + EXTRA_CONTENDERS:
         result = results.get(contender)
         if result is None:
             continue
@@ -287,14 +302,14 @@ def report(results: dict[str, dict[str, Any]], meta: dict[str, Any]) -> tuple[st
     ]
     ratios: dict[str, Any] = {}
     failed = {c: r["error"] for c, r in results.items() if "error" in r}
-    for db in ("sqlite", "postgres"):
-        arm = table.get(f"armillary-{db}")
+    for name in ARMILLARY:
+        if name in EXTRA_CONTENDERS and name not in results:
+            continue
+        arm = table.get(name)
         for graph in graphs:
-            key = f"armillary-{db}/{graph}"
+            key = f"{name}/{graph}"
             if arm is None or graph not in arm:
-                ratios[key] = "pending" + (
-                    f": {failed[f'armillary-{db}']}" if f"armillary-{db}" in failed else ""
-                )
+                ratios[key] = "pending" + (f": {failed[name]}" if name in failed else "")
                 continue
             a = arm[graph]
             entry: dict[str, Any] = {}
@@ -377,7 +392,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(HERE / "results.json"))
     args = parser.parse_args()
     contenders = [c for c in args.only.split(",") if c]
-    unknown = set(contenders) - set(CONTENDERS)
+    unknown = set(contenders) - set(CONTENDERS + EXTRA_CONTENDERS)
     if unknown:
         raise SystemExit(f"unknown contenders: {sorted(unknown)}")
 

@@ -29,6 +29,11 @@ TASK_DURATION = Histogram(
 TASK_ATTEMPTS = Counter(
     "armillary_task_attempts_total", "Task attempts started by workers", ["type"]
 )
+TASK_ATTEMPTS_IN_PROCESS = Counter(
+    "armillary_task_attempts_in_process_total",
+    "Task attempts run in the worker's process, without a sandbox (ADR 0047)",
+    ["type"],
+)
 QUEUE_DEPTH = Gauge("armillary_tasks_queued", "Task runs queued and waiting for a worker")
 RUNNING = Gauge("armillary_tasks_running", "Task runs running under a worker's lease")
 QUEUE_AGE = Gauge(

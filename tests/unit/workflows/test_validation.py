@@ -279,3 +279,42 @@ def test_a_data_task_reads_only_upstream_tables() -> None:
     ]
     spec["tasks"][2]["needs"] = ["a", "b"]
     assert validate_spec(spec, types).ok
+
+
+@pytest.mark.parametrize(
+    ("task_type", "params"),
+    [
+        ("python", {"source": "def main():\n    return {}\n"}),
+        ("transform", {"sql": "select 1"}),
+        ("ingest", {"dataset": "d", "source": {"url": "https://example.com/a.csv"}}),
+        ("sleep", {"seconds": 0}),
+    ],
+)
+def test_in_process_is_refused_for_any_type_but_noop(task_type: str, params: Any) -> None:
+    """User code (and anything but the trusted built-ins) always runs in a sandbox (ADR 0047)."""
+    document = {
+        "name": "w",
+        "tasks": [
+            {"name": "user-code", "type": task_type, "params": params, "isolation": "in_process"}
+        ],
+    }
+    errors = validate_spec(document).errors
+    refused = [e for e in errors if e.kind == ErrorKind.ISOLATION_NOT_ALLOWED]
+    assert [e.path for e in refused] == ["tasks[0].isolation"]
+    assert "'user-code'" in refused[0].message
+    assert f"'{task_type}'" in refused[0].message
+
+
+def test_noop_may_run_in_process_and_sandbox_is_the_default() -> None:
+    document = {
+        "name": "w",
+        "tasks": [
+            {"name": "a", "type": "noop", "isolation": "in_process"},
+            {"name": "b", "type": "python", "params": {"source": "def main():\n  return {}\n"}},
+        ],
+    }
+    result = validate_spec(document)
+    assert result.ok, result.errors
+    assert result.spec is not None
+    assert [t.isolation for t in result.spec.tasks] == ["in_process", "sandbox"]
+    assert errors_of({**document, "tasks": [{"name": "a", "type": "noop", "isolation": "vm"}]})

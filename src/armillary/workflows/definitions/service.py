@@ -19,7 +19,7 @@ from armillary.kit.errors import Conflict, NotFound, Unprocessable
 from armillary.kit.ids import parse_uuid
 
 from ..components import SERVICE
-from ..specs.schema import NAME_PATTERN, WorkflowSpec
+from ..specs.schema import NAME_PATTERN, SANDBOX, WorkflowSpec
 from ..specs.validation import validate_spec
 from . import repository as repo
 from .models import Workflow, WorkflowVersion
@@ -40,8 +40,14 @@ def checked_spec(document: Any, task_types: Mapping[str, TaskTypeContract]) -> W
 
 
 def canonical(spec: WorkflowSpec) -> tuple[dict[str, Any], str]:
-    """The spec as stored (defaults filled in) and the SHA-256 of its canonical JSON."""
+    """The spec as stored (defaults filled in) and the SHA-256 of its canonical JSON.
+
+    A task's ``isolation`` is stored only when it opts out of the sandbox: a spec written
+    before the field existed keeps its hash, and an opt-in stands out in the version."""
     data = spec.model_dump(mode="json")
+    for task in data["tasks"]:
+        if task.get("isolation") == SANDBOX:
+            del task["isolation"]
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return data, hashlib.sha256(text.encode()).hexdigest()
 

@@ -61,6 +61,8 @@ class Claim:
     datasets_write: frozenset[str] = frozenset()
     # The job's submission's trace context (ADR 0031): the attempt's span is its child.
     traceparent: str | None = None
+    # What the spec asked: "sandbox", or "in_process" for a trusted built-in type (ADR 0047).
+    isolation: str = "sandbox"
 
 
 class LateResult(Exception):
@@ -137,6 +139,7 @@ async def claim(
                 timeout_seconds=run.timeout_seconds,
                 bundle=await _bundle(session, run, job.project_id, params),
                 attempt_id=attempt_ids[run.id],
+                isolation=run.isolation,
                 datasets_read=named[run.job_id][0],
                 datasets_write=named[run.job_id][1],
                 traceparent=job.traceparent,

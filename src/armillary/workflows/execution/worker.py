@@ -40,7 +40,8 @@ from ..jobs.transitions import TransitionRejected
 from ..logs.store import LogWriter
 from ..scheduling import dispatch, signals
 from ..settings import WorkflowSettings
-from . import claims
+from ..specs.schema import SANDBOX
+from . import claims, in_process
 from .claims import Claim, LateResult
 from .protocol import AttemptResult, AttemptSpec, Executor, Outcome, ResourceLimits
 
@@ -247,6 +248,15 @@ class Worker:
         self, claimed: Claim, writer: LogWriter, cancel: asyncio.Event
     ) -> AttemptResult:
         workdir = self.work_root / "attempts" / uuid.uuid4().hex
+        if in_process.allowed(claimed.isolation, claimed.task_type):
+            return await self._execute_in_process(claimed, workdir, writer, cancel)
+        if claimed.isolation != SANDBOX:
+            # Checked again here: a spec stored before a rule changed gets the sandbox.
+            log.warning("worker.in_process_refused", task=claimed.task, type=claimed.task_type)
+            await writer.write(
+                f"[armillary] isolation {claimed.isolation!r} is not allowed for type "
+                f"{claimed.task_type!r}: running in a sandbox\n".encode()
+            )
         try:
             token = await self._token_when_possible(claimed, cancel)
             bundle_dir = await self._bundle_dir(claimed)
@@ -280,6 +290,29 @@ class Worker:
         with tracing.span("task child", attributes=_span_attributes(claimed)):
             spec = replace(spec, traceparent=tracing.traceparent())
             return await self.executor.run(spec, on_log=writer.write, cancel=cancel)
+
+    async def _execute_in_process(
+        self, claimed: Claim, workdir: Path, writer: LogWriter, cancel: asyncio.Event
+    ) -> AttemptResult:
+        """A trusted built-in type in this process (ADR 0047): no sandbox, and no job token,
+        as it calls no API; lease, heartbeat, log and report are the same as for the rest."""
+        metrics.TASK_ATTEMPTS_IN_PROCESS.labels(claimed.task_type).inc()
+        spec = AttemptSpec(
+            attempt_id=claimed.attempt_id.hex,
+            job_id=str(claimed.job_id),
+            project_id=str(claimed.project_id),
+            task=claimed.task,
+            task_type=claimed.task_type,
+            params=claimed.params,
+            inputs=claimed.inputs,
+            declared_outputs=claimed.declared_outputs,
+            limits=ResourceLimits(wall_seconds=claimed.timeout_seconds),
+            api_url=self.api_url,
+            job_token="",
+        )
+        with tracing.span("task in_process", attributes=_span_attributes(claimed)):
+            spec = replace(spec, traceparent=tracing.traceparent())
+            return await in_process.run(spec, workdir, on_log=writer.write, cancel=cancel)
 
     async def _token_when_possible(self, claimed: Claim, cancel: asyncio.Event) -> str:
         """:meth:`_token`, retried while identity (or its database) is away: an outage is no

@@ -91,6 +91,7 @@ def task_run_out(run: TaskRun) -> TaskRunOut:
         artifacts=run.artifacts,
         report=run.report,
         cached_from=run.cached_from,
+        isolation=run.isolation,
         attempts=attempts,
         # Attempts come ordered by number: the last is the latest.
         progress=attempts[-1].progress if attempts else None,

@@ -113,6 +113,8 @@ class TaskRun(Base):
     timeout_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     retry_backoff_seconds: Mapped[float] = mapped_column(Float, default=10.0, server_default="10")
     cache: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # "sandbox", or "in_process" for a trusted built-in type the spec opted in (ADR 0047).
+    isolation: Mapped[str] = mapped_column(String(16), default="sandbox", server_default="sandbox")
     # SHA-256 of type, resolved params and input hashes: equal keys may reuse outputs.
     cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     cached_from: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)

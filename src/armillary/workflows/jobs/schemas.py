@@ -82,6 +82,10 @@ class TaskRunOut(BaseModel):
         default=None, description="The task's data quality report, also when it failed"
     )
     cached_from: UUID | None = None
+    isolation: str = Field(
+        default="sandbox",
+        description="`sandbox`, or `in_process`: the spec let this built-in task skip the sandbox",
+    )
     attempts: list[TaskAttemptOut] = []
     progress: ProgressOut | None = Field(default=None, description="The latest attempt's progress")
 

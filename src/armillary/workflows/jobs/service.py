@@ -20,6 +20,7 @@ from ..definitions import repository as workflows_repo
 from ..definitions import service as workflows
 from ..definitions.models import Workflow
 from ..scheduling import signals
+from ..specs.schema import SANDBOX
 from . import repository as repo
 from . import transitions
 from .models import Job, JobState, TaskRun, TaskState, Trigger
@@ -109,6 +110,7 @@ def task_runs(spec: dict[str, Any]) -> list[TaskRun]:
             timeout_seconds=task.get("timeout_seconds"),
             retry_backoff_seconds=float(task.get("retry_backoff_seconds", 10.0)),
             cache=bool(task.get("cache", False)),
+            isolation=str(task.get("isolation", SANDBOX)),
             fencing_token=0,
             attempts=[],
         )

@@ -10,7 +10,7 @@ evaluated; see :mod:`armillary.workflows.specs.references`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,15 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
+
+# Where an attempt runs: in a sandbox (always, unless the spec opts out), or inside the
+# worker's own process, for the trusted built-in types below only (ADR 0047).
+SANDBOX: Final = "sandbox"
+IN_PROCESS: Final = "in_process"
+Isolation = Literal["sandbox", "in_process"]
+# Types that run no user code and need neither the API nor limits: `noop` only. Never
+# `python`, `transform` (user SQL), `ingest`, code bundles or anything that calls out.
+IN_PROCESS_TYPES = frozenset({"noop"})
 
 
 class ScheduleSpec(BaseModel):
@@ -65,6 +74,14 @@ class TaskSpec(BaseModel):
     cache: bool = Field(
         default=False,
         description="Reuse the outputs of an earlier run with the same type, params and inputs",
+    )
+    isolation: Isolation = Field(
+        default=SANDBOX,
+        description=(
+            "`sandbox` (the default), or `in_process`: run inside the worker without a "
+            "sandbox, an opt-in allowed only for the trusted built-in types "
+            f"{', '.join(sorted(IN_PROCESS_TYPES))} (ADR 0047)"
+        ),
     )
 
 

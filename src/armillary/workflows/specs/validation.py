@@ -19,7 +19,7 @@ from armillary.contracts.suggestions import did_you_mean
 from armillary.contracts.tasks import TASK_TYPES, TaskTypeContract
 
 from . import references
-from .schema import TaskSpec, WorkflowSpec
+from .schema import IN_PROCESS, IN_PROCESS_TYPES, TaskSpec, WorkflowSpec
 
 
 class ErrorKind(StrEnum):
@@ -35,6 +35,8 @@ class ErrorKind(StrEnum):
     UNKNOWN_OUTPUT = "unknown_output"
     UNKNOWN_PARAMETER = "unknown_parameter"
     INPUT_NOT_UPSTREAM = "input_not_upstream"
+    # `isolation: in_process` on a type that must run in a sandbox (ADR 0047).
+    ISOLATION_NOT_ALLOWED = "isolation_not_allowed"
     # Made by the server only: an object a task names does not exist in the project.
     MISSING_OBJECT = "missing_object"
 
@@ -91,6 +93,7 @@ def validate_spec(
     graph = _check_needs(tasks, names, declared, result)
     _check_cycles(tasks, graph, result)
     for index, task in tasks:
+        _check_isolation(index, task, result)
         contract = task_types.get(task.type)
         if contract is None:
             known = ", ".join(sorted(task_types))
@@ -112,6 +115,18 @@ def validate_spec(
     if result.ok:
         result.spec = parsed
     return result
+
+
+def _check_isolation(index: int, task: TaskSpec, result: ValidationResult) -> None:
+    """Only the trusted built-in types may skip the sandbox; user code never does."""
+    if task.isolation == IN_PROCESS and task.type not in IN_PROCESS_TYPES:
+        allowed = ", ".join(sorted(IN_PROCESS_TYPES))
+        result.add(
+            f"tasks[{index}].isolation",
+            f"task {task.name!r} of type {task.type!r} cannot run in_process: only the "
+            f"built-in types {allowed} may skip the sandbox (ADR 0047)",
+            ErrorKind.ISOLATION_NOT_ALLOWED,
+        )
 
 
 def join_path(base: str, part: str) -> str:
