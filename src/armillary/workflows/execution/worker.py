@@ -267,21 +267,13 @@ class Worker:
                 Outcome.FAILED, None, f"could not prepare the task: {exc}", None, {}, workdir
             )
         memory = self.settings.task_memory_mb * 1024 * 1024
-        spec = AttemptSpec(
-            attempt_id=claimed.attempt_id.hex,
-            job_id=str(claimed.job_id),
-            project_id=str(claimed.project_id),
-            task=claimed.task,
-            task_type=claimed.task_type,
-            params=claimed.params,
-            inputs=claimed.inputs,
-            declared_outputs=claimed.declared_outputs,
-            limits=ResourceLimits(
+        spec = self._attempt_spec(
+            claimed,
+            ResourceLimits(
                 memory_bytes=memory,
                 cpu_seconds=self.settings.task_cpu_seconds,
                 wall_seconds=claimed.timeout_seconds,
             ),
-            api_url=self.api_url,
             job_token=token,
             bundle_dir=str(bundle_dir) if bundle_dir else None,
         )
@@ -297,7 +289,22 @@ class Worker:
         """A trusted built-in type in this process (ADR 0047): no sandbox, and no job token,
         as it calls no API; lease, heartbeat, log and report are the same as for the rest."""
         metrics.TASK_ATTEMPTS_IN_PROCESS.labels(claimed.task_type).inc()
-        spec = AttemptSpec(
+        spec = self._attempt_spec(
+            claimed, ResourceLimits(wall_seconds=claimed.timeout_seconds), job_token=""
+        )
+        with tracing.span("task in_process", attributes=_span_attributes(claimed)):
+            spec = replace(spec, traceparent=tracing.traceparent())
+            return await in_process.run(spec, workdir, on_log=writer.write, cancel=cancel)
+
+    def _attempt_spec(
+        self,
+        claimed: Claim,
+        limits: ResourceLimits,
+        *,
+        job_token: str,
+        bundle_dir: str | None = None,
+    ) -> AttemptSpec:
+        return AttemptSpec(
             attempt_id=claimed.attempt_id.hex,
             job_id=str(claimed.job_id),
             project_id=str(claimed.project_id),
@@ -306,13 +313,11 @@ class Worker:
             params=claimed.params,
             inputs=claimed.inputs,
             declared_outputs=claimed.declared_outputs,
-            limits=ResourceLimits(wall_seconds=claimed.timeout_seconds),
+            limits=limits,
             api_url=self.api_url,
-            job_token="",
+            job_token=job_token,
+            bundle_dir=bundle_dir,
         )
-        with tracing.span("task in_process", attributes=_span_attributes(claimed)):
-            spec = replace(spec, traceparent=tracing.traceparent())
-            return await in_process.run(spec, workdir, on_log=writer.write, cancel=cancel)
 
     async def _token_when_possible(self, claimed: Claim, cancel: asyncio.Event) -> str:
         """:meth:`_token`, retried while identity (or its database) is away: an outage is no
