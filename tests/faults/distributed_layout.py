@@ -227,10 +227,11 @@ async def wait_jobs(
 
 
 def read_paths(scene: Scene) -> dict[str, str]:
-    """A read of each service's for ``scene``'s project."""
+    """A read of each service's for ``scene``'s project, each from the database (identity's
+    project page answers from the cached access answer, ADR 0048: its members do not)."""
     base = f"/api/v1/projects/{scene.project}"
     return {
-        "identity": base,
+        "identity": f"{base}/members",
         "data": f"{base}/datasets",
         "workflows": f"{base}/workflows",
         "registry": f"{base}/models",
